@@ -1,0 +1,218 @@
+"""Terminal configuration (counter kiosk, staff station, lamp agent): TOML → frozen dataclasses.
+
+Every key is documented in ``docs/configuration.md``. Unknown keys are errors (a typo must not be
+silently ignored) and every error names the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from relay_server.tomlconf import ConfigError, Section, load
+
+__all__ = [
+    "AudioConfig", "CameraConfig", "ConfigError", "LampConfig", "MediaConfig", "NetworkConfig",
+    "RelayLink", "TerminalConfig", "UiConfig", "load_terminal_config",
+]
+
+LAMP_DRIVERS = ("lcus", "ascii", "none")
+ROTATIONS = (0, 90, 180, 270)
+
+
+@dataclass(frozen=True)
+class RelayLink:
+    url: str
+    token: str
+    ca_file: str = ""
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    language: str = "ja"
+    fullscreen: bool = False
+    width: int = 1280
+    height: int = 800
+    screen_width_mm: float = 344.0  # physical width of the screen, for touch target sizes
+    idle_timeout: float = 60.0  # seconds without a touch before a non-call screen returns to Start
+    result_timeout: float = 20.0  # unanswered/closed/unavailable screens return to Start after this
+    thanks_timeout: float = 8.0
+    pin: str = ""  # technician menu PIN; empty = menu disabled
+    font: str = ""  # path to a CJK font; empty = found automatically
+    ring_sound: bool = True
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    source: str
+    width: int
+    height: int
+    fps: float
+    rotation: int = 0
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    input: str = "synthetic:tone"
+    output: str = "null"
+    tone_hz: float = 440.0
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    # Local addresses ICE may use; empty = every interface (aioice's default, minus loopback).
+    ice_addresses: tuple[str, ...] = ()
+    codec: str = "vp8"
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    camera: CameraConfig | None
+    document_camera: CameraConfig | None
+    audio: AudioConfig
+    network: NetworkConfig
+
+
+@dataclass(frozen=True)
+class LampConfig:
+    driver: str
+    port: str
+    channels: dict[str, int]  # department id → 1-based channel
+    blink: bool = False
+    in_call_channel: int = 0  # 0 = none
+    fault_channel: int = 0  # 0 = none
+    baudrate: int = 9600
+    ack_timeout: float = 0.5
+
+
+@dataclass(frozen=True)
+class TerminalConfig:
+    path: Path
+    relay: RelayLink
+    ui: UiConfig = field(default_factory=UiConfig)
+    media: MediaConfig | None = None
+    lamp: LampConfig | None = None
+
+    def with_overrides(self, **changes: Any) -> TerminalConfig:
+        return replace(self, **changes)
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _parse_relay(sec: Section) -> RelayLink:
+    url = sec.get("url", str, check=lambda u: None if u.startswith(("ws://", "wss://"))
+                  else "must start with ws:// or wss://")
+    token = sec.get("token", str, check=lambda t: None if t else "must not be empty")
+    ca_file = sec.get("ca_file", str, "")
+    sec.done()
+    return RelayLink(url, token, ca_file)
+
+
+def _parse_ui(sec: Section) -> UiConfig:
+    d = UiConfig()
+    ui = UiConfig(
+        language=sec.get("language", str, d.language,
+                         check=lambda v: None if v in ("ja", "en") else "must be 'ja' or 'en'"),
+        fullscreen=sec.get("fullscreen", bool, d.fullscreen),
+        width=sec.get("width", int, d.width, check=_positive),
+        height=sec.get("height", int, d.height, check=_positive),
+        screen_width_mm=sec.get("screen_width_mm", float, d.screen_width_mm, check=_positive),
+        idle_timeout=sec.get("idle_timeout", float, d.idle_timeout, check=_positive),
+        result_timeout=sec.get("result_timeout", float, d.result_timeout, check=_positive),
+        thanks_timeout=sec.get("thanks_timeout", float, d.thanks_timeout, check=_positive),
+        pin=sec.get("pin", str, d.pin, check=lambda p: None if p == "" or p.isdigit()
+                    else "must be digits only"),
+        font=sec.get("font", str, d.font),
+        ring_sound=sec.get("ring_sound", bool, d.ring_sound),
+    )
+    sec.done()
+    return ui
+
+
+def _parse_camera(sec: Section, default_source: str, size: tuple[int, int], fps: float) -> CameraConfig | None:
+    if sec.has("enabled") and not sec.get("enabled", bool):
+        sec.done(["source", "width", "height", "fps", "rotation"])
+        return None
+    cam = CameraConfig(
+        source=sec.get("source", str, default_source),
+        width=sec.get("width", int, size[0], check=_positive),
+        height=sec.get("height", int, size[1], check=_positive),
+        fps=sec.get("fps", float, fps, check=_positive),
+        rotation=sec.get("rotation", int, 0,
+                         check=lambda r: None if r in ROTATIONS else "must be 0, 90, 180 or 270"),
+    )
+    sec.done(["enabled"])
+    return cam
+
+
+def _parse_media(root: Section, role: str) -> MediaConfig:
+    camera = _parse_camera(root.section("camera"), "synthetic:camera", (1280, 720), 30.0)
+    doc_sec = root.section("document_camera")
+    if role == "counter":
+        document = _parse_camera(doc_sec, "synthetic:document", (1920, 1080), 5.0)
+    else:
+        if doc_sec.data:
+            raise doc_sec.error("source", "only a counter terminal has a document camera")
+        document = None
+    a = root.section("audio")
+    audio = AudioConfig(
+        input=a.get("input", str, AudioConfig.input),
+        output=a.get("output", str, AudioConfig.output),
+        tone_hz=a.get("tone_hz", float, AudioConfig.tone_hz, check=_positive),
+    )
+    a.done()
+    n = root.section("network")
+    net = NetworkConfig(
+        ice_addresses=tuple(n.get_list("ice_addresses", str, [])),
+        codec=n.get("codec", str, "vp8", check=lambda c: None if c in ("vp8", "h264")
+                    else "must be 'vp8' or 'h264'"),
+    )
+    n.done()
+    return MediaConfig(camera, document, audio, net)
+
+
+def parse_lamp(sec: Section) -> LampConfig:
+    driver = sec.get("driver", str, check=lambda d: None if d in LAMP_DRIVERS
+                     else f"must be one of {', '.join(LAMP_DRIVERS)}")
+    port = sec.get("port", str, "" if driver == "none" else ...)
+    ch = sec.section("channels")
+    channels: dict[str, int] = {}
+    for dept in ch.data:
+        channels[dept] = ch.get(dept, int, check=lambda n: None if 1 <= n <= 64 else "channel must be 1..64")
+    lamp = LampConfig(
+        driver=driver,
+        port=port,
+        channels=channels,
+        blink=sec.get("blink", bool, False),
+        in_call_channel=sec.get("in_call_channel", int, 0),
+        fault_channel=sec.get("fault_channel", int, 0),
+        baudrate=sec.get("baudrate", int, 9600, check=_positive),
+        ack_timeout=sec.get("ack_timeout", float, 0.5, check=_positive),
+    )
+    sec.done()
+    return lamp
+
+
+def load_terminal_config(path: str | Path, role: str) -> TerminalConfig:
+    """Load a counter, office or lamp terminal config.
+
+    Args:
+        path: the TOML file.
+        role: ``counter``, ``office`` or ``lamp``: which sections are allowed.
+
+    Raises:
+        ConfigError: naming file, line and key.
+    """
+    file, root = load(path)
+    relay = _parse_relay(root.section("relay", required=True))
+    ui = _parse_ui(root.section("terminal")) if role in ("counter", "office") else UiConfig()
+    media = _parse_media(root, role) if role in ("counter", "office") else None
+    lamp_sec = root.section("lamp", required=(role == "lamp"))
+    lamp = parse_lamp(lamp_sec) if lamp_sec.data or role == "lamp" else None
+    if role == "counter" and lamp is not None:
+        raise root.error("lamp", "a counter terminal has no lamp; lamps belong to the office")
+    root.done()
+    return TerminalConfig(Path(path), relay, ui, media, lamp)

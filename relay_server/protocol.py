@@ -1,0 +1,229 @@
+"""Wire protocol v1: message schemas, parsing and encoding.
+
+This module is the single definition of the protocol shared by the relay and every terminal
+(``docs/protocol.md`` is its prose form). It is pure: it turns text into validated messages and
+messages into text, and raises :class:`ProtocolError` with the error code the relay sends back.
+
+A message is a plain ``dict`` with a ``"type"`` key. Parsing checks that every required field is
+present with the right JSON type and that no unexpected field is present; unknown types are rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_SIGNAL_DATA_BYTES = 48 * 1024
+
+ROLES = ("counter", "office", "lamp")
+
+# WebSocket close codes used by the relay.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_REPLACED = 4409
+CLOSE_RATE_LIMITED = 4429
+CLOSE_SHUTDOWN = 1001
+
+# Error codes (docs/protocol.md, "Errors").
+ERROR_CODES = (
+    "unauthorized",
+    "bad_message",
+    "unknown_type",
+    "too_large",
+    "rate_limited",
+    "forbidden",
+    "unknown_department",
+    "closed",
+    "unavailable",
+    "unknown_call",
+    "not_member",
+    "not_ringing",
+    "already_answered",
+    "already_in_call",
+    "call_full",
+    "unknown_terminal",
+    "member_offline",
+    "unsupported_protocol",
+)
+
+# Reasons carried by ``ended`` and ``left``.
+END_REASONS = ("hangup", "cancelled", "unanswered", "disconnected", "shutdown", "leave", "declined")
+
+
+class ProtocolError(Exception):
+    """A message that cannot be accepted; ``code`` is one of :data:`ERROR_CODES`."""
+
+    def __init__(self, code: str, message: str, ref: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+        self.extra = extra
+
+    def to_message(self) -> dict[str, Any]:
+        """The ``error`` message the relay sends for this problem."""
+        return error(self.code, self.message, self.ref, **self.extra)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a message schema: its JSON type(s) and whether it must be present."""
+
+    types: tuple[type, ...]
+    required: bool = True
+
+    def describe(self) -> str:
+        names = {str: "string", int: "integer", dict: "object", list: "array", bool: "boolean", float: "number"}
+        return " or ".join(names.get(t, t.__name__) for t in self.types)
+
+
+def _f(*types: type, required: bool = True) -> Field:
+    return Field(types, required)
+
+
+STR = _f(str)
+INT = _f(int)
+OBJ = _f(dict)
+OPT_STR = _f(str, required=False)
+
+# Messages a client may send to the relay, with the roles allowed to send each.
+CLIENT_MESSAGES: dict[str, dict[str, Field]] = {
+    "hello": {"token": STR, "protocol": INT, "client": OPT_STR},
+    "call": {"department": STR},
+    "cancel": {"call": STR},
+    "answer": {"call": STR},
+    "decline": {"call": STR},
+    "invite": {"call": STR, "department": OPT_STR, "terminal": OPT_STR},
+    "leave": {"call": STR},
+    "hangup": {"call": STR},
+    "signal": {"call": STR, "to": STR, "data": OBJ},
+    "status": {"status": STR},
+    "ping": {"id": _f(str, int, required=False)},
+}
+
+CLIENT_ROLES: dict[str, tuple[str, ...]] = {
+    "hello": ROLES,
+    "call": ("counter",),
+    "cancel": ("counter",),
+    "answer": ("office",),
+    "decline": ("office",),
+    "invite": ("office",),
+    "leave": ("office",),
+    "hangup": ("counter", "office"),
+    "signal": ("counter", "office"),
+    "status": ("office",),
+    "ping": ROLES,
+}
+
+# Messages the relay sends, for terminals that want to check what they receive.
+SERVER_MESSAGES: dict[str, dict[str, Field]] = {
+    "welcome": {"terminal": STR, "role": STR, "departments": _f(list), "ice_servers": _f(list)},
+    "error": {"code": STR, "message": STR},
+    "presence": {"departments": OBJ},
+    "ringing": {"call": STR, "department": STR},
+    "incoming": {"call": STR, "department": STR, "from": STR},
+    "answered": {"call": STR, "by": STR},
+    "taken": {"call": STR, "by": STR},
+    "joined": {"call": STR, "terminal": STR},
+    "left": {"call": STR, "terminal": STR, "reason": STR},
+    "declined": {"call": STR, "terminal": STR},
+    "invite_expired": {"call": STR},
+    "ended": {"call": STR, "reason": STR},
+    "signal": {"call": STR, "from": STR, "data": OBJ},
+    "call_state": {"call": STR, "state": STR, "department": STR, "counter": STR, "members": _f(list)},
+    "status": {"status": STR},
+    "pong": {},
+}
+
+STATION_STATUSES = ("available", "away")
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return {str: "string", int: "integer", float: "number", dict: "object", list: "array"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+
+
+def check_fields(msg: Mapping[str, Any], schema: Mapping[str, Field], kind: str) -> None:
+    """Raise ``ProtocolError('bad_message')`` unless ``msg`` matches ``schema``."""
+    for name, field in schema.items():
+        if name not in msg:
+            if field.required:
+                raise ProtocolError("bad_message", f"'{kind}' needs field '{name}' ({field.describe()})", kind)
+            continue
+        value = msg[name]
+        # bool is an int subclass in Python but never a valid integer on the wire.
+        if isinstance(value, bool) and bool not in field.types or not isinstance(value, field.types):
+            raise ProtocolError(
+                "bad_message",
+                f"field '{name}' of '{kind}' must be {field.describe()}, got {_type_name(value)}",
+                kind,
+            )
+    extra = sorted(set(msg) - set(schema) - {"type"})
+    if extra:
+        raise ProtocolError("bad_message", f"unexpected field(s) in '{kind}': {', '.join(extra)}", kind)
+
+
+def parse(raw: str | bytes, schemas: Mapping[str, Mapping[str, Field]] = CLIENT_MESSAGES) -> dict[str, Any]:
+    """Parse one text frame into a validated message.
+
+    Raises:
+        ProtocolError: binary frame, invalid JSON, not an object, missing or unknown type, wrong fields.
+    """
+    if isinstance(raw, bytes | bytearray | memoryview):
+        raise ProtocolError("bad_message", "binary frames are not accepted; send JSON text frames")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"message is {len(raw)} bytes, the limit is {MAX_MESSAGE_BYTES}")
+    try:
+        msg = json.loads(raw)
+    except ValueError as err:
+        raise ProtocolError("bad_message", f"not valid JSON: {err}") from err
+    if not isinstance(msg, dict):
+        raise ProtocolError("bad_message", f"a message must be a JSON object, got {_type_name(msg)}")
+    kind = msg.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_message", "a message needs a string field 'type'")
+    schema = schemas.get(kind)
+    if schema is None:
+        raise ProtocolError("unknown_type", f"unknown message type '{kind}'", kind)
+    check_fields(msg, schema, kind)
+    if kind == "signal" and "data" in msg:
+        size = len(encode(msg["data"]))
+        if size > MAX_SIGNAL_DATA_BYTES:
+            raise ProtocolError(
+                "too_large", f"signal data is {size} bytes, the limit is {MAX_SIGNAL_DATA_BYTES}", kind
+            )
+    if kind == "invite" and ("department" in msg) == ("terminal" in msg):
+        raise ProtocolError("bad_message", "'invite' needs exactly one of 'department' or 'terminal'", kind)
+    if kind == "status" and msg["status"] not in STATION_STATUSES:
+        raise ProtocolError(
+            "bad_message", f"'status' must be one of {', '.join(STATION_STATUSES)}, got '{msg['status']}'", kind
+        )
+    return msg
+
+
+def parse_server(raw: str | bytes) -> dict[str, Any]:
+    """Parse a message received from the relay (lenient about extra fields)."""
+    if isinstance(raw, bytes | bytearray | memoryview):
+        raw = bytes(raw).decode()
+    msg = json.loads(raw)
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise ProtocolError("bad_message", "relay sent something that is not a message")
+    return msg
+
+
+def encode(msg: Mapping[str, Any]) -> str:
+    """Encode a message as compact JSON text (UTF-8 kept readable)."""
+    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+
+
+def error(code: str, message: str, ref: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Build an ``error`` message; ``ref`` is the type of the offending message."""
+    msg: dict[str, Any] = {"type": "error", "code": code, "message": message, "ref": ref}
+    msg.update(extra)
+    return msg

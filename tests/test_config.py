@@ -1,0 +1,56 @@
+"""Config loading: the demo configs load, and mistakes are reported with file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiosk.config import load_terminal_config
+from relay_server.config import ConfigError, load_relay_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_configs_load() -> None:
+    """Every shipped demo config is valid and the demo has at least four departments open all day."""
+    relay = load_relay_config(ROOT / "config/relay.toml")
+    assert len(relay.departments) >= 4
+    assert all(d.hours.always for d in relay.departments.values())
+    for name, role in [("counter", "counter"), ("office", "office"), ("office-2", "office"), ("lamp", "lamp")]:
+        cfg = load_terminal_config(ROOT / f"config/{name}.toml", role)
+        assert cfg.relay.url.startswith("ws://")
+
+
+def test_typo_in_key_names_file_line_and_suggestion(tmp_path: Path) -> None:
+    """A misspelt key is an error that names the file, its line and the key it probably meant."""
+    text = (ROOT / "config/relay.toml").read_text().replace("ring_timeout = 60", "rign_timeout = 60")
+    p = tmp_path / "relay.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_relay_config(p)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("rign_timeout"))
+    assert f"{p}:{line}:" in str(exc.value)
+    assert "did you mean 'ring_timeout'" in str(exc.value)
+
+
+def test_bad_value_in_array_table_is_located(tmp_path: Path) -> None:
+    """A wrong value inside the third [[department]] points at that department's line."""
+    text = (ROOT / "config/relay.toml").read_text()
+    marker = 'id = "hoken"\nname = { ja = "保健福祉課", en = "Health and Welfare Division" }\nhours = "always"'
+    assert marker in text
+    text = text.replace(marker, marker.replace('"always"', '["mon-fri 8:45-25:00"]'))
+    p = tmp_path / "relay.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_relay_config(p)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "25:00" in t)
+    assert f":{line}: department[2].hours:" in str(exc.value)
+
+
+def test_toml_syntax_error_has_line(tmp_path: Path) -> None:
+    """A TOML syntax error names the file and line."""
+    p = tmp_path / "counter.toml"
+    p.write_text('[relay]\nurl = "ws://x"\ntoken = \n')
+    with pytest.raises(ConfigError, match=r"counter.toml:3: TOML syntax error"):
+        load_terminal_config(p, "counter")
