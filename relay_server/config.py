@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -141,7 +141,7 @@ def _positive(v: float) -> str | None:
 def parse_hours(sec: Section, tz: ZoneInfo, key: str = "hours") -> Hours:
     """``hours = "always"`` or a list like ``["mon-fri 08:45-17:30", "sat 09:00-12:00"]``."""
     raw = sec.get(key, (str, list), "always")
-    closed = frozenset()
+    closed: frozenset[date] = frozenset()
     dates = sec.get_list("closed_dates", str, [])
     try:
         closed = frozenset(date.fromisoformat(d) for d in dates)
@@ -269,8 +269,9 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         if tid in terminals:
             raise t.error("id", f"terminal '{tid}' is defined twice")
         role = t.get("role", str, check=lambda r: None if r in ROLES else f"must be one of {', '.join(ROLES)}")
-        th = t.get("token_hash", str, check=lambda h: None if re.fullmatch(r"sha256:[0-9a-f]{64}", h) else
-                   "must be 'sha256:' and 64 hex digits; make one with: relay-server token " + tid)
+        hint = "must be 'sha256:' and 64 hex digits; make one with: relay-server token " + tid
+        th = t.get("token_hash", str,
+                   check=lambda h, hint=hint: None if re.fullmatch(r"sha256:[0-9a-f]{64}", h) else hint)
         depts = t.get_list("departments", str, list(departments))
         for dep in depts:
             if dep not in departments:

@@ -28,3 +28,5 @@ def setup_logging(level: str | int = "INFO", stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if isinstance(level, int) else level.upper())
+    # The websockets library logs every HTTP request at INFO; our own events say what matters.
+    logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -1,0 +1,103 @@
+"""``relay-server``: run the relay, make a terminal token, or print the monthly call report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import signal
+import sys
+
+from relay_server.config import ConfigError, hash_token, load_relay_config
+from relay_server.logs import setup_logging
+
+
+def _run(args: argparse.Namespace) -> int:
+    from relay_server.server import RelayServer
+
+    config = load_relay_config(args.config)
+
+    async def serve() -> None:
+        server = RelayServer(config)
+        await server.start(args.host, args.port)
+        print(f"listening on {server.url}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.close()
+
+    asyncio.run(serve())
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    token = secrets.token_urlsafe(32)
+    print(f"token for {args.terminal} (put it in the terminal's config, [relay] token):")
+    print(f'token = "{token}"')
+    print(f"hash line for relay.toml ([[terminal]] id = \"{args.terminal}\"):")
+    print(f'token_hash = "{hash_token(token)}"')
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from relay_server.store import CallLog, build_report, format_report, month_bounds
+
+    config = load_relay_config(args.config)
+    db = config.resolve(config.database)
+    if not db:
+        print(f"{args.config}: [server] database is not set, so there is no call log", file=sys.stderr)
+        return 1
+    records = []
+    with CallLog(db) as calllog:
+        # Each department's month is counted in its own office's time zone.
+        for dept in config.departments.values():
+            start, end = month_bounds(args.month, ZoneInfo(config.offices[dept.office].timezone))
+            records += [r for r in calllog.records(start, end) if r.department == dept.id]
+    sys.stdout.write(format_report(build_report(records, config.departments), as_csv=args.csv))
+    return 0
+
+
+def _month(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+        raise argparse.ArgumentTypeError(f"'{value}' is not a month like 2026-11")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="relay-server", description="Remote consultation counter relay.")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command")
+    p_token = sub.add_parser("token", help="make a new terminal token and its hash line")
+    p_token.add_argument("terminal")
+    p_report = sub.add_parser("report", help="monthly call report per department")
+    p_report.add_argument("--config", required=True)
+    p_report.add_argument("--month", required=True, type=_month)
+    p_report.add_argument("--csv", action="store_true")
+    if argv and argv[0] in ("token", "report"):
+        args = parser.parse_args(argv)
+    else:
+        run = argparse.ArgumentParser(prog="relay-server", description="Run the relay. Other commands: "
+                                      "'relay-server token TERMINAL_ID', 'relay-server report --config PATH --month YYYY-MM'.")
+        run.add_argument("--config", required=True)
+        run.add_argument("--host")
+        run.add_argument("--port", type=int)
+        run.add_argument("--log-level", default="INFO")
+        args = run.parse_args(argv)
+        args.command = "run"
+    setup_logging(args.log_level)
+    try:
+        return {"run": _run, "token": _token, "report": _report}[args.command](args)
+    except ConfigError as err:
+        print(f"relay-server: config error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

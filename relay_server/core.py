@@ -1,0 +1,584 @@
+"""The relay's routing core: terminals, calls and their rules, with no I/O.
+
+:class:`RelayCore` is fed events (a terminal connected, a message arrived, a timer fired, a
+terminal dropped) with the current time, and returns a list of actions for the edge to carry out:
+messages to send, connections to close, timers to start or cancel, call records to store and
+events to log. It never touches a socket, a clock or a database, so every rule of
+``docs/protocol.md`` is tested directly without an event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from relay_server.config import RelayConfig
+from relay_server.protocol import CLIENT_ROLES, ProtocolError
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # timer keys: ("ring", call), ("invite", "call/n"), ("grace", terminal)
+
+
+# -- actions -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Send:
+    to: str
+    msg: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Close:
+    to: str
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    key: Key
+    delay: float
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    key: Key
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One finished call (or rejected attempt) for the call log: ids and times only, no personal data."""
+
+    call: str
+    department: str
+    counter: str
+    created_at: float
+    ended_at: float
+    outcome: str  # answered | unanswered | cancelled | abandoned | closed | unavailable
+    end_reason: str
+    answered_at: float | None = None
+    answered_by: str | None = None
+    max_members: int = 1
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something worth one log line (and a metric)."""
+
+    name: str
+    fields: dict[str, Any]
+
+
+Action = Send | Close | StartTimer | CancelTimer | CallRecord | Event
+
+
+class CallState(Enum):
+    RINGING = "ringing"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+_TRANSITIONS = {
+    CallState.RINGING: {CallState.ACTIVE, CallState.ENDED},
+    CallState.ACTIVE: {CallState.ENDED},
+    CallState.ENDED: set(),
+}
+
+
+class TransitionError(RuntimeError):
+    """A call was asked to move between states the rules do not connect."""
+
+
+@dataclass
+class Invite:
+    number: int
+    by: str
+    targets: set[str]
+
+
+@dataclass
+class Call:
+    id: str
+    department: str
+    counter: str
+    created_at: float
+    state: CallState = CallState.RINGING
+    members: list[str] = field(default_factory=list)  # join order; the counter first
+    rung: set[str] = field(default_factory=set)  # stations (and lamps) shown the initial ring
+    invites: dict[int, Invite] = field(default_factory=dict)
+    answered_at: float | None = None
+    answered_by: str | None = None
+    max_members: int = 1
+    invite_counter: int = 0
+
+    def move(self, new: CallState) -> None:
+        """The one place a call changes state."""
+        if new not in _TRANSITIONS[self.state]:
+            raise TransitionError(f"call {self.id}: no transition {self.state.value} -> {new.value}")
+        log.debug("call %s: %s -> %s", self.id, self.state.value, new.value)
+        self.state = new
+
+    @property
+    def staff(self) -> list[str]:
+        return [m for m in self.members if m != self.counter]
+
+    def invited(self, terminal: str) -> Invite | None:
+        return next((inv for inv in self.invites.values() if terminal in inv.targets), None)
+
+
+@dataclass
+class Online:
+    role: str
+    away: bool = False
+
+
+def turn_credentials(secret: str, terminal: str, now: float, ttl: int) -> tuple[str, str]:
+    """coturn REST-API credentials: ``username = "<expiry>:<terminal>"``, HMAC-SHA1 of it in base64."""
+    username = f"{int(now) + ttl}:{terminal}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode()
+
+
+class RelayCore:
+    """All relay rules, as a pure state machine.
+
+    Args:
+        config: the validated relay config (departments, terminals, timeouts).
+        new_call_id: factory for call ids (injected so tests are deterministic).
+    """
+
+    def __init__(self, config: RelayConfig, new_call_id: Callable[[], str]) -> None:
+        self.config = config
+        self.new_call_id = new_call_id
+        self.online: dict[str, Online] = {}
+        self.calls: dict[str, Call] = {}
+        self.call_of: dict[str, str] = {}  # member terminal → call id
+        self.offline_members: dict[str, float] = {}  # member in grace → dropped at
+        self.sent_presence: dict[str, dict[str, str]] = {}
+        self.missed_end: dict[str, dict[str, Any]] = {}  # member in grace when its call ended → the 'ended'
+        self._by_hash = {t.token_hash: t.id for t in config.terminals.values()}
+
+    # -- authentication ----------------------------------------------------------------------
+    def authenticate(self, token: str) -> str | None:
+        """The terminal id a token belongs to, or None."""
+        digest = "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+        for h, tid in self._by_hash.items():
+            if hmac.compare_digest(h, digest):
+                return tid
+        return None
+
+    # -- queries ---------------------------------------------------------------------------
+    def role(self, terminal: str) -> str:
+        return self.config.terminals[terminal].role
+
+    def serves(self, terminal: str, department: str) -> bool:
+        return department in self.config.terminals[terminal].departments
+
+    def is_open(self, department: str, now: float) -> bool:
+        return self.config.departments[department].hours.is_open(datetime.fromtimestamp(now, UTC))
+
+    def stations_for(self, department: str) -> list[str]:
+        """Online, not-away stations serving ``department``."""
+        return [t for t, o in self.online.items()
+                if o.role == "office" and not o.away and self.serves(t, department)]
+
+    def lamps_for(self, department: str) -> list[str]:
+        return [t for t, o in self.online.items() if o.role == "lamp" and self.serves(t, department)]
+
+    def presence(self, department: str, now: float) -> str:
+        if not self.is_open(department, now):
+            return "closed"
+        stations = self.stations_for(department)
+        if not stations:
+            return "offline"
+        if all(s in self.call_of for s in stations):
+            return "busy"
+        return "available"
+
+    def presence_map(self, counter: str, now: float) -> dict[str, str]:
+        return {d: self.presence(d, now) for d in self.config.terminals[counter].departments}
+
+    def stats(self) -> dict[str, Any]:
+        roles: dict[str, int] = {"counter": 0, "office": 0, "lamp": 0}
+        for o in self.online.values():
+            roles[o.role] += 1
+        ringing = sum(1 for c in self.calls.values() if c.state is CallState.RINGING)
+        return {"terminals": roles, "calls_ringing": ringing, "calls_active": len(self.calls) - ringing}
+
+    # -- events from the edge ----------------------------------------------------------------
+    def connect(self, terminal: str, now: float) -> list[Action]:
+        """An authenticated terminal is (again) online: welcome it and bring it up to date."""
+        out: list[Action] = []
+        t = self.config.terminals[terminal]
+        resumed = terminal in self.offline_members
+        if resumed:
+            del self.offline_members[terminal]
+            out.append(CancelTimer(("grace", terminal)))
+        previous = self.online.get(terminal)
+        self.online[terminal] = Online(t.role, away=previous.away if previous else False)
+        out.append(Event("terminal_connected", {"terminal": terminal, "role": t.role, "resumed": resumed}))
+        out.append(Send(terminal, self._welcome(terminal, now)))
+        if t.role == "counter":
+            self.sent_presence.pop(terminal, None)
+        cid = self.call_of.get(terminal)
+        if cid is not None:
+            out.append(Send(terminal, self._call_state(self.calls[cid])))
+        missed = self.missed_end.pop(terminal, None)
+        if missed is not None:
+            out.append(Send(terminal, missed))
+        # Ringing calls (and for lamps, calls in progress) this terminal should know about.
+        for call in self.calls.values():
+            if call.id == cid:
+                continue
+            if t.role in ("office", "lamp") and call.state is CallState.RINGING and self.serves(terminal, call.department):
+                if t.role == "lamp" or not self.online[terminal].away:
+                    call.rung.add(terminal)
+                    out.append(Send(terminal, self._incoming(call)))
+            elif t.role == "lamp" and call.state is CallState.ACTIVE and self.serves(terminal, call.department):
+                out.append(Send(terminal, {"type": "taken", "call": call.id, "by": call.answered_by}))
+            inv = call.invited(terminal)
+            if inv is not None and t.role == "office":
+                out.append(Send(terminal, self._incoming(call, invited_by=inv.by)))
+        out += self._presence_updates(now)
+        return out
+
+    def disconnect(self, terminal: str, now: float) -> list[Action]:
+        """A terminal's connection is gone (not replaced). Members get a grace period."""
+        if terminal not in self.online:
+            return []
+        del self.online[terminal]
+        self.sent_presence.pop(terminal, None)
+        out: list[Action] = [Event("terminal_disconnected", {"terminal": terminal})]
+        cid = self.call_of.get(terminal)
+        if cid is not None:
+            self.offline_members[terminal] = now
+            out.append(StartTimer(("grace", terminal), self.config.grace_period))
+        # A station that drops simply stops being rung; it is rung again if it comes back in time.
+        for call in self.calls.values():
+            call.rung.discard(terminal)
+        out += self._presence_updates(now)
+        return out
+
+    def timer(self, key: Key, now: float) -> list[Action]:
+        kind, ident = key
+        if kind == "ring":
+            call = self.calls.get(ident)
+            if call is not None and call.state is CallState.RINGING:
+                return self._end(call, "unanswered", now)
+        elif kind == "invite":
+            cid, _, n = ident.rpartition("/")
+            call = self.calls.get(cid)
+            if call is not None and int(n) in call.invites:
+                inv = call.invites.pop(int(n))
+                out: list[Action] = [Send(t, {"type": "ended", "call": call.id, "reason": "unanswered"})
+                                     for t in inv.targets]
+                out += [Send(m, {"type": "invite_expired", "call": call.id}) for m in call.members]
+                return out
+        elif kind == "grace":
+            if ident in self.offline_members:
+                del self.offline_members[ident]
+                return self._remove_member(ident, "disconnected", now)
+        return []
+
+    def tick(self, now: float) -> list[Action]:
+        """Periodic: office hours open and close with the clock, so presence can change on its own."""
+        return self._presence_updates(now)
+
+    def shutdown(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        for call in list(self.calls.values()):
+            out += self._end(call, "shutdown", now)
+        return out
+
+    def receive(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        """A validated message from an authenticated terminal.
+
+        Raises:
+            ProtocolError: the message breaks a rule; the edge sends it back as an ``error``.
+        """
+        kind = msg["type"]
+        role = self.role(terminal)
+        if role not in CLIENT_ROLES[kind]:
+            raise ProtocolError("forbidden", f"a {role} terminal may not send '{kind}'", kind)
+        handler = getattr(self, "_on_" + kind)
+        result: list[Action] = handler(terminal, msg, now)
+        return result
+
+    # -- message handlers --------------------------------------------------------------------
+    def _on_hello(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        raise ProtocolError("bad_message", "already authenticated; 'hello' is only the first message", "hello")
+
+    def _on_ping(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        pong: dict[str, Any] = {"type": "pong", "time": now}
+        if "id" in msg:
+            pong["id"] = msg["id"]
+        return [Send(terminal, pong)]
+
+    def _on_status(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        self.online[terminal].away = msg["status"] == "away"
+        out: list[Action] = [Send(terminal, {"type": "status", "status": msg["status"]}),
+                             Event("station_status", {"terminal": terminal, "status": msg["status"]})]
+        return out + self._presence_updates(now)
+
+    def _on_call(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        dept_id = msg["department"]
+        if dept_id not in self.config.terminals[terminal].departments:
+            raise ProtocolError("unknown_department", f"no department '{dept_id}' at this counter", "call")
+        if terminal in self.call_of:
+            raise ProtocolError("already_in_call", f"this counter is already in call {self.call_of[terminal]}",
+                                "call", call=self.call_of[terminal])
+        dept = self.config.departments[dept_id]
+        reject = None
+        if not self.is_open(dept_id, now):
+            reject = ("closed", f"{dept.name['en']} is closed now ({dept.hours.describe()})")
+        elif not self.stations_for(dept_id):
+            reject = ("unavailable", f"no station of {dept.name['en']} is online")
+        if reject:
+            code, text = reject
+            return [
+                CallRecord(self.new_call_id(), dept_id, terminal, now, now, code, code),
+                Event("call_rejected", {"counter": terminal, "department": dept_id, "code": code}),
+                Send(terminal, {"type": "error", "code": code, "message": text, "ref": "call",
+                                "department": dept_id, "fallback": dict(dept.fallback)}),
+            ]
+        call = Call(self.new_call_id(), dept_id, terminal, now, members=[terminal])
+        self.calls[call.id] = call
+        self.call_of[terminal] = call.id
+        out: list[Action] = [
+            Send(terminal, {"type": "ringing", "call": call.id, "department": dept_id}),
+            StartTimer(("ring", call.id), self.config.ring_timeout),
+        ]
+        for t in self.stations_for(dept_id) + self.lamps_for(dept_id):
+            call.rung.add(t)
+            out.append(Send(t, self._incoming(call)))
+        out.append(Event("call_rung", {"call": call.id, "department": dept_id, "counter": terminal,
+                                       "rung": len(call.rung)}))
+        return out
+
+    def _on_cancel(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        call = self._member_call(terminal, msg, "cancel")
+        if call.state is not CallState.RINGING:
+            raise ProtocolError("not_ringing", f"call {call.id} was already answered; use 'hangup'", "cancel")
+        return self._end(call, "cancelled", now, by=terminal)
+
+    def _on_answer(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        call = self._call(msg, "answer")
+        inv = call.invited(terminal)
+        if call.state is CallState.RINGING and terminal in call.rung:
+            if terminal in self.call_of:
+                raise ProtocolError("already_in_call", "hang up or leave your current call first", "answer")
+            call.move(CallState.ACTIVE)
+            call.answered_at, call.answered_by = now, terminal
+            out: list[Action] = [CancelTimer(("ring", call.id))]
+            self._add_member(call, terminal)
+            for t in sorted(call.rung - {terminal}):
+                out.append(Send(t, {"type": "taken", "call": call.id, "by": terminal}))
+            call.rung.clear()
+            out += [Send(call.counter, {"type": "answered", "call": call.id, "by": terminal}),
+                    Send(terminal, self._call_state(call)),
+                    Event("call_answered", {"call": call.id, "department": call.department, "by": terminal,
+                                            "wait_s": round(now - call.created_at, 3)})]
+            return out + self._presence_updates(now)
+        if inv is not None and call.state is CallState.ACTIVE:
+            if terminal in self.call_of:
+                raise ProtocolError("already_in_call", "hang up or leave your current call first", "answer")
+            if len(call.members) >= self.config.max_members:
+                raise ProtocolError("call_full", f"call {call.id} already has {len(call.members)} members",
+                                    "answer")
+            del call.invites[inv.number]
+            out = [CancelTimer(("invite", f"{call.id}/{inv.number}"))]
+            out += [Send(t, {"type": "taken", "call": call.id, "by": terminal}) for t in sorted(inv.targets - {terminal})]
+            self._add_member(call, terminal)
+            out.append(Send(terminal, self._call_state(call)))
+            out += [Send(m, {"type": "joined", "call": call.id, "terminal": terminal}) for m in call.members]
+            out.append(Event("call_joined", {"call": call.id, "terminal": terminal, "invited_by": inv.by}))
+            return out + self._presence_updates(now)
+        if call.state is CallState.ACTIVE and (terminal in call.members or call.answered_by is not None):
+            raise ProtocolError("already_answered", f"call {call.id} was answered by {call.answered_by}",
+                                "answer", call=call.id, by=call.answered_by)
+        raise ProtocolError("forbidden", f"call {call.id} is not ringing at this station", "answer")
+
+    def _on_decline(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        call = self._call(msg, "decline")
+        inv = call.invited(terminal)
+        if inv is not None:
+            inv.targets.discard(terminal)
+            out: list[Action] = [Send(m, {"type": "declined", "call": call.id, "terminal": terminal})
+                                 for m in call.members]
+            if not inv.targets:
+                del call.invites[inv.number]
+                out.append(CancelTimer(("invite", f"{call.id}/{inv.number}")))
+            return out
+        if terminal in call.rung:
+            call.rung.discard(terminal)
+            return [Event("call_declined", {"call": call.id, "terminal": terminal})]
+        raise ProtocolError("forbidden", f"call {call.id} is not ringing at this station", "decline")
+
+    def _on_invite(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        call = self._member_call(terminal, msg, "invite")
+        if call.state is not CallState.ACTIVE:
+            raise ProtocolError("not_ringing", "invite once the call is answered", "invite")
+        if len(call.members) >= self.config.max_members:
+            raise ProtocolError("call_full", f"the call already has {len(call.members)} members "
+                                f"(limit {self.config.max_members})", "invite")
+        busy = set(call.members) | {t for inv in call.invites.values() for t in inv.targets}
+        if "department" in msg:
+            dept = msg["department"]
+            if dept not in self.config.departments:
+                raise ProtocolError("unknown_department", f"no department '{dept}'", "invite")
+            targets = [s for s in self.stations_for(dept) if s not in busy]
+        else:
+            target = msg["terminal"]
+            t = self.config.terminals.get(target)
+            if t is None or t.role != "office":
+                raise ProtocolError("unknown_terminal", f"no staff station '{target}'", "invite")
+            if target in call.members:
+                raise ProtocolError("bad_message", f"'{target}' is already in the call", "invite")
+            targets = [target] if target in self.online and target not in busy else []
+        if not targets:
+            raise ProtocolError("unavailable", "nobody to invite is online and free", "invite")
+        call.invite_counter += 1
+        inv = Invite(call.invite_counter, terminal, set(targets))
+        call.invites[inv.number] = inv
+        out: list[Action] = [Send(t, self._incoming(call, invited_by=terminal)) for t in targets]
+        out.append(StartTimer(("invite", f"{call.id}/{inv.number}"), self.config.invite_timeout))
+        out.append(Event("call_invite", {"call": call.id, "by": terminal, "targets": ",".join(sorted(targets))}))
+        return out
+
+    def _on_leave(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        self._member_call(terminal, msg, "leave")
+        return self._remove_member(terminal, "leave", now)
+
+    def _on_hangup(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        call = self._member_call(terminal, msg, "hangup")
+        if call.state is CallState.RINGING:
+            return self._end(call, "cancelled", now, by=terminal)
+        return self._end(call, "hangup", now, by=terminal)
+
+    def _on_signal(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        call = self._member_call(terminal, msg, "signal")
+        to = msg["to"]
+        if to == terminal or to not in call.members:
+            raise ProtocolError("not_member", f"'{to}' is not another member of call {call.id}", "signal")
+        if to in self.offline_members or to not in self.online:
+            raise ProtocolError("member_offline", f"'{to}' is reconnecting; try again when it is back", "signal")
+        return [Send(to, {"type": "signal", "call": call.id, "from": terminal, "data": msg["data"]})]
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _call(self, msg: dict[str, Any], ref: str) -> Call:
+        call = self.calls.get(msg["call"])
+        if call is None:
+            raise ProtocolError("unknown_call", f"no call '{msg['call']}' (it may have ended)", ref)
+        return call
+
+    def _member_call(self, terminal: str, msg: dict[str, Any], ref: str) -> Call:
+        call = self._call(msg, ref)
+        if terminal not in call.members:
+            raise ProtocolError("not_member", f"this terminal is not in call {call.id}", ref)
+        return call
+
+    def _add_member(self, call: Call, terminal: str) -> None:
+        call.members.append(terminal)
+        self.call_of[terminal] = call.id
+        call.max_members = max(call.max_members, len(call.members))
+
+    def _remove_member(self, terminal: str, reason: str, now: float) -> list[Action]:
+        cid = self.call_of.get(terminal)
+        if cid is None:
+            return []
+        call = self.calls[cid]
+        if terminal == call.counter or len(call.staff) <= 1 and call.state is CallState.ACTIVE:
+            end_reason = "disconnected" if reason == "disconnected" else "hangup"
+            return self._end(call, end_reason, now, by=terminal)
+        call.members.remove(terminal)
+        del self.call_of[terminal]
+        self.offline_members.pop(terminal, None)
+        out: list[Action] = [Send(m, {"type": "left", "call": call.id, "terminal": terminal, "reason": reason})
+                             for m in call.members]
+        if reason != "disconnected":
+            out.insert(0, Send(terminal, {"type": "ended", "call": call.id, "reason": "leave", "by": terminal}))
+        out.append(Event("call_left", {"call": call.id, "terminal": terminal, "reason": reason}))
+        return out + self._presence_updates(now)
+
+    def _end(self, call: Call, reason: str, now: float, by: str | None = None) -> list[Action]:
+        call.move(CallState.ENDED)
+        del self.calls[call.id]
+        ended: dict[str, Any] = {"type": "ended", "call": call.id, "reason": reason}
+        if by is not None:
+            ended["by"] = by
+        out: list[Action] = [CancelTimer(("ring", call.id))]
+        told = set()
+        for t in call.members + sorted(call.rung) + sorted({x for i in call.invites.values() for x in i.targets}):
+            if t not in told and (t in self.online):
+                told.add(t)
+                out.append(Send(t, ended))
+        # Lamps watching the department must turn off even if they were never rung (answered calls).
+        for lamp in self.lamps_for(call.department):
+            if lamp not in told:
+                out.append(Send(lamp, ended))
+        for inv in call.invites.values():
+            out.append(CancelTimer(("invite", f"{call.id}/{inv.number}")))
+        for m in call.members:
+            self.call_of.pop(m, None)
+            if m in self.offline_members:
+                del self.offline_members[m]
+                self.missed_end[m] = ended
+                out.append(CancelTimer(("grace", m)))
+        if call.answered_at is not None:
+            outcome = "answered"
+        else:
+            outcome = {"cancelled": "cancelled", "unanswered": "unanswered"}.get(reason, "abandoned")
+        out.append(CallRecord(call.id, call.department, call.counter, call.created_at, now, outcome, reason,
+                              call.answered_at, call.answered_by, call.max_members))
+        out.append(Event("call_ended", {"call": call.id, "department": call.department, "reason": reason,
+                                        "outcome": outcome, "by": by,
+                                        "duration_s": round(now - (call.answered_at or now), 3)}))
+        return out + self._presence_updates(now)
+
+    def _incoming(self, call: Call, invited_by: str | None = None) -> dict[str, Any]:
+        msg: dict[str, Any] = {"type": "incoming", "call": call.id, "department": call.department,
+                               "from": call.counter}
+        if invited_by is not None:
+            msg["invited_by"] = invited_by
+            msg["members"] = list(call.members)
+        return msg
+
+    def _call_state(self, call: Call) -> dict[str, Any]:
+        return {"type": "call_state", "call": call.id, "state": call.state.value, "department": call.department,
+                "counter": call.counter, "members": list(call.members),
+                "offline": [m for m in call.members if m in self.offline_members]}
+
+    def _welcome(self, terminal: str, now: float) -> dict[str, Any]:
+        t = self.config.terminals[terminal]
+        ice: list[dict[str, Any]] = [dict(s) for s in self.config.ice_servers]
+        if self.config.turn_secret:
+            user, cred = turn_credentials(self.config.turn_secret, terminal, now, self.config.turn_ttl)
+            ice.append({"urls": list(self.config.turn_urls), "username": user, "credential": cred})
+        msg: dict[str, Any] = {
+            "type": "welcome", "terminal": terminal, "role": t.role, "name": t.name, "protocol": 1,
+            "departments": [self.config.departments[d].public() for d in t.departments],
+            "ice_servers": ice, "time": now,
+        }
+        if t.role == "office":
+            msg["stations"] = [{"id": s.id, "name": s.name, "departments": list(s.departments)}
+                               for s in self.config.terminals.values() if s.role == "office" and s.id != terminal]
+            msg["status"] = "away" if self.online[terminal].away else "available"
+        return msg
+
+    def _presence_updates(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        for t, o in self.online.items():
+            if o.role != "counter":
+                continue
+            current = self.presence_map(t, now)
+            if self.sent_presence.get(t) != current:
+                self.sent_presence[t] = current
+                out.append(Send(t, {"type": "presence", "departments": current}))
+        return out

@@ -1,0 +1,59 @@
+"""Prometheus metrics of one relay, in a registry of its own (no process-wide globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from relay_server.core import CallRecord, Event, RelayCore
+
+RING_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120)
+DURATION_BUCKETS = (30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
+
+
+class RelayMetrics:
+    """Counts what the core reports; gauges are read from the core at scrape time."""
+
+    def __init__(self, core: RelayCore) -> None:
+        self.core = core
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.terminals = Gauge("relay_terminals_connected", "Terminals connected now, by role and department",
+                               ["role", "department"], registry=self.registry)
+        self.calls_now = Gauge("relay_calls_in_progress", "Calls now, by state", ["state"], registry=self.registry)
+        self.calls = Counter("relay_calls_total", "Finished calls by department and outcome",
+                             ["department", "outcome"], registry=self.registry)
+        self.ring = Histogram("relay_ring_seconds", "Time from call to answer", ["department"],
+                              buckets=RING_BUCKETS, registry=self.registry)
+        self.duration = Histogram("relay_call_duration_seconds", "Time from answer to end", ["department"],
+                                  buckets=DURATION_BUCKETS, registry=self.registry)
+        self.errors = Counter("relay_errors_total", "Error replies sent, by code", ["code"],
+                              registry=self.registry)
+        self.messages = Counter("relay_messages_total", "Messages received from terminals, by type", ["type"],
+                                registry=self.registry)
+
+    def on_record(self, r: CallRecord) -> None:
+        self.calls.labels(r.department, r.outcome).inc()
+        if r.answered_at is not None:
+            self.ring.labels(r.department).observe(r.answered_at - r.created_at)
+            self.duration.labels(r.department).observe(r.ended_at - r.answered_at)
+
+    def on_event(self, e: Event) -> None:
+        pass
+
+    def on_error(self, code: str) -> None:
+        self.errors.labels(code).inc()
+
+    def on_message(self, kind: str) -> None:
+        self.messages.labels(kind).inc()
+
+    def render(self) -> bytes:
+        self.terminals.clear()
+        cfg = self.core.config
+        for dept in cfg.departments:
+            for role in ("counter", "office", "lamp"):
+                n = sum(1 for t, o in self.core.online.items()
+                        if o.role == role and dept in cfg.terminals[t].departments)
+                self.terminals.labels(role, dept).set(n)
+        stats = self.core.stats()
+        self.calls_now.labels("ringing").set(stats["calls_ringing"])
+        self.calls_now.labels("active").set(stats["calls_active"])
+        return generate_latest(self.registry)

@@ -1,0 +1,331 @@
+"""The relay's network edge: websockets in, :class:`RelayCore` actions out.
+
+Everything here only moves data: it authenticates the first message, rate-limits, parses, feeds
+the core, and carries out the actions it returns (send, close, timers, call log, log lines).
+Each connection has its own outbound queue, so a terminal that stops reading never slows the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import websockets
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from relay_server import protocol
+from relay_server.config import RelayConfig
+from relay_server.core import (
+    Action,
+    CallRecord,
+    CancelTimer,
+    Close,
+    Event,
+    Key,
+    RelayCore,
+    Send,
+    StartTimer,
+)
+from relay_server.logs import event
+from relay_server.metrics import RelayMetrics
+from relay_server.store import CallLog
+
+log = logging.getLogger("relay")
+
+OUTBOX_LIMIT = 256  # queued messages before a terminal that does not read is disconnected
+TICK_SECONDS = 15.0  # presence re-evaluation for office hours
+
+
+class TokenBucket:
+    """Pure rate limiter: ``rate`` tokens per second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = float(burst), now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@dataclass
+class Conn:
+    ws: ServerConnection
+    terminal: str
+    outbox: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    writer: asyncio.Task[None] | None = None
+    replaced: bool = False
+
+
+class RelayServer:
+    """One relay: websocket server, core, call log and metrics.
+
+    Args:
+        config: validated relay config.
+        clock: wall-clock time source (``time.time``); injected for tests of office hours.
+    """
+
+    def __init__(self, config: RelayConfig, clock: Any = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.core = RelayCore(config, lambda: uuid.uuid4().hex[:12])
+        self.metrics = RelayMetrics(self.core)
+        self.calllog = CallLog(config.resolve(config.database) or ":memory:")
+        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="calllog")
+        self.conns: dict[str, Conn] = {}
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._server: Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._pending_db: set[asyncio.Future[None]] = set()
+        self.started_at = time.time()
+        self.host = config.host
+        self.port = config.port
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.config.tls_cert else "ws"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+    async def start(self, host: str | None = None, port: int | None = None) -> RelayServer:
+        ssl_ctx = None
+        if self.config.tls_cert:
+            ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ssl_ctx.load_cert_chain(self.config.resolve(self.config.tls_cert),
+                                    self.config.resolve(self.config.tls_key))
+        origins: list[str | None] | None = None
+        if self.config.allowed_origins:
+            origins = [*self.config.allowed_origins, None]  # None: non-browser clients send no Origin
+        self._server = await serve(
+            self._handle, host or self.config.host, self.config.port if port is None else port,
+            process_request=self._http, origins=origins,  # type: ignore[arg-type]
+            ssl=ssl_ctx, max_size=max(self.config.max_message_bytes * 4, 1 << 20),
+            ping_interval=10, ping_timeout=20, server_header=None,
+        )
+        sock = next(iter(self._server.sockets))
+        self.host, self.port = sock.getsockname()[:2]
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+        event(log, "relay_started", url=self.url, terminals=len(self.config.terminals),
+              departments=len(self.config.departments))
+        return self
+
+    async def close(self) -> None:
+        """End every call with reason ``shutdown``, close every connection, stop listening."""
+        if self._server is None:
+            return
+        self._apply(self.core.shutdown(self.clock()))
+        for conn in list(self.conns.values()):
+            conn.outbox.put_nowait(None)
+        writers = [c.writer for c in self.conns.values() if c.writer is not None]
+        if writers:
+            await asyncio.wait(writers, timeout=2)
+        self._server.close(close_connections=True)
+        await self._server.wait_closed()
+        self._server = None
+        if self._ticker:
+            self._ticker.cancel()
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._pending_db:
+            await asyncio.wait(self._pending_db, timeout=5)
+        self._db_thread.submit(self.calllog.close).result()
+        self._db_thread.shutdown()
+        event(log, "relay_stopped")
+
+    async def __aenter__(self) -> RelayServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            self._apply(self.core.tick(self.clock()))
+
+    # -- HTTP endpoints ----------------------------------------------------------------------
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/healthz":
+            body = json.dumps({"status": "ok", "uptime_s": round(time.time() - self.started_at, 1),
+                               **self.core.stats()}).encode()
+            return Response(200, "OK", Headers([("Content-Type", "application/json"),
+                                                ("Content-Length", str(len(body)))]), body)
+        if path == "/metrics":
+            body = self.metrics.render()
+            return Response(200, "OK", Headers([("Content-Type", "text/plain; version=0.0.4"),
+                                                ("Content-Length", str(len(body)))]), body)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return connection.respond(HTTPStatus.NOT_FOUND, "not found: use a websocket, /healthz or /metrics\n")
+        return None
+
+    # -- one connection ----------------------------------------------------------------------
+    async def _handle(self, ws: ServerConnection) -> None:
+        peer = ws.remote_address[0] if ws.remote_address else "?"
+        terminal = await self._authenticate(ws, peer)
+        if terminal is None:
+            return
+        conn = Conn(ws, terminal)
+        old = self.conns.get(terminal)
+        if old is not None:
+            old.replaced = True
+            event(log, "terminal_replaced", terminal=terminal, peer=peer)
+            old.outbox.put_nowait(None)
+            self._close_soon(old, protocol.CLOSE_REPLACED, "replaced by a newer connection of this terminal")
+        self.conns[terminal] = conn
+        conn.writer = asyncio.get_running_loop().create_task(self._write(conn))
+        self._apply(self.core.connect(terminal, self.clock()))
+        bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst, time.monotonic())
+        strikes = 0
+        try:
+            async for raw in ws:
+                if not bucket.take(time.monotonic()):
+                    strikes += 1
+                    self._error(conn, protocol.ProtocolError(
+                        "rate_limited", f"more than {self.config.rate_limit:g} messages/s; message dropped"))
+                    if strikes >= self.config.rate_strikes:
+                        event(log, "terminal_rate_limited", logging.WARNING, terminal=terminal)
+                        await self._flush_and_close(conn, protocol.CLOSE_RATE_LIMITED, "rate limit exceeded")
+                        break
+                    continue
+                strikes = 0
+                self._on_raw(conn, raw)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            if not conn.replaced:
+                conn.outbox.put_nowait(None)
+                if self.conns.get(terminal) is conn:
+                    del self.conns[terminal]
+                    self._apply(self.core.disconnect(terminal, self.clock()))
+
+    async def _authenticate(self, ws: ServerConnection, peer: str) -> str | None:
+        """Wait for ``hello``; on any problem send one ``unauthorized`` error and close with 4401."""
+        problem, ref = "", None
+        try:
+            raw = await asyncio.wait_for(ws.recv(), self.config.hello_timeout)
+            msg = protocol.parse(raw)
+            ref = msg["type"]
+            if msg["type"] != "hello":
+                problem = f"the first message must be 'hello', got '{msg['type']}'"
+            elif msg["protocol"] != protocol.PROTOCOL_VERSION:
+                problem = f"protocol {msg['protocol']} is not supported; this relay speaks {protocol.PROTOCOL_VERSION}"
+            else:
+                terminal = self.core.authenticate(msg["token"])
+                if terminal is not None:
+                    return terminal
+                problem = "unknown token"
+        except TimeoutError:
+            problem = f"no 'hello' within {self.config.hello_timeout:g} s"
+        except protocol.ProtocolError as err:
+            problem, ref = f"expected 'hello': {err.message}", err.ref
+        except websockets.ConnectionClosed:
+            return None
+        event(log, "auth_failed", logging.WARNING, peer=peer, problem=problem)
+        self.metrics.on_error("unauthorized")
+        try:
+            await ws.send(protocol.encode(protocol.error("unauthorized", problem, ref)))
+            await ws.close(protocol.CLOSE_UNAUTHORIZED, "unauthorized")
+        except websockets.ConnectionClosed:
+            pass
+        return None
+
+    def _on_raw(self, conn: Conn, raw: str | bytes) -> None:
+        if isinstance(raw, str) and len(raw.encode()) > self.config.max_message_bytes:
+            self._error(conn, protocol.ProtocolError(
+                "too_large", f"message is {len(raw.encode())} bytes, the limit is {self.config.max_message_bytes}"))
+            return
+        try:
+            msg = protocol.parse(raw)
+            self.metrics.on_message(msg["type"])
+            actions = self.core.receive(conn.terminal, msg, self.clock())
+        except protocol.ProtocolError as err:
+            self._error(conn, err)
+            return
+        self._apply(actions)
+
+    def _error(self, conn: Conn, err: protocol.ProtocolError) -> None:
+        self.metrics.on_error(err.code)
+        event(log, "error_reply", logging.INFO, terminal=conn.terminal, code=err.code, ref=err.ref,
+              message=err.message)
+        self._enqueue(conn, err.to_message())
+
+    # -- carrying out actions ------------------------------------------------------------------
+    def _apply(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Send):
+                conn = self.conns.get(a.to)
+                if conn is not None:
+                    self._enqueue(conn, a.msg)
+            elif isinstance(a, StartTimer):
+                old = self._timers.pop(a.key, None)
+                if old:
+                    old.cancel()
+                self._timers[a.key] = asyncio.get_running_loop().call_later(a.delay, self._fire, a.key)
+            elif isinstance(a, CancelTimer):
+                handle = self._timers.pop(a.key, None)
+                if handle:
+                    handle.cancel()
+            elif isinstance(a, CallRecord):
+                self.metrics.on_record(a)
+                fut = asyncio.get_running_loop().run_in_executor(self._db_thread, self.calllog.record, a)
+                self._pending_db.add(fut)
+                fut.add_done_callback(self._db_done)
+            elif isinstance(a, Event):
+                self.metrics.on_event(a)
+                event(log, a.name, **a.fields)
+            elif isinstance(a, Close):
+                conn = self.conns.get(a.to)
+                if conn is not None:
+                    self._close_soon(conn, a.code, a.reason)
+
+    def _db_done(self, fut: asyncio.Future[None]) -> None:
+        self._pending_db.discard(fut)
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("call log write failed: %s", fut.exception())
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self._apply(self.core.timer(key, self.clock()))
+
+    def _enqueue(self, conn: Conn, msg: dict[str, Any]) -> None:
+        if conn.outbox.qsize() >= OUTBOX_LIMIT:
+            event(log, "terminal_not_reading", logging.WARNING, terminal=conn.terminal)
+            self._close_soon(conn, 1008, "not reading its messages")
+            return
+        conn.outbox.put_nowait(protocol.encode(msg))
+
+    async def _write(self, conn: Conn) -> None:
+        try:
+            while True:
+                text = await conn.outbox.get()
+                if text is None:
+                    return
+                await conn.ws.send(text)
+        except websockets.ConnectionClosed:
+            pass
+
+    def _close_soon(self, conn: Conn, code: int, reason: str) -> None:
+        asyncio.get_running_loop().create_task(conn.ws.close(code, reason))
+
+    async def _flush_and_close(self, conn: Conn, code: int, reason: str) -> None:
+        conn.outbox.put_nowait(None)
+        if conn.writer is not None:
+            await asyncio.wait([conn.writer], timeout=2)
+        await conn.ws.close(code, reason)
