@@ -283,7 +283,6 @@ class RelayCore:
                 return out
         elif kind == "grace":
             if ident in self.offline_members:
-                del self.offline_members[ident]
                 return self._remove_member(ident, "disconnected", now)
         return []
 
