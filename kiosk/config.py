@@ -182,13 +182,29 @@ def parse_lamp(sec: Section) -> LampConfig:
     channels: dict[str, int] = {}
     for dept in ch.data:
         channels[dept] = ch.get(dept, int, check=lambda n: None if 1 <= n <= 64 else "channel must be 1..64")
+    # Several departments may share one lamp; the in-call and fault lamps must be lamps of their own.
+    max_channel = 8 if driver == "lcus" else 64
+    for dept, n in channels.items():
+        if n > max_channel:
+            raise ch.error(dept, f"an LCUS board has channels 1..{max_channel}, got {n}")
+
+    def _extra_channel(n: int) -> str | None:
+        if not 0 <= n <= max_channel:
+            return f"must be 0 (none) or a channel 1..{max_channel}"
+        if n in channels.values():
+            return f"channel {n} is already a department's channel"
+        return None
+
+    in_call = sec.get("in_call_channel", int, 0, check=_extra_channel)
+    fault = sec.get("fault_channel", int, 0, check=lambda n: _extra_channel(n) or (
+        "must differ from in_call_channel" if n and n == in_call else None))
     lamp = LampConfig(
         driver=driver,
         port=port,
         channels=channels,
         blink=sec.get("blink", bool, False),
-        in_call_channel=sec.get("in_call_channel", int, 0),
-        fault_channel=sec.get("fault_channel", int, 0),
+        in_call_channel=in_call,
+        fault_channel=fault,
         baudrate=sec.get("baudrate", int, 9600, check=_positive),
         ack_timeout=sec.get("ack_timeout", float, 0.5, check=_positive),
     )
