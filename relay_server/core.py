@@ -501,7 +501,9 @@ class RelayCore:
         self.offline_members.pop(terminal, None)
         out: list[Action] = [Send(m, {"type": "left", "call": call.id, "terminal": terminal, "reason": reason})
                              for m in call.members]
-        if reason != "disconnected":
+        if reason == "disconnected":
+            self.missed_end[terminal] = {"type": "ended", "call": call.id, "reason": "disconnected"}
+        else:
             out.insert(0, Send(terminal, {"type": "ended", "call": call.id, "reason": "leave", "by": terminal}))
         out.append(Event("call_left", {"call": call.id, "terminal": terminal, "reason": reason}))
         return out + self._presence_updates(now)
