@@ -1,0 +1,27 @@
+"""Save what the window shows to a PNG file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["save_screenshot"]
+
+
+def save_screenshot(path: str | Path) -> Path:
+    """Write the window's current picture to ``path`` (PNG) and return it.
+
+    Kivy's ``Window.screenshot`` appends a counter to the name (``name0001.png``); this writes into a
+    fresh temporary directory and moves the file to the exact path asked for.
+    """
+    from kivy.core.window import Window
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".shot-", dir=target.parent) as tmp:
+        written = Window.screenshot(name=os.path.join(tmp, "shot.png"))
+        if not written or not Path(written).is_file():
+            raise RuntimeError(f"the window did not write a screenshot (asked for {target})")
+        os.replace(written, target)
+    return target
