@@ -1,0 +1,347 @@
+"""Lamp agent (``kiosk lamp``): lights a serial lamp while calls ring for the departments it watches.
+
+Three parts, from pure to edge:
+
+* :class:`LampBoard` (pure): relay messages and link changes in, desired channel states out.
+* :class:`LampController`: a :class:`LampBoard` driving a :class:`~kiosk.devices.lamp.LampDevice`. Its
+  ``on_message`` / ``on_link`` have the signatures :class:`~kiosk.client.RelayClient` calls, so the staff station
+  can embed one with its own relay connection (a one-PC office needs no separate agent).
+* :func:`main`: the ``kiosk lamp`` command: one :class:`~kiosk.client.RelayClient` with the lamp's token and a
+  :class:`LampController`; ``--test`` cycles every channel once for a technician instead.
+
+Rules (``docs/devices.md``, "Lamp"):
+
+* A department's channel is lit (steady, or blinking with ``blink = true``) while at least one call for that
+  department is ringing; it goes off when the last one is answered (``taken``), cancelled, unanswered or ended.
+* ``in_call_channel`` is lit while at least one call is in progress.
+* ``fault_channel`` is lit while the relay is unreachable (link down or token rejected). On link loss every
+  other channel goes off: a lamp must never show a ringing call that may no longer exist. After reconnecting the
+  relay re-sends ``incoming`` for every ringing call and ``taken`` for every call in progress, which restores
+  the lamp.
+* Invitations (``incoming`` with ``invited_by``, which only staff stations receive) light the invited
+  department too: someone is waiting for that department. They go off when taken, when the invitation
+  expires (the relay then sends ``ended`` to the invited stations) or when the call ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TextIO
+
+from kiosk.config import ConfigError, LampConfig, RelayLink, load_terminal_config
+from kiosk.devices.lamp import (
+    ChannelState,
+    LampDevice,
+    LampError,
+    config_channels,
+    open_lamp_driver,
+)
+from relay_server.logs import event, setup_logging
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LampBoard", "LampController", "channel_labels", "main", "run_agent", "run_check"]
+
+
+@dataclass(frozen=True)
+class Ring:
+    """A call ringing for a department: a new call, or an invitation into a call in progress."""
+
+    department: str
+    invite: bool = False
+
+
+def channel_labels(config: LampConfig) -> dict[int, str]:
+    """What each channel shows, for logs and the technician check: ``juumin``, ``juumin+zeimu``, ``in call``."""
+    labels: dict[int, list[str]] = {}
+    for dept, ch in sorted(config.channels.items(), key=lambda kv: kv[1]):
+        labels.setdefault(ch, []).append(dept)
+    if config.in_call_channel:
+        labels[config.in_call_channel] = ["in call"]
+    if config.fault_channel:
+        labels[config.fault_channel] = ["fault"]
+    return {ch: "+".join(names) for ch, names in sorted(labels.items())}
+
+
+class LampBoard:
+    """What the lamp should show, from relay messages (pure: no I/O, no event loop).
+
+    Feed it every message the terminal receives (:meth:`on_message`), every link change (:meth:`on_link`)
+    and, on a staff station, the messages it sends (:meth:`on_sent`); read :meth:`desired`.
+
+    Calls are tracked by id, so two calls for one department keep its channel lit until both are gone.
+    The terminal's role (from ``welcome``) decides how ``taken`` is read: a lamp terminal is told about every
+    call of its departments, so ``taken`` means "in progress"; a staff station is only told when *another*
+    station answered, and its own calls arrive as ``call_state``.
+    """
+
+    def __init__(self, config: LampConfig) -> None:
+        self.config = config
+        self.channels = config_channels(config)
+        self.role = "lamp"
+        self.departments: list[str] = []  # watched, from welcome
+        self.ringing: dict[str, Ring] = {}  # call id → ring
+        self.in_progress: set[str] = set()  # call ids
+        self.relay_up = False
+        self.fault = False
+
+    # -- events ---------------------------------------------------------------------------------------------
+    def on_message(self, msg: Mapping[str, Any]) -> None:
+        """One message from the relay; unknown types and calls are ignored."""
+        kind = msg.get("type")
+        call = msg.get("call")
+        if kind == "welcome":
+            self.role = str(msg.get("role", "lamp"))
+            self.departments = [d["id"] for d in msg.get("departments", []) if isinstance(d, dict) and "id" in d]
+            # The relay re-sends everything that is ringing or in progress right after welcome.
+            self.ringing.clear()
+            self.in_progress.clear()
+            self.relay_up, self.fault = True, False
+        elif not isinstance(call, str):
+            return
+        elif kind == "incoming" and isinstance(msg.get("department"), str):
+            self.ringing[call] = Ring(msg["department"], invite="invited_by" in msg)
+        elif kind == "taken":
+            ring = self.ringing.pop(call, None)
+            if self.role == "lamp" and not (ring is not None and ring.invite):
+                self.in_progress.add(call)
+        elif kind == "call_state":
+            # A staff station's own call (after answering, or after reconnecting while in one).
+            if msg.get("state") == "active":
+                self.ringing.pop(call, None)
+                self.in_progress.add(call)
+            elif msg.get("state") == "ended":
+                self.ringing.pop(call, None)
+                self.in_progress.discard(call)
+        elif kind == "ended":
+            self.ringing.pop(call, None)
+            self.in_progress.discard(call)
+
+    def on_sent(self, msg: Mapping[str, Any]) -> None:
+        """A message this terminal sent: after a station's own ``decline`` the relay says no more about that call."""
+        if msg.get("type") == "decline" and isinstance(msg.get("call"), str):
+            self.ringing.pop(msg["call"], None)
+
+    def on_link(self, state: str, detail: str = "") -> None:
+        """A relay link change (``connecting``, ``up``, ``down``, ``unauthorized``)."""
+        if state == "up":
+            self.relay_up, self.fault = True, False
+        elif state in ("down", "unauthorized"):
+            # Whatever was ringing may have been answered or ended meanwhile: show nothing stale.
+            self.relay_up, self.fault = False, True
+            self.ringing.clear()
+            self.in_progress.clear()
+
+    # -- output ---------------------------------------------------------------------------------------------
+    def desired(self) -> dict[int, ChannelState]:
+        """The state every configured channel should show now."""
+        out = {ch: ChannelState.OFF for ch in self.channels}
+        lit = ChannelState.BLINK if self.config.blink else ChannelState.ON
+        for ring in self.ringing.values():
+            ch = self.config.channels.get(ring.department)
+            if ch:
+                out[ch] = lit
+        if self.config.in_call_channel and self.in_progress:
+            out[self.config.in_call_channel] = ChannelState.ON
+        if self.config.fault_channel and self.fault:
+            out[self.config.fault_channel] = ChannelState.ON
+        return out
+
+    def ringing_count(self) -> dict[str, int]:
+        """Department → number of calls ringing for it."""
+        counts: dict[str, int] = {}
+        for ring in self.ringing.values():
+            counts[ring.department] = counts.get(ring.department, 0) + 1
+        return counts
+
+    def welcome_problems(self) -> list[str]:
+        """Mismatches between the config and the departments the relay says this terminal watches."""
+        if not self.departments:
+            return []
+        problems = [f"[lamp.channels] has '{d}', but the relay does not send this terminal its calls "
+                    f"(watched: {', '.join(self.departments)})" for d in self.config.channels
+                    if d not in self.departments]
+        if self.role == "lamp":
+            problems += [f"the relay sends calls for '{d}', but [lamp.channels] gives it no channel"
+                         for d in self.departments if d not in self.config.channels]
+        return problems
+
+
+class LampController:
+    """A :class:`LampBoard` driving a lamp device: what ``kiosk lamp`` runs and a staff station can embed.
+
+    ``on_message(msg)`` and ``on_link(state, detail)`` match :class:`~kiosk.client.RelayClient`'s callbacks;
+    they never block and never raise because of the device (device trouble is logged and retried by
+    :class:`~kiosk.devices.lamp.LampDevice`).
+
+    Args:
+        config: the ``[lamp]`` section.
+        port: overrides ``config.port``.
+        device: a ready-made device (tests, benchmarks); default ``LampDevice(config, port=port, **options)``.
+        device_options: passed to :class:`~kiosk.devices.lamp.LampDevice` (``backoff``, ``keepalive``, …).
+    """
+
+    def __init__(self, config: LampConfig, *, port: str | None = None, device: LampDevice | None = None,
+                 **device_options: Any) -> None:
+        self.config = config
+        self.board = LampBoard(config)
+        self.device = device if device is not None else LampDevice(config, port=port, **device_options)
+        self.labels = channel_labels(config)
+        self._shown = self.board.desired()
+
+    def start(self) -> None:
+        """Start the device task (opens the port, switches every channel to its state)."""
+        self.device.apply(self._shown)
+        self.device.start()
+
+    def on_message(self, msg: dict[str, Any]) -> None:
+        """A message from the relay."""
+        self.board.on_message(msg)
+        if msg.get("type") == "welcome":
+            for problem in self.board.welcome_problems():
+                event(log, "lamp_config_mismatch", logging.WARNING, problem=problem)
+        self._push(msg.get("type", ""))
+
+    def on_sent(self, msg: dict[str, Any]) -> None:
+        """A message the embedding staff station sent (only ``decline`` matters)."""
+        self.board.on_sent(msg)
+        self._push(f"sent {msg.get('type', '')}")
+
+    def on_link(self, state: str, detail: str) -> None:
+        """A relay link change."""
+        if state in ("down", "unauthorized"):
+            event(log, "lamp_relay_lost", logging.WARNING, state=state, detail=detail,
+                  action="lamps off" + (", fault lamp on" if self.config.fault_channel else ""))
+        self.board.on_link(state, detail)
+        self._push(f"link {state}")
+
+    def _push(self, cause: str) -> None:
+        new = self.board.desired()
+        changed = {ch: s for ch, s in new.items() if self._shown.get(ch) is not s}
+        for ch, s in changed.items():
+            event(log, "lamp_channel", channel=ch, shows=self.labels.get(ch, ""),
+                  change=f"{self._shown.get(ch, ChannelState.OFF).value} -> {s.value}", cause=cause)
+        self._shown = new
+        if changed:
+            self.device.apply(changed)
+
+    async def close(self) -> None:
+        """All channels off, port closed."""
+        await self.device.close()
+
+    async def __aenter__(self) -> LampController:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------------------------
+async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys.stdout) -> int:
+    """Technician check: light each configured channel for ``dwell`` seconds, one after the other, and report.
+
+    Returns 0 if every channel was acknowledged (ascii) or written (lcus), else 1.
+    """
+    channels = config_channels(config)
+    labels = channel_labels(config)
+    print(f"lamp check: {config.driver} lamp on {config.port or '(none)'}, "
+          f"{len(channels)} channel(s), {dwell:g} s each", file=out, flush=True)
+    try:
+        driver = await open_lamp_driver(config)
+    except (LampError, ValueError) as err:
+        print(f"FAILED: {err}", file=out, flush=True)
+        return 1
+    ok_word = "acknowledged" if driver.acknowledged else ("logged" if config.driver == "none" else "written")
+    failures = 0
+    async with driver:
+        try:
+            await driver.all_off()
+        except LampError as err:
+            print(f"  all off: FAILED: {err}", file=out, flush=True)
+            failures += 1
+        for ch in channels:
+            try:
+                await driver.set(ch, ChannelState.ON)
+                await asyncio.sleep(dwell)  # long enough for a person to see the lamp
+                await driver.set(ch, ChannelState.OFF)
+                result = ok_word
+            except LampError as err:
+                result = f"FAILED: {err}"
+                failures += 1
+            print(f"  channel {ch:<2} {labels.get(ch, ''):<20} {result}", file=out, flush=True)
+    if config.driver == "lcus" and not failures:
+        print("an LCUS board never answers: 'written' means the bytes left this PC; check that each lamp lit",
+              file=out)
+    print(f"result: {len(channels) - min(failures, len(channels))} of {len(channels)} channel(s) OK",
+          file=out, flush=True)
+    return 1 if failures else 0
+
+
+def _ssl_context(relay: RelayLink) -> ssl.SSLContext | None:
+    if relay.url.startswith("wss://") and relay.ca_file:
+        return ssl.create_default_context(cafile=relay.ca_file)
+    return None
+
+
+async def run_agent(relay: RelayLink, lamp: LampConfig, *, stop: asyncio.Event | None = None) -> int:
+    """Run the lamp agent until SIGTERM/SIGINT (or ``stop``); leaves every channel off and the port closed."""
+    from kiosk.client import RelayClient  # the websocket edge, only needed here
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    controller = LampController(lamp)
+    client = RelayClient(relay.url, relay.token, on_message=controller.on_message, on_link=controller.on_link,
+                         ssl_context=_ssl_context(relay), client_name="kiosk-lamp")
+    controller.start()
+    client.start()
+    event(log, "lamp_agent_started", relay=relay.url, driver=lamp.driver, port=lamp.port,
+          channels=" ".join(f"{ch}={name}" for ch, name in controller.labels.items()))
+    try:
+        await stop.wait()
+    finally:
+        event(log, "lamp_agent_stopping")
+        await client.close()
+        await controller.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        event(log, "lamp_agent_stopped")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``kiosk lamp --config config/lamp.toml [--lamp-port URL] [--test]``."""
+    ap = argparse.ArgumentParser(
+        prog="kiosk lamp", description="Light a serial lamp while calls ring (see docs/devices.md).")
+    ap.add_argument("--config", required=True, help="lamp terminal config (TOML), e.g. config/lamp.toml")
+    ap.add_argument("--lamp-port", metavar="URL",
+                    help="serial port or pyserial URL, overriding [lamp] port (/dev/ttyUSB0, hwgrep://1a86:7523, "
+                         "socket://host:port)")
+    ap.add_argument("--test", action="store_true", help="light each channel once, report, and exit")
+    ap.add_argument("--test-dwell", type=float, default=1.0, metavar="SECONDS",
+                    help="how long --test lights each channel (default 1)")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_terminal_config(args.config, "lamp")
+    except ConfigError as err:
+        print(f"kiosk lamp: {err}", file=sys.stderr)
+        return 2
+    assert cfg.lamp is not None  # required for role "lamp"
+    lamp = cfg.lamp if args.lamp_port is None else replace(cfg.lamp, port=args.lamp_port)
+    if args.test:
+        setup_logging("WARNING")
+        return asyncio.run(run_check(lamp, dwell=args.test_dwell))
+    setup_logging(args.log_level)
+    return asyncio.run(run_agent(cfg.relay, lamp))
