@@ -1,0 +1,232 @@
+"""A staff station without a UI: answers incoming calls after a delay and streams its sources.
+
+Used three ways:
+
+* ``kiosk office --config config/office.toml --headless --auto-answer 2`` — a stand-in station for
+  the demo, for ``kiosk call-test`` at installation time, and for benchmarks;
+* :class:`HeadlessStation` in-process, from tests and the demo;
+* as the reference for how a UI station wires relay client, local media and :class:`CallSession`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from kiosk.client import LINK_UP, RelayClient
+from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
+from kiosk.video.ice import IceConfigError, restrict_ice_addresses
+from kiosk.video.local_media import LocalMedia, open_local_media
+from kiosk.video.session import CallSession, EventKind, SessionEvent, SessionState
+
+__all__ = ["HeadlessStation", "main"]
+
+log = logging.getLogger(__name__)
+
+
+class HeadlessStation:
+    """A staff station with no UI, driven by the relay.
+
+    Args:
+        config: an ``office`` terminal config (relay link, camera, audio, network).
+        auto_answer: seconds after ``incoming`` to answer; ``None`` = never answer by itself.
+        url: relay URL overriding ``[relay] url``.
+        local: already opened sources (default: opened from ``config.media`` at :meth:`start`,
+            and closed at :meth:`close`).
+        on_event: called with every session event, for tools that report.
+        out: where one-line status reports go (``print`` for the CLI; None = only the log).
+    """
+
+    def __init__(
+        self,
+        config: TerminalConfig,
+        *,
+        auto_answer: float | None = 0.0,
+        url: str | None = None,
+        local: LocalMedia | None = None,
+        on_event: Callable[[SessionEvent], Any] | None = None,
+        out: Callable[[str], Any] | None = None,
+    ) -> None:
+        if config.media is None:
+            raise ConfigError(f"{config.path}: an office terminal config needs media sections")
+        self.config = config
+        self.auto_answer = auto_answer
+        self.url = url or config.relay.url
+        self.on_event = on_event
+        self.out = out
+        self._own_local = local is None
+        self.local = local
+        self.client: RelayClient | None = None
+        self.terminal_id: str | None = None
+        self.session: CallSession | None = None
+        self.sessions: list[CallSession] = []
+        self._pending: dict[str, asyncio.Task[None]] = {}
+        self._ready_reported = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> HeadlessStation:
+        """Restrict ICE to the configured addresses, open sources, connect to the relay."""
+        assert self.config.media is not None
+        restrict_ice_addresses(self.config.media.network.ice_addresses)
+        if self.local is None:
+            self.local = open_local_media(self.config.media, document=False)
+        self.client = RelayClient(self.url, self.config.relay.token, on_message=self._on_message,
+                                  on_link=self._on_link, client_name="kiosk-office-headless")
+        self.client.start()
+        return self
+
+    async def wait_up(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until the relay has welcomed this station."""
+        assert self.client is not None, "start() first"
+        return await self.client.wait_up(timeout)
+
+    async def close(self) -> None:
+        """Hang up a call in progress, disconnect, close own sources."""
+        for task in self._pending.values():
+            task.cancel()
+        self._pending.clear()
+        if self.session is not None and self.session.state is not SessionState.ENDED:
+            await self.session.hangup()
+        if self.session is not None:
+            await self.session.close()
+        if self.client is not None:
+            await self.client.close()
+        if self._own_local and self.local is not None:
+            self.local.close()
+            self.local = None
+
+    async def __aenter__(self) -> HeadlessStation:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- actions ---------------------------------------------------------------------------------
+    @property
+    def in_call(self) -> bool:
+        return self.session is not None and self.session.state is not SessionState.ENDED
+
+    async def answer(self, call_id: str) -> CallSession:
+        """Answer ``call_id`` now and return its session."""
+        assert self.client is not None and self.local is not None and self.config.media is not None
+        if self.in_call:
+            raise RuntimeError(f"{self.terminal_id} is already in call {self.session and self.session.call_id}")
+        welcome = self.client.welcome or {}
+        session = CallSession(
+            self.terminal_id or welcome.get("terminal", "?"), "office", self.local, self.client.send,
+            call_id=call_id, ice_servers=welcome.get("ice_servers"), codec=self.config.media.network.codec,
+            audio_output=self.config.media.audio.output, on_event=self._session_event)
+        self.session = session
+        self.sessions.append(session)
+        await self.client.send({"type": "answer", "call": call_id})
+        self._say(f"answered call {call_id}")
+        return session
+
+    async def invite(self, *, terminal: str | None = None, department: str | None = None) -> None:
+        """Invite a colleague (a station or a department) into the current call."""
+        assert self.client is not None
+        if self.session is None or not self.in_call or self.session.call_id is None:
+            raise RuntimeError(f"{self.terminal_id} is not in a call; nothing to invite into")
+        msg: dict[str, Any] = {"type": "invite", "call": self.session.call_id}
+        msg.update({"terminal": terminal} if terminal else {"department": department})
+        await self.client.send(msg)
+
+    # -- relay events ----------------------------------------------------------------------------
+    async def _on_link(self, state: str, detail: str) -> None:
+        if state == LINK_UP and self.client is not None and self.client.welcome:
+            self.terminal_id = self.client.welcome.get("terminal")
+            if not self._ready_reported:
+                self._ready_reported = True
+                self._say(f"ready: {self.terminal_id} connected to {self.url}")
+        log.info("relay link %s (%s)", state, detail)
+
+    async def _on_message(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        call = msg.get("call")
+        if kind == "incoming" and isinstance(call, str):
+            if self.in_call or self.auto_answer is None or call in self._pending:
+                return
+            self._pending[call] = asyncio.get_running_loop().create_task(self._answer_later(call))
+            return
+        if kind in ("taken", "ended") and call in self._pending:
+            self._pending.pop(call).cancel()
+        if kind == "error" and msg.get("ref") == "answer" and self.session is not None \
+                and self.session.state is SessionState.WAITING:
+            self._say(f"answer failed: {msg.get('code')}: {msg.get('message')}")
+            await self.session.close()
+            return
+        if self.session is not None:
+            await self.session.on_message(msg)
+
+    async def _answer_later(self, call: str) -> None:
+        try:
+            await asyncio.sleep(self.auto_answer or 0.0)
+            if not self.in_call:
+                await self.answer(call)
+        finally:
+            self._pending.pop(call, None)
+
+    def _session_event(self, event: SessionEvent) -> None:
+        if event.kind is EventKind.ENDED:
+            self._say(f"call ended: {event.reason}")
+        elif event.kind is EventKind.CONNECTION_STATE and event.state in ("connected", "failed"):
+            self._say(f"media to {event.member}: {event.state}")
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _say(self, text: str) -> None:
+        log.info("%s", text)
+        if self.out is not None:
+            self.out(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiosk office --headless",
+                                description="A staff station without a UI that answers calls by itself.")
+    p.add_argument("--config", default="config/office.toml", help="office terminal config (TOML)")
+    p.add_argument("--headless", action="store_true", help="no UI (this module always runs headless)")
+    p.add_argument("--auto-answer", type=float, default=None, metavar="SECONDS",
+                   help="answer incoming calls after this many seconds (default: never)")
+    p.add_argument("--url", default=None, help="relay URL, overriding [relay] url from the config")
+    p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
+    return p
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Run a headless station until SIGINT/SIGTERM."""
+    try:
+        config = load_terminal_config(args.config, "office")
+    except ConfigError as err:
+        print(f"kiosk office: {err}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    def out(text: str) -> None:
+        print(text, flush=True)
+
+    try:
+        station = HeadlessStation(config, auto_answer=args.auto_answer, url=args.url, out=out)
+        async with station:
+            await stop.wait()
+    except (IceConfigError, ConfigError) as err:
+        print(f"kiosk office: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``kiosk office --headless ...``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(run(args))
