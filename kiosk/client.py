@@ -146,7 +146,7 @@ class RelayClient:
                         await self._deliver(msg)
                     code = ws.close_code
                     reason = ws.close_reason or ""
-            except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as err:
+            except (TimeoutError, OSError, websockets.InvalidHandshake, websockets.InvalidURI) as err:
                 code, reason = None, f"{type(err).__name__}: {err}"
             except websockets.ConnectionClosed as err:
                 code, reason = (err.rcvd.code, err.rcvd.reason) if err.rcvd else (None, str(err))
