@@ -1,0 +1,354 @@
+"""Video sources: a camera (real, file or synthetic) as an aiortc track that one capture feeds to all.
+
+``open_video_source(cfg, name=...)`` starts a :class:`~kiosk.devices.cameras.CameraCapture` thread
+for the camera named by ``cfg.source`` (see :mod:`kiosk.devices.cameras` for the spec strings) and
+returns a :class:`VideoSource`. Every :meth:`VideoSource.track` call returns a new
+``MediaStreamTrack`` subscribed through aiortc's ``MediaRelay``: the peer connections and the local
+preview all share one capture. Subscribers are unbuffered, so a slow consumer gets the newest frame
+and never a backlog.
+
+While the camera is unavailable (fails to open, unplugged, stalls) the track keeps delivering the
+"カメラが使用できません / camera unavailable" placeholder at the configured frame rate and size, so
+the call never freezes; real frames resume by themselves when the capture thread reopens the device.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import threading
+import time
+from types import TracebackType
+
+import numpy as np
+import numpy.typing as npt
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import VideoFrame
+
+from kiosk.config import CameraConfig
+from kiosk.devices.cameras import (
+    Backoff,
+    CameraCapture,
+    CameraError,
+    CameraSpec,
+    CapturedFrame,
+    FrameGrabber,
+    OpenCVGrabber,
+    parse_camera_spec,
+)
+from kiosk.video.stamp import draw_frame_stamp, read_frame_stamp
+from kiosk.video.synthetic import DOCUMENT_TEXT, SyntheticScene, render_document_page, render_placeholder
+from relay_server.logs import event
+
+__all__ = [
+    "DOCUMENT_TEXT", "Backoff", "SyntheticCameraGrabber", "SyntheticDocumentGrabber", "VideoSource",
+    "create_grabber", "open_video_source", "read_frame_stamp",
+]
+
+log = logging.getLogger(__name__)
+
+VIDEO_CLOCK_RATE = 90000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+RGBArray = npt.NDArray[np.uint8]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Synthetic grabbers
+
+
+class SyntheticCameraGrabber:
+    """``synthetic:camera``: the moving test scene with clock and frame stamp."""
+
+    paced = False
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.description = f"synthetic:camera {width}x{height}"
+        self._scene: SyntheticScene | None = None
+
+    def open(self) -> None:
+        try:
+            self._scene = SyntheticScene(self.width, self.height)
+        except ValueError as err:
+            raise CameraError(f"{self.description}: {err}") from err
+
+    def read(self) -> RGBArray:
+        if self._scene is None:
+            raise CameraError(f"{self.description}: read before open")
+        return self._scene.render()
+
+    def close(self) -> None:
+        self._scene = None
+
+
+class SyntheticDocumentGrabber:
+    """``synthetic:document``: the A4 form on a desk, with a frame stamp in the desk's top-left corner."""
+
+    paced = False
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.description = f"synthetic:document {width}x{height}"
+        self._page: RGBArray | None = None
+        self._counter = 0
+
+    def open(self) -> None:
+        try:
+            self._page = render_document_page(self.width, self.height)
+        except FileNotFoundError as err:
+            raise CameraError(f"{self.description}: {err}") from err
+
+    def read(self) -> RGBArray:
+        if self._page is None:
+            raise CameraError(f"{self.description}: read before open")
+        frame = self._page.copy()
+        # The page is centred and leaves the desk's corner free: the stamp never covers text.
+        if frame.shape[1] >= frame.shape[0]:
+            draw_frame_stamp(frame, self._counter, int(time.time() * 1000))
+        self._counter += 1
+        return frame
+
+    def close(self) -> None:
+        self._page = None
+
+
+def create_grabber(spec: CameraSpec, cfg: CameraConfig) -> FrameGrabber:
+    """The grabber for a parsed spec, asked for the configured size and rate."""
+    if spec.kind == "synthetic":
+        if spec.target == "camera":
+            return SyntheticCameraGrabber(cfg.width, cfg.height)
+        return SyntheticDocumentGrabber(cfg.width, cfg.height)
+    return OpenCVGrabber(spec, cfg.width, cfg.height, cfg.fps)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The track
+
+
+class _CaptureTrack(MediaStreamTrack):
+    """The single source track of a VideoSource; consumers get relay subscriptions of it."""
+
+    kind = "video"
+
+    def __init__(self, source: VideoSource) -> None:
+        super().__init__()
+        self._source = source
+        self._last_seq = 0
+        self._placeholder = False
+        self._start: float | None = None
+        self._last_pts = -1
+
+    async def recv(self) -> VideoFrame:
+        source = self._source
+        wake = source._bind_loop()
+        loop = asyncio.get_running_loop()
+        period = 1.0 / source.config.fps
+        deadline = loop.time() + (period if self._placeholder else source.stall_timeout)
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            wake.clear()
+            pending = source._newer_than(self._last_seq)
+            if pending is not None:
+                self._last_seq, frame = pending
+                if self._placeholder:
+                    self._placeholder = False
+                break
+            faulted = source._capture.fault is not None
+            remaining = deadline - loop.time()
+            if (faulted and not self._placeholder) or remaining <= 0:
+                if not faulted and not self._placeholder:
+                    event(log, "camera_stalled", level=logging.WARNING, camera=source.name,
+                          device=source.device, waited_s=source.stall_timeout)
+                self._placeholder = True
+                frame = VideoFrame.from_ndarray(source.placeholder(), format="rgb24")
+                break
+            try:
+                await asyncio.wait_for(wake.wait(), remaining)
+            except TimeoutError:
+                pass
+        frame.pts = self._next_pts()
+        frame.time_base = VIDEO_TIME_BASE
+        return frame
+
+    def _next_pts(self) -> int:
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        pts = max(int((now - self._start) * VIDEO_CLOCK_RATE), self._last_pts + 1)
+        self._last_pts = pts
+        return pts
+
+    def stop(self) -> None:
+        super().stop()
+        self._source._wake_now()
+
+
+# ---------------------------------------------------------------------------------------------------
+# VideoSource
+
+
+class VideoSource:
+    """One camera, captured once and shared: aiortc tracks, full-resolution stills, status, rotation.
+
+    Args:
+        grabber: the device (see :func:`create_grabber`; tests pass their own).
+        config: requested size and rate, initial rotation.
+        name: the camera's role (``camera``, ``document_camera``), for logs and status.
+        backoff: reopen delays after a fault.
+        stall_timeout: seconds without a frame after which the tracks show the placeholder even
+            though the device has not reported an error (a hung driver). Default: the longer of 2 s
+            and three frame periods.
+    """
+
+    def __init__(self, grabber: FrameGrabber, config: CameraConfig, *, name: str,
+                 backoff: Backoff | None = None, stall_timeout: float | None = None) -> None:
+        self.config = config
+        self.name = name
+        self.device = grabber.description
+        self.stall_timeout = stall_timeout if stall_timeout is not None else max(2.0, 3.0 / config.fps)
+        self._lock = threading.Lock()
+        self._av_frame: tuple[int, VideoFrame] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._closed = False
+        self._capture = CameraCapture(grabber, name=name, fps=config.fps, rotation=config.rotation,
+                                      backoff=backoff, listener=self._on_capture)
+        self._track = _CaptureTrack(self)
+        self._relay = MediaRelay()
+        self._capture.start()
+
+    # -- public API --
+
+    def track(self) -> MediaStreamTrack:
+        """A new subscriber track of this camera (one per peer connection or preview)."""
+        if self._closed:
+            raise CameraError(f"camera {self.name}: track() after close()")
+        return self._relay.subscribe(self._track, buffered=False)
+
+    def latest_frame(self) -> RGBArray | None:
+        """The newest captured frame (read-only RGB, full capture size, rotated), or None if unavailable."""
+        if self._capture.fault is not None:
+            return None
+        frame = self._capture.latest
+        return None if frame is None else frame.rgb
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``starting`` (before the first frame) or ``unavailable: <reason>``."""
+        fault = self._capture.fault
+        if fault is not None:
+            return f"unavailable: {fault}"
+        latest = self._capture.latest
+        if latest is None:
+            return "starting"
+        silent = time.monotonic() - latest.monotonic
+        if silent > self.stall_timeout:
+            return f"unavailable: {self.device}: no frame for {silent:.1f}s"
+        return "ok"
+
+    @property
+    def rotation(self) -> int:
+        """Current rotation in degrees clockwise."""
+        return self._capture.rotation
+
+    def set_rotation(self, degrees: int) -> None:
+        """Rotate from the next frame on: 0, 90, 180 or 270 degrees clockwise (ValueError otherwise)."""
+        self._capture.set_rotation(degrees)
+        event(log, "camera_rotation", camera=self.name, degrees=degrees)
+
+    def placeholder(self) -> RGBArray:
+        """The placeholder picture at the configured size, turned like the frames (read-only)."""
+        width, height = self.config.width, self.config.height
+        if self.rotation in (90, 270):
+            width, height = height, width
+        return render_placeholder(width, height)
+
+    @property
+    def capture_thread(self) -> threading.Thread:
+        """The thread that runs the device (diagnostics and tests)."""
+        return self._capture.thread
+
+    def close(self) -> None:
+        """End the tracks and stop the capture (waits briefly for the thread)."""
+        self._begin_close()
+        self._capture.stop()
+
+    async def aclose(self) -> None:
+        """Like :meth:`close`, but waits for the capture thread off the event loop."""
+        self._begin_close()
+        await asyncio.to_thread(self._capture.stop)
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    async def __aenter__(self) -> VideoSource:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    # -- plumbing between the capture thread and the loop --
+
+    def _begin_close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._track.stop()
+
+    def _on_capture(self, frame: CapturedFrame | None) -> None:
+        """Capture thread: wrap the frame for aiortc here, off the loop, then wake the track."""
+        if frame is not None:
+            av_frame = VideoFrame.from_ndarray(frame.rgb, format="rgb24")
+            with self._lock:
+                self._av_frame = (frame.seq, av_frame)
+        self._wake_now()
+
+    def _wake_now(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None:
+            return
+        try:
+            loop.call_soon_threadsafe(wake.set)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
+
+    def _bind_loop(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._wake is None:
+            self._loop, self._wake = loop, asyncio.Event()
+        return self._wake
+
+    def _newer_than(self, seq: int) -> tuple[int, VideoFrame] | None:
+        with self._lock:
+            pending = self._av_frame
+            if pending is None or pending[0] <= seq:
+                return None
+            self._av_frame = None  # each wrapped frame goes out once; its pts is set on the way
+            return pending
+
+
+def open_video_source(cfg: CameraConfig, *, name: str, backoff: Backoff | None = None) -> VideoSource:
+    """Open the camera named by ``cfg.source`` and start capturing.
+
+    A device that is missing or fails does not raise: the source starts with status
+    ``unavailable: ...``, shows the placeholder and keeps retrying.
+
+    Args:
+        cfg: ``[camera]`` or ``[document_camera]`` of the terminal config.
+        name: the camera's role, for logs and status (``camera``, ``document_camera``).
+        backoff: reopen delays after a fault (default 0.5 s doubling to 10 s).
+
+    Raises:
+        CameraSpecError: ``cfg.source`` is not a valid spec (a configuration error).
+    """
+    spec = parse_camera_spec(cfg.source)
+    source = VideoSource(create_grabber(spec, cfg), cfg, name=name, backoff=backoff)
+    event(log, "camera_open", camera=name, source=spec.text, size=f"{cfg.width}x{cfg.height}", fps=cfg.fps,
+          rotation=cfg.rotation)
+    return source
