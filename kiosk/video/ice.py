@@ -125,9 +125,8 @@ def restrict_ice_addresses(entries: Sequence[str]) -> tuple[str, ...]:
         if _allowed and resolved and set(resolved) != set(_allowed):
             log.warning("ICE addresses changed from %s to %s for this process", _allowed, resolved)
         _allowed = resolved
-        aioice.ice.get_host_addresses = (  # type: ignore[assignment]
-            _restricted_get_host_addresses if resolved else _ORIGINAL_GET_HOST_ADDRESSES
-        )
+        replacement = _restricted_get_host_addresses if resolved else _ORIGINAL_GET_HOST_ADDRESSES
+        aioice.ice.get_host_addresses = replacement  # type: ignore[assignment,unused-ignore]
     return resolved
 
 

@@ -100,9 +100,10 @@ class GatedAudioTrack(MediaStreamTrack):
 
     async def recv(self) -> av.AudioFrame:
         frame = await self._source.recv()
+        if not isinstance(frame, av.AudioFrame):
+            raise TypeError(f"GatedAudioTrack: the microphone track produced {type(frame).__name__}, not audio")
         if not self.muted:
             return frame
-        assert isinstance(frame, av.AudioFrame)
         silent = av.AudioFrame.from_ndarray(
             np.zeros_like(frame.to_ndarray()), format=frame.format.name, layout=frame.layout.name)
         silent.sample_rate = frame.sample_rate

@@ -99,7 +99,7 @@ _TRANSITIONS = {
 }
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     """What a :class:`SessionEvent` reports."""
 
     MEMBER_JOINED = "member_joined"
@@ -170,7 +170,7 @@ class _CountingTrack(MediaStreamTrack):
         self.first_frame_at: float | None = None
 
     async def recv(self) -> Any:
-        frame = await self._source.recv()
+        frame: Any = await self._source.recv()
         self.frames += 1
         if self.kind == "video":
             self.width, self.height = frame.width, frame.height

@@ -1,0 +1,268 @@
+"""``kiosk call-test``: place a real call as a counter terminal, without a UI, and report what happened.
+
+For installation and troubleshooting: it uses the counter's own config (relay, token, cameras,
+audio, ICE addresses), calls a department, waits for a station to answer, holds the call, hangs up
+and prints how long each step took and what media arrived::
+
+    kiosk call-test --config config/counter.toml --department juumin --seconds 5 [--json] [--url URL]
+
+Exit status: 0 when the call was answered, connected and media arrived from the station; 1 when
+not (the report says why); 2 for a bad config or command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from kiosk.client import RelayClient
+from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
+from kiosk.video.ice import IceConfigError, restrict_ice_addresses
+from kiosk.video.local_media import LocalMedia, open_local_media
+from kiosk.video.session import CallSession, EventKind, SessionState
+
+__all__ = ["CallTestReport", "TrackReport", "main", "run_call_test"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrackReport:
+    """What arrived on one remote track while the call was held."""
+
+    member: str
+    track: str
+    first_frame_s: float | None  # seconds from 'answered' to the first decoded frame
+    frames: int
+    fps: float
+    width: int = 0
+    height: int = 0
+    audio_level: float | None = None  # RMS of the last 0.5 s, 0..1 (audio only)
+    audio_frequency_hz: float | None = None  # strongest frequency (audio only)
+
+
+@dataclass
+class CallTestReport:
+    """The outcome of one test call (``--json`` prints it as is)."""
+
+    terminal: str
+    department: str
+    url: str
+    ok: bool = False
+    answered: bool = False
+    reason: str = ""  # why not ok, or "ok"
+    answered_by: str | None = None
+    call: str | None = None
+    time_to_answer_s: float | None = None  # 'call' sent → 'answered'
+    time_to_connected_s: float | None = None  # 'answered' → peer connection connected
+    held_s: float = 0.0
+    tracks: list[TrackReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, indent=2)
+
+    def to_text(self) -> str:
+        def s(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f} s"
+        lines = [
+            f"call-test {self.terminal} → {self.department} via {self.url}: {'OK' if self.ok else 'FAILED'}"
+            f" ({self.reason})",
+            f"  answered: {'yes by ' + str(self.answered_by) if self.answered else 'no'}"
+            f"   time to answer: {s(self.time_to_answer_s)}   time to connected: {s(self.time_to_connected_s)}",
+        ]
+        for t in self.tracks:
+            line = f"  {t.member} {t.track:<8} first frame {s(t.first_frame_s)}  frames {t.frames}  {t.fps:.1f}/s"
+            if t.width:
+                line += f"  {t.width}×{t.height}"
+            if t.audio_level is not None:
+                hz = "-" if t.audio_frequency_hz is None else f"{t.audio_frequency_hz:.0f} Hz"
+                line += f"  level {t.audio_level:.3f}  tone {hz}"
+            lines.append(line)
+        lines += [f"  problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+async def run_call_test(
+    config: TerminalConfig,
+    department: str,
+    *,
+    seconds: float = 5.0,
+    url: str | None = None,
+    answer_timeout: float = 90.0,
+    media_timeout: float = 15.0,
+    local: LocalMedia | None = None,
+) -> CallTestReport:
+    """Place one call and measure it. Never raises for call problems: they go into the report.
+
+    Args:
+        config: a counter terminal config.
+        department: department id to call.
+        seconds: how long to hold the call once media flows.
+        url: relay URL overriding ``[relay] url``.
+        answer_timeout: cancel the call if nobody answers within this time.
+        media_timeout: how long to wait for connection and first frames after the answer.
+        local: already opened sources (default: opened from the config and closed at the end).
+    """
+    assert config.media is not None, "a counter config has media sections"
+    relay_url = url or config.relay.url
+    report = CallTestReport(terminal="?", department=department, url=relay_url)
+    restrict_ice_addresses(config.media.network.ice_addresses)
+    own_local = local is None
+    local = local or open_local_media(config.media)
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    session: CallSession | None = None
+
+    async def on_message(msg: dict[str, Any]) -> None:
+        if session is not None:
+            await session.on_message(msg)
+        inbox.put_nowait(msg)
+
+    async def next_of(kinds: tuple[str, ...], timeout: float) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await asyncio.wait_for(inbox.get(), left)
+            except TimeoutError:
+                return None
+            if msg.get("type") in kinds:
+                return msg
+        return None
+
+    client = RelayClient(relay_url, config.relay.token, on_message=on_message, client_name="kiosk-call-test")
+    client.start()
+    try:
+        try:
+            welcome = await client.wait_up(10.0)
+        except TimeoutError:
+            report.reason = f"relay not reachable at {relay_url}: {client.link_state} ({client.link_detail})"
+            return report
+        report.terminal = welcome.get("terminal", "?")
+        session = CallSession(report.terminal, "counter", local, client.send,
+                              ice_servers=welcome.get("ice_servers"), codec=config.media.network.codec,
+                              audio_output=config.media.audio.output)
+        t_call = time.monotonic()
+        await client.send({"type": "call", "department": department})
+        msg = await next_of(("ringing", "error"), 10.0)
+        if msg is None or msg["type"] == "error":
+            report.reason = ("no reply to 'call' within 10 s" if msg is None
+                             else f"call refused: {msg.get('code')}: {msg.get('message')}")
+            return report
+        report.call = msg["call"]
+        msg = await next_of(("answered", "ended"), answer_timeout)
+        if msg is None:
+            await client.send({"type": "cancel", "call": report.call})
+            report.reason = f"not answered within {answer_timeout:.0f} s (cancelled)"
+            return report
+        if msg["type"] == "ended":
+            report.reason = f"call ended before an answer: {msg.get('reason')}"
+            return report
+        t_answer = time.monotonic()
+        report.answered, report.answered_by = True, msg["by"]
+        report.time_to_answer_s = round(t_answer - t_call, 3)
+        by = msg["by"]
+        try:
+            await _wait_connected(session, by, media_timeout)
+        except TimeoutError:
+            report.reason = f"media to {by} did not connect within {media_timeout:.0f} s " \
+                            f"(state {session.connection_state(by)})"
+            return report
+        connected_at = session.connected_at(by)
+        assert connected_at is not None
+        report.time_to_connected_s = round(connected_at - t_answer, 3)
+        deadline = time.monotonic() + media_timeout
+        while time.monotonic() < deadline and session.state is SessionState.ACTIVE:
+            tracks = session.remote_tracks(by)
+            if tracks and all(t.first_frame_at is not None for t in tracks):
+                break
+            await asyncio.sleep(0.05)
+        start_frames = {(t.member, t.label): t.frames for t in session.remote_tracks()}
+        t_hold = time.monotonic()
+        try:
+            await asyncio.wait_for(session.ended.wait(), seconds)
+        except TimeoutError:
+            pass
+        report.held_s = round(time.monotonic() - t_hold, 3)
+        for rt in session.remote_tracks():
+            frames = rt.frames - start_frames.get((rt.member, rt.label), 0)
+            tr = TrackReport(
+                member=rt.member, track=rt.label,
+                first_frame_s=None if rt.first_frame_at is None else round(rt.first_frame_at - t_answer, 3),
+                frames=rt.frames, fps=round(frames / report.held_s, 2) if report.held_s else 0.0)
+            if rt.label == "audio" and rt.audio_sink is not None:
+                tr.audio_level = round(float(rt.audio_sink.level()), 4)
+                hz = rt.audio_sink.dominant_frequency()
+                tr.audio_frequency_hz = None if hz is None else round(float(hz), 1)
+            else:
+                tr.width, tr.height = rt.resolution
+            report.tracks.append(tr)
+        if session.state is SessionState.ENDED:
+            report.problems.append(f"call ended during the hold: {session.end_reason}")
+        labels = {t.track for t in report.tracks if t.member == by}
+        if "camera" not in labels and "audio" not in labels:
+            report.problems.append(f"no media track arrived from {by}")
+        for t in report.tracks:
+            if t.frames == 0:
+                report.problems.append(f"{t.track} from {t.member}: no frames")
+            elif t.track == "audio" and not t.audio_level:
+                report.problems.append(f"audio from {t.member}: silence (level 0)")
+        report.ok = not report.problems
+        report.reason = "ok" if report.ok else report.problems[0]
+        return report
+    finally:
+        if session is not None:
+            if session.state is not SessionState.ENDED and report.answered:
+                await session.hangup()
+            await session.close()
+        await client.close()
+        if own_local:
+            local.close()
+
+
+async def _wait_connected(session: CallSession, member: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while session.connected_at(member) is None:
+        if session.state is SessionState.ENDED:
+            raise TimeoutError(f"call ended ({session.end_reason}) before media connected")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no connection to {member}")
+        try:
+            await session.wait_event(EventKind.CONNECTION_STATE, member=member, timeout=left, past=False)
+        except TimeoutError:
+            continue
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiosk call-test",
+                                description="Place a real call as this counter terminal and report on it.")
+    p.add_argument("--config", default="config/counter.toml", help="counter terminal config (TOML)")
+    p.add_argument("--department", required=True, help="department id to call, e.g. juumin")
+    p.add_argument("--seconds", type=float, default=5.0, help="how long to hold the call (default 5)")
+    p.add_argument("--answer-timeout", type=float, default=90.0, help="cancel if unanswered after this (s)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--url", default=None, help="relay URL, overriding [relay] url from the config")
+    p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """``kiosk call-test ...``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        config = load_terminal_config(args.config, "counter")
+        report = asyncio.run(run_call_test(config, args.department, seconds=args.seconds, url=args.url,
+                                           answer_timeout=args.answer_timeout))
+    except (ConfigError, IceConfigError) as err:
+        print(f"kiosk call-test: {err}", file=sys.stderr)
+        return 2
+    print(report.to_json() if args.json else report.to_text(), flush=True)
+    return 0 if report.ok else 1
