@@ -1,0 +1,676 @@
+"""The counter kiosk's call state machine: pure, no Kivy, no I/O.
+
+The app feeds it events (relay messages, link changes, touches, timers, device checks) through
+:meth:`CounterMachine.handle`, which returns commands for the app to carry out (send a message, start or
+cancel a timer, ring, start or stop media, reset the language, exit). Screens show :attr:`CounterMachine.state`
+and read the rest of what they need from the machine's public attributes.
+
+Every state change goes through :meth:`CounterMachine._go`, which logs ``old -> new`` and raises
+:class:`InvalidTransition` (naming both states) for a change that :data:`TRANSITIONS` does not allow.
+Timers are events too: the machine asks for ``StartTimer(name, seconds)`` and later receives
+``TimerFired(name)``; a fired timer it no longer expects is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "State", "Outcome", "Department", "CallInfo", "CounterMachine", "InvalidTransition", "Timeouts",
+    # events
+    "Event", "LinkChanged", "RelayMessage", "DevicesChecked", "Touched", "DepartmentChosen",
+    "CancelPressed", "HangUpPressed", "BackPressed", "TechGesture", "PinEntered", "TechClosed",
+    "TimerFired", "SendFailed",
+    # commands
+    "Command", "Send", "StartTimer", "CancelTimer", "Ring", "StartMedia", "ForwardToMedia", "StopMedia",
+    "CheckDevices", "ResetLanguage", "ExitApp", "ReloadConfig",
+]
+
+
+class State(Enum):
+    """What the kiosk is doing; each state has one screen."""
+
+    STARTING = "starting"              # connecting to the relay and checking cameras
+    OUT_OF_SERVICE = "out_of_service"  # relay unreachable or a camera missing; retried by itself
+    START = "start"                    # choose a department
+    CALLING = "calling"                # ringing at the office
+    IN_CALL = "in_call"
+    RESULT = "result"                  # unanswered, closed, unavailable, busy or failed: fallback phone
+    THANKS = "thanks"                  # after hang-up
+    PIN = "pin"                        # technician PIN entry
+    TECH = "tech"                      # technician menu
+
+
+class Outcome(Enum):
+    """Why a call could not take place (shown on the RESULT screen)."""
+
+    UNANSWERED = "unanswered"
+    CLOSED = "closed"
+    UNAVAILABLE = "unavailable"
+    BUSY = "busy"
+    FAILED = "failed"
+
+
+TRANSITIONS: Mapping[State, frozenset[State]] = {
+    State.STARTING: frozenset({State.START, State.OUT_OF_SERVICE, State.PIN}),
+    State.OUT_OF_SERVICE: frozenset({State.START, State.PIN}),
+    State.START: frozenset({State.CALLING, State.RESULT, State.OUT_OF_SERVICE, State.PIN}),
+    State.CALLING: frozenset({State.IN_CALL, State.RESULT, State.START, State.OUT_OF_SERVICE, State.THANKS}),
+    State.IN_CALL: frozenset({State.THANKS}),
+    State.RESULT: frozenset({State.START, State.OUT_OF_SERVICE}),
+    State.THANKS: frozenset({State.START, State.OUT_OF_SERVICE}),
+    State.PIN: frozenset({State.TECH, State.START, State.OUT_OF_SERVICE, State.STARTING}),
+    State.TECH: frozenset({State.START, State.OUT_OF_SERVICE, State.STARTING}),
+}
+
+# Screens that return to START after ``idle`` seconds without a touch (not the call screens).
+IDLE_STATES = frozenset({State.START, State.RESULT, State.THANKS, State.PIN, State.TECH})
+
+# Timer names.
+T_IDLE = "idle"
+T_RESULT = "result"
+T_THANKS = "thanks"
+T_LINK_GRACE = "link_grace"
+T_DEVICE_RETRY = "device_retry"
+T_STARTUP = "startup"
+
+
+class InvalidTransition(Exception):
+    """A state change that the machine does not allow; names both states."""
+
+    def __init__(self, old: State, new: State, why: str = "") -> None:
+        super().__init__(f"invalid transition {old.name} -> {new.name}" + (f" ({why})" if why else ""))
+        self.old = old
+        self.new = new
+
+
+# -- data ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Department:
+    """A department offered at this counter (from ``welcome``)."""
+
+    id: str
+    name_ja: str
+    name_en: str
+    phone: str = ""
+    hours_ja: str = ""
+    hours_en: str = ""
+
+    @classmethod
+    def from_message(cls, d: Mapping[str, Any]) -> Department:
+        name = d.get("name") or {}
+        fb = d.get("fallback") or {}
+        return cls(id=str(d["id"]), name_ja=str(name.get("ja", d["id"])), name_en=str(name.get("en", d["id"])),
+                   phone=str(fb.get("phone", "")), hours_ja=str(fb.get("hours_ja", "")),
+                   hours_en=str(fb.get("hours_en", "")))
+
+    def with_fallback(self, fb: Mapping[str, Any] | None) -> Department:
+        """This department with the fallback phone/hours of an error message, when it carries one."""
+        if not fb:
+            return self
+        return Department(self.id, self.name_ja, self.name_en, str(fb.get("phone", self.phone)),
+                          str(fb.get("hours_ja", self.hours_ja)), str(fb.get("hours_en", self.hours_en)))
+
+    def name(self, lang: str) -> str:
+        return self.name_ja if lang == "ja" else self.name_en
+
+    def hours(self, lang: str) -> str:
+        return self.hours_ja if lang == "ja" else self.hours_en
+
+
+@dataclass
+class CallInfo:
+    """The call in progress; dropped as a whole when it ends."""
+
+    department: Department
+    id: str = ""
+    started_at: float = 0.0
+    answered_at: float = 0.0
+    members: list[str] = field(default_factory=list)  # staff members, in join order
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds for the machine's timers (from ``[terminal]``)."""
+
+    idle: float = 60.0
+    result: float = 20.0
+    thanks: float = 8.0
+    link_grace: float = 2.0      # a relay blip shorter than this does not show "out of service"
+    device_retry: float = 5.0    # re-check missing cameras this often while out of service
+    startup: float = 8.0         # give up waiting for the relay at start-up after this
+
+
+# -- events --------------------------------------------------------------------------------------
+class Event:
+    """Base of everything fed to :meth:`CounterMachine.handle`."""
+
+
+@dataclass(frozen=True)
+class LinkChanged(Event):
+    state: str  # connecting, up, down, unauthorized (see kiosk.client)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RelayMessage(Event):
+    msg: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DevicesChecked(Event):
+    problems: tuple[str, ...] = ()  # "camera: /dev/video0 not found", … ; empty = all present
+
+
+@dataclass(frozen=True)
+class Touched(Event):
+    """Any touch anywhere: restarts the idle timer."""
+
+
+@dataclass(frozen=True)
+class DepartmentChosen(Event):
+    department: str
+
+
+@dataclass(frozen=True)
+class CancelPressed(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class HangUpPressed(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class BackPressed(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class TechGesture(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class PinEntered(Event):
+    pin: str
+
+
+@dataclass(frozen=True)
+class TechClosed(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class TimerFired(Event):
+    name: str
+
+
+@dataclass(frozen=True)
+class SendFailed(Event):
+    """A message to the relay could not be sent (link down)."""
+
+    msg_type: str
+    detail: str = ""
+
+
+# -- commands ------------------------------------------------------------------------------------
+class Command:
+    """Base of everything :meth:`CounterMachine.handle` returns."""
+
+
+@dataclass(frozen=True)
+class Send(Command):
+    msg: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StartTimer(Command):
+    name: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CancelTimer(Command):
+    name: str
+
+
+@dataclass(frozen=True)
+class Ring(Command):
+    on: bool
+
+
+@dataclass(frozen=True)
+class StartMedia(Command):
+    """Open the media session for ``call`` and make the offer to ``offer_to``."""
+
+    call: str
+    offer_to: str
+
+
+@dataclass(frozen=True)
+class ForwardToMedia(Command):
+    """A relay message the media session needs (joined, left, call_state)."""
+
+    msg: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StopMedia(Command):
+    """Close every peer connection and drop every remote frame."""
+
+
+@dataclass(frozen=True)
+class CheckDevices(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class ResetLanguage(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class ExitApp(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class ReloadConfig(Command):
+    pass
+
+
+# -- the machine ---------------------------------------------------------------------------------
+class CounterMachine:
+    """State machine of the resident's kiosk.
+
+    Args:
+        timeouts: timer lengths.
+        pin: the technician PIN; empty disables the technician menu.
+        clock: monotonic seconds (injected so tests control time).
+    """
+
+    def __init__(self, timeouts: Timeouts | None = None, *, pin: str = "",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeouts = timeouts or Timeouts()
+        self.pin = pin
+        self.clock = clock
+        self.state = State.STARTING
+        self.departments: list[Department] = []
+        self.presence: dict[str, str] = {}
+        self.terminal = ""
+        self.terminal_name = ""
+        self.link_state = "connecting"
+        self.link_detail = ""
+        self.welcomed = False
+        self.device_problems: tuple[str, ...] | None = None  # None: not checked yet
+        self.call: CallInfo | None = None
+        self.outcome: Outcome | None = None
+        self.result_department: Department | None = None
+        self.pin_error = False
+        self.pin_attempts = 0
+        self._timers: set[str] = set()
+        self._out: list[Command] = []
+        self.history: list[tuple[State, State]] = []
+        self._started = False
+
+    # -- queries ---------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Relay welcomed us and every camera is present."""
+        return self.link_state == "up" and self.welcomed and self.device_problems == ()
+
+    def department(self, dept_id: str) -> Department | None:
+        return next((d for d in self.departments if d.id == dept_id), None)
+
+    def availability(self, dept_id: str) -> str:
+        """``available``, ``busy``, ``closed`` or ``offline`` (unknown departments count as offline)."""
+        return self.presence.get(dept_id, "offline")
+
+    def out_of_service_causes(self) -> list[str]:
+        """Technical causes for the technician (not shown large to residents)."""
+        causes = []
+        if self.link_state != "up" or not self.welcomed:
+            causes.append(f"relay {self.link_state}: {self.link_detail}".rstrip(": "))
+        if self.device_problems:
+            causes.extend(self.device_problems)
+        elif self.device_problems is None:
+            causes.append("devices not checked yet")
+        return causes
+
+    # -- the one entry point ---------------------------------------------------------------------
+    def start(self) -> list[Command]:
+        """Commands to run once at start-up (check devices, start-up timer)."""
+        self._started = True
+        self._timer(T_STARTUP, self.timeouts.startup)
+        self._out.append(CheckDevices())
+        return self._flush()
+
+    def handle(self, event: Event) -> list[Command]:
+        """Feed one event; returns the commands to carry out, in order."""
+        if isinstance(event, TimerFired):
+            if event.name not in self._timers:
+                return []  # cancelled or superseded
+            self._timers.discard(event.name)
+        method = getattr(self, "_on_" + type(event).__name__, None)
+        if method is None:
+            raise TypeError(f"CounterMachine cannot handle {type(event).__name__}")
+        method(event)
+        return self._flush()
+
+    # -- transitions -----------------------------------------------------------------------------
+    def _go(self, new: State, why: str = "") -> None:
+        old = self.state
+        if new is old:
+            return
+        if new not in TRANSITIONS[old]:
+            raise InvalidTransition(old, new, why)
+        log.info("counter state %s -> %s%s", old.name, new.name, f" ({why})" if why else "")
+        self.state = new
+        self.history.append((old, new))
+        self._leave(old)
+        self._enter(new)
+
+    def _leave(self, old: State) -> None:
+        if old is State.CALLING:
+            self._out.append(Ring(False))
+        if old is State.RESULT:
+            self._cancel(T_RESULT)
+        if old is State.THANKS:
+            self._cancel(T_THANKS)
+        if old is State.OUT_OF_SERVICE:
+            self._cancel(T_DEVICE_RETRY)
+        if old in (State.PIN, State.TECH):
+            self.pin_error = False
+
+    def _enter(self, new: State) -> None:
+        if new in IDLE_STATES:
+            self._timer(T_IDLE, self.timeouts.idle)
+        else:
+            self._cancel(T_IDLE)
+        if new is not State.STARTING:
+            self._cancel(T_STARTUP)
+        if new is State.START:
+            self.outcome = None
+            self.result_department = None
+        elif new is State.CALLING:
+            self._out.append(Ring(True))
+        elif new is State.RESULT:
+            self._timer(T_RESULT, self.timeouts.result)
+        elif new is State.THANKS:
+            self._timer(T_THANKS, self.timeouts.thanks)
+        elif new is State.OUT_OF_SERVICE:
+            if self.device_problems:
+                self._timer(T_DEVICE_RETRY, self.timeouts.device_retry)
+
+    def _home(self, why: str) -> None:
+        """Back to START when ready, else to OUT_OF_SERVICE."""
+        self._go(State.START if self.ready else State.OUT_OF_SERVICE, why)
+
+    def _end_call(self) -> None:
+        """Forget everything about the call (nothing of it may remain)."""
+        self.call = None
+        self._out.append(StopMedia())
+
+    # -- timers ----------------------------------------------------------------------------------
+    def _timer(self, name: str, seconds: float) -> None:
+        self._timers.add(name)
+        self._out.append(StartTimer(name, seconds))
+
+    def _cancel(self, name: str) -> None:
+        if name in self._timers:
+            self._timers.discard(name)
+            self._out.append(CancelTimer(name))
+
+    def _flush(self) -> list[Command]:
+        out, self._out = self._out, []
+        return out
+
+    # -- event handlers --------------------------------------------------------------------------
+    def _on_LinkChanged(self, ev: LinkChanged) -> None:
+        self.link_state, self.link_detail = ev.state, ev.detail
+        if ev.state == "up":
+            self._cancel(T_LINK_GRACE)
+            if self.state in (State.STARTING, State.OUT_OF_SERVICE) and self.ready:
+                self._go(State.START, "relay up")
+            return
+        self.welcomed = False
+        if ev.state == "unauthorized":
+            if self.state in (State.STARTING, State.START, State.RESULT, State.THANKS):
+                self._go(State.OUT_OF_SERVICE, "token rejected")
+            return
+        if self.state in (State.START, State.RESULT, State.THANKS):
+            if T_LINK_GRACE not in self._timers:
+                self._timer(T_LINK_GRACE, self.timeouts.link_grace)
+        elif self.state is State.STARTING and ev.state == "down":
+            self._go(State.OUT_OF_SERVICE, f"relay unreachable: {ev.detail}")
+        # CALLING / IN_CALL: the relay keeps our place for its grace period; media goes on.
+
+    def _on_DevicesChecked(self, ev: DevicesChecked) -> None:
+        self.device_problems = tuple(ev.problems)
+        if self.state is State.STARTING:
+            if ev.problems:
+                self._go(State.OUT_OF_SERVICE, "; ".join(ev.problems))
+            elif self.ready:
+                self._go(State.START, "ready")
+        elif self.state is State.OUT_OF_SERVICE:
+            if self.ready:
+                self._go(State.START, "devices back")
+            elif ev.problems:
+                self._timer(T_DEVICE_RETRY, self.timeouts.device_retry)
+
+    def _on_Touched(self, ev: Touched) -> None:
+        if self.state in IDLE_STATES:
+            self._timer(T_IDLE, self.timeouts.idle)
+
+    def _on_TimerFired(self, ev: TimerFired) -> None:
+        name = ev.name
+        if name == T_IDLE:
+            if self.state is State.START:
+                self._out.append(ResetLanguage())
+                self._timer(T_IDLE, self.timeouts.idle)
+            elif self.state in IDLE_STATES:
+                self._home("idle")
+                self._out.append(ResetLanguage())
+        elif name == T_RESULT and self.state is State.RESULT:
+            self._home("result shown long enough")
+            self._out.append(ResetLanguage())
+        elif name == T_THANKS and self.state is State.THANKS:
+            self._home("thank-you shown long enough")
+            self._out.append(ResetLanguage())
+        elif name == T_LINK_GRACE:
+            if self.link_state != "up" and self.state in (State.START, State.RESULT, State.THANKS):
+                self._go(State.OUT_OF_SERVICE, f"relay {self.link_state}: {self.link_detail}")
+        elif name == T_DEVICE_RETRY and self.state is State.OUT_OF_SERVICE:
+            self._out.append(CheckDevices())
+        elif name == T_STARTUP and self.state is State.STARTING:
+            self._go(State.OUT_OF_SERVICE, "start-up took too long: " + "; ".join(self.out_of_service_causes()))
+
+    def _on_DepartmentChosen(self, ev: DepartmentChosen) -> None:
+        if self.state is not State.START:
+            log.info("department %s chosen in %s: ignored", ev.department, self.state.name)
+            return
+        dept = self.department(ev.department)
+        if dept is None:
+            raise ValueError(f"unknown department {ev.department!r}; offered: "
+                             f"{[d.id for d in self.departments]}")
+        status = self.availability(dept.id)
+        if status in ("closed", "offline"):
+            # No call: say so at once, with the phone number.
+            self._result(Outcome.CLOSED if status == "closed" else Outcome.UNAVAILABLE, dept)
+            return
+        self.call = CallInfo(department=dept, started_at=self.clock())
+        self._out.append(Send({"type": "call", "department": dept.id}))
+        self._go(State.CALLING, f"calling {dept.id}")
+
+    def _on_CancelPressed(self, ev: CancelPressed) -> None:
+        if self.state is not State.CALLING or self.call is None:
+            return
+        if self.call.id:
+            self._out.append(Send({"type": "cancel", "call": self.call.id}))
+        # Without a call id the relay has not answered ``call`` yet: ``ringing`` will be cancelled on arrival.
+        self._cancelled_call = not self.call.id
+        self._end_call()
+        self._home("cancelled")
+
+    _cancelled_call = False
+
+    def _on_HangUpPressed(self, ev: HangUpPressed) -> None:
+        if self.state is not State.IN_CALL or self.call is None:
+            return
+        self._out.append(Send({"type": "hangup", "call": self.call.id}))
+        self._end_call()
+        self._go(State.THANKS, "hung up")
+
+    def _on_BackPressed(self, ev: BackPressed) -> None:
+        if self.state in (State.RESULT, State.THANKS):
+            self._home("back pressed")
+            self._out.append(ResetLanguage())
+        elif self.state in (State.PIN, State.TECH):
+            self._on_TechClosed(TechClosed())
+
+    def _on_TechGesture(self, ev: TechGesture) -> None:
+        if not self.pin:
+            log.info("technician gesture ignored: no PIN configured")
+            return
+        if self.state in (State.STARTING, State.OUT_OF_SERVICE, State.START):
+            self.pin_error = False
+            self._go(State.PIN, "technician gesture")
+
+    def _on_PinEntered(self, ev: PinEntered) -> None:
+        if self.state is not State.PIN:
+            return
+        if self.pin and ev.pin == self.pin:
+            self.pin_attempts = 0
+            self._go(State.TECH, "PIN accepted")
+        else:
+            self.pin_attempts += 1
+            self.pin_error = True
+            log.warning("wrong technician PIN (attempt %d)", self.pin_attempts)
+            self._timer(T_IDLE, self.timeouts.idle)
+
+    def _on_TechClosed(self, ev: TechClosed) -> None:
+        if self.state in (State.PIN, State.TECH):
+            self._home("technician menu closed")
+
+    def _on_SendFailed(self, ev: SendFailed) -> None:
+        if ev.msg_type == "call" and self.state is State.CALLING and self.call is not None and not self.call.id:
+            dept = self.call.department
+            self._end_call()
+            self._result(Outcome.FAILED, dept)
+
+    # -- relay messages --------------------------------------------------------------------------
+    def _on_RelayMessage(self, ev: RelayMessage) -> None:
+        msg = ev.msg
+        kind = msg.get("type")
+        handler = getattr(self, f"_msg_{kind}", None)
+        if handler is not None:
+            handler(msg)
+
+    def _msg_welcome(self, msg: Mapping[str, Any]) -> None:
+        self.welcomed = True
+        self.terminal = str(msg.get("terminal", ""))
+        self.terminal_name = str(msg.get("name", ""))
+        self.departments = [Department.from_message(d) for d in msg.get("departments", [])]
+        self.presence = {d.id: self.presence.get(d.id, "offline") for d in self.departments}
+        # The client reports the link ``up`` just before it delivers ``welcome``.
+        if self.state in (State.STARTING, State.OUT_OF_SERVICE) and self.ready:
+            self._go(State.START, "relay up")
+
+    def _msg_presence(self, msg: Mapping[str, Any]) -> None:
+        self.presence.update({str(k): str(v) for k, v in dict(msg.get("departments", {})).items()})
+
+    def _is_our_call(self, msg: Mapping[str, Any]) -> bool:
+        return self.call is not None and bool(self.call.id) and msg.get("call") == self.call.id
+
+    def _msg_ringing(self, msg: Mapping[str, Any]) -> None:
+        call_id = str(msg.get("call", ""))
+        if self.state is State.CALLING and self.call is not None and not self.call.id:
+            self.call.id = call_id
+        elif self._cancelled_call:
+            # The resident cancelled before the relay confirmed the call: cancel it now.
+            self._cancelled_call = False
+            self._out.append(Send({"type": "cancel", "call": call_id}))
+
+    def _msg_answered(self, msg: Mapping[str, Any]) -> None:
+        if self.state is not State.CALLING or not self._is_our_call(msg):
+            return
+        assert self.call is not None
+        by = str(msg.get("by", ""))
+        self.call.answered_at = self.clock()
+        self.call.members = [by]
+        self._out.append(StartMedia(self.call.id, by))
+        self._go(State.IN_CALL, f"answered by {by}")
+
+    def _msg_call_state(self, msg: Mapping[str, Any]) -> None:
+        if not self._is_our_call(msg):
+            return
+        assert self.call is not None
+        members = [str(m) for m in msg.get("members", []) if m != self.terminal]
+        if self.state is State.IN_CALL:
+            self.call.members = members
+            self._out.append(ForwardToMedia(msg))
+
+    def _msg_joined(self, msg: Mapping[str, Any]) -> None:
+        if self.state is not State.IN_CALL or not self._is_our_call(msg):
+            return
+        assert self.call is not None
+        who = str(msg.get("terminal", ""))
+        if who and who != self.terminal and who not in self.call.members:
+            self.call.members.append(who)
+        self._out.append(ForwardToMedia(msg))
+
+    def _msg_left(self, msg: Mapping[str, Any]) -> None:
+        if self.state is not State.IN_CALL or not self._is_our_call(msg):
+            return
+        assert self.call is not None
+        who = str(msg.get("terminal", ""))
+        if who in self.call.members:
+            self.call.members.remove(who)
+        self._out.append(ForwardToMedia(msg))
+
+    def _msg_ended(self, msg: Mapping[str, Any]) -> None:
+        if not self._is_our_call(msg):
+            return
+        assert self.call is not None
+        reason = msg.get("reason")
+        dept = self.call.department
+        if self.state is State.CALLING:
+            self._end_call()
+            if reason == "unanswered":
+                self._result(Outcome.UNANSWERED, dept)
+            elif reason == "cancelled":
+                self._home("cancelled")
+            else:
+                self._result(Outcome.FAILED, dept)
+        elif self.state is State.IN_CALL:
+            self._end_call()
+            self._go(State.THANKS, f"call ended ({reason})")
+
+    def _msg_error(self, msg: Mapping[str, Any]) -> None:
+        if msg.get("ref") != "call" or self.state is not State.CALLING or self.call is None:
+            log.info("relay error %s (%s) in %s", msg.get("code"), msg.get("message"), self.state.name)
+            return
+        code = msg.get("code")
+        dept = self.call.department.with_fallback(msg.get("fallback"))
+        self._end_call()
+        outcome = {"closed": Outcome.CLOSED, "unavailable": Outcome.UNAVAILABLE}.get(str(code), Outcome.FAILED)
+        self._result(outcome, dept)
+
+    def _result(self, outcome: Outcome, dept: Department) -> None:
+        self.outcome = outcome
+        self.result_department = dept
+        self._go(State.RESULT, outcome.value)
+
+
+def departments_from(msgs: Sequence[Mapping[str, Any]]) -> list[Department]:
+    """Departments of a ``welcome`` message's ``departments`` list."""
+    return [Department.from_message(d) for d in msgs]
