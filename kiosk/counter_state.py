@@ -2,7 +2,8 @@
 
 The app feeds it events (relay messages, link changes, touches, timers, device checks) through
 :meth:`CounterMachine.handle`, which returns commands for the app to carry out (send a message, start or
-cancel a timer, ring, start or stop media, reset the language, exit). Screens show :attr:`CounterMachine.state`
+cancel a timer, ring, start or stop media (the app forwards every relay message to the media session
+itself while one exists), reset the language, exit). Screens show :attr:`CounterMachine.state`
 and read the rest of what they need from the machine's public attributes.
 
 Every state change goes through :meth:`CounterMachine._go`, which logs ``old -> new`` and raises
@@ -27,9 +28,9 @@ __all__ = [
     # events
     "Event", "LinkChanged", "RelayMessage", "DevicesChecked", "Touched", "DepartmentChosen",
     "CancelPressed", "HangUpPressed", "BackPressed", "TechGesture", "PinEntered", "TechClosed",
-    "TimerFired", "SendFailed",
+    "TimerFired", "SendFailed", "MediaEnded",
     # commands
-    "Command", "Send", "StartTimer", "CancelTimer", "Ring", "StartMedia", "ForwardToMedia", "StopMedia",
+    "Command", "Send", "StartTimer", "CancelTimer", "Ring", "StartMedia", "StopMedia",
     "CheckDevices", "ResetLanguage", "ExitApp", "ReloadConfig",
 ]
 
@@ -222,6 +223,13 @@ class SendFailed(Event):
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class MediaEnded(Event):
+    """The media session ended the call by itself (e.g. the peer connection failed)."""
+
+    reason: str = ""
+
+
 # -- commands ------------------------------------------------------------------------------------
 class Command:
     """Base of everything :meth:`CounterMachine.handle` returns."""
@@ -254,13 +262,6 @@ class StartMedia(Command):
 
     call: str
     offer_to: str
-
-
-@dataclass(frozen=True)
-class ForwardToMedia(Command):
-    """A relay message the media session needs (joined, left, call_state)."""
-
-    msg: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -567,6 +568,11 @@ class CounterMachine:
             self._end_call()
             self._result(Outcome.FAILED, dept)
 
+    def _on_MediaEnded(self, ev: MediaEnded) -> None:
+        if self.state is State.IN_CALL:
+            self._end_call()
+            self._go(State.THANKS, f"media ended ({ev.reason})")
+
     # -- relay messages --------------------------------------------------------------------------
     def _on_RelayMessage(self, ev: RelayMessage) -> None:
         msg = ev.msg
@@ -617,7 +623,6 @@ class CounterMachine:
         members = [str(m) for m in msg.get("members", []) if m != self.terminal]
         if self.state is State.IN_CALL:
             self.call.members = members
-            self._out.append(ForwardToMedia(msg))
 
     def _msg_joined(self, msg: Mapping[str, Any]) -> None:
         if self.state is not State.IN_CALL or not self._is_our_call(msg):
@@ -626,7 +631,6 @@ class CounterMachine:
         who = str(msg.get("terminal", ""))
         if who and who != self.terminal and who not in self.call.members:
             self.call.members.append(who)
-        self._out.append(ForwardToMedia(msg))
 
     def _msg_left(self, msg: Mapping[str, Any]) -> None:
         if self.state is not State.IN_CALL or not self._is_our_call(msg):
@@ -635,7 +639,6 @@ class CounterMachine:
         who = str(msg.get("terminal", ""))
         if who in self.call.members:
             self.call.members.remove(who)
-        self._out.append(ForwardToMedia(msg))
 
     def _msg_ended(self, msg: Mapping[str, Any]) -> None:
         if not self._is_our_call(msg):

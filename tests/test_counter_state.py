@@ -14,10 +14,10 @@ from kiosk.counter_state import (
     CounterMachine,
     DepartmentChosen,
     DevicesChecked,
-    ForwardToMedia,
     HangUpPressed,
     InvalidTransition,
     LinkChanged,
+    MediaEnded,
     Outcome,
     PinEntered,
     RelayMessage,
@@ -115,14 +115,21 @@ def test_answered_call_then_hang_up_forgets_the_call() -> None:
     cmds = in_call(m)
     assert StartMedia("c1", "office-tobetsu-1") in cmds and Ring(False) in cmds
     assert m.state is State.IN_CALL and m.call is not None and m.call.members == ["office-tobetsu-1"]
-    cmds = m.handle(RelayMessage({"type": "joined", "call": "c1", "terminal": "office-tobetsu-2"}))
+    m.handle(RelayMessage({"type": "joined", "call": "c1", "terminal": "office-tobetsu-2"}))
     assert m.call.members == ["office-tobetsu-1", "office-tobetsu-2"]
-    assert isinstance(cmds[0], ForwardToMedia)
     cmds = m.handle(HangUpPressed())
     assert Send({"type": "hangup", "call": "c1"}) in cmds and StopMedia() in cmds
     assert m.state is State.THANKS and m.call is None
     cmds = m.handle(TimerFired("thanks"))
     assert m.state is State.START and ResetLanguage() in cmds
+
+
+def test_media_failure_ends_the_call() -> None:
+    """A media session that ends by itself (peer connection failed) leaves the call for the thank-you screen."""
+    m = ready_machine()
+    in_call(m)
+    cmds = m.handle(MediaEnded("media_failed"))
+    assert m.state is State.THANKS and StopMedia() in cmds
 
 
 def test_staff_hang_up_ends_the_call_for_the_resident() -> None:

@@ -18,12 +18,9 @@ def prepare_kivy_env(*, headless: bool | None = None, home: str | None = None) -
         headless: force SDL's offscreen driver; default: only when there is no ``DISPLAY``.
         home: ``KIVY_HOME``; default: a fresh temporary directory (Kivy must not write ``~/.kivy``).
 
-    Raises:
-        RuntimeError: when Kivy was already imported (the variables would have no effect).
+    Variables set after Kivy was imported have no effect on it (harmless: the test suite's conftest
+    sets the same ones first).
     """
-    if "kivy" in sys.modules and not os.environ.get("KIOSK_KIVY_PREPARED"):
-        raise RuntimeError("prepare_kivy_env() must run before kivy is imported")
-    os.environ["KIOSK_KIVY_PREPARED"] = "1"
     os.environ.setdefault("KIVY_NO_ARGS", "1")
     os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
     os.environ.setdefault("KIVY_NO_FILELOG", "1")
