@@ -193,8 +193,14 @@ class RelayServer:
         self._apply(self.core.connect(terminal, self.clock()))
         bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst, time.monotonic())
         strikes = 0
+        closing = False
         try:
             async for raw in ws:
+                if closing:
+                    # Keep reading (and dropping) until the peer's close frame arrives: a flood leaves
+                    # websockets' receive queue above its high-water mark with reading paused, so a
+                    # handler that stopped iterating would wait out close_timeout for the handshake.
+                    continue
                 if not bucket.take(time.monotonic()):
                     strikes += 1
                     self._error(conn, protocol.ProtocolError(
@@ -202,7 +208,7 @@ class RelayServer:
                     if strikes >= self.config.rate_strikes:
                         event(log, "terminal_rate_limited", logging.WARNING, terminal=terminal)
                         await self._flush_and_close(conn, protocol.CLOSE_RATE_LIMITED, "rate limit exceeded")
-                        break
+                        closing = True
                     continue
                 strikes = 0
                 self._on_raw(conn, raw)
@@ -325,7 +331,8 @@ class RelayServer:
         asyncio.get_running_loop().create_task(conn.ws.close(code, reason))
 
     async def _flush_and_close(self, conn: Conn, code: int, reason: str) -> None:
+        """Send what is queued, then start the closing handshake without waiting for it to finish."""
         conn.outbox.put_nowait(None)
         if conn.writer is not None:
             await asyncio.wait([conn.writer], timeout=2)
-        await conn.ws.close(code, reason)
+        self._close_soon(conn, code, reason)
