@@ -1,0 +1,747 @@
+"""The relay's websocket edge, in process on 127.0.0.1:0 with real websocket clients.
+
+Each test drives the real :class:`RelayServer` (core, edge, timers, call log, metrics) through bare
+protocol clients; the pure rules are unit-tested in ``test_relay_core.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from helpers import (
+    COUNTER,
+    DEMO_RELAY_CONFIG,
+    LAMP,
+    OFFICE1,
+    OFFICE2,
+    TOKENS,
+    WsClient,
+    make_relay_config,
+    wait_until,
+)
+from websockets.asyncio.client import connect
+
+from relay_server.config import RelayConfig, load_relay_config
+from relay_server.protocol import CLOSE_RATE_LIMITED, CLOSE_REPLACED, CLOSE_UNAUTHORIZED
+from relay_server.server import RelayServer
+
+JUUMIN_FALLBACK_PHONE = "0133-23-2223"
+
+
+# -- harness ---------------------------------------------------------------------------------
+@dataclass
+class Relay:
+    """One in-process relay plus the clients a test opened against it (all closed at teardown)."""
+
+    server: RelayServer
+    clients: list[WsClient] = field(default_factory=list)
+
+    async def client(self, terminal: str | None = None, token: str | None = None,
+                     expect_welcome: bool = True) -> WsClient:
+        c = await WsClient.open(self.server.url, terminal, token, expect_welcome)
+        self.clients.append(c)
+        return c
+
+    async def aclose(self) -> None:
+        for c in self.clients:
+            await c.close()
+        await self.server.close()
+
+
+StartRelay = Callable[..., Awaitable[Relay]]
+
+
+@pytest.fixture
+async def start_relay() -> AsyncIterator[StartRelay]:
+    """Factory: ``await start_relay(config=None, clock=time.time, **config_overrides)``."""
+    relays: list[Relay] = []
+
+    async def start(config: RelayConfig | None = None, clock: Callable[[], float] = time.time,
+                    **overrides: Any) -> Relay:
+        server = RelayServer(config or make_relay_config(**overrides), clock=clock)
+        await server.start()
+        relay = Relay(server)
+        relays.append(relay)
+        return relay
+
+    yield start
+    for r in relays:
+        await r.aclose()
+
+
+@pytest.fixture
+async def relay(start_relay: StartRelay) -> Relay:
+    """A relay with the demo config (four departments, always open)."""
+    return await start_relay()
+
+
+async def place_call(counter: WsClient, station: WsClient, department: str = "juumin") -> str:
+    """Counter calls, ``station`` answers; returns the call id once the counter knows it was answered."""
+    await counter.send({"type": "call", "department": department})
+    call = (await counter.expect("ringing", department=department))["call"]
+    await station.expect("incoming", call=call)
+    await station.send({"type": "answer", "call": call})
+    await station.expect("call_state", call=call, state="active")
+    await counter.expect("answered", call=call)
+    return str(call)
+
+
+async def assert_signal(call: str, a: tuple[str, WsClient], b: tuple[str, WsClient], tag: str = "x") -> None:
+    """A signal from a to b and back is delivered with the right sender and data."""
+    (a_id, a_ws), (b_id, b_ws) = a, b
+    await a_ws.send({"type": "signal", "call": call, "to": b_id, "data": {"kind": "offer", "sdp": tag}})
+    got = await b_ws.expect("signal", call=call, **{"from": a_id})
+    assert got["data"] == {"kind": "offer", "sdp": tag}
+    await b_ws.send({"type": "signal", "call": call, "to": a_id, "data": {"kind": "answer", "sdp": tag}})
+    got = await a_ws.expect("signal", call=call, **{"from": b_id})
+    assert got["data"] == {"kind": "answer", "sdp": tag}
+
+
+async def drain_until_closed(client: WsClient, timeout: float = 5.0) -> tuple[list[dict[str, Any]], int | None]:
+    """Read everything until the relay closes the connection; the messages and the close code."""
+    msgs: list[dict[str, Any]] = list(client.inbox)
+    client.inbox.clear()
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"connection still open after {timeout} s; got {msgs}")
+        try:
+            raw = await asyncio.wait_for(client.ws.recv(), left)
+        except websockets.ConnectionClosed as err:
+            return msgs, err.rcvd.code if err.rcvd else None
+        except TimeoutError:
+            continue
+        msgs.append(json.loads(raw))
+
+
+async def assert_alive(client: WsClient, tag: str = "alive") -> None:
+    """The connection still answers a ping."""
+    await client.send({"type": "ping", "id": tag})
+    await client.expect("pong", id=tag)
+
+
+async def http_get(url: str) -> tuple[int, str, str]:
+    """Status, content type and body of a plain HTTP GET (run in a thread; urllib is blocking)."""
+
+    def get() -> tuple[int, str, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers.get("Content-Type", ""), err.read().decode()
+
+    return await asyncio.to_thread(get)
+
+
+# -- call flows ------------------------------------------------------------------------------
+async def test_full_call_flow(relay: Relay) -> None:
+    """A call rings both stations and the lamp, one answer connects it, signals flow both ways, hangup ends it for all."""
+    o1, o2, lamp = await relay.client(OFFICE1), await relay.client(OFFICE2), await relay.client(LAMP)
+    counter = await relay.client(COUNTER)
+    await counter.send({"type": "call", "department": "juumin"})
+    ringing = await counter.expect("ringing", department="juumin")
+    call = ringing["call"]
+    for c in (o1, o2, lamp):
+        inc = await c.expect("incoming", call=call)
+        assert inc["department"] == "juumin" and inc["from"] == COUNTER and "invited_by" not in inc
+
+    await o1.send({"type": "answer", "call": call})
+    assert (await counter.expect("answered", call=call))["by"] == OFFICE1
+    state = await o1.expect("call_state", call=call)
+    assert state["state"] == "active" and state["members"] == [COUNTER, OFFICE1]
+    assert state["counter"] == COUNTER and state["department"] == "juumin"
+    assert (await o2.expect("taken", call=call))["by"] == OFFICE1
+    assert (await lamp.expect("taken", call=call))["by"] == OFFICE1
+
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, o1))
+
+    await counter.send({"type": "hangup", "call": call})
+    for c in (counter, o1, lamp):
+        ended = await c.expect("ended", call=call)
+        assert ended["reason"] == "hangup" and ended["by"] == COUNTER
+    # The station that was only rung learnt of the end through 'taken'; it gets no stray 'ended'.
+    await assert_alive(o2)
+    assert not [m for m in o2.inbox if m["type"] == "ended"]
+
+
+async def test_simultaneous_answers_one_wins(relay: Relay) -> None:
+    """Two stations answering at the same moment: exactly one joins, the other is told it was taken."""
+    o1, o2 = await relay.client(OFFICE1), await relay.client(OFFICE2)
+    counter = await relay.client(COUNTER)
+    await counter.send({"type": "call", "department": "zeimu"})
+    call = (await counter.expect("ringing"))["call"]
+    await o1.expect("incoming", call=call)
+    await o2.expect("incoming", call=call)
+
+    await asyncio.gather(o1.send({"type": "answer", "call": call}), o2.send({"type": "answer", "call": call}))
+    winner = (await counter.expect("answered", call=call))["by"]
+    assert winner in (OFFICE1, OFFICE2)
+    win, lose = (o1, o2) if winner == OFFICE1 else (o2, o1)
+    state = await win.expect("call_state", call=call)
+    assert state["members"] == [COUNTER, winner]
+    await lose.expect("taken", call=call, by=winner)
+    err = await lose.expect("error", ref="answer")
+    assert err["code"] == "already_answered" and err["by"] == winner
+    assert not [m for m in lose.inbox if m["type"] == "call_state"]
+    await assert_alive(counter)
+    assert not [m for m in counter.inbox if m["type"] == "answered"]
+    assert relay.server.core.calls[call].members == [COUNTER, winner]
+
+
+async def test_cancel_while_ringing(relay: Relay) -> None:
+    """A counter cancelling a ringing call ends it as 'cancelled' for the counter, every rung station and the lamp."""
+    o1, o2, lamp = await relay.client(OFFICE1), await relay.client(OFFICE2), await relay.client(LAMP)
+    counter = await relay.client(COUNTER)
+    await counter.send({"type": "call", "department": "hoken"})
+    call = (await counter.expect("ringing"))["call"]
+    for c in (o1, o2, lamp):
+        await c.expect("incoming", call=call)
+    await counter.send({"type": "cancel", "call": call})
+    for c in (counter, o1, o2, lamp):
+        assert (await c.expect("ended", call=call))["reason"] == "cancelled"
+    await o1.send({"type": "answer", "call": call})
+    assert (await o1.expect("error", ref="answer"))["code"] == "unknown_call"
+
+
+async def test_unanswered_call_times_out(start_relay: StartRelay) -> None:
+    """A call nobody answers ends as 'unanswered' after ring_timeout for the counter, the stations and the lamp."""
+    relay = await start_relay(ring_timeout=0.3)
+    o1, lamp = await relay.client(OFFICE1), await relay.client(LAMP)
+    counter = await relay.client(COUNTER)
+    await counter.send({"type": "call", "department": "juumin"})
+    call = (await counter.expect("ringing"))["call"]
+    await o1.expect("incoming", call=call)
+    for c in (counter, o1, lamp):
+        assert (await c.expect("ended", call=call, timeout=3))["reason"] == "unanswered"
+    assert call not in relay.server.core.calls
+
+
+async def test_station_connecting_while_ringing_gets_incoming(relay: Relay) -> None:
+    """A station that comes online while a call rings is rung too and can answer it."""
+    o1 = await relay.client(OFFICE1)
+    counter = await relay.client(COUNTER)
+    await counter.send({"type": "call", "department": "kensetsu"})
+    call = (await counter.expect("ringing"))["call"]
+    o2 = await relay.client(OFFICE2)
+    inc = await o2.expect("incoming", call=call)
+    assert inc["from"] == COUNTER and inc["department"] == "kensetsu"
+    await o2.send({"type": "answer", "call": call})
+    await counter.expect("answered", call=call, by=OFFICE2)
+    await o1.expect("taken", call=call, by=OFFICE2)
+
+
+@pytest.mark.parametrize("by", ["counter", "staff"])
+async def test_hangup(relay: Relay, by: str) -> None:
+    """A hangup from either side ends the call for every member with reason 'hangup' and who hung up."""
+    o1 = await relay.client(OFFICE1)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+    who, ws = (COUNTER, counter) if by == "counter" else (OFFICE1, o1)
+    await ws.send({"type": "hangup", "call": call})
+    for c in (counter, o1):
+        ended = await c.expect("ended", call=call)
+        assert ended["reason"] == "hangup" and ended["by"] == who
+    # Both are free again: the counter can place a new call that the station can answer.
+    await place_call(counter, o1)
+
+
+# -- invites ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("target", ["department", "terminal"])
+async def test_invite_join_and_leave(relay: Relay, target: str) -> None:
+    """An invite rings the colleague with invited_by; answering joins it for every member, leaving tells the rest."""
+    o1, o2 = await relay.client(OFFICE1), await relay.client(OFFICE2)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+    await o2.expect("taken", call=call)
+    invite: dict[str, Any] = {"type": "invite", "call": call}
+    invite.update({"department": "zeimu"} if target == "department" else {"terminal": OFFICE2})
+    await o1.send(invite)
+    inc = await o2.expect("incoming", call=call, invited_by=OFFICE1)
+    assert inc["from"] == COUNTER and inc["members"] == [COUNTER, OFFICE1]
+
+    await o2.send({"type": "answer", "call": call})
+    state = await o2.expect("call_state", call=call)
+    assert state["members"] == [COUNTER, OFFICE1, OFFICE2]
+    for c in (counter, o1, o2):
+        await c.expect("joined", call=call, terminal=OFFICE2)
+    # The newcomer is a full member: the earlier members can signal it.
+    await assert_signal(call, (COUNTER, counter), (OFFICE2, o2), "c-o2")
+    await assert_signal(call, (OFFICE1, o1), (OFFICE2, o2), "o1-o2")
+
+    await o2.send({"type": "leave", "call": call})
+    assert (await o2.expect("ended", call=call))["reason"] == "leave"
+    for c in (counter, o1):
+        left = await c.expect("left", call=call, terminal=OFFICE2)
+        assert left["reason"] == "leave"
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, o1), "after-leave")
+
+
+async def test_invite_declined(relay: Relay) -> None:
+    """A colleague declining an invite tells every member 'declined' and the call goes on."""
+    o1, o2 = await relay.client(OFFICE1), await relay.client(OFFICE2)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+    await o1.send({"type": "invite", "call": call, "terminal": OFFICE2})
+    await o2.expect("incoming", call=call, invited_by=OFFICE1)
+    await o2.send({"type": "decline", "call": call})
+    for c in (counter, o1):
+        await c.expect("declined", call=call, terminal=OFFICE2)
+    await o2.send({"type": "answer", "call": call})
+    assert (await o2.expect("error", ref="answer"))["code"] in ("forbidden", "already_answered")
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, o1))
+
+
+async def test_invite_expires(start_relay: StartRelay) -> None:
+    """An invite nobody answers within invite_timeout: members get invite_expired, the target stops ringing."""
+    relay = await start_relay(invite_timeout=0.3)
+    o1, o2 = await relay.client(OFFICE1), await relay.client(OFFICE2)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+    await o1.send({"type": "invite", "call": call, "department": "juumin"})
+    await o2.expect("incoming", call=call, invited_by=OFFICE1)
+    for c in (counter, o1):
+        await c.expect("invite_expired", call=call, timeout=3)
+    assert (await o2.expect("ended", call=call))["reason"] == "unanswered"
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, o1))
+
+
+# -- reconnects ------------------------------------------------------------------------------
+async def test_reconnect_within_grace_period_keeps_call(relay: Relay) -> None:
+    """A station that drops and comes back within the grace period gets call_state and the call carries on."""
+    o1 = await relay.client(OFFICE1)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+    await o1.close()
+    await wait_until(lambda: OFFICE1 in relay.server.core.offline_members)
+    await counter.send({"type": "signal", "call": call, "to": OFFICE1, "data": {"kind": "offer"}})
+    assert (await counter.expect("error", ref="signal"))["code"] == "member_offline"
+
+    o1 = await relay.client(OFFICE1, expect_welcome=False)
+    await o1.expect("welcome")
+    state = await o1.expect("call_state", call=call)
+    assert state["state"] == "active" and state["members"] == [COUNTER, OFFICE1] and state["offline"] == []
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, o1))
+    assert not [m for m in counter.inbox if m["type"] in ("ended", "left")]
+
+
+async def test_drop_past_grace_period_ends_call(start_relay: StartRelay) -> None:
+    """The only staff member staying away longer than grace_period ends the call with reason 'disconnected'."""
+    relay = await start_relay(grace_period=0.3)
+    o1, lamp = await relay.client(OFFICE1), await relay.client(LAMP)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+    await o1.close()
+    for c in (counter, lamp):
+        assert (await c.expect("ended", call=call, timeout=3))["reason"] == "disconnected"
+    # Coming back later: the station gets no stale call_state.
+    o1 = await relay.client(OFFICE1)
+    await assert_alive(o1)
+    assert not [m for m in o1.inbox if m["type"] == "call_state"]
+
+
+async def test_member_drop_past_grace_period_leaves(start_relay: StartRelay) -> None:
+    """One of two staff members staying away past grace_period leaves with reason 'disconnected'; the call goes on."""
+    relay = await start_relay(grace_period=0.3)
+    o1, o2 = await relay.client(OFFICE1), await relay.client(OFFICE2)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+    await o1.send({"type": "invite", "call": call, "terminal": OFFICE2})
+    await o2.expect("incoming", call=call, invited_by=OFFICE1)
+    await o2.send({"type": "answer", "call": call})
+    await counter.expect("joined", call=call, terminal=OFFICE2)
+    await o2.close()
+    for c in (counter, o1):
+        left = await c.expect("left", call=call, terminal=OFFICE2, timeout=3)
+        assert left["reason"] == "disconnected"
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, o1))
+
+
+async def test_replaced_connection(relay: Relay) -> None:
+    """The same terminal connecting again closes the old connection with 4409; the new one works normally."""
+    old = await relay.client(OFFICE1)
+    new = await relay.client(OFFICE1)  # expects 'welcome', not an "ID taken" error
+    msgs, code = await drain_until_closed(old)
+    assert code == CLOSE_REPLACED
+    assert not [m for m in msgs if m["type"] == "error"]
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, new)
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, new))
+    assert not [m for m in new.inbox if m["type"] == "error"]
+
+
+# -- authentication --------------------------------------------------------------------------
+def assert_reveals_nothing(msgs: list[dict[str, Any]]) -> None:
+    """An unauthenticated client learnt nothing about terminals or departments."""
+    text = json.dumps(msgs, ensure_ascii=False)
+    for secret in (*TOKENS, *TOKENS.values(), "juumin", "tobetsu", "sapporo", "0133"):
+        assert secret not in text, (secret, text)
+
+
+async def test_bad_token_unauthorized(relay: Relay) -> None:
+    """A hello with an unknown token gets one 'unauthorized' error and close 4401, and nothing else."""
+    c = await relay.client(token="not-a-real-token", expect_welcome=False)
+    msgs, code = await drain_until_closed(c)
+    assert code == CLOSE_UNAUTHORIZED
+    assert [m["type"] for m in msgs] == ["error"] and msgs[0]["code"] == "unauthorized"
+    assert_reveals_nothing(msgs)
+
+
+async def test_missing_hello_times_out(start_relay: StartRelay) -> None:
+    """A connection that sends no hello within hello_timeout gets 'unauthorized' and close 4401."""
+    relay = await start_relay(hello_timeout=0.3)
+    c = await relay.client()
+    msgs, code = await drain_until_closed(c)
+    assert code == CLOSE_UNAUTHORIZED
+    assert [m["code"] for m in msgs] == ["unauthorized"] and "hello" in msgs[0]["message"]
+    assert_reveals_nothing(msgs)
+
+
+# -- rules and malformed input -----------------------------------------------------------------
+async def test_role_violations(relay: Relay) -> None:
+    """Terminals may only send what their role allows, and only into calls they are members of."""
+    o1, o2, lamp = await relay.client(OFFICE1), await relay.client(OFFICE2), await relay.client(LAMP)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+
+    await counter.send({"type": "answer", "call": call})
+    assert (await counter.expect("error", ref="answer"))["code"] == "forbidden"
+    await counter.send({"type": "invite", "call": call, "terminal": OFFICE2})
+    assert (await counter.expect("error", ref="invite"))["code"] == "forbidden"
+    await lamp.send({"type": "call", "department": "juumin"})
+    assert (await lamp.expect("error", ref="call"))["code"] == "forbidden"
+    await o2.send({"type": "signal", "call": call, "to": COUNTER, "data": {"kind": "offer"}})
+    assert (await o2.expect("error", ref="signal"))["code"] == "not_member"
+    await o2.send({"type": "hangup", "call": call})
+    assert (await o2.expect("error", ref="hangup"))["code"] == "not_member"
+    await o1.send({"type": "signal", "call": call, "to": OFFICE2, "data": {"kind": "offer"}})
+    assert (await o1.expect("error", ref="signal"))["code"] == "not_member"
+    assert not [m for m in o2.inbox if m["type"] == "signal"]
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, o1))
+
+
+MALFORMED: dict[str, tuple[str | bytes, str, str]] = {
+    # name: (frame, error code, words the error message must contain)
+    "non_json": ("{not json", "bad_message", "JSON"),
+    "binary_frame": (b"\x00\x01\x02", "bad_message", "binary"),
+    "json_array": ('[{"type": "ping"}]', "bad_message", "array"),
+    "unknown_type": ('{"type": "teleport"}', "unknown_type", "teleport"),
+    "missing_field": ('{"type": "answer"}', "bad_message", "'call'"),
+    "mistyped_field": ('{"type": "status", "status": 1}', "bad_message", "'status'"),
+    "bool_as_integer": ('{"type": "ping", "id": true}', "bad_message", "boolean"),
+    "extra_field": ('{"type": "ping", "id": 1, "colour": "red"}', "bad_message", "colour"),
+    "oversize_message": (json.dumps({"type": "ping", "id": "x" * (65 * 1024)}), "too_large", "65536"),
+    "oversize_signal_data": (
+        json.dumps({"type": "signal", "call": "c", "to": "t", "data": {"sdp": "x" * (49 * 1024)}}),
+        "too_large", "signal data"),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+async def test_malformed_input_is_answered_and_harmless(relay: Relay, name: str) -> None:
+    """Each kind of malformed frame gets an error naming the problem; the sender and another call carry on."""
+    frame, code, words = MALFORMED[name]
+    o1, o2 = await relay.client(OFFICE1), await relay.client(OFFICE2)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+    if isinstance(frame, bytes):
+        await o2.ws.send(frame)
+    else:
+        await o2.send(frame)
+    err = await o2.expect("error")
+    assert err["code"] == code, err
+    assert words in err["message"], err
+    await assert_alive(o2)
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, o1))
+    # And the misbehaving station is still a normal station: it can be invited and join.
+    await o1.send({"type": "invite", "call": call, "terminal": OFFICE2})
+    await o2.expect("incoming", call=call, invited_by=OFFICE1)
+
+
+async def test_rate_limit_then_close(start_relay: StartRelay) -> None:
+    """A flooding terminal gets rate_limited errors, then close 4429 if it keeps on; a call elsewhere is unaffected."""
+    relay = await start_relay(rate_limit=5.0, rate_burst=10, rate_strikes=15)
+    o1, o2 = await relay.client(OFFICE1), await relay.client(OFFICE2)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+
+    # A short burst over the limit: some messages are dropped, the connection stays.
+    for i in range(14):
+        await o2.send({"type": "ping", "id": i})
+    errors = [await o2.expect("error", code="rate_limited") for _ in range(4)]
+    assert all("messages/s" in e["message"] for e in errors)
+    # The bucket refills: after a while a ping is answered again (retry instead of sleeping a fixed time).
+    deadline = time.monotonic() + 3
+    while True:
+        await o2.send({"type": "ping", "id": "again"})
+        try:
+            await o2.expect("pong", id="again", timeout=0.3)
+            break
+        except AssertionError:
+            assert time.monotonic() < deadline, "rate limit never recovered"
+
+    # A sustained flood: closed with 4429.
+    flood = 200
+    try:
+        for i in range(flood):
+            await o2.send({"type": "ping", "id": f"f{i}"})
+    except websockets.ConnectionClosed:
+        pass
+    msgs, code = await drain_until_closed(o2)
+    assert code == CLOSE_RATE_LIMITED
+    assert sum(1 for m in msgs if m.get("code") == "rate_limited") >= 15
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, o1))
+    await assert_alive(counter)
+
+
+# -- presence, away, office hours ------------------------------------------------------------------
+async def test_presence_changes_seen_by_counter(relay: Relay) -> None:
+    """The counter sees a department go offline → available → offline (away) → available → busy → offline."""
+    counter = await relay.client(COUNTER)
+
+    async def presence() -> str:
+        return str((await counter.expect("presence"))["departments"]["juumin"])
+
+    assert await presence() == "offline"
+    o1 = await relay.client(OFFICE1)
+    assert await presence() == "available"
+    await o1.send({"type": "status", "status": "away"})
+    await o1.expect("status", status="away")
+    assert await presence() == "offline"
+    await o1.send({"type": "status", "status": "available"})
+    assert await presence() == "available"
+    call = await place_call(counter, o1)
+    assert await presence() == "busy"
+    await counter.send({"type": "hangup", "call": call})
+    assert await presence() == "available"
+    await o1.close()
+    assert await presence() == "offline"
+
+
+async def test_away_stations_not_rung_and_unavailable(relay: Relay) -> None:
+    """An away station is not rung; with every station away a call is refused 'unavailable' with the fallback phone."""
+    o1, o2 = await relay.client(OFFICE1), await relay.client(OFFICE2)
+    counter = await relay.client(COUNTER)
+    await o1.send({"type": "status", "status": "away"})
+    await o1.expect("status", status="away")
+    await counter.send({"type": "call", "department": "juumin"})
+    call = (await counter.expect("ringing"))["call"]
+    await o2.expect("incoming", call=call)
+    await assert_alive(o1)
+    assert not [m for m in o1.inbox if m["type"] == "incoming"]
+    await counter.send({"type": "cancel", "call": call})
+    await counter.expect("ended", call=call)
+
+    await o2.send({"type": "status", "status": "away"})
+    await o2.expect("status", status="away")
+    await counter.send({"type": "call", "department": "juumin"})
+    err = await counter.expect("error", ref="call")
+    assert err["code"] == "unavailable" and err["department"] == "juumin"
+    assert err["fallback"]["phone"] == JUUMIN_FALLBACK_PHONE
+    assert not relay.server.core.calls
+
+
+def office_hours_config(tmp_path: Path) -> RelayConfig:
+    """The demo config with juumin open weekdays 08:45-17:30 in Asia/Tokyo."""
+    text = DEMO_RELAY_CONFIG.read_text()
+    marker = 'en = "Residents Division" }\nhours = "always"'
+    assert marker in text
+    p = tmp_path / "relay.toml"
+    p.write_text(text.replace(marker, marker.replace('"always"', '["mon-fri 08:45-17:30"]')))
+    cfg = load_relay_config(p)
+    assert cfg.offices["tobetsu"].timezone == "Asia/Tokyo"
+    return replace(cfg, database="", port=0)
+
+
+async def test_office_hours_in_office_time_zone(start_relay: StartRelay, tmp_path: Path) -> None:
+    """Office hours are judged in the office's zone (Asia/Tokyo), even on a server running in UTC."""
+    # 10:00 UTC on a Monday is 19:00 in Tokyo (closed) but inside 08:45-17:30 in UTC;
+    # 00:30 UTC on a Monday is 09:30 in Tokyo (open) but before 08:45 in UTC.
+    closed_at = datetime(2026, 3, 2, 10, 0, tzinfo=UTC).timestamp()
+    open_at = datetime(2026, 3, 2, 0, 30, tzinfo=UTC).timestamp()
+    now = [closed_at]
+    old_tz = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        relay = await start_relay(office_hours_config(tmp_path), clock=lambda: now[0])
+        o1 = await relay.client(OFFICE1)
+        counter = await relay.client(COUNTER)
+        presence = (await counter.expect("presence"))["departments"]
+        assert presence["juumin"] == "closed" and presence["zeimu"] == "available"
+        await counter.send({"type": "call", "department": "juumin"})
+        err = await counter.expect("error", ref="call")
+        assert err["code"] == "closed" and err["department"] == "juumin"
+        assert err["fallback"]["phone"] == JUUMIN_FALLBACK_PHONE
+        assert not [m for m in o1.inbox if m["type"] == "incoming"]
+
+        now[0] = open_at
+        relay.server._apply(relay.server.core.tick(now[0]))  # what the periodic tick does
+        assert (await counter.expect("presence"))["departments"]["juumin"] == "available"
+        await place_call(counter, o1, "juumin")
+    finally:
+        if old_tz is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old_tz
+        time.tzset()
+
+
+# -- welcome extras, HTTP endpoints, origins, TLS ---------------------------------------------------
+async def test_turn_credentials_in_welcome(start_relay: StartRelay) -> None:
+    """With turn_secret set, welcome carries coturn REST credentials: '<expiry>:<id>' and base64 HMAC-SHA1 of it."""
+    now = 1_800_000_000.0
+    relay = await start_relay(clock=lambda: now, turn_secret="s3cret", turn_urls=("turn:127.0.0.1:3478",),
+                              turn_ttl=3600, ice_servers=({"urls": "stun:127.0.0.1:3478"},))
+    c = await relay.client(token=TOKENS[COUNTER], expect_welcome=False)
+    welcome = await c.expect("welcome")
+    stun, turn = welcome["ice_servers"]
+    assert stun == {"urls": "stun:127.0.0.1:3478"}
+    assert turn["urls"] == ["turn:127.0.0.1:3478"]
+    assert turn["username"] == f"{int(now) + 3600}:{COUNTER}"
+    expected = base64.b64encode(hmac.new(b"s3cret", turn["username"].encode(), hashlib.sha1).digest()).decode()
+    assert turn["credential"] == expected
+
+
+async def test_healthz(relay: Relay) -> None:
+    """/healthz answers 200 with JSON saying ok and how many terminals are connected."""
+    await relay.client(OFFICE1)
+    status, ctype, body = await http_get(f"http://127.0.0.1:{relay.server.port}/healthz")
+    assert status == 200 and ctype == "application/json"
+    data = json.loads(body)
+    assert data["status"] == "ok" and data["terminals"]["office"] == 1
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 if absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        key, value = line.rsplit(" ", 1)
+        lname, _, rest = key.partition("{")
+        got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+        if lname == name and got == want:
+            return float(value)
+    return 0.0
+
+
+async def test_metrics_count_calls_and_errors(start_relay: StartRelay) -> None:
+    """/metrics counts finished calls by outcome and error replies by code."""
+    relay = await start_relay(ring_timeout=0.3)
+    o1 = await relay.client(OFFICE1)
+    counter = await relay.client(COUNTER)
+    for _ in range(2):
+        call = await place_call(counter, o1)
+        await counter.send({"type": "hangup", "call": call})
+        await o1.expect("ended", call=call)
+    await counter.send({"type": "call", "department": "juumin"})
+    call = (await counter.expect("ringing"))["call"]
+    await counter.send({"type": "cancel", "call": call})
+    await counter.expect("ended", call=call)
+    await counter.send({"type": "call", "department": "juumin"})
+    call = (await counter.expect("ringing"))["call"]
+    await counter.expect("ended", call=call, reason="unanswered")
+    await counter.send("not json")
+    await counter.expect("error", code="bad_message")
+    await counter.send({"type": "answer", "call": "nope"})
+    await counter.expect("error", code="forbidden")
+
+    status, ctype, text = await http_get(f"http://127.0.0.1:{relay.server.port}/metrics")
+    assert status == 200 and ctype.startswith("text/plain")
+    assert metric(text, "relay_calls_total", department="juumin", outcome="answered") == 2
+    assert metric(text, "relay_calls_total", department="juumin", outcome="cancelled") == 1
+    assert metric(text, "relay_calls_total", department="juumin", outcome="unanswered") == 1
+    assert metric(text, "relay_errors_total", code="bad_message") == 1
+    assert metric(text, "relay_errors_total", code="forbidden") == 1
+    assert metric(text, "relay_terminals_connected", role="office", department="juumin") == 1
+    assert metric(text, "relay_ring_seconds_count", department="juumin") == 2
+
+
+async def test_foreign_origin_rejected(start_relay: StartRelay) -> None:
+    """With allowed_origins set, a browser from another Origin is refused; listed and Origin-less clients connect."""
+    relay = await start_relay(allowed_origins=("https://kiosk.example",))
+    with pytest.raises(websockets.InvalidStatus) as exc:
+        await connect(relay.server.url, origin="https://evil.example", open_timeout=5)  # type: ignore[arg-type]
+    assert exc.value.response.status_code == 403
+    async with connect(relay.server.url, origin="https://kiosk.example", open_timeout=5) as ws:  # type: ignore[arg-type]
+        c = WsClient(ws)
+        await c.send({"type": "hello", "token": TOKENS[OFFICE1], "protocol": 1})
+        await c.expect("welcome", terminal=OFFICE1)
+    await relay.client(COUNTER)
+
+
+def make_self_signed_cert(tmp_path: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as PEM files: with `cryptography`, else the openssl CLI."""
+    cert, key = tmp_path / "relay.crt", tmp_path / "relay.key"
+    try:
+        import ipaddress
+        from datetime import timedelta
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        import shutil
+        import subprocess
+
+        if not shutil.which("openssl"):
+            pytest.skip("neither the cryptography package nor the openssl CLI is available to make a certificate")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+        return str(cert), str(key)
+    pkey = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(pkey.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(pkey, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(pkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return str(cert), str(key)
+
+
+async def test_tls_wss(start_relay: StartRelay, tmp_path: Path) -> None:
+    """With tls_cert/tls_key the relay speaks wss:// and a client trusting the certificate completes a call."""
+    import ssl
+
+    cert, key = make_self_signed_cert(tmp_path)
+    relay = await start_relay(tls_cert=cert, tls_key=key)
+    assert relay.server.url.startswith("wss://127.0.0.1:")
+    ctx = ssl.create_default_context(cafile=cert)
+
+    async def open_tls(terminal: str) -> WsClient:
+        c = WsClient(await connect(relay.server.url, ssl=ctx, open_timeout=5))
+        relay.clients.append(c)
+        await c.send({"type": "hello", "token": TOKENS[terminal], "protocol": 1})
+        await c.expect("welcome", terminal=terminal)
+        return c
+
+    o1, counter = await open_tls(OFFICE1), await open_tls(COUNTER)
+    call = await place_call(counter, o1)
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, o1))
+    # A plain ws:// client cannot talk to it.
+    with pytest.raises((websockets.InvalidHandshake, OSError, TimeoutError)):
+        await connect(relay.server.url.replace("wss://", "ws://"), open_timeout=2)
