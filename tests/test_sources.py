@@ -139,6 +139,7 @@ async def test_synthetic_camera_track_delivers_stamped_frames_in_order() -> None
             assert (frame.width, frame.height) == (192, 144)
             stamp = read_frame_stamp(rgb_of(frame))
             assert stamp is not None and abs(stamp[1] - time.time() * 1000) < 5000
+            assert frame.pts is not None
             counters.append(stamp[0])
             pts.append(frame.pts)
         assert counters == sorted(counters) and len(set(counters)) == 5
