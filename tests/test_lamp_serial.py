@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import wait_until
@@ -24,7 +25,7 @@ from kiosk.devices.lamp import (
 )
 
 ON, OFF, BLINK = ChannelState.ON, ChannelState.OFF, ChannelState.BLINK
-FAST = {"backoff": (0.02, 0.1), "keepalive": 0.05}
+FAST: dict[str, Any] = {"backoff": (0.02, 0.1), "keepalive": 0.05}
 
 
 @pytest.fixture

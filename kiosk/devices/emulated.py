@@ -31,6 +31,7 @@ import tty
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from kiosk.devices.lamp import ASCII_MAX_LINE, LCUS_START, ChannelState, LineBuffer
 
@@ -191,7 +192,7 @@ class _EmulatedSerialDevice:
             return f"socket://127.0.0.1:{self._tcp_port}"
         return str(self.link) if self.link is not None else self._follower_path
 
-    def start(self) -> _EmulatedSerialDevice:
+    def start(self) -> Self:
         """Plug the device in and start serving; returns self."""
         if not self.plugged:
             self._plug()
@@ -202,7 +203,7 @@ class _EmulatedSerialDevice:
         if self.plugged:
             self._unplug()
 
-    def __enter__(self) -> _EmulatedSerialDevice:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
