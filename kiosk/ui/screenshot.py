@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["save_screenshot"]
+__all__ = ["save_screenshot", "shoot_languages"]
 
 
 def save_screenshot(path: str | Path) -> Path:
@@ -25,3 +26,24 @@ def save_screenshot(path: str | Path) -> Path:
             raise RuntimeError(f"the window did not write a screenshot (asked for {target})")
         os.replace(written, target)
     return target
+
+
+async def shoot_languages(app: Any, driver: Any, directory: str | Path, stem: str,
+                          languages: tuple[str, ...] = ("ja", "en")) -> list[Path]:
+    """Save ``<directory>/<stem>-<lang>.png`` for each language, then restore the app's language.
+
+    Args:
+        app: a running :class:`~kiosk.ui.app.KioskApp`.
+        driver: its :class:`~kiosk.ui.driver.UiDriver` (to let Kivy redraw after the switch).
+    """
+    before = app.lang
+    saved = []
+    try:
+        for lang in languages:
+            app.set_language(lang)
+            await driver.frames(3)
+            saved.append(save_screenshot(Path(directory) / f"{stem}-{lang}.png"))
+    finally:
+        app.set_language(before)
+        await driver.frames(1)
+    return saved

@@ -12,11 +12,12 @@ from typing import Any
 from kivy.clock import Clock
 from kivy.lang import Builder
 from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
 from kivy.uix.label import Label
 from kivy.uix.widget import Widget
 
-__all__ = ["BigButton", "WrapLabel", "HoldCorner", "load_widget_styles"]
+__all__ = ["BigButton", "WrapLabel", "HoldCorner", "PinPad", "load_widget_styles"]
 
 KV_FILE = Path(__file__).with_name("widgets.kv")
 
@@ -91,3 +92,28 @@ def load_widget_styles() -> None:
         Builder.unload_file(KV_FILE.as_posix())
         Builder.load_file(KV_FILE.as_posix())
         _loaded = True
+
+
+class PinPad(BoxLayout):
+    """A numeric keypad with a masked display; dispatches ``on_submit(pin)`` on OK.
+
+    Layout and look are in ``widgets.kv``; the digits shown are dots only.
+    """
+
+    entered = StringProperty("")
+    max_length = NumericProperty(8)
+
+    __events__ = ("on_submit",)
+
+    def press(self, key: str) -> None:
+        """A key of the pad: a digit, ``clear`` or ``ok``."""
+        if key == "clear":
+            self.entered = ""
+        elif key == "ok":
+            pin, self.entered = self.entered, ""
+            self.dispatch("on_submit", pin)
+        elif key.isdigit() and len(self.entered) < self.max_length:
+            self.entered += key
+
+    def on_submit(self, pin: str) -> None:
+        pass

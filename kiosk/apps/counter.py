@@ -1,0 +1,592 @@
+"""``kiosk counter``: the resident's touch kiosk.
+
+One asyncio loop runs Kivy (``App.async_run``), the relay client and aiortc. The app is a thin
+composition: relay messages, link changes, touches, timers and device checks become events for the
+pure :class:`~kiosk.counter_state.CounterMachine`; the commands it returns are carried out here (send,
+timers, ring tone, media session); screens show the machine's state.
+
+Run in-process (tests, ``scripts/screenshots``)::
+
+    configure_window(1280, 800)            # kiosk.ui.env, before the first window
+    app = CounterApp(config, url=relay_url)
+    async with running_app(app) as ui:     # kiosk.ui.driver
+        await ui.tap(app.screen("start").department_button("juumin"))
+    await app.aclose()
+"""
+
+from __future__ import annotations
+
+from kiosk.ui.env import prepare_kivy_env
+
+prepare_kivy_env()  # before Kivy is imported: no argv parsing, no ~/.kivy, offscreen without a display
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from typing import Any  # noqa: E402
+
+from kivy.clock import Clock  # noqa: E402
+from kivy.properties import (  # noqa: E402
+    BooleanProperty,
+    ListProperty,
+    NumericProperty,
+    ObjectProperty,
+    StringProperty,
+)
+from kivy.uix.floatlayout import FloatLayout  # noqa: E402
+from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
+
+from kiosk.client import NotConnected, RelayClient  # noqa: E402
+from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
+from kiosk.counter_state import (  # noqa: E402
+    BackPressed,
+    CancelPressed,
+    CancelTimer,
+    CheckDevices,
+    Command,
+    CounterMachine,
+    Department,
+    DepartmentChosen,
+    DevicesChecked,
+    Event,
+    ExitApp,
+    HangUpPressed,
+    LinkChanged,
+    MediaEnded,
+    PinEntered,
+    RelayMessage,
+    ReloadConfig,
+    ResetLanguage,
+    Ring,
+    Send,
+    SendFailed,
+    StartMedia,
+    StartTimer,
+    State,
+    StopMedia,
+    TechGesture,
+    Timeouts,
+    TimerFired,
+    Touched,
+)
+from kiosk.screens.counter import (  # noqa: E402
+    SCREEN_NAMES,
+    CounterScreen,
+    InCallScreen,
+    StartScreen,
+    create_screen,
+    load_counter_kv,
+)
+from kiosk.ui.app import KioskApp  # noqa: E402
+from kiosk.ui.env import configure_window, restore_std_streams  # noqa: E402
+from kiosk.ui.sound import RingTone  # noqa: E402
+from kiosk.ui.video import LatestFrameSink  # noqa: E402
+from kiosk.ui.widgets import HoldCorner  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CounterApp", "build_parser", "main", "timeouts_from"]
+
+DEVICE_START_TIMEOUT = 3.0  # seconds a camera may take to deliver its first frame at a device check
+
+
+def timeouts_from(config: TerminalConfig) -> Timeouts:
+    """The state machine's timer lengths from ``[terminal]``."""
+    ui = config.ui
+    return Timeouts(idle=ui.idle_timeout, result=ui.result_timeout, thanks=ui.thanks_timeout)
+
+
+class CounterApp(KioskApp):
+    """The counter kiosk.
+
+    Args:
+        config: a ``counter`` terminal config.
+        url: relay URL overriding ``[relay] url``.
+        local_media: already opened sources (default: opened from ``config.media`` at start; the app
+            closes only what it opened).
+        hold_time: seconds the technician corner must be held.
+        link_grace: seconds a relay outage on a non-call screen may last before "out of service".
+    """
+
+    # What the kv files show; the state machine is the source of truth, these are its projection.
+    state_name = StringProperty("starting")
+    call_department = StringProperty("")
+    result_department = StringProperty("")
+    outcome = StringProperty("")
+    elapsed = NumericProperty(0)
+    countdown = NumericProperty(0)
+    members = ListProperty([])
+    mic_muted = BooleanProperty(False)
+    ringing = BooleanProperty(False)
+    pin_error = BooleanProperty(False)
+    causes_text = StringProperty("")
+    office_phone = StringProperty("")
+    tech_message = StringProperty("")
+    has_lamp = BooleanProperty(False)
+    diag_version = NumericProperty(0)
+    session = ObjectProperty(None, allownone=True)
+
+    def __init__(self, config: TerminalConfig, *, url: str | None = None, local_media: Any = None,
+                 hold_time: float = 3.0, link_grace: float = 2.0, **kwargs: Any) -> None:
+        super().__init__(config.ui, tables=("counter",), **kwargs)
+        self.title = "Remote consultation counter"
+        self.config_file = config
+        self.url = url or config.relay.url
+        self.hold_time = hold_time
+        self.machine = CounterMachine(replace(timeouts_from(config), link_grace=link_grace), pin=config.ui.pin)
+        self.client: RelayClient | None = None
+        self.local: Any = local_media
+        self._own_local = local_media is None
+        self._local_error = ""
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._deadlines: dict[str, float] = {}
+        self._ticker: Any = None
+        self.ring = RingTone(enabled=config.ui.ring_sound)
+        self.screens: dict[str, CounterScreen] = {}
+        self.manager: ScreenManager | None = None
+        self.corner: HoldCorner | None = None
+        self.stopped = asyncio.Event()
+        self.events: list[str] = []  # state names in order (tests, diagnostics)
+        self._closed = False
+
+    # -- Kivy lifecycle ------------------------------------------------------------------------
+    def build(self) -> FloatLayout:
+        self.setup_ui()
+        load_counter_kv()
+        root = FloatLayout()
+        self.manager = ScreenManager(transition=NoTransition())
+        for name in SCREEN_NAMES:
+            screen = create_screen(name)
+            self.screens[name] = screen
+            self.manager.add_widget(screen)
+        self.manager.current = "starting"
+        root.add_widget(self.manager)
+        self.corner = HoldCorner(size_hint=(None, None), size=(self.sizes.touch, self.sizes.touch),
+                                 pos_hint={"x": 0, "top": 1}, hold_time=self.hold_time)
+        self.corner.bind(on_hold=lambda *_: self.dispatch_event(TechGesture()))
+        root.add_widget(self.corner)
+        from kivy.core.window import Window
+
+        Window.bind(on_touch_down=self._on_any_touch)
+        return root
+
+    def on_start(self) -> None:
+        if self.config_file.media is not None:
+            from kiosk.video.ice import restrict_ice_addresses
+
+            try:
+                restrict_ice_addresses(self.config_file.media.network.ice_addresses)
+            except Exception as err:
+                self._local_error = f"network: {err}"
+        self._open_local_media()
+        self.client = RelayClient(self.url, self.config_file.relay.token, on_message=self._on_relay_message,
+                                  on_link=self._on_link, client_name="kiosk counter")
+        self.client.start()
+        self._ticker = Clock.schedule_interval(self._tick, 0.25)
+        self._run(self.machine.start())
+
+    def on_stop(self) -> None:
+        from kivy.core.window import Window
+
+        Window.unbind(on_touch_down=self._on_any_touch)
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self.stopped.set()
+
+    async def aclose(self) -> None:
+        """Close everything the app opened: call session (hanging up), relay link, sources, timers."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        await self._stop_media(hang_up=True)
+        if self.client is not None:
+            await self.client.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._own_local and self.local is not None:
+            self.local.close()
+            self.local = None
+        self.ring.close()
+
+    async def run_until_stopped(self) -> int:
+        """Run the app until it stops (technician exit or SIGTERM); close everything; exit status."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        try:
+            await self.async_run(async_lib="asyncio")
+        finally:
+            await self.aclose()
+        return 0
+
+    # -- for kv --------------------------------------------------------------------------------
+    def screen(self, name: str) -> Any:
+        """A screen by state name (``start``, ``in_call``, …)."""
+        return self.screens[name]
+
+    def _department(self, dept_id: str) -> Department | None:
+        if self.machine.result_department is not None and self.machine.result_department.id == dept_id:
+            return self.machine.result_department
+        return self.machine.department(dept_id)
+
+    def dept_name(self, dept_id: str, lang: str) -> str:
+        d = self._department(dept_id)
+        return d.name(lang) if d is not None else ""
+
+    def dept_phone(self, dept_id: str) -> str:
+        d = self._department(dept_id)
+        return d.phone if d is not None else ""
+
+    def dept_hours(self, dept_id: str, lang: str) -> str:
+        d = self._department(dept_id)
+        return d.hours(lang) if d is not None else ""
+
+    def result_title(self, outcome: str, dept_id: str, lang: str) -> str:
+        if not outcome:
+            return ""
+        return self.tr(f"result.{outcome}", lang, department=self.dept_name(dept_id, lang))
+
+    def member_labels(self, members: list[str], lang: str) -> list[str]:
+        return [self.tr("call.staff", lang, n=i + 1) for i in range(len(members))]
+
+    def members_text(self, members: list[str], lang: str) -> str:
+        names = [self.tr("call.you", lang)] + self.member_labels(list(members), lang)
+        return self.tr("call.members", lang, names="、".join(names) if lang == "ja" else ", ".join(names))
+
+    def diagnostics_text(self, lang: str, _version: float = 0) -> str:
+        m = self.machine
+        lines = [self.tr("tech.terminal", lang, id=f"{m.terminal or '?'} {m.terminal_name}".strip()),
+                 self.tr("counter_tech.state", lang, state=m.state.name),
+                 self.tr("tech.relay", lang) + ": " + self.tr("tech.relay_state", lang, state=m.link_state,
+                                                               detail=self.url)]
+        for key, src in (("tech.camera", self.local and self.local.camera),
+                         ("tech.document_camera", self.local and self.local.document)):
+            status = getattr(src, "status", "—") if src else "—"
+            ok = status == "ok"
+            lines.append(self.tr(key, lang) + ": " + (self.tr("tech.device_ok", lang) if ok
+                                                      else self.tr("tech.device_missing", lang, detail=status)))
+        causes = m.out_of_service_causes()
+        lines.append(self.tr("counter_tech.causes", lang, causes="; ".join(causes)) if causes
+                     else self.tr("counter_tech.no_causes", lang))
+        return "\n".join(lines)
+
+    # -- intents from the screens --------------------------------------------------------------
+    def choose(self, dept_id: str) -> None:
+        self.dispatch_event(DepartmentChosen(dept_id))
+
+    def cancel(self) -> None:
+        self.dispatch_event(CancelPressed())
+
+    def hang_up(self) -> None:
+        self.dispatch_event(HangUpPressed())
+
+    def back(self) -> None:
+        self.dispatch_event(BackPressed())
+
+    def submit_pin(self, pin: str) -> None:
+        self.dispatch_event(PinEntered(pin))
+
+    def toggle_mute(self) -> None:
+        self.mic_muted = not self.mic_muted
+        if self.session is not None:
+            self.session.set_mic_muted(self.mic_muted)
+
+    def lamp_test(self) -> None:
+        self.tech_message = self.tr("tech.no_lamp")
+
+    def reload_config(self) -> None:
+        self._execute(ReloadConfig())
+        self._refresh()
+
+    def exit_app(self) -> None:
+        if self.machine.state is State.TECH:
+            self._execute(ExitApp())
+
+    # -- events in -----------------------------------------------------------------------------
+    def _on_any_touch(self, _window: Any, _touch: Any) -> bool:
+        self.dispatch_event(Touched())
+        return False  # let the touch reach the widgets
+
+    async def _on_relay_message(self, msg: dict[str, Any]) -> None:
+        if self.session is not None:
+            await self.session.on_message(msg)
+        self.dispatch_event(RelayMessage(msg))
+        if msg.get("type") == "welcome":
+            deps = msg.get("departments") or []
+            phones = [d.get("fallback", {}).get("phone", "") for d in deps]
+            self.office_phone = next((p for p in phones if p), "")
+
+    async def _on_link(self, state: str, detail: str) -> None:
+        self.dispatch_event(LinkChanged(state, detail))
+
+    def dispatch_event(self, event: Event) -> None:
+        """Feed the state machine and carry out its commands; then refresh the screens."""
+        try:
+            commands = self.machine.handle(event)
+        except Exception:
+            log.exception("state machine failed on %r in %s", event, self.machine.state.name)
+            return
+        self._run(commands)
+
+    def _run(self, commands: list[Command]) -> None:
+        for cmd in commands:
+            try:
+                self._execute(cmd)
+            except Exception:
+                log.exception("command %r failed", cmd)
+        self._refresh()
+
+    # -- commands out --------------------------------------------------------------------------
+    def _execute(self, cmd: Command) -> None:
+        if isinstance(cmd, Send):
+            self._spawn(self._send(cmd.msg))
+        elif isinstance(cmd, StartTimer):
+            self._start_timer(cmd.name, cmd.seconds)
+        elif isinstance(cmd, CancelTimer):
+            handle = self._timers.pop(cmd.name, None)
+            if handle is not None:
+                handle.cancel()
+            self._deadlines.pop(cmd.name, None)
+        elif isinstance(cmd, Ring):
+            self.ringing = cmd.on
+            if cmd.on:
+                self.ring.play()
+            else:
+                self.ring.stop()
+        elif isinstance(cmd, StartMedia):
+            self._start_media(cmd.call, cmd.offer_to)
+        elif isinstance(cmd, StopMedia):
+            self._spawn(self._stop_media(hang_up=False))
+        elif isinstance(cmd, CheckDevices):
+            self._spawn(self._check_devices())
+        elif isinstance(cmd, ResetLanguage):
+            self.lang = self.ui_config.language
+        elif isinstance(cmd, ExitApp):
+            log.info("technician exit")
+            self.stop()
+        elif isinstance(cmd, ReloadConfig):
+            self._reload_config()
+        else:
+            raise TypeError(f"unknown command {cmd!r}")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, msg: dict[str, Any]) -> None:
+        if self.client is None:
+            self.dispatch_event(SendFailed(msg["type"], "no relay client"))
+            return
+        try:
+            await self.client.send(msg)
+        except NotConnected as err:
+            log.warning("could not send %s: %s", msg["type"], err)
+            self.dispatch_event(SendFailed(msg["type"], str(err)))
+
+    def _start_timer(self, name: str, seconds: float) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[name] = loop.call_later(seconds, self._timer_fired, name)
+        self._deadlines[name] = time.monotonic() + seconds
+
+    def _timer_fired(self, name: str) -> None:
+        self._timers.pop(name, None)
+        self._deadlines.pop(name, None)
+        self.dispatch_event(TimerFired(name))
+
+    # -- media ---------------------------------------------------------------------------------
+    def _open_local_media(self) -> None:
+        if self.local is not None or self.config_file.media is None:
+            return
+        from kiosk.video.local_media import open_local_media
+
+        try:
+            self.local = open_local_media(self.config_file.media, document=True)
+        except Exception as err:
+            log.error("cannot open local media: %s", err)
+            self._local_error = f"media: {err}"
+
+    async def _check_devices(self) -> None:
+        media = self.config_file.media
+        problems: list[str] = []
+        if self._local_error:
+            problems.append(self._local_error)
+        if media is not None and self.local is not None:
+            for label, src, cfg in (("camera", self.local.camera, media.camera),
+                                    ("document camera", self.local.document, media.document_camera)):
+                if cfg is None:
+                    continue
+                if src is None:
+                    problems.append(f"{label} ({cfg.source}): not opened")
+                    continue
+                deadline = time.monotonic() + DEVICE_START_TIMEOUT
+                while src.status == "starting" and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                if src.status != "ok":
+                    problems.append(f"{label} ({cfg.source}): {src.status}")
+        elif media is not None and self.local is None and not self._local_error:
+            problems.append("media: not opened")
+        self.dispatch_event(DevicesChecked(tuple(problems)))
+
+    def _start_media(self, call_id: str, offer_to: str) -> None:
+        if self.local is None or self.client is None:
+            log.error("no local media: call %s continues without video", call_id)
+            return
+        from kiosk.video.session import CallSession, EventKind, SessionEvent
+
+        media = self.config_file.media
+        welcome = self.client.welcome or {}
+
+        def on_event(ev: SessionEvent) -> None:
+            if ev.kind is EventKind.ENDED and ev.reason not in ("hangup", "closed", "cancelled"):
+                self.dispatch_event(MediaEnded(ev.reason or ""))
+
+        self.mic_muted = False
+        self.session = CallSession(
+            self.machine.terminal, "counter", self.local, self.client.send, call_id=call_id,
+            ice_servers=welcome.get("ice_servers") or [], codec=media.network.codec if media else "vp8",
+            audio_output=media.audio.output if media else "null", on_event=on_event)
+        self._spawn(self.session.on_message({"type": "answered", "call": call_id, "by": offer_to}))
+
+    async def _stop_media(self, *, hang_up: bool) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        with contextlib.suppress(Exception):
+            if hang_up:
+                await session.hangup()
+            await session.close()
+
+    # -- technician ----------------------------------------------------------------------------
+    def _reload_config(self) -> None:
+        try:
+            new = load_terminal_config(self.config_file.path, "counter")
+        except (ConfigError, OSError) as err:
+            self.tech_message = self.tr("tech.reload_failed", error=str(err))
+            return
+        relay_changed = (new.relay != self.config_file.relay)
+        self.config_file = new
+        self.ui_config = new.ui
+        self.machine.timeouts = replace(timeouts_from(new), link_grace=self.machine.timeouts.link_grace)
+        self.machine.pin = new.ui.pin
+        self.ring.enabled = new.ui.ring_sound
+        if relay_changed and self.client is not None:
+            old_client = self.client
+            self.url = new.relay.url
+            self.client = RelayClient(self.url, new.relay.token, on_message=self._on_relay_message,
+                                      on_link=self._on_link, client_name="kiosk counter")
+            self._spawn(old_client.close())
+            self.client.start()
+        self.tech_message = self.tr("tech.reloaded")
+        self.diag_version += 1
+
+    # -- screens -------------------------------------------------------------------------------
+    def _tick(self, _dt: float) -> None:
+        m = self.machine
+        if m.state is State.CALLING and m.call is not None:
+            self.elapsed = int(time.monotonic() - m.call.started_at)
+        for name in ("result", "thanks"):
+            if name in self._deadlines:
+                self.countdown = max(0, round(self._deadlines[name] - time.monotonic()))
+        if m.state is State.TECH:
+            self.diag_version += 1
+
+    def _refresh(self) -> None:
+        """Project the machine's state onto the screens."""
+        m = self.machine
+        if self.manager is None:
+            return
+        name = m.state.value
+        if name != self.state_name:
+            self.events.append(name)
+        self.state_name = name
+        start = self.screens["start"]
+        assert isinstance(start, StartScreen)
+        start.show_departments(m.departments, m.presence)
+        if m.call is not None:
+            self.call_department = m.call.department.id
+            if m.state is State.CALLING:
+                self.elapsed = int(time.monotonic() - m.call.started_at)
+        self.result_department = m.result_department.id if m.result_department is not None else ""
+        self.outcome = m.outcome.value if m.outcome is not None else ""
+        if "result" in self._deadlines:
+            self.countdown = max(0, round(self._deadlines["result"] - time.monotonic()))
+        self.pin_error = m.pin_error
+        self.causes_text = "; ".join(m.out_of_service_causes())
+        in_call = self.screens["in_call"]
+        assert isinstance(in_call, InCallScreen)
+        if m.state is State.IN_CALL and m.call is not None:
+            self.members = list(m.call.members)
+            in_call.show_members(self.session, list(m.call.members),
+                                 self.member_labels(list(m.call.members), self.lang))
+            if self.local is not None:
+                if in_call.ids.self_view.sink is None and self.local.camera is not None:
+                    in_call.ids.self_view.sink = LatestFrameSink(self.local.camera.latest_frame)
+                if in_call.ids.document_view.sink is None and self.local.document is not None:
+                    in_call.ids.document_view.sink = LatestFrameSink(self.local.document.latest_frame)
+        else:
+            # Nothing of a call stays on screen or in memory once it is over.
+            if self.members or in_call.ids.remote.children:
+                in_call.clear_call()
+            self.members = []
+            if m.call is None:
+                self.call_department = ""
+                self.elapsed = 0
+                self.mic_muted = False
+        tech = self.screens["tech"]
+        if m.state is State.TECH and self.local is not None:
+            if tech.ids.camera_preview.sink is None and self.local.camera is not None:
+                tech.ids.camera_preview.sink = LatestFrameSink(self.local.camera.latest_frame)
+            if tech.ids.document_preview.sink is None and self.local.document is not None:
+                tech.ids.document_preview.sink = LatestFrameSink(self.local.document.latest_frame)
+        elif tech.ids.camera_preview.sink is not None or tech.ids.document_preview.sink is not None:
+            tech.ids.camera_preview.sink = None
+            tech.ids.document_preview.sink = None
+        if m.state is not State.TECH:
+            self.tech_message = ""
+        if self.manager.current != name:
+            self.manager.current = name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiosk counter", description="The resident's counter kiosk (full-screen, touch).")
+    p.add_argument("--config", default="config/counter.toml", help="counter terminal config (TOML)")
+    p.add_argument("--url", help="relay URL, overriding [relay] url")
+    p.add_argument("--windowed", action="store_true", help="ignore [terminal] fullscreen (development)")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``kiosk counter``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_terminal_config(args.config, "counter")
+    except (ConfigError, OSError) as err:
+        print(f"kiosk counter: {err}", file=sys.stderr)
+        return 2
+    if args.windowed:
+        config = config.with_overrides(ui=replace(config.ui, fullscreen=False))
+    restore_std_streams()
+    from relay_server.logs import setup_logging
+
+    setup_logging(args.log_level)
+    configure_window(config.ui.width, config.ui.height, fullscreen=config.ui.fullscreen)
+    app = CounterApp(config, url=args.url)
+    return asyncio.run(app.run_until_stopped())
