@@ -5,6 +5,11 @@ RGB numpy array with a sequence number. The UI polls :meth:`FrameSink.latest` on
 (e.g. from a Kivy clock callback) and uploads a texture only when the sequence number changed.
 :func:`consume_track` feeds a sink from a remote (or local) ``MediaStreamTrack``.
 
+Frames from a ``MediaRelay`` are shared with other consumers (encoders, other sinks). They are
+converted with a converter owned by the sink or the consuming task, never with ``frame.to_ndarray``
+/ ``frame.reformat``, which use one converter cached in the frame and crash when two threads convert
+the same frame at once.
+
 Screens import this module, never aiortc: the sink hands them plain arrays.
 """
 
@@ -17,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
+from av.video.reformatter import VideoReformatter
 
 __all__ = ["FrameSink", "consume_track"]
 
@@ -33,6 +39,8 @@ class FrameSink:
     def __init__(self, name: str = "") -> None:
         self.name = name
         self._lock = threading.Lock()
+        self._convert_lock = threading.Lock()
+        self._reformatter = VideoReformatter()
         self._seq = 0
         self._latest: tuple[int, RGBArray] | None = None
 
@@ -48,7 +56,8 @@ class FrameSink:
             ValueError: an array that is not height × width × 3 uint8.
         """
         if isinstance(frame, VideoFrame):
-            rgb: RGBArray = _to_rgb(frame)
+            with self._convert_lock:
+                rgb: RGBArray = _to_rgb(frame, self._reformatter)
         else:
             rgb = np.asarray(frame)
             if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -78,8 +87,8 @@ class FrameSink:
             self._latest = None
 
 
-def _to_rgb(frame: VideoFrame) -> RGBArray:
-    rgb: RGBArray = frame.to_ndarray(format="rgb24")  # type: ignore[assignment]  # rgb24 is always uint8
+def _to_rgb(frame: VideoFrame, reformatter: VideoReformatter) -> RGBArray:
+    rgb: RGBArray = reformatter.reformat(frame, format="rgb24").to_ndarray()  # type: ignore[assignment]
     return rgb
 
 
@@ -89,6 +98,7 @@ async def consume_track(track: MediaStreamTrack, sink: FrameSink) -> None:
     The conversion to RGB (a full-frame colour conversion) runs in a worker thread, not on the
     event loop. Returns normally when the track ends; cancel the task to stop earlier.
     """
+    reformatter = VideoReformatter()  # used by one conversion at a time: this task awaits each
     while True:
         try:
             frame = await track.recv()
@@ -97,5 +107,5 @@ async def consume_track(track: MediaStreamTrack, sink: FrameSink) -> None:
         if not isinstance(frame, VideoFrame):
             raise TypeError(f"consume_track: expected video frames from track {track.id}, "
                             f"got {type(frame).__name__}")
-        rgb = await asyncio.to_thread(_to_rgb, frame)
+        rgb = await asyncio.to_thread(_to_rgb, frame, reformatter)
         sink.put(rgb)

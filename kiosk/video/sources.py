@@ -7,6 +7,11 @@ returns a :class:`VideoSource`. Every :meth:`VideoSource.track` call returns a n
 preview all share one capture. Subscribers are unbuffered, so a slow consumer gets the newest frame
 and never a backlog.
 
+Frames leave as ``yuv420p``, converted once in the capture thread: the encoders then use them as they
+are. Handing the same RGB frame to several peers would make each encoder thread convert it through
+that frame's one cached converter at the same time, which crashes the process (PyAV keeps one
+``VideoReformatter`` per frame).
+
 While the camera is unavailable (fails to open, unplugged, stalls) the track keeps delivering the
 "カメラが使用できません / camera unavailable" placeholder at the configured frame rate and size, so
 the call never freezes; real frames resume by themselves when the capture thread reopens the device.
@@ -20,12 +25,14 @@ import logging
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
+from av.video.reformatter import VideoReformatter
 
 from kiosk.config import CameraConfig
 from kiosk.devices.cameras import (
@@ -163,7 +170,7 @@ class _CaptureTrack(MediaStreamTrack):
                     event(log, "camera_stalled", level=logging.WARNING, camera=source.name,
                           device=source.device, waited_s=source.stall_timeout)
                 self._placeholder = True
-                frame = VideoFrame.from_ndarray(source.placeholder(), format="rgb24")
+                frame = source._placeholder_frame()
                 break
             try:
                 await asyncio.wait_for(wake.wait(), remaining)
@@ -214,6 +221,8 @@ class VideoSource:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._closed = False
+        self._reformatter = VideoReformatter()  # capture thread only
+        self._placeholder_yuv: tuple[int, npt.NDArray[Any]] | None = None  # (rotation, yuv420p planes)
         self._capture = CameraCapture(grabber, name=name, fps=config.fps, rotation=config.rotation,
                                       backoff=backoff, listener=self._on_capture)
         self._track = _CaptureTrack(self)
@@ -304,7 +313,8 @@ class VideoSource:
     def _on_capture(self, frame: CapturedFrame | None) -> None:
         """Capture thread: wrap the frame for aiortc here, off the loop, then wake the track."""
         if frame is not None:
-            av_frame = VideoFrame.from_ndarray(frame.rgb, format="rgb24")
+            av_frame = self._reformatter.reformat(VideoFrame.from_ndarray(frame.rgb, format="rgb24"),
+                                                  format="yuv420p")
             with self._lock:
                 self._av_frame = (frame.seq, av_frame)
         self._wake_now()
@@ -323,6 +333,17 @@ class VideoSource:
         if self._loop is not loop or self._wake is None:
             self._loop, self._wake = loop, asyncio.Event()
         return self._wake
+
+    def _placeholder_frame(self) -> VideoFrame:
+        """A new yuv420p frame of the placeholder (a new object each time: its pts is set per frame)."""
+        rotation, rgb = self.rotation, self.placeholder()
+        if rgb.shape[0] % 2 or rgb.shape[1] % 2:  # yuv420p planes need even sides: convert each time
+            return VideoReformatter().reformat(VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p")
+        cached = self._placeholder_yuv
+        if cached is None or cached[0] != rotation:
+            yuv = VideoReformatter().reformat(VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p")
+            cached = self._placeholder_yuv = (rotation, yuv.to_ndarray())
+        return VideoFrame.from_ndarray(cached[1], format="yuv420p")
 
     def _newer_than(self, seq: int) -> tuple[int, VideoFrame] | None:
         with self._lock:
