@@ -664,7 +664,12 @@ async def probe_relay(url: str, token: str, *, ca_file: str = "", timeout: float
     except (InvalidHandshake, InvalidURI) as err:
         probe.ws_error = str(err)
     except OSError as err:
-        probe.ws_error = err.strerror or str(err)
+        text = err.strerror or str(err) or type(err).__name__
+        if probe.secure and not probe.connect_s:
+            # A plain-HTTP server answers a TLS ClientHello with an error page and hangs up: a reset.
+            probe.tls_error = f"TLS handshake failed ({text}): the server may not speak TLS on this port"
+        else:
+            probe.ws_error = text
     except ValueError as err:  # JSON that is not the relay's
         probe.ws_error = f"not a relay answer: {err}"
     return probe
@@ -722,7 +727,7 @@ def tls_result(p: RelayProbe, now: float | None = None) -> CheckResult:
         elif "expired" in err:
             advice = ("the relay's certificate has expired: renew it ([server] tls_cert) and restart relay-server; "
                       "also check this PC's clock (`timedatectl`)")
-        elif "WRONG_VERSION_NUMBER" in err.upper():
+        elif "WRONG_VERSION_NUMBER" in err.upper() or "may not speak TLS" in err:
             advice = ("the relay does not speak TLS on this port: use ws:// in [relay] url, or give the relay "
                       "[server] tls_cert and tls_key")
         else:
