@@ -408,13 +408,26 @@ def assert_reveals_nothing(msgs: list[dict[str, Any]]) -> None:
         assert secret not in text, (secret, text)
 
 
-async def test_bad_token_unauthorized(relay: Relay) -> None:
-    """A hello with an unknown token gets one 'unauthorized' error and close 4401, and nothing else."""
-    c = await relay.client(token="not-a-real-token", expect_welcome=False)
+BAD_HELLOS: dict[str, str | bytes] = {
+    "unknown_token": json.dumps({"type": "hello", "token": "not-a-real-token", "protocol": 1}),
+    "other_protocol": json.dumps({"type": "hello", "token": TOKENS[COUNTER], "protocol": 2}),
+    "other_first_message": json.dumps({"type": "call", "department": "juumin"}),
+    "not_json": "hello?",
+    "binary": b"\x00hello",
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_HELLOS))
+async def test_bad_hello_unauthorized(relay: Relay, name: str) -> None:
+    """A bad first message (unknown token, protocol != 1, not hello, not JSON) gets one 'unauthorized' and 4401."""
+    c = await relay.client()
+    frame = BAD_HELLOS[name]
+    await (c.ws.send(frame) if isinstance(frame, bytes) else c.send(frame))
     msgs, code = await drain_until_closed(c)
     assert code == CLOSE_UNAUTHORIZED
     assert [m["type"] for m in msgs] == ["error"] and msgs[0]["code"] == "unauthorized"
     assert_reveals_nothing(msgs)
+    assert relay.server.core.online == {}
 
 
 async def test_missing_hello_times_out(start_relay: StartRelay) -> None:
@@ -640,6 +653,8 @@ async def test_healthz(relay: Relay) -> None:
     assert status == 200 and ctype == "application/json"
     data = json.loads(body)
     assert data["status"] == "ok" and data["terminals"]["office"] == 1
+    status, _, _ = await http_get(f"http://127.0.0.1:{relay.server.port}/elsewhere")
+    assert status == 404
 
 
 def metric(text: str, name: str, **labels: str) -> float:
