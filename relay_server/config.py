@@ -134,6 +134,12 @@ def _check_id(value: str) -> str | None:
     return None if _ID_RE.match(value) else "ids use lowercase letters, digits, '-' and '_' (max 64)"
 
 
+def _token_hash_problem(h: str) -> str | None:
+    if re.fullmatch(r"sha256:[0-9a-f]{64}", h):
+        return None
+    return "must be 'sha256:' and 64 hex digits; make one with: relay-server token TERMINAL_ID"
+
+
 def _positive(v: float) -> str | None:
     return None if v > 0 else "must be greater than 0"
 
@@ -269,9 +275,7 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         if tid in terminals:
             raise t.error("id", f"terminal '{tid}' is defined twice")
         role = t.get("role", str, check=lambda r: None if r in ROLES else f"must be one of {', '.join(ROLES)}")
-        hint = "must be 'sha256:' and 64 hex digits; make one with: relay-server token " + tid
-        th = t.get("token_hash", str,
-                   check=lambda h, hint=hint: None if re.fullmatch(r"sha256:[0-9a-f]{64}", h) else hint)
+        th = t.get("token_hash", str, check=_token_hash_problem)
         depts = t.get_list("departments", str, list(departments))
         for dep in depts:
             if dep not in departments:

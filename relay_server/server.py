@@ -91,6 +91,7 @@ class RelayServer:
         self._server: Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._pending_db: set[asyncio.Future[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()  # close handshakes under way (kept referenced)
         self.started_at = time.time()
         self.host = config.host
         self.port = config.port
@@ -328,7 +329,9 @@ class RelayServer:
             pass
 
     def _close_soon(self, conn: Conn, code: int, reason: str) -> None:
-        asyncio.get_running_loop().create_task(conn.ws.close(code, reason))
+        task = asyncio.get_running_loop().create_task(conn.ws.close(code, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _flush_and_close(self, conn: Conn, code: int, reason: str) -> None:
         """Send what is queued, then start the closing handshake without waiting for it to finish."""
