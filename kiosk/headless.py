@@ -25,7 +25,7 @@ from kiosk.video.ice import IceConfigError, restrict_ice_addresses
 from kiosk.video.local_media import LocalMedia, open_local_media
 from kiosk.video.session import CallSession, EventKind, SessionEvent, SessionState
 
-__all__ = ["HeadlessStation", "main"]
+__all__ = ["HeadlessCounter", "HeadlessStation", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,101 @@ class HeadlessStation:
         log.info("%s", text)
         if self.out is not None:
             self.out(text)
+
+
+class HeadlessCounter:
+    """A counter kiosk with no UI: places calls and streams camera, document camera and audio.
+
+    For tests, the demo and benchmarks (``kiosk call-test`` is its one-shot, reporting cousin).
+
+    Args:
+        config: a ``counter`` terminal config.
+        url: relay URL overriding ``[relay] url``.
+        local: already opened sources (default: opened from the config at :meth:`start`).
+        on_event: called with every session event.
+    """
+
+    def __init__(self, config: TerminalConfig, *, url: str | None = None, local: LocalMedia | None = None,
+                 on_event: Callable[[SessionEvent], Any] | None = None) -> None:
+        if config.media is None:
+            raise ConfigError(f"{config.path}: a counter terminal config needs media sections")
+        self.config = config
+        self.url = url or config.relay.url
+        self.on_event = on_event
+        self._own_local = local is None
+        self.local = local
+        self.client: RelayClient | None = None
+        self.session: CallSession | None = None
+        self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def start(self) -> HeadlessCounter:
+        """Restrict ICE to the configured addresses, open sources, connect to the relay."""
+        assert self.config.media is not None
+        restrict_ice_addresses(self.config.media.network.ice_addresses)
+        if self.local is None:
+            self.local = open_local_media(self.config.media)
+        self.client = RelayClient(self.url, self.config.relay.token, on_message=self._on_message,
+                                  client_name="kiosk-counter-headless")
+        self.client.start()
+        return self
+
+    async def wait_up(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until the relay has welcomed this counter."""
+        assert self.client is not None, "start() first"
+        return await self.client.wait_up(timeout)
+
+    async def call(self, department: str, timeout: float = 10.0) -> CallSession:
+        """Call ``department``; returns the session once the call rings (media starts on answer).
+
+        Raises:
+            RuntimeError: the relay refused the call (the message carries its error code) or did not reply.
+        """
+        assert self.client is not None and self.local is not None and self.config.media is not None
+        welcome = await self.wait_up(timeout)
+        if self.session is not None and self.session.state is not SessionState.ENDED:
+            raise RuntimeError(f"counter {welcome['terminal']} is already in call {self.session.call_id}")
+        session = CallSession(welcome["terminal"], "counter", self.local, self.client.send,
+                              ice_servers=welcome.get("ice_servers"), codec=self.config.media.network.codec,
+                              audio_output=self.config.media.audio.output, on_event=self.on_event)
+        while not self._replies.empty():
+            self._replies.get_nowait()
+        self.session = session
+        await self.client.send({"type": "call", "department": department})
+        try:
+            reply = await asyncio.wait_for(self._replies.get(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"no reply to 'call' for {department} within {timeout} s") from None
+        if reply["type"] == "error":
+            await session.close()
+            raise RuntimeError(f"call to {department} refused: {reply.get('code')}: {reply.get('message')}")
+        return session
+
+    async def close(self) -> None:
+        """Hang up a call in progress, disconnect, close own sources."""
+        if self.session is not None:
+            if self.session.state is SessionState.WAITING and self.session.call_id and self.client is not None:
+                with contextlib.suppress(Exception):
+                    await self.client.send({"type": "cancel", "call": self.session.call_id})
+            else:
+                await self.session.hangup()
+            await self.session.close()
+        if self.client is not None:
+            await self.client.close()
+        if self._own_local and self.local is not None:
+            self.local.close()
+            self.local = None
+
+    async def __aenter__(self) -> HeadlessCounter:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _on_message(self, msg: dict[str, Any]) -> None:
+        if msg.get("type") == "ringing" or (msg.get("type") == "error" and msg.get("ref") == "call"):
+            self._replies.put_nowait(msg)
+        if self.session is not None:
+            await self.session.on_message(msg)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -670,7 +670,7 @@ class CallSession:
         remote = RemoteTrack(member=peer.member, label=label, track=counting)
         if track.kind == "video":
             from kiosk.video.sink import FrameSink, consume_track
-            remote.frame_sink = FrameSink()
+            remote.frame_sink = FrameSink(f"{peer.member}/{label}")
             coro: Awaitable[Any] = consume_track(counting, remote.frame_sink)
         else:
             from kiosk.devices.audio import open_audio_sink
@@ -841,6 +841,10 @@ class CallSession:
             remote = self._remote.pop(key)
             if remote.task is not None:
                 remote.task.cancel()
+            if remote.frame_sink is not None:
+                remote.frame_sink.clear()  # screens show "no picture", never a frozen last frame
+            if remote.audio_sink is not None:
+                remote.audio_sink.close()
 
     async def _end(self, reason: str, *, by: str | None = None, detail: Mapping[str, Any] | None = None) -> None:
         if self.state is SessionState.ENDED:

@@ -1,0 +1,82 @@
+"""Helpers for the call-session tests: small media configs, terminals on an in-process relay, stamp checks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from helpers import TOKENS
+
+from kiosk.config import AudioConfig, CameraConfig, MediaConfig, NetworkConfig, RelayLink, TerminalConfig
+from kiosk.video.session import CallSession, RemoteTrack
+from kiosk.video.stamp import read_frame_stamp
+
+# Small pictures keep the suite cheap; the stamp needs ≥ 8 px blocks to survive VP8 (width ≥ 192).
+CAMERA = (240, 136)
+SMALL_DOCUMENT = (320, 180)
+FULL_DOCUMENT = (1920, 1080)
+
+
+def media_config(*, document: tuple[int, int] | None = SMALL_DOCUMENT, document_fps: float = 5.0,
+                 tone_hz: float = 440.0, codec: str = "vp8", camera_fps: float = 15.0) -> MediaConfig:
+    """Synthetic camera (+ document camera) and tone, ICE on 127.0.0.1 only."""
+    camera = CameraConfig("synthetic:camera", CAMERA[0], CAMERA[1], camera_fps)
+    doc = None if document is None else CameraConfig("synthetic:document", document[0], document[1], document_fps)
+    return MediaConfig(camera, doc, AudioConfig(input="synthetic:tone", output="null", tone_hz=tone_hz),
+                       NetworkConfig(ice_addresses=("127.0.0.1",), codec=codec))
+
+
+def terminal_config(terminal: str, url: str, media: MediaConfig) -> TerminalConfig:
+    """A terminal config for one of the demo terminals (its demo token), pointing at ``url``."""
+    return TerminalConfig(Path(f"<test {terminal}>"), RelayLink(url, TOKENS[terminal]), media=media)
+
+
+async def wait_stamps(track: RemoteTrack, count: int = 3, timeout: float = 15.0) -> list[int]:
+    """Wait until ``count`` distinct decodable frame stamps arrived on a video track; return their counters."""
+    sink = track.frame_sink
+    assert sink is not None, f"{track.member}/{track.label} is not a video track"
+    seen: dict[int, int] = {}
+    last_seq = -1
+    deadline = time.monotonic() + timeout
+    while len(seen) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{track.member}/{track.label}: only {len(seen)} stamped frames decoded "
+                                 f"in {timeout} s ({track.frames} frames received)")
+        latest = sink.latest()
+        if latest is not None and latest[0] != last_seq:
+            last_seq = latest[0]
+            stamp = read_frame_stamp(latest[1])
+            if stamp is not None:
+                seen.setdefault(stamp[0], latest[0])
+        await asyncio.sleep(0.02)
+    return sorted(seen)
+
+
+async def wait_track(session: CallSession, member: str, label: str, timeout: float = 15.0) -> RemoteTrack:
+    """Wait until ``label`` from ``member`` has delivered its first frame; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        t = session.remote_track(member, label)
+        if t is not None and t.first_frame_at is not None:
+            return t
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{session.terminal_id}: no {label} frames from {member} within {timeout} s; "
+                                 f"tracks {[(x.member, x.label, x.frames) for x in session.remote_tracks()]}, "
+                                 f"session {session.state.value}")
+        await asyncio.sleep(0.02)
+
+
+async def wait_audio_tone(track: RemoteTrack, hz: float, timeout: float = 15.0, tolerance: float = 15.0) -> float:
+    """Wait until the received audio's dominant frequency is ``hz`` (± tolerance); return it."""
+    sink = track.audio_sink
+    assert sink is not None
+    deadline = time.monotonic() + timeout
+    found: float | None = None
+    while time.monotonic() < deadline:
+        if sink.received_samples >= sink.sample_rate // 2:
+            found = sink.dominant_frequency(0.5)
+            if found is not None and abs(found - hz) <= tolerance and sink.level() > 0.01:
+                return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"audio from {track.member}: dominant frequency {found}, expected {hz} Hz")

@@ -1,0 +1,118 @@
+"""Calls between real terminals: a counter and staff stations, real aiortc over 127.0.0.1, the real relay."""
+
+from __future__ import annotations
+
+import numpy as np
+from helpers import COUNTER, OFFICE1, OFFICE2, make_relay_config
+from session_support import (
+    FULL_DOCUMENT,
+    media_config,
+    terminal_config,
+    wait_audio_tone,
+    wait_stamps,
+    wait_track,
+)
+
+from kiosk.headless import HeadlessCounter, HeadlessStation
+from kiosk.video.session import EventKind, SessionState
+from kiosk.video.still import pixels_sha256
+from relay_server.server import RelayServer
+
+
+async def test_counter_to_office_all_three_tracks_and_back() -> None:
+    """The station receives the counter's camera, document and tone with decodable content, and vice versa."""
+    async with RelayServer(make_relay_config()) as srv:
+        office = HeadlessStation(terminal_config(OFFICE1, srv.url, media_config(document=None, tone_hz=660)),
+                                 auto_answer=0.0)
+        counter = HeadlessCounter(terminal_config(COUNTER, srv.url, media_config(tone_hz=440)))
+        async with office, counter:
+            await office.wait_up()
+            session = await counter.call("juumin")
+            staff_camera = await wait_track(session, OFFICE1, "camera")
+            assert office.session is not None
+            station = office.session
+            camera = await wait_track(station, COUNTER, "camera")
+            document = await wait_track(station, COUNTER, "document")
+            audio = await wait_track(station, COUNTER, "audio")
+            stamps = await wait_stamps(camera, 3)
+            assert stamps == sorted(stamps) and len(set(stamps)) == 3
+            await wait_stamps(document, 2)
+            assert document.resolution == (320, 180)
+            assert camera.resolution == (240, 136)
+            await wait_audio_tone(audio, 440.0)
+            # office → counter: camera and audio, no document
+            await wait_stamps(staff_camera, 3)
+            await wait_audio_tone(await wait_track(session, OFFICE1, "audio"), 660.0)
+            assert session.remote_track(OFFICE1, "document") is None
+            assert session.connection_state(OFFICE1) == "connected"
+            await session.hangup()
+            ended = await station.wait_event(EventKind.ENDED)
+            assert ended.reason == "hangup"
+            assert station.remote_tracks() == [] and camera.frame_sink.latest() is None
+
+
+async def test_document_arrives_full_hd_and_still_is_bit_identical() -> None:
+    """The document track arrives at 1920×1080 and a requested still is exactly the captured frame; stills are
+    wiped when the call ends."""
+    async with RelayServer(make_relay_config()) as srv:
+        office = HeadlessStation(terminal_config(OFFICE1, srv.url, media_config(document=None)), auto_answer=0.0)
+        counter = HeadlessCounter(terminal_config(
+            COUNTER, srv.url, media_config(document=FULL_DOCUMENT, document_fps=2.0, camera_fps=5.0)))
+        async with office, counter:
+            await office.wait_up()
+            session = await counter.call("zeimu")
+            await wait_track(session, OFFICE1, "camera")
+            assert office.session is not None
+            station = office.session
+            document = await wait_track(station, COUNTER, "document", timeout=30)
+            assert document.resolution == FULL_DOCUMENT
+            still = await station.request_still(timeout=60)
+            sent = await session.wait_event(EventKind.STILL_SENT, member=OFFICE1)
+            captured = sent.detail["frame"]
+            assert (still.width, still.height) == FULL_DOCUMENT
+            assert still.rgb.dtype == np.uint8 and np.array_equal(still.rgb, captured)
+            assert pixels_sha256(still.rgb) == sent.detail["pixels_sha256"]
+            assert station.stills == [still]
+            held = still.rgb
+            await station.hangup()
+            await session.wait_event(EventKind.ENDED)
+            assert station.stills == [] and not held.any() and still.png == b""
+            assert not captured.any(), "the kiosk's copy of the still is wiped too"
+
+
+async def test_invited_third_member_receives_counter_tracks() -> None:
+    """A colleague invited into a call gets the counter's camera, document and audio and the first staff's
+    camera, and the counter gets theirs."""
+    async with RelayServer(make_relay_config()) as srv:
+        office1 = HeadlessStation(terminal_config(OFFICE1, srv.url, media_config(document=None, tone_hz=660)),
+                                  auto_answer=0.0)
+        office2 = HeadlessStation(terminal_config(OFFICE2, srv.url, media_config(document=None, tone_hz=880)),
+                                  auto_answer=None)
+        counter = HeadlessCounter(terminal_config(COUNTER, srv.url, media_config()))
+        async with office1, office2, counter:
+            await office1.wait_up()
+            await office2.wait_up()
+            session = await counter.call("hoken")
+            await wait_track(session, OFFICE1, "camera")
+            office2.auto_answer = 0.0
+            await office1.invite(terminal=OFFICE2)
+            second = await _wait_session(office2)
+            for label in ("camera", "document"):
+                await wait_stamps(await wait_track(second, COUNTER, label), 2)
+            await wait_audio_tone(await wait_track(second, COUNTER, "audio"), 440.0)
+            await wait_stamps(await wait_track(second, OFFICE1, "camera"), 2)
+            await wait_stamps(await wait_track(session, OFFICE2, "camera"), 2)
+            assert office1.session is not None
+            await wait_stamps(await wait_track(office1.session, OFFICE2, "camera"), 2)
+            assert sorted(session.members) == [OFFICE1, OFFICE2]
+            await second.leave()
+            left = await session.wait_event(EventKind.MEMBER_LEFT, member=OFFICE2)
+            assert left.reason == "leave"
+            assert session.state is SessionState.ACTIVE and session.connection_state(OFFICE1) == "connected"
+
+
+async def _wait_session(station: HeadlessStation, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    from helpers import wait_until
+    await wait_until(lambda: station.session is not None, timeout)
+    assert station.session is not None
+    return station.session
