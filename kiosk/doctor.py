@@ -747,7 +747,7 @@ def tls_result(p: RelayProbe, now: float | None = None) -> CheckResult:
     return CheckResult(name, True, detail)
 
 
-def token_result(p: RelayProbe, config_path: str | Path = "") -> CheckResult:
+def token_result(p: RelayProbe, config_path: str | Path = "", role: str = "") -> CheckResult:
     """``hello`` is answered with ``welcome``; ``unauthorized`` means a wrong token."""
     name = "relay token"
     if p.tcp_error or p.tls_error or (p.ws_error and p.welcome is None and not p.auth_error):
@@ -756,8 +756,8 @@ def token_result(p: RelayProbe, config_path: str | Path = "") -> CheckResult:
         where = f" of {config_path}" if config_path else ""
         return CheckResult(
             name, False, f"token rejected by the relay: {p.auth_error}",
-            "token rejected: run `relay-server token TERMINAL_ID` on the relay (TERMINAL_ID: this terminal's "
-            f"[[terminal]] id in relay.toml, e.g. counter-sapporo-1) and paste its token line into [relay]{where}, "
+            "token rejected: run `relay-server token TERMINAL_ID` on the relay (TERMINAL_ID: the id of this "
+            f"{role or 'terminal'}'s [[terminal]] entry in relay.toml) and paste its token line into [relay]{where}, "
             "its token_hash line into that [[terminal]], then restart relay-server")
     assert p.welcome is not None
     w = p.welcome
@@ -1069,7 +1069,7 @@ async def run_doctor(opts: DoctorOptions) -> tuple[list[CheckResult], str]:
         if "relay" in opts.skip:
             return []
         probe = await probe_relay(cfg.relay.url, cfg.relay.token, ca_file=cfg.relay.ca_file, timeout=opts.timeout)
-        out = [reachable_result(probe), tls_result(probe), token_result(probe, opts.config),
+        out = [reachable_result(probe), tls_result(probe), token_result(probe, opts.config, role),
                role_result(probe, role), rtt_result(probe), clock_result(probe)]
         if probe.welcome is not None and lamp is not None:
             out.append(lamp_departments_result(lamp, probe.welcome, role))
