@@ -33,7 +33,8 @@ DEPARTMENTS = {"juumin": 1, "zeimu": 2, "hoken": 3, "kensetsu": 4}
 IN_CALL, FAULT = 5, 6
 LAMP_CONFIG = LampConfig("lcus", "", DEPARTMENTS, in_call_channel=IN_CALL, fault_channel=FAULT)
 ALL_OFF = {ch: OFF for ch in range(1, 7)}
-FAST: dict[str, Any] = {"backoff": (0.02, 0.1), "keepalive": 0.2}
+# No idle re-writes during these tests: the board's command history shows only what the relay caused.
+FAST: dict[str, Any] = {"backoff": (0.02, 0.1), "keepalive": 60.0}
 
 
 def relay_config(**overrides: Any) -> Any:
@@ -55,9 +56,11 @@ class Rig:
 
 
 @pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
+async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    """Relay, lamp (LCUS board with in-call and fault channels) and one office, all up and the lamp all off."""
     board = EmulatedLcusBoard(8, labels={v: k for k, v in DEPARTMENTS.items()}).start()
-    relay = await RelayServer(relay_config(ring_timeout=0.4)).start(host="127.0.0.1", port=0)
+    relay_overrides = getattr(request, "param", {})  # e.g. a short ring_timeout, via indirect parametrize
+    relay = await RelayServer(relay_config(**relay_overrides)).start(host="127.0.0.1", port=0)
     lamp = LampController(replace(LAMP_CONFIG, port=board.url), **FAST)
     client = RelayClient(relay.url, TOKENS[LAMP], on_message=lamp.on_message, on_link=lamp.on_link,
                          backoff=(0.05, 0.2))
@@ -103,6 +106,7 @@ async def test_cancel_turns_the_channel_off(rig: Rig) -> None:
     await counter.close()
 
 
+@pytest.mark.parametrize("rig", [{"ring_timeout": 0.3}], indirect=True)
 async def test_unanswered_call_turns_the_channel_off(rig: Rig) -> None:
     """When the ring timeout ends the call as unanswered the lamp goes off."""
     counter, call = await place_call(rig.relay.url, "kensetsu")
@@ -117,9 +121,12 @@ async def test_two_calls_for_one_department_keep_it_lit_until_both_are_gone(rig:
     c1, call1 = await place_call(rig.relay.url, "juumin")
     c2, call2 = await place_call(rig.relay.url, "juumin", COUNTER2, COUNTER2_TOKEN)
     await wait_until(lambda: call2 in rig.lamp.board.ringing, timeout=2)
+    await rig.board.wait_state({1: ON})
     await c1.send({"type": "cancel", "call": call1})
     await wait_until(lambda: call1 not in rig.lamp.board.ringing, timeout=2)
-    assert rig.board.snapshot()[1] is ON
+    await rig.lamp.device.wait_ready(2)
+    # Still lit, and never switched off in between (the only OFF 1 is the start-up all-off).
+    assert rig.board.snapshot()[1] is ON and rig.board.commands().count("OFF 1") == 1
     await rig.office.expect("incoming", call=call2)
     await rig.office.send({"type": "answer", "call": call2})
     await rig.board.wait_state({1: OFF, IN_CALL: ON})

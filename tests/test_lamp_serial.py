@@ -201,7 +201,10 @@ async def test_lcus_blinks_in_software(lcus_board: EmulatedLcusBoard) -> None:
                                   and lcus_board.commands().count("OFF 1") >= 2, what="three blinks")
         device.apply({1: OFF})
         await device.wait_ready(2)
-    assert lcus_board.snapshot()[1] is OFF
+        await lcus_board.wait_state({1: OFF})
+        blinks = lcus_board.commands().count("ON 1")
+    # Steady off now: after the keepalive re-write (0.05 s) no more ON frames arrive.
+    assert lcus_board.commands().count("ON 1") == blinks and lcus_board.snapshot()[1] is OFF
 
 
 async def test_ascii_blinks_in_hardware(ascii_lamp: EmulatedAsciiLamp) -> None:
