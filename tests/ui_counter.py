@@ -44,3 +44,26 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def relay_config(*, closed: tuple[str, ...] = (), **overrides: Any) -> Any:
+    """The demo relay config (port 0, in-memory log) with some departments never open."""
+    from helpers import make_relay_config
+
+    from relay_server.config import Hours
+
+    cfg = make_relay_config(**overrides)
+    departments = dict(cfg.departments)
+    for dept in closed:
+        d = departments[dept]
+        departments[dept] = replace(d, hours=Hours(d.hours.tz, ((),) * 7))
+    return replace(cfg, departments=departments)
+
+
+def button_widgets(root: Any) -> list[Any]:
+    """Every touchable widget under ``root`` (buttons and button-behaviour layouts) that is shown."""
+    from kivy.uix.behaviors import ButtonBehavior
+
+    from kiosk.ui.driver import walk
+
+    return [w for w in walk(root) if isinstance(w, ButtonBehavior) and w.opacity > 0 and w.width > 0]

@@ -50,7 +50,7 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
     await station.wait_up()
     counter = load_terminal_config(ROOT / "config" / "counter.toml", "counter")
     counter = counter.with_overrides(ui=replace(counter.ui, ring_sound=False, idle_timeout=600,
-                                                result_timeout=600, thanks_timeout=600, fullscreen=False))
+                                                result_timeout=20, thanks_timeout=8, fullscreen=False))
     counter = _media(counter, (640, 360), (1280, 720))
     app = CounterApp(counter, url=srv.url, hold_time=0.5)
     shots: list[Path] = []

@@ -144,8 +144,29 @@ class UiDriver:
         touch.touch_up()
         await self.frames(1)
 
+    def transitions_done(self) -> bool:
+        """No screen manager under the app's root is in the middle of a transition.
+
+        A ScreenManager ignores touches while a transition runs, even a ``NoTransition`` (it ends on
+        the next clock tick), so a tap right after a screen change would be lost.
+        """
+        from kivy.uix.screenmanager import ScreenManager
+
+        root = self.app.root
+        if root is None:
+            return True
+        return not any(isinstance(w, ScreenManager) and w.transition.is_active for w in walk(root))
+
+    async def settle(self, timeout: float = 5.0) -> None:
+        """Wait until screen transitions are over."""
+        await self.until(self.transitions_done, timeout, "screen transitions to finish")
+
     async def tap(self, target: Widget | tuple[float, float]) -> None:
-        """Tap the centre of a widget (or a window position) with a simulated finger."""
+        """Tap the centre of a widget (or a window position) with a simulated finger.
+
+        Waits for screen transitions to finish first: a real finger cannot be faster than the screen.
+        """
+        await self.settle()
         if isinstance(target, Widget):
             if target.get_root_window() is None:
                 raise AssertionError(f"cannot tap {target!r}: it is not on screen")
@@ -158,6 +179,7 @@ class UiDriver:
     async def hold(self, pos: tuple[float, float], until: Callable[[], Any], timeout: float = 10.0,
                    what: str = "") -> None:
         """Hold a finger at ``pos`` until ``until()`` is true, then lift it."""
+        await self.settle()
         touch = await self.touch_down(pos)
         try:
             await self.until(until, timeout, what or "the long press to take effect")
