@@ -1,0 +1,588 @@
+"""The staff station's state: pure, no Kivy, no I/O.
+
+The station app feeds :class:`OfficeMachine` events (relay messages, link changes, staff touches, media
+events, timers) through :meth:`OfficeMachine.handle`, which returns commands for the app to carry out
+(send a message, ring or stop ringing, start or stop the call's media session, start or cancel a timer).
+Screens read the machine's public attributes: the ringing list, today's missed calls, the current call
+with its members and invitations, the available/away status and the last notice.
+
+Every state change goes through :meth:`OfficeMachine._go`, which logs ``old -> new`` and raises
+:class:`InvalidTransition` (naming both states) for a change that :data:`TRANSITIONS` does not allow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "State", "InviteStatus", "InvalidTransition", "Ringing", "Missed", "Invite", "CallInfo", "Notice",
+    "StationInfo", "DepartmentInfo", "OfficeMachine", "TAKEN_SHOWN_S",
+    # events
+    "Event", "LinkChanged", "RelayMessage", "AnswerPressed", "DeclinePressed", "AwayToggled", "InvitePressed",
+    "LeavePressed", "HangUpPressed", "MediaEnded", "TimerFired",
+    # commands
+    "Command", "Send", "Ring", "StartMedia", "StopMedia", "StartTimer", "CancelTimer",
+]
+
+TAKEN_SHOWN_S = 6.0  # how long a call answered by a colleague stays listed as "taken by …"
+MISSED_REASONS = ("unanswered", "cancelled")
+
+
+class State(Enum):
+    """What the station is doing; the screens follow it."""
+
+    CONNECTING = "connecting"  # no relay link (at start or after losing it outside a call)
+    WAITING = "waiting"        # idle: ringing calls are listed and ring
+    ANSWERING = "answering"    # 'answer' sent, waiting for the relay's call_state
+    IN_CALL = "in_call"
+
+
+TRANSITIONS: Mapping[State, frozenset[State]] = {
+    State.CONNECTING: frozenset({State.WAITING, State.IN_CALL}),
+    State.WAITING: frozenset({State.ANSWERING, State.CONNECTING, State.IN_CALL}),
+    State.ANSWERING: frozenset({State.IN_CALL, State.WAITING, State.CONNECTING}),
+    State.IN_CALL: frozenset({State.WAITING, State.CONNECTING}),
+}
+
+
+class InviteStatus(Enum):
+    PENDING = "pending"
+    JOINED = "joined"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class InvalidTransition(Exception):
+    """A state change that the machine does not allow; names both states."""
+
+    def __init__(self, old: State, new: State, why: str = "") -> None:
+        super().__init__(f"invalid office transition {old.name} -> {new.name}" + (f" ({why})" if why else ""))
+        self.old = old
+        self.new = new
+
+
+# -- data ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DepartmentInfo:
+    id: str
+    name_ja: str
+    name_en: str
+    phone: str = ""
+
+    def name(self, lang: str) -> str:
+        return self.name_ja if lang == "ja" else self.name_en
+
+
+@dataclass(frozen=True)
+class StationInfo:
+    """Another staff station (from ``welcome.stations``)."""
+
+    id: str
+    name: str
+    departments: tuple[str, ...] = ()
+
+
+@dataclass
+class Ringing:
+    """A call ringing at this station: a resident's call, or an invitation into a colleague's call."""
+
+    call: str
+    department: str
+    counter: str
+    since: float                     # machine clock when it first rang here
+    counter_name: str = ""
+    invited_by: str | None = None
+    members: tuple[str, ...] = ()
+    taken_by: str | None = None      # a colleague answered it (shown for a few seconds)
+
+    @property
+    def is_invite(self) -> bool:
+        return self.invited_by is not None
+
+
+@dataclass(frozen=True)
+class Missed:
+    """A call that rang here and was never answered (today's list)."""
+
+    call: str
+    department: str
+    counter: str
+    at: float          # wall-clock time (Unix seconds) when it rang
+    waited: float      # seconds it rang
+    reason: str        # 'unanswered' (ring timeout) or 'cancelled' (the resident gave up)
+    counter_name: str = ""
+
+
+@dataclass
+class Invite:
+    """An invitation this station sent during the current call."""
+
+    kind: str          # 'department' or 'terminal'
+    target: str
+    status: InviteStatus = InviteStatus.PENDING
+    by: str = ""       # who joined or declined
+    detail: str = ""   # error code when FAILED
+
+
+@dataclass
+class CallInfo:
+    """The call this station is in (dropped as a whole when it ends)."""
+
+    id: str
+    department: str
+    counter: str
+    members: list[str] = field(default_factory=list)  # join order, counter first, this station included
+    answered_at: float = 0.0
+    invites: list[Invite] = field(default_factory=list)
+    counter_name: str = ""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A one-line message for the staff member: ``kind`` is a string key suffix, ``fields`` fill it."""
+
+    kind: str  # taken, ended, ended_by_you, left, failed, answer_failed, media_failed, invite_failed
+    fields: Mapping[str, str] = field(default_factory=dict)
+    at: float = 0.0
+
+
+# -- events --------------------------------------------------------------------------------------
+class Event:
+    """Base of everything fed to :meth:`OfficeMachine.handle`."""
+
+
+@dataclass(frozen=True)
+class LinkChanged(Event):
+    state: str  # connecting, up, down, unauthorized (kiosk.client)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RelayMessage(Event):
+    msg: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class AnswerPressed(Event):
+    call: str
+
+
+@dataclass(frozen=True)
+class DeclinePressed(Event):
+    call: str
+
+
+@dataclass(frozen=True)
+class AwayToggled(Event):
+    away: bool
+
+
+@dataclass(frozen=True)
+class InvitePressed(Event):
+    department: str | None = None
+    terminal: str | None = None
+
+
+@dataclass(frozen=True)
+class LeavePressed(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class HangUpPressed(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class MediaEnded(Event):
+    """The media session of ``call`` ended by itself (peer connection failed, bye from a member)."""
+
+    call: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class TimerFired(Event):
+    name: str
+
+
+# -- commands ------------------------------------------------------------------------------------
+class Command:
+    """Base of everything :meth:`OfficeMachine.handle` returns."""
+
+
+@dataclass(frozen=True)
+class Send(Command):
+    msg: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ring(Command):
+    on: bool
+
+
+@dataclass(frozen=True)
+class StartMedia(Command):
+    """Open the media session for ``call`` (before 'answer' goes out, so no offer is missed)."""
+
+    call: str
+
+
+@dataclass(frozen=True)
+class StopMedia(Command):
+    """Close the media session: ``how`` is ``hangup`` (end for everyone), ``leave`` or ``close`` (local only)."""
+
+    how: str
+
+
+@dataclass(frozen=True)
+class StartTimer(Command):
+    name: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CancelTimer(Command):
+    name: str
+
+
+# -- the machine ---------------------------------------------------------------------------------
+class OfficeMachine:
+    """State of one staff station.
+
+    Args:
+        clock: monotonic seconds (waiting times, notices).
+        wall: Unix seconds (missed-call times, "today").
+        taken_shown: seconds a call answered by a colleague stays listed.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 taken_shown: float = TAKEN_SHOWN_S) -> None:
+        self.clock = clock
+        self.wall = wall
+        self.taken_shown = taken_shown
+        self.state = State.CONNECTING
+        self.history: list[tuple[State, State]] = []
+        self.link_state = "connecting"
+        self.link_detail = ""
+        self.terminal = ""
+        self.terminal_name = ""
+        self.departments: list[DepartmentInfo] = []
+        self.stations: list[StationInfo] = []
+        self.away = False
+        self.ringing: dict[str, Ringing] = {}   # call id → entry, in arrival order
+        self.missed: list[Missed] = []
+        self.call: CallInfo | None = None
+        self.answering: str | None = None
+        self.notice: Notice | None = None
+        self._ring_on = False
+        self._out: list[Command] = []
+
+    # -- queries -----------------------------------------------------------------------------
+    def department(self, dept_id: str) -> DepartmentInfo | None:
+        return next((d for d in self.departments if d.id == dept_id), None)
+
+    def station(self, terminal: str) -> StationInfo | None:
+        return next((s for s in self.stations if s.id == terminal), None)
+
+    def ringing_calls(self) -> list[Ringing]:
+        """Calls ringing here (and those just taken by a colleague), oldest first."""
+        return list(self.ringing.values())
+
+    def missed_today(self) -> list[Missed]:
+        """Missed calls of today (local date), newest first."""
+        today = datetime.fromtimestamp(self.wall()).date()
+        return [m for m in reversed(self.missed) if datetime.fromtimestamp(m.at).date() == today]
+
+    def staff_members(self) -> list[str]:
+        """Staff in the current call, this station included."""
+        if self.call is None:
+            return []
+        return [m for m in self.call.members if m != self.call.counter]
+
+    @property
+    def can_leave(self) -> bool:
+        """Leaving is possible only while a colleague stays with the resident."""
+        return self.state is State.IN_CALL and len(self.staff_members()) > 1
+
+    def invite_departments(self) -> list[str]:
+        """Departments a colleague can be invited from: ours first, then those of other stations."""
+        ids = [d.id for d in self.departments]
+        for s in self.stations:
+            ids += [d for d in s.departments if d not in ids]
+        return ids
+
+    # -- events in ---------------------------------------------------------------------------
+    def handle(self, event: Event) -> list[Command]:
+        """Apply one event; return the commands to carry out."""
+        self._out = []
+        if isinstance(event, LinkChanged):
+            self._on_link(event)
+        elif isinstance(event, RelayMessage):
+            self._on_message(event.msg)
+        elif isinstance(event, AnswerPressed):
+            self._on_answer(event.call)
+        elif isinstance(event, DeclinePressed):
+            entry = self.ringing.pop(event.call, None)
+            if entry is not None:
+                self._emit(Send({"type": "decline", "call": event.call}))
+        elif isinstance(event, AwayToggled):
+            if event.away != self.away:
+                self.away = event.away
+                self._emit(Send({"type": "status", "status": "away" if event.away else "available"}))
+        elif isinstance(event, InvitePressed):
+            self._on_invite(event)
+        elif isinstance(event, LeavePressed):
+            if self.state is State.IN_CALL and self.can_leave:
+                self._end_call("leave", Notice("left", at=self.clock()))
+        elif isinstance(event, HangUpPressed):
+            if self.state in (State.IN_CALL, State.ANSWERING):
+                self._end_call("hangup", Notice("ended_by_you", at=self.clock()))
+        elif isinstance(event, MediaEnded):
+            current = self.call.id if self.call is not None else self.answering
+            if current == event.call and self.state in (State.IN_CALL, State.ANSWERING):
+                kind = "media_failed" if event.reason == "media_failed" else "ended"
+                self._end_call("close", Notice(kind, {"reason": event.reason}, self.clock()))
+        elif isinstance(event, TimerFired):
+            if event.name.startswith("taken:"):
+                entry = self.ringing.get(event.name[6:])
+                if entry is not None and entry.taken_by is not None:
+                    del self.ringing[entry.call]
+        else:
+            raise TypeError(f"unknown office event {event!r}")
+        self._update_ring()
+        return self._out
+
+    # -- internals ---------------------------------------------------------------------------
+    def _emit(self, cmd: Command) -> None:
+        self._out.append(cmd)
+
+    def _go(self, new: State, why: str = "") -> None:
+        old = self.state
+        if new is old:
+            return
+        if new not in TRANSITIONS[old]:
+            raise InvalidTransition(old, new, why)
+        log.info("office state %s -> %s%s", old.name, new.name, f" ({why})" if why else "")
+        self.state = new
+        self.history.append((old, new))
+
+    def _idle_state(self) -> State:
+        return State.WAITING if self.link_state == "up" and self.terminal else State.CONNECTING
+
+    def _update_ring(self) -> None:
+        on = self.state is State.WAITING and any(r.taken_by is None for r in self.ringing.values())
+        if on != self._ring_on:
+            self._ring_on = on
+            self._emit(Ring(on))
+
+    def _on_link(self, event: LinkChanged) -> None:
+        self.link_state, self.link_detail = event.state, event.detail
+        if event.state == "up":
+            return  # 'welcome' (which comes first) already moved us on
+        if event.state in ("down", "unauthorized"):
+            # Whatever rang may have been answered or ended meanwhile: the relay re-sends what still rings.
+            for call in list(self.ringing):
+                self._emit(CancelTimer(f"taken:{call}"))
+            self.ringing.clear()
+            if self.state is State.ANSWERING:
+                self.answering = None
+                self._emit(StopMedia("close"))
+                self.notice = Notice("answer_failed", {"code": "relay"}, self.clock())
+                self._go(State.CONNECTING, "relay link lost while answering")
+            elif self.state is State.WAITING:
+                self._go(State.CONNECTING, f"relay link {event.state}")
+            # In a call the media is peer to peer and carries on; the relay re-sends call_state.
+
+    def _on_message(self, msg: Mapping[str, Any]) -> None:
+        kind = msg.get("type")
+        call = msg.get("call")
+        if kind == "welcome":
+            self._on_welcome(msg)
+            return
+        if kind == "status":
+            self.away = msg.get("status") == "away"
+            return
+        if kind == "error":
+            self._on_error(msg)
+            return
+        if not isinstance(call, str):
+            return
+        if kind == "incoming":
+            if self.call is not None and call == self.call.id:
+                return
+            entry = self.ringing.get(call)
+            if entry is None or entry.taken_by is not None:
+                members = msg.get("members")
+                self.ringing[call] = Ringing(
+                    call=call, department=str(msg.get("department", "")), counter=str(msg.get("from", "")),
+                    since=entry.since if entry is not None else self.clock(),
+                    counter_name=str(msg.get("from_name", "")),
+                    invited_by=msg.get("invited_by") if isinstance(msg.get("invited_by"), str) else None,
+                    members=tuple(members) if isinstance(members, list) else ())
+        elif kind == "taken":
+            entry = self.ringing.get(call)
+            by = str(msg.get("by", ""))
+            if entry is not None and self.answering != call:
+                entry.taken_by = by
+                self._emit(StartTimer(f"taken:{call}", self.taken_shown))
+        elif kind == "ended":
+            self._on_ended(call, msg)
+        elif kind == "call_state":
+            self._on_call_state(call, msg)
+        elif self.call is not None and call == self.call.id:
+            self._on_call_message(kind, msg)
+
+    def _on_welcome(self, msg: Mapping[str, Any]) -> None:
+        self.terminal = str(msg.get("terminal", ""))
+        self.terminal_name = str(msg.get("name", ""))
+        deps = []
+        for d in msg.get("departments") or []:
+            if isinstance(d, Mapping) and "id" in d:
+                name = d.get("name") or {}
+                deps.append(DepartmentInfo(str(d["id"]), str(name.get("ja", d["id"])), str(name.get("en", d["id"])),
+                                           str((d.get("fallback") or {}).get("phone", ""))))
+        self.departments = deps
+        self.stations = [StationInfo(str(s["id"]), str(s.get("name", s["id"])), tuple(s.get("departments") or ()))
+                         for s in msg.get("stations") or [] if isinstance(s, Mapping) and "id" in s]
+        self.away = msg.get("status") == "away"
+        self.link_state = "up"
+        for call in list(self.ringing):
+            self._emit(CancelTimer(f"taken:{call}"))
+        self.ringing.clear()  # the relay re-sends every call still ringing here
+        if self.state is State.CONNECTING:
+            self._go(State.WAITING, "welcomed")
+
+    def _on_error(self, msg: Mapping[str, Any]) -> None:
+        ref, code = msg.get("ref"), str(msg.get("code", ""))
+        if ref == "answer" and self.state is State.ANSWERING:
+            call = self.answering or ""
+            self.answering = None
+            self._emit(StopMedia("close"))
+            entry = self.ringing.pop(call, None)
+            if code == "already_answered" and msg.get("by"):
+                self.notice = Notice("taken", {"by": str(msg["by"]), "department": entry.department if entry else ""},
+                                     self.clock())
+            else:
+                self.notice = Notice("answer_failed", {"code": code}, self.clock())
+            self._go(self._idle_state(), f"answer refused: {code}")
+        elif ref == "invite" and self.call is not None:
+            pending = [i for i in self.call.invites if i.status is InviteStatus.PENDING]
+            if pending:
+                pending[-1].status, pending[-1].detail = InviteStatus.FAILED, code
+            self.notice = Notice("invite_failed", {"code": code}, self.clock())
+
+    def _on_answer(self, call: str) -> None:
+        entry = self.ringing.get(call)
+        if self.state is not State.WAITING or entry is None or entry.taken_by is not None:
+            log.info("answer %s ignored in %s", call, self.state.name)
+            return
+        self.answering = call
+        self.notice = None
+        self._emit(StartMedia(call))
+        self._emit(Send({"type": "answer", "call": call}))
+        self._go(State.ANSWERING, f"answering {call}")
+
+    def _on_invite(self, ev: InvitePressed) -> None:
+        if self.state is not State.IN_CALL or self.call is None:
+            return
+        if (ev.department is None) == (ev.terminal is None):
+            raise ValueError("invite needs exactly one of department or terminal")
+        msg: dict[str, Any] = {"type": "invite", "call": self.call.id}
+        if ev.terminal is not None:
+            msg["terminal"] = ev.terminal
+            self.call.invites.append(Invite("terminal", ev.terminal))
+        else:
+            msg["department"] = ev.department
+            self.call.invites.append(Invite("department", str(ev.department)))
+        self._emit(Send(msg))
+
+    def _on_call_state(self, call: str, msg: Mapping[str, Any]) -> None:
+        state = msg.get("state")
+        members = [m for m in msg.get("members") or [] if isinstance(m, str)]
+        if state != "active":
+            return
+        if self.call is not None and self.call.id == call:
+            self.call.members = members
+            return
+        entry = self.ringing.pop(call, None)
+        if entry is not None:
+            self._emit(CancelTimer(f"taken:{call}"))
+        self.call = CallInfo(call, str(msg.get("department", "")), str(msg.get("counter", "")), members,
+                             answered_at=self.clock(),
+                             counter_name=entry.counter_name if entry is not None else "")
+        if self.state is State.ANSWERING and self.answering == call:
+            self.answering = None
+            self._go(State.IN_CALL, f"answered {call}")
+        else:
+            # The relay says we are in a call we did not know about (this app restarted mid-call).
+            self._emit(StartMedia(call))
+            self._go(State.IN_CALL, f"resumed {call}")
+
+    def _on_call_message(self, kind: Any, msg: Mapping[str, Any]) -> None:
+        assert self.call is not None
+        terminal = str(msg.get("terminal", ""))
+        if kind == "joined":
+            if terminal not in self.call.members:
+                self.call.members.append(terminal)
+            invite = self._pending_invite_for(terminal)
+            if invite is not None:
+                invite.status, invite.by = InviteStatus.JOINED, terminal
+        elif kind == "left":
+            if terminal in self.call.members:
+                self.call.members.remove(terminal)
+        elif kind == "declined":
+            invite = self._pending_invite_for(terminal)
+            if invite is not None:
+                invite.status, invite.by = InviteStatus.DECLINED, terminal
+        elif kind == "invite_expired":
+            pending = [i for i in self.call.invites if i.status is InviteStatus.PENDING]
+            if pending:
+                pending[0].status = InviteStatus.EXPIRED
+
+    def _pending_invite_for(self, terminal: str) -> Invite | None:
+        assert self.call is not None
+        pending = [i for i in self.call.invites if i.status is InviteStatus.PENDING]
+        for i in pending:
+            if i.kind == "terminal" and i.target == terminal:
+                return i
+        station = self.station(terminal)
+        for i in pending:
+            if i.kind == "department" and (station is None or i.target in station.departments):
+                return i
+        return None
+
+    def _on_ended(self, call: str, msg: Mapping[str, Any]) -> None:
+        reason = str(msg.get("reason", ""))
+        entry = self.ringing.pop(call, None)
+        if entry is not None:
+            self._emit(CancelTimer(f"taken:{call}"))
+            if not entry.is_invite and entry.taken_by is None and reason in MISSED_REASONS:
+                waited = max(0.0, self.clock() - entry.since)
+                self.missed.append(Missed(call, entry.department, entry.counter, self.wall() - waited, waited,
+                                          reason, entry.counter_name))
+        if self.answering == call and self.state is State.ANSWERING:
+            self.answering = None
+            self._emit(StopMedia("close"))
+            self.notice = Notice("answer_failed", {"code": reason}, self.clock())
+            self._go(self._idle_state(), f"call {call} ended while answering: {reason}")
+        elif self.call is not None and self.call.id == call and self.state is State.IN_CALL:
+            if reason == "shutdown":
+                return  # the relay went away, not the call: media carries on peer to peer
+            self._end_call("close", Notice("ended", {"reason": reason, "by": str(msg.get("by", ""))}, self.clock()))
+
+    def _end_call(self, how: str, notice: Notice) -> None:
+        self._emit(StopMedia(how))
+        self.call = None
+        self.answering = None
+        self.notice = notice
+        self._go(self._idle_state(), f"call over ({how})")
