@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ def test_headless_demo_completes_a_call_with_frames_both_ways() -> None:
     steps = {s["what"]: s for s in summary["steps"]}
     assert summary["ok"] and all(s["ok"] for s in summary["steps"])
     both = steps["frames both ways"]["detail"]
-    got = [int(w) for w in both.replace(",", " ").split() if w.isdigit()]
+    got = [int(w) for w in re.findall(r"got (\d+)", both)]
     assert len(got) == 2 and min(got) > 0, both
     assert any(w.startswith("lamp channel 1 lit") for w in steps)
     assert "sha256 verified" in steps["station 1 received a full-resolution still"]["detail"]
