@@ -189,7 +189,7 @@ def check_config(path: str | Path, role: str | None = None) -> tuple[CheckResult
         else:
             advice = "fix the value on that line; docs/configuration.md gives the type and an example of each key"
         return CheckResult("config", False, text, advice), None, role
-    return CheckResult("config", True, f"{path} is valid as a {role} terminal ({how})"), cfg, role
+    return CheckResult("config", True, f"{path} is valid (role {role}: {how})"), cfg, role
 
 
 def check_ice_addresses(entries: Iterable[str]) -> CheckResult:
