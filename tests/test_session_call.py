@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from helpers import COUNTER, OFFICE1, OFFICE2, make_relay_config
+from helpers import COUNTER, OFFICE1, OFFICE2, make_relay_config, wait_until
 from session_support import (
     FULL_DOCUMENT,
     media_config,
@@ -14,13 +14,14 @@ from session_support import (
 )
 
 from kiosk.headless import HeadlessCounter, HeadlessStation
-from kiosk.video.session import EventKind, SessionState
+from kiosk.video.session import CallSession, EventKind, SessionState
 from kiosk.video.still import pixels_sha256
 from relay_server.server import RelayServer
 
 
 async def test_counter_to_office_all_three_tracks_and_back() -> None:
-    """The station receives the counter's camera, document and tone with decodable content, and vice versa."""
+    """The station receives the counter's camera, document and tone with decodable content, and vice versa;
+    mute and document rotation reach the other side."""
     async with RelayServer(make_relay_config()) as srv:
         office = HeadlessStation(terminal_config(OFFICE1, srv.url, media_config(document=None, tone_hz=660)),
                                  auto_answer=0.0)
@@ -40,6 +41,14 @@ async def test_counter_to_office_all_three_tracks_and_back() -> None:
             assert document.resolution == (320, 180)
             assert camera.resolution == (240, 136)
             await wait_audio_tone(audio, 440.0)
+            # microphone mute sends silence; unmute brings the tone back
+            session.set_mic_muted(True)
+            await wait_until(lambda: audio.audio_sink.level(0.2) < 0.001, 10)
+            session.set_mic_muted(False)
+            await wait_audio_tone(audio, 440.0)
+            # rotating the document camera turns the received picture, at full size
+            session.set_document_rotation(90)
+            await wait_until(lambda: document.resolution == (180, 320), 10)
             # office → counter: camera and audio, no document
             await wait_stamps(staff_camera, 3)
             await wait_audio_tone(await wait_track(session, OFFICE1, "audio"), 660.0)
@@ -111,8 +120,8 @@ async def test_invited_third_member_receives_counter_tracks() -> None:
             assert session.state is SessionState.ACTIVE and session.connection_state(OFFICE1) == "connected"
 
 
-async def _wait_session(station: HeadlessStation, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    from helpers import wait_until
+async def _wait_session(station: HeadlessStation, timeout: float = 10.0) -> CallSession:
+    """The station's call session, once it has answered."""
     await wait_until(lambda: station.session is not None, timeout)
     assert station.session is not None
     return station.session

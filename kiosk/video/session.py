@@ -5,26 +5,31 @@ A :class:`CallSession` is an edge in the sense of ``ARCHITECTURE.md``: it is fed
 (``RelayClient.send``), and reports what happens to its owner through ``on_event`` callbacks
 (:class:`SessionEvent`). It never talks to the relay socket or the UI directly.
 
-Media layout (the contract between terminals, also in ``docs/protocol.md``, "Media"):
+Media layout (the contract between terminals; ``docs/protocol.md`` should carry a copy under "Media"):
 
-* One ``RTCPeerConnection`` per remote member, all media bundled on one transport.
+* One ``RTCPeerConnection`` per remote member, all media bundled on one transport (max-bundle).
 * Offer rule (protocol v1): the counter offers to every staff member who answers or joins; between
   staff, the member who was in the call first offers to the newcomer. A newcomer only answers.
 * The offerer adds its transceivers in this order: ``audio`` (sendrecv), ``camera`` video
-  (sendrecv), and — counter only — ``document`` video (sendonly), plus a data channel
-  :data:`~kiosk.video.still.CONTROL_CHANNEL` when the counter offers. The signal data says which
-  mid carries what: ``{"kind": "offer"|"answer", "sdp": SDP, "tracks": {MID: "audio"|"camera"|"document"}}``.
-  A receiver that finds no ``tracks`` map falls back to order: first video m-line = camera, second =
-  document.
-* ``{"kind": "bye", "reason": "media_failed"}`` tells the other members why this side hung up.
+  (sendrecv), and — counter only — ``document`` video (sendonly), then a data channel labelled
+  :data:`~kiosk.video.still.CONTROL_CHANNEL`. The signal data says which mid carries what:
+  ``{"kind": "offer"|"answer", "sdp": SDP, "tracks": {MID: "audio"|"camera"|"document"}}``.
+  A receiver that finds no ``tracks`` map falls back to order: first video m-line = camera,
+  second = document. The answerer attaches its own camera/audio to the offered transceivers.
 * The document track is sent at the camera's full resolution (aiortc never scales video);
   full-resolution lossless stills travel over the data channel (:mod:`kiosk.video.still`).
+* ``{"bye": REASON}`` on the data channel (and ``{"kind": "bye", "reason": REASON}`` as signal
+  data) tells the other members why this side is going: ``hangup``, ``leave`` or ``media_failed``.
+  The data channel works while the relay is away, so a call survives a relay restart and can
+  still be ended cleanly.
 
 Failure handling: a peer connection that fails (ICE consent lost) or is closed by the other side
-without the relay telling us that member left ends the call: the session signals ``bye``, sends
-``hangup`` and reports ``ended`` with reason ``media_failed`` — no frozen picture. A lost relay link
-does not touch the media: peer connections keep running, and the ``call_state`` that follows the
-reconnection is reconciled with the peers we have.
+without the relay or a ``bye`` saying that member left ends the call: the session sends ``bye``
+and ``hangup`` and reports ``ended`` with reason ``media_failed`` — remote frame sinks are cleared,
+so no screen freezes on the last picture. A lost relay link does not touch the media: peer
+connections keep running; ``ended`` with reason ``shutdown`` (the relay going down) is reported as
+``relay_lost`` instead of ending the call, and the ``call_state`` that follows a reconnection is
+reconciled with the peers we have (missing members dropped, missing connections offered by rule).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import contextlib
 import enum
 import inspect
 import itertools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -371,7 +377,7 @@ class CallSession:
         sid = f"{self.terminal_id}-{next(self._still_ids)}"
         fut: asyncio.Future[stills.Still] = asyncio.get_running_loop().create_future()
         self._still_waiters[sid] = fut
-        peer.channel.send(stills.json.dumps({"still": "request", "id": sid}))
+        peer.channel.send(json.dumps({"still": "request", "id": sid}))
         try:
             return await asyncio.wait_for(fut, timeout)
         finally:
@@ -732,7 +738,7 @@ class CallSession:
     def _on_channel_message(self, peer: _Peer, message: str | bytes) -> None:
         if isinstance(message, str):
             try:
-                msg = stills.json.loads(message)
+                msg = json.loads(message)
             except ValueError:
                 log.warning("%s: bad data channel message from %s", self.terminal_id, peer.member)
                 return
@@ -781,7 +787,7 @@ class CallSession:
         frame = document.latest_frame() if document is not None else None
         if frame is None:
             why = "this terminal has no document camera" if document is None else "no document frame captured yet"
-            channel.send(stills.json.dumps({"still": "error", "id": sid, "message": why}))
+            channel.send(json.dumps({"still": "error", "id": sid, "message": why}))
             return
         rgb = np.array(frame, dtype=np.uint8, copy=True)
         captured_ms = int(time.time() * 1000)
@@ -811,7 +817,7 @@ class CallSession:
         """Tell every member directly (data channel) why we go: works while the relay is away too."""
         channels = [p.channel for p in self._peers.values() if p.channel is not None and p.channel.readyState == "open"]
         for channel in channels:
-            channel.send(stills.json.dumps({"bye": reason}))
+            channel.send(json.dumps({"bye": reason}))
         deadline = time.monotonic() + BYE_FLUSH_TIMEOUT
         while any(c.bufferedAmount > 0 for c in channels) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
