@@ -54,7 +54,7 @@ class Rig:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def rig() -> AsyncIterator[Rig]:
     relay = await RelayServer(relay_config(closed=("zeimu",), ring_timeout=1.5)).start(host="127.0.0.1", port=0)
-    app = CounterApp(counter_config(idle_timeout=2.0, result_timeout=2.0, thanks_timeout=2.0),
+    app = CounterApp(counter_config(idle_timeout=3.0, result_timeout=2.0, thanks_timeout=2.0),
                      url=relay.url, hold_time=0.3)
     try:
         async with running_app(app) as ui:
@@ -210,6 +210,7 @@ async def test_wrong_pin_keeps_the_app_locked(rig: Rig) -> None:
     digits = {b.text: b for b in button_widgets(pad)}
     for key in "1111":
         await ui.tap(digits[key])
+    assert pad.entered == "1111", f"{pad.entered!r} after four taps; screens: {app.events[-5:]}"
     await ui.tap(pad.ids.ok)
     await ui.until(lambda: app.pin_error, 5, "the wrong PIN message")
     assert app.manager.current == "pin" and "暗証番号が違います" in visible_texts(pin)

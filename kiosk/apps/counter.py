@@ -111,6 +111,7 @@ class CounterApp(KioskApp):
             closes only what it opened).
         hold_time: seconds the technician corner must be held.
         link_grace: seconds a relay outage on a non-call screen may last before "out of service".
+        device_retry: seconds between camera checks while a camera is missing.
     """
 
     # What the kv files show; the state machine is the source of truth, these are its projection.
@@ -132,13 +133,16 @@ class CounterApp(KioskApp):
     session = ObjectProperty(None, allownone=True)
 
     def __init__(self, config: TerminalConfig, *, url: str | None = None, local_media: Any = None,
-                 hold_time: float = 3.0, link_grace: float = 2.0, **kwargs: Any) -> None:
+                 hold_time: float = 3.0, link_grace: float = 2.0, device_retry: float = 5.0,
+                 **kwargs: Any) -> None:
         super().__init__(config.ui, tables=("counter",), **kwargs)
         self.title = "Remote consultation counter"
         self.config_file = config
         self.url = url or config.relay.url
         self.hold_time = hold_time
-        self.machine = CounterMachine(replace(timeouts_from(config), link_grace=link_grace), pin=config.ui.pin)
+        self.machine = CounterMachine(replace(timeouts_from(config), link_grace=link_grace, device_retry=device_retry),
+                                      pin=config.ui.pin)
+        self.device_checks = 0
         self.client: RelayClient | None = None
         self.local: Any = local_media
         self._own_local = local_media is None
@@ -423,6 +427,7 @@ class CounterApp(KioskApp):
             self._local_error = f"media: {err}"
 
     async def _check_devices(self) -> None:
+        self.device_checks += 1
         media = self.config_file.media
         problems: list[str] = []
         if self._local_error:
@@ -483,7 +488,8 @@ class CounterApp(KioskApp):
         relay_changed = (new.relay != self.config_file.relay)
         self.config_file = new
         self.ui_config = new.ui
-        self.machine.timeouts = replace(timeouts_from(new), link_grace=self.machine.timeouts.link_grace)
+        self.machine.timeouts = replace(timeouts_from(new), link_grace=self.machine.timeouts.link_grace,
+                                        device_retry=self.machine.timeouts.device_retry)
         self.machine.pin = new.ui.pin
         self.ring.enabled = new.ui.ring_sound
         if relay_changed and self.client is not None:
