@@ -539,8 +539,7 @@ class CounterApp(KioskApp):
         assert isinstance(in_call, InCallScreen)
         if m.state is State.IN_CALL and m.call is not None:
             self.members = list(m.call.members)
-            in_call.show_members(self.session, list(m.call.members),
-                                 self.member_labels(list(m.call.members), self.lang))
+            in_call.show_members(self.session, list(m.call.members))
             if self.local is not None:
                 if in_call.ids.self_view.sink is None and self.local.camera is not None:
                     in_call.ids.self_view.sink = LatestFrameSink(self.local.camera.latest_frame)
@@ -556,6 +555,7 @@ class CounterApp(KioskApp):
                 self.elapsed = 0
                 self.mic_muted = False
         tech = self.screens["tech"]
+        self.diag_version += 1
         if m.state is State.TECH and self.local is not None:
             if tech.ids.camera_preview.sink is None and self.local.camera is not None:
                 tech.ids.camera_preview.sink = LatestFrameSink(self.local.camera.latest_frame)

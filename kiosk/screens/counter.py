@@ -54,7 +54,7 @@ class MemberTile(BoxLayout):
     """A remote staff member's video with their label underneath."""
 
     member = StringProperty("")
-    label = StringProperty("")
+    number = NumericProperty(1)  # "Staff 1", "Staff 2": terminal ids mean nothing to a resident
     source = ObjectProperty(None, allownone=True)
 
 
@@ -127,18 +127,16 @@ class CallingScreen(CounterScreen):
 class InCallScreen(CounterScreen):
     """Remote staff videos (one tile per member), the document camera and the self-view."""
 
-    def show_members(self, session: Any, members: list[str], labels: list[str]) -> None:
+    def show_members(self, session: Any, members: list[str]) -> None:
         box = self.ids.remote
         have = [t.member for t in reversed(box.children)]
         if have != members:
             for tile in box.children:
                 tile.ids.video.sink = None
+                tile.ids.video.stop()
             box.clear_widgets()
-            for member, label in zip(members, labels, strict=True):
-                box.add_widget(MemberTile(member=member, label=label, source=SessionFrames(session, member)))
-        else:
-            for tile, label in zip(reversed(box.children), labels, strict=True):
-                tile.label = label
+            for i, member in enumerate(members):
+                box.add_widget(MemberTile(member=member, number=i + 1, source=SessionFrames(session, member)))
 
     def remote_views(self) -> list[VideoView]:
         return [t.ids.video for t in reversed(self.ids.remote.children)]
