@@ -8,6 +8,10 @@ from kiosk.ui.env import configure_window, prepare_kivy_env
 prepare_kivy_env(headless=True)
 configure_window(1280, 800)
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 from ui_counter import counter_config, free_port, relay_config  # noqa: E402
 
@@ -15,9 +19,9 @@ from kiosk.apps.counter import CounterApp  # noqa: E402
 from kiosk.ui.driver import running_app, visible_texts  # noqa: E402
 from relay_server.server import RelayServer  # noqa: E402
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_relay_down_at_start_up_then_recovers_by_itself() -> None:
     """An unreachable relay shows the full-screen out-of-service message with the cause; when the relay comes up
     the kiosk reaches the start screen by itself."""
@@ -41,6 +45,7 @@ async def test_relay_down_at_start_up_then_recovers_by_itself() -> None:
             await relay.close()
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_missing_camera_is_out_of_service_and_technician_sees_why() -> None:
     """A missing document camera keeps the kiosk out of service (checked again and again); the technician gets in
     with the PIN only, sees the cause, and can leave the app."""
@@ -71,8 +76,20 @@ async def test_missing_camera_is_out_of_service_and_technician_sees_why() -> Non
             await ui.until(lambda: app.manager.current == "tech", 5, "the technician menu")
             tech = app.screen("tech")
             await ui.until(lambda: "/dev/video99" in tech.ids.diagnostics.text, 5, "the cause in the diagnostics")
+            await ui.tap(tech.ids.reload)
+            await ui.until(lambda: tech.ids.message.text == "設定を再読み込みしました", 5, "the reload message")
             await ui.tap(tech.ids.exit)
             await ui.until(lambda: app.stopped.is_set(), 5, "the app to stop")
     finally:
         await app.aclose()
         await relay.close()
+
+
+def test_command_line_rejects_a_bad_config(tmp_path: Path) -> None:
+    """``kiosk counter --config`` with a broken file exits with status 2 and names the file and key."""
+    bad = tmp_path / "counter.toml"
+    bad.write_text('[relay]\nurl = "http://x"\ntoken = "t"\n', encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "kiosk", "counter", "--config", str(bad)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert "counter.toml" in proc.stderr and "url" in proc.stderr

@@ -581,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``kiosk counter``; returns the exit status."""
+    restore_std_streams()  # Kivy's import captured stderr into its silenced logger
     args = build_parser().parse_args(argv)
     try:
         config = load_terminal_config(args.config, "counter")
@@ -589,7 +590,6 @@ def main(argv: list[str]) -> int:
         return 2
     if args.windowed:
         config = config.with_overrides(ui=replace(config.ui, fullscreen=False))
-    restore_std_streams()
     from relay_server.logs import setup_logging
 
     setup_logging(args.log_level)
