@@ -20,7 +20,6 @@ from kiosk.ui.driver import running_app, visible_texts  # noqa: E402
 from relay_server.server import RelayServer  # noqa: E402
 
 
-
 @pytest.mark.asyncio(loop_scope="module")
 async def test_relay_down_at_start_up_then_recovers_by_itself() -> None:
     """An unreachable relay shows the full-screen out-of-service message with the cause; when the relay comes up
