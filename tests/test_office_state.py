@@ -87,7 +87,8 @@ def test_welcome_moves_to_waiting_and_reads_departments_and_stations() -> None:
     """After welcome the station waits, knows its name, departments and colleagues."""
     m, _ = machine()
     assert m.state is State.WAITING and m.terminal == ME and m.terminal_name == "住民課 窓口"
-    assert m.department("juumin") is not None and m.department("juumin").name("en") == "Residents Division"
+    dept = m.department("juumin")
+    assert dept is not None and dept.name("en") == "Residents Division"
     assert m.station(OTHER) is not None and m.invite_departments() == ["juumin", "zeimu"]
     assert m.history == [(State.CONNECTING, State.WAITING)]
 

@@ -1,0 +1,604 @@
+"""``kiosk office``: the staff station with its Kivy UI (``--headless`` runs :mod:`kiosk.headless` instead).
+
+One asyncio loop runs Kivy (``App.async_run``), the relay client, aiortc and, when the config has a
+``[lamp]`` section, the lamp. The app is a thin composition: relay messages, link changes, touches,
+media events and timers become events for the pure :class:`~kiosk.office_state.OfficeMachine`; the
+commands it returns are carried out here (send, ring, start/stop the call session, timers); screens show
+the machine's state. Sub-views of a call (papers full screen, still viewer, invite picker) are the UI's
+own business and not states of the machine.
+
+Run in-process (tests, ``scripts/screenshots``)::
+
+    configure_window(1280, 800)            # kiosk.ui.env, before the first window
+    app = OfficeApp(config, url=relay_url)
+    async with running_app(app) as ui:     # kiosk.ui.driver
+        await ui.tap(app.screen("waiting").card(call_id).ids.answer)
+    await app.aclose()
+"""
+
+from __future__ import annotations
+
+from kiosk.ui.env import prepare_kivy_env
+
+prepare_kivy_env()  # before Kivy is imported: no argv parsing, no ~/.kivy, offscreen without a display
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from datetime import datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from kivy.clock import Clock  # noqa: E402
+from kivy.properties import (  # noqa: E402
+    BooleanProperty,
+    NumericProperty,
+    ObjectProperty,
+    StringProperty,
+)
+from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
+
+from kiosk.client import NotConnected, RelayClient  # noqa: E402
+from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
+from kiosk.office_state import (  # noqa: E402
+    AnswerPressed,
+    AwayToggled,
+    CancelTimer,
+    Command,
+    DeclinePressed,
+    Event,
+    HangUpPressed,
+    InvitePressed,
+    InviteStatus,
+    LeavePressed,
+    LinkChanged,
+    MediaEnded,
+    OfficeMachine,
+    RelayMessage,
+    Ring,
+    Send,
+    StartMedia,
+    StartTimer,
+    State,
+    StopMedia,
+    TimerFired,
+)
+from kiosk.screens.office import (  # noqa: E402
+    OFFICE_SCREENS,
+    ROTATIONS,
+    CallFrames,
+    OfficeScreen,
+    create_office_screen,
+    load_office_kv,
+)
+from kiosk.ui.app import KioskApp  # noqa: E402
+from kiosk.ui.env import configure_window, restore_std_streams  # noqa: E402
+from kiosk.ui.sound import RingTone  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OfficeApp", "build_parser", "main"]
+
+NOTICE_SHOWN_S = 20.0  # a notice ("taken by …", "the call has ended") fades after this
+STILL_TIMEOUT_S = 30.0
+CALL_VIEWS = ("in_call", "document", "still", "invite")
+
+
+def _mmss(seconds: float) -> tuple[int, int]:
+    s = max(0, int(seconds))
+    return s // 60, s % 60
+
+
+class OfficeApp(KioskApp):
+    """The staff station.
+
+    Args:
+        config: an ``office`` terminal config.
+        url: relay URL overriding ``[relay] url``.
+        local_media: already opened sources (default: opened from ``config.media`` at start; the app
+            closes only what it opened).
+        lamp_device: a ready-made lamp device for the embedded lamp (tests); default from ``[lamp]``.
+        taken_shown: seconds a call taken by a colleague stays listed.
+    """
+
+    # What the kv files show: a projection of the machine plus the UI's own bits.
+    state_name = StringProperty("connecting")
+    view = StringProperty("in_call")
+    away = BooleanProperty(False)
+    link_ok = BooleanProperty(False)
+    ever_up = BooleanProperty(False)
+    ringing = BooleanProperty(False)
+    ringing_count = NumericProperty(0)
+    missed_count = NumericProperty(0)
+    notice_text = StringProperty("")
+    call_notice = StringProperty("")
+    tick = NumericProperty(0.0)
+    version = NumericProperty(0)
+    big = StringProperty("camera")
+    doc_rotation = NumericProperty(0)
+    mic_muted = BooleanProperty(False)
+    can_leave = BooleanProperty(False)
+    still_busy = BooleanProperty(False)
+    session = ObjectProperty(None, allownone=True)
+
+    def __init__(self, config: TerminalConfig, *, url: str | None = None, local_media: Any = None,
+                 lamp_device: Any = None, taken_shown: float | None = None, **kwargs: Any) -> None:
+        super().__init__(config.ui, tables=("office",), **kwargs)
+        self.title = "Remote consultation: staff station"
+        self.config_file = config
+        self.url = url or config.relay.url
+        self.machine = OfficeMachine() if taken_shown is None else OfficeMachine(taken_shown=taken_shown)
+        self.client: RelayClient | None = None
+        self.local: Any = local_media
+        self._own_local = local_media is None
+        self.lamp: Any = None
+        self._lamp_device = lamp_device
+        self.ring = RingTone(enabled=config.ui.ring_sound)
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ticker: Any = None
+        self.screens: dict[str, OfficeScreen] = {}
+        self.manager: ScreenManager | None = None
+        self.still: Any = None  # the Still shown in the viewer (memory only, wiped at call end)
+        self._still_pixels: np.ndarray | None = None
+        self._notice_at = 0.0
+        self.events: list[str] = []  # screen names in order (tests, diagnostics)
+        self._closed = False
+        counter = self._counter_id
+        self.frames = {
+            "camera": CallFrames(lambda: self.session, counter, "camera"),
+            "document": CallFrames(lambda: self.session, counter, "document", lambda: int(self.doc_rotation)),
+        }
+
+    def _counter_id(self) -> str:
+        call = self.machine.call
+        if call is not None:
+            return call.counter
+        entry = self.machine.ringing.get(self.machine.answering or "")
+        return entry.counter if entry is not None else ""
+
+    # -- Kivy lifecycle ------------------------------------------------------------------------
+    def build(self) -> ScreenManager:
+        self.setup_ui()
+        load_office_kv()
+        self.manager = ScreenManager(transition=NoTransition())
+        for name in OFFICE_SCREENS:
+            screen = create_office_screen(name)
+            self.screens[name] = screen
+            self.manager.add_widget(screen)
+        self.manager.current = "waiting"
+        call = self.screens["in_call"]
+        call.ids.big_view.sink = self.frames["camera"]
+        call.ids.small_tile.source = self.frames["document"]
+        self.screens["document"].ids.doc_view.sink = self.frames["document"]
+        return self.manager
+
+    def on_start(self) -> None:
+        media = self.config_file.media
+        if media is not None:
+            from kiosk.video.ice import restrict_ice_addresses
+
+            restrict_ice_addresses(media.network.ice_addresses)
+            if self.local is None:
+                from kiosk.video.local_media import open_local_media
+
+                try:
+                    self.local = open_local_media(media, document=False)
+                except Exception as err:
+                    log.error("cannot open local media: %s", err)
+        if self.config_file.lamp is not None:
+            from kiosk.lamp_agent import LampController
+
+            self.lamp = LampController(self.config_file.lamp, device=self._lamp_device)
+            self.lamp.start()
+        self.client = RelayClient(self.url, self.config_file.relay.token, on_message=self._on_relay_message,
+                                  on_link=self._on_link, client_name="kiosk office")
+        self.client.start()
+        self._ticker = Clock.schedule_interval(self._tick, 0.5)
+        self._refresh()
+
+    def on_stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+
+    async def aclose(self) -> None:
+        """Close everything the app opened: call (hanging up), relay link, lamp, sources, timers."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        await self._stop_media("hangup")
+        if self.client is not None:
+            await self.client.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.lamp is not None:
+            await self.lamp.close()
+        if self._own_local and self.local is not None:
+            self.local.close()
+            self.local = None
+        self.ring.close()
+
+    async def run_until_stopped(self) -> int:
+        """Run until the window closes or SIGTERM; end a call cleanly, lamp off; exit status."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        try:
+            await self.async_run(async_lib="asyncio")
+        finally:
+            await self.aclose()
+        return 0
+
+    # -- for kv --------------------------------------------------------------------------------
+    def screen(self, name: str) -> Any:
+        return self.screens[name]
+
+    def dept_name(self, dept_id: str, lang: str) -> str:
+        d = self.machine.department(dept_id)
+        return d.name(lang) if d is not None else dept_id
+
+    def station_name(self, terminal: str) -> str:
+        if terminal and terminal == self.machine.terminal:
+            return self.machine.terminal_name or terminal
+        s = self.machine.station(terminal)
+        return s.name if s is not None else terminal
+
+    def station_title(self, lang: str, _version: float = 0) -> str:
+        m = self.machine
+        if not m.terminal:
+            return self.config_file.relay.url
+        return self.tr("office.bar.station", lang, name=m.terminal_name or m.terminal, id=m.terminal)
+
+    def waited_text(self, since: float, lang: str, _tick: float = 0) -> str:
+        minutes, seconds = _mmss(time.monotonic() - since)
+        return self.tr("office.waiting.waited", lang, minutes=minutes, seconds=seconds)
+
+    def call_title(self, lang: str, _tick: float = 0, _version: float = 0) -> str:
+        m = self.machine
+        call = m.call
+        if call is None:
+            entry = m.ringing.get(m.answering or "")
+            if entry is None:
+                return ""
+            dept, counter, since = entry.department, entry.counter_name or entry.counter, time.monotonic()
+        else:
+            dept, counter, since = call.department, call.counter_name or call.counter, call.answered_at
+        minutes, seconds = _mmss(time.monotonic() - since)
+        return self.tr("office.call.title", lang, department=self.dept_name(dept, lang), counter=counter,
+                       minutes=minutes, seconds=seconds)
+
+    def callback_text(self, lang: str, _version: float = 0) -> str:
+        phones = [d.phone for d in self.machine.departments if d.phone]
+        return self.tr("office.missed.callback", lang, phone=phones[0]) if phones else ""
+
+    # -- intents from the screens --------------------------------------------------------------
+    def answer(self, call: str) -> None:
+        self.view = "in_call"
+        self.big = "camera"
+        self.dispatch_event(AnswerPressed(call))
+
+    def decline(self, call: str) -> None:
+        self.dispatch_event(DeclinePressed(call))
+
+    def toggle_away(self) -> None:
+        self.dispatch_event(AwayToggled(not self.machine.away))
+
+    def invite(self, kind: str, target: str) -> None:
+        self.dispatch_event(InvitePressed(department=target) if kind == "department" else InvitePressed(terminal=target))
+        self.show_view("in_call")
+
+    def leave(self) -> None:
+        self.dispatch_event(LeavePressed())
+
+    def hang_up(self) -> None:
+        self.dispatch_event(HangUpPressed())
+
+    def swap_views(self) -> None:
+        self.big = "document" if self.big == "camera" else "camera"
+        call = self.screens["in_call"]
+        call.ids.big_view.sink = self.frames[self.big]
+        call.ids.small_tile.source = self.frames["camera" if self.big == "document" else "document"]
+
+    def show_view(self, name: str) -> None:
+        if name not in CALL_VIEWS:
+            raise ValueError(f"call view must be one of {CALL_VIEWS}, found {name!r}")
+        if name == "still" and self.still is None:
+            return
+        self.view = name
+        self._refresh()
+
+    def rotate_document(self) -> None:
+        self.doc_rotation = ROTATIONS[(ROTATIONS.index(int(self.doc_rotation)) + 1) % len(ROTATIONS)]
+
+    def toggle_mute(self) -> None:
+        self.mic_muted = not self.mic_muted
+        if self.session is not None:
+            self.session.set_mic_muted(self.mic_muted)
+
+    def request_still(self) -> None:
+        if self.session is None or self.still_busy or self.machine.state is not State.IN_CALL:
+            return
+        self.still_busy = True
+        self._spawn(self._fetch_still(self.session))
+
+    async def _fetch_still(self, session: Any) -> None:
+        try:
+            still = await session.request_still(timeout=STILL_TIMEOUT_S)
+        except Exception as err:
+            log.warning("still failed: %s", err)
+            if session is self.session:
+                self._set_call_notice(self.tr("office.notice.still_failed", why=str(err) or type(err).__name__))
+            return
+        finally:
+            self.still_busy = False
+        if session is not self.session:
+            return  # the call ended meanwhile; the session has wiped the still
+        self._wipe_still()
+        self.still = still
+        rotation = int(self.doc_rotation)
+        pixels = still.rgb if rotation == 0 else np.ascontiguousarray(np.rot90(still.rgb, k=-rotation // 90))
+        self._still_pixels = pixels if pixels is not still.rgb else None
+        self.screens["still"].ids.viewer.show(pixels)
+        self.show_view("still")
+
+    def _wipe_still(self) -> None:
+        self.screens["still"].ids.viewer.clear()
+        if self._still_pixels is not None:
+            self._still_pixels.fill(0)
+            self._still_pixels = None
+        if self.still is not None:
+            self.still.wipe()
+            self.still = None
+
+    # -- events in -----------------------------------------------------------------------------
+    async def _on_relay_message(self, msg: dict[str, Any]) -> None:
+        if self.lamp is not None:
+            self.lamp.on_message(msg)
+        if self.session is not None:
+            await self.session.on_message(msg)
+        self.dispatch_event(RelayMessage(msg))
+
+    async def _on_link(self, state: str, detail: str) -> None:
+        if self.lamp is not None:
+            self.lamp.on_link(state, detail)
+        if state == "up":
+            self.ever_up = True
+        self.dispatch_event(LinkChanged(state, detail))
+
+    def dispatch_event(self, event: Event) -> None:
+        """Feed the machine and carry out its commands; then refresh the screens."""
+        try:
+            commands = self.machine.handle(event)
+        except Exception:
+            log.exception("office machine failed on %r in %s", event, self.machine.state.name)
+            return
+        for cmd in commands:
+            try:
+                self._execute(cmd)
+            except Exception:
+                log.exception("command %r failed", cmd)
+        self._refresh()
+
+    # -- commands out --------------------------------------------------------------------------
+    def _execute(self, cmd: Command) -> None:
+        if isinstance(cmd, Send):
+            if self.lamp is not None:
+                self.lamp.on_sent(cmd.msg)
+            self._spawn(self._send(cmd.msg))
+        elif isinstance(cmd, Ring):
+            self.ringing = cmd.on
+            if cmd.on:
+                self.ring.play()
+            else:
+                self.ring.stop()
+        elif isinstance(cmd, StartMedia):
+            self._start_media(cmd.call)
+        elif isinstance(cmd, StopMedia):
+            self._spawn(self._stop_media(cmd.how))
+        elif isinstance(cmd, StartTimer):
+            old = self._timers.pop(cmd.name, None)
+            if old is not None:
+                old.cancel()
+            self._timers[cmd.name] = asyncio.get_running_loop().call_later(cmd.seconds, self._timer_fired, cmd.name)
+        elif isinstance(cmd, CancelTimer):
+            handle = self._timers.pop(cmd.name, None)
+            if handle is not None:
+                handle.cancel()
+        else:
+            raise TypeError(f"unknown command {cmd!r}")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, msg: dict[str, Any]) -> None:
+        if self.client is None:
+            return
+        try:
+            await self.client.send(msg)
+        except NotConnected as err:
+            log.warning("could not send %s: %s", msg["type"], err)
+
+    def _timer_fired(self, name: str) -> None:
+        self._timers.pop(name, None)
+        self.dispatch_event(TimerFired(name))
+
+    # -- media ---------------------------------------------------------------------------------
+    def _start_media(self, call_id: str) -> None:
+        if self.session is not None:
+            old, self.session = self.session, None
+            self._spawn(old.close())
+        if self.local is None or self.client is None:
+            log.error("no local media: call %s continues without video", call_id)
+            return
+        from kiosk.video.session import CallSession, EventKind, SessionEvent
+
+        media = self.config_file.media
+        welcome = self.client.welcome or {}
+
+        def on_event(ev: SessionEvent) -> None:
+            if ev.kind is EventKind.ENDED:
+                self.dispatch_event(MediaEnded(call_id, ev.reason or ""))
+            elif ev.kind in (EventKind.CONNECTION_STATE, EventKind.MEMBER_LEFT, EventKind.MEMBER_JOINED):
+                self._refresh()
+
+        self.mic_muted = False
+        self.doc_rotation = 0
+        self.session = CallSession(
+            self.machine.terminal, "office", self.local, self.client.send, call_id=call_id,
+            ice_servers=welcome.get("ice_servers") or [], codec=media.network.codec if media else "vp8",
+            audio_output=media.audio.output if media else "null", on_event=on_event)
+
+    async def _stop_media(self, how: str) -> None:
+        session, self.session = self.session, None
+        if self.screens:
+            self._wipe_still()
+            self.screens["in_call"].clear_call()  # type: ignore[attr-defined]
+            self.screens["document"].ids.doc_view.clear()
+        self.still_busy = False
+        self.view = "in_call"
+        if session is None:
+            return
+        with contextlib.suppress(Exception):
+            if how == "hangup":
+                await session.hangup()
+            elif how == "leave":
+                await session.leave()
+            await session.close()
+
+    # -- screens -------------------------------------------------------------------------------
+    def _tick(self, _dt: float) -> None:
+        self.tick = time.monotonic()
+        self._refresh()
+
+    def _notice(self) -> str:
+        n = self.machine.notice
+        if n is None or time.monotonic() - n.at > NOTICE_SHOWN_S:
+            return ""
+        fields = dict(n.fields)
+        if "by" in fields:
+            fields["by"] = self.station_name(fields["by"])
+        try:
+            return self.tr(f"office.notice.{n.kind}", **fields)
+        except Exception:
+            return n.kind
+
+    def _set_call_notice(self, text: str) -> None:
+        self.call_notice = text
+        self._notice_at = time.monotonic()
+
+    def _refresh(self) -> None:
+        """Project the machine's state onto the screens."""
+        m = self.machine
+        if self.manager is None:
+            return
+        self.state_name = m.state.value
+        self.away = m.away
+        self.link_ok = m.link_state == "up" and bool(m.terminal)
+        entries = m.ringing_calls()
+        self.ringing_count = sum(1 for e in entries if e.taken_by is None)
+        waiting = self.screens["waiting"]
+        waiting.show_ringing(entries)  # type: ignore[attr-defined]
+        missed = m.missed_today()
+        self.missed_count = len(missed)
+        waiting.show_missed([self._missed_row(x) for x in missed])  # type: ignore[attr-defined]
+        self.notice_text = self._notice() if m.state in (State.WAITING, State.CONNECTING) else ""
+        if self.call_notice and time.monotonic() - self._notice_at > NOTICE_SHOWN_S:
+            self.call_notice = ""
+        self.can_leave = m.can_leave
+        call_screen = self.screens["in_call"]
+        if m.call is not None:
+            call_screen.show_members(self._member_rows())  # type: ignore[attr-defined]
+            call_screen.show_invites(self._invite_rows())  # type: ignore[attr-defined]
+            self.screens["invite"].show_targets(  # type: ignore[attr-defined]
+                m.invite_departments(), [s.id for s in m.stations if s.id not in m.call.members])
+            notice = self._notice()
+            if notice and m.notice is not None and m.notice.kind == "invite_failed" and notice != self.call_notice:
+                self._set_call_notice(notice)
+        self.version += 1
+        if m.state in (State.IN_CALL, State.ANSWERING):
+            name = self.view if m.state is State.IN_CALL else "in_call"
+        else:
+            name = "waiting"
+            self.view = "in_call"
+        if self.manager.current != name:
+            self.events.append(name)
+            self.manager.current = name
+
+    def _missed_row(self, x: Any) -> tuple[str, str]:
+        lang = self.lang
+        at = datetime.fromtimestamp(x.at).strftime("%H:%M")
+        minutes, seconds = _mmss(x.waited)
+        waited = self.tr("office.missed.duration", lang, minutes=minutes, seconds=seconds)
+        title = self.tr("office.missed.line", lang, time=at, department=self.dept_name(x.department, lang))
+        key = "office.missed.detail_cancelled" if x.reason == "cancelled" else "office.missed.detail_unanswered"
+        return title, self.tr(key, lang, counter=x.counter_name or x.counter, waited=waited)
+
+    def _member_rows(self) -> list[tuple[str, str, bool]]:
+        m = self.machine
+        assert m.call is not None
+        rows = []
+        for member in m.call.members:
+            connected = self.session is not None and self.session.connection_state(member) == "connected"
+            if member == m.call.counter:
+                rows.append((self.tr("office.call.resident_member", counter=m.call.counter_name or member),
+                             "resident", connected))
+            elif member == m.terminal:
+                rows.append((self.tr("office.call.you", name=self.station_name(member)), "you", True))
+            else:
+                rows.append((self.station_name(member), "staff", connected))
+        return rows
+
+    def _invite_rows(self) -> list[tuple[str, str]]:
+        m = self.machine
+        assert m.call is not None
+        rows = []
+        for inv in m.call.invites:
+            target = self.dept_name(inv.target, self.lang) if inv.kind == "department" else self.station_name(inv.target)
+            fields = {"target": target, "by": self.station_name(inv.by), "code": inv.detail}
+            if inv.status is InviteStatus.JOINED and inv.by in m.call.members:
+                continue  # shown in the members list
+            rows.append((self.tr(f"office.invite.{inv.status.value}", **fields), inv.status.value))
+        return rows[-3:]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiosk office", description="The staff station (Kivy window or full screen).")
+    p.add_argument("--config", default="config/office.toml", help="office terminal config (TOML)")
+    p.add_argument("--url", help="relay URL, overriding [relay] url")
+    p.add_argument("--fullscreen", action="store_true", help="full screen, whatever [terminal] fullscreen says")
+    p.add_argument("--windowed", action="store_true", help="a window, whatever [terminal] fullscreen says")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``kiosk office`` (without ``--headless``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_terminal_config(args.config, "office")
+    except (ConfigError, OSError) as err:
+        print(f"kiosk office: {err}", file=sys.stderr)
+        return 2
+    if args.fullscreen or args.windowed:
+        config = config.with_overrides(ui=replace(config.ui, fullscreen=bool(args.fullscreen)))
+    restore_std_streams()
+    from relay_server.logs import setup_logging
+
+    setup_logging(args.log_level)
+    configure_window(config.ui.width, config.ui.height, fullscreen=config.ui.fullscreen)
+    app = OfficeApp(config, url=args.url)
+    return asyncio.run(app.run_until_stopped())
