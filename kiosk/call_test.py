@@ -135,7 +135,7 @@ async def run_call_test(
                 return msg
         return None
 
-    client = RelayClient(relay_url, config.relay.token, on_message=on_message, client_name="kiosk-call-test")
+    client = RelayClient.for_link(config.relay, url=relay_url, on_message=on_message, client_name="kiosk-call-test")
     client.start()
     try:
         try:

@@ -18,6 +18,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from kiosk.config import RelayLink
 from relay_server import protocol
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,13 @@ LINK_CONNECTING = "connecting"
 LINK_UP = "up"
 LINK_DOWN = "down"
 LINK_UNAUTHORIZED = "unauthorized"
+
+
+def ssl_context_for(link: RelayLink, url: str | None = None) -> ssl.SSLContext | None:
+    """TLS settings for ``wss://``: the system's CAs, or only ``[relay] ca_file`` when it is set."""
+    if not (url or link.url).startswith("wss://"):
+        return None
+    return ssl.create_default_context(cafile=link.ca_file or None)
 
 
 class NotConnected(Exception):
@@ -76,6 +84,12 @@ class RelayClient:
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+
+    @classmethod
+    def for_link(cls, link: RelayLink, *, url: str | None = None, **kwargs: Any) -> RelayClient:
+        """A client for a terminal's ``[relay]`` section (token, CA file); ``url`` overrides its address."""
+        target = url or link.url
+        return cls(target, link.token, ssl_context=ssl_context_for(link, target), **kwargs)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             labels = channel_labels(cfg.lamp)  # type: ignore[arg-type]
             self.board = EmulatedLcusBoard(max(4, *labels), labels=labels).start()
             self.controller = LampController(cfg.lamp, port=self.board.url)  # type: ignore[arg-type]
-            self.client = RelayClient(args.url or cfg.relay.url, cfg.relay.token,
+            self.client = RelayClient.for_link(cfg.relay, url=args.url,
                                       on_message=self.controller.on_message, on_link=self.controller.on_link,
                                       client_name="demo-lamp")
             self.panel = LampPanel(title=f"{self.board.kind} on {self.board.url}  (emulated, demo)")

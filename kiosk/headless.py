@@ -76,7 +76,7 @@ class HeadlessStation:
         restrict_ice_addresses(self.config.media.network.ice_addresses)
         if self.local is None:
             self.local = open_local_media(self.config.media, document=False)
-        self.client = RelayClient(self.url, self.config.relay.token, on_message=self._on_message,
+        self.client = RelayClient.for_link(self.config.relay, url=self.url, on_message=self._on_message,
                                   on_link=self._on_link, client_name="kiosk-office-headless")
         self.client.start()
         return self
@@ -217,7 +217,7 @@ class HeadlessCounter:
         restrict_ice_addresses(self.config.media.network.ice_addresses)
         if self.local is None:
             self.local = open_local_media(self.config.media)
-        self.client = RelayClient(self.url, self.config.relay.token, on_message=self._on_message,
+        self.client = RelayClient.for_link(self.config.relay, url=self.url, on_message=self._on_message,
                                   client_name="kiosk-counter-headless")
         self.client.start()
         return self

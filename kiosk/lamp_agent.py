@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -287,12 +286,6 @@ async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys
     return 1 if failures else 0
 
 
-def _ssl_context(relay: RelayLink) -> ssl.SSLContext | None:
-    if relay.url.startswith("wss://") and relay.ca_file:
-        return ssl.create_default_context(cafile=relay.ca_file)
-    return None
-
-
 async def run_agent(relay: RelayLink, lamp: LampConfig, *, stop: asyncio.Event | None = None) -> int:
     """Run the lamp agent until SIGTERM/SIGINT (or ``stop``); leaves every channel off and the port closed."""
     from kiosk.client import RelayClient  # the websocket edge, only needed here
@@ -302,8 +295,8 @@ async def run_agent(relay: RelayLink, lamp: LampConfig, *, stop: asyncio.Event |
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     controller = LampController(lamp)
-    client = RelayClient(relay.url, relay.token, on_message=controller.on_message, on_link=controller.on_link,
-                         ssl_context=_ssl_context(relay), client_name="kiosk-lamp")
+    client = RelayClient.for_link(relay, on_message=controller.on_message, on_link=controller.on_link,
+                                  client_name="kiosk-lamp")
     controller.start()
     client.start()
     event(log, "lamp_agent_started", relay=relay.url, driver=lamp.driver, port=lamp.port,

@@ -7,8 +7,6 @@ an emulated LCUS board or ascii lamp on a pty, a STUN responder on a UDP port of
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import json
 import os
 import socket
@@ -20,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, TOKENS, RelayProcess, make_relay_config, write_relay_config
+from helpers import ROOT, TOKENS, RelayProcess, make_cert, make_relay_config, write_relay_config
 
 from kiosk import doctor
 from kiosk.config import CameraConfig, LampConfig
@@ -477,29 +475,6 @@ def test_rtt_result_slow_link() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # TLS
 # ---------------------------------------------------------------------------------------------------------------
-def make_cert(tmp_path: Path, days: int = 90) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (IP SAN) and its key."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "relay.crt", tmp_path / "relay.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 async def test_tls_untrusted_then_trusted(tmp_path: Path) -> None:
     """wss:// with a self-signed certificate fails without ca_file (advice: set it) and passes with it."""
     cert, key = make_cert(tmp_path)

@@ -31,6 +31,7 @@ from helpers import (
     OFFICE2,
     TOKENS,
     WsClient,
+    make_cert,
     make_relay_config,
     wait_until,
 )
@@ -716,49 +717,12 @@ async def test_foreign_origin_rejected(start_relay: StartRelay) -> None:
     await relay.client(COUNTER)
 
 
-def make_self_signed_cert(tmp_path: Path) -> tuple[str, str]:
-    """A certificate for 127.0.0.1 and its key, as PEM files: with `cryptography`, else the openssl CLI."""
-    cert, key = tmp_path / "relay.crt", tmp_path / "relay.key"
-    try:
-        import ipaddress
-        from datetime import timedelta
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ImportError:
-        import shutil
-        import subprocess
-
-        if not shutil.which("openssl"):
-            pytest.skip("neither the cryptography package nor the openssl CLI is available to make a certificate")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                        "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                        "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-        return str(cert), str(key)
-    pkey = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(pkey.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(pkey, hashes.SHA256())
-    )
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(pkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    return str(cert), str(key)
-
-
 async def test_tls_wss(start_relay: StartRelay, tmp_path: Path) -> None:
     """With tls_cert/tls_key the relay speaks wss:// and a client trusting the certificate completes a call."""
     import ssl
 
-    cert, key = make_self_signed_cert(tmp_path)
-    relay = await start_relay(tls_cert=cert, tls_key=key)
+    cert, key = make_cert(tmp_path)
+    relay = await start_relay(tls_cert=str(cert), tls_key=str(key))
     assert relay.server.url.startswith("wss://127.0.0.1:")
     ctx = ssl.create_default_context(cafile=cert)
 
