@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from kiosk.config import CameraConfig, TerminalConfig, load_terminal_config
 from kiosk.ui.screenshot import shoot_languages
@@ -117,6 +116,14 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
             await shoot("tech")
             await ui.tap(tech.ids.back)
 
+            # The start-up screen lasts a fraction of a second in real life: show it directly.
+            assert app.manager is not None
+            app.manager.current = "starting"
+            await ui.settle()
+            await shoot("starting")
+            app.manager.current = app.state_name
+            await ui.settle()
+
             await srv.close()
             await ui.until(lambda: app.state_name == "out_of_service", 15, "out of service")
             await shoot("out-of-service")
@@ -131,5 +138,3 @@ async def screenshot_scenes(out_dir: Path) -> list[Path]:
     """Entry point for ``scripts/screenshots``."""
     return await counter_scenes(out_dir)
 
-
-_ = Any
