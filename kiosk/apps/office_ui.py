@@ -176,6 +176,7 @@ class OfficeApp(KioskApp):
         call.ids.big_view.sink = self.frames["camera"]
         call.ids.small_tile.source = self.frames["document"]
         self.screens["document"].ids.doc_view.sink = self.frames["document"]
+        self.bind(lang=lambda *_: self._refresh())  # rows built in Python follow a language switch
         return self.manager
 
     def on_start(self) -> None:
@@ -278,10 +279,6 @@ class OfficeApp(KioskApp):
         minutes, seconds = _mmss(time.monotonic() - since)
         return self.tr("office.call.title", lang, department=self.dept_name(dept, lang), counter=counter,
                        minutes=minutes, seconds=seconds)
-
-    def callback_text(self, lang: str, _version: float = 0) -> str:
-        phones = [d.phone for d in self.machine.departments if d.phone]
-        return self.tr("office.missed.callback", lang, phone=phones[0]) if phones else ""
 
     # -- intents from the screens --------------------------------------------------------------
     def answer(self, call: str) -> None:
@@ -559,7 +556,7 @@ class OfficeApp(KioskApp):
             elif member == m.terminal:
                 rows.append((self.tr("office.call.you", name=self.station_name(member)), "you", True))
             else:
-                rows.append((self.station_name(member), "staff", connected))
+                rows.append((self.tr("office.call.colleague", name=self.station_name(member)), "staff", connected))
         return rows
 
     def _invite_rows(self) -> list[tuple[str, str]]:
