@@ -138,6 +138,7 @@ class CounterApp(KioskApp):
         super().__init__(config.ui, tables=("counter",), **kwargs)
         self.title = "Remote consultation counter"
         self.config_file = config
+        self._url_override = url
         self.url = url or config.relay.url
         self.hold_time = hold_time
         self.machine = CounterMachine(replace(timeouts_from(config), link_grace=link_grace, device_retry=device_retry),
@@ -189,8 +190,7 @@ class CounterApp(KioskApp):
             except Exception as err:
                 self._local_error = f"network: {err}"
         self._open_local_media()
-        self.client = RelayClient(self.url, self.config_file.relay.token, on_message=self._on_relay_message,
-                                  on_link=self._on_link, client_name="kiosk counter")
+        self.client = self._new_client()
         self.client.start()
         self._ticker = Clock.schedule_interval(self._tick, 0.25)
         self._run(self.machine.start())
@@ -478,6 +478,11 @@ class CounterApp(KioskApp):
                 await session.hangup()
             await session.close()
 
+    def _new_client(self) -> RelayClient:
+        """A relay client for ``[relay]`` (token, CA file for wss://) at :attr:`url`."""
+        return RelayClient.for_link(self.config_file.relay, url=self.url, on_message=self._on_relay_message,
+                                    on_link=self._on_link, client_name="kiosk counter")
+
     # -- technician ----------------------------------------------------------------------------
     def _reload_config(self) -> None:
         try:
@@ -494,9 +499,8 @@ class CounterApp(KioskApp):
         self.ring.enabled = new.ui.ring_sound
         if relay_changed and self.client is not None:
             old_client = self.client
-            self.url = new.relay.url
-            self.client = RelayClient(self.url, new.relay.token, on_message=self._on_relay_message,
-                                      on_link=self._on_link, client_name="kiosk counter")
+            self.url = self._url_override or new.relay.url
+            self.client = self._new_client()
             self._spawn(old_client.close())
             self.client.start()
         self.tech_message = self.tr("tech.reloaded")
