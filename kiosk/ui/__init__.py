@@ -8,7 +8,16 @@ Pieces (import the Kivy ones only after :func:`kiosk.ui.env.prepare_kivy_env`):
 - :mod:`kiosk.ui.style`: palette with contrast ratios and physical sizes (mm → px) (pure).
 - :mod:`kiosk.ui.app`: :class:`~kiosk.ui.app.KioskApp`, the base App with ``lang``, ``tr()``, sizes.
 - :mod:`kiosk.ui.video`: :class:`~kiosk.ui.video.VideoView`, polls a frame sink and blits into a texture.
-- :mod:`kiosk.ui.widgets`: large buttons and labels (``widgets.kv``), PIN pad.
-- :mod:`kiosk.ui.screenshot`: save the window to a PNG.
-- :mod:`kiosk.ui.driver`: drive a running app with simulated touches (tests, screenshot script).
+- :mod:`kiosk.ui.widgets`: ``BigButton`` (``bg``/``fg`` palette names), ``WrapLabel``, ``HoldCorner``
+  (long press → ``on_hold``), ``PinPad`` (``on_submit(pin)``); ``widgets.kv`` also defines the kv classes
+  ``LanguageSwitch`` (日本語 / English), ``TitleLabel`` and ``BodyLabel``.
+- :mod:`kiosk.ui.sound`: ``RingTone`` (a generated, calm chime, looped).
+- :mod:`kiosk.ui.screenshot`: ``save_screenshot(path)``, ``shoot_languages(app, driver, dir, stem)``.
+- :mod:`kiosk.ui.screenshots_main`: ``scripts/screenshots``; each app registers its scenes module in ``SCENES``.
+- :mod:`kiosk.ui.driver`: ``running_app(app)`` runs an app in-process on the current asyncio loop (several apps
+  may run one after another in one process) and yields a ``UiDriver``: ``until()``, ``frames()``, ``tap()``,
+  ``hold()``, ``settle()``; ``visible_texts(widget)`` and ``walk(widget)`` for assertions.
+
+Environment order: ``prepare_kivy_env()`` before ``import kivy``, ``configure_window(w, h)`` before the window
+exists, ``restore_std_streams()`` after Kivy's import so tracebacks stay visible.
 """
