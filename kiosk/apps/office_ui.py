@@ -148,6 +148,7 @@ class OfficeApp(KioskApp):
         self._still_pixels: np.ndarray | None = None
         self._notice_at = 0.0
         self.events: list[str] = []  # screen names in order (tests, diagnostics)
+        self.received: list[str] = []  # types of the latest relay messages (tests, diagnostics)
         self._closed = False
         counter = self._counter_id
         self.frames = {
@@ -243,6 +244,11 @@ class OfficeApp(KioskApp):
         return 0
 
     # -- for kv --------------------------------------------------------------------------------
+    @property
+    def screen_name(self) -> str:
+        """The screen on show (``waiting``, ``in_call``, ``document``, ``still``, ``invite``)."""
+        return self.manager.current if self.manager is not None else ""
+
     def screen(self, name: str) -> Any:
         return self.screens[name]
 
@@ -283,7 +289,7 @@ class OfficeApp(KioskApp):
     # -- intents from the screens --------------------------------------------------------------
     def answer(self, call: str) -> None:
         self.view = "in_call"
-        self.big = "camera"
+        self._set_big("camera")
         self.dispatch_event(AnswerPressed(call))
 
     def decline(self, call: str) -> None:
@@ -303,7 +309,11 @@ class OfficeApp(KioskApp):
         self.dispatch_event(HangUpPressed())
 
     def swap_views(self) -> None:
-        self.big = "document" if self.big == "camera" else "camera"
+        """The small tile becomes the large one and the other way round."""
+        self._set_big("document" if self.big == "camera" else "camera")
+
+    def _set_big(self, label: str) -> None:
+        self.big = label
         call = self.screens["in_call"]
         call.ids.big_view.sink = self.frames[self.big]
         call.ids.small_tile.source = self.frames["camera" if self.big == "document" else "document"]
@@ -361,6 +371,7 @@ class OfficeApp(KioskApp):
 
     # -- events in -----------------------------------------------------------------------------
     async def _on_relay_message(self, msg: dict[str, Any]) -> None:
+        self.received = [*self.received[-199:], str(msg.get("type"))]
         if self.lamp is not None:
             self.lamp.on_message(msg)
         if self.session is not None:

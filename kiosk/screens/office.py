@@ -130,15 +130,21 @@ class OfficeWaitingScreen(OfficeScreen):
     """Ringing calls on the left, today's missed calls on the right, status bar on top."""
 
     def show_ringing(self, entries: list[Any]) -> None:
+        # Cards are kept and updated in place, never rebuilt: a finger on an answer button must not
+        # lose its button because another call started or stopped ringing.
         box = self.ids.ringing
-        wanted = [(e.call, e.taken_by or "") for e in entries]
-        have = [(c.call, c.taken_by) for c in reversed(box.children)]
-        if wanted == have:
-            return
-        box.clear_widgets()
-        for e in entries:
-            box.add_widget(OfficeRingingCard(call=e.call, department=e.department, counter=e.counter_name or e.counter,
-                                             since=e.since, invited_by=e.invited_by or "", taken_by=e.taken_by or ""))
+        cards = {c.call: c for c in box.children}
+        wanted = {e.call for e in entries}
+        for call, card in cards.items():
+            if call not in wanted:
+                box.remove_widget(card)
+        for index, e in enumerate(entries):
+            card = cards.get(e.call)
+            if card is None:
+                card = OfficeRingingCard(call=e.call, department=e.department, counter=e.counter_name or e.counter,
+                                         since=e.since, invited_by=e.invited_by or "")
+                box.add_widget(card, index=len(box.children) - index)
+            card.taken_by = e.taken_by or ""
 
     def card(self, call: str) -> OfficeRingingCard:
         """The card of one call (tests, screenshots)."""

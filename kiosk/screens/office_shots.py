@@ -201,6 +201,7 @@ async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
             await shoot("waiting-taken")
 
             # Answer the first one.
+            await ui.frames(2)
             await ui.tap(waiting.card(first).ids.answer)
             call_screen = app.screen("in_call")
             await ui.until(lambda: app.state_name == "in_call"
@@ -217,11 +218,11 @@ async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
 
             await ui.tap(call_screen.ids.fullscreen)
             doc = app.screen("document")
-            await ui.until(lambda: app.manager.current == "document" and doc.ids.doc_view.frames_shown > 0, 5,
+            await ui.until(lambda: app.screen_name == "document" and doc.ids.doc_view.frames_shown > 0, 5,
                            "papers full screen")
             await shoot("document")
             await ui.tap(doc.ids.still)
-            await ui.until(lambda: app.manager.current == "still", 20, "the still")
+            await ui.until(lambda: app.screen_name == "still", 20, "the still")
             still = app.screen("still")
             await ui.tap(still.ids.zoom_in)
             await ui.frames(2)
@@ -229,7 +230,7 @@ async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
             await ui.tap(still.ids.back)
 
             await ui.tap(call_screen.ids.invite)
-            await ui.until(lambda: app.manager.current == "invite", 5, "the invite picker")
+            await ui.until(lambda: app.screen_name == "invite", 5, "the invite picker")
             await shoot("invite")
             colleague.auto_answer = 0.0
             await ui.tap(app.screen("invite").button("terminal", "office-tobetsu-2"))

@@ -1,0 +1,292 @@
+"""The staff station in a real window (offscreen SDL), driven by simulated touches, against a real relay,
+real resident counters (in-process, real aiortc) and a real colleague station (headless, auto-answer):
+incoming → answer → live video → full-resolution still → invite → leave → end; taken by a colleague;
+away is not rung; missed calls listed; the embedded lamp; touch target sizes."""
+
+from __future__ import annotations
+
+from kiosk.ui.env import configure_window, prepare_kivy_env
+
+prepare_kivy_env(headless=True)
+configure_window(1280, 800)
+
+from collections.abc import AsyncIterator  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import pytest_asyncio  # noqa: E402
+from helpers import make_relay_config  # noqa: E402
+
+from kiosk.apps.office_ui import OfficeApp  # noqa: E402
+from kiosk.config import LampConfig, load_terminal_config  # noqa: E402
+from kiosk.devices.lamp import ChannelState  # noqa: E402
+from kiosk.headless import HeadlessStation  # noqa: E402
+from kiosk.screens.office_shots import (  # noqa: E402
+    ResidentCounter,
+    relay_with_second_counter,
+    second_counter_config,
+    small_media,
+)
+from kiosk.ui.driver import UiDriver, running_app, visible_texts, walk  # noqa: E402
+from kiosk.video.session import SessionState  # noqa: E402
+from relay_server.server import RelayServer  # noqa: E402
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+ROOT = Path(__file__).resolve().parent.parent
+CAMERA, DOCUMENT = (160, 90), (320, 180)
+COLLEAGUE = "office-tobetsu-2"
+
+
+@dataclass
+class Rig:
+    relay: RelayServer
+    app: Any
+    ui: UiDriver
+    resident: ResidentCounter
+    resident2: ResidentCounter
+    colleague: HeadlessStation
+
+    async def idle(self) -> None:
+        """Wait until nothing rings and nobody is in a call."""
+        app, ui = self.app, self.ui
+        await self.resident.end()
+        await self.resident2.end()
+        await ui.until(lambda: app.state_name == "waiting" and not app.machine.ringing and not self.colleague.in_call
+                       and app.session is None, 10, "an idle station")
+        self.colleague.auto_answer = None
+
+    async def card(self, call: str) -> Any:
+        """The ringing card of ``call`` once it is on screen and laid out."""
+        waiting = self.app.screen("waiting")
+        await self.ui.until(lambda: any(c.call == call for c in waiting.cards()), 5, f"the card of {call}")
+        await self.ui.frames(2)
+        return waiting.card(call)
+
+    async def synced(self) -> None:
+        """Wait until every relay message sent to the station so far has arrived (ping → pong)."""
+        assert self.app.client is not None
+        before = self.app.received.count("pong")
+        await self.app.client.send({"type": "ping"})
+        await self.ui.until(lambda: self.app.received.count("pong") > before, 5, "the relay's pong")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def rig() -> AsyncIterator[Rig]:
+    cfg = relay_with_second_counter(make_relay_config(ring_timeout=2.5, invite_timeout=10.0))
+    relay = await RelayServer(cfg).start(host="127.0.0.1", port=0)
+    counter_cfg = small_media(load_terminal_config(ROOT / "config" / "counter.toml", "counter"), CAMERA, DOCUMENT)
+    resident = await ResidentCounter(counter_cfg, url=relay.url).start()
+    resident2 = await ResidentCounter(second_counter_config(counter_cfg), url=relay.url).start()
+    colleague = HeadlessStation(small_media(load_terminal_config(ROOT / "config" / "office-2.toml", "office"),
+                                            CAMERA, None), auto_answer=None, url=relay.url)
+    await colleague.start()
+    await colleague.wait_up()
+    office = load_terminal_config(ROOT / "config" / "office.toml", "office")
+    office = office.with_overrides(ui=replace(office.ui, ring_sound=False, width=1280, height=800),
+                                   lamp=LampConfig(driver="none", port="", channels={"juumin": 1}, in_call_channel=2))
+    app = OfficeApp(small_media(office, CAMERA, None), url=relay.url, taken_shown=1.0)
+    try:
+        async with running_app(app) as ui:
+            await ui.until(lambda: app.state_name == "waiting" and app.link_ok, 15, "the waiting screen")
+            yield Rig(relay, app, ui, resident, resident2, colleague)
+    finally:
+        await app.aclose()
+        await colleague.close()
+        await resident.close()
+        await resident2.close()
+        await relay.close()
+
+
+def texture_rgb(texture: Any) -> np.ndarray:
+    """The pixels of a Kivy texture as top-down H×W×3 RGB (textures made from numpy rows are flipped)."""
+    w, h = texture.size
+    rgba = np.frombuffer(texture.pixels, dtype=np.uint8).reshape(h, w, 4)
+    return rgba[:, :, :3]
+
+
+async def test_answer_video_still_invite_leave(rig: Rig) -> None:
+    """incoming → answer → both tiles move → full-resolution still in the viewer → invite a colleague, who
+    joins and sees the papers → leave (the colleague stays) → the still is wiped; the lamp follows."""
+    app, ui = rig.app, rig.ui
+    await rig.idle()
+    waiting = app.screen("waiting")
+    call = await rig.resident.call("juumin")
+    card = await rig.card(call)
+    texts = visible_texts(waiting)
+    assert "住民課" in texts and "応答する" in texts and app.ringing
+    assert app.lamp.board.desired()[1] is ChannelState.ON
+    await ui.tap(card.ids.answer)
+
+    call_screen = app.screen("in_call")
+    big, small = call_screen.ids.big_view, call_screen.ids.small_tile.ids.video
+    await ui.until(lambda: app.manager.current == "in_call" and app.state_name == "in_call", 5, "the call screen")
+    assert not app.ringing and app.lamp.board.desired()[1] is ChannelState.OFF
+    await ui.until(lambda: big.frames_shown >= 3 and small.frames_shown >= 1, 15, "both video tiles")
+    b, s = big.frames_shown, small.frames_shown
+    await ui.until(lambda: big.frames_shown > b + 2 and small.frames_shown > s, 10, "both tiles to keep moving")
+    assert tuple(big.frame_size) == CAMERA and tuple(small.frame_size) == DOCUMENT
+    await ui.until(lambda: all(r.connected for r in call_screen.ids.members.children), 10, "members connected")
+    assert call_screen.member_texts() == ["住民の方（counter-sapporo-1）", "あなた（住民課 窓口）"]
+    assert app.lamp.board.desired()[2] is ChannelState.ON
+
+    # Swap: touching the small tile makes the papers large.
+    await ui.tap(call_screen.ids.small_tile)
+    await ui.until(lambda: app.big == "document" and tuple(big.frame_size) == DOCUMENT, 5, "papers large")
+
+    # Still at full resolution, shown pixel for pixel.
+    await ui.tap(call_screen.ids.still)
+    await ui.until(lambda: app.manager.current == "still" and app.still is not None, 15, "the still viewer")
+    still = app.still
+    viewer = app.screen("still").ids.viewer
+    assert (still.width, still.height) == DOCUMENT and tuple(viewer.image_size) == DOCUMENT
+    assert tuple(viewer.texture.size) == DOCUMENT
+    assert np.array_equal(texture_rgb(viewer.texture), still.rgb)
+    assert "書類の静止画（320×180、原寸）" in " ".join(visible_texts(app.screen("still")))
+    await ui.frames(2)  # the viewer is laid out and fits the still
+    zoom = viewer.zoom
+    assert zoom == pytest.approx(min(viewer.width / DOCUMENT[0], viewer.height / DOCUMENT[1]))
+    await ui.tap(app.screen("still").ids.zoom_in)
+    assert viewer.zoom == pytest.approx(zoom * 1.5)
+    await ui.tap(app.screen("still").ids.actual)
+    assert viewer.zoom == 1.0
+    await ui.tap(app.screen("still").ids.back)
+    await ui.until(lambda: app.manager.current == "in_call", 5, "back to the call")
+
+    # Rotate the papers: the picture turns, nothing is lost.
+    await ui.tap(call_screen.ids.rotate)
+    await ui.until(lambda: tuple(big.frame_size) == DOCUMENT[::-1], 5, "the papers turned")
+    await ui.tap(call_screen.ids.rotate)
+    await ui.tap(call_screen.ids.rotate)
+    await ui.tap(call_screen.ids.rotate)
+    assert app.doc_rotation == 0
+
+    # Full-screen papers.
+    await ui.tap(call_screen.ids.fullscreen)
+    doc_view = app.screen("document").ids.doc_view
+    await ui.until(lambda: app.manager.current == "document" and doc_view.frames_shown > 0, 5, "full-screen papers")
+    assert doc_view.width == app.root_window.width
+    await ui.tap(app.screen("document").ids.back)
+
+    # Invite the colleague's station; it answers by itself, joins and sees the papers.
+    assert not app.can_leave
+    await ui.tap(call_screen.ids.invite)
+    await ui.until(lambda: app.manager.current == "invite", 5, "the invite picker")
+    rig.colleague.auto_answer = 0.0
+    await ui.tap(app.screen("invite").button("terminal", COLLEAGUE))
+    await ui.until(lambda: app.manager.current == "in_call", 5, "back to the call")
+    await ui.until(lambda: app.can_leave and len(call_screen.member_texts()) == 3, 10, "the colleague joined")
+    assert call_screen.member_texts()[2] == "税務課 窓口（職員）"
+    session = rig.colleague.session
+    assert session is not None
+    await ui.until(lambda: session.frame_sink(rig.resident.terminal, "document") is not None
+                   and session.frame_sink(rig.resident.terminal, "document").latest() is not None, 15,
+                   "the colleague to see the papers")
+    await ui.until(lambda: all(r.connected for r in call_screen.ids.members.children), 10, "all connected")
+
+    # Leave: the colleague stays with the resident; nothing of the call stays here.
+    await ui.tap(call_screen.ids.leave)
+    await ui.until(lambda: app.state_name == "waiting" and app.manager.current == "waiting", 10, "waiting again")
+    assert "通話から退出しました。同僚が応対を続けています" in visible_texts(waiting)
+    assert app.still is None and not still.rgb.any() and viewer.texture is None
+    assert not big.has_frame and call_screen.member_texts() == []
+    await ui.until(lambda: app.session is None, 5, "the session closed")
+    assert rig.colleague.in_call and rig.resident.session is not None
+    assert rig.resident.session.state is SessionState.ACTIVE
+
+
+async def test_end_call_ends_it_for_the_resident(rig: Rig) -> None:
+    """The red end button ends the call for everyone and returns to the waiting screen."""
+    app, ui = rig.app, rig.ui
+    await rig.idle()
+    call = await rig.resident.call("juumin")
+    await ui.tap((await rig.card(call)).ids.answer)
+    big = app.screen("in_call").ids.big_view
+    await ui.until(lambda: app.manager.current == "in_call" and big.has_frame, 15, "video")
+    assert app.big == "camera" and tuple(big.frame_size) == CAMERA
+    resident_session = rig.resident.session
+    assert resident_session is not None
+    await ui.tap(app.screen("in_call").ids.end)
+    await ui.until(lambda: app.state_name == "waiting", 5, "waiting")
+    assert "通話を終了しました" in visible_texts(app.screen("waiting"))
+    await ui.until(lambda: resident_session.state is SessionState.ENDED, 10, "the resident's call to end")
+
+
+async def test_call_taken_by_colleague_disappears(rig: Rig) -> None:
+    """A call a colleague answers shows 'taken by …' without an answer button, stops ringing, then goes."""
+    app, ui = rig.app, rig.ui
+    await rig.idle()
+    waiting = app.screen("waiting")
+    call = await rig.resident.call("zeimu")
+    await ui.until(lambda: call in app.machine.ringing and app.ringing, 5, "ringing")
+    await rig.colleague.answer(call)
+    await ui.until(lambda: waiting.card(call).taken_by == COLLEAGUE, 5, "taken")
+    card = waiting.card(call)
+    assert "税務課 窓口 が応答しました" in visible_texts(card) and card.ids.answer.opacity == 0
+    assert card.ids.answer.disabled and not app.ringing
+    await ui.until(lambda: not waiting.cards(), 5, "the taken call to go")
+    assert app.machine.missed_today() == []
+
+
+async def test_away_is_not_rung(rig: Rig) -> None:
+    """While away the station is not rung (the call rings the colleague only); back available, it is."""
+    app, ui = rig.app, rig.ui
+    await rig.idle()
+    waiting = app.screen("waiting")
+    await ui.tap(waiting.ids.away)
+    await ui.until(lambda: app.away and "離席中" in " ".join(visible_texts(waiting)), 5, "away")
+    call = await rig.resident.call("juumin")  # rings: the colleague is available
+    await rig.synced()
+    assert call not in app.machine.ringing and not waiting.cards() and not app.ringing
+    assert "離席中のため呼び出されません" in visible_texts(waiting)
+    await rig.resident.end()
+    await ui.tap(waiting.ids.away)
+    await ui.until(lambda: not app.away, 5, "available")
+    await rig.synced()
+    call = await rig.resident.call("juumin")
+    await ui.until(lambda: call in app.machine.ringing and app.ringing, 5, "rung again")
+
+
+async def test_missed_calls_are_listed(rig: Rig) -> None:
+    """A call nobody answers and one the resident cancels appear in today's missed list, newest first."""
+    app, ui = rig.app, rig.ui
+    await rig.idle()
+    waiting = app.screen("waiting")
+    before = len(app.machine.missed)
+    await rig.resident.call("hoken")
+    cancelled = await rig.resident2.call("kensetsu")
+    await ui.until(lambda: cancelled in app.machine.ringing, 5, "the second call ringing")
+    await rig.resident2.cancel()
+    await ui.until(lambda: len(app.machine.missed) == before + 2, 10, "two missed calls (ring timeout 2.5 s)")
+    rows = waiting.missed_rows()
+    assert rows[0].title.endswith("保健福祉課") and "応答なし" in rows[0].detail
+    assert rows[1].title.endswith("建設課") and "counter-sapporo-2" in rows[1].detail and "中止" in rows[1].detail
+    assert rows[0].title[:2].isdigit() and rows[0].title[2] == ":"
+    assert f"本日の不在着信（{before + 2}件）" in visible_texts(waiting)
+    app.set_language("en")
+    await ui.until(lambda: "no answer after" in waiting.missed_rows()[0].detail, 5, "English rows")
+    app.set_language("ja")
+
+
+async def test_every_touch_target_is_at_least_15_mm(rig: Rig) -> None:
+    """Every button on every screen is at least 15 mm wide and tall at the configured screen size."""
+    from kivy.uix.behaviors import ButtonBehavior
+
+    app, ui = rig.app, rig.ui
+    await rig.idle()
+    call = await rig.resident.call("juumin")
+    await ui.until(lambda: call in app.machine.ringing, 5, "ringing")
+    minimum = app.sizes.touch
+    try:
+        for name, screen in app.screens.items():
+            app.manager.current = name
+            await ui.frames(2)
+            small = [(type(b).__name__, getattr(b, "text", ""), tuple(map(round, b.size))) for b in walk(screen)
+                     if isinstance(b, ButtonBehavior) and b.opacity > 0 and not b.disabled
+                     and (b.width < minimum or b.height < minimum)]
+            assert not small, f"{name}: touch targets under 15 mm ({minimum:.0f} px): {small}"
+    finally:
+        app.manager.current = "waiting"
