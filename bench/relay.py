@@ -70,8 +70,11 @@ class BenchConfig:
     pairs: list[tuple[str, str, str]]  # (counter id, station id, department)
 
 
-def write_config(folder: Path, n_idle: int, pairs: int) -> BenchConfig:
-    """A relay TOML with ``n_idle`` site terminals plus ``pairs`` measuring counter/station pairs."""
+def write_config(folder: Path, n_idle: int, pairs: int, pair_lamps: bool = False) -> BenchConfig:
+    """A relay TOML with ``n_idle`` site terminals plus ``pairs`` measuring counter/station pairs.
+
+    With ``pair_lamps`` each pair's department also has a lamp agent ``bench-l{i}``.
+    """
     out = [
         "[server]", 'host = "127.0.0.1"', "port = 0", f'database = "{folder / "calls.sqlite3"}"',
         "ring_timeout = 60", "grace_period = 20",
@@ -99,6 +102,8 @@ def write_config(folder: Path, n_idle: int, pairs: int) -> BenchConfig:
         d = f"bench-{i}"
         depts.append(d)
         terminals += [(f"bench-c{i}", "counter", [d]), (f"bench-o{i}", "office", [d])]
+        if pair_lamps:
+            terminals.append((f"bench-l{i}", "lamp", [d]))
         pair_list.append((f"bench-c{i}", f"bench-o{i}", d))
     for d in depts:
         out += ["[[department]]", f'id = "{d}"', f"name = {DEPT_NAME}", 'hours = "always"',
@@ -286,7 +291,8 @@ class ServerResult:
 
 
 async def measure_server(kind: str, cfg: BenchConfig, folder: Path, n: int, calls: int, idle_window: float,
-                         setup_window: float, connect_budget: float, log: Any) -> ServerResult:
+                         setup_window: float, connect_budget: float, log: Any,
+                         latency_budget: float = 60.0) -> ServerResult:
     res = ServerResult(kind, n)
     server = ServerProcess(kind, cfg.path, folder / f"{kind}-{n}.log").start()
     terms: list[tuple[Term, Term, str]] = []
@@ -318,7 +324,11 @@ async def measure_server(kind: str, cfg: BenchConfig, folder: Path, n: int, call
         res.idle_cpu_percent = sampler.stop().cpu_percent
         c, s, d = terms[0]
         lat: list[float] = []
+        stop_at = time.monotonic() + latency_budget
         for _ in range(calls):
+            if time.monotonic() > stop_at:
+                log(f"  {kind}: latency budget of {latency_budget:.0f} s used up after {len(lat)} calls")
+                break
             try:
                 lat.append(await one_call(c, s, d))
             except (TimeoutError, RuntimeError) as err:
@@ -364,7 +374,8 @@ async def measure_server(kind: str, cfg: BenchConfig, folder: Path, n: int, call
 
 async def run_async(terminals: list[int], calls: int = 300, pairs: int = 8, idle_window: float = 12.0,
                     setup_window: float = 5.0, connect_budget: float = 150.0, log: Any = print,
-                    kinds: tuple[str, ...] = ("relay", "bare")) -> tuple[list[Row], dict[str, Any]]:
+                    kinds: tuple[str, ...] = ("relay", "bare"), latency_budget: float = 60.0,
+                    ) -> tuple[list[Row], dict[str, Any]]:
     raise_fd_limit()
     rows: list[Row] = []
     detail: dict[str, Any] = {}
@@ -376,7 +387,7 @@ async def run_async(terminals: list[int], calls: int = 300, pairs: int = 8, idle
             for kind in kinds:
                 log(f"relay bench: N={n}, {kind}")
                 results[kind] = await measure_server(kind, cfg, folder, n, calls, idle_window, setup_window,
-                                                     connect_budget, log)
+                                                     connect_budget, log, latency_budget)
             detail[str(n)] = {k: vars(v) | {"latency": vars(v.latency) if v.latency else None}
                               for k, v in results.items()}
             rows += rows_for(n, results.get("relay"), results.get("bare"))
@@ -411,7 +422,7 @@ def run(terminals: list[int], quick: bool = False, log: Any = print) -> tuple[li
     """Entry point for the runner: rows for the table plus raw numbers."""
     if quick:
         return asyncio.run(run_async(terminals, calls=60, pairs=4, idle_window=4.0, setup_window=2.0,
-                                     connect_budget=60.0, log=log))
+                                     connect_budget=60.0, log=log, latency_budget=15.0))
     return asyncio.run(run_async(terminals, log=log))
 
 
@@ -422,3 +433,61 @@ if __name__ == "__main__":
 
     print(render_rows(rows))
     print(json.dumps(detail, indent=1, default=str)[:4000], file=sys.stderr if os.isatty(1) else sys.stdout)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The relay core alone: cost of one event with N terminals online (no sockets, one process)
+
+
+def core_event_costs(n: int, folder: Path, repeat: int = 5) -> dict[str, float]:
+    """Median ms the pure :class:`RelayCore` spends on one connect, call, answer and hangup at N online.
+
+    The N idle terminals are marked online directly (connecting them one by one through the core is itself
+    what is being measured, and costs O(N²) each), then one measuring pair is driven through a call.
+    """
+    from relay_server.config import load_relay_config
+    from relay_server.core import Online, RelayCore
+
+    cfg_files = write_config(folder, n, 1)
+    config = load_relay_config(cfg_files.path)
+    counter, station, dept = cfg_files.pairs[0]
+    ids = iter(range(10**9))
+    core = RelayCore(config, lambda: f"k{next(ids)}")
+    now = time.time()
+    for tid, t in config.terminals.items():
+        if not tid.startswith("bench-"):
+            core.online[tid] = Online(t.role)
+    core._presence_updates(now)  # settle what counters were last told
+    costs: dict[str, list[float]] = {"connect": [], "call": [], "answer": [], "hangup": [], "authenticate": []}
+
+    def timed(name: str, fn: Any) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        costs[name].append((time.perf_counter() - t0) * 1000)
+        return out
+
+    for _ in range(repeat):
+        timed("authenticate", lambda: core.authenticate(token_of(station)))
+        timed("connect", lambda: core.connect(counter, now))
+        core.connect(station, now)
+        actions = timed("call", lambda: core.receive(counter, {"type": "call", "department": dept}, now))
+        cid = next(a.msg["call"] for a in actions if getattr(a, "msg", {}).get("type") == "ringing")
+        timed("answer", lambda c=cid: core.receive(station, {"type": "answer", "call": c}, now))
+        timed("hangup", lambda c=cid: core.receive(counter, {"type": "hangup", "call": c}, now))
+        core.disconnect(counter, now)
+        core.disconnect(station, now)
+    return {k: sorted(v)[len(v) // 2] for k, v in costs.items()}
+
+
+def core_rows(terminals: list[int], log: Any = print) -> tuple[list[Row], dict[str, Any]]:
+    rows: list[Row] = []
+    detail: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
+        for n in terminals:
+            c = core_event_costs(n, Path(tmp), repeat=5 if n <= 2000 else 1)
+            detail[str(n)] = c
+            log(f"relay core at N={n}: " + ", ".join(f"{k} {v:.3f} ms" for k, v in c.items()))
+            for k, v in c.items():
+                rows.append(Row("relay-core", f"N={n}", f"core time per '{k}'", "ms", v, None, "", None,
+                                "pure core, no I/O"))
+    return rows, detail
