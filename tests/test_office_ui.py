@@ -199,7 +199,7 @@ async def test_answer_video_still_invite_leave(rig: Rig) -> None:
 
 
 async def test_end_call_ends_it_for_the_resident(rig: Rig) -> None:
-    """The red end button ends the call for everyone and returns to the waiting screen."""
+    """Mute silences the microphone; the red end button ends the call for everyone and returns to waiting."""
     app, ui = rig.app, rig.ui
     await rig.idle()
     call = await rig.resident.call("juumin")
@@ -209,6 +209,8 @@ async def test_end_call_ends_it_for_the_resident(rig: Rig) -> None:
     assert app.big == "camera" and tuple(big.frame_size) == CAMERA
     resident_session = rig.resident.session
     assert resident_session is not None
+    await ui.tap(app.screen("in_call").ids.mute)
+    assert app.mic_muted and app.session.mic_muted and "マイクを入れる" in visible_texts(app.screen("in_call"))
     await ui.tap(app.screen("in_call").ids.end)
     await ui.until(lambda: app.state_name == "waiting", 5, "waiting")
     assert "通話を終了しました" in visible_texts(app.screen("waiting"))
