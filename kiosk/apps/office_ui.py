@@ -198,8 +198,8 @@ class OfficeApp(KioskApp):
 
             self.lamp = LampController(self.config_file.lamp, device=self._lamp_device)
             self.lamp.start()
-        self.client = RelayClient(self.url, self.config_file.relay.token, on_message=self._on_relay_message,
-                                  on_link=self._on_link, client_name="kiosk office")
+        self.client = RelayClient.for_link(self.config_file.relay, url=self.url, on_message=self._on_relay_message,
+                                           on_link=self._on_link, client_name="kiosk office")
         self.client.start()
         self._ticker = Clock.schedule_interval(self._tick, 0.5)
         self._refresh()
