@@ -1,0 +1,272 @@
+"""Benchmarks 3–5: call set-up, glass-to-glass latency and kiosk CPU/memory, against Chromium↔Chromium.
+
+Our side: the relay process, a staff station process and a counter process (:mod:`bench.media_peer`, which runs
+the project's headless terminals with synthetic cameras), media over aiortc on 127.0.0.1.
+
+3. answer → first decoded remote frame, each direction: from the moment the station sends ``answer`` to the
+   first decoded frame of the station's camera at the counter, and of the counter's camera (and document
+   camera) at the station; p50/p95 over 20+ calls. The clock is ``CLOCK_MONOTONIC``, shared by all processes.
+4. glass-to-glass: every decoded frame that reaches a frame sink is read back (the capture time drawn into
+   the synthetic frame); p50/p95 per track over the long call.
+5. CPU (% of one core) and RSS of the counter and the station processes while the long call runs, for the
+   default cameras (1280×720@30 camera, 1920×1080@5 document camera, VP8) and alternatives.
+
+The baseline (:mod:`bench.chromium`) is two Chromium pages calling each other through the same relay with a
+small JavaScript client of ``docs/protocol.md``, sending the same synthetic frames (camera with the same frame
+stamp) through a canvas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    ROOT,
+    ProcSampler,
+    Row,
+    Stats,
+    both,
+    not_worse_than_base,
+    ratio_at_most,
+    tail_at_most,
+    tail_below,
+)
+from bench.relay import ServerProcess, token_of, write_config
+
+
+@dataclass(frozen=True)
+class MediaCase:
+    name: str
+    camera: tuple[int, int, float] = (1280, 720, 30.0)
+    document: tuple[int, int, float] = (1920, 1080, 5.0)
+    codec: str = "vp8"
+
+
+DEFAULT = MediaCase("default: camera 1280×720@30 + document 1920×1080@5, VP8")
+ALTERNATIVES = (
+    MediaCase("H264 (camera 1280×720@30 + document 1920×1080@5)", codec="h264"),
+    MediaCase("VP8, camera 640×360@15 + document 1920×1080@5", camera=(640, 360, 15.0)),
+)
+FULL_ALTERNATIVES = (
+    MediaCase("VP8, camera 1280×720@15 + document 1920×1080@2", camera=(1280, 720, 15.0),
+              document=(1920, 1080, 2.0)),
+    MediaCase("H264, camera 640×360@15 + document 1920×1080@5", camera=(640, 360, 15.0), codec="h264"),
+)
+
+
+def terminal_toml(role: str, url: str, token: str, case: MediaCase) -> str:
+    w, h, fps = case.camera
+    text = (f'[relay]\nurl = "{url}"\ntoken = "{token}"\n\n[terminal]\nlanguage = "ja"\n\n'
+            f'[camera]\nsource = "synthetic:camera"\nwidth = {w}\nheight = {h}\nfps = {fps}\n\n')
+    if role == "counter":
+        dw, dh, dfps = case.document
+        text += f'[document_camera]\nsource = "synthetic:document"\nwidth = {dw}\nheight = {dh}\nfps = {dfps}\n\n'
+    text += ('[audio]\ninput = "synthetic:tone"\noutput = "null"\n\n'
+             f'[network]\nice_addresses = ["127.0.0.1"]\ncodec = "{case.codec}"\n')
+    return text
+
+
+@dataclass
+class PeerProc:
+    proc: asyncio.subprocess.Process
+    events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    all: list[dict[str, Any]] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, *args: str) -> PeerProc:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.media_peer", *args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, cwd=ROOT, limit=1 << 26)
+        peer = cls(proc)
+        peer.reader = asyncio.get_running_loop().create_task(peer._read())
+        return peer
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            self.all.append(ev)
+            self.events.put_nowait(ev)
+
+    async def expect(self, name: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"media peer: no '{name}' within {timeout:.0f} s")
+            ev = await asyncio.wait_for(self.events.get(), left)
+            if ev.get("event") == name:
+                return ev
+
+    async def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 15)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        if self.reader is not None:
+            await asyncio.wait([self.reader], timeout=5)
+
+
+@dataclass
+class MediaResult:
+    case: MediaCase
+    setup_ms: dict[str, list[float]] = field(default_factory=dict)  # direction → samples
+    g2g_ms: dict[str, list[float]] = field(default_factory=dict)  # receiver:track → samples
+    frames: dict[str, dict[str, int]] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # side → % of one core
+    rss_mb: dict[str, float] = field(default_factory=dict)
+    calls_ok: int = 0
+    calls: int = 0
+
+
+async def run_calls(case: MediaCase, calls: int, hold: float, measure_cpu: bool, log: Any) -> MediaResult:
+    """One relay, one station, one counter; ``calls`` calls held ``hold`` s each."""
+    res = MediaResult(case, calls=calls)
+    with tempfile.TemporaryDirectory(prefix="bench-media-") as tmp:
+        folder = Path(tmp)
+        cfg = write_config(folder, 0, 1)
+        counter_id, station_id, dept = cfg.pairs[0]
+        server = ServerProcess("relay", cfg.path, folder / "relay.log").start()
+        office = counter = None
+        try:
+            (folder / "office.toml").write_text(terminal_toml("office", server.url, token_of(station_id), case))
+            (folder / "counter.toml").write_text(terminal_toml("counter", server.url, token_of(counter_id), case))
+            office = await PeerProc.start("--role", "office", "--config", str(folder / "office.toml"),
+                                          "--url", server.url)
+            await office.expect("ready", 60)
+            counter = await PeerProc.start("--role", "counter", "--config", str(folder / "counter.toml"),
+                                           "--url", server.url, "--department", dept, "--calls", str(calls),
+                                           "--hold", str(hold))
+            await counter.expect("ready", 60)
+            answers: dict[str, float] = {}
+            for _ in range(calls):
+                up = await counter.expect("media_up", 60)
+                samplers: list[tuple[str, ProcSampler]] = []
+                if measure_cpu:
+                    samplers = [("counter", ProcSampler(counter.proc.pid).start()),
+                                ("station", ProcSampler(office.proc.pid).start())]
+                done = await counter.expect("call", hold + 60)
+                for side, s in samplers:
+                    s.stop()
+                    res.cpu[side] = s.cpu_percent
+                    res.rss_mb[side] = s.rss_median_mb
+                for ev in office.all:
+                    if ev.get("event") == "answer":
+                        answers[ev["call"]] = ev["at"]
+                t_answer = answers.get(done["call"])
+                if t_answer is None:
+                    log(f"  media: no answer time for call {done['call']}")
+                    continue
+                res.calls_ok += 1
+                for key, t in done["first_frame_at"].items():
+                    res.setup_ms.setdefault(f"at counter: {key.split('/')[1]} from station", []).append(
+                        (t - t_answer) * 1000)
+                for key, tr in done["tracks"].items():
+                    res.g2g_ms.setdefault(f"at counter: {key.split('/')[1]}", []).extend(tr["g2g_ms"])
+                    res.frames[f"at counter: {key.split('/')[1]}"] = {
+                        k: tr[k] for k in ("frames", "unreadable", "skipped")}
+                del up
+            # The station reports its side when each call has ended.
+            deadline = time.monotonic() + 10
+            while sum(1 for e in office.all if e.get("event") == "station_call") < res.calls_ok \
+                    and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            for ev in office.all:
+                if ev.get("event") != "station_call" or ev["call"] not in answers:
+                    continue
+                t_answer = answers[ev["call"]]
+                for key, t in ev["first_frame_at"].items():
+                    if t is not None:
+                        res.setup_ms.setdefault(f"at station: {key.split('/')[1]} from counter", []).append(
+                            (t - t_answer) * 1000)
+                for key, tr in ev["tracks"].items():
+                    res.g2g_ms.setdefault(f"at station: {key.split('/')[1]}", []).extend(tr["g2g_ms"])
+                    res.frames[f"at station: {key.split('/')[1]}"] = {
+                        k: tr[k] for k in ("frames", "unreadable", "skipped")}
+            await counter.expect("done", 30)
+        finally:
+            for p in (counter, office):
+                if p is not None:
+                    await p.stop()
+            server.stop()
+    return res
+
+
+def run(quick: bool = False, log: Any = print, chromium: bool = True, full: bool = False
+        ) -> tuple[list[Row], dict[str, Any]]:
+    calls = 5 if quick else 20
+    long_hold = 10.0 if quick else 60.0
+    alt_hold = 8.0 if quick else 30.0
+    rows: list[Row] = []
+    detail: dict[str, Any] = {}
+
+    base: dict[str, Any] = {}
+    if chromium:
+        try:
+            from bench import chromium as chromium_bench
+
+            base = chromium_bench.run_media(calls=calls, hold=min(long_hold, 30.0), log=log)
+            detail["chromium"] = base
+        except Exception as err:  # noqa: BLE001 - the aiortc numbers are still worth having
+            log(f"media: Chromium baseline failed: {type(err).__name__}: {err}")
+            detail["chromium_error"] = f"{type(err).__name__}: {err}"
+
+    log(f"media: {calls} calls for answer→first frame ({DEFAULT.name})")
+    setup = asyncio.run(run_calls(DEFAULT, calls, 1.0, False, log))
+    detail["setup"] = {"setup_ms": setup.setup_ms, "calls_ok": setup.calls_ok}
+    base_setup = base.get("setup_ms", {})
+    for direction, samples in sorted(setup.setup_ms.items()):
+        b = base_setup.get(direction.replace(": document", ": camera") if "document" in direction else direction)
+        rows.append(Row("call set-up", DEFAULT.name, f"answer → first frame, {direction}", "ms",
+                        Stats.of(samples, 95), Stats.of(b, 95) if b else None, "p95 < 300 ms, ≤ 1.2× Chromium",
+                        both(tail_below(300.0), ratio_at_most(1.2)),
+                        f"{setup.calls_ok}/{calls} calls" + ("; baseline: Chromium camera" if "document" in direction
+                                                            else "")))
+
+    cases = [DEFAULT, *ALTERNATIVES, *(FULL_ALTERNATIVES if full else ())]
+    for i, case in enumerate(cases):
+        hold = long_hold if i == 0 else alt_hold
+        log(f"media: one {hold:.0f} s call: {case.name}")
+        r = asyncio.run(run_calls(case, 1, hold, True, log))
+        detail.setdefault("calls", {})[case.name] = {"g2g_ms": {k: Stats.of(v, 95).__dict__ for k, v in
+                                                                r.g2g_ms.items()},
+                                                     "frames": r.frames, "cpu": r.cpu, "rss_mb": r.rss_mb}
+        base_g2g = base.get("g2g_ms", {}) if i == 0 else {}
+        for track, samples in sorted(r.g2g_ms.items()):
+            b = base_g2g.get(track)
+            fr = r.frames.get(track, {})
+            rows.append(Row("glass-to-glass", case.name, f"capture → decoded, {track}", "ms", Stats.of(samples, 95),
+                            Stats.of(b, 95) if b else None, "p95 < 120 ms, ≤ Chromium",
+                            both(tail_below(120.0), not_worse_than_base()),
+                            f"{fr.get('frames', 0)} frames, {fr.get('unreadable', 0)} unreadable stamps, "
+                            f"{fr.get('skipped', 0)} skipped"))
+        for side in ("counter", "station"):
+            bcpu = base.get("cpu", {}).get(side) if i == 0 else None
+            rows.append(Row("kiosk CPU", case.name, f"{side} process CPU", "% of one core", r.cpu.get(side), bcpu,
+                            "≤ 70 %", tail_at_most(70.0), f"RSS {r.rss_mb.get(side, float('nan')):.0f} MiB"
+                            + (f"; Chromium RSS {base.get('rss_mb', {}).get(side, float('nan')):.0f} MiB"
+                               if bcpu is not None else "")))
+    return rows, detail
+
+
+if __name__ == "__main__":
+    from bench.common import render_rows
+
+    rows, detail = run(quick="--quick" in sys.argv, chromium="--no-chromium" not in sys.argv,
+                       full="--full" in sys.argv)
+    print(render_rows(rows))
