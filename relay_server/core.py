@@ -546,6 +546,9 @@ class RelayCore:
     def _incoming(self, call: Call, invited_by: str | None = None) -> dict[str, Any]:
         msg: dict[str, Any] = {"type": "incoming", "call": call.id, "department": call.department,
                                "from": call.counter}
+        name = self.config.terminals[call.counter].name
+        if name:
+            msg["from_name"] = name  # where the counter stands, for the station's list
         if invited_by is not None:
             msg["invited_by"] = invited_by
             msg["members"] = list(call.members)

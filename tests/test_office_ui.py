@@ -130,7 +130,7 @@ async def test_answer_video_still_invite_leave(rig: Rig) -> None:
     await ui.until(lambda: big.frames_shown > b + 2 and small.frames_shown > s, 10, "both tiles to keep moving")
     assert tuple(big.frame_size) == CAMERA and tuple(small.frame_size) == DOCUMENT
     await ui.until(lambda: all(r.connected for r in call_screen.ids.members.children), 10, "members connected")
-    assert call_screen.member_texts() == ["住民の方（counter-sapporo-1）", "あなた（住民課 窓口）"]
+    assert call_screen.member_texts() == ["住民の方（札幌市役所本庁舎 1F）", "あなた（住民課 窓口）"]
     assert app.lamp.board.desired()[2] is ChannelState.ON
 
     # Swap: touching the small tile makes the papers large.
@@ -265,7 +265,7 @@ async def test_missed_calls_are_listed(rig: Rig) -> None:
     await ui.until(lambda: len(app.machine.missed) == before + 2, 10, "two missed calls (ring timeout 2.5 s)")
     rows = waiting.missed_rows()
     assert rows[0].title.endswith("保健福祉課") and "応答なし" in rows[0].detail
-    assert rows[1].title.endswith("建設課") and "counter-sapporo-2" in rows[1].detail and "中止" in rows[1].detail
+    assert rows[1].title.endswith("建設課") and "北区役所" in rows[1].detail and "中止" in rows[1].detail
     assert rows[0].title[:2].isdigit() and rows[0].title[2] == ":"
     assert f"本日の不在着信（{before + 2}件）" in visible_texts(waiting)
     app.set_language("en")

@@ -53,10 +53,11 @@ def ring(core: RelayCore, dept: str = "juumin") -> tuple[str, list[Action]]:
 
 
 def test_call_rings_every_serving_station_and_lamp(core: RelayCore) -> None:
-    """A counter's call reaches every online station of the department and the lamp, and starts the ring timer."""
+    """A counter's call reaches every station of the department and the lamp (with where the counter stands)."""
     cid, out = ring(core)
     for t in (OFFICE1, OFFICE2, LAMP):
-        assert one(out, t, "incoming") == {"type": "incoming", "call": cid, "department": "juumin", "from": COUNTER}
+        assert one(out, t, "incoming") == {"type": "incoming", "call": cid, "department": "juumin", "from": COUNTER,
+                                           "from_name": "札幌市役所本庁舎 1F"}
     assert StartTimer(("ring", cid), 60.0) in out
 
 
