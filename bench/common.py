@@ -241,6 +241,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size (shared pages divided among their users): sums correctly over a process tree."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of one process in bytes (0 if it is gone)."""
     try:
@@ -289,7 +301,8 @@ class ProcSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.rss_samples.append(sum(rss_bytes(p) for p in self._pids()))
+            # For a tree, PSS: RSS would count Chromium's shared pages once per process.
+            self.rss_samples.append(sum(pss_bytes(p) if self.tree else rss_bytes(p) for p in self._pids()))
             if self.tree:
                 self._cpu_total()
 
@@ -300,7 +313,7 @@ class ProcSampler:
         wall = time.monotonic() - self._t0
         self.cpu_percent = 100.0 * (self._cpu_total() - self._cpu0) / wall if wall > 0 else math.nan
         if not self.rss_samples:
-            self.rss_samples.append(sum(rss_bytes(p) for p in self._pids()))
+            self.rss_samples.append(sum(pss_bytes(p) if self.tree else rss_bytes(p) for p in self._pids()))
         return self
 
     @property
