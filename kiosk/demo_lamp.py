@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             self.lights = {ch: LampLight(label=f"{ch}: {text}") for ch, text in sorted(labels.items())}
             for light in self.lights.values():
                 self.panel.ids.lights.add_widget(light)
+            self.named = False
             Clock.schedule_interval(self.refresh, 0.05)
             return self.panel
 
@@ -74,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
             self.client.start()
 
         def refresh(self, _dt: float) -> None:
+            welcome = self.client.welcome
+            if welcome and not self.named:
+                # Department names come from the relay: the lamp config only knows their ids.
+                names = {d["id"]: d["name"]["ja"] for d in welcome.get("departments", [])}
+                for ch, text in channel_labels(cfg.lamp).items():  # type: ignore[arg-type]
+                    if ch in self.lights:
+                        shown = "+".join(names.get(part, part) for part in text.split("+"))
+                        self.lights[ch].label = f"{ch}: {shown}"
+                self.named = True
             for ch, state in self.board.snapshot().items():
                 if ch in self.lights:
                     self.lights[ch].lit = state is ChannelState.ON

@@ -40,3 +40,49 @@ def test_demo_uses_the_users_cameras_when_given() -> None:
     assert swapped.media.document_camera is not None
     assert swapped.media.document_camera.source == "/dev/v4l/by-id/usb-doc-cam-video-index0"
     assert swapped.media.document_camera.width == 1920
+
+
+def test_windowed_demo_starts_every_window_on_a_virtual_display() -> None:
+    """`kiosk demo` on a (virtual) display starts relay, counter, both stations and the lamp window, all connected."""
+    import os
+    import shutil
+    import signal
+    import time
+    import urllib.request
+
+    import pytest
+
+    if not shutil.which("Xvfb"):
+        pytest.skip("Xvfb is not installed (scripts/setup installs it)")
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    demo = None
+    try:
+        assert xvfb.stdout is not None
+        display = ":" + xvfb.stdout.readline().strip()
+        env = {**os.environ, "DISPLAY": display}
+        env.pop("SDL_VIDEODRIVER", None)
+        demo = subprocess.Popen([sys.executable, "-m", "kiosk", "demo", "--port", "0"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert demo.stdout is not None
+        line = demo.stdout.readline()
+        m = re.search(r"relay (ws://127\.0\.0\.1:\d+)", line)
+        assert m, line
+        health = m.group(1).replace("ws://", "http://") + "/healthz"
+        deadline = time.monotonic() + 60
+        terminals: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(health, timeout=5) as r:
+                terminals = json.load(r)["terminals"]
+            if terminals == {"counter": 1, "office": 2, "lamp": 1}:
+                break
+            assert demo.poll() is None, "the demo stopped by itself"
+            time.sleep(0.2)  # polling the relay until every window has connected
+        assert terminals == {"counter": 1, "office": 2, "lamp": 1}
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(30) == 0
+    finally:
+        if demo is not None and demo.poll() is None:
+            demo.kill()
+        xvfb.terminate()
+        xvfb.wait(10)
