@@ -7,7 +7,8 @@ itself while one exists), reset the language, exit). Screens show :attr:`Counter
 and read the rest of what they need from the machine's public attributes.
 
 Every state change goes through :meth:`CounterMachine._go`, which logs ``old -> new`` and raises
-:class:`InvalidTransition` (naming both states) for a change that :data:`TRANSITIONS` does not allow.
+:class:`InvalidTransition` (naming both states) for a change that :data:`TRANSITIONS` does not allow
+(:func:`kiosk.machine.check_transition`, shared with the staff station's machine).
 Timers are events too: the machine asks for ``StartTimer(name, seconds)`` and later receives
 ``TimerFired(name)``; a fired timer it no longer expects is ignored.
 """
@@ -20,6 +21,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+from kiosk.machine import (
+    CancelTimer,
+    Command,
+    Event,
+    InvalidTransition,
+    LinkChanged,
+    RelayMessage,
+    Ring,
+    Send,
+    StartTimer,
+    TimerFired,
+    check_transition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +98,6 @@ T_DEVICE_RETRY = "device_retry"
 T_STARTUP = "startup"
 
 
-class InvalidTransition(Exception):
-    """A state change that the machine does not allow; names both states."""
-
-    def __init__(self, old: State, new: State, why: str = "") -> None:
-        super().__init__(f"invalid transition {old.name} -> {new.name}" + (f" ({why})" if why else ""))
-        self.old = old
-        self.new = new
-
-
 # -- data ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Department:
@@ -150,21 +156,7 @@ class Timeouts:
 
 
 # -- events --------------------------------------------------------------------------------------
-class Event:
-    """Base of everything fed to :meth:`CounterMachine.handle`."""
-
-
-@dataclass(frozen=True)
-class LinkChanged(Event):
-    state: str  # connecting, up, down, unauthorized (see kiosk.client)
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class RelayMessage(Event):
-    msg: Mapping[str, Any]
-
-
+# LinkChanged, RelayMessage and TimerFired come from kiosk.machine.
 @dataclass(frozen=True)
 class DevicesChecked(Event):
     problems: tuple[str, ...] = ()  # "camera: /dev/video0 not found", … ; empty = all present
@@ -211,11 +203,6 @@ class TechClosed(Event):
 
 
 @dataclass(frozen=True)
-class TimerFired(Event):
-    name: str
-
-
-@dataclass(frozen=True)
 class SendFailed(Event):
     """A message to the relay could not be sent (link down)."""
 
@@ -231,31 +218,7 @@ class MediaEnded(Event):
 
 
 # -- commands ------------------------------------------------------------------------------------
-class Command:
-    """Base of everything :meth:`CounterMachine.handle` returns."""
-
-
-@dataclass(frozen=True)
-class Send(Command):
-    msg: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class StartTimer(Command):
-    name: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class CancelTimer(Command):
-    name: str
-
-
-@dataclass(frozen=True)
-class Ring(Command):
-    on: bool
-
-
+# Send, StartTimer, CancelTimer and Ring come from kiosk.machine.
 @dataclass(frozen=True)
 class StartMedia(Command):
     """Open the media session for ``call`` and make the offer to ``offer_to``."""
@@ -370,11 +333,8 @@ class CounterMachine:
     # -- transitions -----------------------------------------------------------------------------
     def _go(self, new: State, why: str = "") -> None:
         old = self.state
-        if new is old:
+        if not check_transition("counter", TRANSITIONS, old, new, why, log):
             return
-        if new not in TRANSITIONS[old]:
-            raise InvalidTransition(old, new, why)
-        log.info("counter state %s -> %s%s", old.name, new.name, f" ({why})" if why else "")
         self.state = new
         self.history.append((old, new))
         self._leave(old)

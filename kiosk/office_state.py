@@ -7,7 +7,8 @@ Screens read the machine's public attributes: the ringing list, today's missed c
 with its members and invitations, the available/away status and the last notice.
 
 Every state change goes through :meth:`OfficeMachine._go`, which logs ``old -> new`` and raises
-:class:`InvalidTransition` (naming both states) for a change that :data:`TRANSITIONS` does not allow.
+:class:`InvalidTransition` (naming both states) for a change that :data:`TRANSITIONS` does not allow
+(:func:`kiosk.machine.check_transition`, shared with the counter's machine).
 """
 
 from __future__ import annotations
@@ -19,6 +20,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
+
+from kiosk.machine import (
+    CancelTimer,
+    Command,
+    Event,
+    InvalidTransition,
+    LinkChanged,
+    RelayMessage,
+    Ring,
+    Send,
+    StartTimer,
+    TimerFired,
+    check_transition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +74,6 @@ class InviteStatus(Enum):
     DECLINED = "declined"
     EXPIRED = "expired"
     FAILED = "failed"
-
-
-class InvalidTransition(Exception):
-    """A state change that the machine does not allow; names both states."""
-
-    def __init__(self, old: State, new: State, why: str = "") -> None:
-        super().__init__(f"invalid office transition {old.name} -> {new.name}" + (f" ({why})" if why else ""))
-        self.old = old
-        self.new = new
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -156,21 +162,7 @@ class Notice:
 
 
 # -- events --------------------------------------------------------------------------------------
-class Event:
-    """Base of everything fed to :meth:`OfficeMachine.handle`."""
-
-
-@dataclass(frozen=True)
-class LinkChanged(Event):
-    state: str  # connecting, up, down, unauthorized (kiosk.client)
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class RelayMessage(Event):
-    msg: Mapping[str, Any]
-
-
+# LinkChanged, RelayMessage and TimerFired come from kiosk.machine.
 @dataclass(frozen=True)
 class AnswerPressed(Event):
     call: str
@@ -210,26 +202,8 @@ class MediaEnded(Event):
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class TimerFired(Event):
-    name: str
-
-
 # -- commands ------------------------------------------------------------------------------------
-class Command:
-    """Base of everything :meth:`OfficeMachine.handle` returns."""
-
-
-@dataclass(frozen=True)
-class Send(Command):
-    msg: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Ring(Command):
-    on: bool
-
-
+# Send, Ring, StartTimer and CancelTimer come from kiosk.machine.
 @dataclass(frozen=True)
 class StartMedia(Command):
     """Open the media session for ``call`` (before 'answer' goes out, so no offer is missed)."""
@@ -242,17 +216,6 @@ class StopMedia(Command):
     """Close the media session: ``how`` is ``hangup`` (end for everyone), ``leave`` or ``close`` (local only)."""
 
     how: str
-
-
-@dataclass(frozen=True)
-class StartTimer(Command):
-    name: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class CancelTimer(Command):
-    name: str
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -368,11 +331,8 @@ class OfficeMachine:
 
     def _go(self, new: State, why: str = "") -> None:
         old = self.state
-        if new is old:
+        if not check_transition("office", TRANSITIONS, old, new, why, log):
             return
-        if new not in TRANSITIONS[old]:
-            raise InvalidTransition(old, new, why)
-        log.info("office state %s -> %s%s", old.name, new.name, f" ({why})" if why else "")
         self.state = new
         self.history.append((old, new))
 
