@@ -3,7 +3,8 @@
 One asyncio loop runs Kivy (``App.async_run``), the relay client and aiortc. The app is a thin
 composition: relay messages, link changes, touches, timers and device checks become events for the
 pure :class:`~kiosk.counter_state.CounterMachine`; the commands it returns are carried out here (send,
-timers, ring tone, media session); screens show the machine's state.
+timers, ring tone and the call session's wiring come from :class:`~kiosk.apps.terminal.TerminalApp`,
+shared with the staff station); screens show the machine's state.
 
 Run in-process (tests, ``scripts/screenshots``)::
 
@@ -22,9 +23,7 @@ prepare_kivy_env()  # before Kivy is imported: no argv parsing, no ~/.kivy, offs
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import contextlib  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
@@ -35,43 +34,34 @@ from kivy.properties import (  # noqa: E402
     BooleanProperty,
     ListProperty,
     NumericProperty,
-    ObjectProperty,
     StringProperty,
 )
 from kivy.uix.floatlayout import FloatLayout  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
-from kiosk.client import NotConnected, RelayClient  # noqa: E402
+from kiosk.apps.terminal import TerminalApp  # noqa: E402
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
 from kiosk.counter_state import (  # noqa: E402
     BackPressed,
     CancelPressed,
-    CancelTimer,
     CheckDevices,
     Command,
     CounterMachine,
     Department,
     DepartmentChosen,
     DevicesChecked,
-    Event,
     ExitApp,
     HangUpPressed,
-    LinkChanged,
     MediaEnded,
     PinEntered,
-    RelayMessage,
     ReloadConfig,
     ResetLanguage,
-    Ring,
-    Send,
     SendFailed,
     StartMedia,
-    StartTimer,
     State,
     StopMedia,
     TechGesture,
     Timeouts,
-    TimerFired,
     Touched,
 )
 from kiosk.screens.counter import (  # noqa: E402
@@ -82,9 +72,7 @@ from kiosk.screens.counter import (  # noqa: E402
     create_screen,
     load_counter_kv,
 )
-from kiosk.ui.app import KioskApp  # noqa: E402
 from kiosk.ui.env import configure_window, restore_std_streams  # noqa: E402
-from kiosk.ui.sound import RingTone  # noqa: E402
 from kiosk.ui.video import LatestFrameSink  # noqa: E402
 from kiosk.ui.widgets import HoldCorner  # noqa: E402
 
@@ -101,7 +89,7 @@ def timeouts_from(config: TerminalConfig) -> Timeouts:
     return Timeouts(idle=ui.idle_timeout, result=ui.result_timeout, thanks=ui.thanks_timeout)
 
 
-class CounterApp(KioskApp):
+class CounterApp(TerminalApp):
     """The counter kiosk.
 
     Args:
@@ -114,7 +102,10 @@ class CounterApp(KioskApp):
         device_retry: seconds between camera checks while a camera is missing.
     """
 
-    # What the kv files show; the state machine is the source of truth, these are its projection.
+    role = "counter"
+
+    # What the kv files show; the state machine is the source of truth, these are its projection
+    # (plus ``ringing``, ``mic_muted`` and ``session`` from TerminalApp).
     state_name = StringProperty("starting")
     call_department = StringProperty("")
     result_department = StringProperty("")
@@ -122,43 +113,30 @@ class CounterApp(KioskApp):
     elapsed = NumericProperty(0)
     countdown = NumericProperty(0)
     members = ListProperty([])
-    mic_muted = BooleanProperty(False)
-    ringing = BooleanProperty(False)
     pin_error = BooleanProperty(False)
     causes_text = StringProperty("")
     office_phone = StringProperty("")
     tech_message = StringProperty("")
     has_lamp = BooleanProperty(False)
     diag_version = NumericProperty(0)
-    session = ObjectProperty(None, allownone=True)
+
+    machine: CounterMachine
 
     def __init__(self, config: TerminalConfig, *, url: str | None = None, local_media: Any = None,
                  hold_time: float = 3.0, link_grace: float = 2.0, device_retry: float = 5.0,
                  **kwargs: Any) -> None:
-        super().__init__(config.ui, tables=("counter",), **kwargs)
+        super().__init__(config, url=url, local_media=local_media, tables=("counter",), **kwargs)
         self.title = "Remote consultation counter"
-        self.config_file = config
-        self._url_override = url
-        self.url = url or config.relay.url
         self.hold_time = hold_time
         self.machine = CounterMachine(replace(timeouts_from(config), link_grace=link_grace, device_retry=device_retry),
                                       pin=config.ui.pin)
         self.device_checks = 0
-        self.client: RelayClient | None = None
-        self.local: Any = local_media
-        self._own_local = local_media is None
         self._local_error = ""
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._deadlines: dict[str, float] = {}
-        self._ticker: Any = None
-        self.ring = RingTone(enabled=config.ui.ring_sound)
         self.screens: dict[str, CounterScreen] = {}
         self.manager: ScreenManager | None = None
         self.corner: HoldCorner | None = None
         self.stopped = asyncio.Event()
         self.events: list[str] = []  # state names in order (tests, diagnostics)
-        self._closed = False
 
     # -- Kivy lifecycle ------------------------------------------------------------------------
     def build(self) -> FloatLayout:
@@ -199,42 +177,8 @@ class CounterApp(KioskApp):
         from kivy.core.window import Window
 
         Window.unbind(on_touch_down=self._on_any_touch)
-        if self._ticker is not None:
-            self._ticker.cancel()
+        super().on_stop()
         self.stopped.set()
-
-    async def aclose(self) -> None:
-        """Close everything the app opened: call session (hanging up), relay link, sources, timers."""
-        if self._closed:
-            return
-        self._closed = True
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
-        await self._stop_media(hang_up=True)
-        if self.client is not None:
-            await self.client.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._own_local and self.local is not None:
-            self.local.close()
-            self.local = None
-        self.ring.close()
-
-    async def run_until_stopped(self) -> int:
-        """Run the app until it stops (technician exit or SIGTERM); close everything; exit status."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
-        try:
-            await self.async_run(async_lib="asyncio")
-        finally:
-            await self.aclose()
-        return 0
 
     # -- for kv --------------------------------------------------------------------------------
     def screen(self, name: str) -> Any:
@@ -303,11 +247,6 @@ class CounterApp(KioskApp):
     def submit_pin(self, pin: str) -> None:
         self.dispatch_event(PinEntered(pin))
 
-    def toggle_mute(self) -> None:
-        self.mic_muted = not self.mic_muted
-        if self.session is not None:
-            self.session.set_mic_muted(self.mic_muted)
-
     def lamp_test(self) -> None:
         self.tech_message = self.tr("tech.no_lamp")
 
@@ -325,55 +264,18 @@ class CounterApp(KioskApp):
         return False  # let the touch reach the widgets
 
     async def _on_relay_message(self, msg: dict[str, Any]) -> None:
-        if self.session is not None:
-            await self.session.on_message(msg)
-        self.dispatch_event(RelayMessage(msg))
+        await super()._on_relay_message(msg)
         if msg.get("type") == "welcome":
             deps = msg.get("departments") or []
             phones = [d.get("fallback", {}).get("phone", "") for d in deps]
             self.office_phone = next((p for p in phones if p), "")
 
-    async def _on_link(self, state: str, detail: str) -> None:
-        self.dispatch_event(LinkChanged(state, detail))
-
-    def dispatch_event(self, event: Event) -> None:
-        """Feed the state machine and carry out its commands; then refresh the screens."""
-        try:
-            commands = self.machine.handle(event)
-        except Exception:
-            log.exception("state machine failed on %r in %s", event, self.machine.state.name)
-            return
-        self._run(commands)
-
-    def _run(self, commands: list[Command]) -> None:
-        for cmd in commands:
-            try:
-                self._execute(cmd)
-            except Exception:
-                log.exception("command %r failed", cmd)
-        self._refresh()
-
-    # -- commands out --------------------------------------------------------------------------
+    # -- commands out (Send, timers and Ring: TerminalApp) --------------------------------------
     def _execute(self, cmd: Command) -> None:
-        if isinstance(cmd, Send):
-            self._spawn(self._send(cmd.msg))
-        elif isinstance(cmd, StartTimer):
-            self._start_timer(cmd.name, cmd.seconds)
-        elif isinstance(cmd, CancelTimer):
-            handle = self._timers.pop(cmd.name, None)
-            if handle is not None:
-                handle.cancel()
-            self._deadlines.pop(cmd.name, None)
-        elif isinstance(cmd, Ring):
-            self.ringing = cmd.on
-            if cmd.on:
-                self.ring.play()
-            else:
-                self.ring.stop()
-        elif isinstance(cmd, StartMedia):
+        if isinstance(cmd, StartMedia):
             self._start_media(cmd.call, cmd.offer_to)
         elif isinstance(cmd, StopMedia):
-            self._spawn(self._stop_media(hang_up=False))
+            self._spawn(self._stop_media("close"))
         elif isinstance(cmd, CheckDevices):
             self._spawn(self._check_devices())
         elif isinstance(cmd, ResetLanguage):
@@ -384,35 +286,10 @@ class CounterApp(KioskApp):
         elif isinstance(cmd, ReloadConfig):
             self._reload_config()
         else:
-            raise TypeError(f"unknown command {cmd!r}")
+            super()._execute(cmd)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, msg: dict[str, Any]) -> None:
-        if self.client is None:
-            self.dispatch_event(SendFailed(msg["type"], "no relay client"))
-            return
-        try:
-            await self.client.send(msg)
-        except NotConnected as err:
-            log.warning("could not send %s: %s", msg["type"], err)
-            self.dispatch_event(SendFailed(msg["type"], str(err)))
-
-    def _start_timer(self, name: str, seconds: float) -> None:
-        old = self._timers.pop(name, None)
-        if old is not None:
-            old.cancel()
-        loop = asyncio.get_running_loop()
-        self._timers[name] = loop.call_later(seconds, self._timer_fired, name)
-        self._deadlines[name] = time.monotonic() + seconds
-
-    def _timer_fired(self, name: str) -> None:
-        self._timers.pop(name, None)
-        self._deadlines.pop(name, None)
-        self.dispatch_event(TimerFired(name))
+    def _send_failed(self, msg: dict[str, Any], detail: str) -> None:
+        self.dispatch_event(SendFailed(msg["type"], detail))
 
     # -- media ---------------------------------------------------------------------------------
     def _open_local_media(self) -> None:
@@ -450,38 +327,14 @@ class CounterApp(KioskApp):
         self.dispatch_event(DevicesChecked(tuple(problems)))
 
     def _start_media(self, call_id: str, offer_to: str) -> None:
-        if self.local is None or self.client is None:
-            log.error("no local media: call %s continues without video", call_id)
-            return
-        from kiosk.video.session import CallSession, EventKind, SessionEvent
-
-        media = self.config_file.media
-        welcome = self.client.welcome or {}
+        from kiosk.video.session import EventKind, SessionEvent
 
         def on_event(ev: SessionEvent) -> None:
             if ev.kind is EventKind.ENDED and ev.reason not in ("hangup", "closed", "cancelled"):
                 self.dispatch_event(MediaEnded(ev.reason or ""))
 
-        self.mic_muted = False
-        self.session = CallSession(
-            self.machine.terminal, "counter", self.local, self.client.send, call_id=call_id,
-            ice_servers=welcome.get("ice_servers") or [], codec=media.network.codec if media else "vp8",
-            audio_output=media.audio.output if media else "null", on_event=on_event)
-        self._spawn(self.session.on_message({"type": "answered", "call": call_id, "by": offer_to}))
-
-    async def _stop_media(self, *, hang_up: bool) -> None:
-        session, self.session = self.session, None
-        if session is None:
-            return
-        with contextlib.suppress(Exception):
-            if hang_up:
-                await session.hangup()
-            await session.close()
-
-    def _new_client(self) -> RelayClient:
-        """A relay client for ``[relay]`` (token, CA file for wss://) at :attr:`url`."""
-        return RelayClient.for_link(self.config_file.relay, url=self.url, on_message=self._on_relay_message,
-                                    on_link=self._on_link, client_name="kiosk counter")
+        if self._open_session(call_id, on_event):
+            self._spawn(self.session.on_message({"type": "answered", "call": call_id, "by": offer_to}))
 
     # -- technician ----------------------------------------------------------------------------
     def _reload_config(self) -> None:

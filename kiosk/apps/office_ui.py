@@ -3,8 +3,8 @@
 One asyncio loop runs Kivy (``App.async_run``), the relay client, aiortc and, when the config has a
 ``[lamp]`` section, the lamp. The app is a thin composition: relay messages, link changes, touches,
 media events and timers become events for the pure :class:`~kiosk.office_state.OfficeMachine`; the
-commands it returns are carried out here (send, ring, start/stop the call session, timers); screens show
-the machine's state. Sub-views of a call (papers full screen, still viewer, invite picker) are the UI's
+commands it returns are carried out here (send, ring, timers and the call session's wiring come from
+:class:`~kiosk.apps.terminal.TerminalApp`, shared with the counter kiosk); screens show the machine's state. Sub-views of a call (papers full screen, still viewer, invite picker) are the UI's
 own business and not states of the machine.
 
 Run in-process (tests, ``scripts/screenshots``)::
@@ -24,9 +24,7 @@ prepare_kivy_env()  # before Kivy is imported: no argv parsing, no ~/.kivy, offs
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import contextlib  # noqa: E402
 import logging  # noqa: E402
-import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
@@ -38,35 +36,27 @@ from kivy.clock import Clock  # noqa: E402
 from kivy.properties import (  # noqa: E402
     BooleanProperty,
     NumericProperty,
-    ObjectProperty,
     StringProperty,
 )
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
-from kiosk.client import NotConnected, RelayClient  # noqa: E402
+from kiosk.apps.terminal import TerminalApp  # noqa: E402
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
 from kiosk.office_state import (  # noqa: E402
     AnswerPressed,
     AwayToggled,
-    CancelTimer,
     Command,
     DeclinePressed,
-    Event,
     HangUpPressed,
     InvitePressed,
     InviteStatus,
     LeavePressed,
-    LinkChanged,
     MediaEnded,
     OfficeMachine,
-    RelayMessage,
-    Ring,
     Send,
     StartMedia,
-    StartTimer,
     State,
     StopMedia,
-    TimerFired,
 )
 from kiosk.screens.office import (  # noqa: E402
     OFFICE_SCREENS,
@@ -76,9 +66,7 @@ from kiosk.screens.office import (  # noqa: E402
     create_office_screen,
     load_office_kv,
 )
-from kiosk.ui.app import KioskApp  # noqa: E402
 from kiosk.ui.env import configure_window, restore_std_streams  # noqa: E402
-from kiosk.ui.sound import RingTone  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +82,7 @@ def _mmss(seconds: float) -> tuple[int, int]:
     return s // 60, s % 60
 
 
-class OfficeApp(KioskApp):
+class OfficeApp(TerminalApp):
     """The staff station.
 
     Args:
@@ -106,13 +94,15 @@ class OfficeApp(KioskApp):
         taken_shown: seconds a call taken by a colleague stays listed.
     """
 
-    # What the kv files show: a projection of the machine plus the UI's own bits.
+    role = "office"
+
+    # What the kv files show: a projection of the machine plus the UI's own bits (plus ``ringing``,
+    # ``mic_muted`` and ``session`` from TerminalApp).
     state_name = StringProperty("connecting")
     view = StringProperty("in_call")
     away = BooleanProperty(False)
     link_ok = BooleanProperty(False)
     ever_up = BooleanProperty(False)
-    ringing = BooleanProperty(False)
     ringing_count = NumericProperty(0)
     missed_count = NumericProperty(0)
     notice_text = StringProperty("")
@@ -121,27 +111,18 @@ class OfficeApp(KioskApp):
     version = NumericProperty(0)
     big = StringProperty("camera")
     doc_rotation = NumericProperty(0)
-    mic_muted = BooleanProperty(False)
     can_leave = BooleanProperty(False)
     still_busy = BooleanProperty(False)
-    session = ObjectProperty(None, allownone=True)
+
+    machine: OfficeMachine
 
     def __init__(self, config: TerminalConfig, *, url: str | None = None, local_media: Any = None,
                  lamp_device: Any = None, taken_shown: float | None = None, **kwargs: Any) -> None:
-        super().__init__(config.ui, tables=("office",), **kwargs)
+        super().__init__(config, url=url, local_media=local_media, tables=("office",), **kwargs)
         self.title = "Remote consultation: staff station"
-        self.config_file = config
-        self.url = url or config.relay.url
         self.machine = OfficeMachine() if taken_shown is None else OfficeMachine(taken_shown=taken_shown)
-        self.client: RelayClient | None = None
-        self.local: Any = local_media
-        self._own_local = local_media is None
         self.lamp: Any = None
         self._lamp_device = lamp_device
-        self.ring = RingTone(enabled=config.ui.ring_sound)
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._ticker: Any = None
         self.screens: dict[str, OfficeScreen] = {}
         self.manager: ScreenManager | None = None
         self.still: Any = None  # the Still shown in the viewer (memory only, wiped at call end)
@@ -149,7 +130,6 @@ class OfficeApp(KioskApp):
         self._notice_at = 0.0
         self.events: list[str] = []  # screen names in order (tests, diagnostics)
         self.received: list[str] = []  # types of the latest relay messages (tests, diagnostics)
-        self._closed = False
         counter = self._counter_id
         self.frames = {
             "camera": CallFrames(lambda: self.session, counter, "camera"),
@@ -198,50 +178,15 @@ class OfficeApp(KioskApp):
 
             self.lamp = LampController(self.config_file.lamp, device=self._lamp_device)
             self.lamp.start()
-        self.client = RelayClient.for_link(self.config_file.relay, url=self.url, on_message=self._on_relay_message,
-                                           on_link=self._on_link, client_name="kiosk office")
+        self.client = self._new_client()
         self.client.start()
         self._ticker = Clock.schedule_interval(self._tick, 0.5)
         self._refresh()
 
-    def on_stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-
-    async def aclose(self) -> None:
-        """Close everything the app opened: call (hanging up), relay link, lamp, sources, timers."""
-        if self._closed:
-            return
-        self._closed = True
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
-        await self._stop_media("hangup")
-        if self.client is not None:
-            await self.client.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def _close_devices(self) -> None:
+        """The embedded lamp goes off and closes (TerminalApp.aclose has ended the call first)."""
         if self.lamp is not None:
             await self.lamp.close()
-        if self._own_local and self.local is not None:
-            self.local.close()
-            self.local = None
-        self.ring.close()
-
-    async def run_until_stopped(self) -> int:
-        """Run until the window closes or SIGTERM; end a call cleanly, lamp off; exit status."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
-        try:
-            await self.async_run(async_lib="asyncio")
-        finally:
-            await self.aclose()
-        return 0
 
     # -- for kv --------------------------------------------------------------------------------
     @property
@@ -329,11 +274,6 @@ class OfficeApp(KioskApp):
     def rotate_document(self) -> None:
         self.doc_rotation = ROTATIONS[(ROTATIONS.index(int(self.doc_rotation)) + 1) % len(ROTATIONS)]
 
-    def toggle_mute(self) -> None:
-        self.mic_muted = not self.mic_muted
-        if self.session is not None:
-            self.session.set_mic_muted(self.mic_muted)
-
     def request_still(self) -> None:
         if self.session is None or self.still_busy or self.machine.state is not State.IN_CALL:
             return
@@ -374,88 +314,32 @@ class OfficeApp(KioskApp):
         self.received = [*self.received[-199:], str(msg.get("type"))]
         if self.lamp is not None:
             self.lamp.on_message(msg)
-        if self.session is not None:
-            await self.session.on_message(msg)
-        self.dispatch_event(RelayMessage(msg))
+        await super()._on_relay_message(msg)
 
     async def _on_link(self, state: str, detail: str) -> None:
         if self.lamp is not None:
             self.lamp.on_link(state, detail)
         if state == "up":
             self.ever_up = True
-        self.dispatch_event(LinkChanged(state, detail))
+        await super()._on_link(state, detail)
 
-    def dispatch_event(self, event: Event) -> None:
-        """Feed the machine and carry out its commands; then refresh the screens."""
-        try:
-            commands = self.machine.handle(event)
-        except Exception:
-            log.exception("office machine failed on %r in %s", event, self.machine.state.name)
-            return
-        for cmd in commands:
-            try:
-                self._execute(cmd)
-            except Exception:
-                log.exception("command %r failed", cmd)
-        self._refresh()
-
-    # -- commands out --------------------------------------------------------------------------
+    # -- commands out (Send, timers and Ring: TerminalApp) --------------------------------------
     def _execute(self, cmd: Command) -> None:
-        if isinstance(cmd, Send):
-            if self.lamp is not None:
-                self.lamp.on_sent(cmd.msg)
-            self._spawn(self._send(cmd.msg))
-        elif isinstance(cmd, Ring):
-            self.ringing = cmd.on
-            if cmd.on:
-                self.ring.play()
-            else:
-                self.ring.stop()
-        elif isinstance(cmd, StartMedia):
+        if isinstance(cmd, StartMedia):
             self._start_media(cmd.call)
         elif isinstance(cmd, StopMedia):
             self._spawn(self._stop_media(cmd.how))
-        elif isinstance(cmd, StartTimer):
-            old = self._timers.pop(cmd.name, None)
-            if old is not None:
-                old.cancel()
-            self._timers[cmd.name] = asyncio.get_running_loop().call_later(cmd.seconds, self._timer_fired, cmd.name)
-        elif isinstance(cmd, CancelTimer):
-            handle = self._timers.pop(cmd.name, None)
-            if handle is not None:
-                handle.cancel()
         else:
-            raise TypeError(f"unknown command {cmd!r}")
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, msg: dict[str, Any]) -> None:
-        if self.client is None:
-            return
-        try:
-            await self.client.send(msg)
-        except NotConnected as err:
-            log.warning("could not send %s: %s", msg["type"], err)
-
-    def _timer_fired(self, name: str) -> None:
-        self._timers.pop(name, None)
-        self.dispatch_event(TimerFired(name))
+            if isinstance(cmd, Send) and self.lamp is not None:
+                self.lamp.on_sent(cmd.msg)
+            super()._execute(cmd)
 
     # -- media ---------------------------------------------------------------------------------
     def _start_media(self, call_id: str) -> None:
         if self.session is not None:
             old, self.session = self.session, None
             self._spawn(old.close())
-        if self.local is None or self.client is None:
-            log.error("no local media: call %s continues without video", call_id)
-            return
-        from kiosk.video.session import CallSession, EventKind, SessionEvent
-
-        media = self.config_file.media
-        welcome = self.client.welcome or {}
+        from kiosk.video.session import EventKind, SessionEvent
 
         def on_event(ev: SessionEvent) -> None:
             if ev.kind is EventKind.ENDED:
@@ -463,14 +347,11 @@ class OfficeApp(KioskApp):
             elif ev.kind in (EventKind.CONNECTION_STATE, EventKind.MEMBER_LEFT, EventKind.MEMBER_JOINED):
                 self._refresh()
 
-        self.mic_muted = False
-        self.doc_rotation = 0
-        self.session = CallSession(
-            self.machine.terminal, "office", self.local, self.client.send, call_id=call_id,
-            ice_servers=welcome.get("ice_servers") or [], codec=media.network.codec if media else "vp8",
-            audio_output=media.audio.output if media else "null", on_event=on_event)
+        if self._open_session(call_id, on_event):
+            self.doc_rotation = 0
 
     async def _stop_media(self, how: str) -> None:
+        """Wipe the call's pictures (still, papers, tiles), then close the session (TerminalApp)."""
         session, self.session = self.session, None
         if self.screens:
             self._wipe_still()
@@ -478,14 +359,7 @@ class OfficeApp(KioskApp):
             self.screens["document"].ids.doc_view.clear()
         self.still_busy = False
         self.view = "in_call"
-        if session is None:
-            return
-        with contextlib.suppress(Exception):
-            if how == "hangup":
-                await session.hangup()
-            elif how == "leave":
-                await session.leave()
-            await session.close()
+        await self._close_session(session, how)
 
     # -- screens -------------------------------------------------------------------------------
     def _tick(self, _dt: float) -> None:
