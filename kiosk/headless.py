@@ -17,7 +17,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 from kiosk.client import LINK_UP, RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
@@ -25,12 +25,70 @@ from kiosk.video.ice import IceConfigError, restrict_ice_addresses
 from kiosk.video.local_media import LocalMedia, open_local_media
 from kiosk.video.session import CallSession, EventKind, SessionEvent, SessionState
 
-__all__ = ["HeadlessCounter", "HeadlessStation", "main"]
+__all__ = ["HeadlessCounter", "HeadlessStation", "HeadlessTerminal", "main"]
 
 log = logging.getLogger(__name__)
 
 
-class HeadlessStation:
+class HeadlessTerminal:
+    """What the headless station and counter share: the config, sources (own or lent), the relay link.
+
+    Args:
+        config: a terminal config with media sections (the subclass checks).
+        url: relay URL overriding ``[relay] url``.
+        local: already opened sources (default: opened from ``config.media`` at :meth:`start`, and
+            closed at ``close``).
+    """
+
+    role = ""  # ``office`` or ``counter``
+
+    def __init__(self, config: TerminalConfig, *, url: str | None, local: LocalMedia | None) -> None:
+        self.config = config
+        self.url = url or config.relay.url
+        self._own_local = local is None
+        self.local = local
+        self.client: RelayClient | None = None
+        self.session: CallSession | None = None
+
+    async def start(self) -> Self:
+        """Restrict ICE to the configured addresses, open sources, connect to the relay."""
+        assert self.config.media is not None
+        restrict_ice_addresses(self.config.media.network.ice_addresses)
+        if self.local is None:
+            self.local = open_local_media(self.config.media, document=self.role == "counter")
+        self.client = RelayClient.for_link(self.config.relay, url=self.url, on_message=self._on_message,
+                                           on_link=self._on_link, client_name=f"kiosk-{self.role}-headless")
+        self.client.start()
+        return self
+
+    async def wait_up(self, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until the relay has welcomed this terminal."""
+        assert self.client is not None, "start() first"
+        return await self.client.wait_up(timeout)
+
+    async def close(self) -> None:
+        """Disconnect and close own sources (subclasses end their call first)."""
+        if self.client is not None:
+            await self.client.close()
+        if self._own_local and self.local is not None:
+            self.local.close()
+            self.local = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _on_message(self, msg: dict[str, Any]) -> None:
+        if self.session is not None:
+            await self.session.on_message(msg)
+
+    async def _on_link(self, state: str, detail: str) -> None:
+        """Link changes; nothing to do here."""
+
+
+class HeadlessStation(HeadlessTerminal):
     """A staff station with no UI, driven by the relay.
 
     Args:
@@ -42,6 +100,8 @@ class HeadlessStation:
         on_event: called with every session event, for tools that report.
         out: where one-line status reports go (``print`` for the CLI; None = only the log).
     """
+
+    role = "office"
 
     def __init__(
         self,
@@ -55,37 +115,16 @@ class HeadlessStation:
     ) -> None:
         if config.media is None:
             raise ConfigError(f"{config.path}: an office terminal config needs media sections")
-        self.config = config
+        super().__init__(config, url=url, local=local)
         self.auto_answer = auto_answer
-        self.url = url or config.relay.url
         self.on_event = on_event
         self.out = out
-        self._own_local = local is None
-        self.local = local
-        self.client: RelayClient | None = None
         self.terminal_id: str | None = None
-        self.session: CallSession | None = None
         self.sessions: list[CallSession] = []
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._ready_reported = False
 
     # -- lifecycle -------------------------------------------------------------------------------
-    async def start(self) -> HeadlessStation:
-        """Restrict ICE to the configured addresses, open sources, connect to the relay."""
-        assert self.config.media is not None
-        restrict_ice_addresses(self.config.media.network.ice_addresses)
-        if self.local is None:
-            self.local = open_local_media(self.config.media, document=False)
-        self.client = RelayClient.for_link(self.config.relay, url=self.url, on_message=self._on_message,
-                                  on_link=self._on_link, client_name="kiosk-office-headless")
-        self.client.start()
-        return self
-
-    async def wait_up(self, timeout: float = 10.0) -> dict[str, Any]:
-        """Wait until the relay has welcomed this station."""
-        assert self.client is not None, "start() first"
-        return await self.client.wait_up(timeout)
-
     async def close(self) -> None:
         """Hang up a call in progress, disconnect, close own sources."""
         for task in self._pending.values():
@@ -95,17 +134,7 @@ class HeadlessStation:
             await self.session.hangup()
         if self.session is not None:
             await self.session.close()
-        if self.client is not None:
-            await self.client.close()
-        if self._own_local and self.local is not None:
-            self.local.close()
-            self.local = None
-
-    async def __aenter__(self) -> HeadlessStation:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await super().close()
 
     # -- actions ---------------------------------------------------------------------------------
     @property
@@ -161,8 +190,7 @@ class HeadlessStation:
             self._say(f"answer failed: {msg.get('code')}: {msg.get('message')}")
             await self.session.close()
             return
-        if self.session is not None:
-            await self.session.on_message(msg)
+        await super()._on_message(msg)
 
     async def _answer_later(self, call: str) -> None:
         try:
@@ -186,10 +214,11 @@ class HeadlessStation:
             self.out(text)
 
 
-class HeadlessCounter:
+class HeadlessCounter(HeadlessTerminal):
     """A counter kiosk with no UI: places calls and streams camera, document camera and audio.
 
-    For tests, the demo and benchmarks (``kiosk call-test`` is its one-shot, reporting cousin).
+    For tests, the demo, the station's screenshot scenes and benchmarks (``kiosk call-test`` is its
+    one-shot, reporting cousin).
 
     Args:
         config: a ``counter`` terminal config.
@@ -198,37 +227,33 @@ class HeadlessCounter:
         on_event: called with every session event.
     """
 
+    role = "counter"
+
     def __init__(self, config: TerminalConfig, *, url: str | None = None, local: LocalMedia | None = None,
                  on_event: Callable[[SessionEvent], Any] | None = None) -> None:
         if config.media is None:
             raise ConfigError(f"{config.path}: a counter terminal config needs media sections")
-        self.config = config
-        self.url = url or config.relay.url
+        super().__init__(config, url=url, local=local)
         self.on_event = on_event
-        self._own_local = local is None
-        self.local = local
-        self.client: RelayClient | None = None
-        self.session: CallSession | None = None
         self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
-    async def start(self) -> HeadlessCounter:
-        """Restrict ICE to the configured addresses, open sources, connect to the relay."""
-        assert self.config.media is not None
-        restrict_ice_addresses(self.config.media.network.ice_addresses)
-        if self.local is None:
-            self.local = open_local_media(self.config.media)
-        self.client = RelayClient.for_link(self.config.relay, url=self.url, on_message=self._on_message,
-                                  client_name="kiosk-counter-headless")
-        self.client.start()
-        return self
-
-    async def wait_up(self, timeout: float = 10.0) -> dict[str, Any]:
-        """Wait until the relay has welcomed this counter."""
-        assert self.client is not None, "start() first"
-        return await self.client.wait_up(timeout)
+    @property
+    def terminal(self) -> str:
+        """This counter's terminal id (from the relay's ``welcome``; empty before it)."""
+        return str((self.client.welcome or {}).get("terminal", "")) if self.client is not None else ""
 
     async def call(self, department: str, timeout: float = 10.0) -> CallSession:
         """Call ``department``; returns the session once the call rings (media starts on answer).
+
+        Raises:
+            RuntimeError: the relay refused the call (the message carries its error code) or did not reply.
+        """
+        await self.place_call(department, timeout)
+        assert self.session is not None
+        return self.session
+
+    async def place_call(self, department: str, timeout: float = 10.0) -> str:
+        """Call ``department``; returns the call id once it rings (:attr:`session` is the call's session).
 
         Raises:
             RuntimeError: the relay refused the call (the message carries its error code) or did not reply.
@@ -251,34 +276,34 @@ class HeadlessCounter:
         if reply["type"] == "error":
             await session.close()
             raise RuntimeError(f"call to {department} refused: {reply.get('code')}: {reply.get('message')}")
-        return session
+        return str(reply["call"])
+
+    async def end(self) -> None:
+        """Hang up the call in progress, or cancel one that still rings; the relay link stays up.
+
+        :attr:`session` stays readable, ended, until the next call.
+        """
+        session = self.session
+        if session is None:
+            return
+        if session.state is SessionState.WAITING and session.call_id and self.client is not None:
+            with contextlib.suppress(Exception):
+                await self.client.send({"type": "cancel", "call": session.call_id})
+        else:
+            await session.hangup()
+        await session.close()
 
     async def close(self) -> None:
         """Hang up a call in progress, disconnect, close own sources."""
-        if self.session is not None:
-            if self.session.state is SessionState.WAITING and self.session.call_id and self.client is not None:
-                with contextlib.suppress(Exception):
-                    await self.client.send({"type": "cancel", "call": self.session.call_id})
-            else:
-                await self.session.hangup()
-            await self.session.close()
-        if self.client is not None:
-            await self.client.close()
-        if self._own_local and self.local is not None:
-            self.local.close()
-            self.local = None
-
-    async def __aenter__(self) -> HeadlessCounter:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        try:
+            await self.end()
+        finally:
+            await super().close()
 
     async def _on_message(self, msg: dict[str, Any]) -> None:
         if msg.get("type") == "ringing" or (msg.get("type") == "error" and msg.get("ref") == "call"):
             self._replies.put_nowait(msg)
-        if self.session is not None:
-            await self.session.on_message(msg)
+        await super()._on_message(msg)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,13 +23,12 @@ from helpers import make_relay_config  # noqa: E402
 from kiosk.apps.office_ui import OfficeApp  # noqa: E402
 from kiosk.config import LampConfig, load_terminal_config  # noqa: E402
 from kiosk.devices.lamp import ChannelState  # noqa: E402
-from kiosk.headless import HeadlessStation  # noqa: E402
+from kiosk.headless import HeadlessCounter, HeadlessStation  # noqa: E402
 from kiosk.screens.office_shots import (  # noqa: E402
-    ResidentCounter,
     relay_with_second_counter,
     second_counter_config,
-    small_media,
 )
+from kiosk.screens.scenes import small_media  # noqa: E402
 from kiosk.ui.driver import UiDriver, running_app, visible_texts, walk  # noqa: E402
 from kiosk.video.session import SessionState  # noqa: E402
 from relay_server.server import RelayServer  # noqa: E402
@@ -46,8 +45,8 @@ class Rig:
     relay: RelayServer
     app: Any
     ui: UiDriver
-    resident: ResidentCounter
-    resident2: ResidentCounter
+    resident: HeadlessCounter
+    resident2: HeadlessCounter
     colleague: HeadlessStation
 
     async def idle(self) -> None:
@@ -79,8 +78,10 @@ async def rig() -> AsyncIterator[Rig]:
     cfg = relay_with_second_counter(make_relay_config(ring_timeout=2.5, invite_timeout=10.0))
     relay = await RelayServer(cfg).start(host="127.0.0.1", port=0)
     counter_cfg = small_media(load_terminal_config(ROOT / "config" / "counter.toml", "counter"), CAMERA, DOCUMENT)
-    resident = await ResidentCounter(counter_cfg, url=relay.url).start()
-    resident2 = await ResidentCounter(second_counter_config(counter_cfg), url=relay.url).start()
+    resident = await HeadlessCounter(counter_cfg, url=relay.url).start()
+    resident2 = await HeadlessCounter(second_counter_config(counter_cfg), url=relay.url).start()
+    await resident.wait_up()
+    await resident2.wait_up()
     colleague = HeadlessStation(small_media(load_terminal_config(ROOT / "config" / "office-2.toml", "office"),
                                             CAMERA, None), auto_answer=None, url=relay.url)
     await colleague.start()
@@ -114,7 +115,7 @@ async def test_answer_video_still_invite_leave(rig: Rig) -> None:
     app, ui = rig.app, rig.ui
     await rig.idle()
     waiting = app.screen("waiting")
-    call = await rig.resident.call("juumin")
+    call = await rig.resident.place_call("juumin")
     card = await rig.card(call)
     texts = visible_texts(waiting)
     assert "住民課" in texts and "応答する" in texts and app.ringing
@@ -202,7 +203,7 @@ async def test_end_call_ends_it_for_the_resident(rig: Rig) -> None:
     """Mute silences the microphone; the red end button ends the call for everyone and returns to waiting."""
     app, ui = rig.app, rig.ui
     await rig.idle()
-    call = await rig.resident.call("juumin")
+    call = await rig.resident.place_call("juumin")
     await ui.tap((await rig.card(call)).ids.answer)
     big = app.screen("in_call").ids.big_view
     await ui.until(lambda: app.manager.current == "in_call" and big.has_frame, 15, "video")
@@ -222,7 +223,7 @@ async def test_call_taken_by_colleague_disappears(rig: Rig) -> None:
     app, ui = rig.app, rig.ui
     await rig.idle()
     waiting = app.screen("waiting")
-    call = await rig.resident.call("zeimu")
+    call = await rig.resident.place_call("zeimu")
     await ui.until(lambda: call in app.machine.ringing and app.ringing, 5, "ringing")
     await rig.colleague.answer(call)
     await ui.until(lambda: waiting.card(call).taken_by == COLLEAGUE, 5, "taken")
@@ -240,7 +241,7 @@ async def test_away_is_not_rung(rig: Rig) -> None:
     waiting = app.screen("waiting")
     await ui.tap(waiting.ids.away)
     await ui.until(lambda: app.away and "離席中" in " ".join(visible_texts(waiting)), 5, "away")
-    call = await rig.resident.call("juumin")  # rings: the colleague is available
+    call = await rig.resident.place_call("juumin")  # rings: the colleague is available
     await rig.synced()
     assert call not in app.machine.ringing and not waiting.cards() and not app.ringing
     assert "離席中のため呼び出されません" in visible_texts(waiting)
@@ -248,7 +249,7 @@ async def test_away_is_not_rung(rig: Rig) -> None:
     await ui.tap(waiting.ids.away)
     await ui.until(lambda: not app.away, 5, "available")
     await rig.synced()
-    call = await rig.resident.call("juumin")
+    call = await rig.resident.place_call("juumin")
     await ui.until(lambda: call in app.machine.ringing and app.ringing, 5, "rung again")
 
 
@@ -258,10 +259,10 @@ async def test_missed_calls_are_listed(rig: Rig) -> None:
     await rig.idle()
     waiting = app.screen("waiting")
     before = len(app.machine.missed)
-    await rig.resident.call("hoken")
-    cancelled = await rig.resident2.call("kensetsu")
+    await rig.resident.place_call("hoken")
+    cancelled = await rig.resident2.place_call("kensetsu")
     await ui.until(lambda: cancelled in app.machine.ringing, 5, "the second call ringing")
-    await rig.resident2.cancel()
+    await rig.resident2.end()  # the resident gives up while it rings
     await ui.until(lambda: len(app.machine.missed) == before + 2, 10, "two missed calls (ring timeout 2.5 s)")
     rows = waiting.missed_rows()
     assert rows[0].title.endswith("保健福祉課") and "応答なし" in rows[0].detail
@@ -279,7 +280,7 @@ async def test_every_touch_target_is_at_least_15_mm(rig: Rig) -> None:
 
     app, ui = rig.app, rig.ui
     await rig.idle()
-    call = await rig.resident.call("juumin")
+    call = await rig.resident.place_call("juumin")
     await ui.until(lambda: call in app.machine.ringing, 5, "ringing")
     minimum = app.sizes.touch
     try:

@@ -10,23 +10,13 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from kiosk.config import CameraConfig, TerminalConfig, load_terminal_config
+from kiosk.config import load_terminal_config
+from kiosk.screens.scenes import small_media
 from kiosk.ui.screenshot import shoot_languages
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _media(cfg: TerminalConfig, camera: tuple[int, int], document: tuple[int, int] | None) -> TerminalConfig:
-    media = cfg.media
-    assert media is not None
-    doc = None
-    if document is not None and media.document_camera is not None:
-        doc = CameraConfig(media.document_camera.source, document[0], document[1], 5.0)
-    cam = CameraConfig("synthetic:camera", camera[0], camera[1], 15.0)
-    net = replace(media.network, ice_addresses=("127.0.0.1",))
-    return cfg.with_overrides(media=replace(media, camera=cam, document_camera=doc, network=net))
 
 
 async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path]:
@@ -43,14 +33,14 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
     relay_cfg = replace(relay_cfg, database="", port=0, ring_timeout=5.0,
                         departments={**relay_cfg.departments, "zeimu": closed})
     srv = await RelayServer(relay_cfg).start(host="127.0.0.1", port=0)
-    office = _media(load_terminal_config(ROOT / "config" / "office.toml", "office"), (640, 360), None)
+    office = small_media(load_terminal_config(ROOT / "config" / "office.toml", "office"), (640, 360), None)
     station = HeadlessStation(office, auto_answer=None, url=srv.url)
     await station.start()
     await station.wait_up()
     counter = load_terminal_config(ROOT / "config" / "counter.toml", "counter")
     counter = counter.with_overrides(ui=replace(counter.ui, ring_sound=False, idle_timeout=600,
                                                 result_timeout=20, thanks_timeout=8, fullscreen=False))
-    counter = _media(counter, (640, 360), (1280, 720))
+    counter = small_media(counter, (640, 360), (1280, 720))
     app = CounterApp(counter, url=srv.url, hold_time=0.5)
     shots: list[Path] = []
 

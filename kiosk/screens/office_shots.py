@@ -1,137 +1,27 @@
-"""Screenshots of every staff-station screen (ja and en), for ``scripts/screenshots``; and
-:class:`ResidentCounter`, an in-process counter without a UI that the scenes and the UI tests call with.
+"""Screenshots of every staff-station screen (ja and en), for ``scripts/screenshots``; and the
+set-up the scenes share with the station's UI tests (a second counter).
 
-The scenes run the real station app against a real relay (in-process), two resident counters and a
-headless colleague station, and walk through the screens with simulated touches, as staff would.
+The scenes run the real station app against a real relay (in-process), two resident counters
+(:class:`~kiosk.headless.HeadlessCounter`) and a headless colleague station, and walk through the
+screens with simulated touches, as staff would.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kiosk.config import CameraConfig, RelayLink, TerminalConfig, load_terminal_config
+from kiosk.config import RelayLink, TerminalConfig, load_terminal_config
+from kiosk.screens.scenes import small_media
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ResidentCounter", "SECOND_COUNTER", "relay_with_second_counter", "screenshot_scenes"]
+__all__ = ["SECOND_COUNTER", "relay_with_second_counter", "screenshot_scenes", "second_counter_config"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SECOND_COUNTER = ("counter-sapporo-2", "test-counter-2-a7d3f0", "札幌市役所 北区役所")
-
-
-class ResidentCounter:
-    """A counter terminal without a UI: calls a department, streams camera, document camera and a tone,
-    answers still requests; like ``kiosk call-test`` but held open until told to hang up.
-
-    Args:
-        config: a counter terminal config (relay link, media).
-        url: relay URL overriding ``[relay] url``.
-    """
-
-    def __init__(self, config: TerminalConfig, *, url: str | None = None) -> None:
-        self.config = config
-        self.url = url or config.relay.url
-        self.client: Any = None
-        self.local: Any = None
-        self.session: Any = None
-        self.replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.messages: list[dict[str, Any]] = []
-
-    async def start(self) -> ResidentCounter:
-        from kiosk.client import RelayClient
-        from kiosk.video.ice import restrict_ice_addresses
-        from kiosk.video.local_media import open_local_media
-
-        assert self.config.media is not None
-        restrict_ice_addresses(self.config.media.network.ice_addresses)
-        self.local = open_local_media(self.config.media)
-        self.client = RelayClient(self.url, self.config.relay.token, on_message=self._on_message,
-                                  client_name="resident-counter")
-        self.client.start()
-        await self.client.wait_up(10)
-        return self
-
-    @property
-    def terminal(self) -> str:
-        return str((self.client.welcome or {}).get("terminal", "")) if self.client else ""
-
-    async def call(self, department: str, timeout: float = 10.0) -> str:
-        """Call ``department``; returns the call id once it rings.
-
-        Raises:
-            RuntimeError: the relay refused the call (the message has its error code).
-        """
-        from kiosk.video.session import CallSession
-
-        assert self.client is not None and self.config.media is not None
-        await self.end()
-        welcome = self.client.welcome or {}
-        self.session = CallSession(self.terminal, "counter", self.local, self.client.send,
-                                   ice_servers=welcome.get("ice_servers") or [],
-                                   codec=self.config.media.network.codec, audio_output="null")
-        while not self.replies.empty():
-            self.replies.get_nowait()
-        await self.client.send({"type": "call", "department": department})
-        reply = await asyncio.wait_for(self.replies.get(), timeout)
-        if reply["type"] == "error":
-            await self.session.close()
-            self.session = None
-            raise RuntimeError(f"call refused: {reply.get('code')}: {reply.get('message')}")
-        return str(reply["call"])
-
-    async def cancel(self) -> None:
-        """Give up while it rings."""
-        if self.session is not None and self.session.call_id:
-            await self.client.send({"type": "cancel", "call": self.session.call_id})
-            await self.session.close()
-            self.session = None
-
-    async def end(self) -> None:
-        """Hang up a call in progress (or cancel one that rings)."""
-        session, self.session = self.session, None
-        if session is None:
-            return
-        from kiosk.video.session import SessionState
-
-        if session.state is SessionState.WAITING and session.call_id:
-            await self.client.send({"type": "cancel", "call": session.call_id})
-            await session.close()
-        else:
-            await session.hangup()
-            await session.close()
-
-    async def close(self) -> None:
-        try:
-            await self.end()
-        finally:
-            if self.client is not None:
-                await self.client.close()
-            if self.local is not None:
-                self.local.close()
-                self.local = None
-
-    async def _on_message(self, msg: dict[str, Any]) -> None:
-        self.messages.append(msg)
-        if msg.get("type") == "ringing" or (msg.get("type") == "error" and msg.get("ref") == "call"):
-            self.replies.put_nowait(msg)
-        if self.session is not None:
-            await self.session.on_message(msg)
-
-
-def small_media(cfg: TerminalConfig, camera: tuple[int, int], document: tuple[int, int] | None) -> TerminalConfig:
-    """The config with synthetic sources of the given sizes and media on 127.0.0.1."""
-    media = cfg.media
-    assert media is not None
-    doc = None
-    if document is not None and media.document_camera is not None:
-        doc = CameraConfig(media.document_camera.source, document[0], document[1], 5.0)
-    cam = CameraConfig("synthetic:camera", camera[0], camera[1], 15.0)
-    net = replace(media.network, ice_addresses=("127.0.0.1",))
-    return cfg.with_overrides(media=replace(media, camera=cam, document_camera=doc, network=net))
 
 
 def relay_with_second_counter(cfg: Any) -> Any:
@@ -151,7 +41,7 @@ def second_counter_config(cfg: TerminalConfig) -> TerminalConfig:
 async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
     """Save ``<prefix>-<screen>-<lang>.png`` for every screen; returns the files written."""
     from kiosk.apps.office_ui import OfficeApp
-    from kiosk.headless import HeadlessStation
+    from kiosk.headless import HeadlessCounter, HeadlessStation
     from kiosk.ui.driver import running_app
     from kiosk.ui.screenshot import shoot_languages
     from relay_server.config import load_relay_config
@@ -161,8 +51,10 @@ async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
     srv = await RelayServer(relay_with_second_counter(relay_cfg)).start(host="127.0.0.1", port=0)
     counter_cfg = small_media(load_terminal_config(ROOT / "config" / "counter.toml", "counter"),
                               (640, 360), (1280, 720))
-    resident = await ResidentCounter(counter_cfg, url=srv.url).start()
-    resident2 = await ResidentCounter(second_counter_config(counter_cfg), url=srv.url).start()
+    resident = await HeadlessCounter(counter_cfg, url=srv.url).start()
+    resident2 = await HeadlessCounter(second_counter_config(counter_cfg), url=srv.url).start()
+    await resident.wait_up()
+    await resident2.wait_up()
     colleague = HeadlessStation(small_media(load_terminal_config(ROOT / "config" / "office-2.toml", "office"),
                                             (640, 360), None), auto_answer=None, url=srv.url)
     await colleague.start()
@@ -183,18 +75,19 @@ async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
             await shoot("waiting-empty")
 
             # A call that nobody answers, and one the resident gives up on: the missed list.
-            missed_call = await resident.call("hoken")
+            missed_call = await resident.place_call("hoken")
             await ui.until(lambda: missed_call in app.machine.ringing, 5, "the first call ringing")
-            cancelled = await resident2.call("kensetsu")
+            cancelled = await resident2.place_call("kensetsu")
             await ui.until(lambda: cancelled in app.machine.ringing, 5, "the second call ringing")
             await shoot("waiting-ringing")
-            await resident2.cancel()
+            await resident2.end()  # gives up while it rings
             await ui.until(lambda: len(app.machine.missed) == 1, 15, "the cancelled call in the missed list")
             await ui.until(lambda: len(app.machine.missed) == 2, 15, "the unanswered call in the missed list")
 
             # Two calls ring; the colleague takes one.
-            first = await resident.call("juumin")
-            second = await resident2.call("zeimu")
+            await resident.end()  # the unanswered call may not have reached the counter yet
+            first = await resident.place_call("juumin")
+            second = await resident2.place_call("zeimu")
             await ui.until(lambda: len(waiting.cards()) == 2, 5, "two cards")
             await colleague.answer(second)
             await ui.until(lambda: waiting.card(second).taken_by, 5, "taken by the colleague")
