@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from helpers import TOKENS
 
 from kiosk.config import AudioConfig, CameraConfig, MediaConfig, NetworkConfig, RelayLink, TerminalConfig
+from kiosk.headless import HeadlessCounter, HeadlessStation
 from kiosk.video.session import CallSession, RemoteTrack
 from kiosk.video.stamp import read_frame_stamp
 
@@ -80,3 +82,24 @@ async def wait_audio_tone(track: RemoteTrack, hz: float, timeout: float = 15.0, 
                 return found
         await asyncio.sleep(0.05)
     raise AssertionError(f"audio from {track.member}: dominant frequency {found}, expected {hz} Hz")
+
+
+class VideoCall(NamedTuple):
+    """A call from a headless counter, answered by a headless station, with camera frames flowing both ways."""
+
+    session: CallSession     # the counter's
+    station: CallSession     # the answering station's
+    from_staff: RemoteTrack  # the station's camera, at the counter
+    to_staff: RemoteTrack    # the counter's camera, at the station
+
+
+async def call_with_video(counter: HeadlessCounter, office: HeadlessStation, department: str) -> VideoCall:
+    """Call ``department`` from ``counter`` once ``office`` (answering by itself) is up; return when each side
+    has received the other's first camera frame."""
+    staff = (await office.wait_up())["terminal"]
+    session = await counter.call(department)
+    from_staff = await wait_track(session, staff, "camera")
+    assert office.session is not None
+    station = office.session
+    to_staff = await wait_track(station, counter.terminal, "camera")
+    return VideoCall(session, station, from_staff, to_staff)

@@ -6,6 +6,7 @@ import numpy as np
 from helpers import COUNTER, OFFICE1, OFFICE2, make_relay_config, wait_until
 from session_support import (
     FULL_DOCUMENT,
+    call_with_video,
     media_config,
     terminal_config,
     wait_audio_tone,
@@ -27,12 +28,7 @@ async def test_counter_to_office_all_three_tracks_and_back() -> None:
                                  auto_answer=0.0)
         counter = HeadlessCounter(terminal_config(COUNTER, srv.url, media_config(tone_hz=440)))
         async with office, counter:
-            await office.wait_up()
-            session = await counter.call("juumin")
-            staff_camera = await wait_track(session, OFFICE1, "camera")
-            assert office.session is not None
-            station = office.session
-            camera = await wait_track(station, COUNTER, "camera")
+            session, station, staff_camera, camera = await call_with_video(counter, office, "juumin")
             document = await wait_track(station, COUNTER, "document")
             audio = await wait_track(station, COUNTER, "audio")
             stamps = await wait_stamps(camera, 3)

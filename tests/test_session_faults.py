@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from helpers import COUNTER, OFFICE1, make_relay_config, wait_until
-from session_support import media_config, terminal_config, wait_stamps, wait_track
+from session_support import call_with_video, media_config, terminal_config, wait_stamps, wait_track
 
 from kiosk.headless import HeadlessCounter, HeadlessStation
 from kiosk.video.session import EventKind, SessionState
@@ -23,12 +23,7 @@ async def test_relay_restart_mid_call_keeps_media_flowing() -> None:
     try:
         await office.start()
         await counter.start()
-        await office.wait_up()
-        session = await counter.call("juumin")
-        from_staff = await wait_track(session, OFFICE1, "camera")
-        assert office.session is not None
-        station = office.session
-        to_staff = await wait_track(station, COUNTER, "camera")
+        session, station, from_staff, to_staff = await call_with_video(counter, office, "juumin")
         await srv.close()
         await wait_until(lambda: not counter.client.up.is_set() and not office.client.up.is_set(), 5)  # type: ignore[union-attr]
         # Relay down: frames keep arriving both ways, with fresh stamps.
@@ -62,12 +57,7 @@ async def test_peer_connection_failure_ends_call_on_both_sides() -> None:
         office = HeadlessStation(terminal_config(OFFICE1, srv.url, media_config(document=None)), auto_answer=0.0)
         counter = HeadlessCounter(terminal_config(COUNTER, srv.url, media_config()))
         async with office, counter:
-            await office.wait_up()
-            session = await counter.call("kensetsu")
-            from_staff = await wait_track(session, OFFICE1, "camera")
-            assert office.session is not None
-            station = office.session
-            to_staff = await wait_track(station, COUNTER, "camera")
+            session, station, from_staff, to_staff = await call_with_video(counter, office, "kensetsu")
             # Simulate the station's media stack dying: its peer connection closes without any signalling.
             started = time.monotonic()
             await station._peers[COUNTER].pc.close()
