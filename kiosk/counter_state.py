@@ -96,6 +96,8 @@ T_THANKS = "thanks"
 T_LINK_GRACE = "link_grace"
 T_DEVICE_RETRY = "device_retry"
 T_STARTUP = "startup"
+T_CALL_LOST = "call_lost"  # ringing while the relay is away: give up after the relay's grace period
+T_RESUME = "resume"  # welcomed again while ringing: the relay must confirm the call (call_state) by then
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -153,6 +155,8 @@ class Timeouts:
     link_grace: float = 2.0      # a relay blip shorter than this does not show "out of service"
     device_retry: float = 5.0    # re-check missing cameras this often while out of service
     startup: float = 8.0         # give up waiting for the relay at start-up after this
+    call_lost: float = 20.0      # ringing with the relay away this long: the call is lost (relay grace period)
+    resume: float = 3.0          # after reconnecting while ringing, wait this long for the relay's call_state
 
 
 # -- events --------------------------------------------------------------------------------------
@@ -343,6 +347,8 @@ class CounterMachine:
     def _leave(self, old: State) -> None:
         if old is State.CALLING:
             self._out.append(Ring(False))
+            self._cancel(T_CALL_LOST)
+            self._cancel(T_RESUME)
         if old is State.RESULT:
             self._cancel(T_RESULT)
         if old is State.THANKS:
@@ -400,6 +406,7 @@ class CounterMachine:
         self.link_state, self.link_detail = ev.state, ev.detail
         if ev.state == "up":
             self._cancel(T_LINK_GRACE)
+            self._cancel(T_CALL_LOST)
             if self.state in (State.STARTING, State.OUT_OF_SERVICE) and self.ready:
                 self._go(State.START, "relay up")
             return
@@ -413,7 +420,10 @@ class CounterMachine:
                 self._timer(T_LINK_GRACE, self.timeouts.link_grace)
         elif self.state is State.STARTING and ev.state == "down":
             self._go(State.OUT_OF_SERVICE, f"relay unreachable: {ev.detail}")
-        # CALLING / IN_CALL: the relay keeps our place for its grace period; media goes on.
+        elif self.state is State.CALLING and T_CALL_LOST not in self._timers:
+            # The relay keeps a ringing call for its grace period; past that, it is gone.
+            self._timer(T_CALL_LOST, self.timeouts.call_lost)
+        # IN_CALL: the relay keeps our place for its grace period, and media goes on peer to peer.
 
     def _on_DevicesChecked(self, ev: DevicesChecked) -> None:
         self.device_problems = tuple(ev.problems)
@@ -452,6 +462,11 @@ class CounterMachine:
                 self._go(State.OUT_OF_SERVICE, f"relay {self.link_state}: {self.link_detail}")
         elif name == T_DEVICE_RETRY and self.state is State.OUT_OF_SERVICE:
             self._out.append(CheckDevices())
+        elif name in (T_CALL_LOST, T_RESUME) and self.state is State.CALLING and self.call is not None:
+            # Never leave the resident waiting on a call the relay has forgotten: say so, with the phone.
+            dept = self.call.department
+            self._end_call()
+            self._result(Outcome.FAILED, dept)
         elif name == T_STARTUP and self.state is State.STARTING:
             self._go(State.OUT_OF_SERVICE, "start-up took too long: " + "; ".join(self.out_of_service_causes()))
 
@@ -547,6 +562,8 @@ class CounterMachine:
         self.terminal_name = str(msg.get("name", ""))
         self.departments = [Department.from_message(d) for d in msg.get("departments", [])]
         self.presence = {d.id: self.presence.get(d.id, "offline") for d in self.departments}
+        if self.state is State.CALLING and self.call is not None and self.call.id:
+            self._timer(T_RESUME, self.timeouts.resume)  # cancelled by call_state for our call
         # The client reports the link ``up`` just before it delivers ``welcome``.
         if self.state in (State.STARTING, State.OUT_OF_SERVICE) and self.ready:
             self._go(State.START, "relay up")
@@ -580,6 +597,7 @@ class CounterMachine:
         if not self._is_our_call(msg):
             return
         assert self.call is not None
+        self._cancel(T_RESUME)
         members = [str(m) for m in msg.get("members", []) if m != self.terminal]
         if self.state is State.IN_CALL:
             self.call.members = members
@@ -615,6 +633,8 @@ class CounterMachine:
             else:
                 self._result(Outcome.FAILED, dept)
         elif self.state is State.IN_CALL:
+            if reason == "shutdown":
+                return  # the relay is going away, not the consultation: media goes on peer to peer
             self._end_call()
             self._go(State.THANKS, f"call ended ({reason})")
 

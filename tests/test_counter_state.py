@@ -255,3 +255,44 @@ def test_stale_timer_is_ignored() -> None:
     assert CancelTimer("result") in cmds
     assert m.handle(TimerFired("result")) == []
     assert m.state is State.START
+
+
+def test_call_forgotten_by_a_restarted_relay_ends_with_the_phone_number() -> None:
+    """Ringing, the relay restarts and knows nothing of the call: the resident gets the result screen, not a hang."""
+    m = ready_machine()
+    m.handle(DepartmentChosen("juumin"))
+    m.handle(RelayMessage({"type": "ringing", "call": "c1", "department": "juumin"}))
+    cmds = m.handle(LinkChanged("down", "relay restarting"))
+    assert StartTimer("call_lost", 20.0) in cmds and m.state is State.CALLING
+    m.handle(LinkChanged("up"))
+    cmds = m.handle(RelayMessage(WELCOME))
+    assert StartTimer("resume", 3.0) in cmds and m.state is State.CALLING
+    cmds = m.handle(TimerFired("resume"))
+    assert m.state is State.RESULT and m.outcome is Outcome.FAILED
+    assert m.result_department is not None and m.result_department.phone == "0133-23-2223"
+    assert StopMedia() in cmds
+
+
+def test_call_kept_by_the_relay_carries_on_after_reconnect() -> None:
+    """When the relay still has the ringing call, its call_state cancels the resume check."""
+    m = ready_machine()
+    m.handle(DepartmentChosen("juumin"))
+    m.handle(RelayMessage({"type": "ringing", "call": "c1", "department": "juumin"}))
+    m.handle(LinkChanged("down", "blip"))
+    m.handle(LinkChanged("up"))
+    m.handle(RelayMessage(WELCOME))
+    cmds = m.handle(RelayMessage({"type": "call_state", "call": "c1", "state": "ringing", "department": "juumin",
+                                  "counter": "counter-sapporo-1", "members": ["counter-sapporo-1"]}))
+    assert CancelTimer("resume") in cmds
+    m.handle(TimerFired("resume"))  # a stale timer is ignored
+    assert m.state is State.CALLING
+
+
+def test_relay_shutdown_does_not_end_a_consultation() -> None:
+    """'ended' with reason shutdown means the relay is going away; the call (peer to peer) goes on."""
+    m = ready_machine()
+    in_call(m)
+    m.handle(RelayMessage({"type": "ended", "call": "c1", "reason": "shutdown"}))
+    assert m.state is State.IN_CALL
+    m.handle(MediaEnded("hangup"))
+    assert m.state is State.THANKS
