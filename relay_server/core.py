@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any
 
 from relay_server.config import RelayConfig
-from relay_server.protocol import CLIENT_ROLES, ProtocolError
+from relay_server.protocol import CLIENT_ROLES, ROLES, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -164,15 +164,22 @@ class RelayCore:
         self.sent_presence: dict[str, dict[str, str]] = {}
         self.missed_end: dict[str, dict[str, Any]] = {}  # member in grace when its call ended → the 'ended'
         self._by_hash = {t.token_hash: t.id for t in config.terminals.values()}
+        # Indexes kept up to date by _reindex() on every change, so no event scans every terminal:
+        # online terminals by (role, department); available (online, not away) stations by department and how
+        # many of them are free (not in a call); each terminal's last contribution; departments to re-evaluate.
+        depts = list(config.departments)
+        self._online_in: dict[tuple[str, str], set[str]] = {(r, d): set() for r in ROLES for d in depts}
+        self._available: dict[str, set[str]] = {d: set() for d in depts}
+        self._free: dict[str, int] = dict.fromkeys(depts, 0)
+        self._indexed: dict[str, tuple[bool, bool, bool]] = {}
+        self._dirty: set[str] = set()
+        self._presence: dict[str, str] = {}
 
     # -- authentication ----------------------------------------------------------------------
     def authenticate(self, token: str) -> str | None:
         """The terminal id a token belongs to, or None."""
-        digest = "sha256:" + hashlib.sha256(token.encode()).hexdigest()
-        for h, tid in self._by_hash.items():
-            if hmac.compare_digest(h, digest):
-                return tid
-        return None
+        # A dict look-up of the digest is safe: tokens are long random strings, so timing reveals nothing useful.
+        return self._by_hash.get("sha256:" + hashlib.sha256(token.encode()).hexdigest())
 
     # -- queries ---------------------------------------------------------------------------
     def role(self, terminal: str) -> str:
@@ -186,19 +193,21 @@ class RelayCore:
 
     def stations_for(self, department: str) -> list[str]:
         """Online, not-away stations serving ``department``."""
-        return [t for t, o in self.online.items()
-                if o.role == "office" and not o.away and self.serves(t, department)]
+        return sorted(self._available[department])
 
     def lamps_for(self, department: str) -> list[str]:
-        return [t for t, o in self.online.items() if o.role == "lamp" and self.serves(t, department)]
+        return sorted(self._online_in["lamp", department])
+
+    def online_in(self, role: str, department: str) -> int:
+        """How many terminals of ``role`` for ``department`` are connected (for metrics)."""
+        return len(self._online_in[role, department])
 
     def presence(self, department: str, now: float) -> str:
         if not self.is_open(department, now):
             return "closed"
-        stations = self.stations_for(department)
-        if not stations:
+        if not self._available[department]:
             return "offline"
-        if all(s in self.call_of for s in stations):
+        if self._free[department] == 0:
             return "busy"
         return "available"
 
@@ -223,10 +232,9 @@ class RelayCore:
             out.append(CancelTimer(("grace", terminal)))
         previous = self.online.get(terminal)
         self.online[terminal] = Online(t.role, away=previous.away if previous else False)
+        self._reindex(terminal)
         out.append(Event("terminal_connected", {"terminal": terminal, "role": t.role, "resumed": resumed}))
         out.append(Send(terminal, self._welcome(terminal, now)))
-        if t.role == "counter":
-            self.sent_presence.pop(terminal, None)
         cid = self.call_of.get(terminal)
         if cid is not None:
             out.append(Send(terminal, self._call_state(self.calls[cid])))
@@ -247,6 +255,9 @@ class RelayCore:
             if inv is not None and t.role == "office":
                 out.append(Send(terminal, self._incoming(call, invited_by=inv.by)))
         out += self._presence_updates(now)
+        if t.role == "counter":
+            self.sent_presence.pop(terminal, None)
+            out += self._send_presence(terminal, now)
         return out
 
     def disconnect(self, terminal: str, now: float) -> list[Action]:
@@ -254,6 +265,7 @@ class RelayCore:
         if terminal not in self.online:
             return []
         del self.online[terminal]
+        self._reindex(terminal)
         self.sent_presence.pop(terminal, None)
         out: list[Action] = [Event("terminal_disconnected", {"terminal": terminal})]
         cid = self.call_of.get(terminal)
@@ -288,7 +300,7 @@ class RelayCore:
 
     def tick(self, now: float) -> list[Action]:
         """Periodic: office hours open and close with the clock, so presence can change on its own."""
-        return self._presence_updates(now)
+        return self._presence_updates(now, everything=True)
 
     def shutdown(self, now: float) -> list[Action]:
         out: list[Action] = []
@@ -322,6 +334,7 @@ class RelayCore:
 
     def _on_status(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
         self.online[terminal].away = msg["status"] == "away"
+        self._reindex(terminal)
         out: list[Action] = [Send(terminal, {"type": "status", "status": msg["status"]}),
                              Event("station_status", {"terminal": terminal, "status": msg["status"]})]
         return out + self._presence_updates(now)
@@ -486,6 +499,7 @@ class RelayCore:
     def _add_member(self, call: Call, terminal: str) -> None:
         call.members.append(terminal)
         self.call_of[terminal] = call.id
+        self._reindex(terminal)
         call.max_members = max(call.max_members, len(call.members))
 
     def _remove_member(self, terminal: str, reason: str, now: float) -> list[Action]:
@@ -498,6 +512,7 @@ class RelayCore:
             return self._end(call, end_reason, now, by=terminal)
         call.members.remove(terminal)
         del self.call_of[terminal]
+        self._reindex(terminal)
         self.offline_members.pop(terminal, None)
         out: list[Action] = [Send(m, {"type": "left", "call": call.id, "terminal": terminal, "reason": reason})
                              for m in call.members]
@@ -528,6 +543,7 @@ class RelayCore:
             out.append(CancelTimer(("invite", f"{call.id}/{inv.number}")))
         for m in call.members:
             self.call_of.pop(m, None)
+            self._reindex(m)
             if m in self.offline_members:
                 del self.offline_members[m]
                 self.missed_end[m] = ended
@@ -571,18 +587,55 @@ class RelayCore:
             "ice_servers": ice, "time": now,
         }
         if t.role == "office":
+            # Colleagues to invite: the stations of this station's office(s), whatever their department (a question
+            # that crosses departments is why one invites), but not every station of a large deployment.
+            depts = self.config.departments
+            offices = {depts[d].office for d in t.departments}
             msg["stations"] = [{"id": s.id, "name": s.name, "departments": list(s.departments)}
-                               for s in self.config.terminals.values() if s.role == "office" and s.id != terminal]
+                               for s in self.config.terminals.values()
+                               if s.role == "office" and s.id != terminal
+                               and any(depts[d].office in offices for d in s.departments)]
             msg["status"] = "away" if self.online[terminal].away else "available"
         return msg
 
-    def _presence_updates(self, now: float) -> list[Action]:
-        out: list[Action] = []
-        for t, o in self.online.items():
-            if o.role != "counter":
-                continue
-            current = self.presence_map(t, now)
-            if self.sent_presence.get(t) != current:
-                self.sent_presence[t] = current
-                out.append(Send(t, {"type": "presence", "departments": current}))
-        return out
+    def _reindex(self, terminal: str) -> None:
+        """Bring the indexes in line with ``terminal``'s state (online, away, in a call); O(its departments)."""
+        t = self.config.terminals[terminal]
+        o = self.online.get(terminal)
+        online = o is not None
+        available = online and t.role == "office" and not (o.away if o else False)
+        free = available and terminal not in self.call_of
+        old = self._indexed.get(terminal, (False, False, False))
+        if old == (online, available, free):
+            return
+        self._indexed[terminal] = (online, available, free)
+        for d in t.departments:
+            if online != old[0]:
+                group = self._online_in[t.role, d]
+                group.add(terminal) if online else group.discard(terminal)
+            if available != old[1]:
+                self._available[d].add(terminal) if available else self._available[d].discard(terminal)
+            if free != old[2]:
+                self._free[d] += 1 if free else -1
+        if t.role == "office":
+            self._dirty.update(t.departments)
+
+    def _presence_updates(self, now: float, everything: bool = False) -> list[Action]:
+        """Re-evaluate presence of the departments touched since last time; tell the counters that offer them."""
+        depts = list(self.config.departments) if everything else sorted(self._dirty)
+        self._dirty.clear()
+        changed = []
+        for d in depts:
+            p = self.presence(d, now)
+            if self._presence.get(d) != p:
+                self._presence[d] = p
+                changed.append(d)
+        counters = sorted({c for d in changed for c in self._online_in["counter", d]})
+        return [a for c in counters for a in self._send_presence(c, now)]
+
+    def _send_presence(self, counter: str, now: float) -> list[Action]:
+        current = self.presence_map(counter, now)
+        if self.sent_presence.get(counter) == current:
+            return []
+        self.sent_presence[counter] = current
+        return [Send(counter, {"type": "presence", "departments": current})]

@@ -50,9 +50,7 @@ class RelayMetrics:
         cfg = self.core.config
         for dept in cfg.departments:
             for role in ("counter", "office", "lamp"):
-                n = sum(1 for t, o in self.core.online.items()
-                        if o.role == role and dept in cfg.terminals[t].departments)
-                self.terminals.labels(role, dept).set(n)
+                self.terminals.labels(role, dept).set(self.core.online_in(role, dept))
         stats = self.core.stats()
         self.calls_now.labels("ringing").set(stats["calls_ringing"])
         self.calls_now.labels("active").set(stats["calls_active"])

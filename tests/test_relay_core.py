@@ -234,3 +234,55 @@ def test_parse_rejects_malformed(raw: str | bytes, code: str) -> None:
     with pytest.raises(protocol.ProtocolError) as err:
         protocol.parse(raw)
     assert err.value.code == code
+
+
+def naive_presence(core: RelayCore, dept: str, now: float) -> str:
+    """Presence computed the slow, obvious way from the core's primary state."""
+    if not core.is_open(dept, now):
+        return "closed"
+    stations = [t for t, o in core.online.items() if o.role == "office" and not o.away and core.serves(t, dept)]
+    if not stations:
+        return "offline"
+    return "busy" if all(s in core.call_of for s in stations) else "available"
+
+
+def test_indexes_agree_with_a_full_scan_after_random_events() -> None:
+    """The per-department indexes (used so no event scans every terminal) always match a brute-force scan."""
+    import random
+
+    rng = random.Random(20261128)
+    ids = (f"call{i}" for i in itertools.count(1))
+    core = RelayCore(make_relay_config(), lambda: next(ids))
+    terminals = [COUNTER, OFFICE1, OFFICE2, LAMP]
+    now = NOW
+    for _ in range(3000):
+        now += 1
+        t = rng.choice(terminals)
+        action = rng.random()
+        try:
+            if action < 0.15:
+                core.connect(t, now)
+            elif action < 0.25:
+                core.disconnect(t, now)
+            elif t not in core.online:
+                continue
+            elif t == COUNTER and action < 0.5:
+                core.receive(t, {"type": "call", "department": rng.choice(list(core.config.departments))}, now)
+            elif t == COUNTER and core.call_of.get(t):
+                core.receive(t, {"type": "hangup", "call": core.call_of[t]}, now)
+            elif t in (OFFICE1, OFFICE2) and action < 0.4:
+                core.receive(t, {"type": "status", "status": rng.choice(["away", "available"])}, now)
+            elif t in (OFFICE1, OFFICE2) and core.calls:
+                call = rng.choice(list(core.calls))
+                kind = rng.choice(["answer", "answer", "answer", "leave", "hangup"])
+                core.receive(t, {"type": kind, "call": call}, now)
+            elif action > 0.95:
+                for key in [("grace", x) for x in list(core.offline_members)]:
+                    core.timer(key, now + 30)
+        except protocol.ProtocolError:
+            pass
+        for d in core.config.departments:
+            assert core.presence(d, now) == naive_presence(core, d, now), (d, core.online, core.call_of)
+            want = sorted(x for x, o in core.online.items() if o.role == "office" and not o.away and core.serves(x, d))
+            assert core.stations_for(d) == want
+            assert core.lamps_for(d) == sorted(x for x, o in core.online.items() if o.role == "lamp")
