@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from bench.common import (
     ROOT,
@@ -331,6 +332,10 @@ async def measure_server(kind: str, cfg: BenchConfig, folder: Path, n: int, call
                 break
             try:
                 lat.append(await one_call(c, s, d))
+            except ConnectionClosed as err:  # e.g. the server stalled longer than the kiosk's ping timeout
+                res.latency_failures += 1
+                log(f"  {kind}: measuring terminal lost its connection: {err}")
+                break
             except (TimeoutError, RuntimeError) as err:
                 res.latency_failures += 1
                 log(f"  {kind}: call failed: {err}")
@@ -355,7 +360,7 @@ async def measure_server(kind: str, cfg: BenchConfig, folder: Path, n: int, call
         t0 = time.monotonic()
         try:
             await asyncio.wait_for(asyncio.gather(*(loop(*p) for p in terms)), setup_window + 30)
-        except (TimeoutError, RuntimeError) as err:
+        except (TimeoutError, RuntimeError, ConnectionClosed) as err:
             log(f"  {kind}: set-up loop stopped: {err!r}")
         res.setups_per_s = done / (time.monotonic() - t0)
         log(f"  {kind}: {res.setups_per_s:.0f} call set-ups/s with {len(terms)} pairs")
