@@ -174,6 +174,15 @@ class RelayCore:
         self._indexed: dict[str, tuple[bool, bool, bool]] = {}
         self._dirty: set[str] = set()
         self._presence: dict[str, str] = {}
+        # Static: the staff stations of each office, as listed in an office's welcome.
+        self._stations_of_office: dict[str, set[str]] = {o: set() for o in config.offices}
+        self._station_cards: dict[str, dict[str, Any]] = {}
+        for term in config.terminals.values():
+            if term.role == "office":
+                self._station_cards[term.id] = {"id": term.id, "name": term.name,
+                                                "departments": list(term.departments)}
+                for d in term.departments:
+                    self._stations_of_office[config.departments[d].office].add(term.id)
 
     # -- authentication ----------------------------------------------------------------------
     def authenticate(self, token: str) -> str | None:
@@ -589,12 +598,9 @@ class RelayCore:
         if t.role == "office":
             # Colleagues to invite: the stations of this station's office(s), whatever their department (a question
             # that crosses departments is why one invites), but not every station of a large deployment.
-            depts = self.config.departments
-            offices = {depts[d].office for d in t.departments}
-            msg["stations"] = [{"id": s.id, "name": s.name, "departments": list(s.departments)}
-                               for s in self.config.terminals.values()
-                               if s.role == "office" and s.id != terminal
-                               and any(depts[d].office in offices for d in s.departments)]
+            offices = {self.config.departments[d].office for d in t.departments}
+            colleagues = {s for o in offices for s in self._stations_of_office[o]} - {terminal}
+            msg["stations"] = [self._station_cards[s] for s in sorted(colleagues)]
             msg["status"] = "away" if self.online[terminal].away else "available"
         return msg
 

@@ -286,3 +286,24 @@ def test_indexes_agree_with_a_full_scan_after_random_events() -> None:
             want = sorted(x for x, o in core.online.items() if o.role == "office" and not o.away and core.serves(x, d))
             assert core.stations_for(d) == want
             assert core.lamps_for(d) == sorted(x for x, o in core.online.items() if o.role == "lamp")
+
+
+def test_office_welcome_lists_colleagues_of_the_same_office_only() -> None:
+    """A station's invite list holds the stations of its own office (any department), not other towns'."""
+    from dataclasses import replace
+
+    from relay_server.config import Department, Office, Terminal
+
+    cfg = make_relay_config()
+    other = Office("nanporo", {"ja": "南幌町役場", "en": "Nanporo Town Office"}, "Asia/Tokyo")
+    juumin = cfg.departments["juumin"]
+    dept = Department("nanporo-juumin", "nanporo", {"ja": "住民課", "en": "Residents"}, juumin.hours, {})
+    station = Terminal("office-nanporo-1", "office", "sha256:" + "0" * 64, ("nanporo-juumin",), "南幌 住民課")
+    cfg = replace(cfg, offices={**cfg.offices, "nanporo": other},
+                  departments={**cfg.departments, "nanporo-juumin": dept},
+                  terminals={**cfg.terminals, station.id: station})
+    core = RelayCore(cfg, lambda: "c")
+    welcome = one(core.connect(OFFICE1, NOW), OFFICE1, "welcome")
+    assert [s["id"] for s in welcome["stations"]] == [OFFICE2]
+    welcome = one(core.connect("office-nanporo-1", NOW), "office-nanporo-1", "welcome")
+    assert welcome["stations"] == []
