@@ -13,8 +13,8 @@ import logging
 import ssl
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -44,10 +44,13 @@ log = logging.getLogger("relay")
 
 OUTBOX_LIMIT = 256  # queued messages before a terminal that does not read is disconnected
 TICK_SECONDS = 15.0  # presence re-evaluation for office hours
+CLOSE_SECONDS = 3.0  # longest wait for a closing handshake before the socket is dropped
 
 
 class TokenBucket:
     """Pure rate limiter: ``rate`` tokens per second, at most ``burst`` saved up."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self.rate, self.burst = rate, burst
@@ -62,13 +65,18 @@ class TokenBucket:
         return False
 
 
-@dataclass
 class Conn:
-    ws: ServerConnection
-    terminal: str
-    outbox: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
-    writer: asyncio.Task[None] | None = None
-    replaced: bool = False
+    """One authenticated connection. Small on purpose: an idle terminal holds no task and an empty deque."""
+
+    __slots__ = ("ws", "terminal", "outbox", "writer", "replaced", "closed")
+
+    def __init__(self, ws: ServerConnection, terminal: str) -> None:
+        self.ws = ws
+        self.terminal = terminal
+        self.outbox: deque[str] = deque()
+        self.writer: asyncio.Task[None] | None = None  # exists only while there is something to send
+        self.replaced = False
+        self.closed = False  # no more messages are accepted; what is queued still goes out
 
 
 class RelayServer:
@@ -116,7 +124,7 @@ class RelayServer:
             self._handle, host or self.config.host, self.config.port if port is None else port,
             process_request=self._http, origins=origins,  # type: ignore[arg-type]
             ssl=ssl_ctx, max_size=max(self.config.max_message_bytes * 4, 1 << 20),
-            ping_interval=10, ping_timeout=20, server_header=None,
+            ping_interval=10, ping_timeout=20, close_timeout=CLOSE_SECONDS, server_header=None,
             # No permessage-deflate: its zlib state costs ~52 KiB per connection (measured, docs/performance.md)
             # while our messages are small JSON; clients that offer it simply fall back to plain frames.
             compression=None,
@@ -134,7 +142,7 @@ class RelayServer:
             return
         self._apply(self.core.shutdown(self.clock()))
         for conn in list(self.conns.values()):
-            conn.outbox.put_nowait(None)
+            conn.closed = True
         writers = [c.writer for c in self.conns.values() if c.writer is not None]
         if writers:
             await asyncio.wait(writers, timeout=2)
@@ -190,10 +198,9 @@ class RelayServer:
         if old is not None:
             old.replaced = True
             event(log, "terminal_replaced", terminal=terminal, peer=peer)
-            old.outbox.put_nowait(None)
+            old.closed = True
             self._close_soon(old, protocol.CLOSE_REPLACED, "replaced by a newer connection of this terminal")
         self.conns[terminal] = conn
-        conn.writer = asyncio.get_running_loop().create_task(self._write(conn))
         self._apply(self.core.connect(terminal, self.clock()))
         bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst, time.monotonic())
         strikes = 0
@@ -220,7 +227,7 @@ class RelayServer:
             pass
         finally:
             if not conn.replaced:
-                conn.outbox.put_nowait(None)
+                conn.closed = True
                 if self.conns.get(terminal) is conn:
                     del self.conns[terminal]
                     self._apply(self.core.disconnect(terminal, self.clock()))
@@ -315,30 +322,43 @@ class RelayServer:
         self._apply(self.core.timer(key, self.clock()))
 
     def _enqueue(self, conn: Conn, msg: dict[str, Any]) -> None:
-        if conn.outbox.qsize() >= OUTBOX_LIMIT:
+        if conn.closed:
+            return
+        if len(conn.outbox) >= OUTBOX_LIMIT:
             event(log, "terminal_not_reading", logging.WARNING, terminal=conn.terminal)
+            conn.closed = True
             self._close_soon(conn, 1008, "not reading its messages")
             return
-        conn.outbox.put_nowait(protocol.encode(msg))
+        conn.outbox.append(protocol.encode(msg))
+        if conn.writer is None:
+            conn.writer = asyncio.get_running_loop().create_task(self._write(conn))
 
     async def _write(self, conn: Conn) -> None:
+        """Send the outbox in order; the task ends when it is empty (a new one starts with the next message)."""
         try:
-            while True:
-                text = await conn.outbox.get()
-                if text is None:
-                    return
-                await conn.ws.send(text)
+            while conn.outbox:
+                await conn.ws.send(conn.outbox.popleft())
         except websockets.ConnectionClosed:
-            pass
+            conn.outbox.clear()
+        finally:
+            conn.writer = None
 
     def _close_soon(self, conn: Conn, code: int, reason: str) -> None:
-        task = asyncio.get_running_loop().create_task(conn.ws.close(code, reason))
+        task = asyncio.get_running_loop().create_task(self._close(conn.ws, code, reason))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    @staticmethod
+    async def _close(ws: ServerConnection, code: int, reason: str) -> None:
+        """Close with ``code``; a peer whose socket is full never reads the close frame, so drop it after 3 s."""
+        try:
+            await asyncio.wait_for(ws.close(code, reason), CLOSE_SECONDS)
+        except TimeoutError:
+            ws.transport.abort()
+
     async def _flush_and_close(self, conn: Conn, code: int, reason: str) -> None:
         """Send what is queued, then start the closing handshake without waiting for it to finish."""
-        conn.outbox.put_nowait(None)
+        conn.closed = True
         if conn.writer is not None:
             await asyncio.wait([conn.writer], timeout=2)
         self._close_soon(conn, code, reason)

@@ -739,3 +739,28 @@ async def test_tls_wss(start_relay: StartRelay, tmp_path: Path) -> None:
     # A plain ws:// client cannot talk to it.
     with pytest.raises((websockets.InvalidHandshake, OSError, TimeoutError)):
         await connect(relay.server.url.replace("wss://", "ws://"), open_timeout=2)
+
+
+async def test_terminal_that_stops_reading_is_cut_off_and_others_carry_on(
+        start_relay: StartRelay, caplog: pytest.LogCaptureFixture) -> None:
+    """A terminal that stops reading is disconnected once its outbox is full; the sender is unaffected."""
+    relay = await start_relay(rate_limit=100000.0, rate_burst=100000)
+    o1, counter = await relay.client(OFFICE1), await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+    # The counter's client now reads nothing: its library buffers a few frames, then the kernel's socket
+    # buffers fill, then the relay's outbox for it grows past its limit.
+    blob = "x" * 40_000
+    for i in range(600):
+        await o1.send({"type": "signal", "call": call, "to": COUNTER, "data": {"kind": "offer", "sdp": blob, "n": i}})
+        if i % 50 == 0:
+            await o1.send({"type": "ping", "id": i})
+            await o1.expect("pong", id=i)  # the sender is never slowed down by the stalled reader
+    await wait_until(lambda: COUNTER not in relay.server.conns, 10)
+    assert "event=terminal_not_reading terminal=counter-sapporo-1" in caplog.text
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            await counter.recv(5)
+    # The close frame (1008) can only arrive if the stalled socket drained in time; either way it is closed.
+    assert closed.value.rcvd is None or closed.value.rcvd.code == 1008
+    await o1.send({"type": "ping", "id": "after"})
+    await o1.expect("pong", id="after")
