@@ -84,6 +84,10 @@ def write_config(folder: Path, n_idle: int, pairs: int, pair_lamps: bool = False
         "[[office]]", 'id = "bench"', 'name = { ja = "ベンチ町役場", en = "Bench Town Office" }',
         'timezone = "Asia/Tokyo"', "",
     ]
+    # Each site is a town office of its own, as in a prefecture-wide deployment.
+    for s in range(math.ceil(n_idle / SITE_SIZE)):
+        out += ["[[office]]", f'id = "site{s:05d}"', 'name = { ja = "町役場", en = "Town Office" }',
+                'timezone = "Asia/Tokyo"', ""]
     depts: list[str] = []
     terminals: list[tuple[str, str, list[str]]] = []
     sites = math.ceil(n_idle / SITE_SIZE)
@@ -107,7 +111,8 @@ def write_config(folder: Path, n_idle: int, pairs: int, pair_lamps: bool = False
             terminals.append((f"bench-l{i}", "lamp", [d]))
         pair_list.append((f"bench-c{i}", f"bench-o{i}", d))
     for d in depts:
-        out += ["[[department]]", f'id = "{d}"', f"name = {DEPT_NAME}", 'hours = "always"',
+        office = f"site{d[1:6]}" if d.startswith("d") else "bench"
+        out += ["[[department]]", f'id = "{d}"', f'office = "{office}"', f"name = {DEPT_NAME}", 'hours = "always"',
                 f"fallback = {FALLBACK}", ""]
     for tid, role, ds in terminals:
         out += ["[[terminal]]", f'id = "{tid}"', f'role = "{role}"', f'name = "{tid}"',
