@@ -16,6 +16,8 @@ Media layout (the contract between terminals; ``docs/protocol.md`` should carry 
   ``{"kind": "offer"|"answer", "sdp": SDP, "tracks": {MID: "audio"|"camera"|"document"}}``.
   A receiver that finds no ``tracks`` map falls back to order: first video m-line = camera,
   second = document. The answerer attaches its own camera/audio to the offered transceivers.
+* A received video frame is decoded as soon as its last packet is in (:mod:`kiosk.video.jitter`),
+  not one frame interval later as aiortc's own receiver does.
 * The document track is sent at the camera's full resolution (aiortc never scales video);
   full-resolution lossless stills travel over the data channel (:mod:`kiosk.video.still`).
 * ``{"bye": REASON}`` on the data channel (and ``{"kind": "bye", "reason": REASON}`` as signal
@@ -59,6 +61,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from kiosk.video import still as stills
 from kiosk.video.ice import rtc_configuration
+from kiosk.video.jitter import use_frame_end_jitter_buffer
 from kiosk.video.local_media import GatedAudioTrack, LocalMedia
 
 __all__ = [
@@ -549,6 +552,7 @@ class CallSession:
             log.warning("%s: unknown signal kind %r from %s", self.terminal_id, kind, sender)
 
     def _new_peer(self, member: str, offerer: bool) -> _Peer:
+        use_frame_end_jitter_buffer()  # decode each remote frame at its last packet (kiosk.video.jitter)
         pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
         peer = _Peer(member=member, pc=pc, offerer=offerer)
         self._peers[member] = peer
