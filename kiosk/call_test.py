@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kiosk.cli import CameraOverrides, add_camera_arguments
 from kiosk.client import RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
 from kiosk.video.ice import IceConfigError, restrict_ice_addresses
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answer-timeout", type=float, default=90.0, help="cancel if unanswered after this (s)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--url", default=None, help="relay URL, overriding [relay] url from the config")
+    add_camera_arguments(p, document=True)
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
     return p
 
@@ -258,7 +260,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        config = load_terminal_config(args.config, "counter")
+        config = CameraOverrides.from_args(args).apply(load_terminal_config(args.config, "counter"))
         report = asyncio.run(run_call_test(config, args.department, seconds=args.seconds, url=args.url,
                                            answer_timeout=args.answer_timeout))
     except (ConfigError, IceConfigError) as err:

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kiosk.config import CameraConfig, TerminalConfig, load_terminal_config
+from kiosk.cli import CameraOverrides, add_camera_arguments
+from kiosk.config import load_terminal_config
 from relay_server.config import load_relay_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,18 +36,6 @@ log = logging.getLogger("demo")
 
 def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def with_cameras(cfg: TerminalConfig, camera: str | None, document: str | None) -> TerminalConfig:
-    """A terminal config whose camera sources are replaced by the user's (real cameras for the demo)."""
-    media = cfg.media
-    if media is None:
-        return cfg
-    cam = replace(media.camera, source=camera) if camera and media.camera else media.camera
-    doc = media.document_camera
-    if document:
-        doc = replace(doc, source=document) if doc else CameraConfig(document, 1920, 1080, 5.0)
-    return replace(cfg, media=replace(media, camera=cam, document_camera=doc))
 
 
 # -- the scripted scene ------------------------------------------------------------------------------------------
@@ -94,8 +83,7 @@ async def run_headless(args: argparse.Namespace) -> int:
     from relay_server.server import RelayServer
 
     relay_cfg = replace(load_relay_config(CONFIG / "relay.toml"), database="", host="127.0.0.1", port=0)
-    counter_cfg = with_cameras(load_terminal_config(CONFIG / "counter.toml", "counter"),
-                               args.camera, args.document_camera)
+    counter_cfg = CameraOverrides.from_args(args).apply(load_terminal_config(CONFIG / "counter.toml", "counter"))
     if args.small:
         assert counter_cfg.media is not None and counter_cfg.media.document_camera is not None
         counter_cfg = replace(counter_cfg, media=replace(
@@ -228,22 +216,20 @@ def run_windows(args: argparse.Namespace) -> int:
         return 1
     url = line.split()[-1]
     print(f"demo: relay {url}", flush=True)
-    def window_config(name: str, w: int, h: int, sources: dict[str, str | None]) -> str:
-        """A copy of config/NAME sized for its place on screen, with the user's cameras if given."""
+    def window_config(name: str, w: int, h: int) -> str:
+        """A copy of config/NAME sized for its place on screen."""
         text = (CONFIG / name).read_text().replace("[terminal]\n", f"[terminal]\nwidth = {w}\nheight = {h}\n", 1)
-        for synthetic, spec in sources.items():
-            if spec:
-                text = text.replace(f'source = "{synthetic}"', f'source = "{spec}"', 1)
         path = tmp / name
         path.write_text(text)
         return str(path)
 
     k = [py, "-m", "kiosk"]
-    cams = {"synthetic:camera": args.camera, "synthetic:document": args.document_camera}
+    cams = [arg for flag, spec in (("--camera", args.camera), ("--document-camera", args.document_camera)) if spec
+            for arg in (flag, spec)]
     layout = [
-        (k + ["counter", "--config", window_config("counter.toml", 960, 620, cams), "--url", url], (0, 0, 960, 620)),
-        (k + ["office", "--config", window_config("office.toml", 960, 620, {}), "--url", url], (960, 0, 960, 620)),
-        (k + ["office", "--config", window_config("office-2.toml", 960, 440, {}), "--url", url],
+        (k + ["counter", "--config", window_config("counter.toml", 960, 620), "--url", url, *cams], (0, 0, 960, 620)),
+        (k + ["office", "--config", window_config("office.toml", 960, 620), "--url", url], (960, 0, 960, 620)),
+        (k + ["office", "--config", window_config("office-2.toml", 960, 440), "--url", url],
          (960, 640, 960, 440)),
         ([py, "-m", "kiosk.demo_lamp", "--config", str(CONFIG / "lamp.toml"), "--url", url], (0, 640, 960, 300)),
     ]
@@ -276,8 +262,7 @@ def run_windows(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kiosk demo", description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--headless", action="store_true", help="no windows: run a scripted call and print a summary")
-    p.add_argument("--camera", help="the resident's camera instead of the synthetic one, e.g. /dev/video0")
-    p.add_argument("--document-camera", help="the document camera instead of the synthetic page, e.g. /dev/video2")
+    add_camera_arguments(p, document=True)
     p.add_argument("--department", default="juumin", help="department the scripted resident calls")
     p.add_argument("--hold", type=float, default=2.0, help="seconds the scripted consultation lasts")
     p.add_argument("--small", action="store_true", help="smaller pictures (for slow machines and CI)")

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Self
 
+from kiosk.cli import CameraOverrides, add_camera_arguments
 from kiosk.client import LINK_UP, RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
 from kiosk.video.ice import IceConfigError, restrict_ice_addresses
@@ -172,7 +173,9 @@ class HeadlessStation(HeadlessTerminal):
             self.terminal_id = self.client.welcome.get("terminal")
             if not self._ready_reported:
                 self._ready_reported = True
-                self._say(f"ready: {self.terminal_id} connected to {self.url}")
+                media = self.config.media
+                camera = media.camera.source if media is not None and media.camera is not None else "none"
+                self._say(f"ready: {self.terminal_id} connected to {self.url}; camera {camera}")
         log.info("relay link %s (%s)", state, detail)
 
     async def _on_message(self, msg: dict[str, Any]) -> None:
@@ -314,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auto-answer", type=float, default=None, metavar="SECONDS",
                    help="answer incoming calls after this many seconds (default: never)")
     p.add_argument("--url", default=None, help="relay URL, overriding [relay] url from the config")
+    add_camera_arguments(p, document=False)
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
     return p
 
@@ -321,8 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
 async def run(args: argparse.Namespace) -> int:
     """Run a headless station until SIGINT/SIGTERM."""
     try:
-        config = load_terminal_config(args.config, "office")
-    except ConfigError as err:
+        config = CameraOverrides.from_args(args).apply(load_terminal_config(args.config, "office"))
+    except (ConfigError, OSError) as err:
         print(f"kiosk office: {err}", file=sys.stderr)
         return 2
     stop = asyncio.Event()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from kiosk.config import load_terminal_config
-from kiosk.demo import with_cameras
+from kiosk.cli import CameraOverrides
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ def test_headless_demo_completes_a_call_with_frames_both_ways() -> None:
 def test_demo_uses_the_users_cameras_when_given() -> None:
     """--camera and --document-camera replace the synthetic sources of the counter."""
     cfg = load_terminal_config(ROOT / "config" / "counter.toml", "counter")
-    swapped = with_cameras(cfg, "/dev/video0", "/dev/v4l/by-id/usb-doc-cam-video-index0")
+    swapped = CameraOverrides("/dev/video0", "/dev/v4l/by-id/usb-doc-cam-video-index0").apply(cfg)
     assert swapped.media is not None and swapped.media.camera is not None
     assert swapped.media.camera.source == "/dev/video0"
     assert swapped.media.document_camera is not None

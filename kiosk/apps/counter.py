@@ -40,6 +40,7 @@ from kivy.uix.floatlayout import FloatLayout  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
+from kiosk.cli import CameraOverrides, add_camera_arguments  # noqa: E402
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
 from kiosk.counter_state import (  # noqa: E402
     BackPressed,
@@ -124,8 +125,11 @@ class CounterApp(TerminalApp):
 
     def __init__(self, config: TerminalConfig, *, url: str | None = None, local_media: Any = None,
                  hold_time: float = 3.0, link_grace: float = 2.0, device_retry: float = 5.0,
-                 **kwargs: Any) -> None:
+                 cameras: CameraOverrides | None = None, **kwargs: Any) -> None:
+        cameras = cameras or CameraOverrides()
+        config = cameras.apply(config)
         super().__init__(config, url=url, local_media=local_media, tables=("counter",), **kwargs)
+        self._cameras = cameras  # --camera/--document-camera, kept across a config reload like --url
         self.title = "Remote consultation counter"
         self.hold_time = hold_time
         self.machine = CounterMachine(replace(timeouts_from(config), link_grace=link_grace, device_retry=device_retry),
@@ -339,7 +343,7 @@ class CounterApp(TerminalApp):
     # -- technician ----------------------------------------------------------------------------
     def _reload_config(self) -> None:
         try:
-            new = load_terminal_config(self.config_file.path, "counter")
+            new = self._cameras.apply(load_terminal_config(self.config_file.path, "counter"))
         except (ConfigError, OSError) as err:
             self.tech_message = self.tr("tech.reload_failed", error=str(err))
             return
@@ -432,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="config/counter.toml", help="counter terminal config (TOML)")
     p.add_argument("--url", help="relay URL, overriding [relay] url")
     p.add_argument("--windowed", action="store_true", help="ignore [terminal] fullscreen (development)")
+    add_camera_arguments(p, document=True)
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -451,5 +456,5 @@ def main(argv: list[str]) -> int:
 
     setup_logging(args.log_level)
     configure_window(config.ui.width, config.ui.height, fullscreen=config.ui.fullscreen)
-    app = CounterApp(config, url=args.url)
+    app = CounterApp(config, url=args.url, cameras=CameraOverrides.from_args(args))
     return asyncio.run(app.run_until_stopped())

@@ -41,6 +41,7 @@ from kivy.properties import (  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
+from kiosk.cli import CameraOverrides, add_camera_arguments  # noqa: E402
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
 from kiosk.office_state import (  # noqa: E402
     AnswerPressed,
@@ -463,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="relay URL, overriding [relay] url")
     p.add_argument("--fullscreen", action="store_true", help="full screen, whatever [terminal] fullscreen says")
     p.add_argument("--windowed", action="store_true", help="a window, whatever [terminal] fullscreen says")
+    add_camera_arguments(p, document=False)
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -471,7 +473,7 @@ def main(argv: list[str]) -> int:
     """Entry point of ``kiosk office`` (without ``--headless``); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        config = load_terminal_config(args.config, "office")
+        config = CameraOverrides.from_args(args).apply(load_terminal_config(args.config, "office"))
     except (ConfigError, OSError) as err:
         print(f"kiosk office: {err}", file=sys.stderr)
         return 2
