@@ -462,7 +462,13 @@ class RelayCore:
                 raise ProtocolError("unknown_terminal", f"no staff station '{target}'", "invite")
             if target in call.members:
                 raise ProtocolError("bad_message", f"'{target}' is already in the call", "invite")
-            targets = [target] if target in self.online and target not in busy else []
+            if target not in self.online:
+                raise ProtocolError("unavailable", f"station '{target}' is offline", "invite")
+            if self.online[target].away:
+                raise ProtocolError("unavailable", f"station '{target}' is away", "invite")
+            if target in busy:
+                raise ProtocolError("unavailable", f"station '{target}' is already invited to this call", "invite")
+            targets = [target]
         if not targets:
             raise ProtocolError("unavailable", "nobody to invite is online and free", "invite")
         call.invite_counter += 1

@@ -169,16 +169,24 @@ def check_fields(msg: Mapping[str, Any], schema: Mapping[str, Field], kind: str)
         raise ProtocolError("bad_message", f"unexpected field(s) in '{kind}': {', '.join(extra)}", kind)
 
 
-def parse(raw: str | bytes, schemas: Mapping[str, Mapping[str, Field]] = CLIENT_MESSAGES) -> dict[str, Any]:
+def parse(raw: str | bytes, schemas: Mapping[str, Mapping[str, Field]] = CLIENT_MESSAGES, *,
+          max_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
     """Parse one text frame into a validated message.
 
+    Args:
+        raw: the frame as received.
+        schemas: message type → its fields.
+        max_bytes: the largest accepted message, in UTF-8 bytes (``[server] max_message_bytes``).
+
     Raises:
-        ProtocolError: binary frame, invalid JSON, not an object, missing or unknown type, wrong fields.
+        ProtocolError: binary frame, too large, invalid JSON, not an object, missing or unknown type, wrong fields.
     """
     if isinstance(raw, bytes | bytearray | memoryview):
         raise ProtocolError("bad_message", "binary frames are not accepted; send JSON text frames")
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise ProtocolError("too_large", f"message is {len(raw)} bytes, the limit is {MAX_MESSAGE_BYTES}")
+    # A character is 1 to 4 UTF-8 bytes: encode only when the length alone does not decide.
+    size = len(raw) if len(raw) > max_bytes or 4 * len(raw) <= max_bytes else len(raw.encode())
+    if size > max_bytes:
+        raise ProtocolError("too_large", f"message is {size} bytes or more, the limit is {max_bytes}")
     try:
         msg = json.loads(raw)
     except ValueError as err:

@@ -237,7 +237,7 @@ class RelayServer:
         problem, ref = "", None
         try:
             raw = await asyncio.wait_for(ws.recv(), self.config.hello_timeout)
-            msg = protocol.parse(raw)
+            msg = protocol.parse(raw, max_bytes=self.config.max_message_bytes)
             ref = msg["type"]
             if msg["type"] != "hello":
                 problem = f"the first message must be 'hello', got '{msg['type']}'"
@@ -264,12 +264,8 @@ class RelayServer:
         return None
 
     def _on_raw(self, conn: Conn, raw: str | bytes) -> None:
-        if isinstance(raw, str) and len(raw.encode()) > self.config.max_message_bytes:
-            self._error(conn, protocol.ProtocolError(
-                "too_large", f"message is {len(raw.encode())} bytes, the limit is {self.config.max_message_bytes}"))
-            return
         try:
-            msg = protocol.parse(raw)
+            msg = protocol.parse(raw, max_bytes=self.config.max_message_bytes)
             self.metrics.on_message(msg["type"])
             actions = self.core.receive(conn.terminal, msg, self.clock())
         except protocol.ProtocolError as err:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.config import load_terminal_config
-from relay_server.config import ConfigError, load_relay_config
+from relay_server.config import ConfigError, hash_token, load_relay_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,9 +17,29 @@ def test_demo_configs_load() -> None:
     relay = load_relay_config(ROOT / "config/relay.toml")
     assert len(relay.departments) >= 4
     assert all(d.hours.always for d in relay.departments.values())
+    roles = sorted(t.role for t in relay.terminals.values())
+    assert roles == ["counter", "lamp", "office", "office"], "the demo: one counter, two stations, one lamp agent"
+    stations = [t for t in relay.terminals.values() if t.role == "office"]
+    assert set(stations[0].departments) == set(stations[1].departments) == set(relay.departments), (
+        "both demo stations serve every department, so a colleague can be invited and 'taken' can be seen"
+    )
     for name, role in [("counter", "counter"), ("office", "office"), ("office-2", "office"), ("lamp", "lamp")]:
         cfg = load_terminal_config(ROOT / f"config/{name}.toml", role)
         assert cfg.relay.url.startswith("ws://")
+        owner = [t for t in relay.terminals.values() if t.token_hash == hash_token(cfg.relay.token)]
+        assert [t.role for t in owner] == [role], f"config/{name}.toml's token is the relay's {role} terminal"
+
+
+def test_relay_defaults_when_keys_are_left_out(tmp_path: Path) -> None:
+    """Timers a technician leaves out take the documented defaults: ring 60 s, grace 20 s, hello 10 s, 4 members, 64 KiB."""
+    text = (ROOT / "config/relay.toml").read_text()
+    for key in ("ring_timeout", "grace_period", "max_members"):
+        text = "\n".join(line for line in text.splitlines() if not line.startswith(key))
+    p = tmp_path / "relay.toml"
+    p.write_text(text)
+    server = load_relay_config(p)
+    assert (server.ring_timeout, server.grace_period, server.hello_timeout) == (60.0, 20.0, 10.0)
+    assert (server.max_members, server.max_message_bytes) == (4, 64 * 1024)
 
 
 def test_typo_in_key_names_file_line_and_suggestion(tmp_path: Path) -> None:

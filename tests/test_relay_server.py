@@ -330,6 +330,51 @@ async def test_invite_expires(start_relay: StartRelay) -> None:
     await assert_signal(call, (COUNTER, counter), (OFFICE1, o1))
 
 
+async def test_call_to_unknown_department_is_refused(relay: Relay) -> None:
+    """A call for a department the relay does not have gets 'unknown_department'; nothing rings; the counter can call again."""
+    o1, lamp = await relay.client(OFFICE1), await relay.client(LAMP)
+    counter = await relay.client(COUNTER)
+    await counter.send({"type": "call", "department": "kosekika"})
+    err = await counter.expect("error", ref="call")
+    assert err["code"] == "unknown_department" and "kosekika" in err["message"]
+    await assert_alive(o1)
+    await assert_alive(lamp)
+    assert not [m for c in (o1, lamp) for m in c.inbox if m["type"] == "incoming"]
+    await place_call(counter, o1)
+
+
+async def test_member_limit_refuses_invites_past_it(start_relay: StartRelay) -> None:
+    """With max_members reached, an invite gets 'call_full' naming the limit and nobody is rung."""
+    relay = await start_relay(max_members=2)
+    o1, o2 = await relay.client(OFFICE1), await relay.client(OFFICE2)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+    await o2.expect("taken", call=call)
+    await o1.send({"type": "invite", "call": call, "terminal": OFFICE2})
+    err = await o1.expect("error", ref="invite")
+    assert err["code"] == "call_full" and "limit 2" in err["message"]
+    await assert_alive(o2)
+    assert not [m for m in o2.inbox if m["type"] == "incoming" and m.get("invited_by")]
+    await assert_signal(call, (COUNTER, counter), (OFFICE1, o1))
+
+
+async def test_invite_by_name_does_not_ring_an_away_station(relay: Relay) -> None:
+    """'away' means not rung: a colleague who is away cannot be rung by name either; once back, the invite works."""
+    o1, o2 = await relay.client(OFFICE1), await relay.client(OFFICE2)
+    counter = await relay.client(COUNTER)
+    await o2.send({"type": "status", "status": "away"})
+    await o2.expect("status", status="away")
+    call = await place_call(counter, o1)
+    await o1.send({"type": "invite", "call": call, "terminal": OFFICE2})
+    err = await o1.expect("error", ref="invite")
+    assert err["code"] == "unavailable" and "away" in err["message"]
+    assert not [m for m in o2.inbox if m["type"] == "incoming"]
+    await o2.send({"type": "status", "status": "available"})
+    await o2.expect("status", status="available")
+    await o1.send({"type": "invite", "call": call, "terminal": OFFICE2})
+    await o2.expect("incoming", call=call, invited_by=OFFICE1)
+
+
 # -- reconnects ------------------------------------------------------------------------------
 async def test_reconnect_within_grace_period_keeps_call(relay: Relay) -> None:
     """A station that drops and comes back within the grace period gets call_state and the call carries on."""
@@ -413,6 +458,8 @@ BAD_HELLOS: dict[str, str | bytes] = {
     "unknown_token": json.dumps({"type": "hello", "token": "not-a-real-token", "protocol": 1}),
     "other_protocol": json.dumps({"type": "hello", "token": TOKENS[COUNTER], "protocol": 2}),
     "other_first_message": json.dumps({"type": "call", "department": "juumin"}),
+    "no_token": json.dumps({"type": "hello", "protocol": 1}),
+    "empty_token": json.dumps({"type": "hello", "token": "", "protocol": 1}),
     "not_json": "hello?",
     "binary": b"\x00hello",
 }
@@ -500,6 +547,25 @@ async def test_malformed_input_is_answered_and_harmless(relay: Relay, name: str)
     # And the misbehaving station is still a normal station: it can be invited and join.
     await o1.send({"type": "invite", "call": call, "terminal": OFFICE2})
     await o2.expect("incoming", call=call, invited_by=OFFICE1)
+
+
+@pytest.mark.parametrize("limit", [2048, 256 * 1024])
+async def test_message_size_limit_follows_the_config(start_relay: StartRelay, limit: int) -> None:
+    """[server] max_message_bytes is the limit, in UTF-8 bytes, whether below or above the 64 KiB default."""
+    relay = await start_relay(max_message_bytes=limit)
+    o1 = await relay.client(OFFICE1)
+    head = len(json.dumps({"type": "ping", "id": ""}))
+    fits = json.dumps({"type": "ping", "id": "x" * (limit - head)})
+    assert len(fits.encode()) == limit
+    await o1.send(fits)
+    await o1.expect("pong", timeout=5)
+    # One character past the limit, made of 3-byte characters: the byte count decides, not the length.
+    too_big = json.dumps({"type": "ping", "id": "窓" * ((limit - head) // 3 + 1)}, ensure_ascii=False)
+    assert len(too_big) <= limit < len(too_big.encode())
+    await o1.send(too_big)
+    err = await o1.expect("error")
+    assert err["code"] == "too_large" and str(limit) in err["message"]
+    await assert_alive(o1)
 
 
 async def test_rate_limit_then_close(start_relay: StartRelay) -> None:
