@@ -90,6 +90,7 @@ class LampBoard:
         self.in_progress: set[str] = set()  # call ids
         self.relay_up = False
         self.fault = False
+        self.testing: set[str] = set()  # departments lit by a lamp test from a counter (until end_test)
 
     # -- events ---------------------------------------------------------------------------------------------
     def on_message(self, msg: Mapping[str, Any]) -> None:
@@ -102,7 +103,10 @@ class LampBoard:
             # The relay re-sends everything that is ringing or in progress right after welcome.
             self.ringing.clear()
             self.in_progress.clear()
+            self.testing.clear()
             self.relay_up, self.fault = True, False
+        elif kind == "lamp_test":
+            self.testing = {d for d in msg.get("departments") or [] if isinstance(d, str)}
         elif not isinstance(call, str):
             return
         elif kind == "incoming" and isinstance(msg.get("department"), str):
@@ -137,6 +141,11 @@ class LampBoard:
             self.relay_up, self.fault = False, True
             self.ringing.clear()
             self.in_progress.clear()
+            self.testing.clear()
+
+    def end_test(self) -> None:
+        """The lamp test's time is up: its channels show the calls again."""
+        self.testing.clear()
 
     # -- output ---------------------------------------------------------------------------------------------
     def desired(self) -> dict[int, ChannelState]:
@@ -147,6 +156,10 @@ class LampBoard:
             ch = self.config.channels.get(ring.department)
             if ch:
                 out[ch] = lit
+        for dept in self.testing:
+            ch = self.config.channels.get(dept)
+            if ch:
+                out[ch] = ChannelState.ON
         if self.config.in_call_channel and self.in_progress:
             out[self.config.in_call_channel] = ChannelState.ON
         if self.config.fault_channel and self.fault:
@@ -194,6 +207,7 @@ class LampController:
         self.device = device if device is not None else LampDevice(config, port=port, **device_options)
         self.labels = channel_labels(config)
         self._shown = self.board.desired()
+        self._test_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """Start the device task (opens the port, switches every channel to its state)."""
@@ -206,7 +220,20 @@ class LampController:
         if msg.get("type") == "welcome":
             for problem in self.board.welcome_problems():
                 event(log, "lamp_config_mismatch", logging.WARNING, problem=problem)
+        elif msg.get("type") == "lamp_test":
+            seconds = msg.get("seconds")
+            channels = sorted(self.config.channels[d] for d in self.board.testing if d in self.config.channels)
+            event(log, "lamp_test", by=msg.get("by", "?"), channels=",".join(map(str, channels)) or "none")
+            if self._test_timer is not None:
+                self._test_timer.cancel()
+            self._test_timer = asyncio.get_running_loop().call_later(
+                float(seconds) if isinstance(seconds, int | float) and 0 < seconds <= 60 else 3.0, self._end_test)
         self._push(msg.get("type", ""))
+
+    def _end_test(self) -> None:
+        self._test_timer = None
+        self.board.end_test()
+        self._push("lamp test over")
 
     def on_sent(self, msg: dict[str, Any]) -> None:
         """A message the embedding staff station sent (only ``decline`` matters)."""
@@ -233,6 +260,9 @@ class LampController:
 
     async def close(self) -> None:
         """All channels off, port closed."""
+        if self._test_timer is not None:
+            self._test_timer.cancel()
+            self._test_timer = None
         await self.device.close()
 
     async def __aenter__(self) -> LampController:

@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any
 
 from relay_server.config import RelayConfig
-from relay_server.protocol import CLIENT_ROLES, ROLES, ProtocolError
+from relay_server.protocol import CLIENT_ROLES, LAMP_TEST_SECONDS, ROLES, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -347,6 +347,24 @@ class RelayCore:
         out: list[Action] = [Send(terminal, {"type": "status", "status": msg["status"]}),
                              Event("station_status", {"terminal": terminal, "status": msg["status"]})]
         return out + self._presence_updates(now)
+
+    def _on_lamp_test(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        """A technician at a counter tests the office lamps: every online lamp agent and station of its departments
+        lights those departments' channels for a moment; the counter is told who was asked."""
+        offered = self.config.terminals[terminal].departments
+        told: dict[str, list[str]] = {}
+        for dept in offered:
+            for t in sorted(self._online_in["lamp", dept] | self._online_in["office", dept]):
+                told.setdefault(t, []).append(dept)
+        out: list[Action] = [
+            Send(t, {"type": "lamp_test", "by": terminal, "departments": depts, "seconds": LAMP_TEST_SECONDS})
+            for t, depts in sorted(told.items())]
+        lamps = [t for t in sorted(told) if self.role(t) == "lamp"]
+        stations = [t for t in sorted(told) if self.role(t) == "office"]
+        out.append(Send(terminal, {"type": "lamp_test_sent", "departments": list(offered), "lamps": lamps,
+                                   "stations": stations}))
+        out.append(Event("lamp_test", {"by": terminal, "lamps": ",".join(lamps), "stations": ",".join(stations)}))
+        return out
 
     def _on_call(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
         dept_id = msg["department"]

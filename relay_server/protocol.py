@@ -18,6 +18,7 @@ from typing import Any
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_SIGNAL_DATA_BYTES = 48 * 1024
+LAMP_TEST_SECONDS = 3  # how long a lamp test from a counter lights the office lamps
 
 ROLES = ("counter", "office", "lamp")
 
@@ -102,6 +103,7 @@ CLIENT_MESSAGES: dict[str, dict[str, Field]] = {
     "signal": {"call": STR, "to": STR, "data": OBJ},
     "status": {"status": STR},
     "ping": {"id": _f(str, int, required=False)},
+    "lamp_test": {},
 }
 
 CLIENT_ROLES: dict[str, tuple[str, ...]] = {
@@ -116,6 +118,7 @@ CLIENT_ROLES: dict[str, tuple[str, ...]] = {
     "signal": ("counter", "office"),
     "status": ("office",),
     "ping": ROLES,
+    "lamp_test": ("counter",),
 }
 
 # Messages the relay sends, for terminals that want to check what they receive.
@@ -136,6 +139,8 @@ SERVER_MESSAGES: dict[str, dict[str, Field]] = {
     "call_state": {"call": STR, "state": STR, "department": STR, "counter": STR, "members": _f(list)},
     "status": {"status": STR},
     "pong": {},
+    "lamp_test": {"by": STR, "departments": _f(list), "seconds": _f(int, float)},
+    "lamp_test_sent": {"departments": _f(list), "lamps": _f(list), "stations": _f(list)},
 }
 
 STATION_STATUSES = ("available", "away")

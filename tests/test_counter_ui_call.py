@@ -221,6 +221,10 @@ async def test_wrong_pin_keeps_the_app_locked(rig: Rig) -> None:
     tech = app.screen("tech")
     await ui.until(lambda: tech.ids.camera_preview.frames_shown > 0 and tech.ids.document_preview.frames_shown > 0,
                    5, "camera previews")
+    # The lamps are at the town office: the test asks the relay to light them and names who was asked.
+    await ui.tap(tech.ids.lamp_test)
+    await ui.until(lambda: "office-tobetsu-1" in tech.ids.message.text, 5, "the lamp test's answer")
+    assert "住民課" in tech.ids.message.text and "役場で点いたか" in tech.ids.message.text
     await ui.tap(tech.ids.back)
     await rig.at_start()
 

@@ -25,6 +25,7 @@ from kiosk.devices.emulated import EmulatedAsciiLamp, EmulatedLcusBoard
 from kiosk.devices.lamp import ChannelState
 from kiosk.lamp_agent import LampController, run_check
 from relay_server.config import Terminal, hash_token
+from relay_server.protocol import LAMP_TEST_SECONDS
 from relay_server.server import RelayServer
 
 ON, OFF = ChannelState.ON, ChannelState.OFF
@@ -250,3 +251,21 @@ def test_missing_config_is_reported() -> None:
     result = subprocess.run([sys.executable, "-m", "kiosk", "lamp", "--config", "/nonexistent/lamp.toml"],
                             capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 2 and "/nonexistent/lamp.toml" in result.stderr
+
+
+async def test_lamp_test_from_a_counter_lights_its_departments_then_shows_the_calls_again(rig: Rig) -> None:
+    """A counter's lamp test lights every channel of its departments for a moment; then the lamp shows what is
+    really ringing again, and the counter is told which lamp agents and stations were asked."""
+    counter, call = await place_call(rig.relay.url, "zeimu")
+    await rig.board.wait_state({2: ON, 1: OFF})
+    tester = await WsClient.open(rig.relay.url, COUNTER2, COUNTER2_TOKEN)
+    await tester.send({"type": "lamp_test"})
+    sent = await tester.expect("lamp_test_sent")
+    assert sent["lamps"] == [LAMP] and sent["stations"] == [OFFICE1]
+    assert set(sent["departments"]) == set(DEPARTMENTS)
+    await rig.board.wait_state({1: ON, 2: ON, 3: ON, 4: ON, IN_CALL: OFF, FAULT: OFF})
+    await rig.board.wait_state({1: OFF, 2: ON, 3: OFF, 4: OFF}, timeout=LAMP_TEST_SECONDS + 3)
+    await counter.send({"type": "cancel", "call": call})
+    await rig.board.wait_state(ALL_OFF)
+    await tester.close()
+    await counter.close()

@@ -501,6 +501,9 @@ async def test_role_violations(relay: Relay) -> None:
     assert (await counter.expect("error", ref="invite"))["code"] == "forbidden"
     await lamp.send({"type": "call", "department": "juumin"})
     assert (await lamp.expect("error", ref="call"))["code"] == "forbidden"
+    for terminal in (lamp, o2):  # only a counter's technician tests the office lamps
+        await terminal.send({"type": "lamp_test"})
+        assert (await terminal.expect("error", ref="lamp_test"))["code"] == "forbidden"
     await o2.send({"type": "signal", "call": call, "to": COUNTER, "data": {"kind": "offer"}})
     assert (await o2.expect("error", ref="signal"))["code"] == "not_member"
     await o2.send({"type": "hangup", "call": call})

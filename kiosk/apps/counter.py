@@ -26,6 +26,7 @@ import asyncio  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -76,6 +77,7 @@ from kiosk.screens.counter import (  # noqa: E402
 from kiosk.ui.env import configure_window, restore_std_streams  # noqa: E402
 from kiosk.ui.video import LatestFrameSink  # noqa: E402
 from kiosk.ui.widgets import HoldCorner  # noqa: E402
+from relay_server.protocol import LAMP_TEST_SECONDS  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,6 @@ class CounterApp(TerminalApp):
     causes_text = StringProperty("")
     office_phone = StringProperty("")
     tech_message = StringProperty("")
-    has_lamp = BooleanProperty(False)
     diag_version = NumericProperty(0)
 
     machine: CounterMachine
@@ -218,6 +219,16 @@ class CounterApp(TerminalApp):
         names = [self.tr("call.you", lang)] + self.member_labels(list(members), lang)
         return self.tr("call.members", lang, names="、".join(names) if lang == "ja" else ", ".join(names))
 
+    def _lamp_test_text(self, msg: Mapping[str, Any]) -> str:
+        sep = "、" if self.lang == "ja" else ", "
+        departments = sep.join(self.dept_name(str(d), self.lang) for d in msg.get("departments") or [])
+        lamps, stations = list(msg.get("lamps") or []), list(msg.get("stations") or [])
+        if not lamps and not stations:
+            return self.tr("counter_tech.lamp_none", departments=departments)
+        none = self.tr("counter_tech.none")
+        return self.tr("counter_tech.lamp_sent", lamps=sep.join(lamps) or none, stations=sep.join(stations) or none,
+                       departments=departments, seconds=LAMP_TEST_SECONDS)
+
     def diagnostics_text(self, lang: str, _version: float = 0) -> str:
         m = self.machine
         lines = [self.tr("tech.terminal", lang, id=f"{m.terminal or '?'} {m.terminal_name}".strip()),
@@ -252,7 +263,12 @@ class CounterApp(TerminalApp):
         self.dispatch_event(PinEntered(pin))
 
     def lamp_test(self) -> None:
-        self.tech_message = self.tr("tech.no_lamp")
+        """Ask the relay to light the office lamps of this counter's departments (the lamps are at the office)."""
+        if self.machine.link_state != "up":
+            self.tech_message = self.tr("counter_tech.lamp_needs_relay")
+            return
+        self.tech_message = self.tr("counter_tech.lamp_asking")
+        self._spawn(self._send({"type": "lamp_test"}))
 
     def reload_config(self) -> None:
         self._execute(ReloadConfig())
@@ -269,7 +285,11 @@ class CounterApp(TerminalApp):
 
     async def _on_relay_message(self, msg: dict[str, Any]) -> None:
         await super()._on_relay_message(msg)
-        if msg.get("type") == "welcome":
+        if msg.get("type") == "lamp_test_sent":
+            self.tech_message = self._lamp_test_text(msg)
+        elif msg.get("type") == "error" and msg.get("ref") == "lamp_test":
+            self.tech_message = self.tr("counter_tech.lamp_failed", error=str(msg.get("message", "")))
+        elif msg.get("type") == "welcome":
             deps = msg.get("departments") or []
             phones = [d.get("fallback", {}).get("phone", "") for d in deps]
             self.office_phone = next((p for p in phones if p), "")
