@@ -81,8 +81,9 @@ async def test_start_screen_shows_departments_notice_and_language_switch(rig: Ri
     assert start.department_button("zeimu").status == "closed" and "受付時間外です" in texts
     await ui.tap(start.ids.language.ids.lang_en)
     await ui.until(lambda: "Taxation Division" in visible_texts(start) and app.lang == "en", 5, "English")
-    assert "This counter is for consultation only. Applications and certificates are not handled here" \
-        in visible_texts(start)
+    assert start.ids.notice.text == ("This counter is for consultation only. Applications and certificates are not "
+                                     "handled here\nこの窓口はご相談専用です。申請や証明書の発行はできません"), \
+        "in English the notice stands beside the Japanese, not instead of it"
     await ui.tap(start.ids.language.ids.lang_ja)
     await ui.until(lambda: app.lang == "ja", 5, "Japanese again")
 
@@ -102,14 +103,17 @@ async def test_answered_call_shows_video_then_thanks_and_forgets_everything(rig:
     await ui.until(lambda: in_call.ids.document_view.frames_shown > 0 and in_call.ids.self_view.frames_shown > 0,
                    10, "document camera and self-view")
     texts = visible_texts(in_call)
-    assert "書類をここに置いてください" in texts and "住民課とお話し中です" in texts
+    assert "書類を\nカメラの下に置いてください" in texts and "住民課とお話し中です" in texts
+    assert "職員に見えている書類" in texts and "あなた" in texts, "the previews say whose picture they are"
     assert "参加者：あなた、職員 1" in texts
     await ui.tap(in_call.ids.mute)
     await ui.until(lambda: app.mic_muted and app.session is not None and app.session.mic_muted, 5, "muted")
     station = rig.stations[0]
     await ui.tap(in_call.ids.hang_up)
     await ui.until(lambda: app.state_name == "thanks" and app.manager.current == "thanks", 5, "thank-you screen")
-    assert "ご利用ありがとうございました" in visible_texts(app.screen("thanks"))
+    thanks = visible_texts(app.screen("thanks"))
+    assert "ご利用ありがとうございました" in thanks
+    assert any(t.endswith("秒後に最初の画面に戻ります") for t in thanks), "the resident sees it will go back by itself"
     assert app.machine.call is None and app.session is None and app.members == []
     assert in_call.remote_views() == [] and not in_call.ids.document_view.has_frame
     assert not in_call.ids.self_view.has_frame
@@ -171,7 +175,7 @@ async def test_unanswered_call_shows_phone_and_returns_by_itself(rig: Rig) -> No
         await ui.tap(app.screen("start").department_button("juumin"))
         await ui.until(lambda: app.manager.current == "result", 10, "the unanswered result")
         texts = visible_texts(app.screen("result"))
-        assert "ただいま職員が応対できませんでした" in texts and "電話 0133-23-2223" in texts
+        assert "住民課の職員が、ただいま応対できませんでした" in texts and "電話 0133-23-2223" in texts
         assert "受付 平日 8:45〜17:30" in texts
         await ui.until(lambda: app.manager.current == "start", 10, "start after the result timeout")
     finally:

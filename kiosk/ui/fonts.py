@@ -33,7 +33,7 @@ KNOWN_FONTS: tuple[str, ...] = (
 )
 
 # A probe of characters every usable font must have (kana, kanji, full-width punctuation).
-PROBE = "住民課税務書類をここに置いてください。ア"
+PROBE = "住民課税務書類をカメラの下に置いてください。ア"
 
 
 class FontNotFound(Exception):
