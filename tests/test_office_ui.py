@@ -10,6 +10,9 @@ from kiosk.ui.env import configure_window, prepare_kivy_env
 prepare_kivy_env(headless=True)
 configure_window(1280, 800)
 
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
 from collections.abc import AsyncIterator  # noqa: E402
 from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -31,6 +34,7 @@ from kiosk.screens.office_shots import (  # noqa: E402
 from kiosk.screens.scenes import small_media  # noqa: E402
 from kiosk.ui.driver import UiDriver, running_app, visible_texts, walk  # noqa: E402
 from kiosk.video.session import SessionState  # noqa: E402
+from relay_server.config import hash_token  # noqa: E402
 from relay_server.server import RelayServer  # noqa: E402
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -38,6 +42,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 ROOT = Path(__file__).resolve().parent.parent
 CAMERA, DOCUMENT = (160, 90), (320, 180)
 COLLEAGUE = "office-tobetsu-2"
+CALL_TEST_COUNTER = ("counter-call-test", "call-test-counter-token")  # for the `kiosk call-test` process
 
 
 @dataclass
@@ -76,6 +81,9 @@ class Rig:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def rig() -> AsyncIterator[Rig]:
     cfg = relay_with_second_counter(make_relay_config(ring_timeout=2.5, invite_timeout=10.0))
+    first = cfg.terminals["counter-sapporo-1"]
+    cfg = replace(cfg, terminals={**cfg.terminals, CALL_TEST_COUNTER[0]: replace(
+        first, id=CALL_TEST_COUNTER[0], token_hash=hash_token(CALL_TEST_COUNTER[1]), name="call-test")})
     relay = await RelayServer(cfg).start(host="127.0.0.1", port=0)
     counter_cfg = small_media(load_terminal_config(ROOT / "config" / "counter.toml", "counter"), CAMERA, DOCUMENT)
     resident = await HeadlessCounter(counter_cfg, url=relay.url).start()
@@ -216,6 +224,45 @@ async def test_end_call_ends_it_for_the_resident(rig: Rig) -> None:
     await ui.until(lambda: app.state_name == "waiting", 5, "waiting")
     assert "通話を終了しました" in visible_texts(app.screen("waiting"))
     await ui.until(lambda: resident_session.state is SessionState.ENDED, 10, "the resident's call to end")
+
+
+async def test_kiosk_call_test_process_is_answered_in_one_touch(rig: Rig, tmp_path: Path) -> None:
+    """A real `kiosk call-test` process rings the station; one touch answers; the resident's camera and papers
+    move on screen and the process reports frames both ways and exits 0."""
+    app, ui = rig.app, rig.ui
+    await rig.idle()
+    text = (ROOT / "config" / "counter.toml").read_text()
+    for old, new in {'token = "demo-counter-1-e8b1c2"': f'token = "{CALL_TEST_COUNTER[1]}"',
+                     "width = 640": f"width = {CAMERA[0]}", "height = 360": f"height = {CAMERA[1]}",
+                     "width = 1920": f"width = {DOCUMENT[0]}", "height = 1080": f"height = {DOCUMENT[1]}"}.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "counter.toml").write_text(text)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kiosk", "call-test", "--config", str(tmp_path / "counter.toml"),
+        "--department", "juumin", "--seconds", "2", "--answer-timeout", "30", "--json", "--url", rig.relay.url,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        waiting = app.screen("waiting")
+        await ui.until(lambda: any(c.counter == CALL_TEST_COUNTER[0] for c in app.machine.ringing.values()), 30,
+                       "the call-test process ringing")
+        call = next(c for c, e in app.machine.ringing.items() if e.counter == CALL_TEST_COUNTER[0])
+        assert "call-test" in " ".join(visible_texts(await rig.card(call)))
+        await ui.tap(waiting.card(call).ids.answer)
+        call_screen = app.screen("in_call")
+        big, small = call_screen.ids.big_view, call_screen.ids.small_tile.ids.video
+        await ui.until(lambda: big.frames_shown >= 3 and small.frames_shown >= 1, 15, "both video tiles")
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(out)
+    assert report["ok"] and report["answered_by"] == "office-tobetsu-1"
+    tracks = {t["track"]: t for t in report["tracks"]}
+    assert tracks["camera"]["frames"] > 5 and tracks["audio"]["audio_level"] > 0.01
+    await ui.until(lambda: app.state_name == "waiting", 10, "waiting after the resident hung up")
 
 
 async def test_call_taken_by_colleague_disappears(rig: Rig) -> None:
