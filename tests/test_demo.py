@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kiosk.config import load_terminal_config
 from kiosk.cli import CameraOverrides
+from kiosk.config import load_terminal_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,6 +14,7 @@ from session_support import (
     wait_track,
 )
 
+from kiosk.config import RelayLink
 from kiosk.headless import HeadlessCounter, HeadlessStation
 from kiosk.video.session import CallSession, EventKind, SessionState
 from kiosk.video.still import pixels_sha256
@@ -121,3 +122,42 @@ async def _wait_session(station: HeadlessStation, timeout: float = 10.0) -> Call
     await wait_until(lambda: station.session is not None, timeout)
     assert station.session is not None
     return station.session
+
+
+async def test_four_member_mesh_every_member_sees_every_other() -> None:
+    """The largest call (max_members = 4): a third staff member joins a call with two; every member receives every
+    other member's camera, the newcomer gets the papers too, and nobody else can be invited."""
+    from dataclasses import replace
+
+    from relay_server.config import hash_token
+
+    office3, office3_token = "office-tobetsu-3", "test-office-3-token"
+    cfg = make_relay_config(max_members=4)
+    cfg = replace(cfg, terminals={**cfg.terminals, office3: replace(
+        cfg.terminals[OFFICE2], id=office3, token_hash=hash_token(office3_token), name="保健福祉課 窓口")})
+    async with RelayServer(cfg) as srv:
+        media = media_config(document=None)
+        office1 = HeadlessStation(terminal_config(OFFICE1, srv.url, media), auto_answer=0.0)
+        office2 = HeadlessStation(terminal_config(OFFICE2, srv.url, media), auto_answer=None)
+        third = HeadlessStation(replace(terminal_config(OFFICE1, srv.url, media),
+                                        relay=RelayLink(srv.url, office3_token)), auto_answer=None)
+        counter = HeadlessCounter(terminal_config(COUNTER, srv.url, media_config()))
+        async with office1, office2, third, counter:
+            for station in (office1, office2, third):
+                await station.wait_up()
+            session = await counter.call("hoken")
+            await wait_track(session, OFFICE1, "camera")
+            office2.auto_answer = third.auto_answer = 0.0
+            await office1.invite(terminal=OFFICE2)
+            await _wait_session(office2)
+            await office1.invite(terminal=office3)
+            newcomer = await _wait_session(third)
+            sessions = {COUNTER: session, OFFICE1: office1.session, OFFICE2: office2.session, office3: newcomer}
+            for me, s in sessions.items():
+                assert s is not None
+                for other in sessions:
+                    if other != me:
+                        await wait_stamps(await wait_track(s, other, "camera"), 2)
+            await wait_stamps(await wait_track(newcomer, COUNTER, "document"), 2)
+            assert sorted(session.members) == sorted([OFFICE1, OFFICE2, office3])
+            assert srv.core.calls[srv.core.call_of[COUNTER]].members == [COUNTER, OFFICE1, OFFICE2, office3]

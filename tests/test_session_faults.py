@@ -70,3 +70,27 @@ async def test_peer_connection_failure_ends_call_on_both_sides() -> None:
             # The relay ended the call too: the counter can place a new one at once.
             again = await counter.call("kensetsu")
             await wait_track(again, OFFICE1, "camera")
+
+
+async def test_link_drop_mid_call_reattaches_within_the_grace_period() -> None:
+    """A counter whose websocket drops mid-call keeps its media, reconnects by itself, is back in the same call at
+    the relay (no 'disconnected'), and the call then ends normally through the relay."""
+    async with RelayServer(make_relay_config()) as srv:
+        office = HeadlessStation(terminal_config(OFFICE1, srv.url, media_config(document=None)), auto_answer=0.0)
+        counter = HeadlessCounter(terminal_config(COUNTER, srv.url, media_config()))
+        async with office, counter:
+            session, station, from_staff, to_staff = await call_with_video(counter, office, "hoken")
+            call = srv.core.call_of[COUNTER]
+            srv.conns[COUNTER].ws.transport.abort()  # the network drops the counter's link, nobody says goodbye
+            await wait_until(lambda: COUNTER in srv.core.offline_members, 5)
+            await wait_stamps(to_staff, 3)  # media goes on peer to peer meanwhile
+            await wait_until(lambda: COUNTER not in srv.core.offline_members and COUNTER in srv.conns, 15)
+            await counter.wait_up(5)
+            assert srv.core.call_of.get(COUNTER) == call and srv.core.call_of.get(OFFICE1) == call
+            before = from_staff.frames
+            await wait_until(lambda: from_staff.frames > before + 3, 10)
+            assert session.state is SessionState.ACTIVE and station.state is SessionState.ACTIVE
+            await session.hangup()
+            ended = await station.wait_event(EventKind.ENDED, timeout=10)
+            assert ended.reason == "hangup"
+            await wait_until(lambda: COUNTER not in srv.core.call_of and OFFICE1 not in srv.core.call_of, 5)
