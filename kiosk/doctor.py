@@ -212,19 +212,36 @@ def check_ice_addresses(entries: Iterable[str]) -> CheckResult:
 # Device lists
 # ---------------------------------------------------------------------------------------------------------------
 def list_video_devices(dev: str | Path = "/dev", sysfs: str | Path = "/sys/class/video4linux") -> list[str]:
-    """``/dev/video*`` with the driver's name, then ``/dev/v4l/by-id/*`` links and their targets."""
+    """``/dev/video*`` with the driver's name and USB VID:PID, then ``/dev/v4l/by-id/*`` links and their targets."""
     dev, sysfs = Path(dev), Path(sysfs)
     lines = []
     for node in sorted(dev.glob("video*"), key=lambda p: (len(p.name), p.name)):
         name = ""
         with contextlib.suppress(OSError):
             name = (sysfs / node.name / "name").read_text().strip()
-        lines.append(f"{node}  {name}".rstrip())
+        usb = _usb_id(sysfs / node.name / "device")
+        lines.append(f"{node}  {name}{f' USB {usb}' if usb else ''}".rstrip())
     by_id = dev / "v4l" / "by-id"
     if by_id.is_dir():
         for link in sorted(by_id.iterdir()):
             lines.append(f"{link} -> {os.path.realpath(link)}")
     return lines
+
+
+def _usb_id(device: Path) -> str:
+    """``vvvv:pppp`` of the USB device a sysfs ``device`` link belongs to (its interface's parent), or ""."""
+    try:
+        here = device.resolve(strict=True)
+    except OSError:
+        return ""
+    for folder in (here, *list(here.parents)[:3]):
+        try:
+            vid = (folder / "idVendor").read_text().strip()
+            pid = (folder / "idProduct").read_text().strip()
+        except OSError:
+            continue
+        return f"{vid}:{pid}"
+    return ""
 
 
 def video_devices_result(lines: list[str]) -> CheckResult:
@@ -411,6 +428,25 @@ async def check_camera(cfg: CameraConfig, label: str, key: str, *, seconds: floa
 # ---------------------------------------------------------------------------------------------------------------
 # Audio
 # ---------------------------------------------------------------------------------------------------------------
+def microphone_result(name: str, kind: str, level: float, freq: float | None, samples: int,
+                      seconds: float) -> CheckResult:
+    """Judge what a microphone delivered in ``seconds``: its level (0..1 of full scale) and strongest frequency."""
+    detail = f"{name}: level {level:.4f} of full scale"
+    if freq:
+        detail += f", strongest {freq:.0f} Hz"
+    if kind == "silence":
+        return CheckResult("microphone", True, f"{name}: sends silence by design (no microphone)")
+    if level >= MIC_MIN_LEVEL or kind == "tone":
+        return CheckResult("microphone", True, detail)
+    if samples == 0:
+        return CheckResult("microphone", False, f"{name}: no audio arrived in {seconds:g} s",
+                           "the microphone opened but sends nothing: replug it and check "
+                           "`arecord -D DEVICE -d 2 /tmp/t.wav`")
+    return CheckResult("microphone", False, detail + " (silent)",
+                       "the microphone hears nothing: unmute it and raise its capture level (`alsamixer`, F4), "
+                       "check the cable, and speak while the doctor runs")
+
+
 async def check_audio(cfg: AudioConfig, *, seconds: float = 0.5) -> list[CheckResult]:
     """The microphone opens and hears something; the speaker opens."""
     from kiosk.devices.audio import AudioError, open_audio_sink, open_audio_source, parse_audio_input
@@ -445,23 +481,7 @@ async def check_audio(cfg: AudioConfig, *, seconds: float = 0.5) -> list[CheckRe
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            detail = f"{cfg.input}: level {level:.4f} of full scale"
-            if freq:
-                detail += f", strongest {freq:.0f} Hz"
-            if spec.kind == "silence":
-                results.append(CheckResult("microphone", True, f"{cfg.input}: sends silence by design (no "
-                                                               "microphone)"))
-            elif level >= MIC_MIN_LEVEL or spec.kind == "tone":
-                results.append(CheckResult("microphone", True, detail))
-            elif sink.received_samples == 0:
-                results.append(CheckResult("microphone", False, f"{cfg.input}: no audio arrived in {seconds:g} s",
-                                           "the microphone opened but sends nothing: replug it and check "
-                                           "`arecord -D DEVICE -d 2 /tmp/t.wav`"))
-            else:
-                results.append(CheckResult(
-                    "microphone", False, detail + " (silent)",
-                    "the microphone hears nothing: unmute it and raise its capture level (`alsamixer`, F4), "
-                    "check the cable, and speak while the doctor runs"))
+            results.append(microphone_result(cfg.input, spec.kind, level, freq, sink.received_samples, seconds))
     try:
         sink = open_audio_sink(cfg.output)
     except AudioError as err:

@@ -328,8 +328,15 @@ def test_device_lists_from_a_fake_dev_tree(tmp_path: Path) -> None:
         (sysfs / n).mkdir(parents=True)
         (sysfs / n / "name").write_text(f"Cam {n}\n")
     (dev / "v4l" / "by-id" / "usb-Logi_C920-video-index0").symlink_to(dev / "video0")
+    # As in sysfs: videoN/device links to the USB interface, whose parent (the device) has idVendor/idProduct.
+    usb = tmp_path / "devices" / "usb1" / "1-1"
+    (usb / "1-1:1.0").mkdir(parents=True)
+    (usb / "idVendor").write_text("046d\n")
+    (usb / "idProduct").write_text("082d\n")
+    (sysfs / "video0" / "device").symlink_to(usb / "1-1:1.0")
     lines = doctor.list_video_devices(dev, sysfs)
-    assert lines[:3] == [f"{dev}/video0  Cam video0", f"{dev}/video1  Cam video1", f"{dev}/video10  Cam video10"]
+    assert lines[:3] == [f"{dev}/video0  Cam video0 USB 046d:082d", f"{dev}/video1  Cam video1",
+                         f"{dev}/video10  Cam video10"]
     assert lines[3] == f"{dev}/v4l/by-id/usb-Logi_C920-video-index0 -> {dev}/video0"
     assert doctor.video_devices_result(lines).ok
     assert "only synthetic" in doctor.video_devices_result([]).detail
@@ -342,6 +349,18 @@ def test_audio_devices_from_proc_asound(tmp_path: Path) -> None:
     r = doctor.audio_devices_result(tmp_path)
     assert r.ok
     assert r.detail.splitlines() == ["hw:0,0  ALC892 Analog (playback, capture)", "hw:1,0  USB Audio (capture)"]
+
+
+def test_microphone_judgement() -> None:
+    """A microphone that is loud enough passes; one that opens but stays silent, or sends nothing, fails with advice
+    (no sound card on these machines: the judgement is tested on the numbers a device would give)."""
+    ok = doctor.microphone_result("alsa:default", "alsa", 0.02, 312.0, 8000, 0.5)
+    assert ok.ok and "312 Hz" in ok.detail
+    silent = doctor.microphone_result("alsa:default", "alsa", 0.0, None, 8000, 0.5)
+    assert not silent.ok and "(silent)" in silent.detail and "alsamixer" in silent.advice
+    dead = doctor.microphone_result("alsa:default", "alsa", 0.0, None, 0, 0.5)
+    assert not dead.ok and "no audio arrived" in dead.detail and "arecord -D" in dead.advice
+    assert doctor.microphone_result("synthetic:silence", "silence", 0.0, None, 8000, 0.5).ok
 
 
 def test_serial_ports_listed() -> None:
