@@ -47,11 +47,10 @@ ERROR_CODES = (
     "call_full",
     "unknown_terminal",
     "member_offline",
-    "unsupported_protocol",
 )
 
 # Reasons carried by ``ended`` and ``left``.
-END_REASONS = ("hangup", "cancelled", "unanswered", "disconnected", "shutdown", "leave", "declined")
+END_REASONS = ("hangup", "cancelled", "unanswered", "disconnected", "shutdown", "leave")
 
 
 class ProtocolError(Exception):

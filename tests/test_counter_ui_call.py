@@ -17,7 +17,8 @@ import pytest_asyncio  # noqa: E402
 from ui_counter import button_widgets, counter_config, office_config, relay_config  # noqa: E402
 
 from kiosk.apps.counter import CounterApp  # noqa: E402
-from kiosk.headless import HeadlessStation  # noqa: E402
+from kiosk.headless import HeadlessCounter, HeadlessStation  # noqa: E402
+from kiosk.screens.office_shots import relay_with_second_counter, second_counter_config  # noqa: E402
 from kiosk.ui.driver import UiDriver, running_app, visible_texts  # noqa: E402
 from relay_server.server import RelayServer  # noqa: E402
 
@@ -53,7 +54,8 @@ class Rig:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def rig() -> AsyncIterator[Rig]:
-    relay = await RelayServer(relay_config(closed=("zeimu",), ring_timeout=1.5)).start(host="127.0.0.1", port=0)
+    relay = await RelayServer(relay_with_second_counter(relay_config(closed=("zeimu",), ring_timeout=1.5))).start(
+        host="127.0.0.1", port=0)
     app = CounterApp(counter_config(idle_timeout=3.0, result_timeout=2.0, thanks_timeout=2.0),
                      url=relay.url, hold_time=0.3)
     try:
@@ -165,6 +167,23 @@ async def test_cancel_while_ringing_returns_to_start(rig: Rig) -> None:
         station.auto_answer = 0.0
 
 
+async def test_department_whose_staff_are_all_in_calls_shows_busy(rig: Rig) -> None:
+    """While every station of a department is talking with another counter, its button says so (greyed, 'busy');
+    when that call ends it is available again."""
+    app, ui = rig.app, rig.ui
+    await rig.at_start()
+    start = app.screen("start")
+    other = await HeadlessCounter(second_counter_config(counter_config()), url=rig.relay.url).start()
+    try:
+        await other.place_call("hoken")
+        await ui.until(lambda: start.department_button("hoken").status == "busy", 10, "hoken busy")
+        assert "ただいま混み合っています" in visible_texts(start)
+        await other.end()
+        await ui.until(lambda: start.department_button("hoken").status == "available", 10, "hoken available again")
+    finally:
+        await other.close()
+
+
 async def test_unanswered_call_shows_phone_and_returns_by_itself(rig: Rig) -> None:
     """A call nobody answers shows the plain message with the phone number, then start by itself."""
     app, ui = rig.app, rig.ui
@@ -205,9 +224,16 @@ async def test_idle_reset_returns_pin_screen_to_start(rig: Rig) -> None:
 
 
 async def test_wrong_pin_keeps_the_app_locked(rig: Rig) -> None:
-    """A wrong PIN shows an error and never opens the technician menu; the right one does."""
+    """The kiosk cannot be closed from outside (window close, Escape); a wrong PIN shows an error and never opens
+    the technician menu; the right one does."""
+    from kivy.core.window import Window
+
     app, ui = rig.app, rig.ui
     await rig.at_start()
+    assert Window.dispatch("on_request_close") is True, "a close request is refused"
+    Window.dispatch("on_keyboard", 27, 0, "", [])  # Escape
+    await ui.frames(2)
+    assert not app.stopped.is_set() and app.manager.current == "start"
     await ui.hold(ui.window_pos(app.corner), lambda: app.manager.current == "pin", 5, "the PIN screen")
     pin = app.screen("pin")
     pad = pin.ids.pad

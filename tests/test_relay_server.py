@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -268,6 +269,25 @@ async def test_hangup(relay: Relay, by: str) -> None:
         assert ended["reason"] == "hangup" and ended["by"] == who
     # Both are free again: the counter can place a new call that the station can answer.
     await place_call(counter, o1)
+
+
+async def test_one_structured_log_line_per_event(relay: Relay, caplog: pytest.LogCaptureFixture) -> None:
+    """Each step of a call is one ``event=NAME key=value`` line, in order: connected, rung, answered, ended."""
+    caplog.set_level(logging.INFO, logger="relay_server")
+    o1 = await relay.client(OFFICE1)
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o1)
+    await counter.send({"type": "hangup", "call": call})
+    await o1.expect("ended", call=call)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event=")]
+    wanted = [f"event=terminal_connected terminal={OFFICE1} role=office", f"event=terminal_connected terminal={COUNTER}",
+              f"event=call_rung call={call} department=juumin counter={COUNTER}",
+              f"event=call_answered call={call} department=juumin by={OFFICE1}",
+              f"event=call_ended call={call} department=juumin reason=hangup"]
+    found = [next((i for i, line in enumerate(lines) if line.startswith(w)), -1) for w in wanted]
+    assert -1 not in found and found == sorted(found), "\n".join(lines)
+    for name in ("call_rung", "call_answered", "call_ended"):
+        assert sum(line.startswith(f"event={name} call={call} ") for line in lines) == 1, name
 
 
 # -- invites ---------------------------------------------------------------------------------

@@ -161,7 +161,7 @@ class CounterApp(TerminalApp):
         root.add_widget(self.corner)
         from kivy.core.window import Window
 
-        Window.bind(on_touch_down=self._on_any_touch)
+        Window.bind(on_touch_down=self._on_any_touch, on_request_close=self._refuse_close)
         return root
 
     def on_start(self) -> None:
@@ -181,7 +181,7 @@ class CounterApp(TerminalApp):
     def on_stop(self) -> None:
         from kivy.core.window import Window
 
-        Window.unbind(on_touch_down=self._on_any_touch)
+        Window.unbind(on_touch_down=self._on_any_touch, on_request_close=self._refuse_close)
         super().on_stop()
         self.stopped.set()
 
@@ -279,6 +279,11 @@ class CounterApp(TerminalApp):
             self._execute(ExitApp())
 
     # -- events in -----------------------------------------------------------------------------
+    def _refuse_close(self, *_args: Any, **kwargs: Any) -> bool:
+        """A close request (window manager, Alt+F4, a keyboard shortcut) never ends the kiosk: only the technician
+        menu's exit (behind the PIN) or SIGTERM does."""
+        log.warning("close request refused (source %s): leave through the technician menu", kwargs.get("source", "?"))
+        return True
     def _on_any_touch(self, _window: Any, _touch: Any) -> bool:
         self.dispatch_event(Touched())
         return False  # let the touch reach the widgets
