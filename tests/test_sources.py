@@ -408,3 +408,24 @@ async def test_shared_frames_survive_concurrent_encoders() -> None:
             return sizes
 
         assert all(await asyncio.gather(*(send(t, e) for t, e in zip(tracks, encoders, strict=True))))
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (322, 180)])
+def test_yuv_conversion_matches_libswscale(size: tuple[int, int]) -> None:
+    """The fast colour conversion gives the encoder the same picture libswscale would (odd sizes included)."""
+    from av.video.reformatter import VideoReformatter
+
+    from kiosk.video.sources import rgb_to_yuv420p
+    from kiosk.video.synthetic import SyntheticScene
+
+    w, h = size
+    rgb = np.ascontiguousarray(SyntheticScene(w, h).render(7.0)[:, :, :3])
+    ours = rgb_to_yuv420p(rgb)
+    theirs = VideoReformatter().reformat(VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p")
+    assert (ours.width, ours.height, ours.format.name) == (w, h, "yuv420p")
+    luma_ours, luma_theirs = ours.to_ndarray()[:h].astype(int), theirs.to_ndarray()[:h].astype(int)
+    assert np.abs(luma_ours - luma_theirs).max() <= 1, "same BT.601 video-range luma"
+    back = ours.to_ndarray(format="rgb24").astype(int)
+    assert np.abs(back - rgb).mean() < 2.0, "the picture survives the round trip"
+    odd = rgb_to_yuv420p(np.ascontiguousarray(rgb[: h - 1, : w - 1]))  # odd sides: libswscale's own path
+    assert (odd.width, odd.height, odd.format.name) == (w - 1, h - 1, "yuv420p")
