@@ -218,6 +218,16 @@ async def test_end_call_ends_it_for_the_resident(rig: Rig) -> None:
     assert app.big == "camera" and tuple(big.frame_size) == CAMERA
     resident_session = rig.resident.session
     assert resident_session is not None
+    # Invite a department; the colleague who is rung declines: the call screen says so and the call goes on.
+    call_screen = app.screen("in_call")
+    await ui.tap(call_screen.ids.invite)
+    await ui.until(lambda: app.manager.current == "invite", 5, "the invite picker")
+    await ui.tap(app.screen("invite").button("department", "zeimu"))
+    await ui.until(lambda: any("呼び出し中" in t for t in call_screen.invite_texts()), 5, "the pending invite")
+    assert rig.colleague.client is not None
+    await rig.colleague.client.send({"type": "decline", "call": call})
+    await ui.until(lambda: any("断りました" in t for t in call_screen.invite_texts()), 5, "the declined invite")
+    assert app.state_name == "in_call" and len(call_screen.member_texts()) == 2
     await ui.tap(app.screen("in_call").ids.mute)
     assert app.mic_muted and app.session.mic_muted and "マイクを入れる" in visible_texts(app.screen("in_call"))
     await ui.tap(app.screen("in_call").ids.end)
