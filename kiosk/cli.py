@@ -40,7 +40,7 @@ class CameraOverrides:
             return cfg
         cam = media.camera
         if self.camera:
-            cam = replace(cam, source=self.camera) if cam else CameraConfig(self.camera, 1280, 720, 30.0)
+            cam = replace(cam, source=self.camera) if cam else CameraConfig(self.camera, 1280, 720, 30.0, adapt=True)
         doc = media.document_camera
         if self.document:
             doc = replace(doc, source=self.document) if doc else CameraConfig(self.document, *DOCUMENT_DEFAULT)

@@ -50,6 +50,7 @@ class CameraConfig:
     height: int
     fps: float
     rotation: int = 0
+    adapt: bool = False  # [camera] adapt: lower the resolution while the PC cannot encode it (kiosk.video.adapt)
 
 
 @dataclass(frozen=True)
@@ -132,10 +133,14 @@ def _parse_ui(sec: Section) -> UiConfig:
     return ui
 
 
-def _parse_camera(sec: Section, default_source: str, size: tuple[int, int], fps: float) -> CameraConfig | None:
+def _parse_camera(sec: Section, default_source: str, size: tuple[int, int], fps: float, *,
+                  adaptable: bool) -> CameraConfig | None:
     if sec.has("enabled") and not sec.get("enabled", bool):
-        sec.done(["source", "width", "height", "fps", "rotation"])
+        sec.done(["source", "width", "height", "fps", "rotation", "adapt"])
         return None
+    if not adaptable and sec.has("adapt"):
+        raise sec.error("adapt", "the document camera is never scaled down (staff read small print): "
+                                 "lower its fps instead")
     cam = CameraConfig(
         source=sec.get("source", str, default_source),
         width=sec.get("width", int, size[0], check=_positive),
@@ -143,16 +148,17 @@ def _parse_camera(sec: Section, default_source: str, size: tuple[int, int], fps:
         fps=sec.get("fps", float, fps, check=_positive),
         rotation=sec.get("rotation", int, 0,
                          check=lambda r: None if r in ROTATIONS else "must be 0, 90, 180 or 270"),
+        adapt=sec.get("adapt", bool, True) if adaptable else False,
     )
     sec.done(["enabled"])
     return cam
 
 
 def _parse_media(root: Section, role: str) -> MediaConfig:
-    camera = _parse_camera(root.section("camera"), "synthetic:camera", (1280, 720), 30.0)
+    camera = _parse_camera(root.section("camera"), "synthetic:camera", (1280, 720), 30.0, adaptable=True)
     doc_sec = root.section("document_camera")
     if role == "counter":
-        document = _parse_camera(doc_sec, "synthetic:document", (1920, 1080), 5.0)
+        document = _parse_camera(doc_sec, "synthetic:document", (1920, 1080), 5.0, adaptable=False)
     else:
         if doc_sec.data:
             raise doc_sec.error("source", "only a counter terminal has a document camera")

@@ -30,6 +30,22 @@ def test_demo_configs_load() -> None:
         assert [t.role for t in owner] == [role], f"config/{name}.toml's token is the relay's {role} terminal"
 
 
+def test_camera_adapts_by_default_and_the_document_camera_never(tmp_path: Path) -> None:
+    """[camera] adapt defaults to true and can be turned off; [document_camera] refuses the key, saying why."""
+    cfg = load_terminal_config(ROOT / "config/counter.toml", "counter")
+    assert cfg.media is not None and cfg.media.camera is not None and cfg.media.document_camera is not None
+    assert cfg.media.camera.adapt and not cfg.media.document_camera.adapt
+    text = (ROOT / "config/counter.toml").read_text()
+    off = tmp_path / "off.toml"
+    off.write_text(text.replace("[camera]\n", "[camera]\nadapt = false\n", 1))
+    media = load_terminal_config(off, "counter").media
+    assert media is not None and media.camera is not None and not media.camera.adapt
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("[document_camera]\n", "[document_camera]\nadapt = true\n", 1))
+    with pytest.raises(ConfigError, match=r"document_camera\.adapt: the document camera is never scaled down"):
+        load_terminal_config(bad, "counter")
+
+
 def test_relay_defaults_when_keys_are_left_out(tmp_path: Path) -> None:
     """Timers a technician leaves out take the documented defaults: ring 60 s, grace 20 s, hello 10 s, 4 members, 64 KiB."""
     text = (ROOT / "config/relay.toml").read_text()

@@ -18,6 +18,8 @@ Media layout (the contract between terminals; ``docs/protocol.md`` should carry 
   second = document. The answerer attaches its own camera/audio to the offered transceivers.
 * A received video frame is decoded as soon as its last packet is in (:mod:`kiosk.video.jitter`),
   not one frame interval later as aiortc's own receiver does.
+* The camera track's resolution follows what this PC's encoders keep up with (``[camera] adapt``,
+  :mod:`kiosk.video.adapt`); the document track is never scaled.
 * The document track is sent at the camera's full resolution (aiortc never scales video);
   full-resolution lossless stills travel over the data channel (:mod:`kiosk.video.still`).
 * ``{"bye": REASON}`` on the data channel (and ``{"kind": "bye", "reason": REASON}`` as signal
@@ -60,6 +62,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from kiosk.video import still as stills
+from kiosk.video.adapt import CameraAdaptation
 from kiosk.video.ice import rtc_configuration
 from kiosk.video.jitter import use_frame_end_jitter_buffer
 from kiosk.video.local_media import GatedAudioTrack, LocalMedia
@@ -290,6 +293,7 @@ class CallSession:
         self._peers: dict[str, _Peer] = {}
         self._remote: dict[tuple[str, str], RemoteTrack] = {}
         self._audio_gates: list[GatedAudioTrack] = []
+        self._adaptation: CameraAdaptation | None = None
         self._mic_muted = False
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -583,12 +587,24 @@ class CallSession:
             self._audio_gates.append(gate)
             track = gate
         elif label == "camera" and self.local.camera is not None:
-            track = self.local.camera.track()
+            track = self._camera_track()
         elif label == "document" and self.local.document is not None and self.role == "counter":
             track = self.local.document.track()
         if track is not None:
             peer.local_tracks.append(track)
         return track
+
+    def _camera_track(self) -> MediaStreamTrack:
+        """A subscription of the local camera for one peer; metered when ``[camera] adapt`` lets the resolution
+        follow what the encoders keep up with (:mod:`kiosk.video.adapt`)."""
+        camera = self.local.camera
+        assert camera is not None
+        cfg = getattr(camera, "config", None)
+        if not (getattr(cfg, "adapt", False) and hasattr(camera, "set_scale")):
+            return camera.track()
+        if self._adaptation is None:
+            self._adaptation = CameraAdaptation(camera, cfg.width, name=f"{self.terminal_id} camera")  # type: ignore[arg-type, union-attr]
+        return self._adaptation.track()
 
     def _prefer_codec(self, transceiver: RTCRtpTransceiver) -> None:
         caps = RTCRtpSender.getCapabilities("video")
@@ -864,6 +880,9 @@ class CallSession:
         peers = list(self._peers.values())
         self._peers.clear()
         await asyncio.gather(*(self._close_peer(p) for p in peers))
+        if self._adaptation is not None:
+            await self._adaptation.close()  # the camera goes back to full size for the next call
+            self._adaptation = None
         for s in self.stills:
             s.wipe()
         self.stills.clear()

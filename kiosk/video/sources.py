@@ -222,6 +222,8 @@ class VideoSource:
         self._wake: asyncio.Event | None = None
         self._closed = False
         self._reformatter = VideoReformatter()  # capture thread only
+        self._scale = 1.0  # of the frames sent to encoders (kiosk.video.adapt); stills and previews stay full size
+        self.frames_captured = 0
         self._placeholder_yuv: tuple[int, npt.NDArray[Any]] | None = None  # (rotation, yuv420p planes)
         self._capture = CameraCapture(grabber, name=name, fps=config.fps, rotation=config.rotation,
                                       backoff=backoff, listener=self._on_capture)
@@ -268,6 +270,18 @@ class VideoSource:
         self._capture.set_rotation(degrees)
         event(log, "camera_rotation", camera=self.name, degrees=degrees)
 
+    @property
+    def scale(self) -> float:
+        """The share of the captured size that the tracks carry (1.0 unless :mod:`kiosk.video.adapt` lowered it)."""
+        return self._scale
+
+    def set_scale(self, scale: float) -> None:
+        """Send frames at ``scale`` × the captured size from the next frame on (0 < scale ≤ 1); stills and the
+        local preview (``latest_frame``) keep the full size."""
+        if not 0 < scale <= 1:
+            raise ValueError(f"camera {self.name}: scale must be in (0, 1], got {scale}")
+        self._scale = scale
+
     def placeholder(self) -> RGBArray:
         """The placeholder picture at the configured size, turned like the frames (read-only)."""
         width, height = self.config.width, self.config.height
@@ -313,7 +327,11 @@ class VideoSource:
     def _on_capture(self, frame: CapturedFrame | None) -> None:
         """Capture thread: wrap the frame for aiortc here, off the loop, then wake the track."""
         if frame is not None:
-            av_frame = rgb_to_yuv420p(frame.rgb, self._reformatter)
+            self.frames_captured += 1
+            rgb = frame.rgb
+            if self._scale < 1.0:
+                rgb = scaled(rgb, self._scale)
+            av_frame = rgb_to_yuv420p(rgb, self._reformatter)
             with self._lock:
                 self._av_frame = (frame.seq, av_frame)
         self._wake_now()
@@ -350,6 +368,15 @@ class VideoSource:
                 return None
             self._av_frame = None  # each wrapped frame goes out once; its pts is set on the way
             return pending
+
+
+def scaled(rgb: RGBArray, scale: float) -> RGBArray:
+    """``rgb`` at ``scale`` × its size, even sides (yuv420p), area-averaged (sharp, no aliasing)."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    size = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
+    return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 def rgb_to_yuv420p(rgb: RGBArray, reformatter: VideoReformatter | None = None) -> VideoFrame:
