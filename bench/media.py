@@ -179,7 +179,7 @@ async def run_calls(case: MediaCase, calls: int, hold: float, measure_cpu: bool,
                 for key, tr in done["tracks"].items():
                     res.g2g_ms.setdefault(f"at counter: {key.split('/')[1]}", []).extend(tr["g2g_ms"])
                     res.frames[f"at counter: {key.split('/')[1]}"] = {
-                        k: tr[k] for k in ("frames", "unreadable", "skipped")}
+                        k: tr.get(k, 0) for k in ("frames", "unreadable", "skipped", "sizes")}
                 del up
             # The station reports its side when each call has ended.
             deadline = time.monotonic() + 10
@@ -197,7 +197,7 @@ async def run_calls(case: MediaCase, calls: int, hold: float, measure_cpu: bool,
                 for key, tr in ev["tracks"].items():
                     res.g2g_ms.setdefault(f"at station: {key.split('/')[1]}", []).extend(tr["g2g_ms"])
                     res.frames[f"at station: {key.split('/')[1]}"] = {
-                        k: tr[k] for k in ("frames", "unreadable", "skipped")}
+                        k: tr.get(k, 0) for k in ("frames", "unreadable", "skipped", "sizes")}
             await counter.expect("done", 30)
         finally:
             for p in (counter, office):
@@ -205,6 +205,15 @@ async def run_calls(case: MediaCase, calls: int, hold: float, measure_cpu: bool,
                     await p.stop()
             server.stop()
     return res
+
+
+def received_sizes(sizes: dict[str, int]) -> str:
+    """", received at 960×540 (70 %), 1280×720 (30 %)" — the camera track adapts its size to the encoders."""
+    total = sum(sizes.values())
+    if not total:
+        return ""
+    parts = sorted(sizes.items(), key=lambda kv: -kv[1])
+    return ", received at " + ", ".join(f"{size} ({100 * n / total:.0f} %)" for size, n in parts)
 
 
 def run(quick: bool = False, log: Any = print, chromium: bool = True, full: bool = False
@@ -254,7 +263,7 @@ def run(quick: bool = False, log: Any = print, chromium: bool = True, full: bool
                             Stats.of(b, 95) if b else None, "p95 < 120 ms, ≤ Chromium",
                             both(tail_below(120.0), not_worse_than_base()),
                             f"{fr.get('frames', 0)} frames, {fr.get('unreadable', 0)} unreadable stamps, "
-                            f"{fr.get('skipped', 0)} skipped"))
+                            f"{fr.get('skipped', 0)} skipped{received_sizes(fr.get('sizes') or {})}"))
         for side in ("counter", "station"):
             bcpu = base.get("cpu", {}).get(side) if i == 0 else None
             rows.append(Row("kiosk CPU", case.name, f"{side} process CPU", "% of one core", r.cpu.get(side), bcpu,

@@ -49,6 +49,7 @@ class StampReader:
         self.frames = 0
         self.last_counter = -1
         self.skipped = 0
+        self.sizes: dict[str, int] = {}  # "W×H" → frames received at that size (the camera may adapt)
         original = sink.put
 
         def put(frame: Any) -> int:
@@ -59,6 +60,8 @@ class StampReader:
                 return seq
             stamp = read_frame_stamp(latest[1])
             self.frames += 1
+            size = f"{latest[1].shape[1]}×{latest[1].shape[0]}"
+            self.sizes[size] = self.sizes.get(size, 0) + 1
             if stamp is None:
                 self.unreadable += 1
             else:
@@ -73,8 +76,8 @@ class StampReader:
 
     def take(self) -> dict[str, Any]:
         out = {"g2g_ms": self.samples, "frames": self.frames, "unreadable": self.unreadable,
-               "skipped": self.skipped}
-        self.samples, self.frames, self.unreadable, self.skipped = [], 0, 0, 0
+               "skipped": self.skipped, "sizes": self.sizes}
+        self.samples, self.frames, self.unreadable, self.skipped, self.sizes = [], 0, 0, 0, {}
         return out
 
 

@@ -108,6 +108,17 @@ def test_stamp_round_trip_and_rejection() -> None:
     assert read_frame_stamp(frame) is None
 
 
+@pytest.mark.parametrize("scale", [0.75, 0.5])
+def test_stamp_reads_from_a_camera_sent_smaller(scale: float) -> None:
+    """A 1280×720 frame that the camera adaptation sent at ¾ or ½ size still decodes to its counter and time."""
+    from kiosk.video.sources import scaled
+
+    frame = SyntheticScene(1280, 720).render(now=1_760_000_000.5)
+    small = scaled(frame, scale)
+    assert small.shape[1] == round(1280 * scale)
+    assert read_frame_stamp(small) == read_frame_stamp(frame) is not None
+
+
 @pytest.mark.parametrize("size", [(160, 120), (320, 240), (640, 360)])
 def test_synthetic_stamps_survive_vp8_round_trip(size: tuple[int, int]) -> None:
     """Frames of the moving scene still decode to their counter and time after aiortc's VP8 at its lowest bitrate."""

@@ -8,8 +8,9 @@ The 22 other columns of the 4 rows carry 88 bits, most significant bit first::
     counter (32 bits) | capture time in ms since the Unix epoch, low 48 bits | CRC-8 (poly 0x07)
 
 The block size follows from the frame width alone (``width // 24`` pixels, clamped to 4..16), so
-the receiving side needs no side channel: it decodes from the frame it received at the size that was
-sent (aiortc never rescales video). Blocks of 8 px and more survive VP8 at the bitrates aiortc uses;
+the receiving side needs no side channel. A camera track that :mod:`kiosk.video.adapt` sends smaller
+carries the blocks smaller too (12 or 8 px for a 1280-wide camera): the reader tries the size the frame's
+width implies first, then every other block size, the markers and the CRC rejecting wrong guesses. Blocks of 8 px and more survive VP8 at the bitrates aiortc uses;
 the CRC rejects frames where they did not.
 
 Pure numpy: used by the synthetic camera, by the receiving side and by the benchmarks.
@@ -101,9 +102,18 @@ def read_frame_stamp(rgb: npt.NDArray[np.uint8]) -> tuple[int, int] | None:
     if rgb.ndim != 3 or rgb.shape[2] < 3:
         return None
     height, width = rgb.shape[:2]
-    block = stamp_block_size(width, height)
-    if block is None:
+    first = stamp_block_size(width, height)
+    if first is None:
         return None
+    for block in (first, *(b for b in range(_MAX_BLOCK, _MIN_BLOCK - 1, -1) if b != first)):
+        if STAMP_COLUMNS * block <= width and STAMP_ROWS * block <= height:
+            found = _read_blocks(rgb, block)
+            if found is not None:
+                return found
+    return None
+
+
+def _read_blocks(rgb: npt.NDArray[np.uint8], block: int) -> tuple[int, int] | None:
     band = rgb[: STAMP_ROWS * block, : STAMP_COLUMNS * block, :3].astype(np.float32).mean(axis=2)
     cells = band.reshape(STAMP_ROWS, block, STAMP_COLUMNS, block)
     # The centre half of each block: edges are where the codec smears neighbouring blocks together.
