@@ -62,6 +62,8 @@ class StampReader:
             self.frames += 1
             size = f"{latest[1].shape[1]}×{latest[1].shape[0]}"
             self.sizes[size] = self.sizes.get(size, 0) + 1
+            if stamp is not None and not self._plausible(stamp, now_ms):
+                stamp = None  # a CRC-8 collision on an unreadable frame: count it as unreadable
             if stamp is None:
                 self.unreadable += 1
             else:
@@ -73,6 +75,13 @@ class StampReader:
             return seq
 
         sink.put = put
+
+    def _plausible(self, stamp: tuple[int, int], now_ms: float) -> bool:
+        """Captured within the last 10 s, and a counter at most 10 000 frames past the last one (not behind)."""
+        counter, capture_ms = stamp
+        if not 0 <= now_ms - capture_ms < 10_000:
+            return False
+        return self.last_counter < 0 or self.last_counter <= counter <= self.last_counter + 10_000
 
     def take(self) -> dict[str, Any]:
         out = {"g2g_ms": self.samples, "frames": self.frames, "unreadable": self.unreadable,

@@ -21,13 +21,14 @@ from typing import Any, Protocol
 
 from aiortc.mediastreams import MediaStreamTrack
 
+from kiosk.video.stamp import SENT_SCALES
 from relay_server.logs import event
 
 __all__ = ["MIN_ADAPTED_WIDTH", "STEPS", "CameraAdaptation", "CameraAdapter"]
 
 log = logging.getLogger(__name__)
 
-STEPS = (1.0, 0.75, 0.5)  # 1280×720 → 960×540 → 640×360
+STEPS = SENT_SCALES  # 1280×720 → 960×540 → 640×360 (frame stamps are read at these sizes too)
 MIN_ADAPTED_WIDTH = 640   # never scale a picture narrower than this (nor one that already is)
 WARM_UP_FRAMES = 10       # an encoder is judged only once it has taken this many frames
 

@@ -9,8 +9,9 @@ The 22 other columns of the 4 rows carry 88 bits, most significant bit first::
 
 The block size follows from the frame width alone (``width // 24`` pixels, clamped to 4..16), so
 the receiving side needs no side channel. A camera track that :mod:`kiosk.video.adapt` sends smaller
-carries the blocks smaller too (12 or 8 px for a 1280-wide camera): the reader tries the size the frame's
-width implies first, then every other block size, the markers and the CRC rejecting wrong guesses. Blocks of 8 px and more survive VP8 at the bitrates aiortc uses;
+(one of :data:`SENT_SCALES`) carries the blocks smaller too (12 or 8 px for a 1280-wide camera): the
+reader tries the block the frame's width implies, then the blocks of those scales. Few guesses keep
+CRC-8 collisions on unreadable frames rare; a consumer that needs certainty checks plausibility too. Blocks of 8 px and more survive VP8 at the bitrates aiortc uses;
 the CRC rejects frames where they did not.
 
 Pure numpy: used by the synthetic camera, by the receiving side and by the benchmarks.
@@ -21,9 +22,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["STAMP_COLUMNS", "STAMP_ROWS", "draw_frame_stamp", "read_frame_stamp", "stamp_block_size"]
+__all__ = ["SENT_SCALES", "STAMP_COLUMNS", "STAMP_ROWS", "draw_frame_stamp", "read_frame_stamp",
+           "stamp_block_size"]
 
 STAMP_ROWS = 4
+SENT_SCALES = (1.0, 0.75, 0.5)  # sizes a camera track is sent at, of its captured size (kiosk.video.adapt)
 STAMP_COLUMNS = 24
 _DATA_COLUMNS = STAMP_COLUMNS - 2
 _COUNTER_BITS = 32
@@ -105,11 +108,18 @@ def read_frame_stamp(rgb: npt.NDArray[np.uint8]) -> tuple[int, int] | None:
     first = stamp_block_size(width, height)
     if first is None:
         return None
-    for block in (first, *(b for b in range(_MAX_BLOCK, _MIN_BLOCK - 1, -1) if b != first)):
-        if STAMP_COLUMNS * block <= width and STAMP_ROWS * block <= height:
-            found = _read_blocks(rgb, block)
-            if found is not None:
-                return found
+    tried = []
+    for scale in SENT_SCALES:
+        drawn = stamp_block_size(round(width / scale), round(height / scale))
+        if drawn is None or (drawn * scale) % 1:
+            continue
+        block = int(drawn * scale)
+        if block in tried or block < _MIN_BLOCK:
+            continue
+        tried.append(block)
+        found = _read_blocks(rgb, block)
+        if found is not None:
+            return found
     return None
 
 
