@@ -43,6 +43,7 @@ from kiosk.devices.lamp import (
     open_lamp_driver,
 )
 from relay_server.logs import event, setup_logging
+from relay_server.protocol import LAMP_TEST_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,8 @@ class LampController:
             if self._test_timer is not None:
                 self._test_timer.cancel()
             self._test_timer = asyncio.get_running_loop().call_later(
-                float(seconds) if isinstance(seconds, int | float) and 0 < seconds <= 60 else 3.0, self._end_test)
+                float(seconds) if isinstance(seconds, int | float) and 0 < seconds <= 60 else LAMP_TEST_SECONDS,
+                self._end_test)
         self._push(msg.get("type", ""))
 
     def _end_test(self) -> None:

@@ -354,7 +354,7 @@ class RelayCore:
         offered = self.config.terminals[terminal].departments
         told: dict[str, list[str]] = {}
         for dept in offered:
-            for t in sorted(self._online_in["lamp", dept] | self._online_in["office", dept]):
+            for t in self._online_in["lamp", dept] | self._online_in["office", dept]:
                 told.setdefault(t, []).append(dept)
         out: list[Action] = [
             Send(t, {"type": "lamp_test", "by": terminal, "departments": depts, "seconds": LAMP_TEST_SECONDS})
