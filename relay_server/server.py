@@ -301,12 +301,16 @@ class RelayServer:
                 self._pending_db.add(fut)
                 fut.add_done_callback(self._db_done)
             elif isinstance(a, Event):
-                self.metrics.on_event(a)
-                event(log, a.name, **a.fields)
+                # After the sends: the writer tasks just created run first, the log line's I/O after them.
+                asyncio.get_running_loop().call_soon(self._log_event, a)
             elif isinstance(a, Close):
                 conn = self.conns.get(a.to)
                 if conn is not None:
                     self._close_soon(conn, a.code, a.reason)
+
+    def _log_event(self, a: Event) -> None:
+        self.metrics.on_event(a)
+        event(log, a.name, **a.fields)
 
     def _db_done(self, fut: asyncio.Future[None]) -> None:
         self._pending_db.discard(fut)

@@ -273,7 +273,7 @@ async def test_hangup(relay: Relay, by: str) -> None:
 
 async def test_one_structured_log_line_per_event(relay: Relay, caplog: pytest.LogCaptureFixture) -> None:
     """Each step of a call is one ``event=NAME key=value`` line, in order: connected, rung, answered, ended."""
-    caplog.set_level(logging.INFO, logger="relay_server")
+    caplog.set_level(logging.INFO, logger="relay")  # the relay's event log (journald: SyslogIdentifier relay-server)
     o1 = await relay.client(OFFICE1)
     counter = await relay.client(COUNTER)
     call = await place_call(counter, o1)
