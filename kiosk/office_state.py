@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -90,11 +90,17 @@ class DepartmentInfo:
 
 @dataclass(frozen=True)
 class StationInfo:
-    """Another staff station (from ``welcome.stations``)."""
+    """Another staff station (from ``welcome.stations``; its status follows ``colleagues``)."""
 
     id: str
     name: str
     departments: tuple[str, ...] = ()
+    status: str = "available"  # available, busy (in a call), away, offline
+
+    @property
+    def can_be_invited(self) -> bool:
+        """Away and offline stations are not rung (the relay would refuse)."""
+        return self.status in ("available", "busy")
 
 
 @dataclass
@@ -375,6 +381,10 @@ class OfficeMachine:
         if kind == "error":
             self._on_error(msg)
             return
+        if kind == "colleagues" and isinstance(msg.get("stations"), Mapping):
+            changes = msg["stations"]
+            self.stations = [replace(s, status=str(changes[s.id])) if s.id in changes else s for s in self.stations]
+            return
         if not isinstance(call, str):
             return
         if kind == "incoming":
@@ -412,7 +422,8 @@ class OfficeMachine:
                 deps.append(DepartmentInfo(str(d["id"]), str(name.get("ja", d["id"])), str(name.get("en", d["id"])),
                                            str((d.get("fallback") or {}).get("phone", ""))))
         self.departments = deps
-        self.stations = [StationInfo(str(s["id"]), str(s.get("name", s["id"])), tuple(s.get("departments") or ()))
+        self.stations = [StationInfo(str(s["id"]), str(s.get("name", s["id"])), tuple(s.get("departments") or ()),
+                                     str(s.get("status", "available")))
                          for s in msg.get("stations") or [] if isinstance(s, Mapping) and "id" in s]
         self.away = msg.get("status") == "away"
         self.link_state = "up"

@@ -183,6 +183,13 @@ class RelayCore:
                                                 "departments": list(term.departments)}
                 for d in term.departments:
                     self._stations_of_office[config.departments[d].office].add(term.id)
+        # Colleagues to invite: the stations of a station's office(s), whatever their department (a question that
+        # crosses departments is why one invites), but not every station of a large deployment.
+        self._colleagues: dict[str, tuple[str, ...]] = {}
+        for sid in self._station_cards:
+            offices = {config.departments[d].office for d in config.terminals[sid].departments}
+            self._colleagues[sid] = tuple(sorted({c for o in offices for c in self._stations_of_office[o]} - {sid}))
+        self._station_dirty: set[str] = set()  # stations whose status changed since the colleagues were told
 
     # -- authentication ----------------------------------------------------------------------
     def authenticate(self, token: str) -> str | None:
@@ -620,11 +627,8 @@ class RelayCore:
             "ice_servers": ice, "time": now,
         }
         if t.role == "office":
-            # Colleagues to invite: the stations of this station's office(s), whatever their department (a question
-            # that crosses departments is why one invites), but not every station of a large deployment.
-            offices = {self.config.departments[d].office for d in t.departments}
-            colleagues = {s for o in offices for s in self._stations_of_office[o]} - {terminal}
-            msg["stations"] = [self._station_cards[s] for s in sorted(colleagues)]
+            msg["stations"] = [{**self._station_cards[s], "status": self.station_status(s)}
+                               for s in self._colleagues[terminal]]
             msg["status"] = "away" if self.online[terminal].away else "available"
         return msg
 
@@ -649,6 +653,26 @@ class RelayCore:
                 self._free[d] += 1 if free else -1
         if t.role == "office":
             self._dirty.update(t.departments)
+            self._station_dirty.add(terminal)
+
+    def station_status(self, station: str) -> str:
+        """``available`` (free), ``busy`` (in a call), ``away`` or ``offline``: what a colleague's invite list shows."""
+        online, available, free = self._indexed.get(station, (False, False, False))
+        return "available" if free else "busy" if available else "away" if online else "offline"
+
+    def _colleague_updates(self) -> list[Action]:
+        """Tell the online colleagues of every station whose status changed (``colleagues`` message)."""
+        if not self._station_dirty:
+            return []
+        changed = sorted(self._station_dirty)
+        self._station_dirty.clear()
+        told: dict[str, dict[str, str]] = {}
+        for station in changed:
+            status = self.station_status(station)
+            for colleague in self._colleagues.get(station, ()):
+                if colleague in self.online:
+                    told.setdefault(colleague, {})[station] = status
+        return [Send(c, {"type": "colleagues", "stations": stations}) for c, stations in sorted(told.items())]
 
     def _presence_updates(self, now: float, everything: bool = False) -> list[Action]:
         """Re-evaluate presence of the departments touched since last time; tell the counters that offer them."""
@@ -661,7 +685,7 @@ class RelayCore:
                 self._presence[d] = p
                 changed.append(d)
         counters = sorted({c for d in changed for c in self._online_in["counter", d]})
-        return [a for c in counters for a in self._send_presence(c, now)]
+        return [a for c in counters for a in self._send_presence(c, now)] + self._colleague_updates()
 
     def _send_presence(self, counter: str, now: float) -> list[Action]:
         current = self.presence_map(counter, now)

@@ -140,6 +140,7 @@ SERVER_MESSAGES: dict[str, dict[str, Field]] = {
     "pong": {},
     "lamp_test": {"by": STR, "departments": _f(list), "seconds": _f(int, float)},
     "lamp_test_sent": {"departments": _f(list), "lamps": _f(list), "stations": _f(list)},
+    "colleagues": {"stations": OBJ},
 }
 
 STATION_STATUSES = ("available", "away")

@@ -54,6 +54,7 @@ class WsClient:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.inbox: list[dict[str, Any]] = []
+        self.welcome: dict[str, Any] = {}
 
     @classmethod
     async def open(cls, url: str, terminal: str | None = None, token: str | None = None,
@@ -63,7 +64,7 @@ class WsClient:
         if terminal is not None or token is not None:
             await client.send({"type": "hello", "token": token or TOKENS[terminal or ""], "protocol": 1})
             if expect_welcome:
-                await client.expect("welcome")
+                client.welcome = await client.expect("welcome")
         return client
 
     async def send(self, msg: dict[str, Any] | str) -> None:

@@ -38,7 +38,7 @@ WELCOME = {
     "type": "welcome", "terminal": ME, "role": "office", "name": "住民課 窓口", "protocol": 1, "time": 0,
     "departments": [{"id": "juumin", "office": "tobetsu", "name": {"ja": "住民課", "en": "Residents Division"},
                      "fallback": {"phone": "0133-23-2223"}}],
-    "stations": [{"id": OTHER, "name": "税務課 窓口", "departments": ["juumin", "zeimu"]}],
+    "stations": [{"id": OTHER, "name": "税務課 窓口", "departments": ["juumin", "zeimu"], "status": "away"}],
     "status": "available", "ice_servers": [],
 }
 
@@ -91,6 +91,19 @@ def test_welcome_moves_to_waiting_and_reads_departments_and_stations() -> None:
     assert dept is not None and dept.name("en") == "Residents Division"
     assert m.station(OTHER) is not None and m.invite_departments() == ["juumin", "zeimu"]
     assert m.history == [(State.CONNECTING, State.WAITING)]
+
+
+def test_colleague_status_follows_the_relay() -> None:
+    """A colleague's status comes with welcome and changes with 'colleagues'; away or offline cannot be invited."""
+    m, _ = machine()
+    other = m.station(OTHER)
+    assert other is not None and other.status == "away" and not other.can_be_invited
+    msg(m, type="colleagues", stations={OTHER: "busy", "office-unknown": "available"})
+    other = m.station(OTHER)
+    assert other is not None and other.status == "busy" and other.can_be_invited
+    assert [s.id for s in m.stations] == [OTHER], "a station the welcome did not list is not added"
+    msg(m, type="colleagues", stations={OTHER: "offline"})
+    assert not m.station(OTHER).can_be_invited  # type: ignore[union-attr]
 
 
 def test_incoming_rings_and_lists_with_waiting_time() -> None:

@@ -180,10 +180,20 @@ async def test_answer_video_still_invite_leave(rig: Rig) -> None:
     assert doc_view.width == app.root_window.width
     await ui.tap(app.screen("document").ids.back)
 
-    # Invite the colleague's station; it answers by itself, joins and sees the papers.
+    # Invite the colleague's station; it answers by itself, joins and sees the papers. The picker shows whether
+    # the colleague can be rung: away, its button is disabled.
     assert not app.can_leave
     await ui.tap(call_screen.ids.invite)
     await ui.until(lambda: app.manager.current == "invite", 5, "the invite picker")
+    picker = app.screen("invite")
+    assert picker.button("terminal", COLLEAGUE).status == "available"
+    assert "受付中" in picker.button("terminal", COLLEAGUE).text
+    assert rig.colleague.client is not None
+    await rig.colleague.client.send({"type": "status", "status": "away"})
+    await ui.until(lambda: picker.button("terminal", COLLEAGUE).status == "away", 5, "the colleague shown away")
+    assert picker.button("terminal", COLLEAGUE).disabled and "離席中" in picker.button("terminal", COLLEAGUE).text
+    await rig.colleague.client.send({"type": "status", "status": "available"})
+    await ui.until(lambda: picker.button("terminal", COLLEAGUE).status == "available", 5, "the colleague back")
     rig.colleague.auto_answer = 0.0
     await ui.tap(app.screen("invite").button("terminal", COLLEAGUE))
     await ui.until(lambda: app.manager.current == "in_call", 5, "back to the call")

@@ -686,6 +686,27 @@ def office_hours_config(tmp_path: Path) -> RelayConfig:
     return replace(cfg, database="", port=0)
 
 
+async def test_stations_see_their_colleagues_status(relay: Relay) -> None:
+    """A station's welcome lists its colleagues with their status, and each change comes as 'colleagues':
+    available, away, back, busy in a call, offline."""
+    o1 = await relay.client(OFFICE1)
+    o2 = await relay.client(OFFICE2)
+    assert (await o1.expect("colleagues"))["stations"] == {OFFICE2: "available"}
+    welcome = o2.welcome
+    assert [(s["id"], s["status"]) for s in welcome["stations"]] == [(OFFICE1, "available")]
+    await o2.send({"type": "status", "status": "away"})
+    assert (await o1.expect("colleagues"))["stations"] == {OFFICE2: "away"}
+    await o2.send({"type": "status", "status": "available"})
+    assert (await o1.expect("colleagues"))["stations"] == {OFFICE2: "available"}
+    counter = await relay.client(COUNTER)
+    call = await place_call(counter, o2)
+    assert (await o1.expect("colleagues", stations={OFFICE2: "busy"}))
+    await counter.send({"type": "hangup", "call": call})
+    await o1.expect("colleagues", stations={OFFICE2: "available"})
+    await o2.close()
+    await o1.expect("colleagues", stations={OFFICE2: "offline"})
+
+
 async def test_office_hours_in_office_time_zone(start_relay: StartRelay, tmp_path: Path) -> None:
     """Office hours are judged in the office's zone (Asia/Tokyo), even on a server running in UTC."""
     # 10:00 UTC on a Monday is 19:00 in Tokyo (closed) but inside 08:45-17:30 in UTC;

@@ -73,6 +73,12 @@ log = logging.getLogger(__name__)
 
 __all__ = ["OfficeApp", "build_parser", "main"]
 
+STATION_STATUS_KEYS = {
+    "available": "office.invite.station_available",
+    "busy": "office.invite.station_busy",
+    "away": "office.invite.station_away",
+    "offline": "office.invite.station_offline",
+}
 NOTICE_SHOWN_S = 20.0  # a notice ("taken by …", "the call has ended") fades after this
 STILL_TIMEOUT_S = 30.0
 CALL_VIEWS = ("in_call", "document", "still", "invite")
@@ -201,6 +207,10 @@ class OfficeApp(TerminalApp):
     def dept_name(self, dept_id: str, lang: str) -> str:
         d = self.machine.department(dept_id)
         return d.name(lang) if d is not None else dept_id
+
+    def station_status_text(self, status: str, lang: str) -> str:
+        """What the invite picker says of a colleague's status (``colleagues`` / ``welcome.stations``)."""
+        return self.tr(STATION_STATUS_KEYS.get(status, "office.invite.station_offline"), lang)
 
     def station_name(self, terminal: str) -> str:
         if terminal and terminal == self.machine.terminal:
@@ -407,7 +417,7 @@ class OfficeApp(TerminalApp):
             call_screen.show_members(self._member_rows())  # type: ignore[attr-defined]
             call_screen.show_invites(self._invite_rows())  # type: ignore[attr-defined]
             self.screens["invite"].show_targets(  # type: ignore[attr-defined]
-                m.invite_departments(), [s.id for s in m.stations if s.id not in m.call.members])
+                m.invite_departments(), [(s.id, s.status) for s in m.stations if s.id not in m.call.members])
             notice = self._notice()
             if notice and m.notice is not None and m.notice.kind == "invite_failed" and notice != self.call_notice:
                 self._set_call_notice(notice)

@@ -124,6 +124,7 @@ class OfficeInviteButton(BigButton):
 
     target = StringProperty("")
     kind = StringProperty("department")
+    status = StringProperty("available")  # a station's: available, busy, away, offline (away/offline: not rung)
 
 
 class OfficeWaitingScreen(OfficeScreen):
@@ -286,16 +287,18 @@ class OfficeStillScreen(OfficeScreen):
 class OfficeInviteScreen(OfficeScreen):
     """Buttons for each department and each other station."""
 
-    def show_targets(self, departments: list[str], stations: list[str]) -> None:
+    def show_targets(self, departments: list[str], stations: list[tuple[str, str]]) -> None:
+        """Departments, then stations as ``(id, status)``: a station's button says its status and is disabled
+        while it is away or offline."""
         deps, sts = self.ids.departments, self.ids.stations
         if [b.target for b in reversed(deps.children)] != departments:
             deps.clear_widgets()
             for d in departments:
                 deps.add_widget(OfficeInviteButton(target=d, kind="department"))
-        if [b.target for b in reversed(sts.children)] != stations:
+        if [(b.target, b.status) for b in reversed(sts.children)] != stations:
             sts.clear_widgets()
-            for s in stations:
-                sts.add_widget(OfficeInviteButton(target=s, kind="terminal"))
+            for s, status in stations:
+                sts.add_widget(OfficeInviteButton(target=s, kind="terminal", status=status))
 
     def button(self, kind: str, target: str) -> Any:
         box = self.ids.departments if kind == "department" else self.ids.stations
