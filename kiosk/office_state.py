@@ -95,12 +95,12 @@ class StationInfo:
     id: str
     name: str
     departments: tuple[str, ...] = ()
-    status: str = "available"  # available, busy (in a call), away, offline
+    status: str = "available"  # available, away, offline
 
     @property
     def can_be_invited(self) -> bool:
         """Away and offline stations are not rung (the relay would refuse)."""
-        return self.status in ("available", "busy")
+        return self.status == "available"
 
 
 @dataclass

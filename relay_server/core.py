@@ -653,12 +653,14 @@ class RelayCore:
                 self._free[d] += 1 if free else -1
         if t.role == "office":
             self._dirty.update(t.departments)
-            self._station_dirty.add(terminal)
+            if (online, available) != old[:2]:  # not on every call: busy stations can be invited all the same
+                self._station_dirty.add(terminal)
 
     def station_status(self, station: str) -> str:
-        """``available`` (free), ``busy`` (in a call), ``away`` or ``offline``: what a colleague's invite list shows."""
-        online, available, free = self._indexed.get(station, (False, False, False))
-        return "available" if free else "busy" if available else "away" if online else "offline"
+        """``available``, ``away`` or ``offline``: what a colleague's invite list shows (a station in a call is
+        ``available``: an invitation rings it all the same)."""
+        online, available, _free = self._indexed.get(station, (False, False, False))
+        return "available" if available else "away" if online else "offline"
 
     def _colleague_updates(self) -> list[Action]:
         """Tell the online colleagues of every station whose status changed (``colleagues`` message)."""

@@ -75,7 +75,6 @@ __all__ = ["OfficeApp", "build_parser", "main"]
 
 STATION_STATUS_KEYS = {
     "available": "office.invite.station_available",
-    "busy": "office.invite.station_busy",
     "away": "office.invite.station_away",
     "offline": "office.invite.station_offline",
 }

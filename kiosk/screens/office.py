@@ -124,7 +124,7 @@ class OfficeInviteButton(BigButton):
 
     target = StringProperty("")
     kind = StringProperty("department")
-    status = StringProperty("available")  # a station's: available, busy, away, offline (away/offline: not rung)
+    status = StringProperty("available")  # a station's: available, away, offline (away/offline: not rung)
 
 
 class OfficeWaitingScreen(OfficeScreen):
