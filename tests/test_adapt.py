@@ -77,6 +77,37 @@ async def test_scaled_source_sends_smaller_frames_but_keeps_full_size_stills() -
 
 
 @pytest.mark.timeout(60)
+async def test_a_call_starts_small_and_grows_while_the_encoders_keep_up() -> None:
+    """A call opens with the smallest camera size (a small first key frame) and grows step by step to the full
+    size while every encoder keeps up."""
+    async with open_video_source(CameraConfig("synthetic:camera", 1280, 720, 20, adapt=True),
+                                 name="camera") as source:
+        adaptation = CameraAdaptation(source, 1280, window=1.0, adapter=CameraAdapter(1280, calm=1.0, high=0.9),
+                                      start_small=True)
+        assert source.scale == 0.5, "the first frames are already small"
+        track = adaptation.track()
+        first = await asyncio.wait_for(track.recv(), 10)
+        assert (first.width, first.height) == (640, 360)
+        widths: list[int] = [first.width]
+
+        async def consume() -> None:
+            while True:
+                frame = await track.recv()
+                if widths[-1] != frame.width:
+                    widths.append(frame.width)
+
+        task = asyncio.create_task(consume())
+        try:
+            await wait_until(lambda: widths[-1] == 1280, 20)
+            assert widths == [640, 960, 1280], "one step at a time"
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await adaptation.close()
+            track.stop()
+
+
+@pytest.mark.timeout(60)
 async def test_a_slow_encoder_lowers_the_camera_and_a_recovered_one_raises_it() -> None:
     """Two peers take the camera: one keeps up, one (a slow encoder) takes a frame every 0.15 s. The camera
     steps down to 640×360; when that peer keeps up again it steps back to full size; closing restores it too."""

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 STEPS = SENT_SCALES  # 1280×720 → 960×540 → 640×360 (frame stamps are read at these sizes too)
 MIN_ADAPTED_WIDTH = 640   # never scale a picture narrower than this (nor one that already is)
 WARM_UP_FRAMES = 10       # an encoder is judged only once it has taken this many frames
+START_CALM = 4.0          # seconds of keeping up per step while a call that started small grows
 
 
 @dataclass
@@ -133,11 +134,17 @@ class CameraAdaptation:
     """
 
     def __init__(self, source: ScalableSource, width: int, *, name: str = "camera", window: float = 2.0,
-                 adapter: CameraAdapter | None = None, clock: Callable[[], float] | None = None) -> None:
+                 adapter: CameraAdapter | None = None, clock: Callable[[], float] | None = None,
+                 start_small: bool = False) -> None:
         self.source = source
         self.name = name
         self.window = window
         self.adapter = adapter or CameraAdapter(width)
+        if start_small and self.adapter.lowest_step:
+            # As browsers do: the call opens with the smallest size (a small first key frame encodes and arrives
+            # sooner, and leaves the CPU to the document camera's) and grows once the encoders show they keep up.
+            self.adapter.step, self.adapter.calm = self.adapter.lowest_step, min(self.adapter.calm, START_CALM)
+            source.set_scale(self.adapter.scale)
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._tracks: list[_MeteredTrack] = []
         self._task: asyncio.Task[None] | None = None

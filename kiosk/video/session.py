@@ -603,7 +603,8 @@ class CallSession:
         if not (getattr(cfg, "adapt", False) and hasattr(camera, "set_scale")):
             return camera.track()
         if self._adaptation is None:
-            self._adaptation = CameraAdaptation(camera, cfg.width, name=f"{self.terminal_id} camera")  # type: ignore[arg-type, union-attr]
+            self._adaptation = CameraAdaptation(camera, cfg.width, name=f"{self.terminal_id} camera",  # type: ignore[arg-type, union-attr]
+                                                start_small=True)
         return self._adaptation.track()
 
     def _prefer_codec(self, transceiver: RTCRtpTransceiver) -> None:
