@@ -110,6 +110,19 @@ SAMPLES = 3  # decoded frames scored per case, SAMPLE_GAP s apart, ending at the
 SAMPLE_GAP = 1.0
 
 
+async def sample_frames(grab: Any, hold: float) -> list[np.ndarray]:
+    """:data:`SAMPLES` frames from ``await grab()`` (None = no frame yet), SAMPLE_GAP s apart, the last at ``hold``."""
+    await asyncio.sleep(hold - SAMPLE_GAP * (SAMPLES - 1))
+    frames: list[np.ndarray] = []
+    for i in range(SAMPLES):
+        if i:
+            await asyncio.sleep(SAMPLE_GAP)
+        frame = await grab()
+        if frame is not None:
+            frames.append(frame)
+    return frames
+
+
 async def through_call(case: MediaCase, hold: float, folder: Path, log: Any) -> dict[str, Any]:
     """Decoded document frames (:data:`SAMPLES` of them, the last after ``hold`` s) and a still, at the station."""
     from kiosk.config import load_terminal_config
@@ -137,16 +150,15 @@ async def through_call(case: MediaCase, hold: float, folder: Path, log: Any) -> 
                 await asyncio.sleep(0.05)
             else:
                 raise TimeoutError("legibility: no document frame at the station within 30 s")
-            await asyncio.sleep(hold - SAMPLE_GAP * (SAMPLES - 1))
-            assert station.session is not None
-            frames: list[np.ndarray] = []
-            for i in range(SAMPLES):
-                if i:
-                    await asyncio.sleep(SAMPLE_GAP)
-                latest = station.session.frame_sink(counter_id, "document").latest()
-                if latest is not None:
-                    frames.append(np.array(latest[1]))
-            still = await station.session.request_still(counter_id, timeout=60)
+            session = station.session
+            assert session is not None
+
+            async def grab() -> np.ndarray | None:
+                latest = session.frame_sink(counter_id, "document").latest()
+                return None if latest is None else np.array(latest[1])
+
+            frames = await sample_frames(grab, hold)
+            still = await session.request_still(counter_id, timeout=60)
             return {"frames": frames, "still": np.array(still.rgb)}
     finally:
         server.stop()
@@ -168,12 +180,11 @@ async def through_chromium(hold: float, fps: float, folder: Path, codec: str = "
             async with ChromiumPeers(server.url, base, token_of(counter_id), token_of(station_id), (640, 360, 15.0),
                                      (*DOC_SIZE, fps), codec, camera_frames=1, doc_hint="text") as peers:
                 await peers.call(dept)
-                await asyncio.sleep(hold - SAMPLE_GAP * (SAMPLES - 1))
-                frames = []
-                for i in range(SAMPLES):
-                    if i:
-                        await asyncio.sleep(SAMPLE_GAP)
-                    frames.append(png_to_rgb(await peers.pages["office"].evaluate("window.grab('document')")))
+
+                async def grab() -> np.ndarray:
+                    return png_to_rgb(await peers.pages["office"].evaluate("window.grab('document')"))
+
+                frames = await sample_frames(grab, hold)
                 await peers.hangup()
                 return frames
     finally:

@@ -11,12 +11,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, replace
 
-from kiosk.config import CameraConfig, TerminalConfig
+from kiosk.config import CAMERA_DEFAULT, DOCUMENT_CAMERA_DEFAULT, CameraConfig, TerminalConfig
 
 __all__ = ["CameraOverrides", "add_camera_arguments"]
-
-DOCUMENT_DEFAULT = (1920, 1080, 5.0)  # as [document_camera] without width/height/fps
-
 
 @dataclass(frozen=True)
 class CameraOverrides:
@@ -40,10 +37,12 @@ class CameraOverrides:
             return cfg
         cam = media.camera
         if self.camera:
-            cam = replace(cam, source=self.camera) if cam else CameraConfig(self.camera, 1280, 720, 30.0, adapt=True)
+            (w, h), fps = CAMERA_DEFAULT
+            cam = replace(cam, source=self.camera) if cam else CameraConfig(self.camera, w, h, fps, adapt=True)
         doc = media.document_camera
         if self.document:
-            doc = replace(doc, source=self.document) if doc else CameraConfig(self.document, *DOCUMENT_DEFAULT)
+            (w, h), fps = DOCUMENT_CAMERA_DEFAULT
+            doc = replace(doc, source=self.document) if doc else CameraConfig(self.document, w, h, fps)
         return replace(cfg, media=replace(media, camera=cam, document_camera=doc))
 
 

@@ -133,6 +133,10 @@ def _parse_ui(sec: Section) -> UiConfig:
     return ui
 
 
+CAMERA_DEFAULT = ((1280, 720), 30.0)           # [camera] without width, height, fps
+DOCUMENT_CAMERA_DEFAULT = ((1920, 1080), 5.0)  # [document_camera] likewise: full HD, a low rate
+
+
 def _parse_camera(sec: Section, default_source: str, size: tuple[int, int], fps: float, *,
                   adaptable: bool) -> CameraConfig | None:
     if sec.has("enabled") and not sec.get("enabled", bool):
@@ -155,10 +159,10 @@ def _parse_camera(sec: Section, default_source: str, size: tuple[int, int], fps:
 
 
 def _parse_media(root: Section, role: str) -> MediaConfig:
-    camera = _parse_camera(root.section("camera"), "synthetic:camera", (1280, 720), 30.0, adaptable=True)
+    camera = _parse_camera(root.section("camera"), "synthetic:camera", *CAMERA_DEFAULT, adaptable=True)
     doc_sec = root.section("document_camera")
     if role == "counter":
-        document = _parse_camera(doc_sec, "synthetic:document", (1920, 1080), 5.0, adaptable=False)
+        document = _parse_camera(doc_sec, "synthetic:document", *DOCUMENT_CAMERA_DEFAULT, adaptable=False)
     else:
         if doc_sec.data:
             raise doc_sec.error("source", "only a counter terminal has a document camera")
