@@ -276,7 +276,7 @@ table inet bed {
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ca, cert, key = make_ca(self.workdir)
         self._start_coturn(cert, key)
-        self._start_relay(cert, key)
+        self.start_relay(RELAY_PORT, turn=True)
 
     def _start_coturn(self, cert: Path, key: Path) -> None:
         conf = self.workdir / "turnserver.conf"
@@ -316,19 +316,23 @@ userdb={self.workdir / 'turndb'}
         log = self.turn_log.read_text(errors="replace")[-2000:] if self.turn_log.exists() else ""
         raise RuntimeError(f"{what} did not listen on {ports} in namespace {self.ns[ns]} within {timeout} s\n{log}")
 
-    def _start_relay(self, cert: Path, key: Path) -> None:
+    def start_relay(self, port: int, *, turn: bool) -> Proc:
+        """A relay-server on ``wss://PUBLIC_IP:port`` (certificate from the bed's CA); with ``turn`` it hands out
+        coturn's URLs in the documented order (UDP first, then TLS 443) with REST-API credentials."""
         from relay_server.config import hash_token
-        cfg = self.workdir / "relay.toml"
+        cert, key = self.workdir / "server.pem", self.workdir / "server.key"
+        cfg = self.workdir / f"relay-{port}.toml"
+        ice = f"""turn_secret = "{TURN_SECRET}"
+turn_urls = ["turn:{PUBLIC_IP}:3478?transport=udp", "turns:{PUBLIC_IP}:443?transport=tcp"]""" if turn else ""
         cfg.write_text(f"""[server]
 host = "{PUBLIC_IP}"
-port = {RELAY_PORT}
+port = {port}
 tls_cert = "{cert}"
 tls_key = "{key}"
 grace_period = 40
 
 [ice]
-turn_secret = "{TURN_SECRET}"
-turn_urls = ["turn:{PUBLIC_IP}:3478?transport=udp", "turns:{PUBLIC_IP}:443?transport=tcp"]
+{ice}
 
 [[office]]
 id = "tobetsu"
@@ -352,8 +356,11 @@ role = "office"
 departments = ["juumin"]
 token_hash = "{hash_token(STATION_TOKEN)}"
 """)
-        self.relay = self.spawn("pub", [PYTHON, "-m", "relay_server", "--config", str(cfg)], name="relay")
-        self._wait_listening("pub", [str(RELAY_PORT)], what="relay-server", proto="-tln")
+        relay = self.spawn("pub", [PYTHON, "-m", "relay_server", "--config", str(cfg)], name=f"relay-{port}")
+        self._wait_listening("pub", [str(port)], what="relay-server", proto="-tln")
+        if self.relay is None:
+            self.relay = relay
+        return relay
 
     # -- processes --------------------------------------------------------------------------------
     def spawn(self, ns: str, argv: Sequence[str], *, name: str, env: dict[str, str] | None = None) -> Proc:
@@ -371,7 +378,7 @@ token_hash = "{hash_token(STATION_TOKEN)}"
         self.procs.append(proc)
         return proc
 
-    def terminal_config(self, role: str, *, ca: bool = True, extra: str = "") -> Path:
+    def terminal_config(self, role: str, *, ca: bool = True, extra: str = "", port: int = RELAY_PORT) -> Path:
         """A counter or office TOML for the bed (small synthetic video, ICE on the LAN address)."""
         token, ip = (COUNTER_TOKEN, COUNTER_IP) if role == "counter" else (STATION_TOKEN, STATION_IP)
         doc = """
@@ -381,9 +388,9 @@ width = 640
 height = 480
 fps = 2
 """ if role == "counter" else ""
-        path = self.workdir / f"{role}.toml"
+        path = self.workdir / f"{role}-{port}{'' if ca else '-noca'}.toml"
         path.write_text(f"""[relay]
-url = "wss://{PUBLIC_IP}:{RELAY_PORT}"
+url = "wss://{PUBLIC_IP}:{port}"
 token = "{token}"
 {f'ca_file = "{self.ca}"' if ca else ''}
 

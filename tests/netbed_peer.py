@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
 import time
 from typing import Any
@@ -101,9 +102,16 @@ async def main() -> int:
         counter.on_event = on_event(counter)
         terminal = counter
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)  # closing the terminal hangs up a call in progress
     async with terminal:
         welcome = await terminal.wait_up(30)
         out("ready", terminal=welcome.get("terminal"), ice_servers=len(welcome.get("ice_servers") or []))
+        await terminal.paths.refresh()
+        out("paths", order=[p.url for p in terminal.paths.ordered()],
+            probes={u: {"ok": r.ok, "failure": r.failure, "seconds": r.seconds, "detail": r.detail}
+                    for u, r in terminal.paths.results.items()})
         tasks = [asyncio.ensure_future(report_frames(terminal)), asyncio.ensure_future(commands(terminal, stop))]
         await stop.wait()
         for t in tasks:
