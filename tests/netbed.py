@@ -440,11 +440,13 @@ add rule inet bed outbound drop
         self.nft("rt", script)
 
     def set_uplink(self, rate: str | None) -> None:
-        """Limit the town's uplink (router WAN egress) with ``tc tbf`` (e.g. ``"1mbit"``; None = unlimited)."""
-        self.nsexec("rt", "tc", "qdisc", "del", "dev", "wan", "root", check=False)
-        if rate:
-            self.nsexec("rt", "tc", "qdisc", "add", "dev", "wan", "root", "tbf", "rate", rate, "burst", "32kbit",
-                        "latency", "400ms")
+        """Limit the town's link with ``tc tbf`` (e.g. ``"1mbit"``; None = unlimited): the router's WAN egress (the
+        uplink) and its LAN egress (what reaches the station), so both directions of a call are limited."""
+        for dev in ("wan", "lan"):
+            self.nsexec("rt", "tc", "qdisc", "del", "dev", dev, "root", check=False)
+            if rate:
+                self.nsexec("rt", "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "32kbit",
+                            "latency", "400ms")
 
     def turn_log_text(self) -> str:
         return self.turn_log.read_text(errors="replace") if self.turn_log.exists() else ""

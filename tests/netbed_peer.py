@@ -70,8 +70,9 @@ async def commands(terminal: HeadlessTerminal, stop: asyncio.Event) -> None:
             elif cmd == "still" and terminal.session is not None:
                 t = time.monotonic()
                 still = await terminal.session.request_still(timeout=60)
+                from kiosk.video.still import pixels_sha256
                 out("still", ok=True, seconds=round(time.monotonic() - t, 3), width=still.width,
-                    height=still.height, sha256=still.pixels_sha256)
+                    height=still.height, sha256=pixels_sha256(still.rgb), bytes=len(still.png))
             elif cmd == "hangup" and terminal.session is not None:
                 await terminal.session.hangup()
                 out("hung_up")
@@ -84,6 +85,10 @@ async def commands(terminal: HeadlessTerminal, stop: asyncio.Event) -> None:
 
 
 async def main() -> int:
+    import os
+    if os.environ.get("NETBED_STOCK_JITTER"):
+        import kiosk.video.session as ses
+        ses.use_frame_end_jitter_buffer = lambda: None  # type: ignore[assignment]
     p = argparse.ArgumentParser()
     p.add_argument("role", choices=("station", "counter"))
     p.add_argument("--config", required=True)
