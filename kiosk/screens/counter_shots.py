@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from kiosk.config import load_terminal_config
-from kiosk.screens.scenes import small_media
+from kiosk.screens.scenes import small_media, with_many_departments
 from kiosk.ui.screenshot import shoot_languages
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,69 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
     return shots
 
 
+async def start_scenes(out_dir: Path, *, prefix: str = "counter-start") -> list[Path]:
+    """The start screen at 4, 12 and 24 departments (both pages), and a counter of two towns (both steps)."""
+    from relay_server.config import load_relay_config
+
+    shots: list[Path] = []
+    one_town = load_relay_config(ROOT / "config" / "relay.toml")
+    scenes: list[tuple[str, Any, tuple[str, ...]]] = [
+        (f"{n}", with_many_departments(one_town, n), ("office.toml",)) for n in (4, 12, 24)]
+    scenes.append(("two-towns", load_relay_config(ROOT / "config" / "relay-two-towns.toml"),
+                   ("office.toml", "office-3.toml")))
+    for name, relay_cfg, offices in scenes:
+        shots.extend(await _start_scene(out_dir, prefix, name, relay_cfg, offices))
+    return shots
+
+
+async def _start_scene(out_dir: Path, prefix: str, name: str, relay_cfg: Any, offices: tuple[str, ...]) -> list[Path]:
+    from kiosk.apps.counter import CounterApp
+    from kiosk.headless import HeadlessStation
+    from kiosk.ui.driver import running_app
+    from relay_server.server import RelayServer
+
+    shots: list[Path] = []
+    srv = await RelayServer(replace(relay_cfg, database="", port=0)).start(host="127.0.0.1", port=0)
+    stations = []
+    counter = load_terminal_config(ROOT / "config" / "counter.toml", "counter")
+    counter = small_media(counter.with_overrides(ui=replace(counter.ui, ring_sound=False, idle_timeout=600,
+                                                            fullscreen=False)), (160, 90), (320, 180))
+    app = CounterApp(counter, url=srv.url)
+    try:
+        for office in offices:
+            cfg = small_media(load_terminal_config(ROOT / "config" / office, "office"), (160, 90), None)
+            station = HeadlessStation(cfg, auto_answer=None, url=srv.url)
+            await station.start()
+            await station.wait_up()
+            stations.append(station)
+        async with running_app(app) as ui:
+            start = app.screen("start")
+            await ui.until(lambda: app.state_name == "start" and "available" in app.machine.presence.values()
+                           and "offline" not in app.machine.presence.values(), 15, "the start screen")
+            if name == "two-towns":
+                shots.extend(await shoot_languages(app, ui, out_dir, f"{prefix}-two-towns"))
+                await ui.tap(start.town_button("tobetsu"))
+                await ui.until(lambda: start.mode == "departments", 5, "Tobetsu's departments")
+                shots.extend(await shoot_languages(app, ui, out_dir, f"{prefix}-two-towns-tobetsu"))
+                return shots
+            shots.extend(await shoot_languages(app, ui, out_dir, f"{prefix}-{name}"))
+            if start.pages > 1:
+                await ui.tap(start.ids.page_next)
+                await ui.until(lambda: start.page == 1, 5, "page 2")
+                shots.extend(await shoot_languages(app, ui, out_dir, f"{prefix}-{name}-page2"))
+            if name == "12":
+                app.set_large_text(True)
+                await ui.frames(2)
+                shots.extend(await shoot_languages(app, ui, out_dir, f"{prefix}-{name}-large-text"))
+    finally:
+        await app.aclose()
+        for station in stations:
+            await station.close()
+        await srv.close()
+    return shots
+
+
 async def screenshot_scenes(out_dir: Path) -> list[Path]:
     """Entry point for ``scripts/screenshots``."""
-    return await counter_scenes(out_dir)
+    return await counter_scenes(out_dir) + await start_scenes(out_dir)
 
