@@ -284,4 +284,4 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         t.done()
     root.done()
     return RelayConfig(path=Path(path), offices=offices, departments=departments, terminals=terminals,
-                       **server, **turn)  # type: ignore[arg-type]
+                       **server, **turn)
