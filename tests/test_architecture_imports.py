@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 IO_LIBRARIES = ("websockets", "aiortc", "aioice", "av", "cv2", "serial", "kivy", "sqlite3")
 PURE_CORES = ("relay_server/protocol.py", "relay_server/tomlconf.py", "relay_server/config.py",
               "relay_server/core.py", "kiosk/config.py", "kiosk/machine.py", "kiosk/counter_state.py",
-              "kiosk/office_state.py")
+              "kiosk/office_state.py", "kiosk/doctor/stun.py", "kiosk/doctor/report.py")
 
 
 def imports_of(path: Path) -> set[str]:
