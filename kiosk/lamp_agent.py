@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
+from common.logs import event, setup_logging
+from common.protocol import LAMP_TEST_SECONDS
 from kiosk.config import ConfigError, LampConfig, RelayLink, load_terminal_config
 from kiosk.devices.lamp import (
     ChannelState,
@@ -42,8 +44,6 @@ from kiosk.devices.lamp import (
     config_channels,
     open_lamp_driver,
 )
-from relay_server.logs import event, setup_logging
-from relay_server.protocol import LAMP_TEST_SECONDS
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
+from common.tomlconf import ConfigError
 from kiosk.devices.cameras import CameraNotFoundError, CameraOpenError, CameraReadError, CameraSpecError
 from kiosk.devices.lamp import LampCommandError, LampNoAckError, LampPortError
 from kiosk.doctor import cameras, inventory, lamp, relay, stun
 from kiosk.doctor.cameras import CameraCause
 from kiosk.doctor.inventory import ConfigCause
 from kiosk.doctor.lamp import LampCause
-from relay_server.tomlconf import ConfigError
 
 
 def test_no_advice_from_error_text() -> None:

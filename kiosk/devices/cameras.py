@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from relay_server.logs import event
+from common.logs import event
 
 __all__ = [
     "ROTATIONS", "Backoff", "CameraCapture", "CameraError", "CameraNotFoundError", "CameraOpenError",

@@ -3,7 +3,7 @@ the network interfaces ``[network] ice_addresses`` names).
 
 The device lists always pass: they are there to help a technician pick ``[camera] source``, ``[lamp] port`` and
 ``[audio]`` names. A config that does not load fails with the loader's file:line:key message and advice chosen
-from the kind of :class:`~relay_server.tomlconf.ConfigError` it raised (:class:`ConfigCause`).
+from the kind of :class:`~common.tomlconf.ConfigError` it raised (:class:`ConfigCause`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
+from common.tomlconf import ConfigFileNotFound, ConfigSyntaxError, MissingKeyError, UnknownKeyError
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
 from kiosk.doctor.report import CheckResult
-from relay_server.tomlconf import ConfigFileNotFound, ConfigSyntaxError, MissingKeyError, UnknownKeyError
 
 __all__ = [
     "ROLES", "ConfigCause", "audio_devices_result", "check_config", "check_ice_addresses", "config_cause",

@@ -128,7 +128,7 @@ async def probe_relay(url: str, token: str, *, ca_file: str = "", timeout: float
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-    from relay_server import protocol
+    from common import protocol
 
     parts = urlsplit(url)
     probe = RelayProbe(url, secure=parts.scheme == "wss")

@@ -8,7 +8,7 @@ change to the codec.
 
 from __future__ import annotations
 
-import socket
+import ipaddress
 import struct
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -99,8 +99,11 @@ def decode_address(value: bytes, transaction_id: bytes, *, xor: bool) -> str | N
         port ^= STUN_MAGIC >> 16
         mask = struct.pack("!I", STUN_MAGIC) + transaction_id
         raw = bytes(b ^ mask[i] for i, b in enumerate(raw))
-    ip = socket.inet_ntop(socket.AF_INET if family == 0x01 else socket.AF_INET6, raw)
-    return f"{ip}:{port}" if family == 0x01 else f"[{ip}]:{port}"
+    if family == 0x01:
+        return f"{ipaddress.IPv4Address(raw)}:{port}"
+    if len(raw) < 16:
+        return None
+    return f"[{ipaddress.IPv6Address(raw)}]:{port}"
 
 
 def decode_error_code(value: bytes) -> tuple[int, str]:
