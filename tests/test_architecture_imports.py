@@ -37,6 +37,8 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/office_state.py", "kiosk-pure"),
     ("kiosk/video/stamp.py", "kiosk-pure"),
     ("kiosk/video/synthetic.py", "kiosk-pure"),
+    ("kiosk/doctor/stun.py", "kiosk-pure"),
+    ("kiosk/doctor/report.py", "kiosk-pure"),
     # terminals: edges
     ("kiosk/client.py", "client"),
     ("kiosk/devices/*.py", "devices"),
@@ -53,7 +55,7 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/lamp_agent.py", "composition"),
     ("kiosk/__main__.py", "command"),
     ("kiosk/call_test.py", "command"),
-    ("kiosk/doctor.py", "command"),
+    ("kiosk/doctor/*.py", "command"),
     ("kiosk/demo.py", "tool"),
     ("kiosk/demo_lamp.py", "tool"),
 )

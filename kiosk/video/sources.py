@@ -261,6 +261,11 @@ class VideoSource:
         return "ok"
 
     @property
+    def fault_error(self) -> BaseException | None:
+        """The exception behind an ``unavailable`` status raised by the device (None for a stall or while fine)."""
+        return self._capture.fault_error
+
+    @property
     def rotation(self) -> int:
         """Current rotation in degrees clockwise."""
         return self._capture.rotation
