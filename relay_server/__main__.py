@@ -8,8 +8,8 @@ import secrets
 import signal
 import sys
 
+from common.logs import setup_logging
 from relay_server.config import ConfigError, hash_token, load_relay_config
-from relay_server.logs import setup_logging
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -14,9 +14,9 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from common.protocol import ROLES
+from common.tomlconf import ConfigError, Section, load
 from relay_server.admin.settings import FleetSettings, parse_fleet
-from relay_server.protocol import ROLES
-from relay_server.tomlconf import ConfigError, Section, load
 
 __all__ = ["ConfigError", "Department", "Hours", "Office", "RelayConfig", "Terminal", "hash_token",
            "load_relay_config"]

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from common.protocol import CLIENT_ROLES, LAMP_TEST_SECONDS, ROLES, ProtocolError
 from relay_server.config import RelayConfig
-from relay_server.protocol import CLIENT_ROLES, LAMP_TEST_SECONDS, ROLES, ProtocolError
 
 log = logging.getLogger(__name__)
 

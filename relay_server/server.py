@@ -24,7 +24,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from relay_server import protocol
+from common import protocol
+from common.logs import event
 from relay_server.config import RelayConfig
 from relay_server.core import (
     Action,
@@ -37,7 +38,6 @@ from relay_server.core import (
     Send,
     StartTimer,
 )
-from relay_server.logs import event
 from relay_server.metrics import RelayMetrics
 from relay_server.store import CallLog
 

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from helpers import COUNTER, LAMP, OFFICE1, OFFICE2, make_relay_config
 
-from relay_server import protocol
+from common import protocol
+from common.tomlconf import ConfigFile, Section
 from relay_server.admin.auth import Auth, LoginGuard, Verdict, is_loopback
 from relay_server.admin.charts import monthly_charts, percentile, report_csv
 from relay_server.admin.fleet import FleetState
@@ -27,7 +28,6 @@ from relay_server.admin.store import AuditEntry, FleetStore
 from relay_server.config import ConfigError, load_relay_config
 from relay_server.core import CallRecord, HealthReport, RelayCore
 from relay_server.store import build_report, format_report
-from relay_server.tomlconf import ConfigFile, Section
 
 NOW = 1_790_000_000.0  # 2026-09-21 23:13 JST
 TZ = ZoneInfo("Asia/Tokyo")

@@ -22,7 +22,8 @@ from http import HTTPStatus
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from relay_server import protocol
+from common import protocol
+from common.logs import event
 from relay_server.admin.auth import Auth, Session, Verdict
 from relay_server.admin.charts import month_span, monthly_charts, report_csv
 from relay_server.admin.fleet import FleetState
@@ -30,7 +31,6 @@ from relay_server.admin.http import BadRequest, HttpServer, Request, Response
 from relay_server.admin.settings import verify_password
 from relay_server.admin.store import AuditEntry, FleetStore
 from relay_server.core import Action, CallRecord, Close, Event, HealthReport, Send
-from relay_server.logs import event
 
 if TYPE_CHECKING:
     from relay_server.server import RelayServer

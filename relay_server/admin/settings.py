@@ -8,7 +8,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from relay_server.tomlconf import ConfigError, Section
+from common.tomlconf import ConfigError, Section
 
 # scrypt cost: 2**15 × 8 × 128 B = 32 MiB and ~0.1 s per login attempt on these machines (slow for a guesser).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
