@@ -27,6 +27,11 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("relay_server/server.py", "relay-edge"),
     ("relay_server/store.py", "relay-edge"),
     ("relay_server/metrics.py", "relay-edge"),
+    ("relay_server/admin/__init__.py", "relay-pure"),
+    ("relay_server/admin/settings.py", "relay-pure"),
+    ("relay_server/admin/auth.py", "relay-pure"),
+    ("relay_server/admin/fleet.py", "relay-pure"),
+    ("relay_server/admin/*.py", "relay-edge"),
     ("relay_server/__main__.py", "relay-command"),
     # terminals: pure cores
     ("kiosk/__init__.py", "kiosk-pure"),
