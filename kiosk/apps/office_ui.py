@@ -468,9 +468,15 @@ class OfficeApp(TerminalApp):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kiosk office", description="The staff station (Kivy window or full screen).")
+    p = argparse.ArgumentParser(prog="kiosk office", description="The staff station (Kivy window or full screen), "
+                                "or with --headless a station without a window.")
     p.add_argument("--config", default="config/office.toml", help="office terminal config (TOML)")
     p.add_argument("--url", help="relay URL, overriding [relay] url")
+    p.add_argument("--headless", action="store_true",
+                   help="no window: print one line per link change and per call that rings, is answered, taken "
+                        "or ends (kiosk office --headless --help for its options)")
+    p.add_argument("--auto-answer", type=float, metavar="SECONDS",
+                   help="with --headless: answer incoming calls after this many seconds (default: never)")
     p.add_argument("--fullscreen", action="store_true", help="full screen, whatever [terminal] fullscreen says")
     p.add_argument("--windowed", action="store_true", help="a window, whatever [terminal] fullscreen says")
     add_camera_arguments(p, document=False)
@@ -480,7 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``kiosk office`` (without ``--headless``); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.auto_answer is not None:
+        parser.error("--auto-answer needs --headless (a station with a window is answered by its staff)")
     try:
         config = CameraOverrides.from_args(args).apply(load_terminal_config(args.config, "office"))
     except (ConfigError, OSError) as err:
