@@ -6,6 +6,7 @@ touches into app intents (``app.choose(...)``, ``app.cancel()``, …). Layout an
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from kiosk.ui.video import VideoView
 __all__ = [
     "SCREEN_NAMES", "CalmPulse", "DepartmentButton", "MemberTile", "load_counter_kv", "SessionFrames", "TownButton",
 ]
+
+log = logging.getLogger(__name__)
 
 KV_DIR = Path(__file__).parent
 DEPARTMENT_MIN_MM = (62.0, 30.0)  # smallest department/town button (wide enough for a name; 2× the touch minimum)
@@ -146,13 +149,21 @@ class StartScreen(CounterScreen):
         items: list[Any] = towns if self.mode == "towns" else nav.shown(self._departments, towns)
         area = self.ids.choices
         s = app.sizes
-        if area.width <= 1 or area.height <= 1:
-            return
         min_w = s.mm(DEPARTMENT_MIN_MM[0])
         # Tall enough for the longest name wrapped at the smallest name font, plus the availability line.
         names = max((_text_height(i.name(app.lang), min_w - s.mm(8), s.font_small) for i in items), default=0)
         min_h = max(s.mm(DEPARTMENT_MIN_MM[1]), names + s.mm(9) + s.font_body * 1.45)
-        plan = plan_grid(len(items), area.width, area.height, min_w=min_w, min_h=min_h, gap=s.gap, nav_h=s.button)
+        width, height = area.size
+        if width < min_w or height < min_h:
+            # Not laid out yet (a screen not shown so far): plan for the window; redone on the first real layout.
+            from kivy.core.window import Window
+
+            width, height = Window.width - s.mm(12), Window.height * 0.6
+        try:
+            plan = plan_grid(len(items), width, height, min_w=min_w, min_h=min_h, gap=s.gap, nav_h=s.button)
+        except ValueError as err:  # a window far too small for the kiosk: show what fits rather than nothing
+            log.error("start screen: %s", err)
+            plan = GridPlan(len(items), 1, max(1, len(items)), 1, width, height / max(1, len(items)), len(items))
         self.plan = plan
         self.pages = plan.pages
         self.page = nav.clamp(plan.pages)
