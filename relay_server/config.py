@@ -14,8 +14,9 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from relay_server.protocol import ROLES
-from relay_server.tomlconf import ConfigError, Section, load
+from common.protocol import ROLES
+from common.tomlconf import ConfigError, Section, load
+from relay_server.admin.settings import FleetSettings, parse_fleet
 
 __all__ = ["ConfigError", "Department", "Hours", "Office", "RelayConfig", "Terminal", "hash_token",
            "load_relay_config"]
@@ -81,10 +82,15 @@ class Department:
     name: dict[str, str]  # {"ja": ..., "en": ...}
     hours: Hours
     fallback: dict[str, str]  # {"phone": ..., "hours_ja": ..., "hours_en": ...}
+    office_name: dict[str, str] = field(default_factory=dict)  # the office's {"ja", "en"}: a counter's town picker
 
     def public(self) -> dict[str, object]:
         """As sent to terminals in ``welcome``."""
-        return {"id": self.id, "office": self.office, "name": dict(self.name), "fallback": dict(self.fallback)}
+        out: dict[str, object] = {"id": self.id, "office": self.office, "name": dict(self.name),
+                                  "fallback": dict(self.fallback)}
+        if self.office_name:
+            out["office_name"] = dict(self.office_name)
+        return out
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ class RelayConfig:
     offices: dict[str, Office] = field(default_factory=dict)
     departments: dict[str, Department] = field(default_factory=dict)
     terminals: dict[str, Terminal] = field(default_factory=dict)
+    fleet: FleetSettings = field(default_factory=FleetSettings)  # the fleet page (relay_server/admin)
 
     def resolve(self, p: str) -> str:
         """A path from the config, relative to the config file's folder."""
@@ -264,7 +271,8 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         fb = dsec.section("fallback")
         fallback = {k: fb.get(k, str, "") for k in ("phone", "hours_ja", "hours_en")}
         fb.done()
-        departments[did] = Department(did, oid, _names(dsec, "name"), parse_hours(dsec, zones[oid]), fallback)
+        departments[did] = Department(did, oid, _names(dsec, "name"), parse_hours(dsec, zones[oid]), fallback,
+                                      dict(offices[oid].name))
         dsec.done()
     if not departments:
         raise root.error("department", "at least one [[department]] is needed")
@@ -282,6 +290,7 @@ def load_relay_config(path: str | Path) -> RelayConfig:
                 raise t.error("departments", f"unknown department '{dep}' (known: {', '.join(departments)})")
         terminals[tid] = Terminal(tid, role, th, tuple(depts), t.get("name", str, ""))
         t.done()
+    fleet = parse_fleet(root)
     root.done()
     return RelayConfig(path=Path(path), offices=offices, departments=departments, terminals=terminals,
-                       **server, **turn)  # type: ignore[arg-type]
+                       fleet=fleet, **server, **turn)

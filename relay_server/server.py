@@ -14,6 +14,7 @@ import ssl
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
@@ -23,7 +24,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from relay_server import protocol
+from common import protocol
+from common.logs import event
 from relay_server.config import RelayConfig
 from relay_server.core import (
     Action,
@@ -36,7 +38,6 @@ from relay_server.core import (
     Send,
     StartTimer,
 )
-from relay_server.logs import event
 from relay_server.metrics import RelayMetrics
 from relay_server.store import CallLog
 
@@ -101,6 +102,9 @@ class RelayServer:
         self._pending_db: set[asyncio.Future[None]] = set()
         self._closing: set[asyncio.Task[None]] = set()  # close handshakes under way (kept referenced)
         self.started_at = time.time()
+        # Whoever watches the relay (the fleet page) sees every batch of the core's actions, after they are done.
+        self.observers: list[Callable[[list[Action]], None]] = []
+        self.fleet: Any = None  # relay_server.admin.service.FleetService when [fleet] enabled
         self.host = config.host
         self.port = config.port
 
@@ -132,6 +136,10 @@ class RelayServer:
         sock = next(iter(self._server.sockets))
         self.host, self.port = sock.getsockname()[:2]
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+        if self.config.fleet.enabled:
+            from relay_server.admin.service import FleetService
+
+            self.fleet = await FleetService(self).start()
         event(log, "relay_started", url=self.url, terminals=len(self.config.terminals),
               departments=len(self.config.departments))
         return self
@@ -140,6 +148,9 @@ class RelayServer:
         """End every call with reason ``shutdown``, close every connection, stop listening."""
         if self._server is None:
             return
+        if self.fleet is not None:
+            await self.fleet.close()
+            self.fleet = None
         self._apply(self.core.shutdown(self.clock()))
         for conn in list(self.conns.values()):
             conn.closed = True
@@ -280,7 +291,23 @@ class RelayServer:
         self._enqueue(conn, err.to_message())
 
     # -- carrying out actions ------------------------------------------------------------------
+    def inject(self, actions: list[Action]) -> None:
+        """Carry out actions that come from outside the core (the fleet page's tests and disconnects)."""
+        self._apply(actions)
+
+    async def call_records(self, start: float, end: float) -> list[CallRecord]:
+        """Finished calls from the call log, read on its own thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, self.calllog.records, start, end)
+
     def _apply(self, actions: list[Action]) -> None:
+        self._carry_out(actions)
+        for observer in self.observers:
+            try:
+                observer(actions)
+            except Exception:
+                log.exception("relay observer failed")
+
+    def _carry_out(self, actions: list[Action]) -> None:
         for a in actions:
             if isinstance(a, Send):
                 conn = self.conns.get(a.to)

@@ -85,10 +85,6 @@ async def commands(terminal: HeadlessTerminal, stop: asyncio.Event) -> None:
 
 
 async def main() -> int:
-    import os
-    if os.environ.get("NETBED_STOCK_JITTER"):
-        import kiosk.video.session as ses
-        ses.use_frame_end_jitter_buffer = lambda: None  # type: ignore[assignment]
     p = argparse.ArgumentParser()
     p.add_argument("role", choices=("station", "counter"))
     p.add_argument("--config", required=True)
