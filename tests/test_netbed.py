@@ -134,6 +134,16 @@ def test_web_only_town_any_url_order_shows_pictures_over_turns(clean_town: NetBe
         tls_url = next(u for u in probes["probes"] if u.startswith("turns:"))
         assert probes["probes"][udp_url]["failure"] == "timeout" and probes["probes"][tls_url]["ok"]
         assert probes["order"][0] == tls_url
+        # kiosk doctor at the station names the real causes: UDP dropped on the way, TLS 443 fine, calls via TLS.
+        r = subprocess.run(["ip", "netns", "exec", bed.ns["st"], PYTHON, "-m", "kiosk", "doctor", "--config",
+                            str(bed.terminal_config("office")), "--role", "office", "--json", "--skip", "devices",
+                            "--skip", "camera", "--skip", "audio", "--skip", "lamp"],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT)
+        checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+        assert not checks[f"ICE server {udp_url}"]["ok"]
+        assert "does not answer" in checks[f"ICE server {udp_url}"]["advice"]
+        assert checks[f"ICE server {tls_url}"]["ok"], checks[f"ICE server {tls_url}"]
+        assert checks["TURN paths"]["ok"] and "UDP is blocked here" in checks["TURN paths"]["detail"]
         counter.send("call juumin")
         answered = counter.wait_event(lambda e: e["event"] == "member_joined", 20, "answered")
         first = counter.wait_event(lambda e: e["event"] == "first_frame" and e.get("track") == "camera", 20,
