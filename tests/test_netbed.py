@@ -115,6 +115,9 @@ def test_udp_open_call_goes_through_turn_udp(clean_town: NetBed) -> None:
         s = media_path(station, COUNTER_ID)
         assert s["local"] != "relay" or s["transport"] == "udp"
         assert turn_media_sessions(bed, STATION_ID, mark) | turn_media_sessions(bed, COUNTER_ID, mark) == {"udp/tcp"}
+        # The relay's log names the path each member reported (event=media_path, and in event=call_ended).
+        relay_log = bed.log_of(f"relay-{RELAY_PORT}")
+        assert re.search(r"event=media_path .*terminal=counter-sapporo-1 .*path=.*relay/udp", relay_log), relay_log[-2000:]
     finally:
         stop_all(station)
 
