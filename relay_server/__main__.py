@@ -56,7 +56,7 @@ def _report(args: argparse.Namespace) -> int:
         # Each department's month is counted in its own office's time zone.
         for dept in config.departments.values():
             start, end = month_bounds(args.month, ZoneInfo(config.offices[dept.office].timezone))
-            records += [r for r in calllog.records(start, end) if r.department == dept.id]
+            records += [r for r in calllog.records(start, end) + calllog.refused(start, end) if r.department == dept.id]
     sys.stdout.write(format_report(build_report(records, config.departments), as_csv=args.csv))
     return 0
 
