@@ -18,8 +18,8 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from common import protocol
 from kiosk.config import RelayLink
-from relay_server import protocol
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from relay_server.tomlconf import ConfigError, Section, load
+from common.tomlconf import ConfigError, Section, load
 
 __all__ = [
     "AudioConfig", "CameraConfig", "ConfigError", "LampConfig", "MediaConfig", "NetworkConfig",

@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
+from common.logs import event, setup_logging
+from common.protocol import LAMP_TEST_SECONDS
 from kiosk.config import ConfigError, LampConfig, RelayLink, load_terminal_config
 from kiosk.devices.lamp import (
     ChannelState,
@@ -42,8 +44,6 @@ from kiosk.devices.lamp import (
     config_channels,
     open_lamp_driver,
 )
-from relay_server.logs import event, setup_logging
-from relay_server.protocol import LAMP_TEST_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +278,17 @@ class LampController:
 # ---------------------------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------------------------
-async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys.stdout) -> int:
+async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys.stdout,
+                    errors: list[tuple[str, Exception]] | None = None) -> int:
     """Technician check: light each configured channel for ``dwell`` seconds, one after the other, and report.
+
+    Args:
+        errors: if given, every failure is appended as ``(stage, exception)`` with stage ``open`` (the port or
+            the device's first answer) or ``command`` (all-off or a channel), for callers that judge by type.
 
     Returns 0 if every channel was acknowledged (ascii) or written (lcus), else 1.
     """
+    errors = [] if errors is None else errors
     channels = config_channels(config)
     labels = channel_labels(config)
     print(f"lamp check: {config.driver} lamp on {config.port or '(none)'}, "
@@ -290,6 +296,7 @@ async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys
     try:
         driver = await open_lamp_driver(config)
     except (LampError, ValueError) as err:
+        errors.append(("open", err))
         print(f"FAILED: {err}", file=out, flush=True)
         return 1
     ok_word = "acknowledged" if driver.acknowledged else ("logged" if config.driver == "none" else "written")
@@ -298,6 +305,7 @@ async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys
         try:
             await driver.all_off()
         except LampError as err:
+            errors.append(("command", err))
             print(f"  all off: FAILED: {err}", file=out, flush=True)
             failures += 1
         for ch in channels:
@@ -307,6 +315,7 @@ async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys
                 await driver.set(ch, ChannelState.OFF)
                 result = ok_word
             except LampError as err:
+                errors.append(("command", err))
                 result = f"FAILED: {err}"
                 failures += 1
             print(f"  channel {ch:<2} {labels.get(ch, ''):<20} {result}", file=out, flush=True)

@@ -8,8 +8,8 @@ import secrets
 import signal
 import sys
 
+from common.logs import setup_logging
 from relay_server.config import ConfigError, hash_token, load_relay_config
-from relay_server.logs import setup_logging
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -21,6 +21,8 @@ def _run(args: argparse.Namespace) -> int:
         server = RelayServer(config)
         await server.start(args.host, args.port)
         print(f"listening on {server.url}", flush=True)
+        if server.fleet is not None:
+            print(f"fleet page on {server.fleet.url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -38,6 +40,26 @@ def _token(args: argparse.Namespace) -> int:
     print(f'token = "{token}"')
     print(f"hash line for relay.toml ([[terminal]] id = \"{args.terminal}\"):")
     print(f'token_hash = "{hash_token(token)}"')
+    return 0
+
+
+def _admin_hash(args: argparse.Namespace) -> int:
+    import getpass
+
+    from relay_server.admin.settings import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.user}: ")
+        if getpass.getpass("again: ") != password:
+            print("relay-server: the passwords differ; nothing written", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 10:
+        print("relay-server: use at least 10 characters", file=sys.stderr)
+        return 1
+    print("# add to relay.toml (the fleet page's accounts):")
+    print(f'[[admin]]\nuser = "{args.user}"\npassword_hash = "{hash_password(password)}"')
     return 0
 
 
@@ -76,15 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     p_token = sub.add_parser("token", help="make a new terminal token and its hash line")
     p_token.add_argument("terminal")
+    p_admin = sub.add_parser("admin-hash", help="make an [[admin]] account for the fleet page (asks the password)")
+    p_admin.add_argument("user")
     p_report = sub.add_parser("report", help="monthly call report per department")
     p_report.add_argument("--config", required=True)
     p_report.add_argument("--month", required=True, type=_month)
     p_report.add_argument("--csv", action="store_true")
-    if argv and argv[0] in ("token", "report"):
+    if argv and argv[0] in ("token", "report", "admin-hash"):
         args = parser.parse_args(argv)
     else:
         run = argparse.ArgumentParser(prog="relay-server", description="Run the relay. Other commands: "
-                                      "'relay-server token TERMINAL_ID', 'relay-server report --config PATH --month YYYY-MM'.")
+                                      "'relay-server token TERMINAL_ID', 'relay-server admin-hash USER', 'relay-server report --config PATH --month YYYY-MM'.")
         run.add_argument("--config", required=True)
         run.add_argument("--host")
         run.add_argument("--port", type=int)
@@ -93,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         args.command = "run"
     setup_logging(args.log_level)
     try:
-        return {"run": _run, "token": _token, "report": _report}[args.command](args)
+        return {"run": _run, "token": _token, "report": _report, "admin-hash": _admin_hash}[args.command](args)
     except ConfigError as err:
         print(f"relay-server: config error: {err}", file=sys.stderr)
         return 2

@@ -15,8 +15,9 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from relay_server.protocol import ROLES
-from relay_server.tomlconf import ConfigError, Section, load
+from common.protocol import ROLES
+from common.tomlconf import ConfigError, Section, load
+from relay_server.admin.settings import FleetSettings, parse_fleet
 
 __all__ = ["ConfigError", "Department", "Hours", "Office", "RelayConfig", "Terminal", "hash_token",
            "load_relay_config"]
@@ -146,6 +147,7 @@ class RelayConfig:
     offices: dict[str, Office] = field(default_factory=dict)
     departments: dict[str, Department] = field(default_factory=dict)
     terminals: dict[str, Terminal] = field(default_factory=dict)
+    fleet: FleetSettings = field(default_factory=FleetSettings)  # the fleet page (relay_server/admin)
 
     def resolve(self, p: str) -> str:
         """A path from the config, relative to the config file's folder."""
@@ -310,6 +312,7 @@ def load_relay_config(path: str | Path) -> RelayConfig:
                 raise t.error("departments", f"unknown department '{dep}' (known: {', '.join(departments)})")
         terminals[tid] = Terminal(tid, role, th, tuple(depts), t.get("name", str, ""))
         t.done()
+    fleet = parse_fleet(root)
     root.done()
     return RelayConfig(path=Path(path), offices=offices, departments=departments, terminals=terminals,
-                       **server, **turn)  # type: ignore[arg-type]
+                       fleet=fleet, **server, **turn)  # type: ignore[arg-type]

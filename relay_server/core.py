@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from common.protocol import CLIENT_ROLES, LAMP_TEST_SECONDS, ROLES, ProtocolError
 from relay_server.config import RelayConfig
-from relay_server.protocol import CLIENT_ROLES, LAMP_TEST_SECONDS, ROLES, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,15 @@ class Event:
     fields: dict[str, Any]
 
 
-Action = Send | Close | StartTimer | CancelTimer | CallRecord | Event
+@dataclass(frozen=True)
+class HealthReport:
+    """A terminal's ``health`` message, for the fleet page (``relay_server/admin``); routing ignores it."""
+
+    terminal: str
+    health: dict[str, Any]
+
+
+Action = Send | Close | StartTimer | CancelTimer | CallRecord | Event | HealthReport
 
 
 class CallState(Enum):
@@ -351,6 +359,9 @@ class RelayCore:
         if "id" in msg:
             pong["id"] = msg["id"]
         return [Send(terminal, pong)]
+
+    def _on_health(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        return [HealthReport(terminal, {k: v for k, v in msg.items() if k != "type"})]
 
     def _on_status(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
         was_away = self.online[terminal].away

@@ -15,7 +15,7 @@ import ssl
 import time
 import uuid
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
@@ -28,7 +28,8 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from relay_server import protocol
+from common import protocol
+from common.logs import event
 from relay_server.config import ConfigError, RelayConfig, insecure_terminals, is_loopback
 from relay_server.core import (
     Action,
@@ -42,7 +43,6 @@ from relay_server.core import (
     StartTimer,
 )
 from relay_server.guards import AuthThrottle, LogLimiter, RepeatFilter
-from relay_server.logs import event
 from relay_server.metrics import RelayMetrics
 from relay_server.store import DurableCallLog
 
@@ -196,6 +196,9 @@ class RelayServer:
         self._pending_db: set[asyncio.Future[Any]] = set()
         self._closing: set[asyncio.Task[None]] = set()  # close handshakes under way (kept referenced)
         self.started_at = time.time()
+        # Whoever watches the relay (the fleet page) sees every batch of the core's actions, after they are done.
+        self.observers: list[Callable[[list[Action]], None]] = []
+        self.fleet: Any = None  # relay_server.admin.service.FleetService when [fleet] enabled
         self.host = config.host
         self.port = config.port
 
@@ -246,6 +249,10 @@ class RelayServer:
         sock = next(iter(self._server.sockets))
         self.host, self.port = sock.getsockname()[:2]
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+        if self.config.fleet.enabled:
+            from relay_server.admin.service import FleetService
+
+            self.fleet = await FleetService(self).start()
         event(log, "relay_started", url=self.url, terminals=len(self.config.terminals),
               departments=len(self.config.departments), max_connections=self.max_connections,
               calllog=self.calllog.status()["state"])
@@ -258,6 +265,9 @@ class RelayServer:
         """End every call with reason ``shutdown``, close every connection, stop listening."""
         if self._server is None:
             return
+        if self.fleet is not None:
+            await self.fleet.close()
+            self.fleet = None
         self._apply(self.core.shutdown(self.clock()))
         for conn in list(self.conns.values()):
             conn.closed = True
@@ -460,7 +470,23 @@ class RelayServer:
         self._enqueue(conn, err.to_message())
 
     # -- carrying out actions ------------------------------------------------------------------
+    def inject(self, actions: list[Action]) -> None:
+        """Carry out actions that come from outside the core (the fleet page's tests and disconnects)."""
+        self._apply(actions)
+
+    async def call_records(self, start: float, end: float) -> list[CallRecord]:
+        """Finished calls and refused attempts from the call log (what the report counts), read on its own thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, self.calllog.finished, start, end)
+
     def _apply(self, actions: list[Action]) -> None:
+        self._carry_out(actions)
+        for observer in self.observers:
+            try:
+                observer(actions)
+            except Exception:
+                log.exception("relay observer failed")
+
+    def _carry_out(self, actions: list[Action]) -> None:
         for a in actions:
             if isinstance(a, Send):
                 conn = self.conns.get(a.to)

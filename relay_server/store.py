@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from common.logs import event
 from relay_server.core import CallRecord
-from relay_server.logs import event
 
 log = logging.getLogger("relay")
 
@@ -185,6 +185,31 @@ class DurableCallLog:
         return {"state": "ok" if self.ok else "degraded", "pending": len(self.pending), "dropped": self.dropped,
                 "write_errors": self.write_errors, "last_error": self.last_error,
                 "moved_aside": list(self.moved_aside)}
+
+    # -- reading ------------------------------------------------------------------------------
+    def records(self, start: float = 0.0, end: float = float("inf")) -> list[CallRecord]:
+        """Calls that started in [start, end): those in the file, updated by those still waiting to be written."""
+        by_call: dict[str, CallRecord] = {}
+        if self.db is not None:
+            try:
+                by_call = {r.call: r for r in self.db.records(start, end)}
+            except sqlite3.Error as err:
+                self._failed("read", err)
+        for r in list(self.pending):
+            if start <= r.created_at < end and r.outcome not in REFUSED_OUTCOMES:
+                by_call[r.call] = r
+        return sorted(by_call.values(), key=lambda r: r.created_at)
+
+    def finished(self, start: float = 0.0, end: float = float("inf")) -> list[CallRecord]:
+        """What the monthly report counts: ended calls and refused attempts (one record each) in [start, end)."""
+        out = [r for r in self.records(start, end) if r.ended_at is not None]
+        if self.db is not None:
+            try:
+                out += self.db.refused(start, end)
+            except sqlite3.Error as err:
+                self._failed("read", err)
+        out += [r for r in list(self.pending) if r.outcome in REFUSED_OUTCOMES and start <= r.created_at < end]
+        return out
 
     # -- writing ------------------------------------------------------------------------------
     def record(self, r: CallRecord) -> None:

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from helpers import COUNTER, LAMP, OFFICE1, OFFICE2, make_relay_config
 
-from relay_server import protocol
+from common import protocol
+from common.tomlconf import ConfigFile, Section
 from relay_server.config import parse_hours
 from relay_server.core import (
     Action,
@@ -23,7 +24,6 @@ from relay_server.core import (
     TransitionError,
     turn_credentials,
 )
-from relay_server.tomlconf import ConfigFile, Section
 
 NOW = 1_790_000_000.0
 

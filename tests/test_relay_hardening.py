@@ -18,8 +18,8 @@ from helpers import COUNTER, OFFICE1, OFFICE2, ROOT, TOKENS, make_relay_config, 
 from rawws import RawWs
 from test_relay_server import Relay, StartRelay, assert_alive, drain_until_closed, place_call
 
+from common.protocol import CLOSE_REPLACED, CLOSE_UNAUTHORIZED
 from relay_server.config import ConfigError, hash_token
-from relay_server.protocol import CLOSE_REPLACED, CLOSE_UNAUTHORIZED
 from relay_server.server import RelayServer
 
 

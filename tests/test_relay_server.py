@@ -38,8 +38,8 @@ from helpers import (
 )
 from websockets.asyncio.client import connect
 
+from common.protocol import CLOSE_RATE_LIMITED, CLOSE_REPLACED, CLOSE_UNAUTHORIZED
 from relay_server.config import RelayConfig, load_relay_config
-from relay_server.protocol import CLOSE_RATE_LIMITED, CLOSE_REPLACED, CLOSE_UNAUTHORIZED
 from relay_server.server import RelayServer
 
 JUUMIN_FALLBACK_PHONE = "0133-23-2223"

@@ -40,6 +40,7 @@ from kivy.properties import (  # noqa: E402
 from kivy.uix.floatlayout import FloatLayout  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
+from common.protocol import LAMP_TEST_SECONDS  # noqa: E402
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
 from kiosk.cli import CameraOverrides, add_camera_arguments  # noqa: E402
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
@@ -77,7 +78,6 @@ from kiosk.screens.counter import (  # noqa: E402
 from kiosk.ui.env import configure_window, restore_std_streams  # noqa: E402
 from kiosk.ui.video import LatestFrameSink  # noqa: E402
 from kiosk.ui.widgets import HoldCorner  # noqa: E402
-from relay_server.protocol import LAMP_TEST_SECONDS  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -477,7 +477,7 @@ def main(argv: list[str]) -> int:
         return 2
     if args.windowed:
         config = config.with_overrides(ui=replace(config.ui, fullscreen=False))
-    from relay_server.logs import setup_logging
+    from common.logs import setup_logging
 
     setup_logging(args.log_level)
     configure_window(config.ui.width, config.ui.height, fullscreen=config.ui.fullscreen)

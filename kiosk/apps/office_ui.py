@@ -489,7 +489,7 @@ def main(argv: list[str]) -> int:
     if args.fullscreen or args.windowed:
         config = config.with_overrides(ui=replace(config.ui, fullscreen=bool(args.fullscreen)))
     restore_std_streams()
-    from relay_server.logs import setup_logging
+    from common.logs import setup_logging
 
     setup_logging(args.log_level)
     configure_window(config.ui.width, config.ui.height, fullscreen=config.ui.fullscreen)

@@ -32,6 +32,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_REPLACED = 4409
 CLOSE_RATE_LIMITED = 4429
 CLOSE_SHUTDOWN = 1001
+CLOSE_ADMIN = 4410  # disconnected from the fleet page; the terminal reconnects as usual
 
 # Error codes (docs/protocol.md, "Errors").
 ERROR_CODES = (
@@ -108,6 +109,7 @@ CLIENT_MESSAGES: dict[str, dict[str, Field]] = {
     "status": {"status": STR},
     "ping": {"id": _f(str, int, required=False)},
     "lamp_test": {},
+    "health": {"version": STR, "devices": OBJ, "last_call": _f(dict, required=False)},
 }
 
 CLIENT_ROLES: dict[str, tuple[str, ...]] = {
@@ -123,6 +125,7 @@ CLIENT_ROLES: dict[str, tuple[str, ...]] = {
     "status": ("office",),
     "ping": ROLES,
     "lamp_test": ("counter",),
+    "health": ROLES,
 }
 
 # Messages the relay sends, for terminals that want to check what they receive.
@@ -146,9 +149,16 @@ SERVER_MESSAGES: dict[str, dict[str, Field]] = {
     "lamp_test": {"by": STR, "departments": _f(list), "seconds": _f(int, float)},
     "lamp_test_sent": {"departments": _f(list), "lamps": _f(list), "stations": _f(list)},
     "colleagues": {"stations": OBJ},
+    "ring_test": {"by": STR, "seconds": _f(int, float)},
 }
 
 STATION_STATUSES = ("available", "away")
+
+# ``health``: each device's state, and the limits that keep a report small.
+HEALTH_STATES = ("ok", "missing", "failing")
+HEALTH_MAX_DEVICES = 16
+HEALTH_MAX_TEXT = 200
+RING_TEST_SECONDS = 3  # how long a "ring this station" test from the fleet page rings
 
 
 def _type_name(value: Any) -> str:
@@ -217,12 +227,45 @@ def parse(raw: str | bytes, schemas: Mapping[str, Mapping[str, Field]] = CLIENT_
             )
     if kind == "invite" and ("department" in msg) == ("terminal" in msg):
         raise ProtocolError("bad_message", "'invite' needs exactly one of 'department' or 'terminal'", kind)
+    if kind == "health":
+        _check_health(msg)
     if kind == "status" and msg["status"] not in STATION_STATUSES:
         raise ProtocolError(
             "bad_message", f"'status' must be one of {', '.join(STATION_STATUSES)}, got '{shorten(msg['status'])}'",
             kind
         )
     return msg
+
+
+def _check_part(part: Mapping[str, Any], schema: Mapping[str, Field], where: str) -> None:
+    try:
+        check_fields({**part, "type": None}, schema, where)
+    except ProtocolError as err:
+        raise ProtocolError(err.code, err.message, "health") from None
+
+
+def _check_health(msg: Mapping[str, Any]) -> None:
+    """``devices`` is ``{name: {"state": HEALTH_STATES, "reason": str?}}``; ``last_call`` ``{"path": str?,
+    "quality": str?}``; every text short (a report is small and shown as is on the fleet page)."""
+    devices = msg["devices"]
+    if len(devices) > HEALTH_MAX_DEVICES:
+        raise ProtocolError("bad_message", f"'health' lists {len(devices)} devices, the limit is "
+                            f"{HEALTH_MAX_DEVICES}", "health")
+    texts = [msg["version"]]
+    for name, dev in devices.items():
+        if not isinstance(dev, dict):
+            raise ProtocolError("bad_message", f"device '{name}' of 'health' must be object, got {_type_name(dev)}",
+                                "health")
+        _check_part(dev, {"state": STR, "reason": OPT_STR}, f"health.devices.{name}")
+        if dev["state"] not in HEALTH_STATES:
+            raise ProtocolError("bad_message", f"device '{name}' state must be one of {', '.join(HEALTH_STATES)}, "
+                                f"got '{dev['state']}'", "health")
+        texts += [name, dev.get("reason", "")]
+    if "last_call" in msg:
+        _check_part(msg["last_call"], {"path": OPT_STR, "quality": OPT_STR}, "health.last_call")
+        texts += list(msg["last_call"].values())
+    if any(len(t) > HEALTH_MAX_TEXT for t in texts):
+        raise ProtocolError("bad_message", f"'health' texts are at most {HEALTH_MAX_TEXT} characters", "health")
 
 
 def parse_server(raw: str | bytes) -> dict[str, Any]:
