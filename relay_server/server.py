@@ -178,6 +178,7 @@ class RelayServer:
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="calllog")
         self._db_flush: asyncio.Future[bool] | None = None
         self._db_retry: asyncio.TimerHandle | None = None
+        self.calllog_retry_s = CALLLOG_RETRY_SECONDS
         self.conns: dict[str, Conn] = {}
         # Limits before trust: open sockets per address and in all, failed hellos per address, log lines.
         self.open_total = 0
@@ -542,7 +543,7 @@ class RelayServer:
             log.error("call log write failed: %s", fut.exception())
         if self.calllog.pending and self._server is not None and self._db_retry is None:
             # Records came in during the write, or the file cannot be written: again later, not in a loop.
-            delay = 0.0 if self.calllog.db is not None and not self.calllog.last_error else CALLLOG_RETRY_SECONDS
+            delay = 0.0 if self.calllog.db is not None and not self.calllog.last_error else self.calllog_retry_s
             self._db_retry = asyncio.get_running_loop().call_later(delay, self._retry_db)
 
     def _retry_db(self) -> None:
