@@ -60,7 +60,7 @@ class RawWs:
 
     async def read_until_eof(self, timeout: float = 10.0) -> list[tuple[int, bytes]]:
         """Every frame until the relay drops the TCP connection (never answering its close frame)."""
-        frames = []
+        frames: list[tuple[int, bytes]] = []
         while True:
             op, data = await self.read_frame(timeout)
             if op == -1:

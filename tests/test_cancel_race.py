@@ -118,7 +118,7 @@ class World:
             self.station_call = None
 
     def station_receives(self, msg: dict[str, Any]) -> None:
-        kind, call = msg["type"], msg.get("call")
+        kind, call = msg["type"], str(msg.get("call"))
         if kind == "incoming":
             self.station_ringing.add(call)
         elif kind == "call_state":

@@ -160,18 +160,18 @@ async def test_hello_just_under_the_pre_hello_limit_is_fine(relay: Relay) -> Non
     await c.expect("welcome")
 
 
-async def test_connection_caps_per_address_and_in_all(start_relay: StartRelay) -> None:
+@pytest.mark.parametrize("cap", ["max_connections_per_address", "max_connections"])
+async def test_connection_caps_per_address_and_in_all(start_relay: StartRelay, cap: str) -> None:
     """Row 4: one socket over [server] max_connections_per_address (or max_connections) is refused with HTTP 503;
     a place frees up when a socket closes."""
-    for caps in ({"max_connections_per_address": 3}, {"max_connections": 3}):
-        relay = await start_relay(**caps)
-        held = [await relay.client() for _ in range(3)]
-        with pytest.raises(websockets.InvalidStatus) as exc:
-            await relay.client()
-        assert exc.value.response.status_code == 503
-        await held[0].close()
-        await wait_until(lambda r=relay: r.server.open_total == 2)
-        await relay.client(COUNTER)  # room again
+    relay = await start_relay(**{cap: 3})
+    held = [await relay.client() for _ in range(3)]
+    with pytest.raises(websockets.InvalidStatus) as exc:
+        await relay.client()
+    assert exc.value.response.status_code == 503
+    await held[0].close()
+    await wait_until(lambda: relay.server.open_total == 2)
+    await relay.client(COUNTER)  # room again
 
 
 async def test_failed_logins_slow_down_but_valid_tokens_never_wait(

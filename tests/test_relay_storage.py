@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import COUNTER, OFFICE1, RelayProcess, WsClient, make_relay_config, wait_until, write_relay_config
+from helpers import (
+    COUNTER,
+    OFFICE1,
+    RelayProcess,
+    WsClient,
+    make_relay_config,
+    wait_until,
+    write_relay_config,
+)
 from test_relay_server import Relay, StartRelay, http_get, metric, place_call
 
 from relay_server.server import RelayServer
