@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -111,21 +111,27 @@ class Department:
     phone: str = ""
     hours_ja: str = ""
     hours_en: str = ""
+    office: str = ""  # the town ([[office]]) it belongs to: a counter of several towns asks for the town first
+    office_name_ja: str = ""
+    office_name_en: str = ""
 
     @classmethod
     def from_message(cls, d: Mapping[str, Any]) -> Department:
         name = d.get("name") or {}
         fb = d.get("fallback") or {}
+        office = str(d.get("office", ""))
+        office_name = d.get("office_name") or {}
         return cls(id=str(d["id"]), name_ja=str(name.get("ja", d["id"])), name_en=str(name.get("en", d["id"])),
                    phone=str(fb.get("phone", "")), hours_ja=str(fb.get("hours_ja", "")),
-                   hours_en=str(fb.get("hours_en", "")))
+                   hours_en=str(fb.get("hours_en", "")), office=office,
+                   office_name_ja=str(office_name.get("ja", office)), office_name_en=str(office_name.get("en", office)))
 
     def with_fallback(self, fb: Mapping[str, Any] | None) -> Department:
         """This department with the fallback phone/hours of an error message, when it carries one."""
         if not fb:
             return self
-        return Department(self.id, self.name_ja, self.name_en, str(fb.get("phone", self.phone)),
-                          str(fb.get("hours_ja", self.hours_ja)), str(fb.get("hours_en", self.hours_en)))
+        return replace(self, phone=str(fb.get("phone", self.phone)), hours_ja=str(fb.get("hours_ja", self.hours_ja)),
+                       hours_en=str(fb.get("hours_en", self.hours_en)))
 
     def name(self, lang: str) -> str:
         return self.name_ja if lang == "ja" else self.name_en

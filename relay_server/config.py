@@ -105,10 +105,15 @@ class Department:
     name: dict[str, str]  # {"ja": ..., "en": ...}
     hours: Hours
     fallback: dict[str, str]  # {"phone": ..., "hours_ja": ..., "hours_en": ...}
+    office_name: dict[str, str] = field(default_factory=dict)  # the office's {"ja", "en"}: a counter's town picker
 
     def public(self) -> dict[str, object]:
         """As sent to terminals in ``welcome``."""
-        return {"id": self.id, "office": self.office, "name": dict(self.name), "fallback": dict(self.fallback)}
+        out: dict[str, object] = {"id": self.id, "office": self.office, "name": dict(self.name),
+                                  "fallback": dict(self.fallback)}
+        if self.office_name:
+            out["office_name"] = dict(self.office_name)
+        return out
 
 
 @dataclass(frozen=True)
@@ -294,7 +299,8 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         fb = dsec.section("fallback")
         fallback = {k: fb.get(k, str, "") for k in ("phone", "hours_ja", "hours_en")}
         fb.done()
-        departments[did] = Department(did, oid, _names(dsec, "name"), parse_hours(dsec, zones[oid]), fallback)
+        departments[did] = Department(did, oid, _names(dsec, "name"), parse_hours(dsec, zones[oid]), fallback,
+                                      dict(offices[oid].name))
         dsec.done()
     if not departments:
         raise root.error("department", "at least one [[department]] is needed")

@@ -41,8 +41,10 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/machine.py", "kiosk-pure"),
     ("kiosk/counter_state.py", "kiosk-pure"),
     ("kiosk/office_state.py", "kiosk-pure"),
+    ("kiosk/start_layout.py", "kiosk-pure"),
     ("kiosk/video/stamp.py", "kiosk-pure"),
     ("kiosk/video/synthetic.py", "kiosk-pure"),
+    ("kiosk/video/paths.py", "kiosk-pure"),
     ("kiosk/doctor/stun.py", "kiosk-pure"),
     ("kiosk/doctor/report.py", "kiosk-pure"),
     # terminals: edges
