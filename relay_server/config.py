@@ -39,7 +39,8 @@ def token_matches(token: str, token_hash: str) -> bool:
 
 # Tokens printed in this repository (the demo terminals' configs and the examples' placeholders): anyone can read
 # them, so a relay reachable from other machines must not accept them (``insecure_terminals``).
-PUBLISHED_TOKENS = ("demo-counter-1-e8b1c2", "demo-office-1-5f0a9d", "demo-office-2-7c3e41", "demo-lamp-1-2b9d60")
+PUBLISHED_TOKENS = ("demo-counter-1-e8b1c2", "demo-office-1-5f0a9d", "demo-office-2-7c3e41", "demo-office-3-5b9d02",
+                    "demo-lamp-1-2b9d60")
 
 
 def is_loopback(host: str) -> bool:
