@@ -78,7 +78,8 @@ def _report(args: argparse.Namespace) -> int:
         # Each department's month is counted in its own office's time zone.
         for dept in config.departments.values():
             start, end = month_bounds(args.month, ZoneInfo(config.offices[dept.office].timezone))
-            records += [r for r in calllog.records(start, end) if r.department == dept.id]
+            records += [r for r in calllog.records(start, end) + calllog.refused(start, end)
+                        if r.department == dept.id]
     # The report is split by office: each town sees its own calls (--office picks one; text output has a section each).
     offices = [args.office] if args.office else list(config.offices)
     if args.office and args.office not in config.offices:

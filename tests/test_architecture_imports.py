@@ -24,6 +24,7 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("relay_server/__init__.py", "relay-pure"),
     ("relay_server/config.py", "relay-pure"),
     ("relay_server/core.py", "relay-pure"),
+    ("relay_server/guards.py", "relay-pure"),
     ("relay_server/server.py", "relay-edge"),
     ("relay_server/store.py", "relay-edge"),
     ("relay_server/metrics.py", "relay-edge"),
