@@ -37,12 +37,8 @@ def clean_town(bed: NetBed) -> Iterator[NetBed]:
     bed.nft("rt", "flush chain inet bed outbound\n")
 
 
-def peer(bed: NetBed, role: str, name: str, *, extra: str = "", port: int = RELAY_PORT) -> Proc:
-    cfg = bed.terminal_config("counter" if role == "counter" else "office", extra=extra, port=port)
-    proc = bed.spawn("cs" if role == "counter" else "st", [PYTHON, str(ROOT / "tests" / "netbed_peer.py"), role,
-                                                          "--config", str(cfg)], name=name)
-    proc.wait_event(lambda e: e["event"] == "paths", 30, "ready and paths probed")
-    return proc
+def peer(bed: NetBed, role: str, name: str, *, port: int = RELAY_PORT) -> Proc:
+    return bed.peer(role, name, port=port)
 
 
 def frames_from(proc: Proc, member: str, track: str, more_than: int, timeout: float) -> dict[str, Any]:
