@@ -160,6 +160,27 @@ def test_web_only_town_any_url_order_shows_pictures_over_turns(clean_town: NetBe
         stop_all(counter, station)
 
 
+def test_firewall_closing_after_the_probe_falls_back_to_the_next_path(clean_town: NetBed) -> None:
+    """The station probed with UDP open; then the town's firewall goes web-only. The first attempt over UDP gets no
+    TURN allocation (logged with the reason), the next attempt takes TURN/TLS and the call shows pictures."""
+    bed = clean_town
+    station = peer(bed, "station", "station-stale")
+    counter = peer(bed, "counter", "counter-stale")
+    try:
+        probes = next(e for e in station.events if e["event"] == "paths")
+        assert all(p["ok"] for p in probes["probes"].values())
+        bed.web_only_town()
+        counter.send("call juumin")
+        frames_from(counter, STATION_ID, "camera", 3, 45)
+        frames_from(station, COUNTER_ID, "camera", 3, 45)
+        s = media_path(station, COUNTER_ID, 5)
+        assert s["local"] == "relay" and s["transport"] == "tls", s
+        log = bed.log_of("station-stale")
+        assert "gave no relay candidate (no TURN allocation within 5 s" in log, log[-3000:]
+    finally:
+        stop_all(counter, station)
+
+
 def test_no_turn_fails_and_says_why(clean_town: NetBed) -> None:
     """Without any TURN server the two NATs cannot be crossed: kiosk call-test fails, and says that no TURN server
     is configured, instead of a bare 'connecting'."""
