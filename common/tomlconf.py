@@ -137,7 +137,7 @@ class Section:
         self._used.add(key)
         if key not in self.data:
             if default is ...:
-                raise self.error(key, "required key is missing", MissingKeyError)
+                raise self.error(key, "required key is missing" + self._misspelt(key), MissingKeyError)
             return default
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -152,6 +152,14 @@ class Section:
                 raise self.error(key, problem)
         return value
 
+    def _misspelt(self, key: str) -> str:
+        """For a missing key: the key of this table that is probably it, misspelt (`tokn` for `token`)."""
+        candidates = [k for k in self.data if k not in self._used]
+        hint = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+        if not hint:
+            return ""
+        return f"; unknown key '{hint[0]}' at {self.file.where(self.key_path(hint[0]))} (a misspelling of '{key}'?)"
+
     def get_list(self, key: str, item: type, default: Any = ...) -> list[Any]:
         values = self.get(key, list, default)
         for i, v in enumerate(values):
@@ -162,7 +170,7 @@ class Section:
     def section(self, key: str, required: bool = False) -> Section:
         self._used.add(key)
         if key not in self.data and required:
-            raise self.error(key, "required table is missing", MissingKeyError)
+            raise self.error(key, "required table is missing" + self._misspelt(key), MissingKeyError)
         return Section(self.file, self.key_path(key), self.data.get(key, {}))
 
     def sections(self, key: str) -> list[Section]:

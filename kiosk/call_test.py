@@ -6,14 +6,19 @@ and prints how long each step took and what media arrived::
 
     kiosk call-test --config config/counter.toml --department juumin --seconds 5 [--json] [--url URL]
 
-Exit status: 0 when the call was answered, connected and media arrived from the station; 1 when
-not (the report says why); 2 for a bad config or command line.
+Exit status: 0 when the call was answered, connected, media arrived from the station and every source this
+counter is configured with (camera, document camera, microphone) delivered; 1 when not (the report says why,
+and ``problems`` names each missing thing); 2 for a bad config or command line.
+
+A relay link problem ends the test within moments of the link saying so: a refused token and an unreachable
+relay are reported apart (:func:`kiosk.cli.link_problem`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -21,8 +26,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kiosk.cli import CameraOverrides, add_camera_arguments
-from kiosk.client import RelayClient
+from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem, unknown_id
+from kiosk.client import LINK_UP, RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
 from kiosk.video.ice import IceConfigError, restrict_ice_addresses
 from kiosk.video.local_media import LocalMedia, open_local_media
@@ -136,15 +141,27 @@ async def run_call_test(
                 return msg
         return None
 
-    client = RelayClient.for_link(config.relay, url=relay_url, on_message=on_message, client_name="kiosk-call-test")
+    link_changed = asyncio.Event()
+
+    def on_link(state: str, detail: str) -> None:
+        link_changed.set()
+
+    client = RelayClient.for_link(config.relay, url=relay_url, on_message=on_message, on_link=on_link,
+                                  client_name="kiosk-call-test")
     client.start()
     try:
-        try:
-            welcome = await client.wait_up(10.0)
-        except TimeoutError:
-            report.reason = f"relay not reachable at {relay_url}: {client.link_state} ({client.link_detail})"
+        problem = await _wait_link(client, link_changed, relay_url, 10.0)
+        if problem is not None:
+            report.reason = problem
+            report.problems.append(problem)
             return report
+        welcome = client.welcome or {}
         report.terminal = welcome.get("terminal", "?")
+        departments = [str(d.get("id")) for d in welcome.get("departments", []) if isinstance(d, dict)]
+        if department not in departments:
+            report.reason = unknown_id("department", department, departments)
+            report.problems.append(report.reason)
+            return report
         session = CallSession(report.terminal, "counter", local, client.send,
                               ice_servers=welcome.get("ice_servers"), codec=config.media.network.codec,
                               audio_output=config.media.audio.output)
@@ -213,6 +230,7 @@ async def run_call_test(
                 report.problems.append(f"{t.track} from {t.member}: no frames")
             elif t.track == "audio" and not t.audio_level:
                 report.problems.append(f"audio from {t.member}: silence (level 0)")
+        report.problems += local_problems(config, local)
         report.ok = not report.problems
         report.reason = "ok" if report.ok else report.problems[0]
         return report
@@ -224,6 +242,49 @@ async def run_call_test(
         await client.close()
         if own_local:
             local.close()
+
+
+async def _wait_link(client: RelayClient, changed: asyncio.Event, url: str, timeout: float) -> str | None:
+    """Wait until the relay welcomes us (None) or the link names a problem (its one-line description)."""
+    deadline = time.monotonic() + timeout
+    while client.link_state != LINK_UP or client.welcome is None:
+        problem = link_problem(client.link_state, client.link_detail, url)
+        if problem is not None:
+            return problem
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return f"cannot reach the relay at {url}: no welcome within {timeout:g} s ({client.link_state})"
+        changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), min(left, 0.5))
+    return None
+
+
+def local_problems(config: TerminalConfig, local: LocalMedia) -> list[str]:
+    """Each configured source of this counter that is not delivering: the station got a placeholder or silence.
+
+    A camera that never delivered (missing, busy, unplugged) would otherwise leave a report that only looks at
+    what arrived from the station, and a technician would sign off a kiosk without cameras.
+    """
+    media = config.media
+    assert media is not None
+    problems = []
+    for label, cfg, src in (("camera", media.camera, local.camera),
+                            ("document camera", media.document_camera, local.document)):
+        if cfg is None:
+            continue
+        if src is None:
+            problems.append(f"{label} {cfg.source}: not opened")
+            continue
+        status = str(getattr(src, "status", "ok"))
+        if status != "ok":
+            problems.append(f"{label} {cfg.source}: {status} (the station saw a placeholder)")
+        elif getattr(src, "frames_captured", 1) == 0:
+            problems.append(f"{label} {cfg.source}: delivered no frames")
+    audio_status = str(getattr(local.audio, "status", "ok")) if local.audio is not None else "not opened"
+    if audio_status != "ok":
+        problems.append(f"microphone {media.audio.input}: {audio_status} (the station heard silence)")
+    return problems
 
 
 async def _wait_connected(session: CallSession, member: str, timeout: float) -> None:

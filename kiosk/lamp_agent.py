@@ -293,13 +293,20 @@ async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys
     labels = channel_labels(config)
     print(f"lamp check: {config.driver} lamp on {config.port or '(none)'}, "
           f"{len(channels)} channel(s), {dwell:g} s each", file=out, flush=True)
+    if config.driver == "none":
+        # Nothing to light: a test that "passed" here would vouch for a lamp that is not there.
+        err = ValueError('[lamp] driver = "none": there is no lamp to test (set driver to lcus or ascii and port '
+                         "to the lamp's serial port)")
+        errors.append(("open", err))
+        print(f"FAILED: {err}", file=out, flush=True)
+        return 1
     try:
         driver = await open_lamp_driver(config)
     except (LampError, ValueError) as err:
         errors.append(("open", err))
         print(f"FAILED: {err}", file=out, flush=True)
         return 1
-    ok_word = "acknowledged" if driver.acknowledged else ("logged" if config.driver == "none" else "written")
+    ok_word = "acknowledged" if driver.acknowledged else "written"
     failures = 0
     async with driver:
         try:
@@ -368,6 +375,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="kiosk lamp", description="Light a serial lamp while calls ring (see docs/devices.md).")
     ap.add_argument("--config", required=True, help="lamp terminal config (TOML), e.g. config/lamp.toml")
+    ap.add_argument("--url", help="relay URL, overriding [relay] url")
     ap.add_argument("--lamp-port", metavar="URL",
                     help="serial port or pyserial URL, overriding [lamp] port (/dev/ttyUSB0, hwgrep://1a86:7523, "
                          "socket://host:port)")
@@ -387,4 +395,5 @@ def main(argv: list[str]) -> int:
         setup_logging("WARNING")
         return asyncio.run(run_check(lamp, dwell=args.test_dwell))
     setup_logging(args.log_level)
-    return asyncio.run(run_agent(cfg.relay, lamp))
+    relay = cfg.relay if args.url is None else replace(cfg.relay, url=args.url)
+    return asyncio.run(run_agent(relay, lamp))

@@ -287,4 +287,4 @@ def load_relay_config(path: str | Path) -> RelayConfig:
     fleet = parse_fleet(root)
     root.done()
     return RelayConfig(path=Path(path), offices=offices, departments=departments, terminals=terminals,
-                       fleet=fleet, **server, **turn)  # type: ignore[arg-type]
+                       fleet=fleet, **server, **turn)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kiosk.doctor.audio import check_audio
 from kiosk.doctor.cameras import check_camera
+from kiosk.doctor.field import field_results
 from kiosk.doctor.ice import check_ice_servers
 from kiosk.doctor.inventory import (
     ROLES,
@@ -35,11 +36,11 @@ from kiosk.doctor.relay import (
     tls_result,
     token_result,
 )
-from kiosk.doctor.report import CheckResult, format_report
+from kiosk.doctor.report import CheckResult, format_report, skip
 
 __all__ = ["CHECK_NAMES", "DoctorOptions", "main", "run_doctor"]
 
-CHECK_NAMES = ("config", "devices", "camera", "audio", "lamp", "relay", "ice")
+CHECK_NAMES = ("config", "devices", "field", "camera", "audio", "lamp", "relay", "ice")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ async def run_doctor(opts: DoctorOptions) -> tuple[list[CheckResult], str]:
                     audio_devices_result()]
     if cfg is None:
         return results, role
+    if "field" not in opts.skip:
+        results += field_results(cfg, url=opts.url)
     if opts.url:
         cfg = replace(cfg, relay=replace(cfg.relay, url=opts.url))
     lamp = cfg.lamp
@@ -92,6 +95,8 @@ async def run_doctor(opts: DoctorOptions) -> tuple[list[CheckResult], str]:
     async def lamp_check() -> list[CheckResult]:
         if lamp is None or "lamp" in opts.skip:
             return []
+        if lamp.driver == "none":
+            return [skip("lamp", '[lamp] driver = "none": there is no lamp to light')]
         return [await check_lamp(lamp, dwell=opts.lamp_dwell)]
 
     async def relay() -> list[CheckResult]:
@@ -116,7 +121,8 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="kiosk doctor",
         description="Check a terminal on site: config, cameras, audio, lamp, serial ports, relay, network. "
-                    "Prints ✓/✗ per check with advice; exit status 1 if anything failed.")
+                    "Prints ✓/!/✗ per check with advice (! = works, but not ready for the field); exit status 1 "
+                    "if anything failed, or with --strict if anything warned.")
     ap.add_argument("--config", required=True, help="the terminal's config (TOML), e.g. /etc/kiosk/counter.toml")
     ap.add_argument("--role", choices=ROLES, help="counter, office or lamp (default: guessed from the file)")
     ap.add_argument("--url", help="relay URL overriding [relay] url, e.g. wss://relay.example.jp:8765")
@@ -131,6 +137,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--timeout", type=float, default=5.0, metavar="S", help="network timeout (default 5)")
     ap.add_argument("--skip", action="append", default=[], choices=CHECK_NAMES[1:],
                     help="leave out a group of checks (repeatable), e.g. --skip lamp during office hours")
+    ap.add_argument("--strict", action="store_true",
+                    help="exit 1 on warnings too (demo token, synthetic sources, null speaker, …): for install "
+                         "scripts")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     opts = DoctorOptions(
@@ -140,10 +149,12 @@ def main(argv: list[str]) -> int:
         timeout=args.timeout, skip=tuple(args.skip))
     results, role = asyncio.run(run_doctor(opts))
     failed = any(r.failed for r in results)
+    warned = [r.name for r in results if r.warned]
     if args.json:
-        print(json.dumps({"config": args.config, "role": role, "ok": not failed,
+        print(json.dumps({"config": args.config, "role": role, "ok": not failed and not (args.strict and warned),
+                          "warnings": warned, "strict": args.strict,
                           "checks": [asdict(r) for r in results]}, ensure_ascii=False, indent=2))
     else:
         sys.stdout.write(format_report(results, f"kiosk doctor: {args.config} ({role})"))
     sys.stdout.flush()
-    return 1 if failed else 0
+    return 1 if failed or (args.strict and warned) else 0
