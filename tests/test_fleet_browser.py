@@ -268,6 +268,7 @@ async def test_screenshots_of_the_demo_fleet_in_japanese_and_english(tmp_path: P
                     await page.fill("#month", previous_month(time.time()))
                     await page.locator("#month").dispatch_event("change")
                     await expect(page.locator('.chart-card[data-department="juumin"] svg.bars')).to_be_visible()
+                    await page.evaluate("document.activeElement.blur()")
                     if lang == "ja":
                         await expect(page.locator("#terminals-h")).to_have_text("端末")
                         await expect(row(page, COUNTER)).to_contain_text("書画カメラ: 見つからない")
