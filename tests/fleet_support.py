@@ -155,5 +155,5 @@ def small_terminal(name: str, role: str, *, document: str | None = None) -> Any:
     camera = replace(media.camera, width=320, height=180, fps=10) if media.camera else None
     doc = media.document_camera
     if doc is not None:
-        doc = replace(doc, width=640, height=360, fps=2, **({"source": document} if document else {}))
+        doc = replace(doc, source=document or doc.source, width=640, height=360, fps=2)
     return replace(cfg, media=replace(media, camera=camera, document_camera=doc))

@@ -63,7 +63,7 @@ def test_speaker_is_checked_by_its_sound_card(tmp_path: Path) -> None:
     assert speaker_state("hw:2,0", tmp_path) == {"state": "missing", "reason": "no sound card 2 (hw:2,0)"}
     assert speaker_state("alsa:default", tmp_path) == {"state": "ok"}
     (tmp_path / "cards").write_text("--- no soundcards ---\n")
-    assert speaker_state("alsa:default", tmp_path)["state"] == "missing"
+    assert (speaker_state("alsa:default", tmp_path) or {}).get("state") == "missing"
     assert speaker_state("null", tmp_path) is None and speaker_state("recorder", tmp_path) is None
 
 
