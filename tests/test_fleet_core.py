@@ -79,7 +79,7 @@ def test_relay_config_has_the_fleet_page_off_by_default(tmp_path: Path) -> None:
     assert load_relay_config(ROOT / "config/examples/relay-office-hours.toml").fleet == FleetSettings()
     h = hash_password("pw", n=FAST)
     p = tmp_path / "relay.toml"
-    p.write_text(ROOT / "config/examples/relay-office-hours.toml".read_text() + f'\n[fleet]\nenabled = true\n[[admin]]\nuser = "t"\n'
+    p.write_text((ROOT / "config/examples/relay-office-hours.toml").read_text() + f'\n[fleet]\nenabled = true\n[[admin]]\nuser = "t"\n'
                  f'password_hash = "{h}"\n')
     assert load_relay_config(p).fleet.enabled
 
