@@ -275,3 +275,31 @@ async def test_screenshots_of_the_demo_fleet_in_japanese_and_english(tmp_path: P
                     await page.screenshot(path=str(out / f"fleet-{lang}.png"), full_page=True)
     for name in ("fleet-ja.png", "fleet-en.png", "fleet-login-ja.png"):
         assert (out / name).stat().st_size > 5_000
+
+
+async def test_under_tls_the_page_is_https_and_its_cookie_secure(tmp_path: Path) -> None:
+    """With the relay's certificate the page is served over HTTPS and the session cookie is Secure as well."""
+    from dataclasses import replace
+
+    from fleet_support import fleet_config
+    from helpers import make_cert
+
+    from relay_server.server import RelayServer
+
+    cert, key = make_cert(tmp_path)
+    relay = await RelayServer(replace(fleet_config(tmp_path), tls_cert=str(cert), tls_key=str(key))).start(
+        host="127.0.0.1", port=0)
+    try:
+        url = relay.fleet.url
+        assert url.startswith("https://127.0.0.1:")
+        async with chromium() as ctx0:
+            browser = ctx0.browser
+            ctx = await browser.new_context(ignore_https_errors=True)
+            page = await ctx.new_page()
+            await log_in(page, url)
+            await expect(page.locator("#me")).to_have_text(USER)
+            cookie = next(c for c in await ctx.cookies() if c["name"] == "fleet_session")
+            assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            await ctx.close()
+    finally:
+        await relay.close()
