@@ -141,6 +141,7 @@ class HealthReporter:
         self.last_call: dict[str, str] | None = None
         self.sent: dict[str, Any] | None = None
         self._up = False
+        self._closing = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -165,11 +166,13 @@ class HealthReporter:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that races the wake-up.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
             self._wake.clear()
-            if not self._up:
+            if not self._up or self._closing:
                 continue
             try:
                 msg = self.report()
@@ -182,6 +185,8 @@ class HealthReporter:
                 log.exception("health report failed")
 
     async def close(self) -> None:
+        self._closing = True  # ends the loop even if a cancel is lost
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
