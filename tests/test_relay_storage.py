@@ -163,3 +163,21 @@ def test_call_log_from_before_is_migrated(tmp_path: Path) -> None:
     with CallLog(db) as log:
         log.record(CallRecord("new1", "juumin", "c", 5.0, None, "ringing", ""))
         assert [(r.call, r.ended_at) for r in log.records()] == [("old1", 3.0), ("new1", None)]
+
+
+async def test_kiosk_doctor_says_when_the_call_log_is_degraded(start_relay: StartRelay, tmp_path: Path) -> None:
+    """Point 2: `kiosk doctor` shows the relay's call log as a warning while it cannot be written (calls work),
+    and as ok otherwise."""
+    from helpers import TOKENS
+
+    from kiosk.doctor.relay import calllog_result, probe_relay
+
+    good = await start_relay()
+    result = calllog_result(await probe_relay(good.server.url, TOKENS[COUNTER]))
+    assert result.ok and not result.warning, result
+    (tmp_path / "var").write_text("a file where the folder should be")
+    bad = await start_relay(database=str(tmp_path / "var" / "calls.sqlite3"))
+    await one_call(bad)
+    result = calllog_result(await probe_relay(bad.server.url, TOKENS[COUNTER]))
+    assert not result.ok and result.warning and "degraded" in result.detail and "record(s) waiting" in result.detail
+    assert "docs/operations.md" in result.advice
