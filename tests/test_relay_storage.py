@@ -181,3 +181,15 @@ async def test_kiosk_doctor_says_when_the_call_log_is_degraded(start_relay: Star
     result = calllog_result(await probe_relay(bad.server.url, TOKENS[COUNTER]))
     assert not result.ok and result.warning and "degraded" in result.detail and "record(s) waiting" in result.detail
     assert "docs/operations.md" in result.advice
+
+
+def test_report_on_a_damaged_file_says_so(tmp_path: Path) -> None:
+    """`relay-server report` on a damaged call log names the file and the way to recover, without a traceback."""
+    import sys
+
+    db = tmp_path / "calls.sqlite3"
+    db.write_bytes(b"not a database " * 100)
+    config = write_relay_config(tmp_path, database=str(db))
+    r = subprocess.run([sys.executable, "-m", "relay_server", "report", "--config", str(config), "--month", "2026-11"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "cannot read the call log" in r.stderr and "Traceback" not in r.stderr, r.stderr
