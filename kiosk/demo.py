@@ -200,9 +200,16 @@ def _kivy_window_env(x: int, y: int, w: int, h: int) -> dict[str, str]:
 
 
 def run_windows(args: argparse.Namespace) -> int:
-    """Relay, lamp window, counter and two stations as separate processes, windows side by side."""
+    """Relay, lamp window, counter and two stations as separate processes, windows side by side.
+
+    The window configs live in a temp directory that is removed on every way out (a failed start, Ctrl-C,
+    SIGTERM, a window closed)."""
+    with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as tmp:
+        return _run_windows(args, Path(tmp))
+
+
+def _run_windows(args: argparse.Namespace, tmp: Path) -> int:
     py = sys.executable
-    tmp = Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
     relay = subprocess.Popen([py, "-m", "relay_server", "--config", str(CONFIG / "relay.toml"),
                               "--host", "127.0.0.1", "--port", str(args.port)],
@@ -211,8 +218,10 @@ def run_windows(args: argparse.Namespace) -> int:
     assert relay.stdout is not None
     line = relay.stdout.readline().decode()
     if not line.startswith("listening on "):
-        print(f"kiosk demo: the relay did not start (port {args.port} in use?)", file=sys.stderr)
         relay.kill()
+        relay.wait()
+        print("kiosk demo: the relay did not start (the line above says why); --port picks another port",
+              file=sys.stderr)
         return 1
     url = line.split()[-1]
     print(f"demo: relay {url}", flush=True)
@@ -235,7 +244,8 @@ def run_windows(args: argparse.Namespace) -> int:
     ]
     for cmd, (x, y, w, h) in layout:
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=_kivy_window_env(x, y, w, h)))
-    print("demo: running; close any window or press Ctrl-C to stop everything", flush=True)
+    print("demo: running; press Ctrl-C here, or close a staff station or the lamp window, to stop everything "
+          "(the counter window, like a kiosk, does not close)", flush=True)
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -248,14 +258,19 @@ def run_windows(args: argparse.Namespace) -> int:
         while not stop and all(p.poll() is None for p in procs):
             time.sleep(0.2)
     finally:
-        for p in reversed(procs):
+        # The terminals first, the relay last: a station that loses its relay while it closes has nothing to say.
+        terminals, relay_proc = procs[1:], procs[0]
+        for p in terminals:
             if p.poll() is None:
                 p.terminate()
-        for p in procs:
+        for p in [*terminals, relay_proc]:
+            if p is relay_proc and p.poll() is None:
+                p.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(5)
             if p.poll() is None:
                 p.kill()
+                p.wait()
     return 0
 
 

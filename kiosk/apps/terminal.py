@@ -173,7 +173,8 @@ class TerminalApp(KioskApp):
                 self._execute(cmd)
             except Exception:
                 log.exception("command %r failed", cmd)
-        self._refresh()
+        if not self.stopping:  # a link or relay event while stopping: no screen to draw on any more
+            self._refresh()
 
     def _refresh(self) -> None:
         """Project the machine's state onto the screens (subclasses)."""
