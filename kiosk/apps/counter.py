@@ -119,6 +119,7 @@ class CounterApp(TerminalApp):
     pin_error = BooleanProperty(False)
     causes_text = StringProperty("")
     office_phone = StringProperty("")
+    nobody = BooleanProperty(False)  # no department can answer now (closed, offline, no relay): say what to do
     tech_message = StringProperty("")
     diag_version = NumericProperty(0)
 
@@ -206,6 +207,17 @@ class CounterApp(TerminalApp):
     def dept_hours(self, dept_id: str, lang: str) -> str:
         d = self._department(dept_id)
         return d.hours(lang) if d is not None else ""
+
+    def start_notice(self, lang: str, nobody: bool = False) -> str:
+        """The start screen's band: the counter's rule, or, when nobody can answer, the phone number and hours."""
+        if not nobody:
+            return self.tr("start.notice", lang) + ("" if lang == "ja" else "\n" + self.tr("start.notice", "ja"))
+        fallback = next((d for d in self.machine.departments if d.phone), None)
+        phone = fallback.phone if fallback is not None else self.office_phone
+        if not phone:
+            return self.tr("start.nobody_later", lang)
+        hours = fallback.hours(lang) if fallback is not None else ""
+        return self.tr("start.nobody" if hours else "start.nobody_no_hours", lang, phone=phone, hours=hours)
 
     def result_title(self, outcome: str, dept_id: str, lang: str) -> str:
         if not outcome:
@@ -411,6 +423,7 @@ class CounterApp(TerminalApp):
         start = self.screens["start"]
         assert isinstance(start, StartScreen)
         start.show_departments(m.departments, m.presence)
+        self.nobody = not any(m.availability(d.id) in ("available", "busy") for d in m.departments)
         if m.call is not None:
             self.call_department = m.call.department.id
             if m.state is State.CALLING:

@@ -33,6 +33,7 @@ from typing import Any, Protocol  # noqa: E402
 
 from kivy.properties import BooleanProperty, ObjectProperty  # noqa: E402
 
+from kiosk.cli import link_problem  # noqa: E402
 from kiosk.client import NotConnected, RelayClient  # noqa: E402
 from kiosk.config import TerminalConfig  # noqa: E402
 from kiosk.machine import (  # noqa: E402
@@ -100,6 +101,7 @@ class TerminalApp(KioskApp):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: Any = None
         self._closed = False
+        self._link_logged = ""  # the last link problem logged, so that each retry does not log it again
 
     # -- lifecycle -----------------------------------------------------------------------------
     def on_stop(self) -> None:
@@ -155,6 +157,13 @@ class TerminalApp(KioskApp):
         self.dispatch_event(RelayMessage(msg))
 
     async def _on_link(self, state: str, detail: str) -> None:
+        problem = link_problem(state, detail, self.url)
+        if problem is not None and problem != self._link_logged:
+            log.warning("relay link %s: %s", state, problem)
+        elif state == "up" and self._link_logged:
+            log.warning("relay link up again: %s", self.url)
+        if problem is not None or state == "up":
+            self._link_logged = problem or ""
         self.dispatch_event(LinkChanged(state, detail))
 
     # -- the machine ---------------------------------------------------------------------------

@@ -57,20 +57,14 @@ class KioskApp(App):
         """Stop, but keep ``App.get_running_app()`` answering until the loop has really ended.
 
         Kivy forgets the running app at once, while the loop still runs a few clock ticks (label texture
-        updates, relay handlers) whose kv rules read ``app``: each would raise ``AttributeError: 'NoneType'
-        object has no attribute 'bind'`` from the kv file.
+        updates, relay handlers) and ``aclose`` still resets properties, whose kv rules read ``app``: each would
+        raise ``AttributeError: 'NoneType' object has no attribute 'bind'`` from the kv file. The next app to run
+        replaces it as the running app.
         """
         self.stopping = True
         super()._stop(*largs)
         App._running_app = self
 
-    async def async_run(self, async_lib: str | None = None) -> None:
-        """Run on the current loop (:meth:`App.async_run`); forget this app once its loop has ended."""
-        try:
-            await super().async_run(async_lib=async_lib)
-        finally:
-            if App._running_app is self:
-                App._running_app = None
 
     # -- for kv --------------------------------------------------------------------------------
     def tr(self, key: str, lang: str | None = None, **fields: Any) -> str:
