@@ -120,6 +120,7 @@ class CounterApp(TerminalApp):
     causes_text = StringProperty("")
     office_phone = StringProperty("")
     nobody = BooleanProperty(False)  # no department can answer now (closed, offline, no relay): say what to do
+    fallback_key = StringProperty("")  # changes when the departments' phone numbers do (the band re-reads them)
     tech_message = StringProperty("")
     diag_version = NumericProperty(0)
 
@@ -208,7 +209,7 @@ class CounterApp(TerminalApp):
         d = self._department(dept_id)
         return d.hours(lang) if d is not None else ""
 
-    def start_notice(self, lang: str, nobody: bool = False) -> str:
+    def start_notice(self, lang: str, nobody: bool = False, _fallback_key: str = "") -> str:
         """The start screen's band: the counter's rule, or, when nobody can answer, the phone number and hours."""
         if not nobody:
             return self.tr("start.notice", lang) + ("" if lang == "ja" else "\n" + self.tr("start.notice", "ja"))
@@ -424,6 +425,7 @@ class CounterApp(TerminalApp):
         assert isinstance(start, StartScreen)
         start.show_departments(m.departments, m.presence)
         self.nobody = not any(m.availability(d.id) in ("available", "busy") for d in m.departments)
+        self.fallback_key = "|".join(f"{d.id}:{d.phone}" for d in m.departments) + "|" + self.office_phone
         if m.call is not None:
             self.call_department = m.call.department.id
             if m.state is State.CALLING:
