@@ -39,3 +39,26 @@ async def test_nobody_can_answer_gives_phone_and_hours() -> None:
     finally:
         await app.aclose()
         await relay.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_technician_menu_does_not_call_a_synthetic_source_ok() -> None:
+    """The technician diagnostics call a synthetic camera or microphone what it is (not 'OK'), say there is no
+    speaker with output null, and name a refused token as such."""
+    from dataclasses import replace
+
+    relay = await RelayServer(relay_config()).start(host="127.0.0.1", port=0)
+    cfg = counter_config()
+    app = CounterApp(replace(cfg, relay=replace(cfg.relay, token="not-this-token")), url=relay.url, hold_time=0.3)
+    try:
+        async with running_app(app) as ui:
+            await ui.until(lambda: app.machine.link_state == "unauthorized", 10, "the refused token")
+            text = app.diagnostics_text("ja")
+            assert "token was refused" in text, text
+            for line in text.splitlines():
+                if line.startswith(("カメラ", "書画カメラ", "マイク")):
+                    assert "正常" not in line and "合成" in line, line
+            assert "スピーカーなし" in text
+    finally:
+        await app.aclose()
+        await relay.close()

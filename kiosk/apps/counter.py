@@ -42,7 +42,7 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from common.protocol import LAMP_TEST_SECONDS  # noqa: E402
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
-from kiosk.cli import CameraOverrides, add_camera_arguments  # noqa: E402
+from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem  # noqa: E402
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
 from kiosk.counter_state import (  # noqa: E402
     BackPressed,
@@ -244,16 +244,29 @@ class CounterApp(TerminalApp):
 
     def diagnostics_text(self, lang: str, _version: float = 0) -> str:
         m = self.machine
+        problem = link_problem(m.link_state, m.link_detail, self.url)
+        relay = (self.tr("tech.relay_problem", lang, problem=problem) if problem
+                 else self.tr("tech.relay_state", lang, state=m.link_state, detail=self.url))
         lines = [self.tr("tech.terminal", lang, id=f"{m.terminal or '?'} {m.terminal_name}".strip()),
                  self.tr("counter_tech.state", lang, state=m.state.name),
-                 self.tr("tech.relay", lang) + ": " + self.tr("tech.relay_state", lang, state=m.link_state,
-                                                               detail=self.url)]
+                 self.tr("tech.relay", lang) + ": " + relay]
+        media = self.config_file.media
+        specs = {"tech.camera": media.camera.source if media and media.camera else "",
+                 "tech.document_camera": media.document_camera.source if media and media.document_camera else "",
+                 "tech.microphone": media.audio.input if media else ""}
         for key, src in (("tech.camera", self.local and self.local.camera),
-                         ("tech.document_camera", self.local and self.local.document)):
+                         ("tech.document_camera", self.local and self.local.document),
+                         ("tech.microphone", self.local and self.local.audio)):
             status = getattr(src, "status", "—") if src else "—"
-            ok = status == "ok"
-            lines.append(self.tr(key, lang) + ": " + (self.tr("tech.device_ok", lang) if ok
-                                                      else self.tr("tech.device_missing", lang, detail=status)))
+            if status != "ok":
+                verdict = self.tr("tech.device_missing", lang, detail=status)
+            elif specs[key].startswith("synthetic:"):
+                verdict = self.tr("tech.device_synthetic", lang)  # it works, but it vouches for no device
+            else:
+                verdict = self.tr("tech.device_ok", lang)
+            lines.append(self.tr(key, lang) + ": " + verdict)
+        if media is not None and media.audio.output == "null":
+            lines.append(self.tr("tech.speaker", lang) + ": " + self.tr("tech.speaker_null", lang))
         causes = m.out_of_service_causes()
         lines.append(self.tr("counter_tech.causes", lang, causes="; ".join(causes)) if causes
                      else self.tr("counter_tech.no_causes", lang))
