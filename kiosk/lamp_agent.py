@@ -47,6 +47,11 @@ from kiosk.devices.lamp import (
 
 log = logging.getLogger(__name__)
 
+# Ping interval and timeout of the lamp agent's relay link, in seconds. A lamp lit for a call the relay no longer
+# carries misleads the office, so a hung relay (or a silently dead network) must put it out within seconds: at
+# most their sum (the terminals' default, 5 + 10 s, left it lit for up to 23 s).
+LAMP_KEEPALIVE = (2.0, 2.0)
+
 __all__ = ["LampBoard", "LampController", "channel_labels", "main", "run_agent", "run_check"]
 
 
@@ -344,6 +349,7 @@ async def run_agent(relay: RelayLink, lamp: LampConfig, *, stop: asyncio.Event |
         loop.add_signal_handler(sig, stop.set)
     controller = LampController(lamp)
     client = RelayClient.for_link(relay, on_message=controller.on_message, on_link=controller.on_link,
+                                  keepalive=LAMP_KEEPALIVE,
                                   client_name="kiosk-lamp")
     controller.start()
     client.start()

@@ -102,8 +102,22 @@ def _report(args: argparse.Namespace) -> int:
         # Each department's month is counted in its own office's time zone.
         for dept in config.departments.values():
             start, end = month_bounds(args.month, ZoneInfo(config.offices[dept.office].timezone))
-            records += [r for r in calllog.records(start, end) if r.department == dept.id]
-    sys.stdout.write(format_report(build_report(records, config.departments), as_csv=args.csv))
+            records += [r for r in calllog.records(start, end) + calllog.refused(start, end)
+                        if r.department == dept.id]
+    # The report is split by office: each town sees its own calls (--office picks one; text output has a section each).
+    offices = [args.office] if args.office else list(config.offices)
+    if args.office and args.office not in config.offices:
+        print(f"{args.config}: no [[office]] '{args.office}' (known: {', '.join(config.offices)})", file=sys.stderr)
+        return 2
+    for i, office in enumerate(offices):
+        depts = [d for d, dept in config.departments.items() if dept.office == office]
+        table = format_report(build_report([r for r in records if r.department in depts], depts), as_csv=args.csv)
+        if len(offices) > 1 and not args.csv:
+            name = config.offices[office].name
+            table = ("\n" if i else "") + f"{name['ja']} / {name['en']} ({office})\n" + table
+        elif len(offices) > 1 and i:
+            table = table.split("\n", 1)[1]  # one CSV header
+        sys.stdout.write(table)
     return 0
 
 
@@ -128,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p_report.add_argument("--config", required=True)
     p_report.add_argument("--month", required=True, type=_month)
     p_report.add_argument("--csv", action="store_true")
+    p_report.add_argument("--office", help="only this [[office]] (default: every office, one table each)")
     if argv and argv[0] in ("token", "report", "admin-hash"):
         args = parser.parse_args(argv)
     else:

@@ -24,6 +24,7 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("relay_server/__init__.py", "relay-pure"),
     ("relay_server/config.py", "relay-pure"),
     ("relay_server/core.py", "relay-pure"),
+    ("relay_server/guards.py", "relay-pure"),
     ("relay_server/server.py", "relay-edge"),
     ("relay_server/store.py", "relay-edge"),
     ("relay_server/metrics.py", "relay-edge"),
@@ -40,8 +41,10 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/machine.py", "kiosk-pure"),
     ("kiosk/counter_state.py", "kiosk-pure"),
     ("kiosk/office_state.py", "kiosk-pure"),
+    ("kiosk/start_layout.py", "kiosk-pure"),
     ("kiosk/video/stamp.py", "kiosk-pure"),
     ("kiosk/video/synthetic.py", "kiosk-pure"),
+    ("kiosk/video/paths.py", "kiosk-pure"),
     ("kiosk/doctor/stun.py", "kiosk-pure"),
     ("kiosk/doctor/report.py", "kiosk-pure"),
     # terminals: edges

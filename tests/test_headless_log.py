@@ -11,13 +11,13 @@ from pathlib import Path
 
 from helpers import ROOT, make_relay_config, wait_until
 
-from kiosk.config import load_terminal_config
+from kiosk.config import TerminalConfig, load_terminal_config
 from kiosk.headless import HeadlessCounter, HeadlessStation
 from kiosk.screens.scenes import small_media
 from relay_server.server import RelayServer
 
 
-def office_config(token: str | None = None):  # noqa: ANN201 - a TerminalConfig
+def office_config(token: str | None = None) -> TerminalConfig:
     cfg = small_media(load_terminal_config(ROOT / "config" / "office.toml", "office"), (160, 90), None)
     return cfg if token is None else replace(cfg, relay=replace(cfg.relay, token=token))
 

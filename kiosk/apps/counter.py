@@ -56,6 +56,7 @@ from kiosk.counter_state import (  # noqa: E402
     ExitApp,
     HangUpPressed,
     MediaEnded,
+    MediaReconnecting,
     PinEntered,
     ReloadConfig,
     ResetLanguage,
@@ -75,6 +76,7 @@ from kiosk.screens.counter import (  # noqa: E402
     create_screen,
     load_counter_kv,
 )
+from kiosk.start_layout import StartNav, towns_of  # noqa: E402
 from kiosk.ui.env import configure_window, restore_std_streams  # noqa: E402
 from kiosk.ui.video import LatestFrameSink  # noqa: E402
 from kiosk.ui.widgets import HoldCorner  # noqa: E402
@@ -83,6 +85,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CounterApp", "build_parser", "main", "timeouts_from"]
 
+LARGE_TEXT_SCALE = 1.3
 DEVICE_START_TIMEOUT = 3.0  # seconds a camera may take to deliver its first frame at a device check
 
 
@@ -123,6 +126,11 @@ class CounterApp(TerminalApp):
     fallback_key = StringProperty("")  # changes when the departments' phone numbers do (the band re-reads them)
     tech_message = StringProperty("")
     diag_version = NumericProperty(0)
+    large_text = BooleanProperty(False)  # the resident's "larger text" toggle, kept until the idle reset
+    town_count = NumericProperty(1)  # towns whose departments this counter offers (several: town first)
+    reconnecting = BooleanProperty(False)  # the call's media is being rebuilt: the in-call screen says so
+    media_lost = BooleanProperty(False)  # the last call ended because its media could not be restored
+    writing_requested = BooleanProperty(False)  # 筆談 chosen on the start screen: the call opens in writing
 
     machine: CounterMachine
 
@@ -144,6 +152,7 @@ class CounterApp(TerminalApp):
         self.corner: HoldCorner | None = None
         self.stopped = asyncio.Event()
         self.events: list[str] = []  # state names in order (tests, diagnostics)
+        self.start_nav: StartNav[Department] = StartNav()
 
     # -- Kivy lifecycle ------------------------------------------------------------------------
     def build(self) -> FloatLayout:
@@ -156,6 +165,7 @@ class CounterApp(TerminalApp):
             self.screens[name] = screen
             self.manager.add_widget(screen)
         self.manager.current = "starting"
+        self.bind(lang=lambda *_: self._relayout_start())
         root.add_widget(self.manager)
         self.corner = HoldCorner(size_hint=(None, None), size=(self.sizes.touch, self.sizes.touch),
                                  pos_hint={"x": 0, "top": 1}, hold_time=self.hold_time)
@@ -220,6 +230,19 @@ class CounterApp(TerminalApp):
         hours = fallback.hours(lang) if fallback is not None else ""
         return self.tr("start.nobody" if hours else "start.nobody_no_hours", lang, phone=phone, hours=hours)
 
+    def start_title(self, mode: str, town_id: str, pages: int, lang: str) -> str:
+        if mode == "towns":
+            return self.tr("start.choose_town", lang)
+        town = next((t for t in towns_of(self.machine.departments) if t.id == town_id), None)
+        if town is not None:
+            key = "start.choose_in_town_pages" if pages > 1 else "start.choose_in_town"
+            return self.tr(key, lang, town=town.name(lang), pages=pages)
+        return self.tr("start.choose_pages", lang, pages=pages) if pages > 1 else self.tr("start.choose", lang)
+
+    def town_emblem(self, town_id: str) -> str:
+        """The emblem image configured for a town (``[emblems]`` in counter.toml), or ""."""
+        return self.config_file.emblems.get(town_id, "")
+
     def result_title(self, outcome: str, dept_id: str, lang: str) -> str:
         if not outcome:
             return ""
@@ -275,6 +298,41 @@ class CounterApp(TerminalApp):
     # -- intents from the screens --------------------------------------------------------------
     def choose(self, dept_id: str) -> None:
         self.dispatch_event(DepartmentChosen(dept_id))
+
+    def choose_town(self, town_id: str) -> None:
+        self.start_nav.choose_town(town_id)
+        self._relayout_start()
+
+    def back_to_towns(self) -> None:
+        self.start_nav.back_to_towns()
+        self._relayout_start()
+
+    def toggle_large_text(self) -> None:
+        self.set_large_text(not self.large_text)
+
+    def set_large_text(self, on: bool) -> None:
+        """Every text ×1.3 (touch targets grow with it); kept until the idle reset."""
+        if on != self.large_text:
+            log.info("large text %s", "on" if on else "off")
+            self.large_text = on
+            self.sizes = replace(self.sizes, text_scale=LARGE_TEXT_SCALE if on else 1.0)
+            self._relayout_start()
+
+    def toggle_writing_request(self) -> None:
+        self.writing_requested = not self.writing_requested
+
+    def _relayout_start(self) -> None:
+        start = self.screens.get("start")
+        if isinstance(start, StartScreen):
+            start.relayout()
+
+    def _reset_for_next_resident(self) -> None:
+        """The idle reset: language, town and page, text size, written mode back to the defaults."""
+        self.lang = self.ui_config.language
+        self.start_nav.reset()
+        self.writing_requested = False
+        self.set_large_text(False)
+        self._relayout_start()
 
     def cancel(self) -> None:
         self.dispatch_event(CancelPressed())
@@ -334,7 +392,7 @@ class CounterApp(TerminalApp):
         elif isinstance(cmd, CheckDevices):
             self._spawn(self._check_devices())
         elif isinstance(cmd, ResetLanguage):
-            self.lang = self.ui_config.language
+            self._reset_for_next_resident()
         elif isinstance(cmd, ExitApp):
             log.info("technician exit")
             self.stop()
@@ -387,6 +445,11 @@ class CounterApp(TerminalApp):
         def on_event(ev: SessionEvent) -> None:
             if ev.kind is EventKind.ENDED and ev.reason not in ("hangup", "closed", "cancelled"):
                 self.dispatch_event(MediaEnded(ev.reason or ""))
+            elif ev.kind is EventKind.RECONNECTING:
+                self.dispatch_event(MediaReconnecting(True))
+            elif ev.kind is EventKind.RECONNECTED and self.session is not None \
+                    and not self.session.reconnecting():
+                self.dispatch_event(MediaReconnecting(False))
 
         if self._open_session(call_id, on_event):
             self._spawn(self.session.on_message({"type": "answered", "call": call_id, "by": offer_to}))
@@ -436,6 +499,7 @@ class CounterApp(TerminalApp):
         self.state_name = name
         start = self.screens["start"]
         assert isinstance(start, StartScreen)
+        self.town_count = len(towns_of(m.departments))
         start.show_departments(m.departments, m.presence)
         self.nobody = not any(m.availability(d.id) in ("available", "busy") for d in m.departments)
         self.fallback_key = "|".join(f"{d.id}:{d.phone}" for d in m.departments) + "|" + self.office_phone
@@ -448,12 +512,18 @@ class CounterApp(TerminalApp):
         if "result" in self._deadlines:
             self.countdown = max(0, round(self._deadlines["result"] - time.monotonic()))
         self.pin_error = m.pin_error
+        self.reconnecting = m.reconnecting and m.state is State.IN_CALL
+        self.media_lost = m.ended_by_media
         self.causes_text = "; ".join(m.out_of_service_causes())
         in_call = self.screens["in_call"]
         assert isinstance(in_call, InCallScreen)
         if m.state is State.IN_CALL and m.call is not None:
             self.members = list(m.call.members)
             in_call.show_members(self.session, list(m.call.members))
+            if m.reconnecting:
+                for view in in_call.remote_views():
+                    if view.has_frame:
+                        view.clear()  # "reconnecting", never a frozen last picture
             if self.local is not None:
                 if in_call.ids.self_view.sink is None and self.local.camera is not None:
                     in_call.ids.self_view.sink = LatestFrameSink(self.local.camera.latest_frame)

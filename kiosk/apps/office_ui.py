@@ -372,7 +372,7 @@ class OfficeApp(TerminalApp):
         session, self.session = self.session, None
         if self.screens:
             self._wipe_still()
-            self.screens["in_call"].clear_call()  # type: ignore[attr-defined]
+            self.screens["in_call"].clear_call()
             self.screens["document"].ids.doc_view.clear()
             self.screens["invite"].ids.call_view.clear()
         self.still_busy = False
@@ -411,10 +411,10 @@ class OfficeApp(TerminalApp):
         entries = m.ringing_calls()
         self.ringing_count = sum(1 for e in entries if e.taken_by is None)
         waiting = self.screens["waiting"]
-        waiting.show_ringing(entries)  # type: ignore[attr-defined]
+        waiting.show_ringing(entries)
         missed = m.missed_today()
         self.missed_count = len(missed)
-        waiting.show_missed([self._missed_row(x) for x in missed])  # type: ignore[attr-defined]
+        waiting.show_missed([self._missed_row(x) for x in missed])
         # Offline, an old notice ("you left the call") would read as news: show only what the bar says.
         self.notice_text = self._notice() if m.state is State.WAITING and self.link_ok else ""
         if self.call_notice and time.monotonic() - self._notice_at > NOTICE_SHOWN_S:
@@ -422,9 +422,9 @@ class OfficeApp(TerminalApp):
         self.can_leave = m.can_leave
         call_screen = self.screens["in_call"]
         if m.call is not None:
-            call_screen.show_members(self._member_rows())  # type: ignore[attr-defined]
-            call_screen.show_invites(self._invite_rows())  # type: ignore[attr-defined]
-            self.screens["invite"].show_targets(  # type: ignore[attr-defined]
+            call_screen.show_members(self._member_rows())
+            call_screen.show_invites(self._invite_rows())
+            self.screens["invite"].show_targets(
                 m.invite_departments(), [(s.id, s.status) for s in m.stations if s.id not in m.call.members])
             notice = self._notice()
             if notice and m.notice is not None and m.notice.kind == "invite_failed" and notice != self.call_notice:

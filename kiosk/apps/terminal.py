@@ -164,7 +164,21 @@ class TerminalApp(KioskApp):
             log.warning("relay link up again: %s", self.url)
         if problem is not None or state == "up":
             self._link_logged = problem or ""
+        if state == "up" and self.client is not None and self.client.welcome:
+            # Each welcome brings fresh TURN credentials and may follow a network change: probe the paths.
+            with contextlib.suppress(Exception):
+                paths = self._ice_paths()
+                paths.set_servers(self.client.welcome.get("ice_servers") or [])
+                paths.refresh()
         self.dispatch_event(LinkChanged(state, detail))
+
+    def _ice_paths(self) -> Any:
+        """This terminal's :class:`~kiosk.video.turnprobe.IcePathBook` (made on first use: it imports aiortc)."""
+        book = getattr(self, "_paths_book", None)
+        if book is None:
+            from kiosk.video.turnprobe import IcePathBook
+            book = self._paths_book = IcePathBook(ca_file=self.config_file.relay.ca_file or None)
+        return book
 
     # -- the machine ---------------------------------------------------------------------------
     def dispatch_event(self, event: Event) -> None:
@@ -254,10 +268,13 @@ class TerminalApp(KioskApp):
         media = self.config_file.media
         welcome = self.client.welcome or {}
         self.mic_muted = False
+        paths = self._ice_paths()
+        paths.set_servers(welcome.get("ice_servers") or [])
         self.session = CallSession(
             self.machine.terminal, self.role, self.local, self.client.send, call_id=call_id,
             ice_servers=welcome.get("ice_servers") or [], codec=media.network.codec if media else "vp8",
-            audio_output=media.audio.output if media else "null", on_event=on_event)
+            audio_output=media.audio.output if media else "null", on_event=on_event, paths=paths,
+            reconnect_window=media.network.reconnect_window if media else 30.0)
         return True
 
     async def _stop_media(self, how: str) -> None:

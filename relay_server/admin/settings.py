@@ -101,7 +101,7 @@ def parse_fleet(root: Section) -> FleetSettings:
     if settings["enabled"] and not admins:
         raise f.error("enabled", "the fleet page needs at least one [[admin]] account; " + HASH_HELP)
     f.done()
-    return FleetSettings(admins=tuple(admins), **settings)  # type: ignore[arg-type]
+    return FleetSettings(admins=tuple(admins), **settings)
 
 
 __all__ = ["AdminAccount", "ConfigError", "FleetSettings", "hash_password", "parse_fleet", "verify_password"]
