@@ -27,7 +27,7 @@ async def test_nobody_can_answer_gives_phone_and_hours() -> None:
     try:
         async with running_app(app) as ui:
             start = app.screen("start")
-            await ui.until(lambda: app.manager.current == "start" and app.nobody, 15, "the start screen, nobody")
+            await ui.until(lambda: app.state_name == "start" and app.nobody, 15, "the start screen, nobody")
             band = start.ids.notice.text
             assert "どの課もお受けできません" in band and "電話 " in band and "受付 " in band, band
             assert any(p and p in band for p in phones), (phones, band)

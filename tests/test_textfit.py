@@ -12,6 +12,7 @@ configure_window(1280, 800)
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 from helpers import ROOT  # noqa: E402
 
@@ -40,7 +41,7 @@ def test_mid_word_breaks_are_found() -> None:
     assert mid_word_breaks("a\nb", ["a", "b"]) == []
 
 
-def _window_root():  # noqa: ANN202
+def _window_root() -> Any:
     from kivy.core.window import Window
     from kivy.uix.floatlayout import FloatLayout
 
