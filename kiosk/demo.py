@@ -30,6 +30,7 @@ from relay_server.config import load_relay_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
+FLEET_LOGIN = "demo / demo-fleet"  # the [[admin]] demo account of config/relay.toml: accepted from loopback only
 
 log = logging.getLogger("demo")
 
@@ -111,6 +112,8 @@ async def run_headless(args: argparse.Namespace) -> int:
 
     async with RelayServer(relay_cfg) as relay:
         summary.add("relay listening", True, relay.url)
+        if relay.fleet is not None:
+            print(f"demo: fleet page {relay.fleet.url} (log in as {FLEET_LOGIN}, from this computer only)", flush=True)
         with board:
             controller = LampController(lamp_cfg.lamp, port=board.url)
             lamp_client = RelayClient(relay.url, lamp_cfg.relay.token, on_message=controller.on_message,
@@ -213,7 +216,8 @@ def _run_windows(args: argparse.Namespace, tmp: Path) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     relay_toml = "relay-two-towns.toml" if args.two_towns else "relay.toml"
     relay = subprocess.Popen([py, "-m", "relay_server", "--config", str(CONFIG / relay_toml),
-                              "--host", "127.0.0.1", "--port", str(args.port)],
+                              "--host", "127.0.0.1", "--port", str(args.port),
+                              "--fleet-port", str(args.port + 1 if args.port else 0)],
                              stdout=subprocess.PIPE, cwd=ROOT)
     procs.append(relay)
     assert relay.stdout is not None
@@ -226,6 +230,9 @@ def _run_windows(args: argparse.Namespace, tmp: Path) -> int:
         return 1
     url = line.split()[-1]
     print(f"demo: relay {url}", flush=True)
+    fleet = relay.stdout.readline().decode() if load_relay_config(CONFIG / relay_toml).fleet.enabled else ""
+    if fleet.startswith("fleet page on "):
+        print(f"demo: fleet page {fleet.split()[-1]} (log in as {FLEET_LOGIN}, from this computer only)", flush=True)
     def window_config(name: str, w: int, h: int) -> str:
         """A copy of config/NAME sized for its place on screen."""
         text = (CONFIG / name).read_text().replace("[terminal]\n", f"[terminal]\nwidth = {w}\nheight = {h}\n", 1)

@@ -16,6 +16,10 @@ def _run(args: argparse.Namespace) -> int:
     from relay_server.server import RelayServer
 
     config = load_relay_config(args.config)
+    if args.fleet_port is not None:
+        from dataclasses import replace
+
+        config = replace(config, fleet=replace(config.fleet, port=args.fleet_port))
 
     async def serve() -> int:
         server = RelayServer(config)
@@ -151,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         run.add_argument("--config", required=True)
         run.add_argument("--host")
         run.add_argument("--port", type=int)
+        run.add_argument("--fleet-port", type=int, help="port of the fleet page, overriding [fleet] port")
         run.add_argument("--log-level", default="INFO")
         args = run.parse_args(argv)
         args.command = "run"

@@ -29,6 +29,7 @@ def test_headless_demo_completes_a_call_with_frames_both_ways() -> None:
     assert any(w.startswith("lamp channel 1 lit") for w in steps)
     assert "sha256 verified" in steps["station 1 received a full-resolution still"]["detail"]
     assert "demo completed" in proc.stdout
+    assert re.search(r"demo: fleet page http://127\.0\.0\.1:\d+/ \(log in as demo / demo-fleet", proc.stdout)
 
 
 def test_demo_uses_the_users_cameras_when_given() -> None:
@@ -49,6 +50,7 @@ def test_windowed_demo_starts_every_window_on_a_virtual_display(tmp_path: Path) 
     import shutil
     import signal
     import time
+    import urllib.error
     import urllib.request
 
     import pytest
@@ -73,6 +75,20 @@ def test_windowed_demo_starts_every_window_on_a_virtual_display(tmp_path: Path) 
         m = re.search(r"relay (ws://127\.0\.0\.1:\d+)", line)
         assert m, line
         health = m.group(1).replace("ws://", "http://") + "/healthz"
+        fleet = re.search(r"fleet page (http://127\.0\.0\.1:\d+/) \(log in as demo / demo-fleet", demo.stdout.readline())
+        assert fleet, "the demo did not print the fleet page"
+        login = urllib.request.Request(fleet.group(1) + "login", data=b"user=demo&password=demo-fleet", method="POST")
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: object) -> None:
+                return None
+
+        try:
+            urllib.request.build_opener(NoRedirect).open(login, timeout=10)
+            raise AssertionError("login did not redirect")
+        except urllib.error.HTTPError as err:  # the 303 to the page, with the session cookie
+            assert err.code == 303 and err.headers["Location"] == "/", err
+            assert "fleet_session=" in err.headers["Set-Cookie"]
         deadline = time.monotonic() + 60
         terminals: dict[str, int] = {}
         while time.monotonic() < deadline:
