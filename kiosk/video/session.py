@@ -590,6 +590,12 @@ class CallSession:
         peer = self._peers.pop(member, None)
         if member in self.order and member != self.terminal_id:
             self.order.remove(member)
+        # A member that left is no longer being reconnected; if invited again it joins afresh.
+        for per_member in (self._outages, self._plans, self._media_paths):
+            per_member.pop(member, None)
+        self._ever_connected.discard(member)
+        for key in [k for k in self._sinks if k[0] == member]:
+            self._sinks.pop(key).clear()
         if peer is None:
             return
         await self._close_peer(peer)
