@@ -70,7 +70,9 @@ def render_gray(pdf: Path, dpi: int = 40) -> np.ndarray:
 
     png = subprocess.run(["pdftoppm", "-png", "-gray", "-r", str(dpi), "-f", "1", "-l", "1", "-singlefile", str(pdf)],
                          capture_output=True, check=True, timeout=60).stdout
-    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    gray = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert gray is not None, f"pdftoppm gave no picture for {pdf}"
+    return np.asarray(gray)
 
 
 def same_picture(printed: np.ndarray, original: np.ndarray) -> float:

@@ -34,7 +34,8 @@ def test_a_page_prints_and_the_pdf_holds_that_page(queue: str) -> None:
     pdf = produced_pdf(result.job)
     try:
         original = cv2.imdecode(np.frombuffer(page.data, np.uint8), cv2.IMREAD_GRAYSCALE)
-        assert same_picture(render_gray(pdf), original) > 0.8
+        assert original is not None
+        assert same_picture(render_gray(pdf), np.asarray(original)) > 0.8
     finally:
         pdf.unlink()
 

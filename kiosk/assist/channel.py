@@ -327,6 +327,13 @@ class StationAssist(_Side):
         self.texts: list[str] = []
         self._ids = itertools.count(1)
 
+    @classmethod
+    def attach(cls, session: Any, on_change: Callable[[str], Any] | None = None) -> StationAssist:
+        """A StationAssist talking to the counter of a staff station's call session (its ``control`` link)."""
+        assist = cls(lambda msgs: session.control.send(msgs, session.counter_id), session.terminal_id, on_change)
+        session.control.on_message = assist.on_message
+        return assist
+
     def send_paper(self, pages: Iterable[PageImage], title: str = "") -> str:
         """Hand a paper (1..20 pages) to the resident; returns its id. The counter shows its first page."""
         pages = list(pages)
