@@ -32,6 +32,7 @@ from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
 from kiosk.video.ice import IceConfigError, restrict_ice_addresses
 from kiosk.video.local_media import LocalMedia, open_local_media
 from kiosk.video.session import CallSession, EventKind, SessionState
+from kiosk.video.turnprobe import IcePathBook
 
 __all__ = ["CallTestReport", "TrackReport", "main", "run_call_test"]
 
@@ -70,6 +71,11 @@ class CallTestReport:
     held_s: float = 0.0
     tracks: list[TrackReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # The candidate pair that carried the media: {"local": host|srflx|relay, "transport": udp|tcp|tls,
+    # "remote": ..., "turn": "host:port" | null, "summary": "relay/tls ↔ relay", "url": the TURN URL used}.
+    path: dict[str, Any] | None = None
+    turn_probes: list[dict[str, Any]] = field(default_factory=list)  # each TURN URL: ok, seconds, failure, detail
+    path_failures: list[dict[str, str]] = field(default_factory=list)  # attempts that failed: url, why
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
@@ -83,6 +89,14 @@ class CallTestReport:
             f"  answered: {'yes by ' + str(self.answered_by) if self.answered else 'no'}"
             f"   time to answer: {s(self.time_to_answer_s)}   time to connected: {s(self.time_to_connected_s)}",
         ]
+        for p in self.turn_probes:
+            lines.append(f"  TURN {p['url']}: " + (f"ok in {p['seconds']:.3f} s" if p["ok"]
+                                                   else f"FAILED ({p['failure']}: {p['detail']})"))
+        for f in self.path_failures:
+            lines.append(f"  path tried: {f['url']}: {f['why']}")
+        if self.path is not None:
+            lines.append(f"  media path: {self.path.get('summary')}"
+                         + (f" via {self.path['url']}" if self.path.get("url") else ""))
         for t in self.tracks:
             line = f"  {t.member} {t.track:<8} first frame {s(t.first_frame_s)}  frames {t.frames}  {t.fps:.1f}/s"
             if t.width:
@@ -162,9 +176,15 @@ async def run_call_test(
             report.reason = unknown_id("department", department, departments)
             report.problems.append(report.reason)
             return report
+        # Every TURN URL is probed first (allocation over UDP/TCP/TLS): the report says which work and why not.
+        paths = IcePathBook(welcome.get("ice_servers"), ca_file=config.relay.ca_file or None)
+        for r in await paths.probe():
+            report.turn_probes.append({"url": r.path.url, "kind": r.path.kind, "ok": r.ok, "seconds": r.seconds,
+                                       "failure": r.failure, "detail": r.detail})
         session = CallSession(report.terminal, "counter", local, client.send,
                               ice_servers=welcome.get("ice_servers"), codec=config.media.network.codec,
-                              audio_output=config.media.audio.output)
+                              audio_output=config.media.audio.output, paths=paths,
+                              reconnect_window=config.media.network.reconnect_window)
         t_call = time.monotonic()
         await client.send({"type": "call", "department": department})
         msg = await next_of(("ringing", "error"), 10.0)
@@ -188,9 +208,12 @@ async def run_call_test(
         try:
             await _wait_connected(session, by, media_timeout)
         except TimeoutError:
+            report.path_failures = session.path_failures(by)
             report.reason = f"media to {by} did not connect within {media_timeout:.0f} s " \
-                            f"(state {session.connection_state(by)})"
+                            f"(state {session.connection_state(by)}): {_no_path_reason(report)}"
             return report
+        report.path = session.media_path(by)
+        report.path_failures = session.path_failures(by)
         connected_at = session.connected_at(by)
         assert connected_at is not None
         report.time_to_connected_s = round(connected_at - t_answer, 3)
@@ -242,6 +265,19 @@ async def run_call_test(
         await client.close()
         if own_local:
             local.close()
+
+
+def _no_path_reason(report: CallTestReport) -> str:
+    """Why no candidate pair worked, in the technician's terms."""
+    if not report.turn_probes:
+        return ("no TURN server is configured (relay.toml [ice] turn_secret and turn_urls), and the two networks "
+                "cannot reach each other directly")
+    working = [p["url"] for p in report.turn_probes if p["ok"]]
+    if not working:
+        return "no TURN URL works from here: " + "; ".join(f"{p['url']}: {p['failure']} ({p['detail']})"
+                                                         for p in report.turn_probes)
+    return (f"TURN works from here ({', '.join(working)}) but no path to the station connected: check the "
+            "station's network with kiosk doctor there")
 
 
 async def _wait_link(client: RelayClient, changed: asyncio.Event, url: str, timeout: float) -> str | None:

@@ -68,6 +68,8 @@ class NetworkConfig:
     # Local addresses ICE may use; empty = every interface (aioice's default, minus loopback).
     ice_addresses: tuple[str, ...] = ()
     codec: str = "vp8"
+    # Seconds an outage of a call's media may last while the members rebuild it, before the call ends.
+    reconnect_window: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,8 @@ def _parse_media(root: Section, role: str) -> MediaConfig:
         ice_addresses=tuple(n.get_list("ice_addresses", str, [])),
         codec=n.get("codec", str, "vp8", check=lambda c: None if c in ("vp8", "h264")
                     else "must be 'vp8' or 'h264'"),
+        reconnect_window=n.get("reconnect_window", float, NetworkConfig.reconnect_window,
+                               check=lambda v: None if 5 <= v <= 600 else "must be between 5 and 600 seconds"),
     )
     n.done()
     return MediaConfig(camera, document, audio, net)

@@ -43,7 +43,7 @@ __all__ = [
     # events
     "Event", "LinkChanged", "RelayMessage", "DevicesChecked", "Touched", "DepartmentChosen",
     "CancelPressed", "HangUpPressed", "BackPressed", "TechGesture", "PinEntered", "TechClosed",
-    "TimerFired", "SendFailed", "MediaEnded",
+    "TimerFired", "SendFailed", "MediaEnded", "MediaReconnecting",
     # commands
     "Command", "Send", "StartTimer", "CancelTimer", "Ring", "StartMedia", "StopMedia",
     "CheckDevices", "ResetLanguage", "ExitApp", "ReloadConfig",
@@ -149,6 +149,7 @@ class CallInfo:
     started_at: float = 0.0
     answered_at: float = 0.0
     members: list[str] = field(default_factory=list)  # staff members, in join order
+    retried: bool = False  # 'call' sent again after crossing the cancel of the previous call
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,13 @@ class MediaEnded(Event):
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class MediaReconnecting(Event):
+    """The media to the staff stopped and is being rebuilt (``active``), or flows again (not ``active``)."""
+
+    active: bool
+
+
 # -- commands ------------------------------------------------------------------------------------
 # Send, StartTimer, CancelTimer and Ring come from kiosk.machine.
 @dataclass(frozen=True)
@@ -291,7 +299,10 @@ class CounterMachine:
         self.result_department: Department | None = None
         self.pin_error = False
         self.pin_attempts = 0
+        self.reconnecting = False  # in a call whose media is being rebuilt: the screen says so, calmly
+        self.ended_by_media = False  # the last call ended because its media could not be restored
         self._timers: set[str] = set()
+        self._cancelled_ids: list[str] = []  # calls the resident cancelled: an 'answered' for one is hung up
         self._out: list[Command] = []
         self.history: list[tuple[State, State]] = []
         self._started = False
@@ -374,6 +385,7 @@ class CounterMachine:
         if new is State.START:
             self.outcome = None
             self.result_department = None
+            self.ended_by_media = False
         elif new is State.CALLING:
             self._out.append(Ring(True))
         elif new is State.RESULT:
@@ -391,6 +403,7 @@ class CounterMachine:
     def _end_call(self) -> None:
         """Forget everything about the call (nothing of it may remain)."""
         self.call = None
+        self.reconnecting = False
         self._out.append(StopMedia())
 
     # -- timers ----------------------------------------------------------------------------------
@@ -498,6 +511,8 @@ class CounterMachine:
             return
         if self.call.id:
             self._out.append(Send({"type": "cancel", "call": self.call.id}))
+            self._cancelled_ids.append(self.call.id)
+            del self._cancelled_ids[:-8]  # only the last few can still be crossing on the wire
         # Without a call id the relay has not answered ``call`` yet: ``ringing`` will be cancelled on arrival.
         self._cancelled_call = not self.call.id
         self._end_call()
@@ -552,7 +567,13 @@ class CounterMachine:
     def _on_MediaEnded(self, ev: MediaEnded) -> None:
         if self.state is State.IN_CALL:
             self._end_call()
+            self.ended_by_media = ev.reason == "media_failed"
             self._go(State.THANKS, f"media ended ({ev.reason})")
+
+    def _on_MediaReconnecting(self, ev: MediaReconnecting) -> None:
+        if self.state is State.IN_CALL and self.reconnecting != ev.active:
+            self.reconnecting = ev.active
+            log.info("counter: media %s", "reconnecting" if ev.active else "back")
 
     # -- relay messages --------------------------------------------------------------------------
     def _on_RelayMessage(self, ev: RelayMessage) -> None:
@@ -582,14 +603,24 @@ class CounterMachine:
 
     def _msg_ringing(self, msg: Mapping[str, Any]) -> None:
         call_id = str(msg.get("call", ""))
-        if self.state is State.CALLING and self.call is not None and not self.call.id:
-            self.call.id = call_id
-        elif self._cancelled_call:
-            # The resident cancelled before the relay confirmed the call: cancel it now.
+        if self._cancelled_call:
+            # The resident cancelled before the relay confirmed the call: cancel it now. (The relay answers
+            # 'call' messages in order, so this 'ringing' is the cancelled call's even if a new call is waiting.)
             self._cancelled_call = False
+            self._cancelled_ids.append(call_id)
             self._out.append(Send({"type": "cancel", "call": call_id}))
+        elif self.state is State.CALLING and self.call is not None and not self.call.id:
+            self.call.id = call_id
 
     def _msg_answered(self, msg: Mapping[str, Any]) -> None:
+        call_id = str(msg.get("call", ""))
+        if call_id in self._cancelled_ids and not self._is_our_call(msg):
+            # Staff answered a call the resident had already cancelled (the two crossed on the wire): the
+            # resident meant to leave, so end it rather than leave the station talking to an empty kiosk.
+            self._cancelled_ids.remove(call_id)
+            log.info("call %s answered after it was cancelled: hanging up", call_id)
+            self._out.append(Send({"type": "hangup", "call": call_id}))
+            return
         if self.state is not State.CALLING or not self._is_our_call(msg):
             return
         assert self.call is not None
@@ -649,6 +680,14 @@ class CounterMachine:
             log.info("relay error %s (%s) in %s", msg.get("code"), msg.get("message"), self.state.name)
             return
         code = msg.get("code")
+        if code == "already_in_call" and not self.call.id and msg.get("call") in self._cancelled_ids \
+                and not self.call.retried:
+            # Our new call reached the relay before the cancel of the previous one: that cancel is on its way
+            # (sent with it again here, harmless twice), so ask once more.
+            self.call.retried = True
+            self._out.append(Send({"type": "cancel", "call": str(msg["call"])}))
+            self._out.append(Send({"type": "call", "department": self.call.department.id}))
+            return
         dept = self.call.department.with_fallback(msg.get("fallback"))
         self._end_call()
         outcome = {"closed": Outcome.CLOSED, "unavailable": Outcome.UNAVAILABLE}.get(str(code), Outcome.FAILED)

@@ -22,9 +22,11 @@ from typing import Any, Self
 from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem
 from kiosk.client import LINK_UP, RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
+from kiosk.health import HealthReporter, device_states
 from kiosk.video.ice import IceConfigError, restrict_ice_addresses
 from kiosk.video.local_media import LocalMedia, open_local_media
 from kiosk.video.session import CallSession, EventKind, SessionEvent, SessionState
+from kiosk.video.turnprobe import IcePathBook
 
 __all__ = ["HeadlessCounter", "HeadlessStation", "HeadlessTerminal", "main"]
 
@@ -50,6 +52,10 @@ class HeadlessTerminal:
         self.local = local
         self.client: RelayClient | None = None
         self.session: CallSession | None = None
+        self.health: HealthReporter | None = None
+        self.ring_tests: list[dict[str, Any]] = []  # 'ring_test' messages from the fleet page (no bell to ring)
+        # The TURN paths, probed at each welcome (start-up, and whenever the relay link comes back).
+        self.paths = IcePathBook(ca_file=config.relay.ca_file or None)
 
     async def start(self) -> Self:
         """Restrict ICE to the configured addresses, open sources, connect to the relay."""
@@ -58,7 +64,11 @@ class HeadlessTerminal:
         if self.local is None:
             self.local = open_local_media(self.config.media, document=self.role == "counter")
         self.client = RelayClient.for_link(self.config.relay, url=self.url, on_message=self._on_message,
-                                           on_link=self._on_link, client_name=f"kiosk-{self.role}-headless")
+                                           on_link=self._link, client_name=f"kiosk-{self.role}-headless")
+        audio_output = self.config.media.audio.output
+        self.health = HealthReporter(lambda: device_states(local=self.local, audio_output=audio_output),
+                                     self.client.send, session=lambda: self.session)
+        self.health.start()
         self.client.start()
         return self
 
@@ -69,6 +79,8 @@ class HeadlessTerminal:
 
     async def close(self) -> None:
         """Disconnect and close own sources (subclasses end their call first)."""
+        if self.health is not None:
+            await self.health.close()
         if self.client is not None:
             await self.client.close()
         if self._own_local and self.local is not None:
@@ -82,11 +94,32 @@ class HeadlessTerminal:
         await self.close()
 
     async def _on_message(self, msg: dict[str, Any]) -> None:
+        if msg.get("type") == "ring_test":
+            self.ring_tests.append(msg)
+            log.info("ring test from %s for %s s (no bell here)", msg.get("by"), msg.get("seconds"))
         if self.session is not None:
             await self.session.on_message(msg)
 
+    async def _link(self, state: str, detail: str) -> None:
+        if self.health is not None:
+            self.health.on_link(state)
+        await self._on_link(state, detail)
+
     async def _on_link(self, state: str, detail: str) -> None:
-        """Link changes; nothing to do here."""
+        """Link changes: a fresh welcome brings ICE servers (new credentials) and may mean a new network."""
+        if state == LINK_UP and self.client is not None and self.client.welcome:
+            self.paths.set_servers(self.client.welcome.get("ice_servers"))
+            self.paths.refresh()
+
+    def new_session(self, terminal: str, call_id: str | None = None,
+                    on_event: Callable[[SessionEvent], Any] | None = None) -> CallSession:
+        """A call session with this terminal's sources, relay link, probed paths and [network] settings."""
+        assert self.client is not None and self.local is not None and self.config.media is not None
+        net = self.config.media.network
+        return CallSession(terminal, self.role, self.local, self.client.send, call_id=call_id,
+                           ice_servers=(self.client.welcome or {}).get("ice_servers"), codec=net.codec,
+                           audio_output=self.config.media.audio.output, on_event=on_event, paths=self.paths,
+                           reconnect_window=net.reconnect_window)
 
 
 class HeadlessStation(HeadlessTerminal):
@@ -150,10 +183,7 @@ class HeadlessStation(HeadlessTerminal):
         if self.in_call:
             raise RuntimeError(f"{self.terminal_id} is already in call {self.session and self.session.call_id}")
         welcome = self.client.welcome or {}
-        session = CallSession(
-            self.terminal_id or welcome.get("terminal", "?"), "office", self.local, self.client.send,
-            call_id=call_id, ice_servers=welcome.get("ice_servers"), codec=self.config.media.network.codec,
-            audio_output=self.config.media.audio.output, on_event=self._session_event)
+        session = self.new_session(self.terminal_id or welcome.get("terminal", "?"), call_id, self._session_event)
         self.session = session
         self.sessions.append(session)
         self._ringing.discard(call_id)
@@ -172,6 +202,7 @@ class HeadlessStation(HeadlessTerminal):
 
     # -- relay events ----------------------------------------------------------------------------
     async def _on_link(self, state: str, detail: str) -> None:
+        await super()._on_link(state, detail)
         if state == LINK_UP and self.client is not None and self.client.welcome:
             self.terminal_id = self.client.welcome.get("terminal")
             if not self._ready_reported:
@@ -296,9 +327,7 @@ class HeadlessCounter(HeadlessTerminal):
         welcome = await self.wait_up(timeout)
         if self.session is not None and self.session.state is not SessionState.ENDED:
             raise RuntimeError(f"counter {welcome['terminal']} is already in call {self.session.call_id}")
-        session = CallSession(welcome["terminal"], "counter", self.local, self.client.send,
-                              ice_servers=welcome.get("ice_servers"), codec=self.config.media.network.codec,
-                              audio_output=self.config.media.audio.output, on_event=self.on_event)
+        session = self.new_session(welcome["terminal"], on_event=self.on_event)
         while not self._replies.empty():
             self._replies.get_nowait()
         self.session = session

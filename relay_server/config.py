@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -34,6 +35,29 @@ def hash_token(token: str) -> str:
 
 def token_matches(token: str, token_hash: str) -> bool:
     return hmac.compare_digest(hash_token(token), token_hash)
+
+
+# Tokens printed in this repository (the demo terminals' configs and the examples' placeholders): anyone can read
+# them, so a relay reachable from other machines must not accept them (``insecure_terminals``).
+PUBLISHED_TOKENS = ("demo-counter-1-e8b1c2", "demo-office-1-5f0a9d", "demo-office-2-7c3e41", "demo-office-3-5b9d02",
+                    "demo-lamp-1-2b9d60")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_terminals(config: RelayConfig) -> list[str]:
+    """Terminals whose token hash belongs to a published token (a demo token, ``REPLACE-ME-<id>``)."""
+    published = {hash_token(t) for t in PUBLISHED_TOKENS}
+    return sorted(t.id for t in config.terminals.values()
+                  if t.token_hash in published or t.token_hash == hash_token(f"REPLACE-ME-{t.id}"))
 
 
 @dataclass(frozen=True)
@@ -120,6 +144,8 @@ class RelayConfig:
     rate_limit: float = 20.0  # messages per second, sustained
     rate_burst: int = 60
     rate_strikes: int = 20  # rejected messages in a row before the connection is closed
+    max_connections: int = 4000  # open sockets at once, all addresses together (also kept below the fd limit)
+    max_connections_per_address: int = 200  # open sockets from one IP address (kiosks behind one NAT share one)
     ice_servers: tuple[dict[str, object], ...] = ()
     turn_secret: str = ""
     turn_urls: tuple[str, ...] = ()
@@ -220,6 +246,9 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         rate_limit=s.get("rate_limit", float, d.rate_limit, check=_positive),
         rate_burst=s.get("rate_burst", int, d.rate_burst, check=_positive),
         rate_strikes=s.get("rate_strikes", int, d.rate_strikes, check=_positive),
+        max_connections=s.get("max_connections", int, d.max_connections, check=_positive),
+        max_connections_per_address=s.get("max_connections_per_address", int, d.max_connections_per_address,
+                                          check=_positive),
     )
     if bool(server["tls_cert"]) != bool(server["tls_key"]):
         raise s.error("tls_cert" if not server["tls_cert"] else "tls_key",

@@ -54,14 +54,18 @@ class CancelTimer:
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One finished call (or rejected attempt) for the call log: ids and times only, no personal data."""
+    """One call (or rejected attempt) for the call log: ids and times only, no personal data.
+
+    A call is recorded when it starts ringing (``outcome="ringing"``, no ``ended_at``), when it is answered
+    (``"active"``) and when it ends, so a relay that stops abruptly loses none.
+    """
 
     call: str
     department: str
     counter: str
     created_at: float
-    ended_at: float
-    outcome: str  # answered | unanswered | cancelled | abandoned | closed | unavailable
+    ended_at: float | None
+    outcome: str  # ringing | active (in progress) | answered | unanswered | cancelled | abandoned | closed | unavailable
     end_reason: str
     answered_at: float | None = None
     answered_by: str | None = None
@@ -125,6 +129,7 @@ class Call:
     answered_by: str | None = None
     max_members: int = 1
     invite_counter: int = 0
+    paths: dict[str, str] = field(default_factory=dict)  # "member>other" → the media path the member reported
 
     def move(self, new: CallState) -> None:
         """The one place a call changes state."""
@@ -360,10 +365,18 @@ class RelayCore:
         return [HealthReport(terminal, {k: v for k, v in msg.items() if k != "type"})]
 
     def _on_status(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        was_away = self.online[terminal].away
         self.online[terminal].away = msg["status"] == "away"
         self._reindex(terminal)
         out: list[Action] = [Send(terminal, {"type": "status", "status": msg["status"]}),
                              Event("station_status", {"terminal": terminal, "status": msg["status"]})]
+        if was_away and not self.online[terminal].away:
+            # Back at the desk: ring the calls of its departments that are ringing now, as at a (re)connect.
+            for call in self.calls.values():
+                if (call.state is CallState.RINGING and terminal not in call.rung
+                        and self.serves(terminal, call.department)):
+                    call.rung.add(terminal)
+                    out.append(Send(terminal, self._incoming(call)))
         return out + self._presence_updates(now)
 
     def _on_lamp_test(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -411,6 +424,7 @@ class RelayCore:
         out: list[Action] = [
             Send(terminal, {"type": "ringing", "call": call.id, "department": dept_id}),
             StartTimer(("ring", call.id), self.config.ring_timeout),
+            CallRecord(call.id, dept_id, terminal, now, None, "ringing", ""),
         ]
         for t in self.stations_for(dept_id) + self.lamps_for(dept_id):
             call.rung.add(t)
@@ -420,9 +434,9 @@ class RelayCore:
         return out
 
     def _on_cancel(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        # A cancel that crossed the answer on the wire still ends the call: the resident meant to leave, and a
+        # call kept alive here would hold the kiosk ("already_in_call") with nobody at it.
         call = self._member_call(terminal, msg, "cancel")
-        if call.state is not CallState.RINGING:
-            raise ProtocolError("not_ringing", f"call {call.id} was already answered; use 'hangup'", "cancel")
         return self._end(call, "cancelled", now, by=terminal)
 
     def _on_answer(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -440,6 +454,8 @@ class RelayCore:
             call.rung.clear()
             out += [Send(call.counter, {"type": "answered", "call": call.id, "by": terminal}),
                     Send(terminal, self._call_state(call)),
+                    CallRecord(call.id, call.department, call.counter, call.created_at, None, "active", "",
+                               now, terminal, call.max_members),
                     Event("call_answered", {"call": call.id, "department": call.department, "by": terminal,
                                             "wait_s": round(now - call.created_at, 3)})]
             return out + self._presence_updates(now)
@@ -534,6 +550,13 @@ class RelayCore:
             raise ProtocolError("member_offline", f"'{to}' is reconnecting; try again when it is back", "signal")
         return [Send(to, {"type": "signal", "call": call.id, "from": terminal, "data": msg["data"]})]
 
+    def _on_media_path(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        """A member says which path carries its media to another member (for the log; nothing is sent)."""
+        call = self._member_call(terminal, msg, "media_path")
+        path = str(msg["path"])[:200]
+        call.paths[f"{terminal}>{msg['to']}"] = path
+        return [Event("media_path", {"call": call.id, "terminal": terminal, "to": msg["to"], "path": path})]
+
     # -- helpers -----------------------------------------------------------------------------
     def _call(self, msg: dict[str, Any], ref: str) -> Call:
         call = self.calls.get(msg["call"])
@@ -607,7 +630,9 @@ class RelayCore:
                               call.answered_at, call.answered_by, call.max_members))
         out.append(Event("call_ended", {"call": call.id, "department": call.department, "reason": reason,
                                         "outcome": outcome, "by": by,
-                                        "duration_s": round(now - (call.answered_at or now), 3)}))
+                                        "duration_s": round(now - (call.answered_at or now), 3),
+                                        **({"paths": "; ".join(f"{k}: {v}" for k, v in call.paths.items())}
+                                           if call.paths else {})}))
         return out + self._presence_updates(now)
 
     def _incoming(self, call: Call, invited_by: str | None = None) -> dict[str, Any]:

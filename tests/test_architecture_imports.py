@@ -24,6 +24,7 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("relay_server/__init__.py", "relay-pure"),
     ("relay_server/config.py", "relay-pure"),
     ("relay_server/core.py", "relay-pure"),
+    ("relay_server/guards.py", "relay-pure"),
     ("relay_server/server.py", "relay-edge"),
     ("relay_server/store.py", "relay-edge"),
     ("relay_server/metrics.py", "relay-edge"),
@@ -44,6 +45,7 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/assist/*.py", "kiosk-pure"),
     ("kiosk/video/stamp.py", "kiosk-pure"),
     ("kiosk/video/synthetic.py", "kiosk-pure"),
+    ("kiosk/video/paths.py", "kiosk-pure"),
     ("kiosk/doctor/stun.py", "kiosk-pure"),
     ("kiosk/doctor/report.py", "kiosk-pure"),
     # terminals: edges
@@ -59,6 +61,7 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/apps/office.py", "command"),
     ("kiosk/apps/*.py", "composition"),
     ("kiosk/headless.py", "composition"),
+    ("kiosk/health.py", "composition"),
     ("kiosk/lamp_agent.py", "composition"),
     ("kiosk/__main__.py", "command"),
     ("kiosk/call_test.py", "command"),

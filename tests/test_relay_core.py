@@ -86,15 +86,20 @@ def test_ring_timeout_ends_unanswered_and_records_it(core: RelayCore) -> None:
     assert COUNTER not in core.call_of
 
 
-def test_cancel_only_while_ringing(core: RelayCore) -> None:
-    """Cancel ends a ringing call for the stations; once answered, cancel is refused (hang up instead)."""
+def test_cancel_ends_the_call_even_after_the_answer(core: RelayCore) -> None:
+    """Cancel ends a ringing call for the stations; a cancel that crossed the answer on the wire ends the answered
+    call too (the resident meant to leave: issue 13 row 3), so the kiosk is never left 'already_in_call'."""
     cid, _ = ring(core)
     out = core.receive(COUNTER, {"type": "cancel", "call": cid}, NOW + 1)
     assert one(out, OFFICE2, "ended")["reason"] == "cancelled"
     cid, _ = ring(core)
     core.receive(OFFICE1, {"type": "answer", "call": cid}, NOW + 2)
-    with pytest.raises(protocol.ProtocolError, match="already answered"):
-        core.receive(COUNTER, {"type": "cancel", "call": cid}, NOW + 3)
+    out = core.receive(COUNTER, {"type": "cancel", "call": cid}, NOW + 3)
+    assert one(out, OFFICE1, "ended") == {"type": "ended", "call": cid, "reason": "cancelled", "by": COUNTER}
+    assert COUNTER not in core.call_of and OFFICE1 not in core.call_of and cid not in core.calls
+    core.receive(COUNTER, {"type": "call", "department": "juumin"}, NOW + 4)  # not 'already_in_call'
+    with pytest.raises(protocol.ProtocolError, match="no call"):
+        core.receive(COUNTER, {"type": "cancel", "call": cid}, NOW + 5)
 
 
 def test_invite_join_leave(core: RelayCore) -> None:
@@ -307,3 +312,22 @@ def test_office_welcome_lists_colleagues_of_the_same_office_only() -> None:
     assert [s["id"] for s in welcome["stations"]] == [OFFICE2]
     welcome = one(core.connect("office-nanporo-1", NOW), "office-nanporo-1", "welcome")
     assert welcome["stations"] == []
+
+
+def test_media_path_is_logged_with_the_call_and_sent_nowhere(core: RelayCore) -> None:
+    """A member's media_path report becomes an event line and part of the call's call_ended line; a non-member's is
+    refused."""
+    from relay_server.core import Event
+
+    cid, _ = ring(core)
+    core.receive(OFFICE1, {"type": "answer", "call": cid}, NOW + 1)
+    out = core.receive(OFFICE1, {"type": "media_path", "call": cid, "to": COUNTER, "path": "relay/tls ↔ relay"},
+                       NOW + 2)
+    assert not [a for a in out if isinstance(a, Send)]
+    assert Event("media_path", {"call": cid, "terminal": OFFICE1, "to": COUNTER, "path": "relay/tls ↔ relay"}) in out
+    with pytest.raises(protocol.ProtocolError) as err:
+        core.receive(OFFICE2, {"type": "media_path", "call": cid, "to": COUNTER, "path": "x"}, NOW + 2)
+    assert err.value.code == "not_member"
+    out = core.receive(COUNTER, {"type": "hangup", "call": cid}, NOW + 9)
+    ended = next(a for a in out if isinstance(a, Event) and a.name == "call_ended")
+    assert ended.fields["paths"] == f"{OFFICE1}>{COUNTER}: relay/tls ↔ relay"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.config import load_terminal_config
-from kiosk.screens.scenes import small_media
+from kiosk.screens.scenes import small_media, window_sized
 from kiosk.ui.screenshot import shoot_languages
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
     counter = counter.with_overrides(ui=replace(counter.ui, ring_sound=False, idle_timeout=600,
                                                 result_timeout=20, thanks_timeout=8, fullscreen=False))
     counter = small_media(counter, (640, 360), (1280, 720))
+    counter = window_sized(counter)
     app = CounterApp(counter, url=srv.url, hold_time=0.5)
     shots: list[Path] = []
 
@@ -111,6 +112,26 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
                            and in_call.ids.document_view.frames_shown > 0
                            and in_call.ids.self_view.frames_shown > 0, 20, "video in the call")
             await shoot("in-call")
+
+            # A media outage: the station's media dies and, while it holds back the new offers (a link that is
+            # still down), the kiosk shows its calm "reconnecting" line; then the held offers go through.
+            assert station.session is not None
+            held: list[dict[str, Any]] = []
+            deliver = station.session.on_message
+
+            async def hold(msg: Any) -> None:
+                held.append(dict(msg))
+
+            station.session.on_message = hold  # type: ignore[method-assign]
+            await station.session._peers[app.machine.terminal].pc.close()
+            await ui.until(lambda: app.reconnecting and not any(v.has_frame for v in in_call.remote_views()), 10,
+                           "the reconnecting state")
+            await shoot("in-call-reconnecting")
+            station.session.on_message = deliver  # type: ignore[method-assign]
+            for msg in held:
+                await deliver(msg)
+            await ui.until(lambda: not app.reconnecting and all(v.has_frame for v in in_call.remote_views()), 20,
+                           "pictures again")
 
             await ui.tap(in_call.ids.hang_up)
             await ui.until(lambda: app.state_name == "thanks", 5, "the thank-you screen")

@@ -49,7 +49,7 @@ def report_csv(config: RelayConfig, records: Iterable[CallRecord], month: str) -
 def _summary(recs: list[CallRecord]) -> dict[str, Any]:
     rang = [r for r in recs if r.outcome in RANG]
     waits = [r.answered_at - r.created_at for r in rang if r.answered_at is not None]
-    durations = [r.ended_at - r.answered_at for r in rang if r.answered_at is not None]
+    durations = [r.ended_at - r.answered_at for r in rang if r.answered_at is not None and r.ended_at is not None]
     return {
         "calls": len(rang), "answered": len(waits),
         "answered_pct": round(100 * len(waits) / len(rang), 1) if rang else None,
