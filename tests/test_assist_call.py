@@ -53,6 +53,7 @@ async def test_paper_print_marks_and_writing_in_a_real_call(tmp_path: Path) -> N
             async with running_app(app) as ui:
                 await ui.until(lambda: app.state_name == "start" and app.machine.availability("juumin") == "available",
                                15, "start")
+                await ui.frames(3)  # the start screen laid out: its buttons are the ones on screen
                 await ui.tap(app.screen("start").department_button("juumin"))
                 await ui.until(lambda: app.machine.call is not None and app.machine.call.id, 60, "ringing")
                 assert app.machine.call is not None
