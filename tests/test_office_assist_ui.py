@@ -28,6 +28,7 @@ from relay_server.server import RelayServer  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.timeout(900)  # a whole call: minutes on a loaded 2-core machine
 @pytest.mark.asyncio
 async def test_station_hands_over_a_paper_marks_the_document_and_writes() -> None:
     """Papers, marks and 筆談 from the station's own screens, checked at the counter's end of the data channel."""
