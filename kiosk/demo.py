@@ -203,9 +203,16 @@ def _kivy_window_env(x: int, y: int, w: int, h: int) -> dict[str, str]:
 
 
 def run_windows(args: argparse.Namespace) -> int:
-    """Relay, lamp window, counter and two stations as separate processes, windows side by side."""
+    """Relay, lamp window, counter and two stations as separate processes, windows side by side.
+
+    The window configs live in a temp directory that is removed on every way out (a failed start, Ctrl-C,
+    SIGTERM, a window closed)."""
+    with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as tmp:
+        return _run_windows(args, Path(tmp))
+
+
+def _run_windows(args: argparse.Namespace, tmp: Path) -> int:
     py = sys.executable
-    tmp = Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
     relay_toml = "relay-two-towns.toml" if args.two_towns else "relay.toml"
     relay = subprocess.Popen([py, "-m", "relay_server", "--config", str(CONFIG / relay_toml),
@@ -216,8 +223,10 @@ def run_windows(args: argparse.Namespace) -> int:
     assert relay.stdout is not None
     line = relay.stdout.readline().decode()
     if not line.startswith("listening on "):
-        print(f"kiosk demo: the relay did not start (port {args.port} in use?)", file=sys.stderr)
         relay.kill()
+        relay.wait()
+        print("kiosk demo: the relay did not start (the line above says why); --port picks another port",
+              file=sys.stderr)
         return 1
     url = line.split()[-1]
     print(f"demo: relay {url}", flush=True)
@@ -246,7 +255,8 @@ def run_windows(args: argparse.Namespace) -> int:
     if args.two_towns:  # the second town's station answers by itself (no room for a fourth window)
         procs.append(subprocess.Popen(k + ["office", "--config", str(CONFIG / "office-3.toml"), "--url", url,
                                            "--headless", "--auto-answer", "3"], cwd=ROOT))
-    print("demo: running; close any window or press Ctrl-C to stop everything", flush=True)
+    print("demo: running; press Ctrl-C here, or close a staff station or the lamp window, to stop everything "
+          "(the counter window, like a kiosk, does not close)", flush=True)
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -259,14 +269,19 @@ def run_windows(args: argparse.Namespace) -> int:
         while not stop and all(p.poll() is None for p in procs):
             time.sleep(0.2)
     finally:
-        for p in reversed(procs):
+        # The terminals first, the relay last: a station that loses its relay while it closes has nothing to say.
+        terminals, relay_proc = procs[1:], procs[0]
+        for p in terminals:
             if p.poll() is None:
                 p.terminate()
-        for p in procs:
+        for p in [*terminals, relay_proc]:
+            if p is relay_proc and p.poll() is None:
+                p.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(5)
             if p.poll() is None:
                 p.kill()
+                p.wait()
     return 0
 
 

@@ -43,8 +43,9 @@ def test_demo_uses_the_users_cameras_when_given() -> None:
     assert swapped.media.document_camera.width == 1920
 
 
-def test_windowed_demo_starts_every_window_on_a_virtual_display() -> None:
-    """`kiosk demo` on a (virtual) display starts relay, counter, both stations and the lamp window, all connected."""
+def test_windowed_demo_starts_every_window_on_a_virtual_display(tmp_path: Path) -> None:
+    """`kiosk demo` on a (virtual) display starts relay, counter, both stations and the lamp window, all connected;
+    stopping it raises nothing in any window and leaves no temp directory behind."""
     import os
     import shutil
     import signal
@@ -62,10 +63,13 @@ def test_windowed_demo_starts_every_window_on_a_virtual_display() -> None:
     try:
         assert xvfb.stdout is not None
         display = ":" + xvfb.stdout.readline().strip()
-        env = {**os.environ, "DISPLAY": display}
+        temp = tmp_path / "tmp"
+        temp.mkdir()
+        env = {**os.environ, "DISPLAY": display, "TMPDIR": str(temp)}
         env.pop("SDL_VIDEODRIVER", None)
+        errors = (tmp_path / "stderr.txt").open("w")
         demo = subprocess.Popen([sys.executable, "-m", "kiosk", "demo", "--port", "0"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                stdout=subprocess.PIPE, stderr=errors, text=True)
         assert demo.stdout is not None
         line = demo.stdout.readline()
         m = re.search(r"relay (ws://127\.0\.0\.1:\d+)", line)
@@ -95,8 +99,15 @@ def test_windowed_demo_starts_every_window_on_a_virtual_display() -> None:
             assert demo.poll() is None, "the demo stopped by itself"
             time.sleep(0.2)  # polling the relay until every window has connected
         assert terminals == {"counter": 1, "office": 2, "lamp": 1}
+        running = demo.stdout.readline()
+        assert "Ctrl-C" in running and "close any window" not in running, running
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(30) == 0
+        errors.close()
+        log = (tmp_path / "stderr.txt").read_text()
+        for bad in ("Traceback", "AttributeError", "handler failed", " ERROR "):
+            assert bad not in log, log[-3000:]
+        assert not list(temp.glob("kiosk-demo-*")), "the demo left its temp directory behind"
     finally:
         if demo is not None and demo.poll() is None:
             demo.kill()

@@ -33,6 +33,7 @@ from typing import Any, Protocol  # noqa: E402
 
 from kivy.properties import BooleanProperty, ObjectProperty  # noqa: E402
 
+from kiosk.cli import link_problem  # noqa: E402
 from kiosk.client import NotConnected, RelayClient  # noqa: E402
 from kiosk.config import TerminalConfig  # noqa: E402
 from kiosk.health import HealthReporter, device_states  # noqa: E402
@@ -101,6 +102,7 @@ class TerminalApp(KioskApp):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: Any = None
         self._closed = False
+        self._link_logged = ""  # the last link problem logged, so that each retry does not log it again
         self.health: HealthReporter | None = None  # started with the first link change
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -162,6 +164,13 @@ class TerminalApp(KioskApp):
         self.dispatch_event(RelayMessage(msg))
 
     async def _on_link(self, state: str, detail: str) -> None:
+        problem = link_problem(state, detail, self.url)
+        if problem is not None and problem != self._link_logged:
+            log.warning("relay link %s: %s", state, problem)
+        elif state == "up" and self._link_logged:
+            log.warning("relay link up again: %s", self.url)
+        if problem is not None or state == "up":
+            self._link_logged = problem or ""
         if self.health is None:
             self.health = HealthReporter(self._health_devices, self._send_health, session=lambda: self.session)
             self.health.start()
@@ -222,7 +231,8 @@ class TerminalApp(KioskApp):
                 self._execute(cmd)
             except Exception:
                 log.exception("command %r failed", cmd)
-        self._refresh()
+        if not self.stopping:  # a link or relay event while stopping: no screen to draw on any more
+            self._refresh()
 
     def _refresh(self) -> None:
         """Project the machine's state onto the screens (subclasses)."""
