@@ -885,7 +885,10 @@ class CallSession:
     async def _attempt_failed(self, peer: _Peer, why: str) -> None:
         """A new peer connection did not connect: log why, move its path to the back, try the next one."""
         plan = self._plan(peer.member)
-        nxt = plan.failed(peer.path, why)
+        allocated = peer.path is None or any(
+            c.type == "relay" for conn in ice_connections(peer.pc) for c in conn.local_candidates)
+        # Without an allocation here, _gather has already moved the path to the back (with its reason).
+        nxt = plan.failed(peer.path, why, own_fault=False) if allocated else plan.current()
         log.warning("%s: attempt %d to %s over %s failed: %s; next: %s", self.terminal_id, peer.attempt,
                     peer.member, peer.path.url if peer.path else "host/STUN", why,
                     nxt.url if nxt is not None else "host/STUN again")
