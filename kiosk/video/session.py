@@ -63,6 +63,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from kiosk.video import still as stills
 from kiosk.video.adapt import CameraAdaptation
+from kiosk.video.control import ControlLink
 from kiosk.video.ice import rtc_configuration
 from kiosk.video.jitter import use_frame_end_jitter_buffer
 from kiosk.video.local_media import GatedAudioTrack, LocalMedia
@@ -327,6 +328,7 @@ class CallSession:
         self._still_ids = itertools.count(1)
         self._remote_bye: dict[str, str] = {}
         self._waiters: list[tuple[Callable[[SessionEvent], bool], asyncio.Future[SessionEvent]]] = []
+        self.control = ControlLink()  # papers, marks, writing (kiosk.assist) on the data channel
         self._own_book = paths is None
         self.paths = paths if paths is not None else IcePathBook(self.ice_servers)
         self.reconnect_window = reconnect_window
@@ -967,6 +969,7 @@ class CallSession:
     def _attach_channel(self, peer: _Peer, channel: RTCDataChannel) -> None:
         peer.channel = channel
         channel.bufferedAmountLowThreshold = BUFFER_HIGH // 4
+        self.control.attach(peer.member, channel)
 
         @channel.on("message")
         def _message(message: str | bytes) -> None:
@@ -984,6 +987,8 @@ class CallSession:
                 return
             if "bye" in msg:
                 self._spawn(self._on_bye(peer.member, str(msg["bye"])))
+                return
+            if isinstance(msg, dict) and self.control.handle(peer.member, msg):
                 return
         try:
             done = peer.assembler.feed(message)
@@ -1071,6 +1076,7 @@ class CallSession:
 
     async def _close_peer(self, peer: _Peer, *, keep_sinks: bool = False) -> None:
         peer.closing = True
+        self.control.detach(peer.member)
         for t in list(peer.tasks):
             t.cancel()
         for track in peer.local_tracks:
