@@ -24,13 +24,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
-import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from common.logs import event
+from kiosk.lamp_board import ChannelState, config_channels
 
 if TYPE_CHECKING:
     from kiosk.config import LampConfig
@@ -62,14 +62,6 @@ class LampNoAckError(LampError):
 
 class LampCommandError(LampError):
     """The device answered ``ERR ...``: it is alive but refused the command (e.g. a channel it lacks)."""
-
-
-class ChannelState(enum.Enum):
-    """What one lamp channel should show."""
-
-    OFF = "off"
-    ON = "on"
-    BLINK = "blink"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,13 +184,6 @@ class LineBuffer:
         """Forget a partial line."""
         self._buf.clear()
         self._discarding = False
-
-
-def config_channels(config: LampConfig) -> list[int]:
-    """Every channel a lamp config uses (departments, in-call, fault), sorted, each once."""
-    chans = set(config.channels.values())
-    chans.update(c for c in (config.in_call_channel, config.fault_channel) if c)
-    return sorted(chans)
 
 
 # ---------------------------------------------------------------------------------------------------------------
