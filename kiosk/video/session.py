@@ -63,6 +63,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from kiosk.video import still as stills
 from kiosk.video.adapt import CameraAdaptation
+from kiosk.video.encoders import use_track_encoders
 from kiosk.video.ice import rtc_configuration
 from kiosk.video.jitter import use_frame_end_jitter_buffer
 from kiosk.video.local_media import GatedAudioTrack, LocalMedia
@@ -557,6 +558,7 @@ class CallSession:
 
     def _new_peer(self, member: str, offerer: bool) -> _Peer:
         use_frame_end_jitter_buffer()  # decode each remote frame at its last packet (kiosk.video.jitter)
+        use_track_encoders()  # VP8 settings per track: camera or document (kiosk.video.encoders)
         pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
         peer = _Peer(member=member, pc=pc, offerer=offerer)
         self._peers[member] = peer

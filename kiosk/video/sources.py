@@ -45,6 +45,7 @@ from kiosk.devices.cameras import (
     OpenCVGrabber,
     parse_camera_spec,
 )
+from kiosk.video.encoders import profile_for, tag_frame
 from kiosk.video.stamp import draw_frame_stamp, read_frame_stamp
 from kiosk.video.synthetic import DOCUMENT_TEXT, SyntheticScene, render_document_page, render_placeholder
 from relay_server.logs import event
@@ -222,6 +223,7 @@ class VideoSource:
         self._wake: asyncio.Event | None = None
         self._closed = False
         self._reformatter = VideoReformatter()  # capture thread only
+        self.encoder_profile = profile_for(name)  # how the peers' VP8 encoders treat this camera's frames
         self._scale = 1.0  # of the frames sent to encoders (kiosk.video.adapt); stills and previews stay full size
         self.frames_captured = 0
         self._placeholder_yuv: tuple[int, npt.NDArray[Any]] | None = None  # (rotation, yuv420p planes)
@@ -331,7 +333,7 @@ class VideoSource:
             rgb = frame.rgb
             if self._scale < 1.0:
                 rgb = scaled(rgb, self._scale)
-            av_frame = rgb_to_yuv420p(rgb, self._reformatter)
+            av_frame = tag_frame(rgb_to_yuv420p(rgb, self._reformatter), self.encoder_profile)
             with self._lock:
                 self._av_frame = (frame.seq, av_frame)
         self._wake_now()
@@ -355,11 +357,11 @@ class VideoSource:
         """A new yuv420p frame of the placeholder (a new object each time: its pts is set per frame)."""
         rotation, rgb = self.rotation, self.placeholder()
         if rgb.shape[0] % 2 or rgb.shape[1] % 2:  # yuv420p planes need even sides: convert each time
-            return rgb_to_yuv420p(rgb)
+            return tag_frame(rgb_to_yuv420p(rgb), self.encoder_profile)
         cached = self._placeholder_yuv
         if cached is None or cached[0] != rotation:
             cached = self._placeholder_yuv = (rotation, rgb_to_yuv420p(rgb).to_ndarray())
-        return VideoFrame.from_ndarray(cached[1], format="yuv420p")
+        return tag_frame(VideoFrame.from_ndarray(cached[1], format="yuv420p"), self.encoder_profile)
 
     def _newer_than(self, seq: int) -> tuple[int, VideoFrame] | None:
         with self._lock:
