@@ -62,6 +62,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 VIDEO_TIME_BASE_90K = fractions.Fraction(1, 90000)
+MIN_FIRST_FRAME_WIDTH = 640  # a smaller first frame is worth it only for large pictures
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ class EncoderProfile:
         retarget_down, retarget_up: a new bitrate estimate recreates the encoder (a key frame) only when it is below
             ``retarget_down`` × or above ``retarget_up`` × the current target (aiortc: ±10 %).
         first_frame_scale: the first frame of a stream is sent at this share of its size (a small first key frame
-            that is encoded and decoded several times faster); the next frame comes at full size.
+            that is encoded and decoded several times faster); the next frame comes at full size. Only for
+            pictures at least :data:`MIN_FIRST_FRAME_WIDTH` wide once scaled.
     """
 
     name: str
@@ -297,7 +299,10 @@ class TrackVp8Encoder(Vp8Encoder):
     def _open(self, frame: VideoFrame, profile: EncoderProfile) -> None:
         if profile is not self.profile:
             self.profile = profile
-            self._target = max(profile.min_bitrate, min(self._target, profile.max_bitrate))
+            # aiortc builds the encoder before it sees a frame: the first frame says which track this is.
+            first = self.stats.frames == 0 and self.codec is None
+            self._target = profile.start_bitrate if first else max(profile.min_bitrate,
+                                                                    min(self._target, profile.max_bitrate))
         if self.codec is not None:
             self.stats.recreated += 1
         bitrate = self._target
@@ -343,7 +348,8 @@ class TrackVp8Encoder(Vp8Encoder):
         profile = frame_profile(frame) or self.profile
         if frame.format.name != "yuv420p":
             frame = self._reformatter.reformat(frame, format="yuv420p")
-        if self.stats.frames == 0 and profile.first_frame_scale < 1.0:
+        if self.stats.frames == 0 and profile.first_frame_scale < 1.0 and \
+                frame.width * profile.first_frame_scale >= MIN_FIRST_FRAME_WIDTH:
             frame = self._smaller(frame, profile.first_frame_scale)
         if self._needs_new_codec(frame, profile):
             self._open(frame, profile)
