@@ -51,7 +51,8 @@ from kiosk.video.synthetic import DOCUMENT_TEXT, SyntheticScene, render_document
 from relay_server.logs import event
 
 __all__ = [
-    "DOCUMENT_TEXT", "Backoff", "SyntheticCameraGrabber", "SyntheticDocumentGrabber", "VideoSource",
+    "DOCUMENT_TEXT", "Backoff", "SyntheticCameraGrabber", "SyntheticDocumentGrabber", "SyntheticMjpegGrabber",
+    "VideoSource",
     "create_grabber", "open_video_source", "read_frame_stamp",
 ]
 
@@ -91,6 +92,56 @@ class SyntheticCameraGrabber:
         self._scene = None
 
 
+class SyntheticMjpegGrabber(SyntheticCameraGrabber):
+    """``synthetic:camera-mjpg``: the test scene as a USB camera delivers it, for benchmarks.
+
+    A UVC camera at 1280×720@30 sends MJPG (raw YUV does not fit through USB 2), and OpenCV's V4L2 backend
+    decodes every frame with libjpeg into BGR, which :class:`~kiosk.devices.cameras.OpenCVGrabber` turns into
+    RGB. This grabber does the same work per frame on a loop of :data:`MJPG_LOOP` JPEG frames of the scene,
+    encoded once at open (quality 80, like webcams), then stamps the decoded frame with its counter and capture
+    time so glass-to-glass still reads.
+    """
+
+    MJPG_LOOP = 30
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(width, height)
+        self.description = f"synthetic:camera-mjpg {width}x{height}"
+        self._jpegs: list[bytes] = []
+        self._counter = 0
+
+    def open(self) -> None:
+        import cv2
+
+        super().open()
+        assert self._scene is not None
+        self._jpegs = []
+        for _ in range(self.MJPG_LOOP):
+            bgr = cv2.cvtColor(self._scene.render(), cv2.COLOR_RGB2BGR)
+            ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            if not ok:
+                raise CameraError(f"{self.description}: JPEG encoding failed")
+            self._jpegs.append(jpeg.tobytes())
+
+    def read(self) -> RGBArray:
+        import cv2
+
+        if not self._jpegs:
+            raise CameraError(f"{self.description}: read before open")
+        jpeg = np.frombuffer(self._jpegs[self._counter % len(self._jpegs)], dtype=np.uint8)
+        bgr = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise CameraError(f"{self.description}: a JPEG frame did not decode")
+        rgb = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+        draw_frame_stamp(rgb, self._counter, int(time.time() * 1000))
+        self._counter += 1
+        return rgb
+
+    def close(self) -> None:
+        super().close()
+        self._jpegs = []
+
+
 class SyntheticDocumentGrabber:
     """``synthetic:document``: the A4 form on a desk, with a frame stamp in the desk's top-left corner."""
 
@@ -127,6 +178,8 @@ def create_grabber(spec: CameraSpec, cfg: CameraConfig) -> FrameGrabber:
     if spec.kind == "synthetic":
         if spec.target == "camera":
             return SyntheticCameraGrabber(cfg.width, cfg.height)
+        if spec.target == "camera-mjpg":
+            return SyntheticMjpegGrabber(cfg.width, cfg.height)
         return SyntheticDocumentGrabber(cfg.width, cfg.height)
     return OpenCVGrabber(spec, cfg.width, cfg.height, cfg.fps)
 
