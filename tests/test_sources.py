@@ -481,3 +481,17 @@ async def test_mjpg_camera_decodes_each_frame_and_keeps_a_readable_stamp() -> No
         assert [s[0] for s in stamps] == sorted({s[0] for s in stamps})
         assert abs(stamps[-1][1] - time.time() * 1000) < 5000
         assert source.device == "synthetic:camera-mjpg 640x360"
+
+
+async def test_idle_source_converts_nothing_until_a_track_reads() -> None:
+    """A kiosk between calls captures (status, stills) but converts no frame for encoders; the first read gets
+    the newest frame at once, and frames are converted in the capture thread while tracks read."""
+    async with open_video_source(CameraConfig("synthetic:camera", 192, 144, 30), name="camera") as source:
+        await wait_until(lambda: source.frames_captured >= 5, timeout=10)
+        assert source.frames_converted == 0
+        track = source.track()
+        frame = await asyncio.wait_for(track.recv(), 5)
+        assert read_frame_stamp(rgb_of(frame)) is not None
+        for _ in range(5):
+            await asyncio.wait_for(track.recv(), 5)
+        assert source.frames_converted >= 6

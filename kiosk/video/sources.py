@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
 import logging
 import threading
 import time
@@ -61,6 +62,22 @@ log = logging.getLogger(__name__)
 VIDEO_CLOCK_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 RGBArray = npt.NDArray[np.uint8]
+WANTED_GRACE = 1.0  # s after a track last asked for a frame during which captured frames are still converted
+
+
+@functools.cache
+def opencv() -> Any:
+    """OpenCV, set up once for this process: one thread per call.
+
+    OpenCV runs conversions and resizes on a pool of worker threads that spin (``sched_yield``) between jobs: on
+    a 2-core kiosk those spinning workers took 8 % of the station's samples in the profile
+    (docs/performance.md), for conversions of about a millisecond that each run on a capture or decode thread of
+    their own anyway.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+    return cv2
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -111,8 +128,7 @@ class SyntheticMjpegGrabber(SyntheticCameraGrabber):
         self._counter = 0
 
     def open(self) -> None:
-        import cv2
-
+        cv2 = opencv()
         super().open()
         assert self._scene is not None
         self._jpegs = []
@@ -124,8 +140,7 @@ class SyntheticMjpegGrabber(SyntheticCameraGrabber):
             self._jpegs.append(jpeg.tobytes())
 
     def read(self) -> RGBArray:
-        import cv2
-
+        cv2 = opencv()
         if not self._jpegs:
             raise CameraError(f"{self.description}: read before open")
         jpeg = np.frombuffer(self._jpegs[self._counter % len(self._jpegs)], dtype=np.uint8)
@@ -277,8 +292,10 @@ class VideoSource:
         self._closed = False
         self._reformatter = VideoReformatter()  # capture thread only
         self.encoder_profile = profile_for(name)  # how the peers' VP8 encoders treat this camera's frames
+        self._wanted_until = 0.0  # monotonic time until which captured frames are converted for the tracks
         self._scale = 1.0  # of the frames sent to encoders (kiosk.video.adapt); stills and previews stay full size
         self.frames_captured = 0
+        self.frames_converted = 0  # wrapped for the tracks (scaled, yuv420p): only while a track reads
         self._placeholder_yuv: tuple[int, npt.NDArray[Any]] | None = None  # (rotation, yuv420p planes)
         self._capture = CameraCapture(grabber, name=name, fps=config.fps, rotation=config.rotation,
                                       backoff=backoff, listener=self._on_capture)
@@ -380,16 +397,27 @@ class VideoSource:
             self._track.stop()
 
     def _on_capture(self, frame: CapturedFrame | None) -> None:
-        """Capture thread: wrap the frame for aiortc here, off the loop, then wake the track."""
+        """Capture thread: wrap the frame for aiortc here, off the loop, then wake the track.
+
+        Only while some track is being read (a call, a preview through a track): an idle kiosk captures for its
+        status and stills but converts nothing. The first frame a track asks for after a pause is converted
+        where it is asked for (:meth:`_newer_than`)."""
         if frame is not None:
             self.frames_captured += 1
-            rgb = frame.rgb
-            if self._scale < 1.0:
-                rgb = scaled(rgb, self._scale)
-            av_frame = tag_frame(rgb_to_yuv420p(rgb, self._reformatter), self.encoder_profile)
-            with self._lock:
-                self._av_frame = (frame.seq, av_frame)
+            if time.monotonic() < self._wanted_until:
+                av_frame = self._wrap(frame.rgb, self._reformatter)
+                with self._lock:
+                    self._av_frame = (frame.seq, av_frame)
+            else:
+                with self._lock:
+                    self._av_frame = None
         self._wake_now()
+
+    def _wrap(self, rgb: RGBArray, reformatter: VideoReformatter | None = None) -> VideoFrame:
+        self.frames_converted += 1
+        if self._scale < 1.0:
+            rgb = scaled(rgb, self._scale)
+        return tag_frame(rgb_to_yuv420p(rgb, reformatter), self.encoder_profile)
 
     def _wake_now(self) -> None:
         loop, wake = self._loop, self._wake
@@ -417,21 +445,33 @@ class VideoSource:
         return tag_frame(VideoFrame.from_ndarray(cached[1], format="yuv420p"), self.encoder_profile)
 
     def _newer_than(self, seq: int) -> tuple[int, VideoFrame] | None:
+        now = time.monotonic()
+        was_idle = now >= self._wanted_until
+        self._wanted_until = now + WANTED_GRACE
         with self._lock:
             pending = self._av_frame
-            if pending is None or pending[0] <= seq:
-                return None
-            self._av_frame = None  # each wrapped frame goes out once; its pts is set on the way
-            return pending
+            if pending is not None and pending[0] > seq:
+                self._av_frame = None  # each wrapped frame goes out once; its pts is set on the way
+                return pending
+        latest = self._capture.latest
+        if was_idle and latest is not None and latest.seq > seq and self._capture.fault is None:
+            return latest.seq, self._wrap(latest.rgb)  # nobody read for a while: the newest frame, converted now
+        return None
 
 
 def scaled(rgb: RGBArray, scale: float) -> RGBArray:
-    """``rgb`` at ``scale`` × its size, even sides (yuv420p), area-averaged (sharp, no aliasing)."""
-    import cv2
+    """``rgb`` at ``scale`` × its size, even sides (yuv420p).
 
+    Halving (and any whole divisor) averages areas; other steps (0.75) are bilinear: OpenCV's area filter at a
+    fractional factor costs 5.5 ms per 720p frame against 1.2 ms (a sixth of a core at 30 fps), and for shrinking
+    by less than half, bilinear samples every source pixel anyway (no aliasing).
+    """
+    cv2 = opencv()
     height, width = rgb.shape[:2]
     size = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
-    return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    whole = abs(1 / scale - round(1 / scale)) < 1e-6
+    interpolation = cv2.INTER_AREA if whole or scale < 0.5 else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(rgb, size, interpolation=interpolation), dtype=np.uint8)
 
 
 def rgb_to_yuv420p(rgb: RGBArray, reformatter: VideoReformatter | None = None) -> VideoFrame:
@@ -444,8 +484,7 @@ def rgb_to_yuv420p(rgb: RGBArray, reformatter: VideoReformatter | None = None) -
     if height % 2 or width % 2:
         return (reformatter or VideoReformatter()).reformat(VideoFrame.from_ndarray(rgb, format="rgb24"),
                                                            format="yuv420p")
-    import cv2
-
+    cv2 = opencv()
     i420 = np.asarray(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420), dtype=np.uint8)
     return VideoFrame.from_ndarray(i420, format="yuv420p")
 
