@@ -299,7 +299,9 @@ class TrackVp8Encoder(Vp8Encoder):
         current = codec.bit_rate or 1
         return not profile.retarget_down * current <= self._target <= profile.retarget_up * current
 
-    def _open(self, frame: VideoFrame, profile: EncoderProfile) -> None:
+    def _open(self, frame: VideoFrame, profile: EncoderProfile, fastest: bool = False) -> None:
+        """A new libvpx context for this frame's size and the current target; ``fastest``: libvpx's fastest
+        speed (the small first frame: one key frame, replaced by the full-size one 1/fps later)."""
         if profile is not self.profile:
             self.profile = profile
             # aiortc builds the encoder before it sees a frame: the first frame says which track this is.
@@ -329,6 +331,8 @@ class TrackVp8Encoder(Vp8Encoder):
         codec.qmin, codec.qmax = profile.qmin, profile.qmax
         codec.thread_count = max(1, min(profile.threads, os.cpu_count() or 1))
         self.options = profile.options(bitrate)
+        if fastest:
+            self.options["cpu-used"] = "-16"
         codec.options = dict(self.options)
         self.codec = codec
         self.stats.sizes.append((frame.width, frame.height))
@@ -351,11 +355,12 @@ class TrackVp8Encoder(Vp8Encoder):
         profile = frame_profile(frame) or self.profile
         if frame.format.name != "yuv420p":
             frame = self._reformatter.reformat(frame, format="yuv420p")
-        if self.stats.frames == 0 and profile.first_frame_scale < 1.0 and \
-                frame.width * profile.first_frame_scale >= MIN_FIRST_FRAME_WIDTH:
+        first_small = self.stats.frames == 0 and profile.first_frame_scale < 1.0 and \
+            frame.width * profile.first_frame_scale >= MIN_FIRST_FRAME_WIDTH
+        if first_small:
             frame = self._smaller(frame, profile.first_frame_scale)
         if self._needs_new_codec(frame, profile):
-            self._open(frame, profile)
+            self._open(frame, profile, fastest=first_small)
         assert self.codec is not None
         if force_keyframe:
             frame.pict_type = av.video.frame.PictureType.I
