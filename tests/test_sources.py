@@ -495,3 +495,17 @@ async def test_idle_source_converts_nothing_until_a_track_reads() -> None:
         for _ in range(5):
             await asyncio.wait_for(track.recv(), 5)
         assert source.frames_converted >= 6
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (960, 540), (642, 362), (320, 180)])
+def test_yuv_frames_hold_the_converted_picture_at_every_width(size: tuple[int, int]) -> None:
+    """Frames wrapped without a copy (widths that are multiples of 32) and copied ones (others) carry the same
+    planes as OpenCV's conversion, at the right size."""
+    from kiosk.video.sources import rgb_to_yuv420p
+
+    w, h = size
+    rgb = np.ascontiguousarray(SyntheticScene(w, h).render(3.0))
+    frame = rgb_to_yuv420p(rgb)
+    assert (frame.width, frame.height) == (w, h)
+    expected = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    assert np.array_equal(frame.to_ndarray(), expected)
