@@ -123,7 +123,6 @@ class ChromiumPeers:
             if after:
                 self.pids[role] = min(after)
             page = await browser.new_page()
-            page.on("console", lambda m, r=role: None)
             cw, ch, cf = self.camera
             dw, dh, df = self.document
             q = (f"role={role}&relay={self.relay_url}&token={self.tokens[role]}&camera={cw}x{ch}x{cf:g}"

@@ -88,7 +88,7 @@ async def _measure_controller(kind: str, transport: str, n: int) -> tuple[list[f
                 lamp.on_message(msg)
                 await lamp.device.wait_ready(5)
                 t_done = time.perf_counter()
-                await _wait(lambda b=before: len(device.received) > b)  # type: ignore[misc]
+                await _wait(lambda b=before: len(device.received) > b)
                 to_device.append((device.received[before].t - t0) * 1000)
                 to_done.append((t_done - t0) * 1000)
     return to_device[WARMUP:], to_done[WARMUP:]

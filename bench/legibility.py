@@ -263,7 +263,7 @@ def run(quick: bool = False, log: Any = print, chromium: bool = True) -> tuple[l
                 log(f"legibility: still: OCR {st['ocr']:.1f} %, SSIM {st['ssim']:.4f}")
                 rows.append(Row("legibility", "still over the data channel (lossless PNG)", "OCR character accuracy",
                                 "%", st["ocr"], ceiling["ocr"], "100 % (= source page)",
-                                lambda o, b: None if o is None or b is None else o >= b,
+                                lambda o, b: o >= b if isinstance(o, float | int) and isinstance(b, float | int) else None,
                                 "baseline column: the source page itself"))
                 rows.append(Row("legibility", "still over the data channel (lossless PNG)", "SSIM vs source", "",
                                 st["ssim"], None, "", None,

@@ -130,7 +130,7 @@ class MediaResult:
     case: MediaCase
     setup_ms: dict[str, list[float]] = field(default_factory=dict)  # direction → samples
     g2g_ms: dict[str, list[float]] = field(default_factory=dict)  # receiver:track → samples
-    frames: dict[str, dict[str, int]] = field(default_factory=dict)
+    frames: dict[str, dict[str, Any]] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)  # side → % of one core
     rss_mb: dict[str, float] = field(default_factory=dict)
     calls_ok: int = 0

@@ -137,7 +137,7 @@ def flame_svg(stacks: Counter[str], title: str, width: int = 1200, row: int = 16
             child = node.setdefault(frame, {"#": 0, "children": {}})
             assert isinstance(child, dict)
             child["#"] = int(child["#"]) + count
-            node = child["children"]  # type: ignore[assignment]
+            node = child["children"]
 
     rects: list[str] = []
     depth_max = 0
@@ -158,7 +158,7 @@ def flame_svg(stacks: Counter[str], title: str, width: int = 1200, row: int = 16
             rects.append(f'<g><title>{label} ({share:.1f} %)</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" '
                          f'height="{row - 1}" fill="hsl({hue},85%,60%)"/>'
                          f'<text x="{x + 2:.1f}" y="{y + row - 4}">{text}</text></g>')
-            walk(child["children"], x, depth + 1)  # type: ignore[arg-type]
+            walk(child["children"], x, depth + 1)
             x += w
 
     walk(tree, 0.0, 0)

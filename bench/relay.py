@@ -304,8 +304,8 @@ async def measure_server(kind: str, cfg: BenchConfig, folder: Path, n: int, call
     terms: list[tuple[Term, Term, str]] = []
     idle: IdleWorkers | None = None
     try:
-        for c, s, d in cfg.pairs:
-            terms.append((await Term.open(server.url, c), await Term.open(server.url, s), d))
+        for counter_id, station_id, dept in cfg.pairs:
+            terms.append((await Term.open(server.url, counter_id), await Term.open(server.url, station_id), dept))
         for c, s, d in terms[:1]:
             await one_call(c, s, d)  # warm up code paths before the baseline RSS
         await asyncio.sleep(1.0)

@@ -6,14 +6,19 @@ and prints how long each step took and what media arrived::
 
     kiosk call-test --config config/counter.toml --department juumin --seconds 5 [--json] [--url URL]
 
-Exit status: 0 when the call was answered, connected and media arrived from the station; 1 when
-not (the report says why); 2 for a bad config or command line.
+Exit status: 0 when the call was answered, connected, media arrived from the station and every source this
+counter is configured with (camera, document camera, microphone) delivered; 1 when not (the report says why,
+and ``problems`` names each missing thing); 2 for a bad config or command line.
+
+A relay link problem ends the test within moments of the link saying so: a refused token and an unreachable
+relay are reported apart (:func:`kiosk.cli.link_problem`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -21,12 +26,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kiosk.cli import CameraOverrides, add_camera_arguments
-from kiosk.client import RelayClient
+from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem, unknown_id
+from kiosk.client import LINK_UP, RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
 from kiosk.video.ice import IceConfigError, restrict_ice_addresses
 from kiosk.video.local_media import LocalMedia, open_local_media
 from kiosk.video.session import CallSession, EventKind, SessionState
+from kiosk.video.turnprobe import IcePathBook
 
 __all__ = ["CallTestReport", "TrackReport", "main", "run_call_test"]
 
@@ -65,6 +71,11 @@ class CallTestReport:
     held_s: float = 0.0
     tracks: list[TrackReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # The candidate pair that carried the media: {"local": host|srflx|relay, "transport": udp|tcp|tls,
+    # "remote": ..., "turn": "host:port" | null, "summary": "relay/tls ↔ relay", "url": the TURN URL used}.
+    path: dict[str, Any] | None = None
+    turn_probes: list[dict[str, Any]] = field(default_factory=list)  # each TURN URL: ok, seconds, failure, detail
+    path_failures: list[dict[str, str]] = field(default_factory=list)  # attempts that failed: url, why
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2)
@@ -78,6 +89,14 @@ class CallTestReport:
             f"  answered: {'yes by ' + str(self.answered_by) if self.answered else 'no'}"
             f"   time to answer: {s(self.time_to_answer_s)}   time to connected: {s(self.time_to_connected_s)}",
         ]
+        for p in self.turn_probes:
+            lines.append(f"  TURN {p['url']}: " + (f"ok in {p['seconds']:.3f} s" if p["ok"]
+                                                   else f"FAILED ({p['failure']}: {p['detail']})"))
+        for f in self.path_failures:
+            lines.append(f"  path tried: {f['url']}: {f['why']}")
+        if self.path is not None:
+            lines.append(f"  media path: {self.path.get('summary')}"
+                         + (f" via {self.path['url']}" if self.path.get("url") else ""))
         for t in self.tracks:
             line = f"  {t.member} {t.track:<8} first frame {s(t.first_frame_s)}  frames {t.frames}  {t.fps:.1f}/s"
             if t.width:
@@ -136,18 +155,36 @@ async def run_call_test(
                 return msg
         return None
 
-    client = RelayClient.for_link(config.relay, url=relay_url, on_message=on_message, client_name="kiosk-call-test")
+    link_changed = asyncio.Event()
+
+    def on_link(state: str, detail: str) -> None:
+        link_changed.set()
+
+    client = RelayClient.for_link(config.relay, url=relay_url, on_message=on_message, on_link=on_link,
+                                  client_name="kiosk-call-test")
     client.start()
     try:
-        try:
-            welcome = await client.wait_up(10.0)
-        except TimeoutError:
-            report.reason = f"relay not reachable at {relay_url}: {client.link_state} ({client.link_detail})"
+        problem = await _wait_link(client, link_changed, relay_url, 10.0)
+        if problem is not None:
+            report.reason = problem
+            report.problems.append(problem)
             return report
+        welcome = client.welcome or {}
         report.terminal = welcome.get("terminal", "?")
+        departments = [str(d.get("id")) for d in welcome.get("departments", []) if isinstance(d, dict)]
+        if department not in departments:
+            report.reason = unknown_id("department", department, departments)
+            report.problems.append(report.reason)
+            return report
+        # Every TURN URL is probed first (allocation over UDP/TCP/TLS): the report says which work and why not.
+        paths = IcePathBook(welcome.get("ice_servers"), ca_file=config.relay.ca_file or None)
+        for r in await paths.probe():
+            report.turn_probes.append({"url": r.path.url, "kind": r.path.kind, "ok": r.ok, "seconds": r.seconds,
+                                       "failure": r.failure, "detail": r.detail})
         session = CallSession(report.terminal, "counter", local, client.send,
                               ice_servers=welcome.get("ice_servers"), codec=config.media.network.codec,
-                              audio_output=config.media.audio.output)
+                              audio_output=config.media.audio.output, paths=paths,
+                              reconnect_window=config.media.network.reconnect_window)
         t_call = time.monotonic()
         await client.send({"type": "call", "department": department})
         msg = await next_of(("ringing", "error"), 10.0)
@@ -171,9 +208,12 @@ async def run_call_test(
         try:
             await _wait_connected(session, by, media_timeout)
         except TimeoutError:
+            report.path_failures = session.path_failures(by)
             report.reason = f"media to {by} did not connect within {media_timeout:.0f} s " \
-                            f"(state {session.connection_state(by)})"
+                            f"(state {session.connection_state(by)}): {_no_path_reason(report)}"
             return report
+        report.path = session.media_path(by)
+        report.path_failures = session.path_failures(by)
         connected_at = session.connected_at(by)
         assert connected_at is not None
         report.time_to_connected_s = round(connected_at - t_answer, 3)
@@ -213,6 +253,7 @@ async def run_call_test(
                 report.problems.append(f"{t.track} from {t.member}: no frames")
             elif t.track == "audio" and not t.audio_level:
                 report.problems.append(f"audio from {t.member}: silence (level 0)")
+        report.problems += local_problems(config, local)
         report.ok = not report.problems
         report.reason = "ok" if report.ok else report.problems[0]
         return report
@@ -224,6 +265,62 @@ async def run_call_test(
         await client.close()
         if own_local:
             local.close()
+
+
+def _no_path_reason(report: CallTestReport) -> str:
+    """Why no candidate pair worked, in the technician's terms."""
+    if not report.turn_probes:
+        return ("no TURN server is configured (relay.toml [ice] turn_secret and turn_urls), and the two networks "
+                "cannot reach each other directly")
+    working = [p["url"] for p in report.turn_probes if p["ok"]]
+    if not working:
+        return "no TURN URL works from here: " + "; ".join(f"{p['url']}: {p['failure']} ({p['detail']})"
+                                                         for p in report.turn_probes)
+    return (f"TURN works from here ({', '.join(working)}) but no path to the station connected: check the "
+            "station's network with kiosk doctor there")
+
+
+async def _wait_link(client: RelayClient, changed: asyncio.Event, url: str, timeout: float) -> str | None:
+    """Wait until the relay welcomes us (None) or the link names a problem (its one-line description)."""
+    deadline = time.monotonic() + timeout
+    while client.link_state != LINK_UP or client.welcome is None:
+        problem = link_problem(client.link_state, client.link_detail, url)
+        if problem is not None:
+            return problem
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return f"cannot reach the relay at {url}: no welcome within {timeout:g} s ({client.link_state})"
+        changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), min(left, 0.5))
+    return None
+
+
+def local_problems(config: TerminalConfig, local: LocalMedia) -> list[str]:
+    """Each configured source of this counter that is not delivering: the station got a placeholder or silence.
+
+    A camera that never delivered (missing, busy, unplugged) would otherwise leave a report that only looks at
+    what arrived from the station, and a technician would sign off a kiosk without cameras.
+    """
+    media = config.media
+    assert media is not None
+    problems = []
+    for label, cfg, src in (("camera", media.camera, local.camera),
+                            ("document camera", media.document_camera, local.document)):
+        if cfg is None:
+            continue
+        if src is None:
+            problems.append(f"{label} {cfg.source}: not opened")
+            continue
+        status = str(getattr(src, "status", "ok"))
+        if status != "ok":
+            problems.append(f"{label} {cfg.source}: {status} (the station saw a placeholder)")
+        elif getattr(src, "frames_captured", 1) == 0:
+            problems.append(f"{label} {cfg.source}: delivered no frames")
+    audio_status = str(getattr(local.audio, "status", "ok")) if local.audio is not None else "not opened"
+    if audio_status != "ok":
+        problems.append(f"microphone {media.audio.input}: {audio_status} (the station heard silence)")
+    return problems
 
 
 async def _wait_connected(session: CallSession, member: str, timeout: float) -> None:

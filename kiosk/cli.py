@@ -1,4 +1,5 @@
-"""Command-line pieces the terminal commands share: camera sources given on the command line.
+"""Command-line pieces the terminal commands share: camera sources given on the command line, and the words
+every command uses for a relay link problem and for an unknown id.
 
 ``--camera`` and ``--document-camera`` take the same spec strings as ``[camera] source`` and
 ``[document_camera] source`` (``/dev/video0``, ``/dev/v4l/by-id/…``, an index, ``file:PATH``,
@@ -9,11 +10,35 @@ so a technician can try another camera without editing it.
 from __future__ import annotations
 
 import argparse
+import difflib
 from dataclasses import dataclass, replace
 
 from kiosk.config import CAMERA_DEFAULT, DOCUMENT_CAMERA_DEFAULT, CameraConfig, TerminalConfig
 
-__all__ = ["CameraOverrides", "add_camera_arguments"]
+__all__ = ["CameraOverrides", "add_camera_arguments", "link_problem", "unknown_id"]
+
+
+def link_problem(state: str, detail: str, url: str) -> str | None:
+    """One line naming what is wrong with the relay link, or None while it is fine (``up``, ``connecting``).
+
+    ``unauthorized`` (the relay refused this terminal's token) and ``down`` (the relay cannot be reached) are
+    worded apart on purpose: the first is fixed in the config or relay.toml, the second on the network.
+    """
+    if state == "unauthorized":
+        why = f" ({detail})" if detail else ""
+        return (f"this terminal's token was refused by the relay at {url}{why}: make one with "
+                "`relay-server token TERMINAL_ID` and put it into [relay] token (docs/operations.md, Tokens)")
+    if state == "down":
+        why = f": {detail}" if detail else ""
+        return f"cannot reach the relay at {url}{why}"
+    return None
+
+
+def unknown_id(kind: str, value: str, valid: list[str] | tuple[str, ...]) -> str:
+    """``no department 'jumin'; valid ids: juumin, zeimu (did you mean 'juumin'?)``."""
+    hint = difflib.get_close_matches(value, list(valid), n=1)
+    tip = f" (did you mean '{hint[0]}'?)" if hint else ""
+    return f"no {kind} '{value}'; valid ids: {', '.join(valid) or 'none'}{tip}"
 
 @dataclass(frozen=True)
 class CameraOverrides:

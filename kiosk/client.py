@@ -12,14 +12,15 @@ import inspect
 import logging
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from common import protocol
 from kiosk.config import RelayLink
-from relay_server import protocol
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,11 @@ class RelayClient:
         on_link: called with ``(state, detail)`` when the link changes state.
         ssl_context: for ``wss://`` with a private CA.
         backoff: first and largest delay between reconnection attempts, in seconds.
+        replaced_backoff: first and largest delay after the relay closed us with 4409 because another copy of
+            this terminal logged in: it doubles with each 4409 and is not reset by a welcome (only by a link
+            that ends for another reason), so two copies settle instead of replacing each other for ever.
+        keepalive: ping interval and timeout, in seconds: a relay that stops answering (hung, or the network
+            silently gone) is noticed within their sum (plus the closing handshake, at most the timeout again).
         client_name: sent in ``hello`` for the relay's log.
     """
 
@@ -66,8 +72,10 @@ class RelayClient:
         on_link: LinkHandler | None = None,
         ssl_context: ssl.SSLContext | None = None,
         backoff: tuple[float, float] = (0.25, 10.0),
+        replaced_backoff: tuple[float, float] = (5.0, 600.0),
         client_name: str = "kiosk",
         open_timeout: float = 5.0,
+        keepalive: tuple[float, float] = (5.0, 10.0),
     ) -> None:
         self.url = url
         self.token = token
@@ -75,6 +83,11 @@ class RelayClient:
         self.on_link = on_link
         self.ssl_context = ssl_context
         self.backoff = backoff
+        self.replaced_backoff = replaced_backoff
+        self.replaced_count = 0  # 4409s in a row
+        self.keepalive = keepalive
+        self.bad_frames = 0  # frames from the relay that were not messages (logged, skipped)
+        self._bad_logged_at = -1e9
         self.client_name = client_name
         self.open_timeout = open_timeout
         self.welcome: dict[str, Any] | None = None
@@ -136,50 +149,82 @@ class RelayClient:
 
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> None:
+        """Connect, hello, deliver, reconnect — until :meth:`close`. Nothing the relay sends ends this loop."""
         delay = self.backoff[0]
         while not self._closing:
             await self._set_link(LINK_CONNECTING, self.url)
+            welcomed = False
             try:
                 async with connect(
                     self.url, ssl=self.ssl_context, open_timeout=self.open_timeout,
-                    max_size=protocol.MAX_MESSAGE_BYTES * 4, ping_interval=5, ping_timeout=10,
+                    max_size=protocol.MAX_MESSAGE_BYTES * 4, ping_interval=self.keepalive[0],
+                    ping_timeout=self.keepalive[1],
+                    # A relay that stopped answering will not answer the close either: do not wait 10 s for it.
+                    close_timeout=min(self.keepalive[1], 5.0),
                 ) as ws:
                     self._ws = ws
                     await ws.send(protocol.encode(
                         {"type": "hello", "token": self.token, "protocol": protocol.PROTOCOL_VERSION,
                          "client": self.client_name}))
-                    async for raw in ws:
-                        msg = protocol.parse_server(raw)
+                    while True:
+                        # Undecoded: a text frame that is not UTF-8 is skipped here like any bad frame,
+                        # instead of websockets failing the whole connection.
+                        raw = await ws.recv(decode=False)
+                        try:
+                            msg = protocol.parse_server(raw)
+                        except protocol.ProtocolError as err:
+                            self._bad_frame(err)
+                            continue
                         if msg["type"] == "welcome":
                             self.welcome = msg
+                            welcomed = True
                             delay = self.backoff[0]
                             self.up.set()
                             await self._set_link(LINK_UP, self.url)
                         elif msg["type"] == "error" and msg.get("code") == "unauthorized":
-                            await self._set_link(LINK_UNAUTHORIZED, msg.get("message", ""))
+                            await self._set_link(LINK_UNAUTHORIZED, str(msg.get("message", "")))
                         await self._deliver(msg)
-                    code = ws.close_code
-                    reason = ws.close_reason or ""
             except (TimeoutError, OSError, websockets.InvalidHandshake, websockets.InvalidURI) as err:
                 code, reason = None, f"{type(err).__name__}: {err}"
             except websockets.ConnectionClosed as err:
                 code, reason = (err.rcvd.code, err.rcvd.reason) if err.rcvd else (None, str(err))
-            except protocol.ProtocolError as err:
-                code, reason = None, f"relay sent a bad message: {err}"
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # never die: whatever went wrong, the link is down and is retried
+                log.exception("relay link failed")
+                code, reason = None, f"{type(err).__name__}: {err}"
             finally:
                 self._ws = None
                 self.up.clear()
             if self._closing:
                 break
-            if code == protocol.CLOSE_UNAUTHORIZED:
-                await self._set_link(LINK_UNAUTHORIZED, reason or "token rejected")
-            elif code == protocol.CLOSE_REPLACED:
-                await self._set_link(LINK_DOWN, "replaced by another connection with this terminal id")
+            wait = delay
+            if code == protocol.CLOSE_REPLACED:
+                self.replaced_count += 1
+                wait = min(self.replaced_backoff[0] * 2 ** (self.replaced_count - 1), self.replaced_backoff[1])
+                detail = (f"another copy of this terminal is running (replaced by a newer connection "
+                          f"{self.replaced_count}x); retrying in {wait:.0f} s")
+                log.warning("relay link: %s", detail)
+                await self._set_link(LINK_DOWN, detail)
             else:
-                await self._set_link(LINK_DOWN, reason or f"closed ({code})")
-            log.info("relay link down (%s); retrying in %.1f s", reason or code, delay)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, self.backoff[1])
+                if welcomed:
+                    self.replaced_count = 0  # a link that ended for another reason: no other copy is fighting
+                if code == protocol.CLOSE_UNAUTHORIZED:
+                    await self._set_link(LINK_UNAUTHORIZED, reason or "token rejected")
+                else:
+                    await self._set_link(LINK_DOWN, reason or f"closed ({code})")
+                log.info("relay link down (%s); retrying in %.1f s", reason or code, wait)
+                delay = min(delay * 2, self.backoff[1])
+            await asyncio.sleep(wait * random.uniform(0.8, 1.2))
+
+    def _bad_frame(self, err: Exception) -> None:
+        """A frame from the relay that is not a message: skipped, logged at most once a minute."""
+        self.bad_frames += 1
+        now = time.monotonic()
+        if now - self._bad_logged_at >= 60:
+            self._bad_logged_at = now
+            log.warning("relay sent a frame that is not a message (%s); skipped (%d so far)",
+                        str(err)[:200], self.bad_frames)
 
     async def _deliver(self, msg: dict[str, Any]) -> None:
         if self.on_message is None:

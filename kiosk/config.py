@@ -6,16 +6,19 @@ silently ignored) and every error names the file, the line and the key.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from relay_server.tomlconf import ConfigError, Section, load
+from common.tomlconf import ConfigError, Section, load
 
 __all__ = [
-    "AudioConfig", "CameraConfig", "ConfigError", "LampConfig", "MediaConfig", "NetworkConfig",
+    "AudioConfig", "CameraConfig", "ConfigError", "LampConfig", "MediaConfig", "NetworkConfig", "PrinterConfig",
     "RelayLink", "TerminalConfig", "UiConfig", "load_terminal_config",
 ]
+
+log = logging.getLogger(__name__)
 
 LAMP_DRIVERS = ("lcus", "ascii", "none")
 ROTATIONS = (0, 90, 180, 270)
@@ -65,6 +68,8 @@ class NetworkConfig:
     # Local addresses ICE may use; empty = every interface (aioice's default, minus loopback).
     ice_addresses: tuple[str, ...] = ()
     codec: str = "vp8"
+    # Seconds an outage of a call's media may last while the members rebuild it, before the call ends.
+    reconnect_window: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -88,12 +93,23 @@ class LampConfig:
 
 
 @dataclass(frozen=True)
+class PrinterConfig:
+    """``[printer]`` of a counter: the CUPS queue that prints the papers staff hand over the screen."""
+
+    queue: str
+    timeout: float = 60.0  # seconds a job may take before the resident and staff are told it did not print
+    options: tuple[str, ...] = ()  # extra ``lp -o`` options, e.g. "media=A4"
+
+
+@dataclass(frozen=True)
 class TerminalConfig:
     path: Path
     relay: RelayLink
     ui: UiConfig = field(default_factory=UiConfig)
     media: MediaConfig | None = None
     lamp: LampConfig | None = None
+    printer: PrinterConfig | None = None  # counter only
+    emblems: dict[str, str] = field(default_factory=dict)  # counter only: office id → emblem image (absolute path)
 
     def with_overrides(self, **changes: Any) -> TerminalConfig:
         return replace(self, **changes)
@@ -179,6 +195,8 @@ def _parse_media(root: Section, role: str) -> MediaConfig:
         ice_addresses=tuple(n.get_list("ice_addresses", str, [])),
         codec=n.get("codec", str, "vp8", check=lambda c: None if c in ("vp8", "h264")
                     else "must be 'vp8' or 'h264'"),
+        reconnect_window=n.get("reconnect_window", float, NetworkConfig.reconnect_window,
+                               check=lambda v: None if 5 <= v <= 600 else "must be between 5 and 600 seconds"),
     )
     n.done()
     return MediaConfig(camera, document, audio, net)
@@ -240,5 +258,31 @@ def load_terminal_config(path: str | Path, role: str) -> TerminalConfig:
     lamp = parse_lamp(lamp_sec) if lamp_sec.data or role == "lamp" else None
     if role == "counter" and lamp is not None:
         raise root.error("lamp", "a counter terminal has no lamp; lamps belong to the office")
+    printer_sec, emblem_sec = root.section("printer"), root.section("emblems")
+    printer, emblems = None, {}
+    if role == "counter":
+        printer = _parse_printer(printer_sec) if printer_sec.data else None
+        for office in emblem_sec.data:
+            rel = emblem_sec.get(office, str, check=lambda v: None if v else "must be an image file path")
+            full = Path(rel) if Path(rel).is_absolute() else Path(path).resolve().parent / rel
+            if full.is_file():
+                emblems[office] = str(full)
+            else:  # a missing picture must not stop the counter: the town button shows its name alone
+                log.warning("%s: emblems.%s: image %s does not exist; the town is shown without it",
+                            path, office, full)
+        emblem_sec.done()
+    elif printer_sec.data or emblem_sec.data:
+        raise root.error("printer" if printer_sec.data else "emblems", "only a counter terminal has this section")
     root.done()
-    return TerminalConfig(Path(path), relay, ui, media, lamp)
+    return TerminalConfig(Path(path), relay, ui, media, lamp, printer, emblems)
+
+
+def _parse_printer(sec: Section) -> PrinterConfig:
+    p = PrinterConfig(
+        queue=sec.get("queue", str, check=lambda q: None if q and " " not in q else "must be a CUPS queue name "
+                      "(see `lpstat -p`)"),
+        timeout=sec.get("timeout", float, PrinterConfig.timeout, check=_positive),
+        options=tuple(sec.get_list("options", str, [])),
+    )
+    sec.done()
+    return p

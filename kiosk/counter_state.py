@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -111,21 +111,27 @@ class Department:
     phone: str = ""
     hours_ja: str = ""
     hours_en: str = ""
+    office: str = ""  # the town ([[office]]) it belongs to: a counter of several towns asks for the town first
+    office_name_ja: str = ""
+    office_name_en: str = ""
 
     @classmethod
     def from_message(cls, d: Mapping[str, Any]) -> Department:
         name = d.get("name") or {}
         fb = d.get("fallback") or {}
+        office = str(d.get("office", ""))
+        office_name = d.get("office_name") or {}
         return cls(id=str(d["id"]), name_ja=str(name.get("ja", d["id"])), name_en=str(name.get("en", d["id"])),
                    phone=str(fb.get("phone", "")), hours_ja=str(fb.get("hours_ja", "")),
-                   hours_en=str(fb.get("hours_en", "")))
+                   hours_en=str(fb.get("hours_en", "")), office=office,
+                   office_name_ja=str(office_name.get("ja", office)), office_name_en=str(office_name.get("en", office)))
 
     def with_fallback(self, fb: Mapping[str, Any] | None) -> Department:
         """This department with the fallback phone/hours of an error message, when it carries one."""
         if not fb:
             return self
-        return Department(self.id, self.name_ja, self.name_en, str(fb.get("phone", self.phone)),
-                          str(fb.get("hours_ja", self.hours_ja)), str(fb.get("hours_en", self.hours_en)))
+        return replace(self, phone=str(fb.get("phone", self.phone)), hours_ja=str(fb.get("hours_ja", self.hours_ja)),
+                       hours_en=str(fb.get("hours_en", self.hours_en)))
 
     def name(self, lang: str) -> str:
         return self.name_ja if lang == "ja" else self.name_en
@@ -143,6 +149,7 @@ class CallInfo:
     started_at: float = 0.0
     answered_at: float = 0.0
     members: list[str] = field(default_factory=list)  # staff members, in join order
+    retried: bool = False  # 'call' sent again after crossing the cancel of the previous call
 
 
 @dataclass(frozen=True)
@@ -286,6 +293,7 @@ class CounterMachine:
         self.pin_error = False
         self.pin_attempts = 0
         self._timers: set[str] = set()
+        self._cancelled_ids: list[str] = []  # calls the resident cancelled: an 'answered' for one is hung up
         self._out: list[Command] = []
         self.history: list[tuple[State, State]] = []
         self._started = False
@@ -492,6 +500,8 @@ class CounterMachine:
             return
         if self.call.id:
             self._out.append(Send({"type": "cancel", "call": self.call.id}))
+            self._cancelled_ids.append(self.call.id)
+            del self._cancelled_ids[:-8]  # only the last few can still be crossing on the wire
         # Without a call id the relay has not answered ``call`` yet: ``ringing`` will be cancelled on arrival.
         self._cancelled_call = not self.call.id
         self._end_call()
@@ -576,14 +586,24 @@ class CounterMachine:
 
     def _msg_ringing(self, msg: Mapping[str, Any]) -> None:
         call_id = str(msg.get("call", ""))
-        if self.state is State.CALLING and self.call is not None and not self.call.id:
-            self.call.id = call_id
-        elif self._cancelled_call:
-            # The resident cancelled before the relay confirmed the call: cancel it now.
+        if self._cancelled_call:
+            # The resident cancelled before the relay confirmed the call: cancel it now. (The relay answers
+            # 'call' messages in order, so this 'ringing' is the cancelled call's even if a new call is waiting.)
             self._cancelled_call = False
+            self._cancelled_ids.append(call_id)
             self._out.append(Send({"type": "cancel", "call": call_id}))
+        elif self.state is State.CALLING and self.call is not None and not self.call.id:
+            self.call.id = call_id
 
     def _msg_answered(self, msg: Mapping[str, Any]) -> None:
+        call_id = str(msg.get("call", ""))
+        if call_id in self._cancelled_ids and not self._is_our_call(msg):
+            # Staff answered a call the resident had already cancelled (the two crossed on the wire): the
+            # resident meant to leave, so end it rather than leave the station talking to an empty kiosk.
+            self._cancelled_ids.remove(call_id)
+            log.info("call %s answered after it was cancelled: hanging up", call_id)
+            self._out.append(Send({"type": "hangup", "call": call_id}))
+            return
         if self.state is not State.CALLING or not self._is_our_call(msg):
             return
         assert self.call is not None
@@ -643,6 +663,14 @@ class CounterMachine:
             log.info("relay error %s (%s) in %s", msg.get("code"), msg.get("message"), self.state.name)
             return
         code = msg.get("code")
+        if code == "already_in_call" and not self.call.id and msg.get("call") in self._cancelled_ids \
+                and not self.call.retried:
+            # Our new call reached the relay before the cancel of the previous one: that cancel is on its way
+            # (sent with it again here, harmless twice), so ask once more.
+            self.call.retried = True
+            self._out.append(Send({"type": "cancel", "call": str(msg["call"])}))
+            self._out.append(Send({"type": "call", "department": self.call.department.id}))
+            return
         dept = self.call.department.with_fallback(msg.get("fallback"))
         self._end_call()
         outcome = {"closed": Outcome.CLOSED, "unavailable": Outcome.UNAVAILABLE}.get(str(code), Outcome.FAILED)

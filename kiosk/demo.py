@@ -204,7 +204,8 @@ def run_windows(args: argparse.Namespace) -> int:
     py = sys.executable
     tmp = Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
-    relay = subprocess.Popen([py, "-m", "relay_server", "--config", str(CONFIG / "relay.toml"),
+    relay_toml = "relay-two-towns.toml" if args.two_towns else "relay.toml"
+    relay = subprocess.Popen([py, "-m", "relay_server", "--config", str(CONFIG / relay_toml),
                               "--host", "127.0.0.1", "--port", str(args.port)],
                              stdout=subprocess.PIPE, cwd=ROOT)
     procs.append(relay)
@@ -235,6 +236,9 @@ def run_windows(args: argparse.Namespace) -> int:
     ]
     for cmd, (x, y, w, h) in layout:
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=_kivy_window_env(x, y, w, h)))
+    if args.two_towns:  # the second town's station answers by itself (no room for a fourth window)
+        procs.append(subprocess.Popen(k + ["office", "--config", str(CONFIG / "office-3.toml"), "--url", url,
+                                           "--headless", "--auto-answer", "3"], cwd=ROOT))
     print("demo: running; close any window or press Ctrl-C to stop everything", flush=True)
     stop = False
 
@@ -268,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--small", action="store_true", help="smaller pictures (for slow machines and CI)")
     p.add_argument("--port", type=int, default=8765, help="relay port for the windowed demo (default 8765)")
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    p.add_argument("--two-towns", action="store_true",
+                   help="windowed demo with config/relay-two-towns.toml: the counter serves two towns")
     p.add_argument("--log-level", default="WARNING")
     return p
 

@@ -19,12 +19,13 @@ import sys
 from collections.abc import Callable
 from typing import Any, Self
 
-from kiosk.cli import CameraOverrides, add_camera_arguments
+from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem
 from kiosk.client import LINK_UP, RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
 from kiosk.video.ice import IceConfigError, restrict_ice_addresses
 from kiosk.video.local_media import LocalMedia, open_local_media
 from kiosk.video.session import CallSession, EventKind, SessionEvent, SessionState
+from kiosk.video.turnprobe import IcePathBook
 
 __all__ = ["HeadlessCounter", "HeadlessStation", "HeadlessTerminal", "main"]
 
@@ -50,6 +51,8 @@ class HeadlessTerminal:
         self.local = local
         self.client: RelayClient | None = None
         self.session: CallSession | None = None
+        # The TURN paths, probed at each welcome (start-up, and whenever the relay link comes back).
+        self.paths = IcePathBook(ca_file=config.relay.ca_file or None)
 
     async def start(self) -> Self:
         """Restrict ICE to the configured addresses, open sources, connect to the relay."""
@@ -86,7 +89,20 @@ class HeadlessTerminal:
             await self.session.on_message(msg)
 
     async def _on_link(self, state: str, detail: str) -> None:
-        """Link changes; nothing to do here."""
+        """Link changes: a fresh welcome brings ICE servers (new credentials) and may mean a new network."""
+        if state == LINK_UP and self.client is not None and self.client.welcome:
+            self.paths.set_servers(self.client.welcome.get("ice_servers"))
+            self.paths.refresh()
+
+    def new_session(self, terminal: str, call_id: str | None = None,
+                    on_event: Callable[[SessionEvent], Any] | None = None) -> CallSession:
+        """A call session with this terminal's sources, relay link, probed paths and [network] settings."""
+        assert self.client is not None and self.local is not None and self.config.media is not None
+        net = self.config.media.network
+        return CallSession(terminal, self.role, self.local, self.client.send, call_id=call_id,
+                           ice_servers=(self.client.welcome or {}).get("ice_servers"), codec=net.codec,
+                           audio_output=self.config.media.audio.output, on_event=on_event, paths=self.paths,
+                           reconnect_window=net.reconnect_window)
 
 
 class HeadlessStation(HeadlessTerminal):
@@ -124,6 +140,8 @@ class HeadlessStation(HeadlessTerminal):
         self.sessions: list[CallSession] = []
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._ready_reported = False
+        self._link_said = ""  # the last link line said, so that a retry loop does not repeat it
+        self._ringing: set[str] = set()  # calls that rang here and are not yet answered, taken or ended
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def close(self) -> None:
@@ -148,12 +166,10 @@ class HeadlessStation(HeadlessTerminal):
         if self.in_call:
             raise RuntimeError(f"{self.terminal_id} is already in call {self.session and self.session.call_id}")
         welcome = self.client.welcome or {}
-        session = CallSession(
-            self.terminal_id or welcome.get("terminal", "?"), "office", self.local, self.client.send,
-            call_id=call_id, ice_servers=welcome.get("ice_servers"), codec=self.config.media.network.codec,
-            audio_output=self.config.media.audio.output, on_event=self._session_event)
+        session = self.new_session(self.terminal_id or welcome.get("terminal", "?"), call_id, self._session_event)
         self.session = session
         self.sessions.append(session)
+        self._ringing.discard(call_id)
         await self.client.send({"type": "answer", "call": call_id})
         self._say(f"answered call {call_id}")
         return session
@@ -169,6 +185,7 @@ class HeadlessStation(HeadlessTerminal):
 
     # -- relay events ----------------------------------------------------------------------------
     async def _on_link(self, state: str, detail: str) -> None:
+        await super()._on_link(state, detail)
         if state == LINK_UP and self.client is not None and self.client.welcome:
             self.terminal_id = self.client.welcome.get("terminal")
             if not self._ready_reported:
@@ -176,11 +193,20 @@ class HeadlessStation(HeadlessTerminal):
                 media = self.config.media
                 camera = media.camera.source if media is not None and media.camera is not None else "none"
                 self._say(f"ready: {self.terminal_id} connected to {self.url}; camera {camera}")
-        log.info("relay link %s (%s)", state, detail)
+            elif self._link_said:
+                self._say(f"relay link up again: {self.terminal_id} connected to {self.url}")
+            self._link_said = ""
+            return
+        problem = link_problem(state, detail, self.url)
+        if problem is not None and problem != self._link_said:
+            self._link_said = problem
+            self._say(f"relay link {state}: {problem}")
+        log.debug("relay link %s (%s)", state, detail)
 
     async def _on_message(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
         call = msg.get("call")
+        self._report_call_message(msg)
         if kind == "incoming" and isinstance(call, str):
             if self.in_call or self.auto_answer is None or call in self._pending:
                 return
@@ -195,6 +221,24 @@ class HeadlessStation(HeadlessTerminal):
             return
         await super()._on_message(msg)
 
+    def _report_call_message(self, msg: dict[str, Any]) -> None:
+        """One line for every call that rings here, is taken by a colleague, or ends before anyone answered."""
+        kind, call = msg.get("type"), msg.get("call")
+        if not isinstance(call, str):
+            return
+        if kind == "incoming" and call not in self._ringing:
+            self._ringing.add(call)
+            who = msg.get("from_name") or msg.get("from")
+            invited = f", invited by {msg['invited_by']}" if msg.get("invited_by") else ""
+            self._say(f"ringing: call {call} for {msg.get('department')} from {who}{invited}")
+        elif kind == "taken" and call in self._ringing:
+            self._ringing.discard(call)
+            self._say(f"call {call} taken by {msg.get('by')}")
+        elif kind == "ended" and call in self._ringing:
+            self._ringing.discard(call)
+            if self.session is None or self.session.call_id != call:
+                self._say(f"call {call} ended before it was answered here: {msg.get('reason')}")
+
     async def _answer_later(self, call: str) -> None:
         try:
             await asyncio.sleep(self.auto_answer or 0.0)
@@ -205,7 +249,8 @@ class HeadlessStation(HeadlessTerminal):
 
     def _session_event(self, event: SessionEvent) -> None:
         if event.kind is EventKind.ENDED:
-            self._say(f"call ended: {event.reason}")
+            call = self.session.call_id if self.session is not None else "?"
+            self._say(f"call {call} ended: {event.reason}")
         elif event.kind is EventKind.CONNECTION_STATE and event.state in ("connected", "failed"):
             self._say(f"media to {event.member}: {event.state}")
         if self.on_event is not None:
@@ -265,9 +310,7 @@ class HeadlessCounter(HeadlessTerminal):
         welcome = await self.wait_up(timeout)
         if self.session is not None and self.session.state is not SessionState.ENDED:
             raise RuntimeError(f"counter {welcome['terminal']} is already in call {self.session.call_id}")
-        session = CallSession(welcome["terminal"], "counter", self.local, self.client.send,
-                              ice_servers=welcome.get("ice_servers"), codec=self.config.media.network.codec,
-                              audio_output=self.config.media.audio.output, on_event=self.on_event)
+        session = self.new_session(welcome["terminal"], on_event=self.on_event)
         while not self._replies.empty():
             self._replies.get_nowait()
         self.session = session
@@ -311,7 +354,9 @@ class HeadlessCounter(HeadlessTerminal):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kiosk office --headless",
-                                description="A staff station without a UI that answers calls by itself.")
+                                description="A staff station without a UI: prints one line per link change and "
+                                            "per call that rings, is answered, taken or ends; answers by itself "
+                                            "with --auto-answer.")
     p.add_argument("--config", default="config/office.toml", help="office terminal config (TOML)")
     p.add_argument("--headless", action="store_true", help="no UI (this module always runs headless)")
     p.add_argument("--auto-answer", type=float, default=None, metavar="SECONDS",

@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
+from common.logs import event, setup_logging
+from common.protocol import LAMP_TEST_SECONDS
 from kiosk.config import ConfigError, LampConfig, RelayLink, load_terminal_config
 from kiosk.devices.lamp import (
     ChannelState,
@@ -42,10 +44,13 @@ from kiosk.devices.lamp import (
     config_channels,
     open_lamp_driver,
 )
-from relay_server.logs import event, setup_logging
-from relay_server.protocol import LAMP_TEST_SECONDS
 
 log = logging.getLogger(__name__)
+
+# Ping interval and timeout of the lamp agent's relay link, in seconds. A lamp lit for a call the relay no longer
+# carries misleads the office, so a hung relay (or a silently dead network) must put it out within seconds: at
+# most their sum (the terminals' default, 5 + 10 s, left it lit for up to 23 s).
+LAMP_KEEPALIVE = (2.0, 2.0)
 
 __all__ = ["LampBoard", "LampController", "channel_labels", "main", "run_agent", "run_check"]
 
@@ -278,26 +283,41 @@ class LampController:
 # ---------------------------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------------------------
-async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys.stdout) -> int:
+async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys.stdout,
+                    errors: list[tuple[str, Exception]] | None = None) -> int:
     """Technician check: light each configured channel for ``dwell`` seconds, one after the other, and report.
+
+    Args:
+        errors: if given, every failure is appended as ``(stage, exception)`` with stage ``open`` (the port or
+            the device's first answer) or ``command`` (all-off or a channel), for callers that judge by type.
 
     Returns 0 if every channel was acknowledged (ascii) or written (lcus), else 1.
     """
+    errors = [] if errors is None else errors
     channels = config_channels(config)
     labels = channel_labels(config)
     print(f"lamp check: {config.driver} lamp on {config.port or '(none)'}, "
           f"{len(channels)} channel(s), {dwell:g} s each", file=out, flush=True)
+    if config.driver == "none":
+        # Nothing to light: a test that "passed" here would vouch for a lamp that is not there.
+        err = ValueError('[lamp] driver = "none": there is no lamp to test (set driver to lcus or ascii and port '
+                         "to the lamp's serial port)")
+        errors.append(("open", err))
+        print(f"FAILED: {err}", file=out, flush=True)
+        return 1
     try:
         driver = await open_lamp_driver(config)
     except (LampError, ValueError) as err:
+        errors.append(("open", err))
         print(f"FAILED: {err}", file=out, flush=True)
         return 1
-    ok_word = "acknowledged" if driver.acknowledged else ("logged" if config.driver == "none" else "written")
+    ok_word = "acknowledged" if driver.acknowledged else "written"
     failures = 0
     async with driver:
         try:
             await driver.all_off()
         except LampError as err:
+            errors.append(("command", err))
             print(f"  all off: FAILED: {err}", file=out, flush=True)
             failures += 1
         for ch in channels:
@@ -307,6 +327,7 @@ async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys
                 await driver.set(ch, ChannelState.OFF)
                 result = ok_word
             except LampError as err:
+                errors.append(("command", err))
                 result = f"FAILED: {err}"
                 failures += 1
             print(f"  channel {ch:<2} {labels.get(ch, ''):<20} {result}", file=out, flush=True)
@@ -328,6 +349,7 @@ async def run_agent(relay: RelayLink, lamp: LampConfig, *, stop: asyncio.Event |
         loop.add_signal_handler(sig, stop.set)
     controller = LampController(lamp)
     client = RelayClient.for_link(relay, on_message=controller.on_message, on_link=controller.on_link,
+                                  keepalive=LAMP_KEEPALIVE,
                                   client_name="kiosk-lamp")
     controller.start()
     client.start()
@@ -350,6 +372,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="kiosk lamp", description="Light a serial lamp while calls ring (see docs/devices.md).")
     ap.add_argument("--config", required=True, help="lamp terminal config (TOML), e.g. config/lamp.toml")
+    ap.add_argument("--url", help="relay URL, overriding [relay] url")
     ap.add_argument("--lamp-port", metavar="URL",
                     help="serial port or pyserial URL, overriding [lamp] port (/dev/ttyUSB0, hwgrep://1a86:7523, "
                          "socket://host:port)")
@@ -369,4 +392,5 @@ def main(argv: list[str]) -> int:
         setup_logging("WARNING")
         return asyncio.run(run_check(lamp, dwell=args.test_dwell))
     setup_logging(args.log_level)
-    return asyncio.run(run_agent(cfg.relay, lamp))
+    relay = cfg.relay if args.url is None else replace(cfg.relay, url=args.url)
+    return asyncio.run(run_agent(relay, lamp))

@@ -8,8 +8,8 @@ import secrets
 import signal
 import sys
 
+from common.logs import setup_logging
 from relay_server.config import ConfigError, hash_token, load_relay_config
-from relay_server.logs import setup_logging
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -21,6 +21,8 @@ def _run(args: argparse.Namespace) -> int:
         server = RelayServer(config)
         await server.start(args.host, args.port)
         print(f"listening on {server.url}", flush=True)
+        if server.fleet is not None:
+            print(f"fleet page on {server.fleet.url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -41,6 +43,26 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_hash(args: argparse.Namespace) -> int:
+    import getpass
+
+    from relay_server.admin.settings import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.user}: ")
+        if getpass.getpass("again: ") != password:
+            print("relay-server: the passwords differ; nothing written", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 10:
+        print("relay-server: use at least 10 characters", file=sys.stderr)
+        return 1
+    print("# add to relay.toml (the fleet page's accounts):")
+    print(f'[[admin]]\nuser = "{args.user}"\npassword_hash = "{hash_password(password)}"')
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
@@ -56,8 +78,22 @@ def _report(args: argparse.Namespace) -> int:
         # Each department's month is counted in its own office's time zone.
         for dept in config.departments.values():
             start, end = month_bounds(args.month, ZoneInfo(config.offices[dept.office].timezone))
-            records += [r for r in calllog.records(start, end) if r.department == dept.id]
-    sys.stdout.write(format_report(build_report(records, config.departments), as_csv=args.csv))
+            records += [r for r in calllog.records(start, end) + calllog.refused(start, end)
+                        if r.department == dept.id]
+    # The report is split by office: each town sees its own calls (--office picks one; text output has a section each).
+    offices = [args.office] if args.office else list(config.offices)
+    if args.office and args.office not in config.offices:
+        print(f"{args.config}: no [[office]] '{args.office}' (known: {', '.join(config.offices)})", file=sys.stderr)
+        return 2
+    for i, office in enumerate(offices):
+        depts = [d for d, dept in config.departments.items() if dept.office == office]
+        table = format_report(build_report([r for r in records if r.department in depts], depts), as_csv=args.csv)
+        if len(offices) > 1 and not args.csv:
+            name = config.offices[office].name
+            table = ("\n" if i else "") + f"{name['ja']} / {name['en']} ({office})\n" + table
+        elif len(offices) > 1 and i:
+            table = table.split("\n", 1)[1]  # one CSV header
+        sys.stdout.write(table)
     return 0
 
 
@@ -76,15 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     p_token = sub.add_parser("token", help="make a new terminal token and its hash line")
     p_token.add_argument("terminal")
+    p_admin = sub.add_parser("admin-hash", help="make an [[admin]] account for the fleet page (asks the password)")
+    p_admin.add_argument("user")
     p_report = sub.add_parser("report", help="monthly call report per department")
     p_report.add_argument("--config", required=True)
     p_report.add_argument("--month", required=True, type=_month)
     p_report.add_argument("--csv", action="store_true")
-    if argv and argv[0] in ("token", "report"):
+    p_report.add_argument("--office", help="only this [[office]] (default: every office, one table each)")
+    if argv and argv[0] in ("token", "report", "admin-hash"):
         args = parser.parse_args(argv)
     else:
         run = argparse.ArgumentParser(prog="relay-server", description="Run the relay. Other commands: "
-                                      "'relay-server token TERMINAL_ID', 'relay-server report --config PATH --month YYYY-MM'.")
+                                      "'relay-server token TERMINAL_ID', 'relay-server admin-hash USER', 'relay-server report --config PATH --month YYYY-MM'.")
         run.add_argument("--config", required=True)
         run.add_argument("--host")
         run.add_argument("--port", type=int)
@@ -93,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         args.command = "run"
     setup_logging(args.log_level)
     try:
-        return {"run": _run, "token": _token, "report": _report}[args.command](args)
+        return {"run": _run, "token": _token, "report": _report, "admin-hash": _admin_hash}[args.command](args)
     except ConfigError as err:
         print(f"relay-server: config error: {err}", file=sys.stderr)
         return 2

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from relay_server.protocol import ROLES
-from relay_server.tomlconf import ConfigError, Section, load
+from common.protocol import ROLES
+from common.tomlconf import ConfigError, Section, load
+from relay_server.admin.settings import FleetSettings, parse_fleet
 
 __all__ = ["ConfigError", "Department", "Hours", "Office", "RelayConfig", "Terminal", "hash_token",
            "load_relay_config"]
@@ -33,6 +35,29 @@ def hash_token(token: str) -> str:
 
 def token_matches(token: str, token_hash: str) -> bool:
     return hmac.compare_digest(hash_token(token), token_hash)
+
+
+# Tokens printed in this repository (the demo terminals' configs and the examples' placeholders): anyone can read
+# them, so a relay reachable from other machines must not accept them (``insecure_terminals``).
+PUBLISHED_TOKENS = ("demo-counter-1-e8b1c2", "demo-office-1-5f0a9d", "demo-office-2-7c3e41", "demo-office-3-5b9d02",
+                    "demo-lamp-1-2b9d60")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_terminals(config: RelayConfig) -> list[str]:
+    """Terminals whose token hash belongs to a published token (a demo token, ``REPLACE-ME-<id>``)."""
+    published = {hash_token(t) for t in PUBLISHED_TOKENS}
+    return sorted(t.id for t in config.terminals.values()
+                  if t.token_hash in published or t.token_hash == hash_token(f"REPLACE-ME-{t.id}"))
 
 
 @dataclass(frozen=True)
@@ -81,10 +106,15 @@ class Department:
     name: dict[str, str]  # {"ja": ..., "en": ...}
     hours: Hours
     fallback: dict[str, str]  # {"phone": ..., "hours_ja": ..., "hours_en": ...}
+    office_name: dict[str, str] = field(default_factory=dict)  # the office's {"ja", "en"}: a counter's town picker
 
     def public(self) -> dict[str, object]:
         """As sent to terminals in ``welcome``."""
-        return {"id": self.id, "office": self.office, "name": dict(self.name), "fallback": dict(self.fallback)}
+        out: dict[str, object] = {"id": self.id, "office": self.office, "name": dict(self.name),
+                                  "fallback": dict(self.fallback)}
+        if self.office_name:
+            out["office_name"] = dict(self.office_name)
+        return out
 
 
 @dataclass(frozen=True)
@@ -114,6 +144,8 @@ class RelayConfig:
     rate_limit: float = 20.0  # messages per second, sustained
     rate_burst: int = 60
     rate_strikes: int = 20  # rejected messages in a row before the connection is closed
+    max_connections: int = 4000  # open sockets at once, all addresses together (also kept below the fd limit)
+    max_connections_per_address: int = 200  # open sockets from one IP address (kiosks behind one NAT share one)
     ice_servers: tuple[dict[str, object], ...] = ()
     turn_secret: str = ""
     turn_urls: tuple[str, ...] = ()
@@ -121,6 +153,7 @@ class RelayConfig:
     offices: dict[str, Office] = field(default_factory=dict)
     departments: dict[str, Department] = field(default_factory=dict)
     terminals: dict[str, Terminal] = field(default_factory=dict)
+    fleet: FleetSettings = field(default_factory=FleetSettings)  # the fleet page (relay_server/admin)
 
     def resolve(self, p: str) -> str:
         """A path from the config, relative to the config file's folder."""
@@ -213,6 +246,9 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         rate_limit=s.get("rate_limit", float, d.rate_limit, check=_positive),
         rate_burst=s.get("rate_burst", int, d.rate_burst, check=_positive),
         rate_strikes=s.get("rate_strikes", int, d.rate_strikes, check=_positive),
+        max_connections=s.get("max_connections", int, d.max_connections, check=_positive),
+        max_connections_per_address=s.get("max_connections_per_address", int, d.max_connections_per_address,
+                                          check=_positive),
     )
     if bool(server["tls_cert"]) != bool(server["tls_key"]):
         raise s.error("tls_cert" if not server["tls_cert"] else "tls_key",
@@ -264,7 +300,8 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         fb = dsec.section("fallback")
         fallback = {k: fb.get(k, str, "") for k in ("phone", "hours_ja", "hours_en")}
         fb.done()
-        departments[did] = Department(did, oid, _names(dsec, "name"), parse_hours(dsec, zones[oid]), fallback)
+        departments[did] = Department(did, oid, _names(dsec, "name"), parse_hours(dsec, zones[oid]), fallback,
+                                      dict(offices[oid].name))
         dsec.done()
     if not departments:
         raise root.error("department", "at least one [[department]] is needed")
@@ -282,6 +319,7 @@ def load_relay_config(path: str | Path) -> RelayConfig:
                 raise t.error("departments", f"unknown department '{dep}' (known: {', '.join(departments)})")
         terminals[tid] = Terminal(tid, role, th, tuple(depts), t.get("name", str, ""))
         t.done()
+    fleet = parse_fleet(root)
     root.done()
     return RelayConfig(path=Path(path), offices=offices, departments=departments, terminals=terminals,
-                       **server, **turn)  # type: ignore[arg-type]
+                       fleet=fleet, **server, **turn)

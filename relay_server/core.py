@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from common.protocol import CLIENT_ROLES, LAMP_TEST_SECONDS, ROLES, ProtocolError
 from relay_server.config import RelayConfig
-from relay_server.protocol import CLIENT_ROLES, LAMP_TEST_SECONDS, ROLES, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,18 @@ class CancelTimer:
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One finished call (or rejected attempt) for the call log: ids and times only, no personal data."""
+    """One call (or rejected attempt) for the call log: ids and times only, no personal data.
+
+    A call is recorded when it starts ringing (``outcome="ringing"``, no ``ended_at``), when it is answered
+    (``"active"``) and when it ends, so a relay that stops abruptly loses none.
+    """
 
     call: str
     department: str
     counter: str
     created_at: float
-    ended_at: float
-    outcome: str  # answered | unanswered | cancelled | abandoned | closed | unavailable
+    ended_at: float | None
+    outcome: str  # ringing | active (in progress) | answered | unanswered | cancelled | abandoned | closed | unavailable
     end_reason: str
     answered_at: float | None = None
     answered_by: str | None = None
@@ -76,7 +80,15 @@ class Event:
     fields: dict[str, Any]
 
 
-Action = Send | Close | StartTimer | CancelTimer | CallRecord | Event
+@dataclass(frozen=True)
+class HealthReport:
+    """A terminal's ``health`` message, for the fleet page (``relay_server/admin``); routing ignores it."""
+
+    terminal: str
+    health: dict[str, Any]
+
+
+Action = Send | Close | StartTimer | CancelTimer | CallRecord | Event | HealthReport
 
 
 class CallState(Enum):
@@ -348,11 +360,22 @@ class RelayCore:
             pong["id"] = msg["id"]
         return [Send(terminal, pong)]
 
+    def _on_health(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        return [HealthReport(terminal, {k: v for k, v in msg.items() if k != "type"})]
+
     def _on_status(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        was_away = self.online[terminal].away
         self.online[terminal].away = msg["status"] == "away"
         self._reindex(terminal)
         out: list[Action] = [Send(terminal, {"type": "status", "status": msg["status"]}),
                              Event("station_status", {"terminal": terminal, "status": msg["status"]})]
+        if was_away and not self.online[terminal].away:
+            # Back at the desk: ring the calls of its departments that are ringing now, as at a (re)connect.
+            for call in self.calls.values():
+                if (call.state is CallState.RINGING and terminal not in call.rung
+                        and self.serves(terminal, call.department)):
+                    call.rung.add(terminal)
+                    out.append(Send(terminal, self._incoming(call)))
         return out + self._presence_updates(now)
 
     def _on_lamp_test(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -400,6 +423,7 @@ class RelayCore:
         out: list[Action] = [
             Send(terminal, {"type": "ringing", "call": call.id, "department": dept_id}),
             StartTimer(("ring", call.id), self.config.ring_timeout),
+            CallRecord(call.id, dept_id, terminal, now, None, "ringing", ""),
         ]
         for t in self.stations_for(dept_id) + self.lamps_for(dept_id):
             call.rung.add(t)
@@ -409,9 +433,9 @@ class RelayCore:
         return out
 
     def _on_cancel(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        # A cancel that crossed the answer on the wire still ends the call: the resident meant to leave, and a
+        # call kept alive here would hold the kiosk ("already_in_call") with nobody at it.
         call = self._member_call(terminal, msg, "cancel")
-        if call.state is not CallState.RINGING:
-            raise ProtocolError("not_ringing", f"call {call.id} was already answered; use 'hangup'", "cancel")
         return self._end(call, "cancelled", now, by=terminal)
 
     def _on_answer(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -429,6 +453,8 @@ class RelayCore:
             call.rung.clear()
             out += [Send(call.counter, {"type": "answered", "call": call.id, "by": terminal}),
                     Send(terminal, self._call_state(call)),
+                    CallRecord(call.id, call.department, call.counter, call.created_at, None, "active", "",
+                               now, terminal, call.max_members),
                     Event("call_answered", {"call": call.id, "department": call.department, "by": terminal,
                                             "wait_s": round(now - call.created_at, 3)})]
             return out + self._presence_updates(now)

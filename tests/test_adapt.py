@@ -5,11 +5,20 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiortc.mediastreams import MediaStreamTrack
+from av import VideoFrame
 from helpers import wait_until
 
 from kiosk.config import CameraConfig
 from kiosk.video.adapt import CameraAdaptation, CameraAdapter
 from kiosk.video.sources import open_video_source
+
+
+async def next_frame(track: MediaStreamTrack) -> VideoFrame:
+    """The next video frame a track delivers."""
+    frame = await asyncio.wait_for(track.recv(), 10)
+    assert isinstance(frame, VideoFrame), frame
+    return frame
 
 
 def _windows(adapter: CameraAdapter, shares: list[float], *, start: float = 0.0, every: float = 2.0,
@@ -61,11 +70,11 @@ async def test_scaled_source_sends_smaller_frames_but_keeps_full_size_stills() -
     """set_scale changes what the tracks carry from the next frame; latest_frame (stills, preview) stays full."""
     async with open_video_source(CameraConfig("synthetic:camera", 1280, 720, 20), name="camera") as source:
         track = source.track()
-        frame = await asyncio.wait_for(track.recv(), 10)
+        frame = await next_frame(track)
         assert (frame.width, frame.height) == (1280, 720)
         source.set_scale(0.5)
         for _ in range(20):
-            frame = await asyncio.wait_for(track.recv(), 10)
+            frame = await next_frame(track)
             if frame.width == 640:
                 break
         assert (frame.width, frame.height) == (640, 360)
@@ -86,13 +95,13 @@ async def test_a_call_starts_small_and_grows_while_the_encoders_keep_up() -> Non
                                       start_small=True)
         assert source.scale == 0.5, "the first frames are already small"
         track = adaptation.track()
-        first = await asyncio.wait_for(track.recv(), 10)
+        first = await next_frame(track)
         assert (first.width, first.height) == (640, 360)
         widths: list[int] = [first.width]
 
         async def consume() -> None:
             while True:
-                frame = await track.recv()
+                frame = await next_frame(track)
                 if widths[-1] != frame.width:
                     widths.append(frame.width)
 

@@ -20,6 +20,12 @@ from kiosk.ui.driver import running_app, visible_texts  # noqa: E402
 from relay_server.server import RelayServer  # noqa: E402
 
 
+def shown(app: CounterApp) -> str:
+    """The name of the screen the kiosk shows."""
+    assert app.manager is not None, "the app has not built its screens"
+    return str(app.manager.current)
+
+
 @pytest.mark.asyncio(loop_scope="module")
 async def test_relay_down_at_start_up_then_recovers_by_itself() -> None:
     """An unreachable relay shows the full-screen out-of-service message with the cause; when the relay comes up
@@ -29,14 +35,14 @@ async def test_relay_down_at_start_up_then_recovers_by_itself() -> None:
     relay = None
     try:
         async with running_app(app) as ui:
-            await ui.until(lambda: app.manager.current == "out_of_service", 10, "out of service")
+            await ui.until(lambda: shown(app) == "out_of_service", 10, "out of service")
             screen = app.screen("out_of_service")
             texts = visible_texts(screen)
             assert "ただいま休止中です" in texts
             cause = screen.ids.cause.text
             assert "relay down" in cause and "ConnectionRefused" in cause, cause
             relay = await RelayServer(relay_config()).start(host="127.0.0.1", port=port)
-            await ui.until(lambda: app.manager.current == "start", 20, "start after the relay came up")
+            await ui.until(lambda: shown(app) == "start", 20, "start after the relay came up")
             assert app.screen("start").department_button("juumin")
     finally:
         await app.aclose()
@@ -52,27 +58,27 @@ async def test_missing_camera_is_out_of_service_and_technician_sees_why() -> Non
     app = CounterApp(counter_config(document_source="/dev/video99"), url=relay.url, hold_time=0.3, device_retry=0.2)
     try:
         async with running_app(app) as ui:
-            await ui.until(lambda: app.manager.current == "out_of_service", 15, "out of service")
+            await ui.until(lambda: shown(app) == "out_of_service", 15, "out of service")
             assert "document camera (/dev/video99)" in app.screen("out_of_service").ids.cause.text
             checks = app.device_checks
             await ui.until(lambda: app.device_checks >= checks + 2, 10, "the cameras to be checked again")
-            assert app.manager.current == "out_of_service"
+            assert shown(app) == "out_of_service"
 
-            await ui.hold(ui.window_pos(app.corner), lambda: app.manager.current == "pin", 5, "the PIN screen")
+            await ui.hold(ui.window_pos(app.corner), lambda: shown(app) == "pin", 5, "the PIN screen")
             pad = app.screen("pin").ids.pad
             for key in "9999":
                 pad.press(key)
             await ui.tap(pad.ids.ok)
             await ui.until(lambda: app.pin_error, 5, "the wrong-PIN message")
-            assert app.manager.current == "pin" and "暗証番号が違います" in visible_texts(app.screen("pin"))
+            assert shown(app) == "pin" and "暗証番号が違います" in visible_texts(app.screen("pin"))
             await ui.tap(app.screen("pin").ids.back)
-            await ui.until(lambda: app.manager.current == "out_of_service", 5, "back to out of service")
+            await ui.until(lambda: shown(app) == "out_of_service", 5, "back to out of service")
 
-            await ui.hold(ui.window_pos(app.corner), lambda: app.manager.current == "pin", 5, "the PIN screen")
+            await ui.hold(ui.window_pos(app.corner), lambda: shown(app) == "pin", 5, "the PIN screen")
             for key in "2468":
                 pad.press(key)
             await ui.tap(pad.ids.ok)
-            await ui.until(lambda: app.manager.current == "tech", 5, "the technician menu")
+            await ui.until(lambda: shown(app) == "tech", 5, "the technician menu")
             tech = app.screen("tech")
             await ui.until(lambda: "/dev/video99" in tech.ids.diagnostics.text, 5, "the cause in the diagnostics")
             await ui.tap(tech.ids.reload)

@@ -215,4 +215,4 @@ def test_half_size_first_document_frame_keeps_a_readable_stamp(size: tuple[int, 
     frame.pts, frame.time_base = 0, Fraction(1, 90000)
     decoded = decode_all([TrackVp8Encoder(DOCUMENT).encode(frame)[0]])[0]
     assert decoded.width == size[0] // 2
-    assert read_frame_stamp(decoded.to_ndarray(format="rgb24")) == (41, 1_700_000_000_123)
+    assert read_frame_stamp(np.asarray(decoded.to_ndarray(format="rgb24"), dtype=np.uint8)) == (41, 1_700_000_000_123)

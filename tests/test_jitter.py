@@ -121,3 +121,17 @@ async def test_a_single_frame_reaches_the_remote_decoder() -> None:
         await sender.close()
         await receiver.close()
         restrict_ice_addresses([])
+
+
+def test_a_gap_older_than_a_second_is_given_up_for_a_key_frame() -> None:
+    """A packet that never comes (NACK and retransmission lost) holds a slow track up for at most STALE_GAP of media
+    time: then the incomplete frame is dropped, a PLI is asked for, and the newest complete frame comes out."""
+    from kiosk.video.jitter import STALE_GAP
+    buf = FrameEndJitterBuffer(capacity=128, is_video=True)
+    step = 45000  # 2 fps on the 90 kHz clock: the document camera
+    assert buf.add(_packet(1, 0, data=b"a"))[1] is None  # packet 2 (the rest of frame 0) is lost for good
+    pli, frame = buf.add(_packet(3, step, marker=True, data=b"b"))
+    assert frame is None and not pli  # within STALE_GAP: wait for the retransmission
+    late = int(STALE_GAP * 90000) + step + 1
+    pli, frame = buf.add(_packet(4, late, marker=True, data=b"c"))
+    assert pli and frame is not None and frame.timestamp == late and frame.data == b"c"

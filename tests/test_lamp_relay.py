@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from helpers import COUNTER, LAMP, OFFICE1, ROOT, TOKENS, WsClient, make_relay_config, wait_until
 
+from common.protocol import LAMP_TEST_SECONDS
 from kiosk.client import RelayClient
 from kiosk.config import LampConfig
 from kiosk.devices.emulated import EmulatedAsciiLamp, EmulatedLcusBoard
 from kiosk.devices.lamp import ChannelState
 from kiosk.lamp_agent import LampController, run_check
 from relay_server.config import Terminal, hash_token
-from relay_server.protocol import LAMP_TEST_SECONDS
 from relay_server.server import RelayServer
 
 ON, OFF = ChannelState.ON, ChannelState.OFF

@@ -65,3 +65,21 @@ def test_lock_files_pin_every_declared_dependency_with_hashes() -> None:
         blocks = re.split(r"\n(?=[A-Za-z0-9])", lock.read_text())
         unhashed = [b.split()[0] for b in blocks if "==" in b and "--hash=sha256:" not in b]
         assert not unhashed, f"{lock.name}: pins without hashes: {unhashed}"
+
+
+def test_turn_internals_used_for_paths_and_private_ca() -> None:
+    """kiosk/video/turnprobe.py reaches into aiortc/aioice: one TURN server per gatherer (so a peer connection gets
+    one path), aioice's Connection.turn_ssl accepting an SSLContext, and the nominated pair in _nominated."""
+    import aiortc.rtcicetransport
+    from aioice import turn
+
+    source = inspect.getsource(aiortc.rtcicetransport.connection_kwargs)
+    assert "only a single TURN server is supported" in source, \
+        "aiortc may now use several TURN servers: review kiosk/video/paths.py (one path per peer connection)"
+    assert "ssl" in inspect.signature(turn.create_turn_endpoint).parameters
+    conn = aioice.ice.Connection(ice_controlling=True)
+    for name in ("turn_ssl", "turn_server", "turn_transport", "_nominated", "local_candidates"):
+        assert hasattr(conn, name), f"aioice Connection lost {name!r}; review kiosk/video/turnprobe.py"
+    gatherer = aiortc.rtcicetransport.RTCIceGatherer(iceServers=[])
+    assert isinstance(gatherer._connection, aioice.ice.Connection)
+    assert "ssl=ssl" in inspect.getsource(turn.create_turn_endpoint)

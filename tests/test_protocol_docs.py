@@ -1,4 +1,4 @@
-"""docs/protocol.md is the contract: every message, field, error code and end reason of relay_server/protocol.py
+"""docs/protocol.md is the contract: every message, field, error code and end reason of common/protocol.py
 is in it, and every error code the relay raises is one protocol.py declares."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from relay_server import protocol
+from common import protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from helpers import COUNTER, LAMP, OFFICE1, OFFICE2, make_relay_config
 
-from relay_server import protocol
+from common import protocol
+from common.tomlconf import ConfigFile, Section
 from relay_server.config import parse_hours
 from relay_server.core import (
     Action,
@@ -23,7 +24,6 @@ from relay_server.core import (
     TransitionError,
     turn_credentials,
 )
-from relay_server.tomlconf import ConfigFile, Section
 
 NOW = 1_790_000_000.0
 
@@ -86,15 +86,20 @@ def test_ring_timeout_ends_unanswered_and_records_it(core: RelayCore) -> None:
     assert COUNTER not in core.call_of
 
 
-def test_cancel_only_while_ringing(core: RelayCore) -> None:
-    """Cancel ends a ringing call for the stations; once answered, cancel is refused (hang up instead)."""
+def test_cancel_ends_the_call_even_after_the_answer(core: RelayCore) -> None:
+    """Cancel ends a ringing call for the stations; a cancel that crossed the answer on the wire ends the answered
+    call too (the resident meant to leave: issue 13 row 3), so the kiosk is never left 'already_in_call'."""
     cid, _ = ring(core)
     out = core.receive(COUNTER, {"type": "cancel", "call": cid}, NOW + 1)
     assert one(out, OFFICE2, "ended")["reason"] == "cancelled"
     cid, _ = ring(core)
     core.receive(OFFICE1, {"type": "answer", "call": cid}, NOW + 2)
-    with pytest.raises(protocol.ProtocolError, match="already answered"):
-        core.receive(COUNTER, {"type": "cancel", "call": cid}, NOW + 3)
+    out = core.receive(COUNTER, {"type": "cancel", "call": cid}, NOW + 3)
+    assert one(out, OFFICE1, "ended") == {"type": "ended", "call": cid, "reason": "cancelled", "by": COUNTER}
+    assert COUNTER not in core.call_of and OFFICE1 not in core.call_of and cid not in core.calls
+    core.receive(COUNTER, {"type": "call", "department": "juumin"}, NOW + 4)  # not 'already_in_call'
+    with pytest.raises(protocol.ProtocolError, match="no call"):
+        core.receive(COUNTER, {"type": "cancel", "call": cid}, NOW + 5)
 
 
 def test_invite_join_leave(core: RelayCore) -> None:

@@ -18,9 +18,9 @@ from relay_server.store import REPORT_COLUMNS, CallLog
 TOKYO = ZoneInfo("Asia/Tokyo")
 
 
-def at(*args: int) -> float:
+def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
     """Epoch seconds of a wall-clock time in Tokyo."""
-    return datetime(*args, tzinfo=TOKYO).timestamp()
+    return datetime(year, month, day, hour, minute, second, tzinfo=TOKYO).timestamp()
 
 
 def answered(call: str, dept: str, created: float, wait: float, duration: float) -> CallRecord:

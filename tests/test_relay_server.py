@@ -38,8 +38,8 @@ from helpers import (
 )
 from websockets.asyncio.client import connect
 
+from common.protocol import CLOSE_RATE_LIMITED, CLOSE_REPLACED, CLOSE_UNAUTHORIZED
 from relay_server.config import RelayConfig, load_relay_config
-from relay_server.protocol import CLOSE_RATE_LIMITED, CLOSE_REPLACED, CLOSE_UNAUTHORIZED
 from relay_server.server import RelayServer
 
 JUUMIN_FALLBACK_PHONE = "0133-23-2223"
@@ -107,10 +107,12 @@ async def assert_signal(call: str, a: tuple[str, WsClient], b: tuple[str, WsClie
     """A signal from a to b and back is delivered with the right sender and data."""
     (a_id, a_ws), (b_id, b_ws) = a, b
     await a_ws.send({"type": "signal", "call": call, "to": b_id, "data": {"kind": "offer", "sdp": tag}})
-    got = await b_ws.expect("signal", call=call, **{"from": a_id})
+    from_a: dict[str, Any] = {"from": a_id}
+    got = await b_ws.expect("signal", call=call, **from_a)
     assert got["data"] == {"kind": "offer", "sdp": tag}
     await b_ws.send({"type": "signal", "call": call, "to": a_id, "data": {"kind": "answer", "sdp": tag}})
-    got = await a_ws.expect("signal", call=call, **{"from": b_id})
+    from_b: dict[str, Any] = {"from": b_id}
+    got = await a_ws.expect("signal", call=call, **from_b)
     assert got["data"] == {"kind": "answer", "sdp": tag}
 
 

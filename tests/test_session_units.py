@@ -43,7 +43,7 @@ def test_still_roundtrip_is_lossless_and_chunked() -> None:
     rgb = _frame(400, 300)
     png = encode_png(rgb)
     msgs = frame_messages("s1", rgb, png, 123)
-    header = json.loads(msgs[0])  # type: ignore[arg-type]
+    header = json.loads(msgs[0])
     assert header["bytes"] == len(png) and header["chunks"] == len(msgs) - 2
     assert all(isinstance(m, bytes) and len(m) <= CHUNK_BYTES for m in msgs[1:-1])
     asm = StillAssembler()
@@ -73,7 +73,7 @@ def test_still_corruption_and_pixel_mismatch_are_rejected() -> None:
         asm.feed(msgs[-1])
     other = rgb.copy()
     other[0, 0, 0] ^= 1
-    header = json.loads(frame_messages("s3", rgb, encode_png(other), 0)[0])  # type: ignore[arg-type]
+    header = json.loads(frame_messages("s3", rgb, encode_png(other), 0)[0])
     with pytest.raises(StillError, match="differ from the captured frame"):
         verify(header, encode_png(other), "counter-1")
     with pytest.raises(StillError, match="without a 'begin' header"):

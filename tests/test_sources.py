@@ -473,6 +473,7 @@ async def test_mjpg_camera_decodes_each_frame_and_keeps_a_readable_stamp() -> No
         stamps = []
         for _ in range(3):
             frame = await asyncio.wait_for(track.recv(), 10)
+            assert isinstance(frame, VideoFrame)
             rgb = rgb_of(frame)
             assert rgb.shape == (360, 640, 3)
             stamp = read_frame_stamp(rgb)
@@ -491,7 +492,7 @@ async def test_idle_source_converts_nothing_until_a_track_reads() -> None:
         assert source.frames_converted == 0
         track = source.track()
         frame = await asyncio.wait_for(track.recv(), 5)
-        assert read_frame_stamp(rgb_of(frame)) is not None
+        assert isinstance(frame, VideoFrame) and read_frame_stamp(rgb_of(frame)) is not None
         for _ in range(5):
             await asyncio.wait_for(track.recv(), 5)
         assert source.frames_converted >= 6

@@ -67,3 +67,25 @@ def button_widgets(root: Any) -> list[Any]:
     from kiosk.ui.driver import walk
 
     return [w for w in walk(root) if isinstance(w, ButtonBehavior) and w.opacity > 0 and w.width > 0]
+
+
+def overflow_problems(root: Any, window: tuple[float, float]) -> list[str]:
+    """Widgets shown outside the window, and texts bigger than their box (cut off or spilling over)."""
+    from kivy.uix.label import Label
+
+    from kiosk.ui.driver import walk
+
+    problems = []
+    for w in walk(root):
+        if w.opacity <= 0 or w.width <= 1 or w.height <= 1:
+            continue
+        x, y = w.to_window(*w.pos)
+        if x < -1 or y < -1 or x + w.width > window[0] + 1 or y + w.height > window[1] + 1:
+            problems.append(f"{type(w).__name__} {getattr(w, 'text', '')!r} at {x:.0f},{y:.0f} "
+                            f"size {w.width:.0f}×{w.height:.0f} is outside the {window[0]}×{window[1]} window")
+        if isinstance(w, Label) and w.text:
+            w.texture_update()
+            tw, th = w.texture_size
+            if tw > w.width + 2 or th > w.height + 2:
+                problems.append(f"text {w.text!r} needs {tw}×{th} px but its box is {w.width:.0f}×{w.height:.0f}")
+    return problems

@@ -40,6 +40,7 @@ from kivy.properties import (  # noqa: E402
 from kivy.uix.floatlayout import FloatLayout  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
+from common.protocol import LAMP_TEST_SECONDS  # noqa: E402
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
 from kiosk.cli import CameraOverrides, add_camera_arguments  # noqa: E402
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
@@ -74,15 +75,16 @@ from kiosk.screens.counter import (  # noqa: E402
     create_screen,
     load_counter_kv,
 )
+from kiosk.start_layout import StartNav, towns_of  # noqa: E402
 from kiosk.ui.env import configure_window, restore_std_streams  # noqa: E402
 from kiosk.ui.video import LatestFrameSink  # noqa: E402
 from kiosk.ui.widgets import HoldCorner  # noqa: E402
-from relay_server.protocol import LAMP_TEST_SECONDS  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CounterApp", "build_parser", "main", "timeouts_from"]
 
+LARGE_TEXT_SCALE = 1.3
 DEVICE_START_TIMEOUT = 3.0  # seconds a camera may take to deliver its first frame at a device check
 
 
@@ -121,6 +123,9 @@ class CounterApp(TerminalApp):
     office_phone = StringProperty("")
     tech_message = StringProperty("")
     diag_version = NumericProperty(0)
+    large_text = BooleanProperty(False)  # the resident's "larger text" toggle, kept until the idle reset
+    town_count = NumericProperty(1)  # towns whose departments this counter offers (several: town first)
+    writing_requested = BooleanProperty(False)  # 筆談 chosen on the start screen: the call opens in writing
 
     machine: CounterMachine
 
@@ -142,6 +147,7 @@ class CounterApp(TerminalApp):
         self.corner: HoldCorner | None = None
         self.stopped = asyncio.Event()
         self.events: list[str] = []  # state names in order (tests, diagnostics)
+        self.start_nav: StartNav[Department] = StartNav()
 
     # -- Kivy lifecycle ------------------------------------------------------------------------
     def build(self) -> FloatLayout:
@@ -154,6 +160,7 @@ class CounterApp(TerminalApp):
             self.screens[name] = screen
             self.manager.add_widget(screen)
         self.manager.current = "starting"
+        self.bind(lang=lambda *_: self._relayout_start())
         root.add_widget(self.manager)
         self.corner = HoldCorner(size_hint=(None, None), size=(self.sizes.touch, self.sizes.touch),
                                  pos_hint={"x": 0, "top": 1}, hold_time=self.hold_time)
@@ -207,6 +214,19 @@ class CounterApp(TerminalApp):
         d = self._department(dept_id)
         return d.hours(lang) if d is not None else ""
 
+    def start_title(self, mode: str, town_id: str, pages: int, lang: str) -> str:
+        if mode == "towns":
+            return self.tr("start.choose_town", lang)
+        town = next((t for t in towns_of(self.machine.departments) if t.id == town_id), None)
+        if town is not None:
+            key = "start.choose_in_town_pages" if pages > 1 else "start.choose_in_town"
+            return self.tr(key, lang, town=town.name(lang), pages=pages)
+        return self.tr("start.choose_pages", lang, pages=pages) if pages > 1 else self.tr("start.choose", lang)
+
+    def town_emblem(self, town_id: str) -> str:
+        """The emblem image configured for a town (``[emblems]`` in counter.toml), or ""."""
+        return self.config_file.emblems.get(town_id, "")
+
     def result_title(self, outcome: str, dept_id: str, lang: str) -> str:
         if not outcome:
             return ""
@@ -249,6 +269,41 @@ class CounterApp(TerminalApp):
     # -- intents from the screens --------------------------------------------------------------
     def choose(self, dept_id: str) -> None:
         self.dispatch_event(DepartmentChosen(dept_id))
+
+    def choose_town(self, town_id: str) -> None:
+        self.start_nav.choose_town(town_id)
+        self._relayout_start()
+
+    def back_to_towns(self) -> None:
+        self.start_nav.back_to_towns()
+        self._relayout_start()
+
+    def toggle_large_text(self) -> None:
+        self.set_large_text(not self.large_text)
+
+    def set_large_text(self, on: bool) -> None:
+        """Every text ×1.3 (touch targets grow with it); kept until the idle reset."""
+        if on != self.large_text:
+            log.info("large text %s", "on" if on else "off")
+            self.large_text = on
+            self.sizes = replace(self.sizes, text_scale=LARGE_TEXT_SCALE if on else 1.0)
+            self._relayout_start()
+
+    def toggle_writing_request(self) -> None:
+        self.writing_requested = not self.writing_requested
+
+    def _relayout_start(self) -> None:
+        start = self.screens.get("start")
+        if isinstance(start, StartScreen):
+            start.relayout()
+
+    def _reset_for_next_resident(self) -> None:
+        """The idle reset: language, town and page, text size, written mode back to the defaults."""
+        self.lang = self.ui_config.language
+        self.start_nav.reset()
+        self.writing_requested = False
+        self.set_large_text(False)
+        self._relayout_start()
 
     def cancel(self) -> None:
         self.dispatch_event(CancelPressed())
@@ -308,7 +363,7 @@ class CounterApp(TerminalApp):
         elif isinstance(cmd, CheckDevices):
             self._spawn(self._check_devices())
         elif isinstance(cmd, ResetLanguage):
-            self.lang = self.ui_config.language
+            self._reset_for_next_resident()
         elif isinstance(cmd, ExitApp):
             log.info("technician exit")
             self.stop()
@@ -410,6 +465,7 @@ class CounterApp(TerminalApp):
         self.state_name = name
         start = self.screens["start"]
         assert isinstance(start, StartScreen)
+        self.town_count = len(towns_of(m.departments))
         start.show_departments(m.departments, m.presence)
         if m.call is not None:
             self.call_department = m.call.department.id
@@ -477,7 +533,7 @@ def main(argv: list[str]) -> int:
         return 2
     if args.windowed:
         config = config.with_overrides(ui=replace(config.ui, fullscreen=False))
-    from relay_server.logs import setup_logging
+    from common.logs import setup_logging
 
     setup_logging(args.log_level)
     configure_window(config.ui.width, config.ui.height, fullscreen=config.ui.fullscreen)

@@ -365,7 +365,7 @@ class OfficeApp(TerminalApp):
         session, self.session = self.session, None
         if self.screens:
             self._wipe_still()
-            self.screens["in_call"].clear_call()  # type: ignore[attr-defined]
+            self.screens["in_call"].clear_call()
             self.screens["document"].ids.doc_view.clear()
         self.still_busy = False
         self.view = "in_call"
@@ -403,19 +403,19 @@ class OfficeApp(TerminalApp):
         entries = m.ringing_calls()
         self.ringing_count = sum(1 for e in entries if e.taken_by is None)
         waiting = self.screens["waiting"]
-        waiting.show_ringing(entries)  # type: ignore[attr-defined]
+        waiting.show_ringing(entries)
         missed = m.missed_today()
         self.missed_count = len(missed)
-        waiting.show_missed([self._missed_row(x) for x in missed])  # type: ignore[attr-defined]
+        waiting.show_missed([self._missed_row(x) for x in missed])
         self.notice_text = self._notice() if m.state in (State.WAITING, State.CONNECTING) else ""
         if self.call_notice and time.monotonic() - self._notice_at > NOTICE_SHOWN_S:
             self.call_notice = ""
         self.can_leave = m.can_leave
         call_screen = self.screens["in_call"]
         if m.call is not None:
-            call_screen.show_members(self._member_rows())  # type: ignore[attr-defined]
-            call_screen.show_invites(self._invite_rows())  # type: ignore[attr-defined]
-            self.screens["invite"].show_targets(  # type: ignore[attr-defined]
+            call_screen.show_members(self._member_rows())
+            call_screen.show_invites(self._invite_rows())
+            self.screens["invite"].show_targets(
                 m.invite_departments(), [(s.id, s.status) for s in m.stations if s.id not in m.call.members])
             notice = self._notice()
             if notice and m.notice is not None and m.notice.kind == "invite_failed" and notice != self.call_notice:
@@ -468,9 +468,15 @@ class OfficeApp(TerminalApp):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kiosk office", description="The staff station (Kivy window or full screen).")
+    p = argparse.ArgumentParser(prog="kiosk office", description="The staff station (Kivy window or full screen), "
+                                "or with --headless a station without a window.")
     p.add_argument("--config", default="config/office.toml", help="office terminal config (TOML)")
     p.add_argument("--url", help="relay URL, overriding [relay] url")
+    p.add_argument("--headless", action="store_true",
+                   help="no window: print one line per link change and per call that rings, is answered, taken "
+                        "or ends (kiosk office --headless --help for its options)")
+    p.add_argument("--auto-answer", type=float, metavar="SECONDS",
+                   help="with --headless: answer incoming calls after this many seconds (default: never)")
     p.add_argument("--fullscreen", action="store_true", help="full screen, whatever [terminal] fullscreen says")
     p.add_argument("--windowed", action="store_true", help="a window, whatever [terminal] fullscreen says")
     add_camera_arguments(p, document=False)
@@ -480,7 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Entry point of ``kiosk office`` (without ``--headless``); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.auto_answer is not None:
+        parser.error("--auto-answer needs --headless (a station with a window is answered by its staff)")
     try:
         config = CameraOverrides.from_args(args).apply(load_terminal_config(args.config, "office"))
     except (ConfigError, OSError) as err:
@@ -489,7 +498,7 @@ def main(argv: list[str]) -> int:
     if args.fullscreen or args.windowed:
         config = config.with_overrides(ui=replace(config.ui, fullscreen=bool(args.fullscreen)))
     restore_std_streams()
-    from relay_server.logs import setup_logging
+    from common.logs import setup_logging
 
     setup_logging(args.log_level)
     configure_window(config.ui.width, config.ui.height, fullscreen=config.ui.fullscreen)

@@ -155,7 +155,21 @@ class TerminalApp(KioskApp):
         self.dispatch_event(RelayMessage(msg))
 
     async def _on_link(self, state: str, detail: str) -> None:
+        if state == "up" and self.client is not None and self.client.welcome:
+            # Each welcome brings fresh TURN credentials and may follow a network change: probe the paths.
+            with contextlib.suppress(Exception):
+                paths = self._ice_paths()
+                paths.set_servers(self.client.welcome.get("ice_servers") or [])
+                paths.refresh()
         self.dispatch_event(LinkChanged(state, detail))
+
+    def _ice_paths(self) -> Any:
+        """This terminal's :class:`~kiosk.video.turnprobe.IcePathBook` (made on first use: it imports aiortc)."""
+        book = getattr(self, "_paths_book", None)
+        if book is None:
+            from kiosk.video.turnprobe import IcePathBook
+            book = self._paths_book = IcePathBook(ca_file=self.config_file.relay.ca_file or None)
+        return book
 
     # -- the machine ---------------------------------------------------------------------------
     def dispatch_event(self, event: Event) -> None:
@@ -244,10 +258,13 @@ class TerminalApp(KioskApp):
         media = self.config_file.media
         welcome = self.client.welcome or {}
         self.mic_muted = False
+        paths = self._ice_paths()
+        paths.set_servers(welcome.get("ice_servers") or [])
         self.session = CallSession(
             self.machine.terminal, self.role, self.local, self.client.send, call_id=call_id,
             ice_servers=welcome.get("ice_servers") or [], codec=media.network.codec if media else "vp8",
-            audio_output=media.audio.output if media else "null", on_event=on_event)
+            audio_output=media.audio.output if media else "null", on_event=on_event, paths=paths,
+            reconnect_window=media.network.reconnect_window if media else 30.0)
         return True
 
     async def _stop_media(self, how: str) -> None:

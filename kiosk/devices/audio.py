@@ -43,8 +43,8 @@ import numpy.typing as npt
 from aiortc.contrib.media import MediaPlayer, MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from common.logs import event
 from kiosk.config import AudioConfig
-from relay_server.logs import event
 
 __all__ = [
     "SAMPLE_RATE", "AudioError", "AudioSink", "AudioSource", "AudioSpec", "AudioSpecError", "DeviceSink",

@@ -31,11 +31,11 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from relay_server.logs import event
+from common.logs import event
 
 __all__ = [
-    "ROTATIONS", "Backoff", "CameraCapture", "CameraError", "CameraSpec", "CameraSpecError", "FrameGrabber",
-    "OpenCVGrabber", "parse_camera_spec",
+    "ROTATIONS", "Backoff", "CameraCapture", "CameraError", "CameraNotFoundError", "CameraOpenError",
+    "CameraReadError", "CameraSpec", "CameraSpecError", "FrameGrabber", "OpenCVGrabber", "parse_camera_spec",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,18 @@ class CameraError(Exception):
 
 class CameraSpecError(CameraError, ValueError):
     """A camera spec string is malformed (a configuration error, not a device fault)."""
+
+
+class CameraNotFoundError(CameraError):
+    """The device node or video file does not exist (unplugged, or a wrong path)."""
+
+
+class CameraOpenError(CameraError):
+    """The device exists but cannot be opened (busy, no permission, not a capture device, not a video file)."""
+
+
+class CameraReadError(CameraError):
+    """The camera was open but a read failed (unplugged, driver error, a file without frames)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -156,19 +168,19 @@ class OpenCVGrabber:
         self.close()
         target = self.spec.target
         if isinstance(target, str) and not os.path.exists(target):
-            raise CameraError(f"{self.description}: no such {'file' if self.is_file else 'device'}")
+            raise CameraNotFoundError(f"{self.description}: no such {'file' if self.is_file else 'device'}")
         try:
             if self.is_file:
                 cap = cv2.VideoCapture(str(target), cv2.CAP_FFMPEG)
             else:
                 cap = cv2.VideoCapture(target, cv2.CAP_V4L2)
         except cv2.error as err:
-            raise CameraError(f"{self.description}: OpenCV failed to open it: {err}") from err
+            raise CameraOpenError(f"{self.description}: OpenCV failed to open it: {err}") from err
         if not cap.isOpened():
             cap.release()
             why = ("not a readable video file" if self.is_file
                    else "busy, no permission (group video?) or not a capture device")
-            raise CameraError(f"{self.description}: cannot open ({why})")
+            raise CameraOpenError(f"{self.description}: cannot open ({why})")
         if not self.is_file:
             cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
@@ -188,9 +200,9 @@ class OpenCVGrabber:
             self.open()  # end of file: start the next loop from the path
             ok, bgr = self._cap.read()
             if not ok:
-                raise CameraError(f"{self.description}: the file has no readable video frames")
+                raise CameraReadError(f"{self.description}: the file has no readable video frames")
         if not ok or bgr is None:
-            raise CameraError(f"{self.description}: read failed (unplugged or driver error)")
+            raise CameraReadError(f"{self.description}: read failed (unplugged or driver error)")
         height, width = bgr.shape[:2]
         if self.is_file and (width, height) != (self.width, self.height):
             bgr = cv2.resize(bgr, (self.width, self.height), interpolation=cv2.INTER_AREA)
@@ -258,6 +270,7 @@ class CameraCapture:
         self._latest: CapturedFrame | None = None
         self._seq = 0
         self._fault: str | None = None
+        self._fault_error: BaseException | None = None
         self._started = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"capture-{name}", daemon=True)
@@ -301,6 +314,12 @@ class CameraCapture:
             return self._fault
 
     @property
+    def fault_error(self) -> BaseException | None:
+        """The exception behind :attr:`fault` (for callers that choose what to do by its type), or None."""
+        with self._lock:
+            return self._fault_error if self._fault is not None else None
+
+    @property
     def thread(self) -> threading.Thread:
         """The capture thread (for diagnostics and tests)."""
         return self._thread
@@ -313,7 +332,7 @@ class CameraCapture:
             try:
                 self.grabber.open()
             except Exception as err:  # noqa: BLE001 - any library error is a camera fault, never a dead thread
-                self._set_fault(_reason(err))
+                self._set_fault(_reason(err), err)
                 if self._stop.wait(delay):
                     break
                 delay = min(delay * self.backoff.factor, self.backoff.maximum)
@@ -322,7 +341,7 @@ class CameraCapture:
                 self._pump()
                 delay = self.backoff.initial
             except Exception as err:  # noqa: BLE001
-                self._set_fault(_reason(err))
+                self._set_fault(_reason(err), err)
                 delay = self.backoff.initial  # it was working a moment ago: try again soon
                 self._stop.wait(delay)
             finally:
@@ -365,9 +384,10 @@ class CameraCapture:
         if self._listener is not None:
             self._listener(frame)
 
-    def _set_fault(self, reason: str) -> None:
+    def _set_fault(self, reason: str, error: BaseException | None = None) -> None:
         with self._lock:
             first, self._fault = self._fault is None, reason
+            self._fault_error = error
             self._latest = None
         if first:
             event(log, "camera_unavailable", level=logging.WARNING, camera=self.name,

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from relay_server.logs import event
+from common.logs import event
 
 if TYPE_CHECKING:
     from kiosk.config import LampConfig

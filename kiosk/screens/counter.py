@@ -6,25 +6,30 @@ touches into app intents (``app.choose(...)``, ``app.cancel()``, …). Layout an
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from kivy.animation import Animation
 from kivy.app import App
 from kivy.lang import Builder
-from kivy.properties import NumericProperty, ObjectProperty, StringProperty
+from kivy.properties import BooleanProperty, NumericProperty, ObjectProperty, StringProperty
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.screenmanager import Screen
 from kivy.uix.widget import Widget
 
+from kiosk.start_layout import GridPlan, StartNav, Town, fit_font_size, pages_of, plan_grid, towns_of
 from kiosk.ui.video import VideoView
 
 __all__ = [
-    "SCREEN_NAMES", "CalmPulse", "DepartmentButton", "MemberTile", "load_counter_kv", "SessionFrames",
+    "SCREEN_NAMES", "CalmPulse", "DepartmentButton", "MemberTile", "load_counter_kv", "SessionFrames", "TownButton",
 ]
 
+log = logging.getLogger(__name__)
+
 KV_DIR = Path(__file__).parent
+DEPARTMENT_MIN_MM = (62.0, 30.0)  # smallest department/town button (wide enough for a name; 2× the touch minimum)
 
 # State name (kiosk.counter_state.State.value) → screen class name.
 SCREEN_NAMES = ("starting", "out_of_service", "start", "calling", "in_call", "result", "thanks", "pin", "tech")
@@ -48,6 +53,20 @@ class DepartmentButton(ButtonBehavior, BoxLayout):
 
     dept_id = StringProperty("")
     status = StringProperty("offline")
+    name_font = NumericProperty(40)
+    show_sub = BooleanProperty(True)
+
+
+class TownButton(ButtonBehavior, BoxLayout):
+    """One town on the start screen of a counter serving several: emblem (if configured), name large."""
+
+    town_id = StringProperty("")
+    name = StringProperty("")
+    sub_name = StringProperty("")
+    emblem = StringProperty("")
+    status = StringProperty("offline")
+    name_font = NumericProperty(40)
+    show_sub = BooleanProperty(True)
 
 
 class MemberTile(BoxLayout):
@@ -95,25 +114,144 @@ class OutOfServiceScreen(CounterScreen):
 
 
 class StartScreen(CounterScreen):
-    """Department buttons are rebuilt from the relay's ``welcome``; presence updates restyle them."""
+    """Towns, then pages of departments (:mod:`kiosk.start_layout`); presence updates restyle the buttons.
+
+    The grid is planned from the real size of its area: every button stays at least
+    :data:`DEPARTMENT_MIN_MM` large, and what does not fit goes to further pages (next/back and a page indicator).
+    """
+
+    mode = StringProperty("departments")  # or "towns": a counter of several towns asks for the town first
+    town_id = StringProperty("")
+    page = NumericProperty(0)
+    pages = NumericProperty(1)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._departments: list[Any] = []
+        self._presence: dict[str, str] = {}
+        self._built: tuple[Any, ...] = ()
+        self.plan: GridPlan | None = None
 
     def show_departments(self, departments: list[Any], presence: dict[str, str]) -> None:
+        self._departments = list(departments)
+        self._presence = dict(presence)
+        self.relayout()
+
+    def relayout(self, *_args: Any) -> None:
+        """Plan the grid for the area's size and fill it with this page's towns or departments."""
+        app = self.app
+        if app is None or "choices" not in self.ids:
+            return
+        nav: StartNav[Any] = app.start_nav
+        towns = towns_of(self._departments)
+        self.mode = nav.mode(towns)
+        self.town_id = nav.town or "" if self.mode == "departments" and len(towns) > 1 else ""
+        items: list[Any] = towns if self.mode == "towns" else nav.shown(self._departments, towns)
+        area = self.ids.choices
+        s = app.sizes
+        min_w = s.mm(DEPARTMENT_MIN_MM[0])
+        # Tall enough for the longest name wrapped at the smallest name font, plus the availability line.
+        names = max((_text_height(i.name(app.lang), min_w - s.mm(8), s.font_small) for i in items), default=0)
+        min_h = max(s.mm(DEPARTMENT_MIN_MM[1]), names + s.mm(9) + s.font_body * 1.45)
+        width, height = area.size
+        if width < min_w or height < min_h:
+            # Not laid out yet (a screen not shown so far): plan for the window; redone on the first real layout.
+            from kivy.core.window import Window
+
+            width, height = Window.width - s.mm(12), Window.height * 0.6
+        try:
+            plan = plan_grid(len(items), width, height, min_w=min_w, min_h=min_h, gap=s.gap, nav_h=s.button)
+        except ValueError as err:  # a window far too small for the kiosk: show what fits rather than nothing
+            log.error("start screen: %s", err)
+            plan = GridPlan(len(items), 1, max(1, len(items)), 1, width, height / max(1, len(items)), len(items))
+        self.plan = plan
+        self.pages = plan.pages
+        self.page = nav.clamp(plan.pages)
+        shown = pages_of(items, plan.per_page)[self.page]
         grid = self.ids.departments
-        wanted = [d.id for d in departments]
-        have = [b.dept_id for b in reversed(grid.children)]
-        if have != wanted:
+        key = (self.mode, tuple(getattr(i, "id", "") for i in shown), plan.cols, plan.rows, app.lang, s)
+        if key != self._built:
+            self._built = key
             grid.clear_widgets()
-            for d in departments:
-                grid.add_widget(DepartmentButton(dept_id=d.id, status=presence.get(d.id, "offline")))
+            grid.cols = plan.cols
+            grid.rows = plan.rows
+            buttons = [self._button(item, plan) for item in shown]
+            font = min((b.name_font for b in buttons), default=0)
+            for b in buttons:
+                b.name_font = font  # one size on a page: an even grid reads more calmly
+                grid.add_widget(b)
+            for _ in range(plan.slots - len(shown)):
+                grid.add_widget(Widget())  # keep the buttons of a short last page as large as the others
         for b in grid.children:
-            b.status = presence.get(b.dept_id, "offline")
+            if isinstance(b, DepartmentButton):
+                b.status = self._presence.get(b.dept_id, "offline")
+            elif isinstance(b, TownButton):
+                b.status = self._town_status(b.town_id)
+
+    def _town_status(self, town: str) -> str:
+        mine = [self._presence.get(d.id, "offline") for d in self._departments if d.office == town]
+        return next((st for st in ("available", "busy", "closed") if st in mine), "offline")
+
+    def _button(self, item: Any, plan: GridPlan) -> Widget:
+        app, s = self.app, self.app.sizes
+        inner_w = plan.button_w - s.mm(8)
+        sub = plan.button_h >= s.mm(48)  # room for the other language's name under the big one
+        name_h = plan.button_h - s.mm(9) - s.font_body * 1.45 - (s.font_small * 1.45 if sub else 0)
+        largest = s.font_huge if plan.pages == 1 else s.font_title
+        other = "en" if app.lang == "ja" else "ja"
+        if isinstance(item, Town):
+            font = _fit(item.name(app.lang), inner_w * (0.7 if app.town_emblem(item.id) else 1.0), name_h,
+                        s.font_huge, s.font_small)
+            return TownButton(town_id=item.id, name=item.name(app.lang), sub_name=item.name(other),
+                              emblem=app.town_emblem(item.id), name_font=font, show_sub=sub,
+                              status=self._town_status(item.id))
+        font = _fit(item.name(app.lang), inner_w, name_h, largest, s.font_small)
+        return DepartmentButton(dept_id=item.id, name_font=font, show_sub=sub,
+                                status=self._presence.get(item.id, "offline"))
+
+    def turn_page(self, step: int) -> None:
+        self.app.start_nav.turn(step, self.pages)
+        self.relayout()
 
     def department_button(self, dept_id: str) -> DepartmentButton:
-        """The button of one department (for tests and the screenshot script)."""
+        """The button of one department on the page shown (for tests and the screenshot script)."""
         for b in self.ids.departments.children:
-            if b.dept_id == dept_id:
+            if isinstance(b, DepartmentButton) and b.dept_id == dept_id:
                 return b
         raise LookupError(f"no button for department {dept_id!r} on the start screen")
+
+    def town_button(self, town_id: str) -> TownButton:
+        for b in self.ids.departments.children:
+            if isinstance(b, TownButton) and b.town_id == town_id:
+                return b
+        raise LookupError(f"no button for town {town_id!r} on the start screen")
+
+    def shown_ids(self) -> list[str]:
+        """Ids of the departments or towns on the page shown, in reading order."""
+        return [b.dept_id if isinstance(b, DepartmentButton) else b.town_id
+                for b in reversed(self.ids.departments.children) if isinstance(b, (DepartmentButton, TownButton))]
+
+
+def _text_height(text: str, width: float, size: float) -> float:
+    from kivy.core.text import Label as CoreLabel
+
+    label = CoreLabel(text=text, font_size=size, text_size=(width, None), halign="center", bold=True)
+    label.refresh()
+    return float(label.texture.size[1]) if label.texture is not None else 0.0
+
+
+def _fit(text: str, width: float, height: float, largest: float, smallest: float) -> float:
+    """The largest font at which ``text`` wrapped to ``width`` fits ``height``: estimated, then measured."""
+    from kivy.core.text import Label as CoreLabel
+
+    size = fit_font_size(text, width, height, largest=largest, smallest=smallest)
+    while True:
+        label = CoreLabel(text=text, font_size=size, text_size=(width, None), halign="center", bold=True)
+        label.refresh()
+        w, h = label.texture.size if label.texture is not None else (0, 0)
+        if (w <= width and h <= height) or size <= smallest:
+            return size
+        size = max(smallest, size * 0.92)
 
 
 class CallingScreen(CounterScreen):

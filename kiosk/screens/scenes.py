@@ -19,3 +19,4 @@ def small_media(cfg: TerminalConfig, camera: tuple[int, int], document: tuple[in
     cam = CameraConfig("synthetic:camera", camera[0], camera[1], 15.0)
     net = replace(media.network, ice_addresses=("127.0.0.1",))
     return cfg.with_overrides(media=replace(media, camera=cam, document_camera=doc, network=net))
+

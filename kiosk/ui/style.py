@@ -88,6 +88,7 @@ class Sizes:
 
     width_px: int
     width_mm: float
+    text_scale: float = 1.0  # the counter's "larger text" toggle: every font ×1.3, targets unchanged or larger
 
     @property
     def px_per_mm(self) -> float:
@@ -104,29 +105,29 @@ class Sizes:
 
     @property
     def button(self) -> float:
-        """Height of an ordinary button (18 mm)."""
-        return max(self.mm(18), self.touch)
+        """Height of an ordinary button (18 mm; taller with larger text)."""
+        return max(self.mm(18) * self.text_scale, self.touch)
 
     @property
     def big_button(self) -> float:
-        """Height of a main action button: department, cancel, hang up (26 mm)."""
-        return self.mm(26)
+        """Height of a main action button: department, cancel, hang up (26 mm; taller with larger text)."""
+        return self.mm(26) * self.text_scale
 
     @property
     def font_small(self) -> float:
-        return max(self.mm(5.6), 20)
+        return max(self.mm(5.6), 20) * self.text_scale
 
     @property
     def font_body(self) -> float:
-        return max(self.mm(8.0), 28)
+        return max(self.mm(8.0), 28) * self.text_scale
 
     @property
     def font_title(self) -> float:
-        return max(self.mm(12.0), 40)
+        return max(self.mm(12.0), 40) * self.text_scale
 
     @property
     def font_huge(self) -> float:
-        return max(self.mm(16.0), 54)
+        return max(self.mm(16.0), 54) * self.text_scale
 
     @property
     def gap(self) -> float:

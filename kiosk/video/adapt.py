@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from aiortc.mediastreams import MediaStreamTrack
 
+from common.logs import event
 from kiosk.video.stamp import SENT_SCALES
-from relay_server.logs import event
 
 __all__ = ["MIN_ADAPTED_WIDTH", "STEPS", "CameraAdaptation", "CameraAdapter"]
 

@@ -55,7 +55,7 @@ from av import VideoFrame
 from av.frame import Frame
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from relay_server.logs import event
+from common.logs import event
 
 __all__ = [
     "CAMERA", "DOCUMENT", "PROFILES", "EncoderBackend", "EncoderProfile", "TrackVp8Encoder",

@@ -11,6 +11,11 @@ completes a frame at that packet when every packet of the frame from the buffer'
 (no gap), and otherwise falls back to aiortc's rule (a packet of the next frame closes the frame),
 so a lost marker packet costs no more than before. Audio buffers keep aiortc's behaviour.
 
+On a lossy link a packet can stay missing (its NACK or the retransmission lost too: aiortc NACKs a packet again
+only when a *new* gap appears). aiortc then waits until 128 packets have piled up behind the gap, which on the
+document camera's slow track takes minutes. :class:`FrameEndJitterBuffer` gives a gap up after
+:data:`STALE_GAP` seconds of media time: the incomplete frames are dropped and a PLI asks the sender for a key frame.
+
 :func:`use_frame_end_jitter_buffer` makes every receiver created afterwards in this process use it;
 it is idempotent, and like :func:`kiosk.video.ice.restrict_ice_addresses` it replaces one name in
 aiortc for the whole process.
@@ -22,14 +27,42 @@ import logging
 
 import aiortc.rtcrtpreceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rtp import RtpPacket
 
-__all__ = ["FrameEndJitterBuffer", "use_frame_end_jitter_buffer"]
+__all__ = ["STALE_GAP", "FrameEndJitterBuffer", "use_frame_end_jitter_buffer"]
 
 log = logging.getLogger(__name__)
 
 
+STALE_GAP = 1.0  # seconds of media time a missing packet may hold up a video track before its frames are dropped
+_VIDEO_CLOCK = 90000
+
+
 class FrameEndJitterBuffer(JitterBuffer):
-    """aiortc's jitter buffer, but a video frame is complete at its marker packet."""
+    """aiortc's jitter buffer, but a video frame is complete at its marker packet, and a gap older than
+    :data:`STALE_GAP` is given up for a key frame."""
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli_flag, frame = super().add(packet)
+        if frame is not None or not self._is_video or self._origin is None:
+            return pli_flag, frame
+        oldest = None
+        for count in range(self.capacity):
+            held = self._packets[(self._origin + count) % self.capacity]
+            if held is not None:
+                oldest = held
+                break
+        if oldest is None or (packet.timestamp - oldest.timestamp) % (1 << 32) <= STALE_GAP * _VIDEO_CLOCK \
+                or (packet.timestamp - oldest.timestamp) % (1 << 32) >= (1 << 31):
+            return pli_flag, frame
+        # Drop everything before the newest frame's first packet we hold, then ask for a key frame.
+        while self._origin != packet.sequence_number:
+            held = self._packets[self._origin % self.capacity]
+            if held is not None and held.timestamp == packet.timestamp:
+                break
+            self.remove(1)
+        log.debug("video gap older than %.1f s given up; asking for a key frame", STALE_GAP)
+        return True, self._remove_frame(packet.sequence_number)
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         if not self._is_video or self._origin is None:

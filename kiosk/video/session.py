@@ -67,6 +67,14 @@ from kiosk.video.encoders import use_track_encoders
 from kiosk.video.ice import rtc_configuration
 from kiosk.video.jitter import use_frame_end_jitter_buffer
 from kiosk.video.local_media import GatedAudioTrack, LocalMedia
+from kiosk.video.paths import IcePath, PathPlan, ReconnectWindow, SilenceWatch
+from kiosk.video.turnprobe import (
+    PROBE_TIMEOUT,
+    IcePathBook,
+    apply_tls_context,
+    ice_connections,
+    selected_path,
+)
 
 __all__ = [
     "CODECS",
@@ -124,6 +132,9 @@ class EventKind(enum.StrEnum):
     STILL_SENT = "still_sent"
     STILL_FAILED = "still_failed"
     RELAY_LOST = "relay_lost"
+    MEDIA_PATH = "media_path"  # connected: detail = the selected candidate pair (turnprobe.selected_path)
+    RECONNECTING = "reconnecting"  # media to a member stopped; the session rebuilds it (detail: why, window)
+    RECONNECTED = "reconnected"  # media flows again after an outage (detail: outage_s, path)
     ENDED = "ended"
 
 
@@ -239,6 +250,10 @@ class _Peer:
     closing: bool = False
     connected_at: float | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    path: IcePath | None = None  # the one TURN path this peer connection may use (None: host/STUN only)
+    attempt: int = 1
+    created_at: float = field(default_factory=time.monotonic)
+    down: bool = False  # its media stopped; a new peer connection is being set up
 
 
 class CallSession:
@@ -255,6 +270,12 @@ class CallSession:
         codec: ``vp8`` or ``h264`` (``[network] codec``), preferred for the video this side offers.
         audio_output: spec for ``open_audio_sink`` used for each remote audio track.
         on_event: called with every :class:`SessionEvent` (exceptions are logged, not raised).
+        paths: the terminal's probed TURN paths (:class:`~kiosk.video.turnprobe.IcePathBook`); default: a book
+            of ``ice_servers`` without probes (paths then tried UDP, TCP, TLS).
+        reconnect_window: seconds an outage of a member's media may last before the call ends
+            (``[network] reconnect_window``).
+        attempt_timeout: seconds a new peer connection may take to connect before the next path is tried.
+        silence: seconds without a received packet after which a connected member's media counts as down.
     """
 
     def __init__(
@@ -269,6 +290,10 @@ class CallSession:
         codec: str = "vp8",
         audio_output: str = "null",
         on_event: Callable[[SessionEvent], Any] | None = None,
+        paths: IcePathBook | None = None,
+        reconnect_window: float = 30.0,
+        attempt_timeout: float = 6.0,
+        silence: float = 2.5,
     ) -> None:
         if role not in ("counter", "office"):
             raise SessionError(f"CallSession role must be 'counter' or 'office', got {role!r}")
@@ -303,6 +328,16 @@ class CallSession:
         self._still_ids = itertools.count(1)
         self._remote_bye: dict[str, str] = {}
         self._waiters: list[tuple[Callable[[SessionEvent], bool], asyncio.Future[SessionEvent]]] = []
+        self._own_book = paths is None
+        self.paths = paths if paths is not None else IcePathBook(self.ice_servers)
+        self.reconnect_window = reconnect_window
+        self.attempt_timeout = attempt_timeout
+        self.silence = silence
+        self._plans: dict[str, PathPlan] = {}
+        self._outages: dict[str, ReconnectWindow] = {}
+        self._media_paths: dict[str, dict[str, Any]] = {}
+        self._ever_connected: set[str] = set()
+        self._sinks: dict[tuple[str, str], Any] = {}  # FrameSinks survive a rebuilt peer connection
 
     # -- public API ------------------------------------------------------------------------------
     @property
@@ -338,6 +373,20 @@ class CallSession:
         """``time.monotonic()`` when the connection to ``member`` first reached ``connected``."""
         peer = self._peers.get(member)
         return peer.connected_at if peer is not None else None
+
+    def media_path(self, member: str) -> dict[str, Any] | None:
+        """The candidate pair that carries media to ``member`` (``{"local", "transport", "remote", "turn",
+        "summary"}``, see :func:`~kiosk.video.turnprobe.selected_path`), once connected."""
+        return self._media_paths.get(member)
+
+    def path_failures(self, member: str) -> list[dict[str, str]]:
+        """The attempts towards ``member`` that failed, oldest first: ``[{"url", "why"}]``."""
+        plan = self._plans.get(member)
+        return [{"url": u, "why": w} for u, w in plan.failures] if plan is not None else []
+
+    def reconnecting(self, member: str | None = None) -> bool:
+        """Whether media to ``member`` (or to anyone) is down and being rebuilt."""
+        return any(w.active for m, w in self._outages.items() if member is None or m == member)
 
     @property
     def mic_muted(self) -> bool:
@@ -461,6 +510,8 @@ class CallSession:
         kind = msg.get("type")
         if kind == "welcome":
             self.ice_servers = list(msg.get("ice_servers") or ())
+            if self._own_book:
+                self.paths.set_servers(self.ice_servers)
             return
         if self.state is SessionState.ENDED:
             return
@@ -527,6 +578,11 @@ class CallSession:
         if member not in self.order:
             self.order.append(member)
         if member in self._peers:
+            peer = self._peers[member]
+            if (peer.down or peer.connected_at is None) and not peer.offerer \
+                    and time.monotonic() - peer.created_at > 1.0:
+                # We are back on the relay and our media to them is down: ask them to offer again now.
+                await self._signal_to(member, {"kind": "restart", "reason": "relay link back"})
             return
         if offers_to(self.terminal_id, member, counter=self.counter_id, order=self.order):
             await self._offer(member)
@@ -553,15 +609,28 @@ class CallSession:
             await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
         elif kind == "bye":
             await self._on_bye(sender, str(data.get("reason", "hangup")))
+        elif kind == "restart":
+            await self._on_restart_request(sender, str(data.get("reason", "")))
         else:
             log.warning("%s: unknown signal kind %r from %s", self.terminal_id, kind, sender)
 
-    def _new_peer(self, member: str, offerer: bool) -> _Peer:
+    def _plan(self, member: str) -> PathPlan:
+        plan = self._plans.get(member)
+        if plan is None:
+            plan = self._plans[member] = PathPlan(self.paths.ordered())
+        return plan
+
+    def _new_peer(self, member: str, offerer: bool, attempt: int = 1) -> _Peer:
         use_frame_end_jitter_buffer()  # decode each remote frame at its last packet (kiosk.video.jitter)
         use_track_encoders()  # VP8 settings per track: camera or document (kiosk.video.encoders)
-        pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
-        peer = _Peer(member=member, pc=pc, offerer=offerer)
+        # aiortc uses only the first TURN URL it is given: each peer connection gets one path, chosen by the plan.
+        path = self._plan(member).current()
+        servers = self.paths.stun_servers() + ([path.server()] if path is not None else [])
+        pc = RTCPeerConnection(rtc_configuration(servers))
+        peer = _Peer(member=member, pc=pc, offerer=offerer, path=path, attempt=attempt)
         self._peers[member] = peer
+        log.info("%s: media to %s, attempt %d, over %s", self.terminal_id, member, attempt,
+                 path.url if path is not None else "host/STUN candidates only (no TURN server)")
 
         @pc.on("connectionstatechange")
         def _state() -> None:
@@ -578,8 +647,26 @@ class CallSession:
 
         if member not in self.order:
             self.order.append(member)
-        self._emit(SessionEvent(EventKind.MEMBER_JOINED, member=member))
+        if attempt == 1 and member not in self._ever_connected:
+            self._emit(SessionEvent(EventKind.MEMBER_JOINED, member=member))
+        self._spawn(self._watch(peer), peer)
         return peer
+
+    async def _gather(self, peer: _Peer, description: RTCSessionDescription) -> None:
+        """``setLocalDescription`` (aiortc gathers every candidate there), with our TLS context for turns:,
+        and a log line when the TURN path gave no relay candidate (aioice gives up after 5 s silently)."""
+        apply_tls_context(peer.pc, self.paths.context)
+        await peer.pc.setLocalDescription(description)
+        if peer.path is not None:
+            types = {c.type for conn in ice_connections(peer.pc) for c in conn.local_candidates}
+            if "relay" not in types:
+                why = "no TURN allocation within 5 s"
+                result = self.paths.results.get(peer.path.url)
+                if result is not None and not result.ok:
+                    why += f"; last probe: {result.explain()}"
+                log.warning("%s: %s gave no relay candidate (%s)", self.terminal_id, peer.path.url, why)
+                self._plan(peer.member).failed(peer.path, why)
+                self.paths.refresh()
 
     def _local_track(self, peer: _Peer, label: str) -> MediaStreamTrack | None:
         track: MediaStreamTrack | None = None
@@ -618,8 +705,9 @@ class CallSession:
         rtx = [c for c in caps.codecs if c.mimeType.lower() == "video/rtx"]
         transceiver.setCodecPreferences(preferred + rtx)
 
-    async def _offer(self, member: str) -> None:
-        peer = self._new_peer(member, offerer=True)
+    async def _offer(self, member: str, attempt: int = 1) -> None:
+        await self.paths.wait_probed(PROBE_TIMEOUT)
+        peer = self._new_peer(member, offerer=True, attempt=attempt)
         pc = peer.pc
         audio = self._local_track(peer, "audio")
         t_audio = pc.addTransceiver(audio if audio is not None else "audio",
@@ -635,7 +723,9 @@ class CallSession:
             self._prefer_codec(t_doc)
             transceivers.append((t_doc, "document"))
         self._attach_channel(peer, pc.createDataChannel(stills.CONTROL_CHANNEL))
-        await pc.setLocalDescription(await pc.createOffer())
+        await self._gather(peer, await pc.createOffer())
+        if self._peers.get(member) is not peer:
+            return  # replaced while gathering
         peer.labels = {str(t.mid): label for t, label in transceivers}
         await self._signal_to(member, {"kind": "offer", "sdp": pc.localDescription.sdp, "tracks": peer.labels})
 
@@ -647,9 +737,10 @@ class CallSession:
                 return
             # A new offer from the same member replaces the old connection (the other side restarted it).
             self._peers.pop(sender, None)
-            await self._close_peer(existing)
+            await self._close_peer(existing, keep_sinks=True)
         self._activate()
-        peer = self._new_peer(sender, offerer=False)
+        await self.paths.wait_probed(PROBE_TIMEOUT)
+        peer = self._new_peer(sender, offerer=False, attempt=existing.attempt + 1 if existing else 1)
         pc = peer.pc
         tracks = data.get("tracks")
         peer.labels = {str(k): str(v) for k, v in tracks.items()} if isinstance(tracks, Mapping) else {}
@@ -662,7 +753,7 @@ class CallSession:
             if track is not None:
                 t.sender.replaceTrack(track)
                 t.direction = "sendrecv"
-        await pc.setLocalDescription(await pc.createAnswer())
+        await self._gather(peer, await pc.createAnswer())
         await self._signal_to(sender, {"kind": "answer", "sdp": pc.localDescription.sdp, "tracks": peer.labels})
 
     def _label(self, peer: _Peer, transceiver: RTCRtpTransceiver) -> str:
@@ -699,7 +790,10 @@ class CallSession:
         remote = RemoteTrack(member=peer.member, label=label, track=counting)
         if track.kind == "video":
             from kiosk.video.sink import FrameSink, consume_track
-            remote.frame_sink = FrameSink(f"{peer.member}/{label}")
+            sink = self._sinks.get(key)
+            if sink is None:
+                sink = self._sinks[key] = FrameSink(f"{peer.member}/{label}")
+            remote.frame_sink = sink
             coro: Awaitable[Any] = consume_track(counting, remote.frame_sink)
         else:
             from kiosk.devices.audio import open_audio_sink
@@ -719,15 +813,130 @@ class CallSession:
 
     def _on_pc_state(self, peer: _Peer) -> None:
         state = peer.pc.connectionState
+        if peer.closing and state != "closed":
+            return  # a replaced connection: its states no longer matter
         if state == "connected" and peer.connected_at is None:
             peer.connected_at = time.monotonic()
+            self._on_connected(peer)
         self._emit(SessionEvent(EventKind.CONNECTION_STATE, member=peer.member, state=state))
         if peer.closing or self.state is SessionState.ENDED:
             return
         if state == "failed":
-            self._spawn(self._media_failed(peer.member, "peer connection failed"))
+            self._spawn(self._path_down(peer, "peer connection failed (ICE)"))
         elif state == "closed":
             self._spawn(self._closed_by_remote(peer))
+
+    def _on_connected(self, peer: _Peer) -> None:
+        path = selected_path(peer.pc) or {}
+        if peer.path is not None:
+            path["url"] = peer.path.url
+        self._media_paths[peer.member] = path
+        self._ever_connected.add(peer.member)
+        log.info("%s: media to %s connected over %s (attempt %d, %s)", self.terminal_id, peer.member,
+                 path.get("summary", "?"), peer.attempt, path.get("url", "no TURN"))
+        self._emit(SessionEvent(EventKind.MEDIA_PATH, member=peer.member, detail=dict(path)))
+        outage = self._outages.get(peer.member)
+        if outage is not None and outage.active:
+            lasted = outage.end(time.monotonic())
+            log.info("%s: media to %s back after %.1f s", self.terminal_id, peer.member, lasted)
+            self._emit(SessionEvent(EventKind.RECONNECTED, member=peer.member,
+                                    detail={"outage_s": round(lasted, 3), "path": path.get("summary", "")}))
+
+    # -- keeping media alive ---------------------------------------------------------------------
+    def _outage(self, member: str) -> ReconnectWindow:
+        w = self._outages.get(member)
+        if w is None:
+            w = self._outages[member] = ReconnectWindow(self.reconnect_window, self.attempt_timeout)
+        return w
+
+    async def _watch(self, peer: _Peer) -> None:
+        """One peer connection's health: connect within ``attempt_timeout``, then keep receiving packets."""
+        watch = SilenceWatch(self.silence)
+        while not peer.closing and self.state is not SessionState.ENDED:
+            await asyncio.sleep(0.5)
+            if peer.closing or self._peers.get(peer.member) is not peer:
+                return
+            now = time.monotonic()
+            if peer.down:
+                # Waiting for the offerer's new offer (we are the answerer): ask again, or give up.
+                if now - peer.created_at >= self.attempt_timeout:
+                    peer.created_at = now
+                    await self._rebuild(peer, "still no media")
+                continue
+            if peer.connected_at is None:
+                if now - peer.created_at >= self.attempt_timeout:
+                    await self._attempt_failed(peer, f"not connected within {self.attempt_timeout:g} s")
+                    if peer.offerer:
+                        return
+                continue
+            received = 0
+            with contextlib.suppress(Exception):
+                for stat in (await peer.pc.getStats()).values():
+                    if getattr(stat, "type", "") == "transport":
+                        received = max(received, int(getattr(stat, "packetsReceived", 0) or 0))
+            if watch.feed(now, received):
+                await self._path_down(peer, f"no packet received for {self.silence:g} s")
+                if not peer.offerer:
+                    continue  # keep watching: resend the restart request until an offer comes
+                return
+
+    async def _attempt_failed(self, peer: _Peer, why: str) -> None:
+        """A new peer connection did not connect: log why, move its path to the back, try the next one."""
+        plan = self._plan(peer.member)
+        nxt = plan.failed(peer.path, why)
+        log.warning("%s: attempt %d to %s over %s failed: %s; next: %s", self.terminal_id, peer.attempt,
+                    peer.member, peer.path.url if peer.path else "host/STUN", why,
+                    nxt.url if nxt is not None else "host/STUN again")
+        self.paths.refresh()  # the network may have changed: re-probe in the background
+        await self._path_down(peer, why)
+
+    async def _path_down(self, peer: _Peer, why: str) -> None:
+        """Media to a member stopped (or never started): rebuild it, within the reconnect window."""
+        if self._peers.get(peer.member) is not peer or self.state is SessionState.ENDED:
+            return
+        outage = self._outage(peer.member)
+        now = time.monotonic()
+        if not outage.active:
+            outage.begin(now)
+            if peer.member in self._ever_connected:
+                log.warning("%s: media to %s lost (%s); reconnecting for up to %g s", self.terminal_id,
+                            peer.member, why, self.reconnect_window)
+                for (m, _), sink in self._sinks.items():
+                    if m == peer.member:
+                        sink.clear()  # a calm "reconnecting" instead of a frozen picture
+                self._emit(SessionEvent(EventKind.RECONNECTING, member=peer.member, reason=why,
+                                        detail={"window_s": self.reconnect_window}))
+        # Not awaited: the rebuild closes this peer connection, whose tasks may be the caller.
+        self._spawn(self._rebuild(peer, why))
+
+    async def _rebuild(self, peer: _Peer, why: str) -> None:
+        member = peer.member
+        if self._peers.get(member) is not peer or self.state is SessionState.ENDED:
+            return
+        outage = self._outage(member)
+        if outage.expired(time.monotonic()):
+            # Spawned: ending closes every peer connection, and with it the task that may be running this.
+            self._spawn(self._media_failed(member, f"no media for {self.reconnect_window:g} s ({why})"))
+            return
+        if offers_to(self.terminal_id, member, counter=self.counter_id, order=self.order):
+            self._peers.pop(member, None)
+            await self._close_peer(peer, keep_sinks=True)
+            await self._offer(member, attempt=peer.attempt + 1)
+        else:
+            peer.down = True
+            await self._signal_to(member, {"kind": "restart", "reason": why})
+
+    async def _on_restart_request(self, member: str, why: str) -> None:
+        """The answerer lost our media and asks for a new offer (we are the offerer)."""
+        peer = self._peers.get(member)
+        if peer is None or self.state is SessionState.ENDED:
+            return
+        if not offers_to(self.terminal_id, member, counter=self.counter_id, order=self.order):
+            return
+        if peer.connected_at is None and time.monotonic() - peer.created_at < self.attempt_timeout:
+            return  # an attempt is under way already
+        log.info("%s: %s asks for a new offer (%s)", self.terminal_id, member, why)
+        await self._path_down(peer, f"{member} lost the media ({why})")
 
     async def _closed_by_remote(self, peer: _Peer) -> None:
         deadline = time.monotonic() + REMOTE_CLOSE_GRACE
@@ -736,7 +945,7 @@ class CallSession:
                 return
             await asyncio.sleep(0.05)
         if self.state is not SessionState.ENDED and self._peers.get(peer.member) is peer:
-            await self._media_failed(peer.member, "peer connection closed by the other side")
+            await self._path_down(peer, "peer connection closed by the other side")
 
     async def _media_failed(self, member: str, why: str) -> None:
         if self.state is SessionState.ENDED:
@@ -855,7 +1064,7 @@ class CallSession:
         else:
             await self._end(reason, by=member)
 
-    async def _close_peer(self, peer: _Peer) -> None:
+    async def _close_peer(self, peer: _Peer, *, keep_sinks: bool = False) -> None:
         peer.closing = True
         for t in list(peer.tasks):
             t.cancel()
@@ -872,6 +1081,8 @@ class CallSession:
                 remote.task.cancel()
             if remote.frame_sink is not None:
                 remote.frame_sink.clear()  # screens show "no picture", never a frozen last frame
+                if not keep_sinks:
+                    self._sinks.pop(key, None)
             if remote.audio_sink is not None:
                 remote.audio_sink.close()
 
@@ -883,6 +1094,9 @@ class CallSession:
         peers = list(self._peers.values())
         self._peers.clear()
         await asyncio.gather(*(self._close_peer(p) for p in peers))
+        for sink in self._sinks.values():
+            sink.clear()
+        self._sinks.clear()
         if self._adaptation is not None:
             await self._adaptation.close()  # the camera goes back to full size for the next call
             self._adaptation = None

@@ -35,6 +35,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 from av.video.reformatter import VideoReformatter
 
+from common.logs import event
 from kiosk.config import CameraConfig
 from kiosk.devices.cameras import (
     Backoff,
@@ -49,7 +50,6 @@ from kiosk.devices.cameras import (
 from kiosk.video.encoders import profile_for, tag_frame
 from kiosk.video.stamp import draw_frame_stamp, read_frame_stamp
 from kiosk.video.synthetic import DOCUMENT_TEXT, SyntheticScene, render_document_page, render_placeholder
-from relay_server.logs import event
 
 __all__ = [
     "DOCUMENT_TEXT", "Backoff", "SyntheticCameraGrabber", "SyntheticDocumentGrabber", "SyntheticMjpegGrabber",
@@ -331,6 +331,11 @@ class VideoSource:
         if silent > self.stall_timeout:
             return f"unavailable: {self.device}: no frame for {silent:.1f}s"
         return "ok"
+
+    @property
+    def fault_error(self) -> BaseException | None:
+        """The exception behind an ``unavailable`` status raised by the device (None for a stall or while fine)."""
+        return self._capture.fault_error
 
     @property
     def rotation(self) -> int:

@@ -24,6 +24,22 @@ class ConfigError(Exception):
     """A config file is missing, unreadable, or has a wrong, missing or unknown value."""
 
 
+class ConfigFileNotFound(ConfigError):
+    """The config file does not exist."""
+
+
+class ConfigSyntaxError(ConfigError):
+    """The file is not valid TOML."""
+
+
+class MissingKeyError(ConfigError):
+    """A required key or table is missing."""
+
+
+class UnknownKeyError(ConfigError):
+    """A key that nothing reads (usually a misspelling)."""
+
+
 def _norm_key(raw: str) -> str:
     return ".".join(p.strip().strip("\"'") for p in raw.split("."))
 
@@ -37,7 +53,7 @@ class ConfigFile:
             try:
                 text = self.path.read_text(encoding="utf-8")
             except FileNotFoundError as err:
-                raise ConfigError(f"{self.path}: config file not found") from err
+                raise ConfigFileNotFound(f"{self.path}: config file not found") from err
             except (OSError, UnicodeDecodeError) as err:
                 raise ConfigError(f"{self.path}: cannot read config file: {err}") from err
         self.text = text
@@ -49,7 +65,7 @@ class ConfigFile:
             where = f"{self.path}:{m.group(1)}" if m else str(self.path)
             problem = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(err))
             col = f" (column {m.group(2)})" if m else ""
-            raise ConfigError(f"{where}: TOML syntax error: {problem}{col}") from err
+            raise ConfigSyntaxError(f"{where}: TOML syntax error: {problem}{col}") from err
         self._index = self._index_lines(text)
 
     @staticmethod
@@ -87,9 +103,9 @@ class ConfigFile:
             probe = probe.rsplit(".", 1)[0] if "." in probe else ""
         return str(self.path)
 
-    def error(self, path: str, problem: str) -> ConfigError:
+    def error(self, path: str, problem: str, kind: type[ConfigError] = ConfigError) -> ConfigError:
         """An error for key ``path`` (e.g. ``'department[2].hours'``), located in the file."""
-        return ConfigError(f"{self.where(path)}: {path}: {problem}")
+        return kind(f"{self.where(path)}: {path}: {problem}")
 
 
 class Section:
@@ -106,8 +122,8 @@ class Section:
     def key_path(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
-    def error(self, key: str, problem: str) -> ConfigError:
-        return self.file.error(self.key_path(key), problem)
+    def error(self, key: str, problem: str, kind: type[ConfigError] = ConfigError) -> ConfigError:
+        return self.file.error(self.key_path(key), problem, kind)
 
     def has(self, key: str) -> bool:
         return key in self.data
@@ -121,7 +137,7 @@ class Section:
         self._used.add(key)
         if key not in self.data:
             if default is ...:
-                raise self.error(key, "required key is missing")
+                raise self.error(key, "required key is missing" + self._misspelt(key), MissingKeyError)
             return default
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -136,6 +152,14 @@ class Section:
                 raise self.error(key, problem)
         return value
 
+    def _misspelt(self, key: str) -> str:
+        """For a missing key: the key of this table that is probably it, misspelt (`tokn` for `token`)."""
+        candidates = [k for k in self.data if k not in self._used]
+        hint = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+        if not hint:
+            return ""
+        return f"; unknown key '{hint[0]}' at {self.file.where(self.key_path(hint[0]))} (a misspelling of '{key}'?)"
+
     def get_list(self, key: str, item: type, default: Any = ...) -> list[Any]:
         values = self.get(key, list, default)
         for i, v in enumerate(values):
@@ -146,7 +170,7 @@ class Section:
     def section(self, key: str, required: bool = False) -> Section:
         self._used.add(key)
         if key not in self.data and required:
-            raise self.error(key, "required table is missing")
+            raise self.error(key, "required table is missing" + self._misspelt(key), MissingKeyError)
         return Section(self.file, self.key_path(key), self.data.get(key, {}))
 
     def sections(self, key: str) -> list[Section]:
@@ -165,7 +189,7 @@ class Section:
                 hint = difflib.get_close_matches(key, sorted(allowed), n=1)
                 tip = f" (did you mean '{hint[0]}'?)" if hint else ""
                 known = ", ".join(sorted(allowed)) or "none"
-                raise self.error(key, f"unknown key{tip}; known keys here: {known}")
+                raise self.error(key, f"unknown key{tip}; known keys here: {known}", UnknownKeyError)
 
 
 def _toml_type(t: type) -> str:

@@ -11,6 +11,7 @@ present with the right JSON type and that no unexpected field is present; unknow
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,10 @@ PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_SIGNAL_DATA_BYTES = 48 * 1024
 LAMP_TEST_SECONDS = 3  # how long a lamp test from a counter lights the office lamps
+MAX_NESTING = 32  # objects and arrays inside one another, at most (SDP payloads need 3)
+MAX_ECHO_CHARS = 64  # text from a message quoted back in an error, at most
+# A \uD800-\uDFFF escape in JSON text: the only way a lone surrogate (text that no UTF-8 can carry) gets in.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 ROLES = ("counter", "office", "lamp")
 
@@ -27,6 +32,7 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_REPLACED = 4409
 CLOSE_RATE_LIMITED = 4429
 CLOSE_SHUTDOWN = 1001
+CLOSE_ADMIN = 4410  # disconnected from the fleet page; the terminal reconnects as usual
 
 # Error codes (docs/protocol.md, "Errors").
 ERROR_CODES = (
@@ -103,6 +109,7 @@ CLIENT_MESSAGES: dict[str, dict[str, Field]] = {
     "status": {"status": STR},
     "ping": {"id": _f(str, int, required=False)},
     "lamp_test": {},
+    "health": {"version": STR, "devices": OBJ, "last_call": _f(dict, required=False)},
 }
 
 CLIENT_ROLES: dict[str, tuple[str, ...]] = {
@@ -118,6 +125,7 @@ CLIENT_ROLES: dict[str, tuple[str, ...]] = {
     "status": ("office",),
     "ping": ROLES,
     "lamp_test": ("counter",),
+    "health": ROLES,
 }
 
 # Messages the relay sends, for terminals that want to check what they receive.
@@ -141,9 +149,16 @@ SERVER_MESSAGES: dict[str, dict[str, Field]] = {
     "lamp_test": {"by": STR, "departments": _f(list), "seconds": _f(int, float)},
     "lamp_test_sent": {"departments": _f(list), "lamps": _f(list), "stations": _f(list)},
     "colleagues": {"stations": OBJ},
+    "ring_test": {"by": STR, "seconds": _f(int, float)},
 }
 
 STATION_STATUSES = ("available", "away")
+
+# ``health``: each device's state, and the limits that keep a report small.
+HEALTH_STATES = ("ok", "missing", "failing")
+HEALTH_MAX_DEVICES = 16
+HEALTH_MAX_TEXT = 200
+RING_TEST_SECONDS = 3  # how long a "ring this station" test from the fleet page rings
 
 
 def _type_name(value: Any) -> str:
@@ -171,7 +186,7 @@ def check_fields(msg: Mapping[str, Any], schema: Mapping[str, Field], kind: str)
             )
     extra = sorted(set(msg) - set(schema) - {"type"})
     if extra:
-        raise ProtocolError("bad_message", f"unexpected field(s) in '{kind}': {', '.join(extra)}", kind)
+        raise ProtocolError("bad_message", f"unexpected field(s) in '{kind}': {shorten(', '.join(extra))}", kind)
 
 
 def parse(raw: str | bytes, schemas: Mapping[str, Mapping[str, Field]] = CLIENT_MESSAGES, *,
@@ -189,20 +204,19 @@ def parse(raw: str | bytes, schemas: Mapping[str, Mapping[str, Field]] = CLIENT_
     if isinstance(raw, bytes | bytearray | memoryview):
         raise ProtocolError("bad_message", "binary frames are not accepted; send JSON text frames")
     # A character is 1 to 4 UTF-8 bytes: encode only when the length alone does not decide.
-    size = len(raw) if len(raw) > max_bytes or 4 * len(raw) <= max_bytes else len(raw.encode())
+    size = len(raw) if len(raw) > max_bytes or 4 * len(raw) <= max_bytes else len(raw.encode(errors="replace"))
     if size > max_bytes:
         raise ProtocolError("too_large", f"message is {size} bytes or more, the limit is {max_bytes}")
-    try:
-        msg = json.loads(raw)
-    except ValueError as err:
-        raise ProtocolError("bad_message", f"not valid JSON: {err}") from err
+    msg = load_json(raw, check=False)
     if not isinstance(msg, dict):
         raise ProtocolError("bad_message", f"a message must be a JSON object, got {_type_name(msg)}")
     kind = msg.get("type")
+    check_json(raw, msg, shorten(kind) if isinstance(kind, str) else None)
     if not isinstance(kind, str):
         raise ProtocolError("bad_message", "a message needs a string field 'type'")
     schema = schemas.get(kind)
     if schema is None:
+        kind = shorten(kind)
         raise ProtocolError("unknown_type", f"unknown message type '{kind}'", kind)
     check_fields(msg, schema, kind)
     if kind == "signal" and "data" in msg:
@@ -213,26 +227,136 @@ def parse(raw: str | bytes, schemas: Mapping[str, Mapping[str, Field]] = CLIENT_
             )
     if kind == "invite" and ("department" in msg) == ("terminal" in msg):
         raise ProtocolError("bad_message", "'invite' needs exactly one of 'department' or 'terminal'", kind)
+    if kind == "health":
+        _check_health(msg)
     if kind == "status" and msg["status"] not in STATION_STATUSES:
         raise ProtocolError(
-            "bad_message", f"'status' must be one of {', '.join(STATION_STATUSES)}, got '{msg['status']}'", kind
+            "bad_message", f"'status' must be one of {', '.join(STATION_STATUSES)}, got '{shorten(msg['status'])}'",
+            kind
         )
     return msg
 
 
+def _check_part(part: Mapping[str, Any], schema: Mapping[str, Field], where: str) -> None:
+    try:
+        check_fields({**part, "type": None}, schema, where)
+    except ProtocolError as err:
+        raise ProtocolError(err.code, err.message, "health") from None
+
+
+def _check_health(msg: Mapping[str, Any]) -> None:
+    """``devices`` is ``{name: {"state": HEALTH_STATES, "reason": str?}}``; ``last_call`` ``{"path": str?,
+    "quality": str?}``; every text short (a report is small and shown as is on the fleet page)."""
+    devices = msg["devices"]
+    if len(devices) > HEALTH_MAX_DEVICES:
+        raise ProtocolError("bad_message", f"'health' lists {len(devices)} devices, the limit is "
+                            f"{HEALTH_MAX_DEVICES}", "health")
+    texts = [msg["version"]]
+    for name, dev in devices.items():
+        if not isinstance(dev, dict):
+            raise ProtocolError("bad_message", f"device '{name}' of 'health' must be object, got {_type_name(dev)}",
+                                "health")
+        _check_part(dev, {"state": STR, "reason": OPT_STR}, f"health.devices.{name}")
+        if dev["state"] not in HEALTH_STATES:
+            raise ProtocolError("bad_message", f"device '{name}' state must be one of {', '.join(HEALTH_STATES)}, "
+                                f"got '{dev['state']}'", "health")
+        texts += [name, dev.get("reason", "")]
+    if "last_call" in msg:
+        _check_part(msg["last_call"], {"path": OPT_STR, "quality": OPT_STR}, "health.last_call")
+        texts += list(msg["last_call"].values())
+    if any(len(t) > HEALTH_MAX_TEXT for t in texts):
+        raise ProtocolError("bad_message", f"'health' texts are at most {HEALTH_MAX_TEXT} characters", "health")
+
+
 def parse_server(raw: str | bytes) -> dict[str, Any]:
-    """Parse a message received from the relay (lenient about extra fields)."""
+    """Parse a message received from the relay (lenient about extra fields).
+
+    Raises:
+        ProtocolError: not UTF-8, not JSON, nested too deeply, not an object with a string ``type``.
+    """
     if isinstance(raw, bytes | bytearray | memoryview):
-        raw = bytes(raw).decode()
-    msg = json.loads(raw)
+        try:
+            raw = bytes(raw).decode()
+        except UnicodeDecodeError as err:
+            raise ProtocolError("bad_message", f"relay sent a frame that is not UTF-8 ({err.reason} at byte "
+                                f"{err.start})") from err
+    msg = load_json(raw)
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise ProtocolError("bad_message", "relay sent something that is not a message")
     return msg
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def load_json(raw: str, *, check: bool = True) -> Any:
+    """``json.loads`` for text from the network: no NaN/Infinity, no lone surrogates, nesting bounded.
+
+    Every value it returns can be encoded back to UTF-8 JSON, so nothing accepted here can make a later
+    :func:`encode` or a websocket send fail.
+
+    Raises:
+        ProtocolError: ``bad_message`` naming the problem.
+    """
+    try:
+        value = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError as err:
+        raise ProtocolError("bad_message", f"JSON nested more than {MAX_NESTING} levels deep") from err
+    except ValueError as err:  # JSONDecodeError, NaN, an integer of more than 4300 digits
+        raise ProtocolError("bad_message", f"not valid JSON: {shorten(str(err))}") from err
+    if check:
+        check_json(raw, value)
+    return value
+
+
+def check_json(raw: str, value: Any, ref: str | None = None) -> None:
+    """Raise ``bad_message`` (with ``ref``) if ``value``, parsed from ``raw``, holds a lone surrogate or nests
+    more than :data:`MAX_NESTING` deep."""
+    if _SURROGATE_ESCAPE.search(raw) is not None:
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError as err:
+            raise ProtocolError("bad_message", "text with a lone surrogate escape (\\ud800-\\udfff) cannot be "
+                                "carried as UTF-8", ref) from err
+    if raw.count("{") + raw.count("[") > MAX_NESTING and _depth(value) > MAX_NESTING:
+        raise ProtocolError("bad_message", f"JSON nested more than {MAX_NESTING} levels deep", ref)
+
+
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest in ``value`` (iterative: no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        elif not isinstance(v, list):
+            continue
+        deepest = max(deepest, d)
+        if d <= MAX_NESTING:
+            stack.extend((x, d + 1) for x in v if isinstance(x, dict | list))
+    return deepest
+
+
+def shorten(value: Any, limit: int = MAX_ECHO_CHARS) -> str:
+    """``value`` as text of at most ``limit`` characters, for quoting a sender's text back in an error."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + f"…(+{len(text) - limit})"
+
+
 def encode(msg: Mapping[str, Any]) -> str:
-    """Encode a message as compact JSON text (UTF-8 kept readable)."""
-    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+    """Encode a message as compact JSON text (UTF-8 kept readable).
+
+    Never fails for a message built from parsed input: text that UTF-8 cannot carry (a lone surrogate) falls
+    back to ASCII escapes, which every JSON reader accepts.
+    """
+    text = json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            text = json.dumps(msg, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 def error(code: str, message: str, ref: str | None = None, **extra: Any) -> dict[str, Any]:

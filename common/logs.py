@@ -6,12 +6,36 @@ import logging
 import sys
 from typing import Any
 
+MAX_VALUE_CHARS = 200  # a value longer than this is cut (a client's text must not flood the journal)
+
+
+def _escape_char(c: str) -> str:
+    if c == "\n":
+        return "\\n"
+    if c == "\r":
+        return "\\r"
+    if c == "\t":
+        return "\\t"
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
 
 def _fmt(value: Any) -> str:
+    """One value of a log line: control characters, line breaks and quotes escaped, cut at MAX_VALUE_CHARS.
+
+    Text from terminals ends up here, so no value may end a line or forge another one (CR, LF, ESC,
+    U+2028 …) and none may be longer than a line is worth.
+    """
     text = str(value)
-    if not text or any(c in text for c in ' ="\n'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    return text
+    if len(text) > MAX_VALUE_CHARS:
+        text = text[:MAX_VALUE_CHARS] + f"…(+{len(text) - MAX_VALUE_CHARS} chars)"
+    printable = text.isprintable()  # false for every control, format, surrogate and line-separator char
+    if text and printable and not any(c in text for c in ' ="\\'):
+        return text
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    if not printable:
+        text = "".join(c if c.isprintable() else _escape_char(c) for c in text)
+    return '"' + text + '"'
+
 
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:

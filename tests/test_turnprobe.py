@@ -1,0 +1,125 @@
+"""TURN path probes and the private CA for turns:, against a real coturn on 127.0.0.1 (no root needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiortc import RTCPeerConnection
+from netbed import make_ca
+
+from kiosk.video.ice import rtc_configuration
+from kiosk.video.paths import parse_url
+from kiosk.video.turnprobe import IcePathBook, apply_tls_context, probe_path, tls_context
+from relay_server.core import turn_credentials
+
+SECRET = "probe-test-secret"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Coturn:
+    port: int
+    tls_port: int
+    ca: Path
+
+    def servers(self, *, secret: str = SECRET, host: str = "127.0.0.1") -> list[dict[str, object]]:
+        user, cred = turn_credentials(secret, "counter-test", time.time(), 600)
+        return [{"urls": [f"turn:{host}:{self.port}?transport=udp", f"turn:{host}:{self.port}?transport=tcp",
+                          f"turns:{host}:{self.tls_port}?transport=tcp"], "username": user, "credential": cred}]
+
+
+@pytest.fixture(scope="module")
+def coturn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Coturn]:
+    assert shutil.which("turnserver"), "coturn is missing: scripts/setup installs it (Debian package coturn)"
+    d = tmp_path_factory.mktemp("coturn")
+    ca, cert, key = make_ca(d, ip="127.0.0.1")
+    port, tls_port = free_port(), free_port()
+    (d / "turnserver.conf").write_text(f"""listening-ip=127.0.0.1
+relay-ip=127.0.0.1
+listening-port={port}
+tls-listening-port={tls_port}
+fingerprint
+use-auth-secret
+static-auth-secret={SECRET}
+realm=probe.test
+cert={cert}
+pkey={key}
+no-cli
+no-dtls
+allow-loopback-peers
+simple-log
+log-file={d / 'turn.log'}
+pidfile={d / 'turn.pid'}
+userdb={d / 'turndb'}
+""")
+    proc = subprocess.Popen(["turnserver", "-c", str(d / "turnserver.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", tls_port), 0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError(f"coturn did not start: {(d / 'turn.log').read_text()[-2000:]}") from None
+                time.sleep(0.1)
+        yield Coturn(port, tls_port, ca)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_probe_classifies_each_cause(coturn: Coturn) -> None:
+    """UDP, TCP and TLS (with the private CA) allocate; the same TLS URL without the CA is 'tls_untrusted', a wrong
+    secret 'unauthorized', a closed port 'refused', a certificate for another name 'tls_name'."""
+    book = IcePathBook(coturn.servers(), ca_file=str(coturn.ca))
+    results = await book.probe()
+    assert {r.path.kind: r.ok for r in results} == {"udp": True, "tcp": True, "tls": True}, results
+    assert [p.kind for p in book.ordered()] == ["udp", "tcp", "tls"]
+    tls_path = next(p for p in book.turn if p.kind == "tls")
+    untrusted = await probe_path(tls_path, context=tls_context(None))
+    assert untrusted.failure == "tls_untrusted", untrusted
+    assert "certificate is not trusted" in untrusted.explain()
+    wrong = IcePathBook(coturn.servers(secret="not-the-secret"), ca_file=str(coturn.ca))
+    assert {r.failure for r in await wrong.probe()} == {"unauthorized"}
+    closed = parse_url(f"turn:127.0.0.1:{free_port()}?transport=tcp", "u", "c")
+    assert (await probe_path(closed)).failure == "refused"
+    other_name = IcePathBook(coturn.servers(host="localhost"), ca_file=str(coturn.ca))
+    by_kind = {r.path.kind: r for r in await other_name.probe()}
+    assert by_kind["tls"].failure == "tls_name", by_kind["tls"]
+
+
+async def test_private_ca_reaches_the_peer_connections_turns_allocation(coturn: Coturn) -> None:
+    """A peer connection given only the turns: path gathers a relay candidate when the private CA is applied,
+    and none with the system store alone (aioice's own behaviour)."""
+    server = coturn.servers()[0]
+    tls_only = [{"urls": [str(server["urls"][2])], "username": server["username"],  # type: ignore[index]
+                 "credential": server["credential"]}]
+
+    async def relay_candidates(ca: Path | None) -> int:
+        pc = RTCPeerConnection(rtc_configuration(tls_only))
+        try:
+            pc.createDataChannel("x")
+            if ca is not None:
+                assert apply_tls_context(pc, tls_context(str(ca))) == 1
+            await asyncio.wait_for(pc.setLocalDescription(await pc.createOffer()), 15)
+            return pc.localDescription.sdp.count("typ relay")
+        finally:
+            await pc.close()
+
+    assert await relay_candidates(coturn.ca) == 1
+    assert await relay_candidates(None) == 0
