@@ -43,7 +43,7 @@ __all__ = [
     # events
     "Event", "LinkChanged", "RelayMessage", "DevicesChecked", "Touched", "DepartmentChosen",
     "CancelPressed", "HangUpPressed", "BackPressed", "TechGesture", "PinEntered", "TechClosed",
-    "TimerFired", "SendFailed", "MediaEnded",
+    "TimerFired", "SendFailed", "MediaEnded", "MediaReconnecting",
     # commands
     "Command", "Send", "StartTimer", "CancelTimer", "Ring", "StartMedia", "StopMedia",
     "CheckDevices", "ResetLanguage", "ExitApp", "ReloadConfig",
@@ -228,6 +228,13 @@ class MediaEnded(Event):
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class MediaReconnecting(Event):
+    """The media to the staff stopped and is being rebuilt (``active``), or flows again (not ``active``)."""
+
+    active: bool
+
+
 # -- commands ------------------------------------------------------------------------------------
 # Send, StartTimer, CancelTimer and Ring come from kiosk.machine.
 @dataclass(frozen=True)
@@ -292,6 +299,8 @@ class CounterMachine:
         self.result_department: Department | None = None
         self.pin_error = False
         self.pin_attempts = 0
+        self.reconnecting = False  # in a call whose media is being rebuilt: the screen says so, calmly
+        self.ended_by_media = False  # the last call ended because its media could not be restored
         self._timers: set[str] = set()
         self._cancelled_ids: list[str] = []  # calls the resident cancelled: an 'answered' for one is hung up
         self._out: list[Command] = []
@@ -376,6 +385,7 @@ class CounterMachine:
         if new is State.START:
             self.outcome = None
             self.result_department = None
+            self.ended_by_media = False
         elif new is State.CALLING:
             self._out.append(Ring(True))
         elif new is State.RESULT:
@@ -393,6 +403,7 @@ class CounterMachine:
     def _end_call(self) -> None:
         """Forget everything about the call (nothing of it may remain)."""
         self.call = None
+        self.reconnecting = False
         self._out.append(StopMedia())
 
     # -- timers ----------------------------------------------------------------------------------
@@ -556,7 +567,13 @@ class CounterMachine:
     def _on_MediaEnded(self, ev: MediaEnded) -> None:
         if self.state is State.IN_CALL:
             self._end_call()
+            self.ended_by_media = ev.reason == "media_failed"
             self._go(State.THANKS, f"media ended ({ev.reason})")
+
+    def _on_MediaReconnecting(self, ev: MediaReconnecting) -> None:
+        if self.state is State.IN_CALL and self.reconnecting != ev.active:
+            self.reconnecting = ev.active
+            log.info("counter: media %s", "reconnecting" if ev.active else "back")
 
     # -- relay messages --------------------------------------------------------------------------
     def _on_RelayMessage(self, ev: RelayMessage) -> None:

@@ -129,6 +129,7 @@ class Call:
     answered_by: str | None = None
     max_members: int = 1
     invite_counter: int = 0
+    paths: dict[str, str] = field(default_factory=dict)  # "member>other" → the media path the member reported
 
     def move(self, new: CallState) -> None:
         """The one place a call changes state."""
@@ -549,6 +550,13 @@ class RelayCore:
             raise ProtocolError("member_offline", f"'{to}' is reconnecting; try again when it is back", "signal")
         return [Send(to, {"type": "signal", "call": call.id, "from": terminal, "data": msg["data"]})]
 
+    def _on_media_path(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        """A member says which path carries its media to another member (for the log; nothing is sent)."""
+        call = self._member_call(terminal, msg, "media_path")
+        path = str(msg["path"])[:200]
+        call.paths[f"{terminal}>{msg['to']}"] = path
+        return [Event("media_path", {"call": call.id, "terminal": terminal, "to": msg["to"], "path": path})]
+
     # -- helpers -----------------------------------------------------------------------------
     def _call(self, msg: dict[str, Any], ref: str) -> Call:
         call = self.calls.get(msg["call"])
@@ -622,7 +630,9 @@ class RelayCore:
                               call.answered_at, call.answered_by, call.max_members))
         out.append(Event("call_ended", {"call": call.id, "department": call.department, "reason": reason,
                                         "outcome": outcome, "by": by,
-                                        "duration_s": round(now - (call.answered_at or now), 3)}))
+                                        "duration_s": round(now - (call.answered_at or now), 3),
+                                        **({"paths": "; ".join(f"{k}: {v}" for k, v in call.paths.items())}
+                                           if call.paths else {})}))
         return out + self._presence_updates(now)
 
     def _incoming(self, call: Call, invited_by: str | None = None) -> dict[str, Any]:

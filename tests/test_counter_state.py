@@ -18,6 +18,7 @@ from kiosk.counter_state import (
     InvalidTransition,
     LinkChanged,
     MediaEnded,
+    MediaReconnecting,
     Outcome,
     PinEntered,
     RelayMessage,
@@ -130,6 +131,23 @@ def test_media_failure_ends_the_call() -> None:
     in_call(m)
     cmds = m.handle(MediaEnded("media_failed"))
     assert m.state is State.THANKS and StopMedia() in cmds
+
+
+def test_media_reconnecting_is_a_calm_flag_of_the_call_not_its_end() -> None:
+    """A media outage keeps the call on the in-call screen with 'reconnecting' set, cleared when media is back;
+    an outage that outlasts the reconnect window ends at the thank-you screen, which then says why."""
+    m = ready_machine()
+    in_call(m)
+    assert m.handle(MediaReconnecting(True)) == [] and m.reconnecting and m.state is State.IN_CALL
+    m.handle(MediaReconnecting(False))
+    assert not m.reconnecting and m.state is State.IN_CALL
+    m.handle(MediaReconnecting(True))
+    m.handle(MediaEnded("media_failed"))
+    assert m.state is State.THANKS and m.ended_by_media and not m.reconnecting
+    m.handle(BackPressed())
+    assert m.state is State.START and not m.ended_by_media
+    m.handle(MediaReconnecting(True))  # outside a call: nothing to show
+    assert not m.reconnecting
 
 
 def test_staff_hang_up_ends_the_call_for_the_resident() -> None:

@@ -115,6 +115,9 @@ def test_udp_open_call_goes_through_turn_udp(clean_town: NetBed) -> None:
         s = media_path(station, COUNTER_ID)
         assert s["local"] != "relay" or s["transport"] == "udp"
         assert turn_media_sessions(bed, STATION_ID, mark) | turn_media_sessions(bed, COUNTER_ID, mark) == {"udp/tcp"}
+        # The relay's log names the path each member reported (event=media_path, and in event=call_ended).
+        relay_log = bed.log_of(f"relay-{RELAY_PORT}")
+        assert re.search(r"event=media_path .*terminal=counter-sapporo-1 .*path=.*relay/udp", relay_log), relay_log[-2000:]
     finally:
         stop_all(station)
 
@@ -134,6 +137,16 @@ def test_web_only_town_any_url_order_shows_pictures_over_turns(clean_town: NetBe
         tls_url = next(u for u in probes["probes"] if u.startswith("turns:"))
         assert probes["probes"][udp_url]["failure"] == "timeout" and probes["probes"][tls_url]["ok"]
         assert probes["order"][0] == tls_url
+        # kiosk doctor at the station names the real causes: UDP dropped on the way, TLS 443 fine, calls via TLS.
+        r = subprocess.run(["ip", "netns", "exec", bed.ns["st"], PYTHON, "-m", "kiosk", "doctor", "--config",
+                            str(bed.terminal_config("office")), "--role", "office", "--json", "--skip", "devices",
+                            "--skip", "camera", "--skip", "audio", "--skip", "lamp"],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT)
+        checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+        assert not checks[f"ICE server {udp_url}"]["ok"]
+        assert "does not answer" in checks[f"ICE server {udp_url}"]["advice"]
+        assert checks[f"ICE server {tls_url}"]["ok"], checks[f"ICE server {tls_url}"]
+        assert checks["TURN paths"]["ok"] and "UDP is blocked here" in checks["TURN paths"]["detail"]
         counter.send("call juumin")
         answered = counter.wait_event(lambda e: e["event"] == "member_joined", 20, "answered")
         first = counter.wait_event(lambda e: e["event"] == "first_frame" and e.get("track") == "camera", 20,

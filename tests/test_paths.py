@@ -74,9 +74,19 @@ def test_silence_watch_fires_only_after_the_silence() -> None:
     w = SilenceWatch(2.5)
     assert not w.feed(0.0, 10)
     assert not w.feed(1.0, 20)
+    assert not w.feed(2.0, 20)
     assert not w.feed(3.0, 20)
     assert w.feed(3.5, 20)
     assert not w.feed(3.6, 21)
+
+
+def test_silence_watch_does_not_blame_the_network_for_a_stalled_process() -> None:
+    """If the watcher itself was not run for a while (CPU starved), the unchanged counter proves nothing."""
+    w = SilenceWatch(2.5)
+    assert not w.feed(0.0, 10)
+    assert not w.feed(4.0, 10)  # 4 s between feeds: our own stall, not the network's
+    assert not w.feed(4.5, 10) and not w.feed(5.5, 10) and not w.feed(6.0, 10)
+    assert w.feed(6.5, 10)
 
 
 def test_reconnect_window_runs_from_the_start_of_the_outage() -> None:

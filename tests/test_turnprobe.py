@@ -123,3 +123,28 @@ async def test_private_ca_reaches_the_peer_connections_turns_allocation(coturn: 
 
     assert await relay_candidates(coturn.ca) == 1
     assert await relay_candidates(None) == 0
+
+
+async def test_doctor_advice_names_the_real_cause(coturn: Coturn) -> None:
+    """kiosk doctor allocates on every TURN URL: with the private CA all pass and the summary names the UDP path;
+    without it the turns: URL fails as an untrusted certificate (advice: ca_file), not as a closed port; a wrong
+    secret is named as such; a closed port as refused."""
+    from kiosk.doctor.ice import check_ice_servers
+
+    ok = await check_ice_servers(coturn.servers(), ca_file=str(coturn.ca))
+    assert all(r.ok for r in ok), ok
+    assert ok[-1].name == "TURN paths" and "transport=udp" in ok[-1].detail
+
+    untrusted = await check_ice_servers(coturn.servers())
+    tls = next(r for r in untrusted if r.name.startswith("ICE server turns:"))
+    assert not tls.ok and "not trusted" in tls.advice and "[relay] ca_file" in tls.advice
+    assert "listens" not in tls.advice and untrusted[-1].ok  # UDP still works: calls are fine
+
+    wrong = await check_ice_servers(coturn.servers(secret="not-the-secret"), ca_file=str(coturn.ca))
+    assert all("turn_secret must equal coturn's static-auth-secret" in r.advice for r in wrong[:-1])
+    assert not wrong[-1].ok and "show no picture" in wrong[-1].advice
+
+    user, cred = turn_credentials(SECRET, "counter-test", time.time(), 600)
+    closed = await check_ice_servers([{"urls": f"turns:127.0.0.1:{free_port()}?transport=tcp", "username": user,
+                                       "credential": cred}], ca_file=str(coturn.ca))
+    assert "connection refused" in closed[0].advice and "tls-listening-port" in closed[0].advice

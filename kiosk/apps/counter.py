@@ -56,6 +56,7 @@ from kiosk.counter_state import (  # noqa: E402
     ExitApp,
     HangUpPressed,
     MediaEnded,
+    MediaReconnecting,
     PinEntered,
     ReloadConfig,
     ResetLanguage,
@@ -125,6 +126,8 @@ class CounterApp(TerminalApp):
     diag_version = NumericProperty(0)
     large_text = BooleanProperty(False)  # the resident's "larger text" toggle, kept until the idle reset
     town_count = NumericProperty(1)  # towns whose departments this counter offers (several: town first)
+    reconnecting = BooleanProperty(False)  # the call's media is being rebuilt: the in-call screen says so
+    media_lost = BooleanProperty(False)  # the last call ended because its media could not be restored
     writing_requested = BooleanProperty(False)  # 筆談 chosen on the start screen: the call opens in writing
 
     machine: CounterMachine
@@ -416,6 +419,11 @@ class CounterApp(TerminalApp):
         def on_event(ev: SessionEvent) -> None:
             if ev.kind is EventKind.ENDED and ev.reason not in ("hangup", "closed", "cancelled"):
                 self.dispatch_event(MediaEnded(ev.reason or ""))
+            elif ev.kind is EventKind.RECONNECTING:
+                self.dispatch_event(MediaReconnecting(True))
+            elif ev.kind is EventKind.RECONNECTED and self.session is not None \
+                    and not self.session.reconnecting():
+                self.dispatch_event(MediaReconnecting(False))
 
         if self._open_session(call_id, on_event):
             self._spawn(self.session.on_message({"type": "answered", "call": call_id, "by": offer_to}))
@@ -476,12 +484,18 @@ class CounterApp(TerminalApp):
         if "result" in self._deadlines:
             self.countdown = max(0, round(self._deadlines["result"] - time.monotonic()))
         self.pin_error = m.pin_error
+        self.reconnecting = m.reconnecting and m.state is State.IN_CALL
+        self.media_lost = m.ended_by_media
         self.causes_text = "; ".join(m.out_of_service_causes())
         in_call = self.screens["in_call"]
         assert isinstance(in_call, InCallScreen)
         if m.state is State.IN_CALL and m.call is not None:
             self.members = list(m.call.members)
             in_call.show_members(self.session, list(m.call.members))
+            if m.reconnecting:
+                for view in in_call.remote_views():
+                    if view.has_frame:
+                        view.clear()  # "reconnecting", never a frozen last picture
             if self.local is not None:
                 if in_call.ids.self_view.sink is None and self.local.camera is not None:
                     in_call.ids.self_view.sink = LatestFrameSink(self.local.camera.latest_frame)

@@ -108,7 +108,8 @@ async def run_doctor(opts: DoctorOptions) -> tuple[list[CheckResult], str]:
         if probe.welcome is not None and lamp is not None:
             out.append(lamp_departments_result(lamp, probe.welcome, role))
         if probe.welcome is not None and cfg.media is not None and "ice" not in opts.skip:
-            out += await check_ice_servers(probe.welcome.get("ice_servers") or [], timeout=min(opts.timeout, 1.5))
+            out += await check_ice_servers(probe.welcome.get("ice_servers") or [], timeout=min(opts.timeout, 1.5),
+                                           ca_file=cfg.relay.ca_file)
         return out
 
     for group in await asyncio.gather(media(), lamp_check(), relay()):

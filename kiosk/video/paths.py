@@ -209,10 +209,17 @@ class SilenceWatch:
     silence: float = 2.5
     _count: int = -1
     _since: float = 0.0
+    _last: float | None = None
 
     def feed(self, now: float, packets_received: int) -> bool:
-        """Feed the current counter; returns True when the path is considered down."""
-        if packets_received != self._count:
+        """Feed the current counter (every fraction of a second); returns True when the path is considered down.
+
+        A feed that comes much later than the previous one means this process itself was stalled (a busy CPU):
+        the packets may be sitting unread in the socket, so that stretch is not counted as silence.
+        """
+        stalled = self._last is not None and now - self._last > self.silence / 2
+        self._last = now
+        if packets_received != self._count or stalled:
             self._count, self._since = packets_received, now
             return False
         return now - self._since >= self.silence

@@ -835,6 +835,10 @@ class CallSession:
         log.info("%s: media to %s connected over %s (attempt %d, %s)", self.terminal_id, peer.member,
                  path.get("summary", "?"), peer.attempt, path.get("url", "no TURN"))
         self._emit(SessionEvent(EventKind.MEDIA_PATH, member=peer.member, detail=dict(path)))
+        if self.call_id is not None:
+            summary = str(path.get("summary", "?")) + (f" via {path['url']}" if path.get("url") else "")
+            self._spawn(self._relay({"type": "media_path", "call": self.call_id, "to": peer.member,
+                                     "path": summary}))
         outage = self._outages.get(peer.member)
         if outage is not None and outage.active:
             lasted = outage.end(time.monotonic())
