@@ -498,7 +498,7 @@ async def test_idle_source_converts_nothing_until_a_track_reads() -> None:
         assert source.frames_converted >= 6
 
 
-@pytest.mark.parametrize("size", [(1280, 720), (960, 540), (642, 362), (320, 180)])
+@pytest.mark.parametrize("size", [(1280, 720), (960, 540), (642, 362), (320, 180), (160, 90), (192, 144)])
 def test_yuv_frames_hold_the_converted_picture_at_every_width(size: tuple[int, int]) -> None:
     """Frames wrapped without a copy (widths that are multiples of 32) and copied ones (others) carry the same
     planes as OpenCV's conversion, at the right size."""

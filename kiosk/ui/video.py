@@ -126,7 +126,7 @@ class VideoView(Widget):
             self._rect.texture = self._texture
             self.frame_size = [w, h]
         data = np.ascontiguousarray(rgb, dtype=np.uint8)
-        self._texture.blit_buffer(data.reshape(-1), colorfmt="rgb", bufferfmt="ubyte")  # no bytes copy
+        self._texture.blit_buffer(data.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
         self._rect.texture = self._texture
         self._fg_color.a = 1
         self.frames_shown += 1

@@ -492,10 +492,13 @@ def rgb_to_yuv420p(rgb: RGBArray, reformatter: VideoReformatter | None = None) -
                                                            format="yuv420p")
     cv2 = opencv()
     i420 = np.asarray(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420), dtype=np.uint8)
-    if width % 32 == 0:
-        # The frame wraps the new array without copying it (1.2 ms a 720p frame, 2.6 ms at 1080p); PyAV lays
-        # planes out this way only for widths whose half is a multiple of 16.
-        return VideoFrame.from_numpy_buffer(i420, format="yuv420p")
+    if width % 32 == 0 and height % 4 == 0:
+        # The frame wraps the new array without copying it (1.2 ms a 720p frame, 2.6 ms at 1080p). PyAV reads
+        # the planes this way only for widths whose half is a multiple of 16, and rounds other heights down
+        # (160×90 became 160×88): those sizes are copied.
+        frame = VideoFrame.from_numpy_buffer(i420, format="yuv420p")
+        if (frame.width, frame.height) == (width, height):
+            return frame
     return VideoFrame.from_ndarray(i420, format="yuv420p")
 
 
