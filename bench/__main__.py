@@ -8,7 +8,8 @@
 Before running it calls ``scripts/setup-bench`` (Chromium, Tesseract with Japanese data, the ``bench`` extra)
 unless ``--no-setup``. Results go to stdout and, as Markdown plus raw JSON, to ``var/bench/`` (``--out``).
 Benchmarks: relay, relay-core, lamp, media (answer→first frame, glass-to-glass, kiosk CPU/RSS; aiortc and the
-Chromium baseline), legibility.
+Chromium baseline), legibility, network (calls across the namespace test bed: NAT, TURN/UDP and TLS, a 10 s outage,
+3 % loss and a 1 Mbit/s link; needs root).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 from bench.common import ROOT, Row, git_revision, machine_description, markdown_table, render_rows
 
-BENCHMARKS = ("relay", "relay-core", "lamp", "media", "legibility")
+BENCHMARKS = ("relay", "relay-core", "lamp", "media", "legibility", "network")
 
 
 def _log(msg: str) -> None:
@@ -50,6 +51,9 @@ def _runner(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Row]
     if name == "legibility":
         mod = importlib.import_module("bench.legibility")
         return lambda: mod.run(quick=args.quick, log=_log, chromium=not args.no_chromium)
+    if name == "network":
+        mod = importlib.import_module("bench.network")
+        return lambda: mod.run(quick=args.quick, log=_log)
     raise ValueError(name)
 
 

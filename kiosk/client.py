@@ -35,10 +35,16 @@ LINK_UNAUTHORIZED = "unauthorized"
 
 
 def ssl_context_for(link: RelayLink, url: str | None = None) -> ssl.SSLContext | None:
-    """TLS settings for ``wss://``: the system's CAs, or only ``[relay] ca_file`` when it is set."""
+    """TLS settings for ``wss://``: the system's CAs, plus ``[relay] ca_file`` (a private CA) when it is set.
+
+    The same trust as for ``turns:`` TURN servers (kiosk.video.turnprobe.tls_context): one CA file, both servers.
+    """
     if not (url or link.url).startswith("wss://"):
         return None
-    return ssl.create_default_context(cafile=link.ca_file or None)
+    ctx = ssl.create_default_context()
+    if link.ca_file:
+        ctx.load_verify_locations(cafile=link.ca_file)
+    return ctx
 
 
 class NotConnected(Exception):

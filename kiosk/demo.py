@@ -30,6 +30,7 @@ from relay_server.config import load_relay_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
+FLEET_LOGIN = "demo / demo-fleet"  # the [[admin]] demo account of config/relay.toml: accepted from loopback only
 
 log = logging.getLogger("demo")
 
@@ -111,6 +112,8 @@ async def run_headless(args: argparse.Namespace) -> int:
 
     async with RelayServer(relay_cfg) as relay:
         summary.add("relay listening", True, relay.url)
+        if relay.fleet is not None:
+            print(f"demo: fleet page {relay.fleet.url} (log in as {FLEET_LOGIN}, from this computer only)", flush=True)
         with board:
             controller = LampController(lamp_cfg.lamp, port=board.url)
             lamp_client = RelayClient(relay.url, lamp_cfg.relay.token, on_message=controller.on_message,
@@ -200,23 +203,36 @@ def _kivy_window_env(x: int, y: int, w: int, h: int) -> dict[str, str]:
 
 
 def run_windows(args: argparse.Namespace) -> int:
-    """Relay, lamp window, counter and two stations as separate processes, windows side by side."""
+    """Relay, lamp window, counter and two stations as separate processes, windows side by side.
+
+    The window configs live in a temp directory that is removed on every way out (a failed start, Ctrl-C,
+    SIGTERM, a window closed)."""
+    with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as tmp:
+        return _run_windows(args, Path(tmp))
+
+
+def _run_windows(args: argparse.Namespace, tmp: Path) -> int:
     py = sys.executable
-    tmp = Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
     procs: list[subprocess.Popen[bytes]] = []
     relay_toml = "relay-two-towns.toml" if args.two_towns else "relay.toml"
     relay = subprocess.Popen([py, "-m", "relay_server", "--config", str(CONFIG / relay_toml),
-                              "--host", "127.0.0.1", "--port", str(args.port)],
+                              "--host", "127.0.0.1", "--port", str(args.port),
+                              "--fleet-port", str(args.port + 1 if args.port else 0)],
                              stdout=subprocess.PIPE, cwd=ROOT)
     procs.append(relay)
     assert relay.stdout is not None
     line = relay.stdout.readline().decode()
     if not line.startswith("listening on "):
-        print(f"kiosk demo: the relay did not start (port {args.port} in use?)", file=sys.stderr)
         relay.kill()
+        relay.wait()
+        print("kiosk demo: the relay did not start (the line above says why); --port picks another port",
+              file=sys.stderr)
         return 1
     url = line.split()[-1]
     print(f"demo: relay {url}", flush=True)
+    fleet = relay.stdout.readline().decode() if load_relay_config(CONFIG / relay_toml).fleet.enabled else ""
+    if fleet.startswith("fleet page on "):
+        print(f"demo: fleet page {fleet.split()[-1]} (log in as {FLEET_LOGIN}, from this computer only)", flush=True)
     def window_config(name: str, w: int, h: int) -> str:
         """A copy of config/NAME sized for its place on screen."""
         text = (CONFIG / name).read_text().replace("[terminal]\n", f"[terminal]\nwidth = {w}\nheight = {h}\n", 1)
@@ -239,7 +255,8 @@ def run_windows(args: argparse.Namespace) -> int:
     if args.two_towns:  # the second town's station answers by itself (no room for a fourth window)
         procs.append(subprocess.Popen(k + ["office", "--config", str(CONFIG / "office-3.toml"), "--url", url,
                                            "--headless", "--auto-answer", "3"], cwd=ROOT))
-    print("demo: running; close any window or press Ctrl-C to stop everything", flush=True)
+    print("demo: running; press Ctrl-C here, or close a staff station or the lamp window, to stop everything "
+          "(the counter window, like a kiosk, does not close)", flush=True)
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -252,14 +269,19 @@ def run_windows(args: argparse.Namespace) -> int:
         while not stop and all(p.poll() is None for p in procs):
             time.sleep(0.2)
     finally:
-        for p in reversed(procs):
+        # The terminals first, the relay last: a station that loses its relay while it closes has nothing to say.
+        terminals, relay_proc = procs[1:], procs[0]
+        for p in terminals:
             if p.poll() is None:
                 p.terminate()
-        for p in procs:
+        for p in [*terminals, relay_proc]:
+            if p is relay_proc and p.poll() is None:
+                p.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(5)
             if p.poll() is None:
                 p.kill()
+                p.wait()
     return 0
 
 

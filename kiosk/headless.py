@@ -22,6 +22,7 @@ from typing import Any, Self
 from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem
 from kiosk.client import LINK_UP, RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
+from kiosk.health import HealthReporter, device_states
 from kiosk.video.ice import IceConfigError, restrict_ice_addresses
 from kiosk.video.local_media import LocalMedia, open_local_media
 from kiosk.video.session import CallSession, EventKind, SessionEvent, SessionState
@@ -51,6 +52,8 @@ class HeadlessTerminal:
         self.local = local
         self.client: RelayClient | None = None
         self.session: CallSession | None = None
+        self.health: HealthReporter | None = None
+        self.ring_tests: list[dict[str, Any]] = []  # 'ring_test' messages from the fleet page (no bell to ring)
         # The TURN paths, probed at each welcome (start-up, and whenever the relay link comes back).
         self.paths = IcePathBook(ca_file=config.relay.ca_file or None)
 
@@ -61,7 +64,11 @@ class HeadlessTerminal:
         if self.local is None:
             self.local = open_local_media(self.config.media, document=self.role == "counter")
         self.client = RelayClient.for_link(self.config.relay, url=self.url, on_message=self._on_message,
-                                           on_link=self._on_link, client_name=f"kiosk-{self.role}-headless")
+                                           on_link=self._link, client_name=f"kiosk-{self.role}-headless")
+        audio_output = self.config.media.audio.output
+        self.health = HealthReporter(lambda: device_states(local=self.local, audio_output=audio_output),
+                                     self.client.send, session=lambda: self.session)
+        self.health.start()
         self.client.start()
         return self
 
@@ -72,6 +79,8 @@ class HeadlessTerminal:
 
     async def close(self) -> None:
         """Disconnect and close own sources (subclasses end their call first)."""
+        if self.health is not None:
+            await self.health.close()
         if self.client is not None:
             await self.client.close()
         if self._own_local and self.local is not None:
@@ -85,8 +94,16 @@ class HeadlessTerminal:
         await self.close()
 
     async def _on_message(self, msg: dict[str, Any]) -> None:
+        if msg.get("type") == "ring_test":
+            self.ring_tests.append(msg)
+            log.info("ring test from %s for %s s (no bell here)", msg.get("by"), msg.get("seconds"))
         if self.session is not None:
             await self.session.on_message(msg)
+
+    async def _link(self, state: str, detail: str) -> None:
+        if self.health is not None:
+            self.health.on_link(state)
+        await self._on_link(state, detail)
 
     async def _on_link(self, state: str, detail: str) -> None:
         """Link changes: a fresh welcome brings ICE servers (new credentials) and may mean a new network."""

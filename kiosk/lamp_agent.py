@@ -347,11 +347,19 @@ async def run_agent(relay: RelayLink, lamp: LampConfig, *, stop: asyncio.Event |
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    from kiosk.health import HealthReporter, device_states
+
     controller = LampController(lamp)
-    client = RelayClient.for_link(relay, on_message=controller.on_message, on_link=controller.on_link,
-                                  keepalive=LAMP_KEEPALIVE,
-                                  client_name="kiosk-lamp")
+    health = HealthReporter(lambda: device_states(lamp_device=controller.device), lambda m: client.send(m))
+
+    async def on_link(state: str, detail: str) -> None:
+        health.on_link(state)
+        controller.on_link(state, detail)
+
+    client = RelayClient.for_link(relay, on_message=controller.on_message, on_link=on_link,
+                                  keepalive=LAMP_KEEPALIVE, client_name="kiosk-lamp")
     controller.start()
+    health.start()
     client.start()
     event(log, "lamp_agent_started", relay=relay.url, driver=lamp.driver, port=lamp.port,
           channels=" ".join(f"{ch}={name}" for ch, name in controller.labels.items()))
@@ -359,6 +367,7 @@ async def run_agent(relay: RelayLink, lamp: LampConfig, *, stop: asyncio.Event |
         await stop.wait()
     finally:
         event(log, "lamp_agent_stopping")
+        await health.close()
         await client.close()
         await controller.close()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -16,10 +16,20 @@ def _run(args: argparse.Namespace) -> int:
     from relay_server.server import RelayServer
 
     config = load_relay_config(args.config)
+    if args.fleet_port is not None:
+        from dataclasses import replace
 
-    async def serve() -> None:
+        config = replace(config, fleet=replace(config.fleet, port=args.fleet_port))
+
+    async def serve() -> int:
         server = RelayServer(config)
-        await server.start(args.host, args.port)
+        try:
+            await server.start(args.host, args.port)
+        except OSError as err:  # port in use, address not on this host, no permission, TLS files unreadable
+            await server.close()
+            print(f"relay-server: {_start_problem(err, args.host or config.host, args.port or config.port)}",
+                  file=sys.stderr)
+            return 1
         print(f"listening on {server.url}", flush=True)
         if server.fleet is not None:
             print(f"fleet page on {server.fleet.url}", flush=True)
@@ -29,9 +39,27 @@ def _run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await server.close()
+        return 0
 
-    asyncio.run(serve())
-    return 0
+    return asyncio.run(serve())
+
+
+def _start_problem(err: OSError, host: str, port: int) -> str:
+    """One line for an operational start failure (no traceback): what failed, where, and what to do."""
+    import errno
+    import ssl
+
+    where = f"{host}:{port}"
+    if isinstance(err, ssl.SSLError) or err.filename:
+        return f"cannot load the TLS certificate or key ({err.filename or err}): check [server] tls_cert and tls_key"
+    if err.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {where}: the port is already in use (another relay-server running? "
+                f"`ss -ltnp 'sport = :{port}'` shows who); stop it or set [server] port")
+    if err.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: this machine has no such address; set [server] host (0.0.0.0 = all)"
+    if err.errno == errno.EACCES:
+        return f"cannot listen on {where}: permission denied (ports below 1024 need privileges); use a higher port"
+    return f"cannot listen on {where}: {err.strerror or err}"
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -127,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         run.add_argument("--config", required=True)
         run.add_argument("--host")
         run.add_argument("--port", type=int)
+        run.add_argument("--fleet-port", type=int, help="port of the fleet page, overriding [fleet] port")
         run.add_argument("--log-level", default="INFO")
         args = run.parse_args(argv)
         args.command = "run"

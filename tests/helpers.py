@@ -16,6 +16,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from relay_server.admin.settings import FleetSettings
 from relay_server.config import RelayConfig, load_relay_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +37,7 @@ def make_relay_config(**overrides: Any) -> RelayConfig:
     cfg = load_relay_config(DEMO_RELAY_CONFIG)
     overrides.setdefault("database", "")
     overrides.setdefault("port", 0)
+    overrides.setdefault("fleet", FleetSettings())  # the fleet page off (tests/fleet_support.py turns it on)
     return replace(cfg, **overrides)
 
 

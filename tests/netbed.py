@@ -138,6 +138,7 @@ class Proc:
                 if line.startswith("{"):
                     with contextlib.suppress(ValueError):
                         ev = json.loads(line)
+                        ev["_rx"] = time.monotonic()  # when this process read it (one clock for a scenario)
                         self.events.append(ev)
                         self._new.put(ev)
         assert self.popen.stdout is not None
@@ -378,9 +379,11 @@ token_hash = "{hash_token(STATION_TOKEN)}"
         self.procs.append(proc)
         return proc
 
-    def terminal_config(self, role: str, *, ca: bool = True, extra: str = "", port: int = RELAY_PORT) -> Path:
+    def terminal_config(self, role: str, *, ca: bool = True, extra: str = "", port: int = RELAY_PORT,
+                        ice_ip: str | None = None, suffix: str = "") -> Path:
         """A counter or office TOML for the bed (small synthetic video, ICE on the LAN address)."""
         token, ip = (COUNTER_TOKEN, COUNTER_IP) if role == "counter" else (STATION_TOKEN, STATION_IP)
+        ip = ice_ip or ip
         doc = """
 [document_camera]
 source = "synthetic:document"
@@ -388,7 +391,7 @@ width = 640
 height = 480
 fps = 2
 """ if role == "counter" else ""
-        path = self.workdir / f"{role}-{port}{'' if ca else '-noca'}.toml"
+        path = self.workdir / f"{role}-{port}{'' if ca else '-noca'}{suffix}.toml"
         path.write_text(f"""[relay]
 url = "wss://{PUBLIC_IP}:{port}"
 token = "{token}"
@@ -409,6 +412,20 @@ ice_addresses = ["{ip}"]
 {extra}
 """)
         return path
+
+    def peer(self, role: str, name: str, *, port: int = RELAY_PORT, ns: str | None = None,
+             timeout: float = 30) -> Proc:
+        """Start ``tests/netbed_peer.py`` (``counter`` or ``station``) and wait until it is welcomed and has probed
+        its TURN paths. ``ns`` puts it elsewhere than its own LAN (e.g. a station on the counter's LAN: host path)."""
+        kind = "counter" if role == "counter" else "office"
+        where = ns or ("cs" if role == "counter" else "st")
+        ip = COUNTER_IP if where == "cs" else STATION_IP
+        extra_name = "" if ns is None else f"-in-{ns}"
+        cfg = self.terminal_config(kind, port=port, ice_ip=ip, suffix=extra_name)
+        proc = self.spawn(where, [PYTHON, str(ROOT / "tests" / "netbed_peer.py"), role, "--config", str(cfg)],
+                          name=name)
+        proc.wait_event(lambda e: e["event"] == "paths", timeout, "ready and paths probed")
+        return proc
 
     def log_of(self, name: str) -> str:
         p = self.workdir / f"{name}.log"

@@ -60,6 +60,7 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/apps/office.py", "command"),
     ("kiosk/apps/*.py", "composition"),
     ("kiosk/headless.py", "composition"),
+    ("kiosk/health.py", "composition"),
     ("kiosk/lamp_agent.py", "composition"),
     ("kiosk/__main__.py", "command"),
     ("kiosk/call_test.py", "command"),

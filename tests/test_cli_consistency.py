@@ -41,7 +41,11 @@ async def test_lamp_agent_takes_url() -> None:
                 assert proc.returncode is None, "kiosk lamp exited"
             finally:
                 proc.terminate()
-                await asyncio.wait_for(proc.wait(), 15)
+                try:
+                    await asyncio.wait_for(proc.wait(), 15)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
 
 
 def test_misspelt_required_key_is_named(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from helpers import COUNTER, LAMP, OFFICE1, OFFICE2, make_relay_config
+from helpers import COUNTER, LAMP, OFFICE1, OFFICE2, ROOT, make_relay_config
 
 from common import protocol
 from common.tomlconf import ConfigFile, Section
@@ -76,10 +76,10 @@ def test_fleet_config_parses_accounts_and_rejects_bad_ones() -> None:
 
 def test_relay_config_has_the_fleet_page_off_by_default(tmp_path: Path) -> None:
     """relay.toml without [fleet] loads with the page off; with it, load_relay_config carries the settings."""
-    assert load_relay_config(Path("config/relay.toml")).fleet == FleetSettings()
+    assert load_relay_config(ROOT / "config/examples/relay-office-hours.toml").fleet == FleetSettings()
     h = hash_password("pw", n=FAST)
     p = tmp_path / "relay.toml"
-    p.write_text(Path("config/relay.toml").read_text() + f'\n[fleet]\nenabled = true\n[[admin]]\nuser = "t"\n'
+    p.write_text((ROOT / "config/examples/relay-office-hours.toml").read_text() + f'\n[fleet]\nenabled = true\n[[admin]]\nuser = "t"\n'
                  f'password_hash = "{h}"\n')
     assert load_relay_config(p).fleet.enabled
 

@@ -37,12 +37,8 @@ def clean_town(bed: NetBed) -> Iterator[NetBed]:
     bed.nft("rt", "flush chain inet bed outbound\n")
 
 
-def peer(bed: NetBed, role: str, name: str, *, extra: str = "", port: int = RELAY_PORT) -> Proc:
-    cfg = bed.terminal_config("counter" if role == "counter" else "office", extra=extra, port=port)
-    proc = bed.spawn("cs" if role == "counter" else "st", [PYTHON, str(ROOT / "tests" / "netbed_peer.py"), role,
-                                                          "--config", str(cfg)], name=name)
-    proc.wait_event(lambda e: e["event"] == "paths", 30, "ready and paths probed")
-    return proc
+def peer(bed: NetBed, role: str, name: str, *, port: int = RELAY_PORT) -> Proc:
+    return bed.peer(role, name, port=port)
 
 
 def frames_from(proc: Proc, member: str, track: str, more_than: int, timeout: float) -> dict[str, Any]:
@@ -129,6 +125,18 @@ def test_web_only_town_any_url_order_shows_pictures_over_turns(clean_town: NetBe
     bed = clean_town
     mark = len(bed.turn_log_text())
     bed.web_only_town()
+    # kiosk doctor at the station names the real causes: UDP dropped on the way, TLS 443 fine, calls via TLS. (Run
+    # before the station starts: the doctor logs in with the station's token and would displace it.)
+    r = subprocess.run(["ip", "netns", "exec", bed.ns["st"], PYTHON, "-m", "kiosk", "doctor", "--config",
+                        str(bed.terminal_config("office")), "--role", "office", "--json", "--skip", "devices",
+                        "--skip", "camera", "--skip", "audio", "--skip", "lamp"],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    udp_check = next(c for n, c in checks.items() if n.startswith("ICE server turn:"))
+    tls_check = next(c for n, c in checks.items() if n.startswith("ICE server turns:"))
+    assert not udp_check["ok"] and "does not answer" in udp_check["advice"], udp_check
+    assert tls_check["ok"], tls_check
+    assert checks["TURN paths"]["ok"] and "UDP is blocked here" in checks["TURN paths"]["detail"]
     station = peer(bed, "station", "station-web")
     counter = peer(bed, "counter", "counter-web")
     try:
@@ -137,16 +145,6 @@ def test_web_only_town_any_url_order_shows_pictures_over_turns(clean_town: NetBe
         tls_url = next(u for u in probes["probes"] if u.startswith("turns:"))
         assert probes["probes"][udp_url]["failure"] == "timeout" and probes["probes"][tls_url]["ok"]
         assert probes["order"][0] == tls_url
-        # kiosk doctor at the station names the real causes: UDP dropped on the way, TLS 443 fine, calls via TLS.
-        r = subprocess.run(["ip", "netns", "exec", bed.ns["st"], PYTHON, "-m", "kiosk", "doctor", "--config",
-                            str(bed.terminal_config("office")), "--role", "office", "--json", "--skip", "devices",
-                            "--skip", "camera", "--skip", "audio", "--skip", "lamp"],
-                           capture_output=True, text=True, timeout=60, cwd=ROOT)
-        checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
-        assert not checks[f"ICE server {udp_url}"]["ok"]
-        assert "does not answer" in checks[f"ICE server {udp_url}"]["advice"]
-        assert checks[f"ICE server {tls_url}"]["ok"], checks[f"ICE server {tls_url}"]
-        assert checks["TURN paths"]["ok"] and "UDP is blocked here" in checks["TURN paths"]["detail"]
         counter.send("call juumin")
         answered = counter.wait_event(lambda e: e["event"] == "member_joined", 20, "answered")
         first = counter.wait_event(lambda e: e["event"] == "first_frame" and e.get("track") == "camera", 20,
@@ -158,6 +156,27 @@ def test_web_only_town_any_url_order_shows_pictures_over_turns(clean_town: NetBe
         assert turn_media_sessions(bed, STATION_ID, mark) == {"tls"}, bed.turn_log_text()[-3000:]
         print(f"answer -> first frame over TURN/TLS: {first['t'] - answered['t']:.3f} s")
         assert first["t"] - answered["t"] < 3.0
+    finally:
+        stop_all(counter, station)
+
+
+def test_firewall_closing_after_the_probe_falls_back_to_the_next_path(clean_town: NetBed) -> None:
+    """The station probed with UDP open; then the town's firewall goes web-only. The first attempt over UDP gets no
+    TURN allocation (logged with the reason), the next attempt takes TURN/TLS and the call shows pictures."""
+    bed = clean_town
+    station = peer(bed, "station", "station-stale")
+    counter = peer(bed, "counter", "counter-stale")
+    try:
+        probes = next(e for e in station.events if e["event"] == "paths")
+        assert all(p["ok"] for p in probes["probes"].values())
+        bed.web_only_town()
+        counter.send("call juumin")
+        frames_from(counter, STATION_ID, "camera", 3, 45)
+        frames_from(station, COUNTER_ID, "camera", 3, 45)
+        s = media_path(station, COUNTER_ID, 5)
+        assert s["local"] == "relay" and s["transport"] == "tls", s
+        log = bed.log_of("station-stale")
+        assert "gave no relay candidate (no TURN allocation within 5 s" in log, log[-3000:]
     finally:
         stop_all(counter, station)
 

@@ -17,6 +17,7 @@ from helpers import (
     LAMP,
     OFFICE1,
     OFFICE2,
+    ROOT,
     TOKENS,
     RelayProcess,
     WsClient,
@@ -113,3 +114,20 @@ async def test_token_command_hash_line_works(tmp_path: Path) -> None:
             pass
         assert old.ws.close_code == 4401
         assert relay.stop() == 0
+
+
+def test_port_in_use_is_one_line(tmp_path: Path) -> None:
+    """relay-server on a port that is taken exits 1 with one line naming the port, and no traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "relay_server", "--config", str(write_relay_config(tmp_path)), "--host",
+             "127.0.0.1", "--port", str(port)], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    problem = [line for line in result.stderr.splitlines() if line.startswith("relay-server:")]
+    assert len(problem) == 1 and f"127.0.0.1:{port}" in problem[0] and "already in use" in problem[0], result.stderr

@@ -148,3 +148,15 @@ async def test_doctor_advice_names_the_real_cause(coturn: Coturn) -> None:
     closed = await check_ice_servers([{"urls": f"turns:127.0.0.1:{free_port()}?transport=tcp", "username": user,
                                        "credential": cred}], ca_file=str(coturn.ca))
     assert "connection refused" in closed[0].advice and "tls-listening-port" in closed[0].advice
+
+
+def test_one_ca_file_is_trusted_for_relay_and_turn_alongside_the_system_store(coturn: Coturn) -> None:
+    """[relay] ca_file adds the private CA to the system's CAs, the same way for wss:// and for turns:."""
+    from kiosk.client import ssl_context_for
+    from kiosk.config import RelayLink
+
+    system = tls_context(None).cert_store_stats()["x509_ca"]
+    relay = ssl_context_for(RelayLink("wss://relay.example.jp:8765", "t", str(coturn.ca)))
+    assert relay is not None
+    for ctx in (relay, tls_context(str(coturn.ca))):
+        assert ctx.cert_store_stats()["x509_ca"] == system + 1

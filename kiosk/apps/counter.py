@@ -42,7 +42,7 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from common.protocol import LAMP_TEST_SECONDS  # noqa: E402
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
-from kiosk.cli import CameraOverrides, add_camera_arguments  # noqa: E402
+from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem  # noqa: E402
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
 from kiosk.counter_state import (  # noqa: E402
     BackPressed,
@@ -122,6 +122,8 @@ class CounterApp(TerminalApp):
     pin_error = BooleanProperty(False)
     causes_text = StringProperty("")
     office_phone = StringProperty("")
+    nobody = BooleanProperty(False)  # no department can answer now (closed, offline, no relay): say what to do
+    fallback_key = StringProperty("")  # changes when the departments' phone numbers do (the band re-reads them)
     tech_message = StringProperty("")
     diag_version = NumericProperty(0)
     large_text = BooleanProperty(False)  # the resident's "larger text" toggle, kept until the idle reset
@@ -217,6 +219,17 @@ class CounterApp(TerminalApp):
         d = self._department(dept_id)
         return d.hours(lang) if d is not None else ""
 
+    def start_notice(self, lang: str, nobody: bool = False, _fallback_key: str = "") -> str:
+        """The start screen's band: the counter's rule, or, when nobody can answer, the phone number and hours."""
+        if not nobody:
+            return self.tr("start.notice", lang) + ("" if lang == "ja" else "\n" + self.tr("start.notice", "ja"))
+        fallback = next((d for d in self.machine.departments if d.phone), None)
+        phone = fallback.phone if fallback is not None else self.office_phone
+        if not phone:
+            return self.tr("start.nobody_later", lang)
+        hours = fallback.hours(lang) if fallback is not None else ""
+        return self.tr("start.nobody" if hours else "start.nobody_no_hours", lang, phone=phone, hours=hours)
+
     def start_title(self, mode: str, town_id: str, pages: int, lang: str) -> str:
         if mode == "towns":
             return self.tr("start.choose_town", lang)
@@ -254,16 +267,29 @@ class CounterApp(TerminalApp):
 
     def diagnostics_text(self, lang: str, _version: float = 0) -> str:
         m = self.machine
+        problem = link_problem(m.link_state, m.link_detail, self.url)
+        relay = (self.tr("tech.relay_problem", lang, problem=problem) if problem
+                 else self.tr("tech.relay_state", lang, state=m.link_state, detail=self.url))
         lines = [self.tr("tech.terminal", lang, id=f"{m.terminal or '?'} {m.terminal_name}".strip()),
                  self.tr("counter_tech.state", lang, state=m.state.name),
-                 self.tr("tech.relay", lang) + ": " + self.tr("tech.relay_state", lang, state=m.link_state,
-                                                               detail=self.url)]
+                 self.tr("tech.relay", lang) + ": " + relay]
+        media = self.config_file.media
+        specs = {"tech.camera": media.camera.source if media and media.camera else "",
+                 "tech.document_camera": media.document_camera.source if media and media.document_camera else "",
+                 "tech.microphone": media.audio.input if media else ""}
         for key, src in (("tech.camera", self.local and self.local.camera),
-                         ("tech.document_camera", self.local and self.local.document)):
+                         ("tech.document_camera", self.local and self.local.document),
+                         ("tech.microphone", self.local and self.local.audio)):
             status = getattr(src, "status", "—") if src else "—"
-            ok = status == "ok"
-            lines.append(self.tr(key, lang) + ": " + (self.tr("tech.device_ok", lang) if ok
-                                                      else self.tr("tech.device_missing", lang, detail=status)))
+            if status != "ok":
+                verdict = self.tr("tech.device_missing", lang, detail=status)
+            elif specs[key].startswith("synthetic:"):
+                verdict = self.tr("tech.device_synthetic", lang)  # it works, but it vouches for no device
+            else:
+                verdict = self.tr("tech.device_ok", lang)
+            lines.append(self.tr(key, lang) + ": " + verdict)
+        if media is not None and media.audio.output == "null":
+            lines.append(self.tr("tech.speaker", lang) + ": " + self.tr("tech.speaker_null", lang))
         causes = m.out_of_service_causes()
         lines.append(self.tr("counter_tech.causes", lang, causes="; ".join(causes)) if causes
                      else self.tr("counter_tech.no_causes", lang))
@@ -475,6 +501,8 @@ class CounterApp(TerminalApp):
         assert isinstance(start, StartScreen)
         self.town_count = len(towns_of(m.departments))
         start.show_departments(m.departments, m.presence)
+        self.nobody = not any(m.availability(d.id) in ("available", "busy") for d in m.departments)
+        self.fallback_key = "|".join(f"{d.id}:{d.phone}" for d in m.departments) + "|" + self.office_phone
         if m.call is not None:
             self.call_department = m.call.department.id
             if m.state is State.CALLING:

@@ -41,7 +41,7 @@ from kivy.properties import (  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
-from kiosk.cli import CameraOverrides, add_camera_arguments  # noqa: E402
+from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem  # noqa: E402
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
 from kiosk.office_state import (  # noqa: E402
     AnswerPressed,
@@ -109,6 +109,8 @@ class OfficeApp(TerminalApp):
     away = BooleanProperty(False)
     link_ok = BooleanProperty(False)
     ever_up = BooleanProperty(False)
+    link_problem_state = StringProperty("")  # down or unauthorized until the link is up again ("" otherwise)
+    link_problem = StringProperty("")  # the technician's line for it (kiosk.cli.link_problem)
     ringing_count = NumericProperty(0)
     missed_count = NumericProperty(0)
     notice_text = StringProperty("")
@@ -163,6 +165,7 @@ class OfficeApp(TerminalApp):
         call.ids.big_view.sink = self.frames["camera"]
         call.ids.small_tile.source = self.frames["document"]
         self.screens["document"].ids.doc_view.sink = self.frames["document"]
+        self.screens["invite"].ids.call_view.sink = self.frames["camera"]  # the resident stays in view
         self.bind(lang=lambda *_: self._refresh())  # rows built in Python follow a language switch
         return self.manager
 
@@ -331,6 +334,10 @@ class OfficeApp(TerminalApp):
             self.lamp.on_link(state, detail)
         if state == "up":
             self.ever_up = True
+            self.link_problem_state, self.link_problem = "", ""
+        elif state in ("down", "unauthorized"):
+            # Kept through the 'connecting' of each retry, so the bar does not flicker between the two.
+            self.link_problem_state, self.link_problem = state, link_problem(state, detail, self.url) or ""
         await super()._on_link(state, detail)
 
     # -- commands out (Send, timers and Ring: TerminalApp) --------------------------------------
@@ -367,6 +374,7 @@ class OfficeApp(TerminalApp):
             self._wipe_still()
             self.screens["in_call"].clear_call()
             self.screens["document"].ids.doc_view.clear()
+            self.screens["invite"].ids.call_view.clear()
         self.still_busy = False
         self.view = "in_call"
         await self._close_session(session, how)
@@ -407,7 +415,8 @@ class OfficeApp(TerminalApp):
         missed = m.missed_today()
         self.missed_count = len(missed)
         waiting.show_missed([self._missed_row(x) for x in missed])
-        self.notice_text = self._notice() if m.state in (State.WAITING, State.CONNECTING) else ""
+        # Offline, an old notice ("you left the call") would read as news: show only what the bar says.
+        self.notice_text = self._notice() if m.state is State.WAITING and self.link_ok else ""
         if self.call_notice and time.monotonic() - self._notice_at > NOTICE_SHOWN_S:
             self.call_notice = ""
         self.can_leave = m.can_leave

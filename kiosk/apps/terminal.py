@@ -33,8 +33,10 @@ from typing import Any, Protocol  # noqa: E402
 
 from kivy.properties import BooleanProperty, ObjectProperty  # noqa: E402
 
+from kiosk.cli import link_problem  # noqa: E402
 from kiosk.client import NotConnected, RelayClient  # noqa: E402
 from kiosk.config import TerminalConfig  # noqa: E402
+from kiosk.health import HealthReporter, device_states  # noqa: E402
 from kiosk.machine import (  # noqa: E402
     CancelTimer,
     Command,
@@ -100,6 +102,8 @@ class TerminalApp(KioskApp):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: Any = None
         self._closed = False
+        self._link_logged = ""  # the last link problem logged, so that each retry does not log it again
+        self.health: HealthReporter | None = None  # started with the first link change
 
     # -- lifecycle -----------------------------------------------------------------------------
     def on_stop(self) -> None:
@@ -115,6 +119,8 @@ class TerminalApp(KioskApp):
             handle.cancel()
         self._timers.clear()
         await self._stop_media("hangup")
+        if self.health is not None:
+            await self.health.close()
         if self.client is not None:
             await self.client.close()
         for task in list(self._tasks):
@@ -150,11 +156,25 @@ class TerminalApp(KioskApp):
                                     on_link=self._on_link, client_name=f"kiosk {self.role}")
 
     async def _on_relay_message(self, msg: dict[str, Any]) -> None:
+        if msg.get("type") == "ring_test":
+            self._ring_test(float(msg.get("seconds", 3)))
+            return
         if self.session is not None:
             await self.session.on_message(msg)
         self.dispatch_event(RelayMessage(msg))
 
     async def _on_link(self, state: str, detail: str) -> None:
+        problem = link_problem(state, detail, self.url)
+        if problem is not None and problem != self._link_logged:
+            log.warning("relay link %s: %s", state, problem)
+        elif state == "up" and self._link_logged:
+            log.warning("relay link up again: %s", self.url)
+        if problem is not None or state == "up":
+            self._link_logged = problem or ""
+        if self.health is None:
+            self.health = HealthReporter(self._health_devices, self._send_health, session=lambda: self.session)
+            self.health.start()
+        self.health.on_link(state)
         if state == "up" and self.client is not None and self.client.welcome:
             # Each welcome brings fresh TURN credentials and may follow a network change: probe the paths.
             with contextlib.suppress(Exception):
@@ -170,6 +190,30 @@ class TerminalApp(KioskApp):
             from kiosk.video.turnprobe import IcePathBook
             book = self._paths_book = IcePathBook(ca_file=self.config_file.relay.ca_file or None)
         return book
+
+    # -- health (docs/protocol.md, "Health") and the fleet page's test ring ----------------------------
+    def _health_devices(self) -> dict[str, Any]:
+        media = self.config_file.media
+        lamp = getattr(self, "lamp", None)  # a station that drives the office lamp itself
+        return device_states(local=self.local, audio_output=media.audio.output if media else "null",
+                             lamp_device=getattr(lamp, "device", None))
+
+    async def _send_health(self, msg: dict[str, Any]) -> None:
+        if self.client is None:
+            raise NotConnected("no relay client")
+        await self.client.send(msg)
+
+    def _ring_test(self, seconds: float) -> None:
+        """Ring for ``seconds`` so someone at the office hears the bell; never over a real ring or call."""
+        if self.ringing or self.session is not None:
+            return
+        self.ring.play()
+
+        def stop() -> None:
+            if not self.ringing:
+                self.ring.stop()
+
+        asyncio.get_running_loop().call_later(seconds, stop)
 
     # -- the machine ---------------------------------------------------------------------------
     def dispatch_event(self, event: Event) -> None:
@@ -187,7 +231,8 @@ class TerminalApp(KioskApp):
                 self._execute(cmd)
             except Exception:
                 log.exception("command %r failed", cmd)
-        self._refresh()
+        if not self.stopping:  # a link or relay event while stopping: no screen to draw on any more
+            self._refresh()
 
     def _refresh(self) -> None:
         """Project the machine's state onto the screens (subclasses)."""

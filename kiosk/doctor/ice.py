@@ -72,7 +72,11 @@ class IceProbe:
 
 
 def _ssl_context(ca_file: str) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=ca_file or None)
+    """The system's CAs plus ``[relay] ca_file``: what the terminals themselves trust."""
+    ctx = ssl.create_default_context()
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    return ctx
 
 
 async def stun_ping(url: str, *, timeout: float = 1.5, ca_file: str = "") -> IceProbe:

@@ -119,7 +119,11 @@ class RelayProbe:
 
 
 def _ssl_context(ca_file: str) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=ca_file or None)
+    """The system's CAs plus ``[relay] ca_file``: what the terminals themselves trust."""
+    ctx = ssl.create_default_context()
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    return ctx
 
 
 async def probe_relay(url: str, token: str, *, ca_file: str = "", timeout: float = 5.0, pings: int = 3,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.config import load_terminal_config
-from kiosk.screens.scenes import small_media
+from kiosk.screens.scenes import small_media, window_sized
 from kiosk.ui.screenshot import shoot_languages
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
     counter = counter.with_overrides(ui=replace(counter.ui, ring_sound=False, idle_timeout=600,
                                                 result_timeout=20, thanks_timeout=8, fullscreen=False))
     counter = small_media(counter, (640, 360), (1280, 720))
+    counter = window_sized(counter)
     app = CounterApp(counter, url=srv.url, hold_time=0.5)
     shots: list[Path] = []
 

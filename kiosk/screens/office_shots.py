@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.config import RelayLink, TerminalConfig, load_terminal_config
-from kiosk.screens.scenes import small_media
+from kiosk.screens.scenes import small_media, window_sized
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
     office = load_terminal_config(ROOT / "config" / "office.toml", "office")
     office = small_media(office.with_overrides(ui=replace(office.ui, ring_sound=False, fullscreen=False)),
                          (640, 360), None)
+    office = window_sized(office)
     app = OfficeApp(office, url=srv.url, taken_shown=30.0)
     shots: list[Path] = []
 

@@ -6,7 +6,16 @@ from dataclasses import replace
 
 from kiosk.config import CameraConfig, TerminalConfig
 
-__all__ = ["small_media"]
+__all__ = ["small_media", "window_sized"]
+
+
+def window_sized(cfg: TerminalConfig) -> TerminalConfig:
+    """The config with ``[terminal] width``/``height`` set to the window's size (the scenes run at several sizes;
+    sizes in millimetres scale with the width, as on a real screen of that many pixels)."""
+    from kivy.core.window import Window
+
+    width, height = (int(v) for v in Window.size)
+    return cfg.with_overrides(ui=replace(cfg.ui, width=width, height=height))
 
 
 def small_media(cfg: TerminalConfig, camera: tuple[int, int], document: tuple[int, int] | None) -> TerminalConfig:

@@ -50,6 +50,21 @@ class KioskApp(App):
         self.sizes = Sizes(ui.width, ui.screen_width_mm)
         self.font_path = find_cjk_font(ui.font)
         register_cjk_font(self.font_path)
+        self.stopping = False  # set once the app begins to stop: screens are no longer refreshed
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def _stop(self, *largs: Any) -> None:
+        """Stop, but keep ``App.get_running_app()`` answering until the loop has really ended.
+
+        Kivy forgets the running app at once, while the loop still runs a few clock ticks (label texture
+        updates, relay handlers) and ``aclose`` still resets properties, whose kv rules read ``app``: each would
+        raise ``AttributeError: 'NoneType' object has no attribute 'bind'`` from the kv file. The next app to run
+        replaces it as the running app.
+        """
+        self.stopping = True
+        super()._stop(*largs)
+        App._running_app = self
+
 
     # -- for kv --------------------------------------------------------------------------------
     def tr(self, key: str, lang: str | None = None, **fields: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from kivy.app import App
 from kivy.uix.widget import Widget
 
-__all__ = ["UiDriver", "running_app", "walk", "visible_texts"]
+__all__ = ["UiDriver", "label_problems", "running_app", "visible_texts", "walk"]
 
 T = TypeVar("T")
 
@@ -84,6 +84,41 @@ def walk(root: Widget) -> Iterator[Widget]:
     yield root
     for child in root.children:
         yield from walk(child)
+
+
+def label_problems(root: Widget) -> list[str]:
+    """Every visible label or button whose text does not fit it, or whose Japanese breaks mid-word.
+
+    A label "overflows" when the drawn text (its texture) is larger than the widget: the text is cut or spills
+    over its neighbours. Hidden widgets (opacity 0 anywhere up the tree) and empty texts are ignored.
+    """
+    from kivy.uix.label import Label
+
+    from kiosk.ui.textfit import has_japanese, mid_word_breaks, strip_markup
+
+    problems: list[str] = []
+
+    def visit(w: Widget, opacity: float) -> None:
+        opacity *= w.opacity
+        if opacity <= 0.01:
+            return
+        if isinstance(w, Label) and w.text.strip() and w.width > 1 and w.height > 1:
+            w.texture_update()
+            tw, th = w.texture_size
+            name = f"{type(w).__name__} {strip_markup(w.text)[:40]!r}"
+            if tw > w.width + 2 or th > w.height + 2:
+                problems.append(f"{name}: text {tw:.0f}x{th:.0f} px in a {w.width:.0f}x{w.height:.0f} px widget")
+            plain = strip_markup(w.text)
+            if has_japanese(plain):
+                lines = ["".join(word.text for word in line.words)
+                         for line in getattr(w._label, "_cached_lines", [])]
+                for bad in mid_word_breaks(plain, lines):
+                    problems.append(f"{name}: Japanese broken mid-word at {bad!r}")
+        for child in w.children:
+            visit(child, opacity)
+
+    visit(root, 1.0)
+    return problems
 
 
 def visible_texts(root: Widget) -> list[str]:

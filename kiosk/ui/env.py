@@ -6,7 +6,9 @@ needs an SDL video driver that works without a display (``offscreen``; see PLATF
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -25,13 +27,21 @@ def prepare_kivy_env(*, headless: bool | None = None, home: str | None = None) -
     os.environ.setdefault("KIVY_NO_CONSOLELOG", "1")
     os.environ.setdefault("KIVY_NO_FILELOG", "1")
     if "KIVY_HOME" not in os.environ:
-        os.environ["KIVY_HOME"] = home or tempfile.mkdtemp(prefix="kivy-home-")
+        os.environ["KIVY_HOME"] = home or make_temp_kivy_home()
     if headless is None:
         headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
     if headless:
         os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
         # No sound card on a headless machine: SDL's dummy audio driver keeps the mixer happy.
         os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
+def make_temp_kivy_home() -> str:
+    """A fresh ``KIVY_HOME`` that is removed when this process exits (normally, or on SIGTERM through the app's
+    own handler): a terminal or test run leaves no ``kivy-home-*`` folder behind."""
+    path = tempfile.mkdtemp(prefix="kivy-home-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def configure_window(width: int, height: int, *, fullscreen: bool = False) -> None:

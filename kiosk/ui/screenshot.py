@@ -7,7 +7,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["save_screenshot", "shoot_languages"]
+__all__ = ["LAYOUT_PROBLEMS", "save_screenshot", "shoot_languages"]
+
+# What :func:`shoot_languages` found wrong on the screens it photographed ("<file>: <problem>"), for
+# ``scripts/screenshots --check`` and the layout test. One list per process: the tool runs one scene set at a time.
+LAYOUT_PROBLEMS: list[str] = []
 
 
 def save_screenshot(path: str | Path) -> Path:
@@ -42,7 +46,12 @@ async def shoot_languages(app: Any, driver: Any, directory: str | Path, stem: st
         for lang in languages:
             app.set_language(lang)
             await driver.frames(3)
-            saved.append(save_screenshot(Path(directory) / f"{stem}-{lang}.png"))
+            path = save_screenshot(Path(directory) / f"{stem}-{lang}.png")
+            saved.append(path)
+            if app.root is not None:
+                from kiosk.ui.driver import label_problems
+
+                LAYOUT_PROBLEMS.extend(f"{path.name}: {p}" for p in label_problems(app.root))
     finally:
         app.set_language(before)
         await driver.frames(1)

@@ -1,5 +1,10 @@
 """``scripts/screenshots``: run each app's screenshot scenes and save PNGs to ``docs/screenshots/``.
 
+At three window sizes (:data:`SIZES`): 1280×800 into ``docs/screenshots/``, the others into
+``docs/screenshots/WxH/``; each size runs in a process of its own (an offscreen window cannot be resized). Every
+screen photographed is also checked for labels whose text does not fit and Japanese broken mid-word
+(:func:`kiosk.ui.driver.label_problems`); ``--check`` makes any such problem fail the run.
+
 Every entry of :data:`SCENES` names a module with ``async def screenshot_scenes(out_dir) -> list[Path]``
 that runs its app in-process (see :func:`kiosk.ui.driver.running_app`) and saves each screen in both
 languages with :func:`kiosk.ui.screenshot.shoot_languages`. A module that does not exist yet is skipped.
@@ -15,6 +20,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -25,6 +31,19 @@ SCENES: dict[str, str] = {
 }
 
 WINDOW = (1280, 800)
+SIZES = ((960, 600), (1280, 800), (1920, 1080))  # the demo's window, the common station, a full-HD kiosk
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``960x600`` → (960, 600)."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        raise argparse.ArgumentTypeError(f"a size is WIDTHxHEIGHT, e.g. 960x600, got {text!r}")
+    return int(w), int(h)
+
+
+def size_dir(out: Path, size: tuple[int, int]) -> Path:
+    return out if size == WINDOW else out / f"{size[0]}x{size[1]}"
 
 
 async def run(names: list[str], out_dir: Path) -> int:
@@ -42,18 +61,38 @@ async def run(names: list[str], out_dir: Path) -> int:
         print(f"screenshots: {name}: {len(files)} files")
     for f in written:
         print(f"  {f}")
-    return 0
+    from kiosk.ui.screenshot import LAYOUT_PROBLEMS
+
+    for problem in LAYOUT_PROBLEMS:
+        print(f"layout problem: {problem}")
+    return 3 if LAYOUT_PROBLEMS else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="scripts/screenshots", description=__doc__)
     p.add_argument("apps", nargs="*", default=list(SCENES), help=f"which apps (default: all of {list(SCENES)})")
     p.add_argument("--out", default="docs/screenshots", help="output folder")
+    p.add_argument("--size", action="append", type=parse_size, metavar="WxH",
+                   help="window size (repeatable; default 960x600, 1280x800 and 1920x1080)")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 if any label's text does not fit its widget or Japanese breaks mid-word")
+    p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # one size, this process
     args = p.parse_args(argv)
     unknown = [a for a in args.apps if a not in SCENES]
     if unknown:
         p.error(f"unknown app(s) {unknown}; known: {list(SCENES)}")
-    configure_window(*WINDOW)
+    sizes = args.size or list(SIZES)
+    if not args.in_process:
+        failed = problems = False
+        for size in sizes:
+            print(f"screenshots at {size[0]}x{size[1]}", flush=True)
+            code = subprocess.call([sys.executable, "-m", "kiosk.ui.screenshots_main", *args.apps, "--in-process",
+                                    "--out", str(size_dir(Path(args.out), size)), "--size", f"{size[0]}x{size[1]}"])
+            failed |= code not in (0, 3)
+            problems |= code == 3
+        return 1 if failed or (args.check and problems) else 0
+    width, height = sizes[0]
+    configure_window(width, height)
     import kivy  # noqa: F401
 
     restore_std_streams()

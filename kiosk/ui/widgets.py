@@ -1,5 +1,9 @@
 """Reusable widgets: big buttons and labels (styled in ``widgets.kv``), a PIN pad and a hidden corner.
 
+Every text widget here fits its text (:class:`FitTextMixin`): Japanese breaks only where Japanese allows
+(:mod:`kiosk.ui.textfit`), and a text that still does not fit (a word wider than the widget, or more lines than a
+fixed-height button holds) is drawn in a smaller font, down to ``min_font_ratio`` of its size.
+
 Colours are palette names (see :mod:`kiosk.ui.style`), so kv files say ``bg: "danger"`` rather than
 numbers; sizes come from the app (``app.sizes``).
 """
@@ -16,21 +20,90 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
 from kivy.uix.label import Label
 from kivy.uix.widget import Widget
+from kivy.utils import get_hex_from_color
 
-__all__ = ["BigButton", "WrapLabel", "HoldCorner", "PinPad", "load_widget_styles"]
+from kiosk.ui.textfit import has_japanese, mid_word_breaks, strip_markup, wrap
+
+__all__ = ["BigButton", "FitLabel", "FitTextMixin", "HoldCorner", "PinPad", "WrapLabel", "load_widget_styles"]
 
 KV_FILE = Path(__file__).with_name("widgets.kv")
 
 
-class BigButton(Button):
-    """A large, flat, high-contrast button; ``bg``/``fg`` are palette names."""
+class FitTextMixin:
+    """For a Kivy ``Label`` (or ``Button``): wrap Japanese only at allowed breaks; shrink what still does not fit.
+
+    ``fit_height``: the widget's height is fixed (a button), so the text must fit it too. The widget's own
+    ``font_size`` is never changed (kv binds it); only the size the text is drawn at.
+    """
+
+    fit_height = BooleanProperty(False)
+    min_font_ratio = NumericProperty(0.55)
+
+    def texture_update(self, *largs: Any) -> None:
+        label: Any = self
+        source = label.text
+        core = label._label
+        base = float(label.font_size)
+        width = label.text_size[0] if label.text_size and label.text_size[0] else None
+        japanese = has_japanese(strip_markup(source))
+        if not source or not (japanese or self.fit_height):
+            core.options["font_size"] = base
+            super().texture_update(*largs)  # type: ignore[misc]
+            return
+        scale = 1.0
+        while True:
+            core.options["font_size"] = base * scale
+            text = wrap(source, width, self._measure) if width and japanese else source
+            self._render(text)
+            if scale <= self.min_font_ratio or not self._needs_shrink(source, width):
+                return
+            scale = max(self.min_font_ratio, scale * 0.9)
+
+    def _measure(self, text: str) -> float:
+        return float(self._label.get_extents(strip_markup(text))[0])  # type: ignore[attr-defined]
+
+    def _render(self, text: str) -> None:
+        label: Any = self
+        core = label._label
+        if label.markup:
+            color = label.disabled_color if label.disabled else label.color
+            core.text = f"[color={get_hex_from_color(color)}]{text}[/color]"
+            core.refresh()
+            if core.texture:
+                core.texture.bind()
+            label.refs, label.anchors = core.refs, core.anchors
+        else:
+            core.text = text
+            core.refresh()
+        label.texture = core.texture
+        if core.texture is not None:
+            label.texture_size = list(core.texture.size)
+        label.is_shortened = core.is_shortened
+
+    def _needs_shrink(self, source: str, width: float | None) -> bool:
+        label: Any = self
+        lines = ["".join(w.text for w in line.words) for line in getattr(label._label, "_cached_lines", [])]
+        if mid_word_breaks(strip_markup(source), lines):
+            return True
+        tw, th = label.texture_size
+        if width and tw > width + 1:
+            return True
+        return bool(self.fit_height and th > label.height - 2)
+
+
+class FitLabel(FitTextMixin, Label):
+    """A plain label that fits its text (see :class:`FitTextMixin`)."""
+
+
+class BigButton(FitTextMixin, Button):
+    """A large, flat, high-contrast button; ``bg``/``fg`` are palette names. Its text fits its fixed height."""
 
     bg = StringProperty("primary")
     fg = StringProperty("on_primary")
     sub_text = StringProperty("")  # optional second line, drawn smaller (kv)
 
 
-class WrapLabel(Label):
+class WrapLabel(FitTextMixin, Label):
     """A label that wraps to its width and grows to its text's height."""
 
     fg = StringProperty("text")

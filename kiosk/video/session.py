@@ -579,8 +579,8 @@ class CallSession:
             self.order.append(member)
         if member in self._peers:
             peer = self._peers[member]
-            if (peer.down or peer.connected_at is None) and not peer.offerer \
-                    and time.monotonic() - peer.created_at > 1.0:
+            if not peer.offerer and (peer.down or (peer.connected_at is None
+                                                   and time.monotonic() - peer.created_at > 1.0)):
                 # We are back on the relay and our media to them is down: ask them to offer again now.
                 await self._signal_to(member, {"kind": "restart", "reason": "relay link back"})
             return
@@ -937,8 +937,8 @@ class CallSession:
             return
         if not offers_to(self.terminal_id, member, counter=self.counter_id, order=self.order):
             return
-        if peer.connected_at is None and time.monotonic() - peer.created_at < self.attempt_timeout:
-            return  # an attempt is under way already
+        if peer.connected_at is None and time.monotonic() - peer.created_at < 1.0:
+            return  # an attempt has just started (its offer may be what they are waiting for)
         log.info("%s: %s asks for a new offer (%s)", self.terminal_id, member, why)
         await self._path_down(peer, f"{member} lost the media ({why})")
 

@@ -65,6 +65,7 @@ class FleetService:
         self._listeners: set[asyncio.Queue[str]] = set()
         self._dirty = asyncio.Event()
         self._pusher: asyncio.Task[None] | None = None
+        self._closing = False
         self._pending: set[asyncio.Future[Any]] = set()
         self.recent_audit: deque[AuditEntry] = deque(maxlen=AUDIT_SHOWN)  # newest first, as the page lists it
 
@@ -96,6 +97,8 @@ class FleetService:
     async def close(self) -> None:
         if self.observe in self.relay.observers:
             self.relay.observers.remove(self.observe)
+        self._closing = True
+        self._dirty.set()
         if self._pusher is not None:
             self._pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -148,9 +151,11 @@ class FleetService:
         return snap
 
     async def _push_loop(self) -> None:
-        while True:
+        while not self._closing:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that races the wake-up.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), REFRESH_INTERVAL)
+                async with asyncio.timeout(REFRESH_INTERVAL):
+                    await self._dirty.wait()
             self._dirty.clear()
             if self._listeners:
                 data = "event: state\ndata: " + json.dumps(self.snapshot(), ensure_ascii=False) + "\n\n"
@@ -276,11 +281,14 @@ class FleetService:
             self._listeners.add(queue)
             try:
                 yield b"retry: 1000\n\n"
-                while self.auth.session(session.id, time.time()) is not None:
+                while self.auth.session(session.id, time.time()) is not None and not self._closing:
                     try:
-                        yield (await asyncio.wait_for(queue.get(), 15)).encode()
+                        async with asyncio.timeout(15):
+                            data = await queue.get()
                     except TimeoutError:
                         yield b": keep-alive\n\n"
+                        continue
+                    yield data.encode()
                 yield b"event: logout\ndata: {}\n\n"
             finally:
                 self._listeners.discard(queue)

@@ -77,6 +77,22 @@ function figure(label, value) {
   return box;
 }
 
+function chartLabel(text, keys) {
+  const p = document.createElement("p");
+  p.className = "chart-label";
+  p.textContent = text;
+  const legend = document.createElement("span");
+  legend.className = "legend";
+  for (const [cls, label] of keys) {
+    const key = document.createElement("span");
+    key.className = "key " + cls;
+    key.textContent = label;
+    legend.append(key);
+  }
+  p.append(legend);
+  return p;
+}
+
 function secs(v) { return v === null ? "–" : `${v} ${t("seconds")}`; }
 
 function drawCharts(data) {
@@ -97,12 +113,8 @@ function drawCharts(data) {
       figure(t("duration_median"), secs(m.duration_median_s)));
     card.append(h, figures);
     if (m.calls) {
-      const c1 = document.createElement("p");
-      c1.className = "chart-label";
-      c1.textContent = t("calls_chart");
-      const c2 = document.createElement("p");
-      c2.className = "chart-label";
-      c2.textContent = t("wait_chart");
+      const c1 = chartLabel(t("calls_chart"), [["answered", t("answered")], ["missed", t("missed")]]);
+      const c2 = chartLabel(t("wait_chart"), [["p50", t("wait_p50")], ["p90", t("wait_p90")]]);
       card.append(c1, barChart(dept.daily, t("calls_chart")), c2, lineChart(dept.daily, t("wait_chart")));
     } else {
       const p = document.createElement("p");

@@ -82,7 +82,7 @@ function renderTerminals() {
     body.append(el("tr", { class: term.problems.length ? "problem" : "", "data-terminal": term.id },
       stateCell,
       el("td", {}, el("div", { class: "name" }, term.name || term.id), el("div", { class: "id" }, term.id)),
-      el("td", {}, t(term.role)),
+      el("td", { class: "role" }, t(term.role)),
       el("td", { class: "mono" }, term.address),
       el("td", { class: "mono" }, term.version),
       el("td", { class: "mono" }, term.rtt_ms === null || term.rtt_ms === undefined ? "" : `${term.rtt_ms} ms`),
