@@ -64,6 +64,7 @@ from aiortc.mediastreams import MediaStreamError
 from kiosk.video import still as stills
 from kiosk.video.adapt import CameraAdaptation
 from kiosk.video.control import ControlLink
+from kiosk.video.encoders import use_track_encoders
 from kiosk.video.ice import rtc_configuration
 from kiosk.video.jitter import use_frame_end_jitter_buffer
 from kiosk.video.local_media import GatedAudioTrack, LocalMedia
@@ -623,6 +624,7 @@ class CallSession:
 
     def _new_peer(self, member: str, offerer: bool, attempt: int = 1) -> _Peer:
         use_frame_end_jitter_buffer()  # decode each remote frame at its last packet (kiosk.video.jitter)
+        use_track_encoders()  # VP8 settings per track: camera or document (kiosk.video.encoders)
         # aiortc uses only the first TURN URL it is given: each peer connection gets one path, chosen by the plan.
         path = self._plan(member).current()
         servers = self.paths.stun_servers() + ([path.server()] if path is not None else [])
