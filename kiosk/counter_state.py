@@ -33,6 +33,7 @@ from kiosk.machine import (
     Send,
     StartTimer,
     TimerFired,
+    TransitionTable,
     check_transition,
 )
 
@@ -74,7 +75,7 @@ class Outcome(Enum):
     FAILED = "failed"
 
 
-TRANSITIONS: Mapping[State, frozenset[State]] = {
+TRANSITIONS: TransitionTable[State] = TransitionTable("counter", {
     State.STARTING: frozenset({State.START, State.OUT_OF_SERVICE, State.PIN}),
     State.OUT_OF_SERVICE: frozenset({State.START, State.PIN}),
     State.START: frozenset({State.CALLING, State.RESULT, State.OUT_OF_SERVICE, State.PIN}),
@@ -84,7 +85,7 @@ TRANSITIONS: Mapping[State, frozenset[State]] = {
     State.THANKS: frozenset({State.START, State.OUT_OF_SERVICE}),
     State.PIN: frozenset({State.TECH, State.START, State.OUT_OF_SERVICE, State.STARTING}),
     State.TECH: frozenset({State.START, State.OUT_OF_SERVICE, State.STARTING}),
-}
+})
 
 # Screens that return to START after ``idle`` seconds without a touch (not the call screens).
 IDLE_STATES = frozenset({State.START, State.RESULT, State.THANKS, State.PIN, State.TECH})
@@ -354,7 +355,7 @@ class CounterMachine:
     # -- transitions -----------------------------------------------------------------------------
     def _go(self, new: State, why: str = "") -> None:
         old = self.state
-        if not check_transition("counter", TRANSITIONS, old, new, why, log):
+        if not check_transition(TRANSITIONS, old, new, why, log):
             return
         self.state = new
         self.history.append((old, new))

@@ -32,6 +32,7 @@ from kiosk.machine import (
     Send,
     StartTimer,
     TimerFired,
+    TransitionTable,
     check_transition,
 )
 
@@ -60,12 +61,12 @@ class State(Enum):
     IN_CALL = "in_call"
 
 
-TRANSITIONS: Mapping[State, frozenset[State]] = {
+TRANSITIONS: TransitionTable[State] = TransitionTable("office", {
     State.CONNECTING: frozenset({State.WAITING, State.IN_CALL}),
     State.WAITING: frozenset({State.ANSWERING, State.CONNECTING, State.IN_CALL}),
     State.ANSWERING: frozenset({State.IN_CALL, State.WAITING, State.CONNECTING}),
     State.IN_CALL: frozenset({State.WAITING, State.CONNECTING}),
-}
+})
 
 
 class InviteStatus(Enum):
@@ -337,7 +338,7 @@ class OfficeMachine:
 
     def _go(self, new: State, why: str = "") -> None:
         old = self.state
-        if not check_transition("office", TRANSITIONS, old, new, why, log):
+        if not check_transition(TRANSITIONS, old, new, why, log):
             return
         self.state = new
         self.history.append((old, new))

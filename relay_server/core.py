@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any
 
 from common.protocol import CLIENT_ROLES, LAMP_TEST_SECONDS, ROLES, ProtocolError
+from common.transitions import TransitionTable, by_value
 from relay_server.config import RelayConfig
 
 log = logging.getLogger(__name__)
@@ -97,15 +98,11 @@ class CallState(Enum):
     ENDED = "ended"
 
 
-_TRANSITIONS = {
+_TRANSITIONS: TransitionTable[CallState] = TransitionTable("call", {
     CallState.RINGING: {CallState.ACTIVE, CallState.ENDED},
     CallState.ACTIVE: {CallState.ENDED},
     CallState.ENDED: set(),
-}
-
-
-class TransitionError(RuntimeError):
-    """A call was asked to move between states the rules do not connect."""
+}, label=by_value, level=logging.DEBUG)
 
 
 @dataclass
@@ -133,10 +130,7 @@ class Call:
 
     def move(self, new: CallState) -> None:
         """The one place a call changes state."""
-        if new not in _TRANSITIONS[self.state]:
-            raise TransitionError(f"call {self.id}: no transition {self.state.value} -> {new.value}")
-        log.debug("call %s: %s -> %s", self.id, self.state.value, new.value)
-        self.state = new
+        self.state = _TRANSITIONS.move(self.state, new, log, subject=self.id)
 
     @property
     def staff(self) -> list[str]:

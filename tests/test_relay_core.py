@@ -12,6 +12,7 @@ from helpers import COUNTER, LAMP, OFFICE1, OFFICE2, make_relay_config
 
 from common import protocol
 from common.tomlconf import ConfigFile, Section
+from common.transitions import InvalidTransition
 from relay_server.config import parse_hours
 from relay_server.core import (
     Action,
@@ -21,7 +22,6 @@ from relay_server.core import (
     RelayCore,
     Send,
     StartTimer,
-    TransitionError,
     turn_credentials,
 )
 
@@ -211,7 +211,7 @@ def test_impossible_transition_names_both_states(core: RelayCore) -> None:
     cid, _ = ring(core)
     call = core.calls[cid]
     core.receive(COUNTER, {"type": "cancel", "call": cid}, NOW)
-    with pytest.raises(TransitionError, match="ended -> active"):
+    with pytest.raises(InvalidTransition, match="ended -> active"):
         call.move(CallState.ACTIVE)
 
 
