@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from common.backoff import Backoff
 from common.logs import event
 from kiosk.lamp_board import ChannelState, config_channels
 
@@ -545,7 +546,8 @@ class LampDevice:
         config: the ``[lamp]`` section.
         port: overrides ``config.port`` (``--lamp-port``).
         open_driver: factory for the driver; default :func:`open_lamp_driver` with ``config``.
-        backoff: first and largest delay between attempts to open the port, in seconds.
+        backoff: delays between attempts to open the port (a :class:`~common.backoff.Backoff`, or its short form
+            ``(initial, maximum)`` in seconds, doubling).
         blink_interval: half-period of software blinking, in seconds.
         keepalive: seconds of idleness before the device is probed.
         on_status: called with ``(ok, detail)`` when the device becomes usable or fails.
@@ -557,7 +559,7 @@ class LampDevice:
         *,
         port: str | None = None,
         open_driver: DriverFactory | None = None,
-        backoff: tuple[float, float] = (0.25, 5.0),
+        backoff: Backoff | tuple[float, float] = (0.25, 5.0),
         blink_interval: float = 0.5,
         keepalive: float = 5.0,
         on_status: StatusHandler | None = None,
@@ -565,7 +567,7 @@ class LampDevice:
         self.config = config
         self.url = config.port if port is None else port
         self._open_driver = open_driver or (lambda: open_lamp_driver(config, self.url))
-        self.backoff = backoff
+        self.backoff = Backoff.of(backoff)
         self.blink_interval = blink_interval
         self.keepalive = keepalive
         self.on_status = on_status
@@ -643,19 +645,17 @@ class LampDevice:
 
     # -- the task ----------------------------------------------------------------------------------------------
     async def _run(self) -> None:
-        delay = self.backoff[0]
-        attempts = 0
+        retry = self.backoff.start()
         while not self._closing:
             if self.driver is None:
                 try:
                     self.driver = await self._open_driver()
                 except (LampError, ValueError) as err:
-                    attempts += 1
-                    self._report_failure("lamp_port_unavailable", err, delay, attempts)
-                    await self._sleep_unless_closing(delay)
-                    delay = min(delay * 2, self.backoff[1])
+                    delay = retry.next()
+                    self._report_failure("lamp_port_unavailable", err, delay, retry.failures)
+                    await self._sleep_unless_closing(retry.jittered(delay))
                     continue
-                delay, attempts = self.backoff[0], 0
+                retry.reset()
                 self.opened += 1
                 self.applied.clear()  # unknown after (re)open: write every channel
                 self._refused.clear()
