@@ -40,7 +40,7 @@ from kiosk.machine import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "State", "Outcome", "Department", "CallInfo", "CounterMachine", "InvalidTransition", "Timeouts",
+    "State", "Outcome", "OfferedDepartment", "CounterCall", "CounterMachine", "InvalidTransition", "Timeouts",
     # events
     "Event", "LinkChanged", "RelayMessage", "DevicesChecked", "Touched", "DepartmentChosen",
     "CancelPressed", "HangUpPressed", "BackPressed", "TechGesture", "PinEntered", "TechClosed",
@@ -103,8 +103,12 @@ T_RESUME = "resume"  # welcomed again while ringing: the relay must confirm the 
 
 # -- data ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Department:
-    """A department offered at this counter (from ``welcome``)."""
+class OfferedDepartment:
+    """A department offered at this counter, as the counter shows it (from ``welcome``).
+
+    Not the relay's :class:`relay_server.config.Department` (a ``relay.toml`` entry with office hours): this is
+    what the relay tells a counter about one, flattened for the screens, with the fallback phone and hours.
+    """
 
     id: str
     name_ja: str
@@ -117,7 +121,7 @@ class Department:
     office_name_en: str = ""
 
     @classmethod
-    def from_message(cls, d: Mapping[str, Any]) -> Department:
+    def from_message(cls, d: Mapping[str, Any]) -> OfferedDepartment:
         name = d.get("name") or {}
         fb = d.get("fallback") or {}
         office = str(d.get("office", ""))
@@ -127,7 +131,7 @@ class Department:
                    hours_en=str(fb.get("hours_en", "")), office=office,
                    office_name_ja=str(office_name.get("ja", office)), office_name_en=str(office_name.get("en", office)))
 
-    def with_fallback(self, fb: Mapping[str, Any] | None) -> Department:
+    def with_fallback(self, fb: Mapping[str, Any] | None) -> OfferedDepartment:
         """This department with the fallback phone/hours of an error message, when it carries one."""
         if not fb:
             return self
@@ -142,10 +146,11 @@ class Department:
 
 
 @dataclass
-class CallInfo:
-    """The call in progress; dropped as a whole when it ends."""
+class CounterCall:
+    """The counter's call in progress (the department chosen, the staff who joined); dropped as a whole when it
+    ends. The station's side of a call is :class:`kiosk.office_state.StationCall`."""
 
-    department: Department
+    department: OfferedDepartment
     id: str = ""
     started_at: float = 0.0
     answered_at: float = 0.0
@@ -287,7 +292,7 @@ class CounterMachine:
         self.pin = pin
         self.clock = clock
         self.state = State.STARTING
-        self.departments: list[Department] = []
+        self.departments: list[OfferedDepartment] = []
         self.presence: dict[str, str] = {}
         self.terminal = ""
         self.terminal_name = ""
@@ -295,9 +300,9 @@ class CounterMachine:
         self.link_detail = ""
         self.welcomed = False
         self.device_problems: tuple[str, ...] | None = None  # None: not checked yet
-        self.call: CallInfo | None = None
+        self.call: CounterCall | None = None
         self.outcome: Outcome | None = None
-        self.result_department: Department | None = None
+        self.result_department: OfferedDepartment | None = None
         self.pin_error = False
         self.pin_attempts = 0
         self.reconnecting = False  # in a call whose media is being rebuilt: the screen says so, calmly
@@ -314,7 +319,7 @@ class CounterMachine:
         """Relay welcomed us and every camera is present."""
         return self.link_state == "up" and self.welcomed and self.device_problems == ()
 
-    def department(self, dept_id: str) -> Department | None:
+    def department(self, dept_id: str) -> OfferedDepartment | None:
         return next((d for d in self.departments if d.id == dept_id), None)
 
     def availability(self, dept_id: str) -> str:
@@ -503,7 +508,7 @@ class CounterMachine:
             # No call: say so at once, with the phone number.
             self._result(Outcome.CLOSED if status == "closed" else Outcome.UNAVAILABLE, dept)
             return
-        self.call = CallInfo(department=dept, started_at=self.clock())
+        self.call = CounterCall(department=dept, started_at=self.clock())
         self._out.append(Send({"type": "call", "department": dept.id}))
         self._go(State.CALLING, f"calling {dept.id}")
 
@@ -588,7 +593,7 @@ class CounterMachine:
         self.welcomed = True
         self.terminal = str(msg.get("terminal", ""))
         self.terminal_name = str(msg.get("name", ""))
-        self.departments = [Department.from_message(d) for d in msg.get("departments", [])]
+        self.departments = [OfferedDepartment.from_message(d) for d in msg.get("departments", [])]
         self.presence = {d.id: self.presence.get(d.id, "offline") for d in self.departments}
         if self.state is State.CALLING and self.call is not None and self.call.id:
             self._timer(T_RESUME, self.timeouts.resume)  # cancelled by call_state for our call
@@ -694,12 +699,12 @@ class CounterMachine:
         outcome = {"closed": Outcome.CLOSED, "unavailable": Outcome.UNAVAILABLE}.get(str(code), Outcome.FAILED)
         self._result(outcome, dept)
 
-    def _result(self, outcome: Outcome, dept: Department) -> None:
+    def _result(self, outcome: Outcome, dept: OfferedDepartment) -> None:
         self.outcome = outcome
         self.result_department = dept
         self._go(State.RESULT, outcome.value)
 
 
-def departments_from(msgs: Sequence[Mapping[str, Any]]) -> list[Department]:
+def departments_from(msgs: Sequence[Mapping[str, Any]]) -> list[OfferedDepartment]:
     """Departments of a ``welcome`` message's ``departments`` list."""
-    return [Department.from_message(d) for d in msgs]
+    return [OfferedDepartment.from_message(d) for d in msgs]

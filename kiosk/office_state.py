@@ -39,7 +39,7 @@ from kiosk.machine import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "State", "InviteStatus", "InvalidTransition", "Ringing", "Missed", "Invite", "CallInfo", "Notice",
+    "State", "InviteStatus", "InvalidTransition", "Ringing", "Missed", "Invite", "StationCall", "Notice",
     "StationInfo", "DepartmentInfo", "OfficeMachine", "TAKEN_SHOWN_S",
     # events
     "Event", "LinkChanged", "RelayMessage", "AnswerPressed", "DeclinePressed", "AwayToggled", "InvitePressed",
@@ -147,8 +147,9 @@ class Invite:
 
 
 @dataclass
-class CallInfo:
-    """The call this station is in (dropped as a whole when it ends)."""
+class StationCall:
+    """The call this station is in: counter, members, invitations (dropped as a whole when it ends). The
+    counter's side of a call is :class:`kiosk.counter_state.CounterCall`."""
 
     id: str
     department: str
@@ -251,7 +252,7 @@ class OfficeMachine:
         self.away = False
         self.ringing: dict[str, Ringing] = {}   # call id → entry, in arrival order
         self.missed: list[Missed] = []
-        self.call: CallInfo | None = None
+        self.call: StationCall | None = None
         self.answering: str | None = None
         self.notice: Notice | None = None
         self._ring_on = False
@@ -489,7 +490,7 @@ class OfficeMachine:
         entry = self.ringing.pop(call, None)
         if entry is not None:
             self._emit(CancelTimer(f"taken:{call}"))
-        self.call = CallInfo(call, str(msg.get("department", "")), str(msg.get("counter", "")), members,
+        self.call = StationCall(call, str(msg.get("department", "")), str(msg.get("counter", "")), members,
                              answered_at=self.clock(),
                              counter_name=entry.counter_name if entry is not None else "")
         if self.state is State.ANSWERING and self.answering == call:
