@@ -310,6 +310,20 @@ class CounterMachine:
         self._timers: set[str] = set()
         self._cancelled_ids: list[str] = []  # calls the resident cancelled: an 'answered' for one is hung up
         self._out: list[Command] = []
+        # The dispatch tables: every event type this machine takes, every relay message type it reacts to.
+        self.event_handlers: dict[type[Event], Callable[[Any], None]] = {
+            LinkChanged: self._on_LinkChanged, DevicesChecked: self._on_DevicesChecked, Touched: self._on_Touched,
+            TimerFired: self._on_TimerFired, DepartmentChosen: self._on_DepartmentChosen,
+            CancelPressed: self._on_CancelPressed, HangUpPressed: self._on_HangUpPressed,
+            BackPressed: self._on_BackPressed, TechGesture: self._on_TechGesture, PinEntered: self._on_PinEntered,
+            TechClosed: self._on_TechClosed, SendFailed: self._on_SendFailed, MediaEnded: self._on_MediaEnded,
+            MediaReconnecting: self._on_MediaReconnecting, RelayMessage: self._on_RelayMessage,
+        }
+        self.message_handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
+            "welcome": self._msg_welcome, "presence": self._msg_presence, "ringing": self._msg_ringing,
+            "answered": self._msg_answered, "call_state": self._msg_call_state, "joined": self._msg_joined,
+            "left": self._msg_left, "ended": self._msg_ended, "error": self._msg_error,
+        }
         self.history: list[tuple[State, State]] = []
         self._started = False
 
@@ -351,7 +365,7 @@ class CounterMachine:
             if event.name not in self._timers:
                 return []  # cancelled or superseded
             self._timers.discard(event.name)
-        method = getattr(self, "_on_" + type(event).__name__, None)
+        method = self.event_handlers.get(type(event))
         if method is None:
             raise TypeError(f"CounterMachine cannot handle {type(event).__name__}")
         method(event)
@@ -585,7 +599,7 @@ class CounterMachine:
     def _on_RelayMessage(self, ev: RelayMessage) -> None:
         msg = ev.msg
         kind = msg.get("type")
-        handler = getattr(self, f"_msg_{kind}", None)
+        handler = self.message_handlers.get(kind) if isinstance(kind, str) else None
         if handler is not None:
             handler(msg)
 

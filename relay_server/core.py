@@ -91,6 +91,7 @@ class HealthReport:
 
 
 Action = Send | Close | StartTimer | CancelTimer | CallRecord | LogEvent | HealthReport
+MessageHandler = Callable[[str, dict[str, Any], float], list[Action]]  # (terminal, message, now) → actions
 
 
 class CallState(Enum):
@@ -171,6 +172,14 @@ class RelayCore:
         self.offline_members: dict[str, float] = {}  # member in grace → dropped at
         self.sent_presence: dict[str, dict[str, str]] = {}
         self.missed_end: dict[str, dict[str, Any]] = {}  # member in grace when its call ended → the 'ended'
+        # Every client message type (common.protocol.CLIENT_MESSAGES) → its handler: the one dispatch table.
+        self.handlers: dict[str, MessageHandler] = {
+            "hello": self._on_hello, "ping": self._on_ping, "health": self._on_health, "status": self._on_status,
+            "lamp_test": self._on_lamp_test, "call": self._on_call, "cancel": self._on_cancel,
+            "answer": self._on_answer, "decline": self._on_decline, "invite": self._on_invite,
+            "leave": self._on_leave, "hangup": self._on_hangup, "signal": self._on_signal,
+            "media_path": self._on_media_path,
+        }
         self._by_hash = {t.token_hash: t.id for t in config.terminals.values()}
         # Indexes kept up to date by _reindex() on every change, so no event scans every terminal:
         # online terminals by (role, department); available (online, not away) stations by department and how
@@ -342,9 +351,7 @@ class RelayCore:
         role = self.role(terminal)
         if role not in CLIENT_ROLES[kind]:
             raise ProtocolError("forbidden", f"a {role} terminal may not send '{kind}'", kind)
-        handler = getattr(self, "_on_" + kind)
-        result: list[Action] = handler(terminal, msg, now)
-        return result
+        return self.handlers[kind](terminal, msg, now)
 
     # -- message handlers --------------------------------------------------------------------
     def _on_hello(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
