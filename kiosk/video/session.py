@@ -61,9 +61,11 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from common.transitions import TransitionTable, by_value
 from kiosk.video import still as stills
 from kiosk.video.adapt import CameraAdaptation
 from kiosk.video.control import ControlLink
+from kiosk.video.encoders import use_track_encoders
 from kiosk.video.ice import rtc_configuration
 from kiosk.video.jitter import use_frame_end_jitter_buffer
 from kiosk.video.local_media import GatedAudioTrack, LocalMedia
@@ -113,11 +115,11 @@ class SessionState(enum.Enum):
     ENDED = "ended"
 
 
-_TRANSITIONS = {
+_TRANSITIONS: TransitionTable[SessionState] = TransitionTable("call session", {
     SessionState.WAITING: {SessionState.ACTIVE, SessionState.ENDED},
     SessionState.ACTIVE: {SessionState.ENDED},
     SessionState.ENDED: set(),
-}
+}, label=by_value)
 
 
 class EventKind(enum.StrEnum):
@@ -552,10 +554,7 @@ class CallSession:
             self._set_state(SessionState.ACTIVE)
 
     def _set_state(self, new: SessionState) -> None:
-        if new not in _TRANSITIONS[self.state]:
-            raise SessionError(f"call session {self.call_id}: impossible transition {self.state.value} -> {new.value}")
-        log.info("call session %s (%s): %s -> %s", self.call_id, self.terminal_id, self.state.value, new.value)
-        self.state = new
+        self.state = _TRANSITIONS.move(self.state, new, log, subject=f"{self.call_id} ({self.terminal_id})")
 
     async def _call_state(self, msg: dict[str, Any]) -> None:
         state = msg.get("state")
@@ -623,6 +622,7 @@ class CallSession:
 
     def _new_peer(self, member: str, offerer: bool, attempt: int = 1) -> _Peer:
         use_frame_end_jitter_buffer()  # decode each remote frame at its last packet (kiosk.video.jitter)
+        use_track_encoders()  # VP8 settings per track: camera or document (kiosk.video.encoders)
         # aiortc uses only the first TURN URL it is given: each peer connection gets one path, chosen by the plan.
         path = self._plan(member).current()
         servers = self.paths.stun_servers() + ([path.server()] if path is not None else [])
