@@ -184,7 +184,7 @@ async def test_charts_render_from_the_seeded_call_log_with_the_csv(tmp_path: Pat
         await log_in(page, rig.url)
         await page.fill("#month", month)
         await page.locator("#month").dispatch_event("change")
-        card = page.locator('.chart-card[data-department="juumin"]')
+        card = page.locator(f'#charts[data-month="{month}"] .chart-card[data-department="juumin"]')
         await expect(card.locator("svg.bars g.day").first).to_be_visible()
         bars = await card.locator("svg.bars g.day").count()
         tz = ZoneInfo("Asia/Tokyo")
@@ -270,7 +270,8 @@ async def test_screenshots_of_the_demo_fleet_in_japanese_and_english(tmp_path: P
                     await expect(page.locator("#calls .badge").first).to_be_visible()
                     await page.fill("#month", previous_month(time.time()))
                     await page.locator("#month").dispatch_event("change")
-                    await expect(page.locator('.chart-card[data-department="juumin"] svg.bars')).to_be_visible()
+                    await expect(page.locator(f'#charts[data-month="{previous_month(time.time())}"] '
+                                              '.chart-card[data-department="juumin"] svg.bars')).to_be_visible()
                     await page.evaluate("document.activeElement.blur()")
                     await row(page, COUNTER).locator('button[data-action="history"]').click()
                     await expect(page.locator("#history tbody tr").first).to_be_visible()

@@ -238,8 +238,11 @@ async function main() {
   month.value = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}`;
   const loadCharts = async () => {
     document.getElementById("csv").href = `/api/report.csv?month=${month.value}`;
-    const r = await fetch(`/api/charts?month=${month.value}`);
-    charts = r.ok ? await r.json() : null;
+    const wanted = month.value;
+    const r = await fetch(`/api/charts?month=${wanted}`);
+    const data = r.ok ? await r.json() : null;
+    if (wanted !== month.value) return; // the month changed while this answer was on its way
+    charts = data;
     drawCharts(charts);
   };
   month.addEventListener("change", loadCharts);
