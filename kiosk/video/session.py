@@ -69,6 +69,7 @@ from kiosk.video.encoders import use_track_encoders
 from kiosk.video.ice import rtc_configuration
 from kiosk.video.jitter import use_frame_end_jitter_buffer
 from kiosk.video.local_media import GatedAudioTrack, LocalMedia
+from kiosk.video.membership import offers_to, reconcile
 from kiosk.video.paths import IcePath, PathPlan, ReconnectWindow, SilenceWatch
 from kiosk.video.turnprobe import (
     PROBE_TIMEOUT,
@@ -163,23 +164,6 @@ class SessionEvent:
     still: stills.Still | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
-
-
-def offers_to(me: str, other: str, *, counter: str | None, order: list[str]) -> bool:
-    """The protocol's offer rule: does ``me`` make the offer to ``other``?
-
-    The counter offers to every staff member; between staff, the one earlier in ``order`` (join
-    order) offers. A member missing from ``order`` is the newcomer.
-    """
-    if me == counter:
-        return True
-    if other == counter:
-        return False
-    if me not in order:
-        return False
-    if other not in order:
-        return True
-    return order.index(me) < order.index(other)
 
 
 class _CountingTrack(MediaStreamTrack):
@@ -565,14 +549,12 @@ class CallSession:
             return
         self._activate()
         self.counter_id = msg.get("counter", self.counter_id)
-        members = [m for m in msg.get("members", []) if isinstance(m, str)]
-        self.order = members
-        for member in list(self._peers):
-            if member not in members:
-                await self._drop_member(member, "disconnected")
-        for member in members:
-            if member != self.terminal_id:
-                await self._member_present(member)
+        changes = reconcile(self.terminal_id, msg.get("members", []), list(self._peers))
+        self.order = changes.order
+        for member in changes.gone:
+            await self._drop_member(member, "disconnected")
+        for member in changes.present:
+            await self._member_present(member)
 
     async def _member_present(self, member: str) -> None:
         if member not in self.order:
