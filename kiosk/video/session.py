@@ -61,12 +61,15 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from common.transitions import TransitionTable, by_value
 from kiosk.video import still as stills
 from kiosk.video.adapt import CameraAdaptation
 from kiosk.video.control import ControlLink
+from kiosk.video.encoders import use_track_encoders
 from kiosk.video.ice import rtc_configuration
 from kiosk.video.jitter import use_frame_end_jitter_buffer
 from kiosk.video.local_media import GatedAudioTrack, LocalMedia
+from kiosk.video.membership import offers_to, reconcile
 from kiosk.video.paths import IcePath, PathPlan, ReconnectWindow, SilenceWatch
 from kiosk.video.turnprobe import (
     PROBE_TIMEOUT,
@@ -116,11 +119,11 @@ class SessionState(enum.Enum):
     ENDED = "ended"
 
 
-_TRANSITIONS = {
+_TRANSITIONS: TransitionTable[SessionState] = TransitionTable("call session", {
     SessionState.WAITING: {SessionState.ACTIVE, SessionState.ENDED},
     SessionState.ACTIVE: {SessionState.ENDED},
     SessionState.ENDED: set(),
-}
+}, label=by_value)
 
 
 class EventKind(enum.StrEnum):
@@ -164,23 +167,6 @@ class SessionEvent:
     still: stills.Still | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
-
-
-def offers_to(me: str, other: str, *, counter: str | None, order: list[str]) -> bool:
-    """The protocol's offer rule: does ``me`` make the offer to ``other``?
-
-    The counter offers to every staff member; between staff, the one earlier in ``order`` (join
-    order) offers. A member missing from ``order`` is the newcomer.
-    """
-    if me == counter:
-        return True
-    if other == counter:
-        return False
-    if me not in order:
-        return False
-    if other not in order:
-        return True
-    return order.index(me) < order.index(other)
 
 
 class _CountingTrack(MediaStreamTrack):
@@ -556,10 +542,7 @@ class CallSession:
             self._set_state(SessionState.ACTIVE)
 
     def _set_state(self, new: SessionState) -> None:
-        if new not in _TRANSITIONS[self.state]:
-            raise SessionError(f"call session {self.call_id}: impossible transition {self.state.value} -> {new.value}")
-        log.info("call session %s (%s): %s -> %s", self.call_id, self.terminal_id, self.state.value, new.value)
-        self.state = new
+        self.state = _TRANSITIONS.move(self.state, new, log, subject=f"{self.call_id} ({self.terminal_id})")
 
     async def _call_state(self, msg: dict[str, Any]) -> None:
         state = msg.get("state")
@@ -570,14 +553,12 @@ class CallSession:
             return
         self._activate()
         self.counter_id = msg.get("counter", self.counter_id)
-        members = [m for m in msg.get("members", []) if isinstance(m, str)]
-        self.order = members
-        for member in list(self._peers):
-            if member not in members:
-                await self._drop_member(member, "disconnected")
-        for member in members:
-            if member != self.terminal_id:
-                await self._member_present(member)
+        changes = reconcile(self.terminal_id, msg.get("members", []), list(self._peers))
+        self.order = changes.order
+        for member in changes.gone:
+            await self._drop_member(member, "disconnected")
+        for member in changes.present:
+            await self._member_present(member)
 
     async def _member_present(self, member: str) -> None:
         if member not in self.order:
@@ -634,6 +615,7 @@ class CallSession:
 
     def _new_peer(self, member: str, offerer: bool, attempt: int = 1) -> _Peer:
         use_frame_end_jitter_buffer()  # decode each remote frame at its last packet (kiosk.video.jitter)
+        use_track_encoders()  # VP8 settings per track: camera or document (kiosk.video.encoders)
         # aiortc uses only the first TURN URL it is given: each peer connection gets one path, chosen by the plan.
         path = self._plan(member).current()
         servers = self.paths.stun_servers() + ([path.server()] if path is not None else [])
