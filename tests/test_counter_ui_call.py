@@ -129,30 +129,39 @@ async def test_media_outage_shows_a_calm_reconnecting_state_then_pictures_again(
     English too), the session rebuilds the path by itself, and the picture comes back in the same call."""
     app, ui = rig.app, rig.ui
     await rig.at_start()
-    await ui.tap(app.screen("start").department_button("juumin"))
-    in_call = app.screen("in_call")
-    await ui.until(lambda: app.state_name == "in_call" and in_call.remote_views()
-                   and in_call.remote_views()[0].frames_shown >= 3, 15, "remote video")
-    call_id = app.machine.call.id
     station = rig.stations[0]
-    assert station.session is not None
-    await station.session._peers[app.machine.terminal].pc.close()  # the station's media dies, nobody signals
-    await ui.until(lambda: app.reconnecting, 10, "the reconnecting state")
-    texts = visible_texts(in_call)
-    assert "通信が一時的に途切れました。\n自動でつなぎ直しています。このままお待ちください" in texts
-    app.lang = "en"
-    await ui.until(lambda: "The connection dropped for a moment.\nIt is reconnecting by itself; please wait"
-                   in visible_texts(in_call), 5, "English")
-    app.lang = "ja"
-    await ui.until(lambda: not app.reconnecting, 20, "media back")
-    await ui.until(lambda: in_call.remote_views() and in_call.remote_views()[0].has_frame, 15, "the picture again")
-    assert app.state_name == "in_call" and app.machine.call is not None and app.machine.call.id == call_id
-    assert in_call.ids.reconnecting.opacity == 0
-    await ui.tap(in_call.ids.hang_up)
-    await ui.until(lambda: app.state_name == "thanks", 5, "thank-you screen")
-    assert not app.media_lost
-    await ui.until(lambda: not station.in_call, 5, "the station to see the call end")
-    await ui.tap(app.screen("thanks").ids.back)
+    try:
+        await ui.tap(app.screen("start").department_button("juumin"))
+        in_call = app.screen("in_call")
+        await ui.until(lambda: app.state_name == "in_call" and in_call.remote_views()
+                       and in_call.remote_views()[0].frames_shown >= 3, 30, "remote video")
+        call_id = app.machine.call.id
+        assert station.session is not None
+        await station.session._peers[app.machine.terminal].pc.close()  # the station's media dies, nobody signals
+        await ui.until(lambda: app.reconnecting, 15, "the reconnecting state")
+        texts = visible_texts(in_call)
+        assert "通信が一時的に途切れました。\n自動でつなぎ直しています。このままお待ちください" in texts
+        app.lang = "en"
+        await ui.until(lambda: "The connection dropped for a moment.\nIt is reconnecting by itself; please wait"
+                       in visible_texts(in_call), 5, "English")
+        app.lang = "ja"
+        await ui.until(lambda: not app.reconnecting, 30, "media back")
+        await ui.until(lambda: in_call.remote_views() and in_call.remote_views()[0].has_frame, 20,
+                       "the picture again")
+        assert app.state_name == "in_call" and app.machine.call is not None and app.machine.call.id == call_id
+        assert in_call.ids.reconnecting.opacity == 0
+        await ui.tap(in_call.ids.hang_up)
+        await ui.until(lambda: app.state_name == "thanks", 5, "thank-you screen")
+        assert not app.media_lost
+        await ui.tap(app.screen("thanks").ids.back)
+    finally:
+        # Whatever happened, leave the shared rig idle for the next test.
+        app.lang = "ja"
+        if app.state_name in ("calling", "in_call"):
+            app.hang_up()
+        await ui.until(lambda: not station.in_call, 15, "the station to see the call end")
+        if app.state_name == "thanks":
+            await ui.tap(app.screen("thanks").ids.back)
     await rig.at_start()
 
 
