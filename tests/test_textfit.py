@@ -26,6 +26,7 @@ def test_segments_follow_japanese_breaks() -> None:
     assert segments("マイクを切る") == ["マイクを", "切る"]
     assert not break_allowed("ョ", "ン") and not break_allowed("ー", "。") and not break_allowed("（", "受")
     assert not break_allowed("e", "x")  # inside a Latin word
+    assert segments("通話中　0分04秒") == ["通話中　", "0分04秒"]  # a number stays with its units
 
 
 def test_wrap_packs_pieces_and_keeps_newlines() -> None:
