@@ -146,7 +146,7 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
 
             await ui.until(lambda: app.state_name == "start", 5, "start")
             await ui.tap(start.department_button("juumin"))
-            await ui.until(lambda: app.state_name == "result", 15, "the unanswered result")
+            await ui.until(lambda: app.state_name == "result", 45, "the unanswered result")
             await shoot("result-unanswered")
             await ui.tap(app.screen("result").ids.back)
 
