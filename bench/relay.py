@@ -71,15 +71,18 @@ class BenchConfig:
     pairs: list[tuple[str, str, str]]  # (counter id, station id, department)
 
 
-def write_config(folder: Path, n_idle: int, pairs: int, pair_lamps: bool = False) -> BenchConfig:
+def write_config(folder: Path, n_idle: int, pairs: int, pair_lamps: bool = False,
+                 grace_period: float = 20.0) -> BenchConfig:
     """A relay TOML with ``n_idle`` site terminals plus ``pairs`` measuring counter/station pairs.
 
     With ``pair_lamps`` each pair's department also has a lamp agent ``bench-l{i}``.
     """
     out = [
         "[server]", 'host = "127.0.0.1"', "port = 0", f'database = "{folder / "calls.sqlite3"}"',
-        "ring_timeout = 60", "grace_period = 20",
+        "ring_timeout = 60", f"grace_period = {grace_period}",
         "rate_limit = 100000.0", "rate_burst = 100000",
+        # Every benchmark terminal connects from 127.0.0.1: lift the per-address cap (kiosks behind one NAT).
+        "max_connections = 100000", "max_connections_per_address = 100000",
         "", "[ice]", "servers = []", "",
         "[[office]]", 'id = "bench"', 'name = { ja = "ベンチ町役場", en = "Bench Town Office" }',
         'timezone = "Asia/Tokyo"', "",

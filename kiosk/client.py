@@ -33,6 +33,8 @@ LINK_UP = "up"
 LINK_DOWN = "down"
 LINK_UNAUTHORIZED = "unauthorized"
 
+REPLACED_FORGIVE_S = 600.0  # a link that held this long before a 4409 was not fighting another copy
+
 
 def ssl_context_for(link: RelayLink, url: str | None = None) -> ssl.SSLContext | None:
     """TLS settings for ``wss://``: the system's CAs, plus ``[relay] ca_file`` (a private CA) when it is set.
@@ -62,8 +64,10 @@ class RelayClient:
         ssl_context: for ``wss://`` with a private CA.
         backoff: first and largest delay between reconnection attempts, in seconds.
         replaced_backoff: first and largest delay after the relay closed us with 4409 because another copy of
-            this terminal logged in: it doubles with each 4409 and is not reset by a welcome (only by a link
-            that ends for another reason), so two copies settle instead of replacing each other for ever.
+            this terminal logged in: it doubles with each 4409 and is not reset by a welcome, so two copies
+            settle instead of replacing each other for ever. It starts again from the first delay after a link
+            that ended for another reason, or one that had held for :data:`REPLACED_FORGIVE_S` (a technician's
+            ``kiosk doctor`` run borrows the terminal's identity once in a while: that costs half a second).
         keepalive: ping interval and timeout, in seconds: a relay that stops answering (hung, or the network
             silently gone) is noticed within their sum (plus the closing handshake, at most the timeout again).
         client_name: sent in ``hello`` for the relay's log.
@@ -78,7 +82,7 @@ class RelayClient:
         on_link: LinkHandler | None = None,
         ssl_context: ssl.SSLContext | None = None,
         backoff: tuple[float, float] = (0.25, 10.0),
-        replaced_backoff: tuple[float, float] = (5.0, 600.0),
+        replaced_backoff: tuple[float, float] = (0.5, 600.0),
         client_name: str = "kiosk",
         open_timeout: float = 5.0,
         keepalive: tuple[float, float] = (5.0, 10.0),
@@ -91,6 +95,8 @@ class RelayClient:
         self.backoff = backoff
         self.replaced_backoff = replaced_backoff
         self.replaced_count = 0  # 4409s in a row
+        self.replaced_forgive = REPLACED_FORGIVE_S
+        self._replaced_wait = 0.0
         self.keepalive = keepalive
         self.bad_frames = 0  # frames from the relay that were not messages (logged, skipped)
         self._bad_logged_at = -1e9
@@ -160,6 +166,7 @@ class RelayClient:
         while not self._closing:
             await self._set_link(LINK_CONNECTING, self.url)
             welcomed = False
+            welcomed_at = 0.0
             try:
                 async with connect(
                     self.url, ssl=self.ssl_context, open_timeout=self.open_timeout,
@@ -183,7 +190,7 @@ class RelayClient:
                             continue
                         if msg["type"] == "welcome":
                             self.welcome = msg
-                            welcomed = True
+                            welcomed, welcomed_at = True, time.monotonic()
                             delay = self.backoff[0]
                             self.up.set()
                             await self._set_link(LINK_UP, self.url)
@@ -206,10 +213,13 @@ class RelayClient:
                 break
             wait = delay
             if code == protocol.CLOSE_REPLACED:
+                if welcomed and time.monotonic() - welcomed_at >= max(self.replaced_forgive, 2 * self._replaced_wait):
+                    self.replaced_count = 0
                 self.replaced_count += 1
                 wait = min(self.replaced_backoff[0] * 2 ** (self.replaced_count - 1), self.replaced_backoff[1])
+                self._replaced_wait = wait
                 detail = (f"another copy of this terminal is running (replaced by a newer connection "
-                          f"{self.replaced_count}x); retrying in {wait:.0f} s")
+                          f"{self.replaced_count}x); retrying in {wait:.1f} s")
                 log.warning("relay link: %s", detail)
                 await self._set_link(LINK_DOWN, detail)
             else:

@@ -92,22 +92,15 @@ def device_states(*, local: Any = None, audio_output: str = "null", lamp_device:
 
 
 def call_summary(session: Any) -> dict[str, str] | None:
-    """The media path (candidate types / transport of the first connected peer) and a quality line, or None.
-
-    The path is read from aioice's nominated pair, which aiortc does not expose publicly; when that is not
-    available the path is left out rather than guessed.
-    """
+    """The media path of the call in progress (``CallSession.media_path``: candidate type/transport of each
+    connected peer, e.g. ``host/udp``, ``relay/tls ↔ srflx``) and a quality line (what was received), or None."""
     if session is None:
         return None
     paths = []
-    for peer in list(getattr(session, "_peers", {}).values()):
-        with contextlib.suppress(Exception):
-            transport = peer.pc.getTransceivers()[0].receiver.transport.transport
-            pair = next(iter(transport._connection._nominated.values()))
-            local, remote = pair.local_candidate, pair.remote_candidate
-            kind = "relay" if "relay" in (local.type, remote.type) else "srflx" if "srflx" in (
-                local.type, remote.type) else "prflx" if "prflx" in (local.type, remote.type) else "host"
-            paths.append(f"{kind}/{local.transport.lower()}")
+    for member in session.members:
+        path = session.media_path(member)
+        if path:
+            paths.append(str(path.get("summary") or f"{path.get('local')}/{path.get('transport')}"))
     quality = []
     for track in session.remote_tracks():
         if track.label in ("camera", "document") and track.frames:

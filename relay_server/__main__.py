@@ -92,6 +92,7 @@ def _admin_hash(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    import sqlite3
     from zoneinfo import ZoneInfo
 
     from relay_server.store import CallLog, build_report, format_report, month_bounds
@@ -102,7 +103,13 @@ def _report(args: argparse.Namespace) -> int:
         print(f"{args.config}: [server] database is not set, so there is no call log", file=sys.stderr)
         return 1
     records = []
-    with CallLog(db) as calllog:
+    try:
+        calllog = CallLog(db)
+    except sqlite3.Error as err:
+        print(f"{db}: cannot read the call log ({err}); see docs/operations.md, 'A damaged call log'",
+              file=sys.stderr)
+        return 1
+    with calllog:
         # Each department's month is counted in its own office's time zone.
         for dept in config.departments.values():
             start, end = month_bounds(args.month, ZoneInfo(config.offices[dept.office].timezone))

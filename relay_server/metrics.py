@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from relay_server.core import CallRecord, Event, RelayCore
@@ -31,6 +33,8 @@ class RelayMetrics:
                               registry=self.registry)
         self.messages = Counter("relay_messages_total", "Messages received from terminals, by type", ["type"],
                                 registry=self.registry)
+        self.tasks = Gauge("relay_tasks", "asyncio tasks in the relay process (a leak shows as growth)",
+                           registry=self.registry)
         self.refused_connections = Counter("relay_connections_refused_total",
                                            "Websocket connections refused by the connection caps",
                                            registry=self.registry)
@@ -74,6 +78,10 @@ class RelayMetrics:
         stats = self.core.stats()
         self.calls_now.labels("ringing").set(stats["calls_ringing"])
         self.calls_now.labels("active").set(stats["calls_active"])
+        try:
+            self.tasks.set(len(asyncio.all_tasks()))
+        except RuntimeError:  # rendered outside the event loop (tests)
+            pass
         if self.calllog is not None:
             status = self.calllog.status()
             self.calllog_ok.set(1 if status["state"] == "ok" else 0)

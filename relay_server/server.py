@@ -53,6 +53,7 @@ TICK_SECONDS = 15.0  # presence re-evaluation for office hours
 CLOSE_SECONDS = 3.0  # longest wait for a closing handshake before the socket is dropped
 PRE_HELLO_MAX_BYTES = 4096  # largest frame before authentication (a hello is ~150 bytes)
 FD_RESERVE = 64  # file descriptors kept free of websockets (database, logs, accept() itself)
+SILENT_OVER_LIMIT_SECONDS = 1.0  # a socket over a connection cap that sends no request is dropped after this
 CALLLOG_RETRY_SECONDS = 5.0  # how often a call log that cannot be written is tried again
 
 
@@ -136,6 +137,15 @@ class _RelayConnection(ServerConnection):
         self.counted = True
         self.relay._count(self.peer, +1)
         super().connection_made(transport)
+        if self.relay._over_limit(self.peer):
+            # Over a cap: a client that talks gets HTTP 503 from _http; one that stays silent would hold its
+            # socket until the handshake times out, so it is dropped after a second.
+            self.loop.call_later(SILENT_OVER_LIMIT_SECONDS, self._drop_if_silent)
+
+    def _drop_if_silent(self) -> None:
+        if self.request is None and self.counted:
+            self.relay.metrics.on_refused_connection()
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.counted:

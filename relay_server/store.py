@@ -72,7 +72,7 @@ class CallLog:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path) or ":memory:", check_same_thread=False, timeout=2.0)
         try:
-            self.db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + SCHEMA)
+            self.db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-256;" + SCHEMA)
             self._migrate()
         except BaseException:
             self.db.close()

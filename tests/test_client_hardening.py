@@ -102,6 +102,26 @@ async def test_two_copies_of_one_terminal_settle() -> None:
     assert any("another copy of this terminal is running" in d and "retrying in" in d for d in details), details
 
 
+async def test_a_long_held_link_is_forgiven_its_earlier_4409s() -> None:
+    """Row 10: a 4409 after the link held for a long time (a technician's doctor run borrowing the token) costs
+    only the first short wait again, not the grown one."""
+    async with RelayServer(make_relay_config()) as relay:
+        kiosk = RelayClient(relay.url, TOKENS[OFFICE1], replaced_backoff=(0.2, 60.0))
+        kiosk.replaced_forgive = 0.5
+        async with kiosk:
+            await kiosk.wait_up(5)
+            for _ in range(2):  # two quick borrowings: the wait grows
+                async with RelayClient(relay.url, TOKENS[OFFICE1]) as doctor:
+                    await doctor.wait_up(5)
+                await wait_until(lambda: kiosk.up.is_set(), 5)
+            assert kiosk.replaced_count == 2
+            await asyncio.sleep(1.0)  # held longer than replaced_forgive and twice the last wait (0.4 s)
+            async with RelayClient(relay.url, TOKENS[OFFICE1]) as doctor:
+                await doctor.wait_up(5)
+            await wait_until(lambda: kiosk.up.is_set(), 5)
+            assert kiosk.replaced_count == 1
+
+
 async def test_lamp_goes_out_within_seconds_when_the_relay_hangs(scripted: Any) -> None:
     """Row 13: a relay that stops answering (SIGSTOP-like: no pong, no close) puts the lamp agent's link down and
     its lamp out within its keepalive and closing timeout (6 s), not the 23 s it took before."""

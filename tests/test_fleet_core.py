@@ -311,3 +311,21 @@ def test_store_keeps_latest_health_history_and_audit(tmp_path: Path) -> None:
         assert [(c.what, c.new) for c in history] == [("device:camera", "failing: no frames for 5 s"),
                                                       ("device:camera", "ok"), ("version", "v1")]
         assert store.audit_log() == [AuditEntry(NOW, "sato", "127.0.0.1", "ring", OFFICE1, "sent")]
+
+
+def test_admin_hash_command_makes_an_account_the_config_accepts(tmp_path: Path) -> None:
+    """`relay-server admin-hash USER` (password on stdin) prints an [[admin]] block that loads and verifies; a short
+    password is refused."""
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-m", "relay_server", "admin-hash", "sato"]
+    out = subprocess.run(run, input="long enough password\n", capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    block = out.stdout.split("\n", 1)[1]
+    p = tmp_path / "relay.toml"
+    p.write_text((ROOT / "config/examples/relay-office-hours.toml").read_text() + "\n[fleet]\nenabled = true\n" + block)
+    [account] = load_relay_config(p).fleet.admins
+    assert account.user == "sato" and verify_password("long enough password", account.password_hash)
+    short = subprocess.run(run, input="short\n", capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert short.returncode == 1 and "at least 10" in short.stderr

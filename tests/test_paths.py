@@ -69,6 +69,16 @@ def test_plan_gives_every_path_its_turn_and_records_why() -> None:
     assert PathPlan([]).current() is None
 
 
+def test_plan_keeps_a_path_that_works_here_for_one_more_try() -> None:
+    """An attempt that failed although our allocation worked keeps the path once (the other side is rotating its
+    own); a second such failure in a row moves it to the back."""
+    udp, tls = paths(UDP, TLS)
+    plan = PathPlan([udp, tls])
+    assert plan.failed(udp, "not connected within 6 s", own_fault=False) == udp
+    assert plan.failed(udp, "not connected within 6 s", own_fault=False) == tls
+    assert plan.failed(tls, "no TURN allocation within 5 s") == udp
+
+
 def test_silence_watch_fires_only_after_the_silence() -> None:
     """A counter that keeps moving is alive; one that stands still for `silence` seconds means the path is down."""
     w = SilenceWatch(2.5)

@@ -5,6 +5,7 @@ Each test names the row of the issue's table it reproduces; each failed on the c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -172,6 +173,22 @@ async def test_connection_caps_per_address_and_in_all(start_relay: StartRelay, c
     await held[0].close()
     await wait_until(lambda: relay.server.open_total == 2)
     await relay.client(COUNTER)  # room again
+
+
+async def test_silent_sockets_over_the_cap_are_dropped_at_once(start_relay: StartRelay) -> None:
+    """Row 4: TCP sockets that never even send their HTTP request count against the cap, and one over it is
+    dropped within seconds (not after the 10 s handshake timeout), while those within it stay."""
+    relay = await start_relay(max_connections_per_address=3)
+    host, port = relay.server.host, relay.server.port
+    socks = [await asyncio.open_connection(host, port) for _ in range(4)]
+    try:
+        assert await asyncio.wait_for(socks[3][0].read(), 5) == b""  # dropped
+        for reader, _ in socks[:3]:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.read(), 0.05)
+    finally:
+        for _, writer in socks:
+            writer.close()
 
 
 async def test_failed_logins_slow_down_but_valid_tokens_never_wait(

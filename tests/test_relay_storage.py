@@ -163,3 +163,33 @@ def test_call_log_from_before_is_migrated(tmp_path: Path) -> None:
     with CallLog(db) as log:
         log.record(CallRecord("new1", "juumin", "c", 5.0, None, "ringing", ""))
         assert [(r.call, r.ended_at) for r in log.records()] == [("old1", 3.0), ("new1", None)]
+
+
+async def test_kiosk_doctor_says_when_the_call_log_is_degraded(start_relay: StartRelay, tmp_path: Path) -> None:
+    """Point 2: `kiosk doctor` shows the relay's call log as a warning while it cannot be written (calls work),
+    and as ok otherwise."""
+    from helpers import TOKENS
+
+    from kiosk.doctor.relay import calllog_result, probe_relay
+
+    good = await start_relay()
+    result = calllog_result(await probe_relay(good.server.url, TOKENS[COUNTER]))
+    assert result.ok and not result.warning, result
+    (tmp_path / "var").write_text("a file where the folder should be")
+    bad = await start_relay(database=str(tmp_path / "var" / "calls.sqlite3"))
+    await one_call(bad)
+    result = calllog_result(await probe_relay(bad.server.url, TOKENS[COUNTER]))
+    assert not result.ok and result.warning and "degraded" in result.detail and "record(s) waiting" in result.detail
+    assert "docs/operations.md" in result.advice
+
+
+def test_report_on_a_damaged_file_says_so(tmp_path: Path) -> None:
+    """`relay-server report` on a damaged call log names the file and the way to recover, without a traceback."""
+    import sys
+
+    db = tmp_path / "calls.sqlite3"
+    db.write_bytes(b"not a database " * 100)
+    config = write_relay_config(tmp_path, database=str(db))
+    r = subprocess.run([sys.executable, "-m", "relay_server", "report", "--config", str(config), "--month", "2026-11"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "cannot read the call log" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -440,3 +440,73 @@ def test_yuv_conversion_matches_libswscale(size: tuple[int, int]) -> None:
     assert np.abs(back - rgb).mean() < 2.0, "the picture survives the round trip"
     odd = rgb_to_yuv420p(np.ascontiguousarray(rgb[: h - 1, : w - 1]))  # odd sides: libswscale's own path
     assert (odd.width, odd.height, odd.format.name) == (w - 1, h - 1, "yuv420p")
+
+
+def test_prerendered_scene_changes_only_square_clock_and_stamp() -> None:
+    """The synthetic camera copies pre-drawn parts: two frames differ only where the stamp, the square and the
+    clock are, each frame carries its own correct stamp, and the pre-drawn background is never written."""
+    from kiosk.video.stamp import STAMP_ROWS, stamp_block_size
+
+    scene = SyntheticScene(1280, 720)
+    background = scene._background.copy()
+    a, b = scene.render(now=1_760_000_000.0), scene.render(now=1_760_000_000.5)
+    assert read_frame_stamp(a) == (0, 1_760_000_000_000)
+    assert read_frame_stamp(b) == (1, 1_760_000_000_500)
+    block = stamp_block_size(1280, 720)
+    assert block is not None
+    changed = np.argwhere((a != b).any(axis=2))
+    stamp_rows = STAMP_ROWS * block
+    box = scene._box
+    square_rows = ((720 - box) // 2, (720 - box) // 2 + box)
+    clock_top = 720 - int(scene._font_size * 1.6)
+    for row in np.unique(changed[:, 0]):
+        assert row < stamp_rows or square_rows[0] <= row < square_rows[1] or row >= clock_top, row
+    assert np.array_equal(scene._background, background)
+
+
+async def test_mjpg_camera_decodes_each_frame_and_keeps_a_readable_stamp() -> None:
+    """synthetic:camera-mjpg delivers JPEG-decoded frames (not bit-identical to the scene) with fresh stamps."""
+    assert parse_camera_spec("synthetic:camera-mjpg").target == "camera-mjpg"
+    cfg = CameraConfig("synthetic:camera-mjpg", 640, 360, 30)
+    async with open_video_source(cfg, name="camera") as source:
+        track = source.track()
+        stamps = []
+        for _ in range(3):
+            frame = await asyncio.wait_for(track.recv(), 10)
+            assert isinstance(frame, VideoFrame)
+            rgb = rgb_of(frame)
+            assert rgb.shape == (360, 640, 3)
+            stamp = read_frame_stamp(rgb)
+            assert stamp is not None
+            stamps.append(stamp)
+        assert [s[0] for s in stamps] == sorted({s[0] for s in stamps})
+        assert abs(stamps[-1][1] - time.time() * 1000) < 5000
+        assert source.device == "synthetic:camera-mjpg 640x360"
+
+
+async def test_idle_source_converts_nothing_until_a_track_reads() -> None:
+    """A kiosk between calls captures (status, stills) but converts no frame for encoders; the first read gets
+    the newest frame at once, and frames are converted in the capture thread while tracks read."""
+    async with open_video_source(CameraConfig("synthetic:camera", 192, 144, 30), name="camera") as source:
+        await wait_until(lambda: source.frames_captured >= 5, timeout=10)
+        assert source.frames_converted == 0
+        track = source.track()
+        frame = await asyncio.wait_for(track.recv(), 5)
+        assert isinstance(frame, VideoFrame) and read_frame_stamp(rgb_of(frame)) is not None
+        for _ in range(5):
+            await asyncio.wait_for(track.recv(), 5)
+        assert source.frames_converted >= 6
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (960, 540), (642, 362), (320, 180), (160, 90), (192, 144)])
+def test_yuv_frames_hold_the_converted_picture_at_every_width(size: tuple[int, int]) -> None:
+    """Frames wrapped without a copy (widths that are multiples of 32) and copied ones (others) carry the same
+    planes as OpenCV's conversion, at the right size."""
+    from kiosk.video.sources import rgb_to_yuv420p
+
+    w, h = size
+    rgb = np.ascontiguousarray(SyntheticScene(w, h).render(3.0))
+    frame = rgb_to_yuv420p(rgb)
+    assert (frame.width, frame.height) == (w, h)
+    expected = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    assert np.array_equal(frame.to_ndarray(), expected)

@@ -41,6 +41,7 @@ from kivy.uix.floatlayout import FloatLayout  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from common.protocol import LAMP_TEST_SECONDS  # noqa: E402
+from kiosk.apps.counter_assist import CounterAssistMixin  # noqa: E402
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
 from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem  # noqa: E402
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
@@ -95,7 +96,7 @@ def timeouts_from(config: TerminalConfig) -> Timeouts:
     return Timeouts(idle=ui.idle_timeout, result=ui.result_timeout, thanks=ui.thanks_timeout)
 
 
-class CounterApp(TerminalApp):
+class CounterApp(CounterAssistMixin, TerminalApp):
     """The counter kiosk.
 
     Args:
@@ -452,6 +453,7 @@ class CounterApp(TerminalApp):
                 self.dispatch_event(MediaReconnecting(False))
 
         if self._open_session(call_id, on_event):
+            self._assist_open()
             self._spawn(self.session.on_message({"type": "answered", "call": call_id, "by": offer_to}))
 
     # -- technician ----------------------------------------------------------------------------
@@ -531,6 +533,8 @@ class CounterApp(TerminalApp):
                     in_call.ids.document_view.sink = LatestFrameSink(self.local.document.latest_frame)
         else:
             # Nothing of a call stays on screen or in memory once it is over.
+            if self.assist is not None:
+                self._assist_close()
             if self.members or in_call.ids.remote.children:
                 in_call.clear_call()
             self.members = []

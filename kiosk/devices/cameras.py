@@ -8,6 +8,7 @@ A camera is named by a spec string (``[camera] source`` in the terminal config),
 ``file:PATH``                          a video file, played in a loop (tests, demos, fault drills)
 ``synthetic:camera``                   the moving test scene with clock and frame stamp
 ``synthetic:document``                 an A4 form with Japanese and Latin text (document camera)
+``synthetic:camera-mjpg``              the test scene as a USB camera delivers it: MJPG, decoded per frame
 ====================================  =============================================================
 
 This module holds everything that touches OpenCV, plus :class:`CameraCapture`, the thread that pulls
@@ -83,7 +84,7 @@ class CameraSpec:
     text: str
 
 
-SYNTHETIC_PATTERNS = ("camera", "document")
+SYNTHETIC_PATTERNS = ("camera", "document", "camera-mjpg")
 
 
 def parse_camera_spec(spec: str) -> CameraSpec:
@@ -110,7 +111,7 @@ def parse_camera_spec(spec: str) -> CameraSpec:
         return CameraSpec("v4l2", text, text)
     raise CameraSpecError(
         f"camera source {spec!r}: expected a V4L2 device (/dev/video0, /dev/v4l/by-id/..., or an index "
-        "such as 0), file:PATH, synthetic:camera or synthetic:document")
+        "such as 0), file:PATH, synthetic:camera, synthetic:camera-mjpg or synthetic:document")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from kiosk.doctor.inventory import (
 )
 from kiosk.doctor.lamp import check_lamp, lamp_departments_result
 from kiosk.doctor.relay import (
+    calllog_result,
     clock_result,
     probe_relay,
     reachable_result,
@@ -104,7 +105,7 @@ async def run_doctor(opts: DoctorOptions) -> tuple[list[CheckResult], str]:
             return []
         probe = await probe_relay(cfg.relay.url, cfg.relay.token, ca_file=cfg.relay.ca_file, timeout=opts.timeout)
         out = [reachable_result(probe), tls_result(probe), token_result(probe, opts.config, role),
-               role_result(probe, role), rtt_result(probe), clock_result(probe)]
+               role_result(probe, role), rtt_result(probe), clock_result(probe), calllog_result(probe)]
         if probe.welcome is not None and lamp is not None:
             out.append(lamp_departments_result(lamp, probe.welcome, role))
         if probe.welcome is not None and cfg.media is not None and "ice" not in opts.skip:

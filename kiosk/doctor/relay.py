@@ -27,7 +27,8 @@ from kiosk.doctor.report import CheckResult
 from kiosk.doctor.report import skip as _skip
 
 __all__ = [
-    "CERT_MIN_DAYS", "CLOCK_LIMIT_S", "RTT_LIMIT_S", "RelayProbe", "TcpCause", "TlsCause", "clock_result",
+    "CERT_MIN_DAYS", "CLOCK_LIMIT_S", "RTT_LIMIT_S", "RelayProbe", "TcpCause", "TlsCause", "calllog_result",
+    "clock_result",
     "probe_relay", "reachable_result", "role_result", "rtt_result", "tls_result", "token_result",
 ]
 
@@ -96,6 +97,7 @@ class RelayProbe:
         rtts: seconds per ping/pong round trip.
         offsets: relay clock minus local clock, per ping (midpoint of the round trip).
         cert_subject, cert_not_after, tls_version: the relay's certificate (wss only).
+        health: the relay's ``GET /healthz`` (status, call log state), or None when it could not be read.
         tcp_cause, tls_cause: the kind of ``tcp_error`` / ``tls_error``, set where the exception was caught.
     """
 
@@ -114,6 +116,7 @@ class RelayProbe:
     cert_not_after: float = 0.0
     tls_version: str = ""
     connect_s: float = 0.0
+    health: dict[str, Any] | None = None  # the relay's /healthz, read after the websocket visit
     tcp_cause: TcpCause | None = None
     tls_cause: TlsCause | None = None
 
@@ -233,7 +236,24 @@ async def probe_relay(url: str, token: str, *, ca_file: str = "", timeout: float
             probe.ws_error = text
     except ValueError as err:  # JSON that is not the relay's
         probe.ws_error = f"not a relay answer: {err}"
+    if probe.welcome is not None:
+        probe.health = await _read_health(probe, ctx, timeout)
     return probe
+
+
+async def _read_health(probe: RelayProbe, ctx: ssl.SSLContext | None, timeout: float) -> dict[str, Any] | None:
+    """``GET /healthz`` on the relay's port (docs/protocol.md, Transport); None if that fails."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+            probe.host, probe.port, ssl=ctx, server_hostname=probe.host if ctx else None), timeout)
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {probe.host}\r\nConnection: close\r\n\r\n".encode())
+        data = await asyncio.wait_for(reader.read(), timeout)
+        writer.close()
+        body = data.split(b"\r\n\r\n", 1)[1]
+        health = json.loads(body)
+        return health if isinstance(health, dict) else None
+    except (OSError, TimeoutError, ValueError, IndexError):
+        return None
 
 
 def _read_cert(probe: RelayProbe, ssl_object: Any) -> None:
@@ -363,3 +383,22 @@ def clock_result(p: RelayProbe) -> CheckResult:
                            "turn on time sync on this PC (`sudo timedatectl set-ntp true`, then `timedatectl` shows "
                            "'System clock synchronized: yes'), or fix the relay's clock if that one is wrong")
     return CheckResult(name, True, detail)
+
+
+def calllog_result(p: RelayProbe) -> CheckResult:
+    """The relay writes its call log (``/healthz`` ``calllog.state``); a degraded one is a warning: calls work."""
+    name = "relay call log"
+    if p.welcome is None:
+        return _skip(name, "not logged in to the relay")
+    log = (p.health or {}).get("calllog")
+    if not isinstance(log, dict):
+        return _skip(name, "the relay's /healthz did not say (an older relay-server?)")
+    if log.get("state") == "ok":
+        return CheckResult(name, True, "written normally")
+    detail = (f"degraded: {log.get('pending', '?')} record(s) waiting in the relay's memory; "
+              f"{log.get('last_error') or 'no error text'}")
+    if log.get("moved_aside"):
+        detail += f"; a damaged file was moved aside to {', '.join(map(str, log['moved_aside']))}"
+    return CheckResult(name, False, detail,
+                       "calls work; on the relay host fix the call-log file or disk (docs/operations.md, "
+                       "'A damaged call log')", warning=True)

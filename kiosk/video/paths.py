@@ -177,24 +177,35 @@ def order_paths(paths: Sequence[IcePath], results: Mapping[str, ProbeResult] | N
 class PathPlan:
     """Which TURN path the next attempt towards one member uses.
 
-    Every attempt takes the first path of :attr:`order`; a failed attempt moves its path to the end, so every
-    path gets its chance in turn (and one that works stays first). With no TURN path at all, attempts use host
+    Every attempt takes the first path of :attr:`order`. A path that failed on this side (no TURN allocation) goes
+    to the end at once. When an attempt fails although this side's allocation worked, the fault is more likely on
+    the other side (which rotates its own paths): the path stays, but after :attr:`patience` such failures in a
+    row it goes to the end too, so every path still gets its chance. With no TURN path at all, attempts use host
     and STUN candidates only (``None``).
     """
 
     order: list[IcePath]
     failures: list[tuple[str, str]] = field(default_factory=list)  # (url, why), oldest first
+    patience: int = 2
+    _strikes: int = 0
 
     def current(self) -> IcePath | None:
         return self.order[0] if self.order else None
 
-    def failed(self, path: IcePath | None, why: str) -> IcePath | None:
-        """Record that an attempt over ``path`` failed (``why`` goes to the log); returns the next path."""
-        if path is not None:
-            self.failures.append((path.url, why))
-            if path in self.order:
-                self.order.remove(path)
-                self.order.append(path)
+    def failed(self, path: IcePath | None, why: str, *, own_fault: bool = True) -> IcePath | None:
+        """Record that an attempt over ``path`` failed (``why`` goes to the log); returns the path to use next.
+
+        Args:
+            own_fault: this side's part of the path failed (no allocation); False when it worked here.
+        """
+        if path is None:
+            return self.current()
+        self.failures.append((path.url, why))
+        self._strikes = self._strikes + 1 if not own_fault else self.patience
+        if self._strikes >= self.patience and path in self.order:
+            self.order.remove(path)
+            self.order.append(path)
+            self._strikes = 0
         return self.current()
 
 

@@ -63,6 +63,8 @@ from aiortc.mediastreams import MediaStreamError
 
 from kiosk.video import still as stills
 from kiosk.video.adapt import CameraAdaptation
+from kiosk.video.control import ControlLink
+from kiosk.video.encoders import use_track_encoders
 from kiosk.video.ice import rtc_configuration
 from kiosk.video.jitter import use_frame_end_jitter_buffer
 from kiosk.video.local_media import GatedAudioTrack, LocalMedia
@@ -327,6 +329,7 @@ class CallSession:
         self._still_ids = itertools.count(1)
         self._remote_bye: dict[str, str] = {}
         self._waiters: list[tuple[Callable[[SessionEvent], bool], asyncio.Future[SessionEvent]]] = []
+        self.control = ControlLink()  # papers, marks, writing (kiosk.assist) on the data channel
         self._own_book = paths is None
         self.paths = paths if paths is not None else IcePathBook(self.ice_servers)
         self.reconnect_window = reconnect_window
@@ -621,6 +624,7 @@ class CallSession:
 
     def _new_peer(self, member: str, offerer: bool, attempt: int = 1) -> _Peer:
         use_frame_end_jitter_buffer()  # decode each remote frame at its last packet (kiosk.video.jitter)
+        use_track_encoders()  # VP8 settings per track: camera or document (kiosk.video.encoders)
         # aiortc uses only the first TURN URL it is given: each peer connection gets one path, chosen by the plan.
         path = self._plan(member).current()
         servers = self.paths.stun_servers() + ([path.server()] if path is not None else [])
@@ -885,7 +889,10 @@ class CallSession:
     async def _attempt_failed(self, peer: _Peer, why: str) -> None:
         """A new peer connection did not connect: log why, move its path to the back, try the next one."""
         plan = self._plan(peer.member)
-        nxt = plan.failed(peer.path, why)
+        allocated = peer.path is None or any(
+            c.type == "relay" for conn in ice_connections(peer.pc) for c in conn.local_candidates)
+        # Without an allocation here, _gather has already moved the path to the back (with its reason).
+        nxt = plan.failed(peer.path, why, own_fault=False) if allocated else plan.current()
         log.warning("%s: attempt %d to %s over %s failed: %s; next: %s", self.terminal_id, peer.attempt,
                     peer.member, peer.path.url if peer.path else "host/STUN", why,
                     nxt.url if nxt is not None else "host/STUN again")
@@ -964,6 +971,7 @@ class CallSession:
     def _attach_channel(self, peer: _Peer, channel: RTCDataChannel) -> None:
         peer.channel = channel
         channel.bufferedAmountLowThreshold = BUFFER_HIGH // 4
+        self.control.attach(peer.member, channel)
 
         @channel.on("message")
         def _message(message: str | bytes) -> None:
@@ -981,6 +989,8 @@ class CallSession:
                 return
             if "bye" in msg:
                 self._spawn(self._on_bye(peer.member, str(msg["bye"])))
+                return
+            if isinstance(msg, dict) and self.control.handle(peer.member, msg):
                 return
         try:
             done = peer.assembler.feed(message)
@@ -1068,6 +1078,7 @@ class CallSession:
 
     async def _close_peer(self, peer: _Peer, *, keep_sinks: bool = False) -> None:
         peer.closing = True
+        self.control.detach(peer.member)
         for t in list(peer.tasks):
             t.cancel()
         for track in peer.local_tracks:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
 import logging
 import threading
 import time
@@ -46,11 +47,13 @@ from kiosk.devices.cameras import (
     OpenCVGrabber,
     parse_camera_spec,
 )
+from kiosk.video.encoders import profile_for, tag_frame
 from kiosk.video.stamp import draw_frame_stamp, read_frame_stamp
 from kiosk.video.synthetic import DOCUMENT_TEXT, SyntheticScene, render_document_page, render_placeholder
 
 __all__ = [
-    "DOCUMENT_TEXT", "Backoff", "SyntheticCameraGrabber", "SyntheticDocumentGrabber", "VideoSource",
+    "DOCUMENT_TEXT", "Backoff", "SyntheticCameraGrabber", "SyntheticDocumentGrabber", "SyntheticMjpegGrabber",
+    "VideoSource",
     "create_grabber", "open_video_source", "read_frame_stamp",
 ]
 
@@ -59,6 +62,22 @@ log = logging.getLogger(__name__)
 VIDEO_CLOCK_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 RGBArray = npt.NDArray[np.uint8]
+WANTED_GRACE = 1.0  # s after a track last asked for a frame during which captured frames are still converted
+
+
+@functools.cache
+def opencv() -> Any:
+    """OpenCV, set up once for this process: one thread per call.
+
+    OpenCV runs conversions and resizes on a pool of worker threads that spin (``sched_yield``) between jobs: on
+    a 2-core kiosk those spinning workers took 8 % of the station's samples in the profile
+    (docs/performance.md), for conversions of about a millisecond that each run on a capture or decode thread of
+    their own anyway.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+    return cv2
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -88,6 +107,54 @@ class SyntheticCameraGrabber:
 
     def close(self) -> None:
         self._scene = None
+
+
+class SyntheticMjpegGrabber(SyntheticCameraGrabber):
+    """``synthetic:camera-mjpg``: the test scene as a USB camera delivers it, for benchmarks.
+
+    A UVC camera at 1280×720@30 sends MJPG (raw YUV does not fit through USB 2), and OpenCV's V4L2 backend
+    decodes every frame with libjpeg into BGR, which :class:`~kiosk.devices.cameras.OpenCVGrabber` turns into
+    RGB. This grabber does the same work per frame on a loop of :data:`MJPG_LOOP` JPEG frames of the scene,
+    encoded once at open (quality 80, like webcams), then stamps the decoded frame with its counter and capture
+    time so glass-to-glass still reads.
+    """
+
+    MJPG_LOOP = 30
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(width, height)
+        self.description = f"synthetic:camera-mjpg {width}x{height}"
+        self._jpegs: list[bytes] = []
+        self._counter = 0
+
+    def open(self) -> None:
+        cv2 = opencv()
+        super().open()
+        assert self._scene is not None
+        self._jpegs = []
+        for _ in range(self.MJPG_LOOP):
+            bgr = cv2.cvtColor(self._scene.render(), cv2.COLOR_RGB2BGR)
+            ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            if not ok:
+                raise CameraError(f"{self.description}: JPEG encoding failed")
+            self._jpegs.append(jpeg.tobytes())
+
+    def read(self) -> RGBArray:
+        cv2 = opencv()
+        if not self._jpegs:
+            raise CameraError(f"{self.description}: read before open")
+        jpeg = np.frombuffer(self._jpegs[self._counter % len(self._jpegs)], dtype=np.uint8)
+        bgr = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise CameraError(f"{self.description}: a JPEG frame did not decode")
+        rgb = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+        draw_frame_stamp(rgb, self._counter, int(time.time() * 1000))
+        self._counter += 1
+        return rgb
+
+    def close(self) -> None:
+        super().close()
+        self._jpegs = []
 
 
 class SyntheticDocumentGrabber:
@@ -126,6 +193,8 @@ def create_grabber(spec: CameraSpec, cfg: CameraConfig) -> FrameGrabber:
     if spec.kind == "synthetic":
         if spec.target == "camera":
             return SyntheticCameraGrabber(cfg.width, cfg.height)
+        if spec.target == "camera-mjpg":
+            return SyntheticMjpegGrabber(cfg.width, cfg.height)
         return SyntheticDocumentGrabber(cfg.width, cfg.height)
     return OpenCVGrabber(spec, cfg.width, cfg.height, cfg.fps)
 
@@ -222,8 +291,11 @@ class VideoSource:
         self._wake: asyncio.Event | None = None
         self._closed = False
         self._reformatter = VideoReformatter()  # capture thread only
+        self.encoder_profile = profile_for(name)  # how the peers' VP8 encoders treat this camera's frames
+        self._wanted_until = 0.0  # monotonic time until which captured frames are converted for the tracks
         self._scale = 1.0  # of the frames sent to encoders (kiosk.video.adapt); stills and previews stay full size
         self.frames_captured = 0
+        self.frames_converted = 0  # wrapped for the tracks (scaled, yuv420p): only while a track reads
         self._placeholder_yuv: tuple[int, npt.NDArray[Any]] | None = None  # (rotation, yuv420p planes)
         self._capture = CameraCapture(grabber, name=name, fps=config.fps, rotation=config.rotation,
                                       backoff=backoff, listener=self._on_capture)
@@ -330,16 +402,27 @@ class VideoSource:
             self._track.stop()
 
     def _on_capture(self, frame: CapturedFrame | None) -> None:
-        """Capture thread: wrap the frame for aiortc here, off the loop, then wake the track."""
+        """Capture thread: wrap the frame for aiortc here, off the loop, then wake the track.
+
+        Only while some track is being read (a call, a preview through a track): an idle kiosk captures for its
+        status and stills but converts nothing. The first frame a track asks for after a pause is converted
+        where it is asked for (:meth:`_newer_than`)."""
         if frame is not None:
             self.frames_captured += 1
-            rgb = frame.rgb
-            if self._scale < 1.0:
-                rgb = scaled(rgb, self._scale)
-            av_frame = rgb_to_yuv420p(rgb, self._reformatter)
-            with self._lock:
-                self._av_frame = (frame.seq, av_frame)
+            if time.monotonic() < self._wanted_until:
+                av_frame = self._wrap(frame.rgb, self._reformatter)
+                with self._lock:
+                    self._av_frame = (frame.seq, av_frame)
+            else:
+                with self._lock:
+                    self._av_frame = None
         self._wake_now()
+
+    def _wrap(self, rgb: RGBArray, reformatter: VideoReformatter | None = None) -> VideoFrame:
+        self.frames_converted += 1
+        if self._scale < 1.0:
+            rgb = scaled(rgb, self._scale)
+        return tag_frame(rgb_to_yuv420p(rgb, reformatter), self.encoder_profile)
 
     def _wake_now(self) -> None:
         loop, wake = self._loop, self._wake
@@ -360,28 +443,40 @@ class VideoSource:
         """A new yuv420p frame of the placeholder (a new object each time: its pts is set per frame)."""
         rotation, rgb = self.rotation, self.placeholder()
         if rgb.shape[0] % 2 or rgb.shape[1] % 2:  # yuv420p planes need even sides: convert each time
-            return rgb_to_yuv420p(rgb)
+            return tag_frame(rgb_to_yuv420p(rgb), self.encoder_profile)
         cached = self._placeholder_yuv
         if cached is None or cached[0] != rotation:
             cached = self._placeholder_yuv = (rotation, rgb_to_yuv420p(rgb).to_ndarray())
-        return VideoFrame.from_ndarray(cached[1], format="yuv420p")
+        return tag_frame(VideoFrame.from_ndarray(cached[1], format="yuv420p"), self.encoder_profile)
 
     def _newer_than(self, seq: int) -> tuple[int, VideoFrame] | None:
+        now = time.monotonic()
+        was_idle = now >= self._wanted_until
+        self._wanted_until = now + WANTED_GRACE
         with self._lock:
             pending = self._av_frame
-            if pending is None or pending[0] <= seq:
-                return None
-            self._av_frame = None  # each wrapped frame goes out once; its pts is set on the way
-            return pending
+            if pending is not None and pending[0] > seq:
+                self._av_frame = None  # each wrapped frame goes out once; its pts is set on the way
+                return pending
+        latest = self._capture.latest
+        if was_idle and latest is not None and latest.seq > seq and self._capture.fault is None:
+            return latest.seq, self._wrap(latest.rgb)  # nobody read for a while: the newest frame, converted now
+        return None
 
 
 def scaled(rgb: RGBArray, scale: float) -> RGBArray:
-    """``rgb`` at ``scale`` × its size, even sides (yuv420p), area-averaged (sharp, no aliasing)."""
-    import cv2
+    """``rgb`` at ``scale`` × its size, even sides (yuv420p).
 
+    Halving (and any whole divisor) averages areas; other steps (0.75) are bilinear: OpenCV's area filter at a
+    fractional factor costs 5.5 ms per 720p frame against 1.2 ms (a sixth of a core at 30 fps), and for shrinking
+    by less than half, bilinear samples every source pixel anyway (no aliasing).
+    """
+    cv2 = opencv()
     height, width = rgb.shape[:2]
     size = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
-    return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    whole = abs(1 / scale - round(1 / scale)) < 1e-6
+    interpolation = cv2.INTER_AREA if whole or scale < 0.5 else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(rgb, size, interpolation=interpolation), dtype=np.uint8)
 
 
 def rgb_to_yuv420p(rgb: RGBArray, reformatter: VideoReformatter | None = None) -> VideoFrame:
@@ -389,14 +484,21 @@ def rgb_to_yuv420p(rgb: RGBArray, reformatter: VideoReformatter | None = None) -
 
     OpenCV's SIMD conversion is about four times faster than libswscale's here (1.4 vs 6.3 ms at 1280×720 on
     the project machine: a tenth of a core at 30 fps); yuv420p needs even sides, so odd sizes go through swscale.
+    The usual widths (640, 960, 1280, 1920) are wrapped without a copy.
     """
     height, width = rgb.shape[:2]
     if height % 2 or width % 2:
         return (reformatter or VideoReformatter()).reformat(VideoFrame.from_ndarray(rgb, format="rgb24"),
                                                            format="yuv420p")
-    import cv2
-
+    cv2 = opencv()
     i420 = np.asarray(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420), dtype=np.uint8)
+    if width % 32 == 0 and height % 4 == 0:
+        # The frame wraps the new array without copying it (1.2 ms a 720p frame, 2.6 ms at 1080p). PyAV reads
+        # the planes this way only for widths whose half is a multiple of 16, and rounds other heights down
+        # (160×90 became 160×88): those sizes are copied.
+        frame = VideoFrame.from_numpy_buffer(i420, format="yuv420p")
+        if (frame.width, frame.height) == (width, height):
+            return frame
     return VideoFrame.from_ndarray(i420, format="yuv420p")
 
 

@@ -23,6 +23,7 @@ MAX_LINE = 8192
 MAX_HEADERS = 64
 MAX_BODY = 64 * 1024
 READ_TIMEOUT = 10.0
+MAX_CONNECTIONS = 64  # open at once (live pages hold one each); more are answered 503 at once
 
 SECURITY_HEADERS = (
     ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -172,6 +173,11 @@ class HttpServer:
         peername = writer.get_extra_info("peername")
         peer = str(peername[0]) if peername else "?"
         try:
+            if len(self._conns) > MAX_CONNECTIONS:
+                busy = Response.text(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections; try again")
+                writer.write(_head(busy) + busy.body)
+                await writer.drain()
+                return
             try:
                 request = await asyncio.wait_for(read_request(reader, peer), READ_TIMEOUT)
                 resp = await self.handler(request)

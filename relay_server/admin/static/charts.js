@@ -52,11 +52,11 @@ function barChart(daily, label) {
   return root;
 }
 
-function lineChart(daily, label) {
-  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart lines", role: "img", "aria-label": label });
-  const max = niceMax(Math.max(0, ...daily.flatMap((d) => [d.wait_p90_s || 0, d.wait_median_s || 0])));
+function lineChart(daily, label, series, cls0) {
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart lines " + cls0, role: "img", "aria-label": label });
+  const max = niceMax(Math.max(0, ...daily.flatMap((d) => series.map(([key]) => d[key] || 0))));
   const { step, plotH } = frame(root, daily.length, max, label);
-  for (const [key, cls] of [["wait_p90_s", "p90"], ["wait_median_s", "p50"]]) {
+  for (const [key, cls] of series) {
     const points = daily.map((d, i) => d[key] === null ? null
       : [PAD.l + step * (i + 0.5), PAD.t + plotH * (1 - d[key] / max)]).filter(Boolean);
     if (points.length > 1) root.append(svg("polyline", { points: points.map((p) => p.join(",")).join(" "), class: cls }));
@@ -115,7 +115,10 @@ function drawCharts(data) {
     if (m.calls) {
       const c1 = chartLabel(t("calls_chart"), [["answered", t("answered")], ["missed", t("missed")]]);
       const c2 = chartLabel(t("wait_chart"), [["p50", t("wait_p50")], ["p90", t("wait_p90")]]);
-      card.append(c1, barChart(dept.daily, t("calls_chart")), c2, lineChart(dept.daily, t("wait_chart")));
+      const c3 = chartLabel(t("duration_chart"), [["p50", t("duration_median")]]);
+      card.append(c1, barChart(dept.daily, t("calls_chart")),
+        c2, lineChart(dept.daily, t("wait_chart"), [["wait_p90_s", "p90"], ["wait_median_s", "p50"]], "wait"),
+        c3, lineChart(dept.daily, t("duration_chart"), [["duration_median_s", "p50"]], "duration"));
     } else {
       const p = document.createElement("p");
       p.className = "muted";

@@ -1,0 +1,438 @@
+"""Each side's state of papers, marks and writing during one call: messages in, state and messages out. Pure.
+
+:class:`CounterAssist` (the resident's kiosk) and :class:`StationAssist` (a staff station) are fed the
+data-channel messages of :mod:`kiosk.assist.messages` (:meth:`on_message`) and the user's intents (methods), keep
+what the screens show, and send through an injected ``send(messages)`` (the call session queues them on the data
+channel in order: :meth:`kiosk.video.session.CallSession.send_control`). ``on_change`` is called after every change
+so that screens redraw. Everything lives in memory only and :meth:`wipe` zeroes it when the call ends.
+
+A bad message is logged and dropped (one side's bug never ends the call); a damaged page is answered with
+``paper_error`` so that staff see it did not arrive.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kiosk.assist.messages import (
+    MAX_STROKE_POINTS,
+    REPLIES,
+    AssistError,
+    Mark,
+    Message,
+    PaperAssembler,
+    PaperPage,
+    encode,
+    page_messages,
+    parse,
+)
+
+__all__ = ["CounterAssist", "PageImage", "SentPaper", "StationAssist"]
+
+log = logging.getLogger(__name__)
+
+SendFn = Callable[[list[str]], None]
+
+
+class _Side:
+    """What both sides share: sending, change notification, the written conversation's mode, wiping."""
+
+    def __init__(self, send: SendFn, on_change: Callable[[str], Any] | None = None) -> None:
+        self._send = send
+        self.on_change = on_change
+        self.version = 0
+        self.writing = False
+        self.errors: list[str] = []  # bad messages received (for the log and tests)
+
+    def _changed(self, what: str) -> None:
+        self.version += 1
+        if self.on_change is not None:
+            try:
+                self.on_change(what)
+            except Exception:
+                log.exception("assist change handler failed for %s", what)
+
+    def on_message(self, member: str, data: Mapping[str, Any] | str) -> None:
+        """One data-channel message from ``member`` (bad ones are logged and dropped)."""
+        try:
+            msg = parse(data)
+            handler = getattr(self, "_on_" + msg.kind, None)
+            if handler is None:
+                raise AssistError(f"'{msg.kind}' is not for this side")
+            handler(member, msg)
+        except AssistError as err:
+            log.warning("assist message from %s dropped: %s", member, err)
+            self.errors.append(str(err))
+            self._on_bad(member, data, err)
+
+    def _on_bad(self, member: str, data: Any, err: AssistError) -> None:
+        pass
+
+    def set_writing(self, on: bool) -> None:
+        """Switch the written conversation on or off (either side may), and tell the other side."""
+        if on != self.writing:
+            self.writing = on
+            self._send([encode("writing", on=on)])
+            self._changed("writing")
+
+    def _on_writing(self, member: str, msg: Message) -> None:
+        if msg["on"] != self.writing:
+            self.writing = msg["on"]
+            self._changed("writing")
+
+    def wipe(self) -> None:
+        raise NotImplementedError
+
+
+# -- the counter ------------------------------------------------------------------------------------------------
+class CounterAssist(_Side):
+    """The kiosk's side: papers received and shown, marks to draw, the written conversation.
+
+    Args:
+        send: queues messages for every staff member of the call.
+        on_change: called with what changed (``paper``, ``marks``, ``writing``, ``text``, ``strokes``, ``print``).
+    """
+
+    def __init__(self, send: SendFn, on_change: Callable[[str], Any] | None = None) -> None:
+        super().__init__(send, on_change)
+        self._assembler = PaperAssembler()
+        self.papers: dict[str, dict[int, PaperPage]] = {}
+        self.shown: tuple[str, int] | None = None  # (paper id, page) on screen
+        self.document_marks: tuple[Mark, ...] = ()
+        self.paper_marks: dict[tuple[str, int], tuple[Mark, ...]] = {}
+        self.texts: list[str] = []  # staff's written messages, newest last
+        self.text_seq = -1
+        self.strokes: list[list[tuple[float, float]]] = []  # the resident's handwriting
+        self.print_state: dict[tuple[str, int], tuple[str, str]] = {}
+        self._stroke_sent: list[int] = []
+
+    # -- what the screens read ------------------------------------------------------------------
+    @property
+    def page(self) -> PaperPage | None:
+        """The page shown, or None."""
+        if self.shown is None:
+            return None
+        return self.papers.get(self.shown[0], {}).get(self.shown[1])
+
+    def page_count(self, paper_id: str) -> int:
+        pages = self.papers.get(paper_id, {})
+        return next(iter(pages.values())).pages if pages else 0
+
+    @property
+    def marks_on_page(self) -> tuple[Mark, ...]:
+        return self.paper_marks.get(self.shown, ()) if self.shown is not None else ()
+
+    @property
+    def last_text(self) -> str:
+        return self.texts[-1] if self.texts else ""
+
+    # -- messages from staff ----------------------------------------------------------------------
+    def _on_paper_begin(self, member: str, msg: Message) -> None:
+        self._assembler.feed(msg)
+
+    def _on_paper_chunk(self, member: str, msg: Message) -> None:
+        self._assembler.feed(msg)
+
+    def _on_paper_end(self, member: str, msg: Message) -> None:
+        page = self._assembler.feed(msg)
+        assert page is not None
+        self.papers.setdefault(page.id, {})[page.page] = page
+        self._send([encode("paper_received", id=page.id, page=page.page)])
+        if self.shown is None or self.shown[0] != page.id and page.page == 0:
+            self.shown = (page.id, 0) if 0 in self.papers[page.id] else (page.id, page.page)
+            self._send([encode("paper_page", id=self.shown[0], page=self.shown[1])])
+        self._changed("paper")
+
+    def _on_bad(self, member: str, data: Any, err: AssistError) -> None:
+        kind = data.get("assist") if isinstance(data, Mapping) else None
+        if isinstance(kind, str) and kind.startswith("paper_") and isinstance(data, Mapping):
+            self._send([encode("paper_error", id=str(data.get("id", "?")), message=str(err)[:300])])
+
+    def _on_paper_page(self, member: str, msg: Message) -> None:
+        key = (msg["id"], msg["page"])
+        if key[0] in self.papers and key[1] in self.papers[key[0]]:
+            self.shown = key
+            self._changed("paper")
+
+    def _on_paper_close(self, member: str, msg: Message) -> None:
+        """Staff took a paper back: it goes from the screen and from memory."""
+        pages = self.papers.pop(msg["id"], {})
+        for p in pages.values():
+            p.wipe()
+        if self.shown is not None and self.shown[0] == msg["id"]:
+            self.shown = self._another_paper()
+        self._changed("paper")
+
+    def _on_marks(self, member: str, msg: Message) -> None:
+        if msg["target"] == "document":
+            self.document_marks = tuple(msg["marks"])
+        else:
+            self.paper_marks[(msg["id"], msg["page"])] = tuple(msg["marks"])
+        self._changed("marks")
+
+    def _on_text(self, member: str, msg: Message) -> None:
+        if msg["seq"] <= self.text_seq:
+            return  # repeated
+        self.text_seq = msg["seq"]
+        self.texts.append(msg["text"])
+        if not self.writing:
+            self.writing = True
+            self._changed("writing")
+        self._changed("text")
+
+    # -- the resident's intents -------------------------------------------------------------------
+    def turn_page(self, step: int) -> None:
+        """Next (+1) or previous (-1) page of the paper shown."""
+        if self.shown is None:
+            return
+        pid, page = self.shown
+        pages = self.papers.get(pid, {})
+        target = page + step
+        if target in pages:
+            self.shown = (pid, target)
+            self._send([encode("paper_page", id=pid, page=target)])
+            self._changed("paper")
+
+    def close_paper(self) -> None:
+        """The resident closes the paper shown (it stays in memory: staff can show it again)."""
+        if self.shown is None:
+            return
+        pid = self.shown[0]
+        self.shown = None
+        self._send([encode("paper_close", id=pid)])
+        self._changed("paper")
+
+    def clear_document_marks(self, reason: str) -> None:
+        """Marks on the document camera's picture no longer apply (the paper moved)."""
+        if self.document_marks:
+            self.document_marks = ()
+            self._send([encode("marks_cleared", target="document", reason=reason)])
+            self._changed("marks")
+
+    def print_status(self, paper_id: str, page: int, state: str, message: str = "") -> None:
+        """Report a print job of a page (``printing``, ``printed``, ``failed``, ``unavailable``) to staff."""
+        self.print_state[(paper_id, page)] = (state, message)
+        self._send([encode("print_status", id=paper_id, page=page, state=state, message=message or None)])
+        self._changed("print")
+
+    def reply(self, answer: str) -> None:
+        """One of the large reply buttons: ``yes``, ``no``, ``again`` (please repeat), ``slowly``."""
+        if answer not in REPLIES:
+            raise ValueError(f"reply must be one of {REPLIES}, got {answer!r}")
+        self._send([encode("reply", reply=answer)])
+        self._changed("reply")
+
+    def stroke_to(self, x: float, y: float, *, new: bool = False, done: bool = False) -> None:
+        """A point of the resident's handwriting (fractions of the pad); sent live in small batches."""
+        if new or not self.strokes:
+            self.strokes.append([])
+            self._stroke_sent.append(0)
+        stroke = self.strokes[-1]
+        stroke.append((min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)))
+        sent = self._stroke_sent[-1]
+        if done or len(stroke) - sent >= 4:
+            self._flush_stroke(done)
+        self._changed("strokes")
+
+    def end_stroke(self) -> None:
+        if self.strokes:
+            self._flush_stroke(True)
+
+    def _flush_stroke(self, done: bool) -> None:
+        index = len(self.strokes) - 1
+        stroke, sent = self.strokes[index], self._stroke_sent[index]
+        points = stroke[sent:]
+        while points or done:
+            batch, points = points[:MAX_STROKE_POINTS], points[MAX_STROKE_POINTS:]
+            self._send([encode("stroke", stroke=index, points=batch, done=done and not points)])
+            if not points:
+                break
+        self._stroke_sent[index] = len(stroke)
+
+    def clear_strokes(self) -> None:
+        self.strokes.clear()
+        self._stroke_sent.clear()
+        self._send([encode("strokes_clear")])
+        self._changed("strokes")
+
+    def _another_paper(self) -> tuple[str, int] | None:
+        for pid, pages in self.papers.items():
+            if pages:
+                return pid, min(pages)
+        return None
+
+    def wipe(self) -> None:
+        """The call ended: nothing of it stays in memory."""
+        for pages in self.papers.values():
+            for p in pages.values():
+                p.wipe()
+        self.papers.clear()
+        self._assembler.reset()
+        self.shown = None
+        self.document_marks = ()
+        self.paper_marks.clear()
+        self.texts.clear()
+        self.strokes.clear()
+        self._stroke_sent.clear()
+        self.print_state.clear()
+        self.writing = False
+        self._changed("wiped")
+
+
+# -- a staff station --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PageImage:
+    """One page ready to send: an encoded image (PNG or JPEG) and its size."""
+
+    data: bytes
+    format: str
+    width: int
+    height: int
+
+
+@dataclass
+class SentPaper:
+    """A paper staff handed over: what the counter confirmed, shows, printed."""
+
+    id: str
+    title: str
+    pages: list[PageImage]
+    received: set[int] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+    shown_page: int | None = None  # what the resident has on screen (None: closed)
+    printed: dict[int, tuple[str, str]] = field(default_factory=dict)  # page → (state, message)
+
+
+class StationAssist(_Side):
+    """A staff station's side: papers sent, marks placed, the resident's replies and handwriting.
+
+    Args:
+        send: queues messages for the counter.
+        terminal: this station's id (paper ids start with it, so two staff members never collide).
+    """
+
+    def __init__(self, send: SendFn, terminal: str = "office", on_change: Callable[[str], Any] | None = None) -> None:
+        super().__init__(send, on_change)
+        self.terminal = terminal
+        self.papers: dict[str, SentPaper] = {}
+        self.replies: list[str] = []
+        self.strokes: dict[int, list[tuple[float, float]]] = {}
+        self.document_marks: tuple[Mark, ...] = ()
+        self.marks_cleared_reason = ""
+        self.text_seq = 0
+        self.texts: list[str] = []
+        self._ids = itertools.count(1)
+
+    @classmethod
+    def attach(cls, session: Any, on_change: Callable[[str], Any] | None = None) -> StationAssist:
+        """A StationAssist talking to the counter of a staff station's call session (its ``control`` link)."""
+        assist = cls(lambda msgs: session.control.send(msgs, session.counter_id), session.terminal_id, on_change)
+        session.control.on_message = assist.on_message
+        return assist
+
+    def send_paper(self, pages: Iterable[PageImage], title: str = "") -> str:
+        """Hand a paper (1..20 pages) to the resident; returns its id. The counter shows its first page."""
+        pages = list(pages)
+        if not pages:
+            raise ValueError("a paper needs at least one page")
+        pid = f"{self.terminal}-{next(self._ids)}"
+        self.papers[pid] = SentPaper(pid, title, pages)
+        out: list[str] = []
+        for i, p in enumerate(pages):
+            out += page_messages(pid, i, len(pages), p.data, fmt=p.format, width=p.width, height=p.height,
+                                 title=title)
+        self._send(out)
+        self._changed("paper")
+        return pid
+
+    def show_page(self, paper_id: str, page: int) -> None:
+        self._send([encode("paper_page", id=paper_id, page=page)])
+
+    def take_back(self, paper_id: str) -> None:
+        """Remove a paper from the counter's screen and memory."""
+        if self.papers.pop(paper_id, None) is not None:
+            self._send([encode("paper_close", id=paper_id)])
+            self._changed("paper")
+
+    def set_marks(self, marks: Iterable[Mark], *, target: str = "document", paper_id: str | None = None,
+                  page: int | None = None) -> None:
+        """Replace the marks on the document picture (or a paper page) with ``marks`` (empty: clear them)."""
+        marks = tuple(marks)
+        self._send([encode("marks", target=target, id=paper_id, page=page, marks=list(marks))])
+        if target == "document":
+            self.document_marks = marks
+            self.marks_cleared_reason = ""
+        self._changed("marks")
+
+    def send_text(self, text: str) -> None:
+        """Staff's written message, shown very large on the counter (switches the written mode on)."""
+        text = text.strip()
+        if not text:
+            return
+        self.texts.append(text)
+        self._send([encode("text", seq=self.text_seq, text=text)])
+        self.text_seq += 1
+        self.writing = True
+        self._changed("text")
+
+    # -- messages from the counter ----------------------------------------------------------------
+    def _on_paper_received(self, member: str, msg: Message) -> None:
+        paper = self.papers.get(msg["id"])
+        if paper is not None:
+            paper.received.add(msg["page"])
+            self._changed("paper")
+
+    def _on_paper_error(self, member: str, msg: Message) -> None:
+        paper = self.papers.get(msg["id"])
+        if paper is not None:
+            paper.errors.append(msg["message"])
+        self._changed("paper")
+
+    def _on_paper_page(self, member: str, msg: Message) -> None:
+        paper = self.papers.get(msg["id"])
+        if paper is not None:
+            paper.shown_page = msg["page"]
+            self._changed("paper")
+
+    def _on_paper_close(self, member: str, msg: Message) -> None:
+        paper = self.papers.get(msg["id"])
+        if paper is not None:
+            paper.shown_page = None
+            self._changed("paper")
+
+    def _on_print_status(self, member: str, msg: Message) -> None:
+        paper = self.papers.get(msg["id"])
+        if paper is not None:
+            paper.printed[msg["page"]] = (msg["state"], msg.get("message", ""))
+            self._changed("print")
+
+    def _on_marks_cleared(self, member: str, msg: Message) -> None:
+        if msg["target"] == "document":
+            self.document_marks = ()
+            self.marks_cleared_reason = msg["reason"]
+            self._changed("marks")
+
+    def _on_reply(self, member: str, msg: Message) -> None:
+        self.replies.append(msg["reply"])
+        self._changed("reply")
+
+    def _on_stroke(self, member: str, msg: Message) -> None:
+        self.strokes.setdefault(msg["stroke"], []).extend(msg["points"])
+        self._changed("strokes")
+
+    def _on_strokes_clear(self, member: str, msg: Message) -> None:
+        self.strokes.clear()
+        self._changed("strokes")
+
+    def wipe(self) -> None:
+        self.papers.clear()
+        self.replies.clear()
+        self.strokes.clear()
+        self.texts.clear()
+        self.document_marks = ()
+        self.writing = False
+        self._changed("wiped")

@@ -1,0 +1,133 @@
+"""The counter's printer: one page handed over the screen, printed through CUPS with ``lp``.
+
+The printer is a CUPS queue (``[printer] queue``): a real printer beside the screen in the field, the virtual PDF
+printer of ``printer-driver-cups-pdf`` in tests and the demo. :meth:`CupsPrinter.print_page` is blocking (run it
+in an executor): it checks the queue first (missing, disabled, out of paper, offline), pipes the image to
+``lp`` on its standard input (nothing is written to disk by us; CUPS spools and deletes it), then follows the job
+until CUPS reports it completed, or cancels it after ``timeout`` seconds. The result says, in words staff can act
+on, whether the page printed or why not.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kiosk.config import PrinterConfig
+
+__all__ = ["CupsPrinter", "PrintResult", "PrinterError"]
+
+log = logging.getLogger(__name__)
+
+_JOB_RE = re.compile(r"request id is (\S+)")
+# printer-state-reasons that mean "this will not print now", in the words staff read on the station.
+REASONS = {
+    "media-empty": "out of paper", "media-needed": "out of paper", "media-jam": "paper jam",
+    "offline": "printer offline", "paused": "printer paused", "toner-empty": "out of toner",
+    "marker-supply-empty": "out of ink/toner", "door-open": "a cover is open", "cover-open": "a cover is open",
+    "shutdown": "printer switched off", "connecting-to-device": "printer not reachable",
+}
+
+
+class PrinterError(Exception):
+    """CUPS could not be asked (``lp``/``lpstat`` missing or failing); the message says which command and why."""
+
+
+@dataclass(frozen=True)
+class PrintResult:
+    """``printed`` or ``failed`` (with why), and the CUPS job id when there was one."""
+
+    state: str
+    message: str = ""
+    job: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "printed"
+
+
+Runner = Callable[..., subprocess.CompletedProcess[bytes]]
+
+
+class CupsPrinter:
+    """One CUPS queue.
+
+    Args:
+        config: ``[printer]`` of counter.toml.
+        run: ``subprocess.run`` (injected so that a test can count calls; the real commands run by default).
+        poll: seconds between job checks.
+    """
+
+    def __init__(self, config: PrinterConfig, *, run: Runner = subprocess.run, poll: float = 0.25) -> None:
+        self.config = config
+        self._run = run
+        self.poll = poll
+
+    def _cmd(self, *args: str, data: bytes | None = None, timeout: float = 15.0) -> subprocess.CompletedProcess[bytes]:
+        if shutil.which(args[0]) is None:
+            raise PrinterError(f"'{args[0]}' not found: install cups-client (printing needs CUPS)")
+        try:
+            return self._run(list(args), input=data, capture_output=True, timeout=timeout, check=False)
+        except (OSError, subprocess.SubprocessError) as err:
+            raise PrinterError(f"{' '.join(args[:3])}: {err}") from err
+
+    def status(self) -> tuple[bool, str]:
+        """Whether the queue can print now, and if not why (``printer offline``, ``out of paper``…)."""
+        queue = self.config.queue
+        r = self._cmd("lpstat", "-l", "-p", queue)
+        text = r.stdout.decode(errors="replace")
+        if r.returncode != 0 or f"printer {queue} " not in text:
+            err = r.stderr.decode(errors="replace").strip()
+            return False, f"no printer queue '{queue}' in CUPS ({err or 'lpstat found nothing'}); see lpstat -p"
+        if "disabled" in text.split("\n", 1)[0]:
+            return False, f"printer '{queue}' is disabled (cupsenable {queue})"
+        alerts = re.search(r"Alerts:\s*(.*)", text)
+        reasons = [a.strip().removesuffix("-error").removesuffix("-warning").removesuffix("-report")
+                   for a in (alerts.group(1).split() if alerts else []) if a.strip() != "none"]
+        stopping = [REASONS[r] for r in reasons if r in REASONS]
+        if stopping:
+            return False, ", ".join(dict.fromkeys(stopping))
+        return True, "ready"
+
+    def print_page(self, data: bytes, *, title: str = "kiosk") -> PrintResult:
+        """Print one page image (PNG or JPEG) and wait until it printed, failed or timed out. Blocking."""
+        try:
+            ok, why = self.status()
+            if not ok:
+                return PrintResult("failed", why)
+            args = ["lp", "-d", self.config.queue, "-t", title[:60] or "kiosk"]
+            for option in self.config.options:
+                args += ["-o", option]
+            r = self._cmd(*args, "-", data=data)
+            out = r.stdout.decode(errors="replace")
+            m = _JOB_RE.search(out)
+            if r.returncode != 0 or m is None:
+                return PrintResult("failed", f"lp refused the page: {r.stderr.decode(errors='replace').strip() or out}")
+            job = m.group(1)
+            log.info("print job %s submitted to %s (%d bytes)", job, self.config.queue, len(data))
+            return self._follow(job)
+        except PrinterError as err:
+            return PrintResult("failed", str(err))
+
+    def _follow(self, job: str) -> PrintResult:
+        deadline = time.monotonic() + self.config.timeout
+        while time.monotonic() < deadline:
+            pending = self._cmd("lpstat", "-W", "not-completed", "-o", self.config.queue).stdout.decode(errors="replace")
+            if not any(line.split()[:1] == [job] for line in pending.splitlines()):
+                done = self._cmd("lpstat", "-W", "completed", "-o", self.config.queue).stdout.decode(errors="replace")
+                if any(line.split()[:1] == [job] for line in done.splitlines()):
+                    log.info("print job %s completed", job)
+                    return PrintResult("printed", "", job)
+                return PrintResult("failed", f"job {job} was cancelled or aborted by CUPS", job)
+            ok, why = self.status()
+            if not ok:
+                self._cmd("cancel", job)
+                return PrintResult("failed", why, job)
+            time.sleep(self.poll)  # a device thread, never the event loop
+        self._cmd("cancel", job)
+        return PrintResult("failed", f"not printed within {self.config.timeout:.0f} s (job {job} cancelled)", job)

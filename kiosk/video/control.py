@@ -1,0 +1,131 @@
+"""The call session's end of the papers/marks/writing messages (:mod:`kiosk.assist`) on the data channel.
+
+A :class:`ControlLink` belongs to one :class:`~kiosk.video.session.CallSession`, which hands it each member's data
+channel (:meth:`attach`, :meth:`detach`) and every JSON text message it receives (:meth:`handle` takes those with an
+``"assist"`` field). Outgoing messages are queued per member and sent in order once the channel is open, pausing
+while the channel's buffer is full (a paper of several pages is a few megabytes), so callers never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+__all__ = ["ControlLink"]
+
+log = logging.getLogger(__name__)
+
+BUFFER_HIGH = 1024 * 1024  # bytes queued in the data channel before sending pauses (as for stills)
+OPEN_TIMEOUT = 30.0
+
+
+class _Outbox:
+    def __init__(self, member: str, channel: Any) -> None:
+        self.member = member
+        self.channel = channel
+        self.queue: deque[str] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.opened = asyncio.Event()
+        self.drained = asyncio.Event()
+
+
+class ControlLink:
+    """Routes ``assist`` messages in, queues them out, per member of one call.
+
+    Attributes:
+        on_message: ``(member, message_dict)`` for every received ``assist`` message.
+        on_open: ``(member)`` when a member's data channel is open (or at once if it already is).
+    """
+
+    def __init__(self) -> None:
+        self.on_message: Callable[[str, Mapping[str, Any]], Any] | None = None
+        self.on_open: Callable[[str], Any] | None = None
+        self._boxes: dict[str, _Outbox] = {}
+        self.sent = 0
+
+    @property
+    def members(self) -> list[str]:
+        """Members with an open data channel."""
+        return [m for m, b in self._boxes.items() if b.opened.is_set()]
+
+    def attach(self, member: str, channel: Any) -> None:
+        """The data channel to ``member`` (the session calls this for each peer)."""
+        old = self._boxes.get(member)
+        box = _Outbox(member, channel)
+        if old is not None:
+            box.queue.extend(old.queue)
+            if old.task is not None:
+                old.task.cancel()
+        self._boxes[member] = box
+        channel.on("bufferedamountlow", box.drained.set)
+
+        def opened() -> None:
+            box.opened.set()
+            if self.on_open is not None:
+                try:
+                    self.on_open(member)
+                except Exception:
+                    log.exception("control channel open handler failed for %s", member)
+        if channel.readyState == "open":
+            asyncio.get_running_loop().call_soon(opened)
+        else:
+            channel.once("open", opened)
+        if box.queue:
+            self._kick(box)
+
+    def detach(self, member: str) -> None:
+        box = self._boxes.pop(member, None)
+        if box is not None and box.task is not None:
+            box.task.cancel()
+
+    def close(self) -> None:
+        for member in list(self._boxes):
+            self.detach(member)
+
+    def handle(self, member: str, msg: Mapping[str, Any]) -> bool:
+        """Take ``msg`` if it is an ``assist`` message (True), else leave it to the session (False)."""
+        if "assist" not in msg:
+            return False
+        if self.on_message is not None:
+            try:
+                self.on_message(member, msg)
+            except Exception:
+                log.exception("assist message handler failed (from %s)", member)
+        return True
+
+    def send(self, messages: Iterable[str], member: str | None = None) -> None:
+        """Queue text messages for ``member`` (None: every member), to go out in order."""
+        messages = list(messages)
+        boxes = [self._boxes[member]] if member in self._boxes else [] if member else list(self._boxes.values())
+        if member and not boxes:
+            log.warning("assist messages for %s dropped: no data channel to it", member)
+        for box in boxes:
+            box.queue.extend(messages)
+            self._kick(box)
+
+    def _kick(self, box: _Outbox) -> None:
+        if box.task is None or box.task.done():
+            box.task = asyncio.get_running_loop().create_task(self._drain(box), name=f"assist-to-{box.member}")
+
+    async def _drain(self, box: _Outbox) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            try:
+                await asyncio.wait_for(box.opened.wait(), OPEN_TIMEOUT)
+            except TimeoutError:
+                log.warning("data channel to %s did not open; %d assist messages dropped", box.member, len(box.queue))
+                box.queue.clear()
+                return
+            while box.queue:
+                if box.channel.readyState != "open":
+                    log.warning("data channel to %s closed; %d assist messages dropped", box.member, len(box.queue))
+                    box.queue.clear()
+                    return
+                box.channel.send(box.queue.popleft())
+                self.sent += 1
+                while box.channel.bufferedAmount > BUFFER_HIGH:
+                    box.drained.clear()
+                    await asyncio.wait_for(box.drained.wait(), 30.0)
