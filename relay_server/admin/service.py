@@ -30,7 +30,7 @@ from relay_server.admin.fleet import FleetState
 from relay_server.admin.http import BadRequest, HttpServer, Request, Response
 from relay_server.admin.settings import verify_password
 from relay_server.admin.store import AuditEntry, FleetStore
-from relay_server.core import Action, CallRecord, Close, Event, HealthReport, Send
+from relay_server.core import Action, CallRecord, Close, HealthReport, LogEvent, Send
 
 if TYPE_CHECKING:
     from relay_server.server import RelayServer
@@ -45,6 +45,14 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=
                 ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
 ACTIONS = ("lamp", "ring", "disconnect")
 AUDIT_SHOWN = 30
+
+
+class FleetListenError(OSError):
+    """The fleet page could not listen on ``[fleet] host``/``port`` (``where``)."""
+
+    def __init__(self, errno: int | None, strerror: str, where: str) -> None:
+        super().__init__(errno, strerror)
+        self.where = where
 
 
 def _static(name: str) -> bytes:
@@ -87,8 +95,14 @@ class FleetService:
         if self.tls:
             ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ssl_ctx.load_cert_chain(self.config.resolve(self.config.tls_cert), self.config.resolve(self.config.tls_key))
-        self.http = await HttpServer(self.handle, ssl_ctx).start(host or self.settings.host,
-                                                                  self.settings.port if port is None else port)
+        host = host or self.settings.host
+        port = self.settings.port if port is None else port
+        try:
+            self.http = await HttpServer(self.handle, ssl_ctx).start(host, port)
+        except OSError as err:
+            await self._in_db(self.store.close)
+            self._db.shutdown()
+            raise FleetListenError(err.errno, err.strerror or str(err), f"{host}:{port}") from err
         self.relay.observers.append(self.observe)
         self._pusher = asyncio.get_running_loop().create_task(self._push_loop())
         event(log, "fleet_page_started", url=self.url, admins=len(self.settings.admins))
@@ -128,11 +142,11 @@ class FleetService:
         """Called by the relay after it carried out ``actions``."""
         now = self.relay.clock()
         for a in actions:
-            if isinstance(a, Event) and a.name == "terminal_connected":
+            if isinstance(a, LogEvent) and a.name == "terminal_connected":
                 conn = self.relay.conns.get(a.fields["terminal"])
                 peer = conn.ws.remote_address[0] if conn is not None and conn.ws.remote_address else ""
                 self.state.connected(a.fields["terminal"], now, str(peer))
-            elif isinstance(a, Event) and a.name == "terminal_disconnected":
+            elif isinstance(a, LogEvent) and a.name == "terminal_disconnected":
                 self.state.disconnected(a.fields["terminal"], now)
             elif isinstance(a, HealthReport):
                 changes = self.state.report(a.terminal, a.health, now)
