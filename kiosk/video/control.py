@@ -45,6 +45,7 @@ class ControlLink:
         self.on_message: Callable[[str, Mapping[str, Any]], Any] | None = None
         self.on_open: Callable[[str], Any] | None = None
         self._boxes: dict[str, _Outbox] = {}
+        self._pending: dict[str, deque[str]] = {}  # unsent messages of a member whose connection is being rebuilt
         self.sent = 0
 
     @property
@@ -56,6 +57,7 @@ class ControlLink:
         """The data channel to ``member`` (the session calls this for each peer)."""
         old = self._boxes.get(member)
         box = _Outbox(member, channel)
+        box.queue.extend(self._pending.pop(member, ()))
         if old is not None:
             box.queue.extend(old.queue)
             if old.task is not None:
@@ -77,13 +79,19 @@ class ControlLink:
             self._kick(box)
 
     def detach(self, member: str) -> None:
+        """The peer connection to ``member`` closed. Messages not yet sent wait for its next data channel (the
+        session rebuilds a lost connection); :meth:`close` drops them."""
         box = self._boxes.pop(member, None)
-        if box is not None and box.task is not None:
-            box.task.cancel()
+        if box is not None:
+            if box.task is not None:
+                box.task.cancel()
+            if box.queue:
+                self._pending.setdefault(member, deque()).extend(box.queue)
 
     def close(self) -> None:
         for member in list(self._boxes):
             self.detach(member)
+        self._pending.clear()
 
     def handle(self, member: str, msg: Mapping[str, Any]) -> bool:
         """Take ``msg`` if it is an ``assist`` message (True), else leave it to the session (False)."""
