@@ -20,6 +20,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from common import protocol
+from common.backoff import Backoff, Uniform
 from kiosk.config import RelayLink
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ LINK_UP = "up"
 LINK_DOWN = "down"
 LINK_UNAUTHORIZED = "unauthorized"
 
+LINK_JITTER = 0.2  # reconnection delays spread by ±20 %, so terminals cut off together do not return together
 REPLACED_FORGIVE_S = 600.0  # a link that held this long before a 4409 was not fighting another copy
 
 
@@ -62,8 +64,9 @@ class RelayClient:
         on_message: called with each message from the relay (``welcome`` included).
         on_link: called with ``(state, detail)`` when the link changes state.
         ssl_context: for ``wss://`` with a private CA.
-        backoff: first and largest delay between reconnection attempts, in seconds.
-        replaced_backoff: first and largest delay after the relay closed us with 4409 because another copy of
+        backoff: delays between reconnection attempts (a :class:`~common.backoff.Backoff`, or its short form
+            ``(initial, maximum)``, doubling, each spread by ±20 %).
+        replaced_backoff: delays (the same shapes) after the relay closed us with 4409 because another copy of
             this terminal logged in: it doubles with each 4409 and is not reset by a welcome, so two copies
             settle instead of replacing each other for ever. It starts again from the first delay after a link
             that ended for another reason, or one that had held for :data:`REPLACED_FORGIVE_S` (a technician's
@@ -71,6 +74,7 @@ class RelayClient:
         keepalive: ping interval and timeout, in seconds: a relay that stops answering (hung, or the network
             silently gone) is noticed within their sum (plus the closing handshake, at most the timeout again).
         client_name: sent in ``hello`` for the relay's log.
+        uniform: the random source of the backoff's jitter (tests pass a fixed one).
     """
 
     def __init__(
@@ -81,22 +85,23 @@ class RelayClient:
         on_message: MessageHandler | None = None,
         on_link: LinkHandler | None = None,
         ssl_context: ssl.SSLContext | None = None,
-        backoff: tuple[float, float] = (0.25, 10.0),
-        replaced_backoff: tuple[float, float] = (0.5, 600.0),
+        backoff: Backoff | tuple[float, float] = (0.25, 10.0),
+        replaced_backoff: Backoff | tuple[float, float] = (0.5, 600.0),
         client_name: str = "kiosk",
         open_timeout: float = 5.0,
         keepalive: tuple[float, float] = (5.0, 10.0),
+        uniform: Uniform = random.uniform,
     ) -> None:
         self.url = url
         self.token = token
         self.on_message = on_message
         self.on_link = on_link
         self.ssl_context = ssl_context
-        self.backoff = backoff
-        self.replaced_backoff = replaced_backoff
-        self.replaced_count = 0  # 4409s in a row
+        self.backoff = Backoff.of(backoff, jitter=LINK_JITTER)
+        self.replaced_backoff = Backoff.of(replaced_backoff, jitter=LINK_JITTER)
+        self._retry = self.backoff.start(uniform)
+        self._replaced = self.replaced_backoff.start(uniform)  # its failures: 4409s in a row
         self.replaced_forgive = REPLACED_FORGIVE_S
-        self._replaced_wait = 0.0
         self.keepalive = keepalive
         self.bad_frames = 0  # frames from the relay that were not messages (logged, skipped)
         self._bad_logged_at = -1e9
@@ -162,7 +167,6 @@ class RelayClient:
     # -- the loop ----------------------------------------------------------------------------
     async def run(self) -> None:
         """Connect, hello, deliver, reconnect — until :meth:`close`. Nothing the relay sends ends this loop."""
-        delay = self.backoff[0]
         while not self._closing:
             await self._set_link(LINK_CONNECTING, self.url)
             welcomed = False
@@ -191,7 +195,7 @@ class RelayClient:
                         if msg["type"] == "welcome":
                             self.welcome = msg
                             welcomed, welcomed_at = True, time.monotonic()
-                            delay = self.backoff[0]
+                            self._retry.reset()
                             self.up.set()
                             await self._set_link(LINK_UP, self.url)
                         elif msg["type"] == "error" and msg.get("code") == "unauthorized":
@@ -211,27 +215,31 @@ class RelayClient:
                 self.up.clear()
             if self._closing:
                 break
-            wait = delay
             if code == protocol.CLOSE_REPLACED:
-                if welcomed and time.monotonic() - welcomed_at >= max(self.replaced_forgive, 2 * self._replaced_wait):
-                    self.replaced_count = 0
-                self.replaced_count += 1
-                wait = min(self.replaced_backoff[0] * 2 ** (self.replaced_count - 1), self.replaced_backoff[1])
-                self._replaced_wait = wait
+                if welcomed and time.monotonic() - welcomed_at >= max(self.replaced_forgive, 2 * self._replaced.last):
+                    self._replaced.reset()
+                retry = self._replaced
+                wait = retry.next()
                 detail = (f"another copy of this terminal is running (replaced by a newer connection "
                           f"{self.replaced_count}x); retrying in {wait:.1f} s")
                 log.warning("relay link: %s", detail)
                 await self._set_link(LINK_DOWN, detail)
             else:
                 if welcomed:
-                    self.replaced_count = 0  # a link that ended for another reason: no other copy is fighting
+                    self._replaced.reset()  # a link that ended for another reason: no other copy is fighting
+                retry = self._retry
+                wait = retry.next()
                 if code == protocol.CLOSE_UNAUTHORIZED:
                     await self._set_link(LINK_UNAUTHORIZED, reason or "token rejected")
                 else:
                     await self._set_link(LINK_DOWN, reason or f"closed ({code})")
                 log.info("relay link down (%s); retrying in %.1f s", reason or code, wait)
-                delay = min(delay * 2, self.backoff[1])
-            await asyncio.sleep(wait * random.uniform(0.8, 1.2))
+            await asyncio.sleep(retry.jittered(wait))
+
+    @property
+    def replaced_count(self) -> int:
+        """How many times in a row the relay closed this link with 4409 (another copy logged in)."""
+        return self._replaced.failures
 
     def _bad_frame(self, err: Exception) -> None:
         """A frame from the relay that is not a message: skipped, logged at most once a minute."""

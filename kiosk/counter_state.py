@@ -33,13 +33,14 @@ from kiosk.machine import (
     Send,
     StartTimer,
     TimerFired,
+    TransitionTable,
     check_transition,
 )
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "State", "Outcome", "Department", "CallInfo", "CounterMachine", "InvalidTransition", "Timeouts",
+    "State", "Outcome", "OfferedDepartment", "CounterCall", "CounterMachine", "InvalidTransition", "Timeouts",
     # events
     "Event", "LinkChanged", "RelayMessage", "DevicesChecked", "Touched", "DepartmentChosen",
     "CancelPressed", "HangUpPressed", "BackPressed", "TechGesture", "PinEntered", "TechClosed",
@@ -74,7 +75,7 @@ class Outcome(Enum):
     FAILED = "failed"
 
 
-TRANSITIONS: Mapping[State, frozenset[State]] = {
+TRANSITIONS: TransitionTable[State] = TransitionTable("counter", {
     State.STARTING: frozenset({State.START, State.OUT_OF_SERVICE, State.PIN}),
     State.OUT_OF_SERVICE: frozenset({State.START, State.PIN}),
     State.START: frozenset({State.CALLING, State.RESULT, State.OUT_OF_SERVICE, State.PIN}),
@@ -84,7 +85,7 @@ TRANSITIONS: Mapping[State, frozenset[State]] = {
     State.THANKS: frozenset({State.START, State.OUT_OF_SERVICE}),
     State.PIN: frozenset({State.TECH, State.START, State.OUT_OF_SERVICE, State.STARTING}),
     State.TECH: frozenset({State.START, State.OUT_OF_SERVICE, State.STARTING}),
-}
+})
 
 # Screens that return to START after ``idle`` seconds without a touch (not the call screens).
 IDLE_STATES = frozenset({State.START, State.RESULT, State.THANKS, State.PIN, State.TECH})
@@ -102,8 +103,12 @@ T_RESUME = "resume"  # welcomed again while ringing: the relay must confirm the 
 
 # -- data ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Department:
-    """A department offered at this counter (from ``welcome``)."""
+class OfferedDepartment:
+    """A department offered at this counter, as the counter shows it (from ``welcome``).
+
+    Not the relay's :class:`relay_server.config.Department` (a ``relay.toml`` entry with office hours): this is
+    what the relay tells a counter about one, flattened for the screens, with the fallback phone and hours.
+    """
 
     id: str
     name_ja: str
@@ -116,7 +121,7 @@ class Department:
     office_name_en: str = ""
 
     @classmethod
-    def from_message(cls, d: Mapping[str, Any]) -> Department:
+    def from_message(cls, d: Mapping[str, Any]) -> OfferedDepartment:
         name = d.get("name") or {}
         fb = d.get("fallback") or {}
         office = str(d.get("office", ""))
@@ -126,7 +131,7 @@ class Department:
                    hours_en=str(fb.get("hours_en", "")), office=office,
                    office_name_ja=str(office_name.get("ja", office)), office_name_en=str(office_name.get("en", office)))
 
-    def with_fallback(self, fb: Mapping[str, Any] | None) -> Department:
+    def with_fallback(self, fb: Mapping[str, Any] | None) -> OfferedDepartment:
         """This department with the fallback phone/hours of an error message, when it carries one."""
         if not fb:
             return self
@@ -141,10 +146,11 @@ class Department:
 
 
 @dataclass
-class CallInfo:
-    """The call in progress; dropped as a whole when it ends."""
+class CounterCall:
+    """The counter's call in progress (the department chosen, the staff who joined); dropped as a whole when it
+    ends. The station's side of a call is :class:`kiosk.office_state.StationCall`."""
 
-    department: Department
+    department: OfferedDepartment
     id: str = ""
     started_at: float = 0.0
     answered_at: float = 0.0
@@ -286,7 +292,7 @@ class CounterMachine:
         self.pin = pin
         self.clock = clock
         self.state = State.STARTING
-        self.departments: list[Department] = []
+        self.departments: list[OfferedDepartment] = []
         self.presence: dict[str, str] = {}
         self.terminal = ""
         self.terminal_name = ""
@@ -294,9 +300,9 @@ class CounterMachine:
         self.link_detail = ""
         self.welcomed = False
         self.device_problems: tuple[str, ...] | None = None  # None: not checked yet
-        self.call: CallInfo | None = None
+        self.call: CounterCall | None = None
         self.outcome: Outcome | None = None
-        self.result_department: Department | None = None
+        self.result_department: OfferedDepartment | None = None
         self.pin_error = False
         self.pin_attempts = 0
         self.reconnecting = False  # in a call whose media is being rebuilt: the screen says so, calmly
@@ -304,6 +310,20 @@ class CounterMachine:
         self._timers: set[str] = set()
         self._cancelled_ids: list[str] = []  # calls the resident cancelled: an 'answered' for one is hung up
         self._out: list[Command] = []
+        # The dispatch tables: every event type this machine takes, every relay message type it reacts to.
+        self.event_handlers: dict[type[Event], Callable[[Any], None]] = {
+            LinkChanged: self._on_LinkChanged, DevicesChecked: self._on_DevicesChecked, Touched: self._on_Touched,
+            TimerFired: self._on_TimerFired, DepartmentChosen: self._on_DepartmentChosen,
+            CancelPressed: self._on_CancelPressed, HangUpPressed: self._on_HangUpPressed,
+            BackPressed: self._on_BackPressed, TechGesture: self._on_TechGesture, PinEntered: self._on_PinEntered,
+            TechClosed: self._on_TechClosed, SendFailed: self._on_SendFailed, MediaEnded: self._on_MediaEnded,
+            MediaReconnecting: self._on_MediaReconnecting, RelayMessage: self._on_RelayMessage,
+        }
+        self.message_handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
+            "welcome": self._msg_welcome, "presence": self._msg_presence, "ringing": self._msg_ringing,
+            "answered": self._msg_answered, "call_state": self._msg_call_state, "joined": self._msg_joined,
+            "left": self._msg_left, "ended": self._msg_ended, "error": self._msg_error,
+        }
         self.history: list[tuple[State, State]] = []
         self._started = False
 
@@ -313,7 +333,7 @@ class CounterMachine:
         """Relay welcomed us and every camera is present."""
         return self.link_state == "up" and self.welcomed and self.device_problems == ()
 
-    def department(self, dept_id: str) -> Department | None:
+    def department(self, dept_id: str) -> OfferedDepartment | None:
         return next((d for d in self.departments if d.id == dept_id), None)
 
     def availability(self, dept_id: str) -> str:
@@ -345,7 +365,7 @@ class CounterMachine:
             if event.name not in self._timers:
                 return []  # cancelled or superseded
             self._timers.discard(event.name)
-        method = getattr(self, "_on_" + type(event).__name__, None)
+        method = self.event_handlers.get(type(event))
         if method is None:
             raise TypeError(f"CounterMachine cannot handle {type(event).__name__}")
         method(event)
@@ -354,7 +374,7 @@ class CounterMachine:
     # -- transitions -----------------------------------------------------------------------------
     def _go(self, new: State, why: str = "") -> None:
         old = self.state
-        if not check_transition("counter", TRANSITIONS, old, new, why, log):
+        if not check_transition(TRANSITIONS, old, new, why, log):
             return
         self.state = new
         self.history.append((old, new))
@@ -502,7 +522,7 @@ class CounterMachine:
             # No call: say so at once, with the phone number.
             self._result(Outcome.CLOSED if status == "closed" else Outcome.UNAVAILABLE, dept)
             return
-        self.call = CallInfo(department=dept, started_at=self.clock())
+        self.call = CounterCall(department=dept, started_at=self.clock())
         self._out.append(Send({"type": "call", "department": dept.id}))
         self._go(State.CALLING, f"calling {dept.id}")
 
@@ -579,7 +599,7 @@ class CounterMachine:
     def _on_RelayMessage(self, ev: RelayMessage) -> None:
         msg = ev.msg
         kind = msg.get("type")
-        handler = getattr(self, f"_msg_{kind}", None)
+        handler = self.message_handlers.get(kind) if isinstance(kind, str) else None
         if handler is not None:
             handler(msg)
 
@@ -587,7 +607,7 @@ class CounterMachine:
         self.welcomed = True
         self.terminal = str(msg.get("terminal", ""))
         self.terminal_name = str(msg.get("name", ""))
-        self.departments = [Department.from_message(d) for d in msg.get("departments", [])]
+        self.departments = [OfferedDepartment.from_message(d) for d in msg.get("departments", [])]
         self.presence = {d.id: self.presence.get(d.id, "offline") for d in self.departments}
         if self.state is State.CALLING and self.call is not None and self.call.id:
             self._timer(T_RESUME, self.timeouts.resume)  # cancelled by call_state for our call
@@ -693,12 +713,12 @@ class CounterMachine:
         outcome = {"closed": Outcome.CLOSED, "unavailable": Outcome.UNAVAILABLE}.get(str(code), Outcome.FAILED)
         self._result(outcome, dept)
 
-    def _result(self, outcome: Outcome, dept: Department) -> None:
+    def _result(self, outcome: Outcome, dept: OfferedDepartment) -> None:
         self.outcome = outcome
         self.result_department = dept
         self._go(State.RESULT, outcome.value)
 
 
-def departments_from(msgs: Sequence[Mapping[str, Any]]) -> list[Department]:
+def departments_from(msgs: Sequence[Mapping[str, Any]]) -> list[OfferedDepartment]:
     """Departments of a ``welcome`` message's ``departments`` list."""
-    return [Department.from_message(d) for d in msgs]
+    return [OfferedDepartment.from_message(d) for d in msgs]

@@ -2,7 +2,8 @@
 
 Three parts, from pure to edge:
 
-* :class:`LampBoard` (pure): relay messages and link changes in, desired channel states out.
+* :class:`~kiosk.lamp_board.LampBoard` (pure, in ``kiosk/lamp_board.py``): relay messages and link changes in,
+  desired channel states out.
 * :class:`LampController`: a :class:`LampBoard` driving a :class:`~kiosk.devices.lamp.LampDevice`. Its
   ``on_message`` / ``on_link`` have the signatures :class:`~kiosk.client.RelayClient` calls, so the staff station
   can embed one with its own relay connection (a one-PC office needs no separate agent).
@@ -30,20 +31,14 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TextIO
 
 from common.logs import event, setup_logging
 from common.protocol import LAMP_TEST_SECONDS
 from kiosk.config import ConfigError, LampConfig, RelayLink, load_terminal_config
-from kiosk.devices.lamp import (
-    ChannelState,
-    LampDevice,
-    LampError,
-    config_channels,
-    open_lamp_driver,
-)
+from kiosk.devices.lamp import LampDevice, LampError, open_lamp_driver
+from kiosk.lamp_board import ChannelState, LampBoard, channel_labels, config_channels
 
 log = logging.getLogger(__name__)
 
@@ -53,143 +48,6 @@ log = logging.getLogger(__name__)
 LAMP_KEEPALIVE = (2.0, 2.0)
 
 __all__ = ["LampBoard", "LampController", "channel_labels", "main", "run_agent", "run_check"]
-
-
-@dataclass(frozen=True)
-class Ring:
-    """A call ringing for a department: a new call, or an invitation into a call in progress."""
-
-    department: str
-    invite: bool = False
-
-
-def channel_labels(config: LampConfig) -> dict[int, str]:
-    """What each channel shows, for logs and the technician check: ``juumin``, ``juumin+zeimu``, ``in call``."""
-    labels: dict[int, list[str]] = {}
-    for dept, ch in sorted(config.channels.items(), key=lambda kv: kv[1]):
-        labels.setdefault(ch, []).append(dept)
-    if config.in_call_channel:
-        labels[config.in_call_channel] = ["in call"]
-    if config.fault_channel:
-        labels[config.fault_channel] = ["fault"]
-    return {ch: "+".join(names) for ch, names in sorted(labels.items())}
-
-
-class LampBoard:
-    """What the lamp should show, from relay messages (pure: no I/O, no event loop).
-
-    Feed it every message the terminal receives (:meth:`on_message`), every link change (:meth:`on_link`)
-    and, on a staff station, the messages it sends (:meth:`on_sent`); read :meth:`desired`.
-
-    Calls are tracked by id, so two calls for one department keep its channel lit until both are gone.
-    The terminal's role (from ``welcome``) decides how ``taken`` is read: a lamp terminal is told about every
-    call of its departments, so ``taken`` means "in progress"; a staff station is only told when *another*
-    station answered, and its own calls arrive as ``call_state``.
-    """
-
-    def __init__(self, config: LampConfig) -> None:
-        self.config = config
-        self.channels = config_channels(config)
-        self.role = "lamp"
-        self.departments: list[str] = []  # watched, from welcome
-        self.ringing: dict[str, Ring] = {}  # call id → ring
-        self.in_progress: set[str] = set()  # call ids
-        self.relay_up = False
-        self.fault = False
-        self.testing: set[str] = set()  # departments lit by a lamp test from a counter (until end_test)
-
-    # -- events ---------------------------------------------------------------------------------------------
-    def on_message(self, msg: Mapping[str, Any]) -> None:
-        """One message from the relay; unknown types and calls are ignored."""
-        kind = msg.get("type")
-        call = msg.get("call")
-        if kind == "welcome":
-            self.role = str(msg.get("role", "lamp"))
-            self.departments = [d["id"] for d in msg.get("departments", []) if isinstance(d, dict) and "id" in d]
-            # The relay re-sends everything that is ringing or in progress right after welcome.
-            self.ringing.clear()
-            self.in_progress.clear()
-            self.testing.clear()
-            self.relay_up, self.fault = True, False
-        elif kind == "lamp_test":
-            self.testing = {d for d in msg.get("departments") or [] if isinstance(d, str)}
-        elif not isinstance(call, str):
-            return
-        elif kind == "incoming" and isinstance(msg.get("department"), str):
-            self.ringing[call] = Ring(msg["department"], invite="invited_by" in msg)
-        elif kind == "taken":
-            ring = self.ringing.pop(call, None)
-            if self.role == "lamp" and not (ring is not None and ring.invite):
-                self.in_progress.add(call)
-        elif kind == "call_state":
-            # A staff station's own call (after answering, or after reconnecting while in one).
-            if msg.get("state") == "active":
-                self.ringing.pop(call, None)
-                self.in_progress.add(call)
-            elif msg.get("state") == "ended":
-                self.ringing.pop(call, None)
-                self.in_progress.discard(call)
-        elif kind == "ended":
-            self.ringing.pop(call, None)
-            self.in_progress.discard(call)
-
-    def on_sent(self, msg: Mapping[str, Any]) -> None:
-        """A message this terminal sent: after a station's own ``decline`` the relay says no more about that call."""
-        if msg.get("type") == "decline" and isinstance(msg.get("call"), str):
-            self.ringing.pop(msg["call"], None)
-
-    def on_link(self, state: str, detail: str = "") -> None:
-        """A relay link change (``connecting``, ``up``, ``down``, ``unauthorized``)."""
-        if state == "up":
-            self.relay_up, self.fault = True, False
-        elif state in ("down", "unauthorized"):
-            # Whatever was ringing may have been answered or ended meanwhile: show nothing stale.
-            self.relay_up, self.fault = False, True
-            self.ringing.clear()
-            self.in_progress.clear()
-            self.testing.clear()
-
-    def end_test(self) -> None:
-        """The lamp test's time is up: its channels show the calls again."""
-        self.testing.clear()
-
-    # -- output ---------------------------------------------------------------------------------------------
-    def desired(self) -> dict[int, ChannelState]:
-        """The state every configured channel should show now."""
-        out = {ch: ChannelState.OFF for ch in self.channels}
-        lit = ChannelState.BLINK if self.config.blink else ChannelState.ON
-        for ring in self.ringing.values():
-            ch = self.config.channels.get(ring.department)
-            if ch:
-                out[ch] = lit
-        for dept in self.testing:
-            ch = self.config.channels.get(dept)
-            if ch:
-                out[ch] = ChannelState.ON
-        if self.config.in_call_channel and self.in_progress:
-            out[self.config.in_call_channel] = ChannelState.ON
-        if self.config.fault_channel and self.fault:
-            out[self.config.fault_channel] = ChannelState.ON
-        return out
-
-    def ringing_count(self) -> dict[str, int]:
-        """Department → number of calls ringing for it."""
-        counts: dict[str, int] = {}
-        for ring in self.ringing.values():
-            counts[ring.department] = counts.get(ring.department, 0) + 1
-        return counts
-
-    def welcome_problems(self) -> list[str]:
-        """Mismatches between the config and the departments the relay says this terminal watches."""
-        if not self.departments:
-            return []
-        problems = [f"[lamp.channels] has '{d}', but the relay does not send this terminal its calls "
-                    f"(watched: {', '.join(self.departments)})" for d in self.config.channels
-                    if d not in self.departments]
-        if self.role == "lamp":
-            problems += [f"the relay sends calls for '{d}', but [lamp.channels] gives it no channel"
-                         for d in self.departments if d not in self.config.channels]
-        return problems
 
 
 class LampController:

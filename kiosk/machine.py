@@ -6,9 +6,9 @@ return :class:`Command` objects. The events and commands that mean the same thin
 (the relay link and its messages, timers, sending, ringing); each machine module re-exports them next
 to its own, so an app imports everything from its machine's module.
 
-:func:`check_transition` is the one place a state change is checked against a machine's table and
-logged as ``old -> new``; a change the table does not allow raises :class:`InvalidTransition`, naming
-both states.
+:func:`check_transition` is the one place a state change is checked against a machine's table
+(a :class:`common.transitions.TransitionTable`) and logged as ``old -> new``; a change the table does not
+allow raises :class:`~common.transitions.InvalidTransition`, naming both states.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
+from common.transitions import InvalidTransition, TransitionTable
+
 __all__ = [
     "Event", "LinkChanged", "RelayMessage", "TimerFired",
     "Command", "Send", "StartTimer", "CancelTimer", "Ring",
-    "InvalidTransition", "check_transition",
+    "InvalidTransition", "TransitionTable", "check_transition",
 ]
 
 S = TypeVar("S", bound=Enum)
@@ -76,37 +78,16 @@ class Ring(Command):
 
 
 # -- transitions ---------------------------------------------------------------------------------
-class InvalidTransition(Exception):
-    """A state change that the machine does not allow; names both states."""
-
-    def __init__(self, old: Enum, new: Enum, why: str = "", *, machine: str) -> None:
-        super().__init__(f"invalid {machine} transition {old.name} -> {new.name}" + (f" ({why})" if why else ""))
-        self.machine = machine
-        self.old = old
-        self.new = new
-
-
-def check_transition(machine: str, transitions: Mapping[S, frozenset[S]], old: S, new: S, why: str,
-                     log: logging.Logger) -> bool:
-    """Check a change from ``old`` to ``new`` against ``transitions`` and log it.
-
-    Args:
-        machine: the machine's name in the log line and the error (``counter``, ``office``).
-        transitions: each state's allowed next states.
-        old: the current state.
-        new: the wanted state.
-        why: the reason, for the log line and the error.
-        log: the machine module's logger.
+def check_transition(table: TransitionTable[S], old: S, new: S, why: str, log: logging.Logger) -> bool:
+    """Check a change from ``old`` to ``new`` against the machine's ``table`` and log it.
 
     Returns:
         False when ``new`` is ``old`` (nothing changes), True for an allowed change.
 
     Raises:
-        InvalidTransition: ``transitions`` does not allow the change.
+        InvalidTransition: ``table`` does not allow the change.
     """
     if new is old:
         return False
-    if new not in transitions[old]:
-        raise InvalidTransition(old, new, why, machine=machine)
-    log.info("%s state %s -> %s%s", machine, old.name, new.name, f" ({why})" if why else "")
+    table.move(old, new, log, why=why)
     return True

@@ -32,13 +32,14 @@ from kiosk.machine import (
     Send,
     StartTimer,
     TimerFired,
+    TransitionTable,
     check_transition,
 )
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "State", "InviteStatus", "InvalidTransition", "Ringing", "Missed", "Invite", "CallInfo", "Notice",
+    "State", "InviteStatus", "InvalidTransition", "Ringing", "Missed", "Invite", "StationCall", "Notice",
     "StationInfo", "DepartmentInfo", "OfficeMachine", "TAKEN_SHOWN_S",
     # events
     "Event", "LinkChanged", "RelayMessage", "AnswerPressed", "DeclinePressed", "AwayToggled", "InvitePressed",
@@ -60,12 +61,12 @@ class State(Enum):
     IN_CALL = "in_call"
 
 
-TRANSITIONS: Mapping[State, frozenset[State]] = {
+TRANSITIONS: TransitionTable[State] = TransitionTable("office", {
     State.CONNECTING: frozenset({State.WAITING, State.IN_CALL}),
     State.WAITING: frozenset({State.ANSWERING, State.CONNECTING, State.IN_CALL}),
     State.ANSWERING: frozenset({State.IN_CALL, State.WAITING, State.CONNECTING}),
     State.IN_CALL: frozenset({State.WAITING, State.CONNECTING}),
-}
+})
 
 
 class InviteStatus(Enum):
@@ -146,8 +147,9 @@ class Invite:
 
 
 @dataclass
-class CallInfo:
-    """The call this station is in (dropped as a whole when it ends)."""
+class StationCall:
+    """The call this station is in: counter, members, invitations (dropped as a whole when it ends). The
+    counter's side of a call is :class:`kiosk.counter_state.CounterCall`."""
 
     id: str
     department: str
@@ -250,11 +252,27 @@ class OfficeMachine:
         self.away = False
         self.ringing: dict[str, Ringing] = {}   # call id → entry, in arrival order
         self.missed: list[Missed] = []
-        self.call: CallInfo | None = None
+        self.call: StationCall | None = None
         self.answering: str | None = None
         self.notice: Notice | None = None
         self._ring_on = False
         self._out: list[Command] = []
+        # The dispatch tables: every event type this machine takes; the relay messages about no call in
+        # particular; the messages about a call (``call`` is a string), before those about the call it is in.
+        self.event_handlers: dict[type[Event], Callable[[Any], None]] = {
+            LinkChanged: self._on_link, RelayMessage: self._on_relay_message, AnswerPressed: self._on_answer_pressed,
+            DeclinePressed: self._on_decline, AwayToggled: self._on_away, InvitePressed: self._on_invite,
+            LeavePressed: self._on_leave, HangUpPressed: self._on_hang_up, MediaEnded: self._on_media_ended,
+            TimerFired: self._on_timer,
+        }
+        self.message_handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
+            "welcome": self._on_welcome, "status": self._on_status, "error": self._on_error,
+            "colleagues": self._on_colleagues,
+        }
+        self.call_message_handlers: dict[str, Callable[[str, Mapping[str, Any]], None]] = {
+            "incoming": self._on_incoming, "taken": self._on_taken, "ended": self._on_ended,
+            "call_state": self._on_call_state,
+        }
 
     # -- queries -----------------------------------------------------------------------------
     def department(self, dept_id: str) -> DepartmentInfo | None:
@@ -294,42 +312,48 @@ class OfficeMachine:
     def handle(self, event: Event) -> list[Command]:
         """Apply one event; return the commands to carry out."""
         self._out = []
-        if isinstance(event, LinkChanged):
-            self._on_link(event)
-        elif isinstance(event, RelayMessage):
-            self._on_message(event.msg)
-        elif isinstance(event, AnswerPressed):
-            self._on_answer(event.call)
-        elif isinstance(event, DeclinePressed):
-            entry = self.ringing.pop(event.call, None)
-            if entry is not None:
-                self._emit(Send({"type": "decline", "call": event.call}))
-        elif isinstance(event, AwayToggled):
-            if event.away != self.away:
-                self.away = event.away
-                self._emit(Send({"type": "status", "status": "away" if event.away else "available"}))
-        elif isinstance(event, InvitePressed):
-            self._on_invite(event)
-        elif isinstance(event, LeavePressed):
-            if self.state is State.IN_CALL and self.can_leave:
-                self._end_call("leave", Notice("left", at=self.clock()))
-        elif isinstance(event, HangUpPressed):
-            if self.state in (State.IN_CALL, State.ANSWERING):
-                self._end_call("hangup", Notice("ended_by_you", at=self.clock()))
-        elif isinstance(event, MediaEnded):
-            current = self.call.id if self.call is not None else self.answering
-            if current == event.call and self.state in (State.IN_CALL, State.ANSWERING):
-                kind = "media_failed" if event.reason == "media_failed" else "ended"
-                self._end_call("close", Notice(kind, {"reason": event.reason}, self.clock()))
-        elif isinstance(event, TimerFired):
-            if event.name.startswith("taken:"):
-                entry = self.ringing.get(event.name[6:])
-                if entry is not None and entry.taken_by is not None:
-                    del self.ringing[entry.call]
-        else:
+        handler = self.event_handlers.get(type(event))
+        if handler is None:
             raise TypeError(f"unknown office event {event!r}")
+        handler(event)
         self._update_ring()
         return self._out
+
+    def _on_relay_message(self, event: RelayMessage) -> None:
+        self._on_message(event.msg)
+
+    def _on_answer_pressed(self, event: AnswerPressed) -> None:
+        self._on_answer(event.call)
+
+    def _on_decline(self, event: DeclinePressed) -> None:
+        entry = self.ringing.pop(event.call, None)
+        if entry is not None:
+            self._emit(Send({"type": "decline", "call": event.call}))
+
+    def _on_away(self, event: AwayToggled) -> None:
+        if event.away != self.away:
+            self.away = event.away
+            self._emit(Send({"type": "status", "status": "away" if event.away else "available"}))
+
+    def _on_leave(self, event: LeavePressed) -> None:
+        if self.state is State.IN_CALL and self.can_leave:
+            self._end_call("leave", Notice("left", at=self.clock()))
+
+    def _on_hang_up(self, event: HangUpPressed) -> None:
+        if self.state in (State.IN_CALL, State.ANSWERING):
+            self._end_call("hangup", Notice("ended_by_you", at=self.clock()))
+
+    def _on_media_ended(self, event: MediaEnded) -> None:
+        current = self.call.id if self.call is not None else self.answering
+        if current == event.call and self.state in (State.IN_CALL, State.ANSWERING):
+            kind = "media_failed" if event.reason == "media_failed" else "ended"
+            self._end_call("close", Notice(kind, {"reason": event.reason}, self.clock()))
+
+    def _on_timer(self, event: TimerFired) -> None:
+        if event.name.startswith("taken:"):
+            entry = self.ringing.get(event.name[6:])
+            if entry is not None and entry.taken_by is not None:
+                del self.ringing[entry.call]
 
     # -- internals ---------------------------------------------------------------------------
     def _emit(self, cmd: Command) -> None:
@@ -337,7 +361,7 @@ class OfficeMachine:
 
     def _go(self, new: State, why: str = "") -> None:
         old = self.state
-        if not check_transition("office", TRANSITIONS, old, new, why, log):
+        if not check_transition(TRANSITIONS, old, new, why, log):
             return
         self.state = new
         self.history.append((old, new))
@@ -372,45 +396,45 @@ class OfficeMachine:
     def _on_message(self, msg: Mapping[str, Any]) -> None:
         kind = msg.get("type")
         call = msg.get("call")
-        if kind == "welcome":
-            self._on_welcome(msg)
-            return
-        if kind == "status":
-            self.away = msg.get("status") == "away"
-            return
-        if kind == "error":
-            self._on_error(msg)
-            return
-        if kind == "colleagues" and isinstance(msg.get("stations"), Mapping):
-            changes = msg["stations"]
-            self.stations = [replace(s, status=str(changes[s.id])) if s.id in changes else s for s in self.stations]
+        handler = self.message_handlers.get(kind) if isinstance(kind, str) else None
+        if handler is not None:
+            handler(msg)
             return
         if not isinstance(call, str):
             return
-        if kind == "incoming":
-            if self.call is not None and call == self.call.id:
-                return
-            entry = self.ringing.get(call)
-            if entry is None or entry.taken_by is not None:
-                members = msg.get("members")
-                self.ringing[call] = Ringing(
-                    call=call, department=str(msg.get("department", "")), counter=str(msg.get("from", "")),
-                    since=entry.since if entry is not None else self.clock(),
-                    counter_name=str(msg.get("from_name", "")),
-                    invited_by=msg.get("invited_by") if isinstance(msg.get("invited_by"), str) else None,
-                    members=tuple(members) if isinstance(members, list) else ())
-        elif kind == "taken":
-            entry = self.ringing.get(call)
-            by = str(msg.get("by", ""))
-            if entry is not None and self.answering != call:
-                entry.taken_by = by
-                self._emit(StartTimer(f"taken:{call}", self.taken_shown))
-        elif kind == "ended":
-            self._on_ended(call, msg)
-        elif kind == "call_state":
-            self._on_call_state(call, msg)
+        call_handler = self.call_message_handlers.get(kind) if isinstance(kind, str) else None
+        if call_handler is not None:
+            call_handler(call, msg)
         elif self.call is not None and call == self.call.id:
             self._on_call_message(kind, msg)
+
+    def _on_status(self, msg: Mapping[str, Any]) -> None:
+        self.away = msg.get("status") == "away"
+
+    def _on_colleagues(self, msg: Mapping[str, Any]) -> None:
+        changes = msg.get("stations")
+        if isinstance(changes, Mapping):
+            self.stations = [replace(s, status=str(changes[s.id])) if s.id in changes else s for s in self.stations]
+
+    def _on_incoming(self, call: str, msg: Mapping[str, Any]) -> None:
+        if self.call is not None and call == self.call.id:
+            return
+        entry = self.ringing.get(call)
+        if entry is None or entry.taken_by is not None:
+            members = msg.get("members")
+            self.ringing[call] = Ringing(
+                call=call, department=str(msg.get("department", "")), counter=str(msg.get("from", "")),
+                since=entry.since if entry is not None else self.clock(),
+                counter_name=str(msg.get("from_name", "")),
+                invited_by=msg.get("invited_by") if isinstance(msg.get("invited_by"), str) else None,
+                members=tuple(members) if isinstance(members, list) else ())
+
+    def _on_taken(self, call: str, msg: Mapping[str, Any]) -> None:
+        entry = self.ringing.get(call)
+        by = str(msg.get("by", ""))
+        if entry is not None and self.answering != call:
+            entry.taken_by = by
+            self._emit(StartTimer(f"taken:{call}", self.taken_shown))
 
     def _on_welcome(self, msg: Mapping[str, Any]) -> None:
         self.terminal = str(msg.get("terminal", ""))
@@ -488,7 +512,7 @@ class OfficeMachine:
         entry = self.ringing.pop(call, None)
         if entry is not None:
             self._emit(CancelTimer(f"taken:{call}"))
-        self.call = CallInfo(call, str(msg.get("department", "")), str(msg.get("counter", "")), members,
+        self.call = StationCall(call, str(msg.get("department", "")), str(msg.get("counter", "")), members,
                              answered_at=self.clock(),
                              counter_name=entry.counter_name if entry is not None else "")
         if self.state is State.ANSWERING and self.answering == call:

@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any
 
 from common.protocol import CLIENT_ROLES, LAMP_TEST_SECONDS, ROLES, ProtocolError
+from common.transitions import TransitionTable, by_value
 from relay_server.config import RelayConfig
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,9 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
-class Event:
-    """Something worth one log line (and a metric)."""
+class LogEvent:
+    """An output of the core: something worth one log line (and a metric). Not an input: those are messages,
+    connections and timers fed to :meth:`RelayCore.receive` and friends."""
 
     name: str
     fields: dict[str, Any]
@@ -88,7 +90,8 @@ class HealthReport:
     health: dict[str, Any]
 
 
-Action = Send | Close | StartTimer | CancelTimer | CallRecord | Event | HealthReport
+Action = Send | Close | StartTimer | CancelTimer | CallRecord | LogEvent | HealthReport
+MessageHandler = Callable[[str, dict[str, Any], float], list[Action]]  # (terminal, message, now) → actions
 
 
 class CallState(Enum):
@@ -97,15 +100,11 @@ class CallState(Enum):
     ENDED = "ended"
 
 
-_TRANSITIONS = {
+_TRANSITIONS: TransitionTable[CallState] = TransitionTable("call", {
     CallState.RINGING: {CallState.ACTIVE, CallState.ENDED},
     CallState.ACTIVE: {CallState.ENDED},
     CallState.ENDED: set(),
-}
-
-
-class TransitionError(RuntimeError):
-    """A call was asked to move between states the rules do not connect."""
+}, label=by_value, level=logging.DEBUG)
 
 
 @dataclass
@@ -133,10 +132,7 @@ class Call:
 
     def move(self, new: CallState) -> None:
         """The one place a call changes state."""
-        if new not in _TRANSITIONS[self.state]:
-            raise TransitionError(f"call {self.id}: no transition {self.state.value} -> {new.value}")
-        log.debug("call %s: %s -> %s", self.id, self.state.value, new.value)
-        self.state = new
+        self.state = _TRANSITIONS.move(self.state, new, log, subject=self.id)
 
     @property
     def staff(self) -> list[str]:
@@ -176,6 +172,14 @@ class RelayCore:
         self.offline_members: dict[str, float] = {}  # member in grace → dropped at
         self.sent_presence: dict[str, dict[str, str]] = {}
         self.missed_end: dict[str, dict[str, Any]] = {}  # member in grace when its call ended → the 'ended'
+        # Every client message type (common.protocol.CLIENT_MESSAGES) → its handler: the one dispatch table.
+        self.handlers: dict[str, MessageHandler] = {
+            "hello": self._on_hello, "ping": self._on_ping, "health": self._on_health, "status": self._on_status,
+            "lamp_test": self._on_lamp_test, "call": self._on_call, "cancel": self._on_cancel,
+            "answer": self._on_answer, "decline": self._on_decline, "invite": self._on_invite,
+            "leave": self._on_leave, "hangup": self._on_hangup, "signal": self._on_signal,
+            "media_path": self._on_media_path,
+        }
         self._by_hash = {t.token_hash: t.id for t in config.terminals.values()}
         # Indexes kept up to date by _reindex() on every change, so no event scans every terminal:
         # online terminals by (role, department); available (online, not away) stations by department and how
@@ -262,7 +266,7 @@ class RelayCore:
         previous = self.online.get(terminal)
         self.online[terminal] = Online(t.role, away=previous.away if previous else False)
         self._reindex(terminal)
-        out.append(Event("terminal_connected", {"terminal": terminal, "role": t.role, "resumed": resumed}))
+        out.append(LogEvent("terminal_connected", {"terminal": terminal, "role": t.role, "resumed": resumed}))
         out.append(Send(terminal, self._welcome(terminal, now)))
         cid = self.call_of.get(terminal)
         if cid is not None:
@@ -296,7 +300,7 @@ class RelayCore:
         del self.online[terminal]
         self._reindex(terminal)
         self.sent_presence.pop(terminal, None)
-        out: list[Action] = [Event("terminal_disconnected", {"terminal": terminal})]
+        out: list[Action] = [LogEvent("terminal_disconnected", {"terminal": terminal})]
         cid = self.call_of.get(terminal)
         if cid is not None:
             self.offline_members[terminal] = now
@@ -347,9 +351,7 @@ class RelayCore:
         role = self.role(terminal)
         if role not in CLIENT_ROLES[kind]:
             raise ProtocolError("forbidden", f"a {role} terminal may not send '{kind}'", kind)
-        handler = getattr(self, "_on_" + kind)
-        result: list[Action] = handler(terminal, msg, now)
-        return result
+        return self.handlers[kind](terminal, msg, now)
 
     # -- message handlers --------------------------------------------------------------------
     def _on_hello(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -369,7 +371,7 @@ class RelayCore:
         self.online[terminal].away = msg["status"] == "away"
         self._reindex(terminal)
         out: list[Action] = [Send(terminal, {"type": "status", "status": msg["status"]}),
-                             Event("station_status", {"terminal": terminal, "status": msg["status"]})]
+                             LogEvent("station_status", {"terminal": terminal, "status": msg["status"]})]
         if was_away and not self.online[terminal].away:
             # Back at the desk: ring the calls of its departments that are ringing now, as at a (re)connect.
             for call in self.calls.values():
@@ -394,7 +396,7 @@ class RelayCore:
         stations = [t for t in sorted(told) if self.role(t) == "office"]
         out.append(Send(terminal, {"type": "lamp_test_sent", "departments": list(offered), "lamps": lamps,
                                    "stations": stations}))
-        out.append(Event("lamp_test", {"by": terminal, "lamps": ",".join(lamps), "stations": ",".join(stations)}))
+        out.append(LogEvent("lamp_test", {"by": terminal, "lamps": ",".join(lamps), "stations": ",".join(stations)}))
         return out
 
     def _on_call(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -414,7 +416,7 @@ class RelayCore:
             code, text = reject
             return [
                 CallRecord(self.new_call_id(), dept_id, terminal, now, now, code, code),
-                Event("call_rejected", {"counter": terminal, "department": dept_id, "code": code}),
+                LogEvent("call_rejected", {"counter": terminal, "department": dept_id, "code": code}),
                 Send(terminal, {"type": "error", "code": code, "message": text, "ref": "call",
                                 "department": dept_id, "fallback": dict(dept.fallback)}),
             ]
@@ -429,7 +431,7 @@ class RelayCore:
         for t in self.stations_for(dept_id) + self.lamps_for(dept_id):
             call.rung.add(t)
             out.append(Send(t, self._incoming(call)))
-        out.append(Event("call_rung", {"call": call.id, "department": dept_id, "counter": terminal,
+        out.append(LogEvent("call_rung", {"call": call.id, "department": dept_id, "counter": terminal,
                                        "rung": len(call.rung)}))
         return out
 
@@ -456,7 +458,7 @@ class RelayCore:
                     Send(terminal, self._call_state(call)),
                     CallRecord(call.id, call.department, call.counter, call.created_at, None, "active", "",
                                now, terminal, call.max_members),
-                    Event("call_answered", {"call": call.id, "department": call.department, "by": terminal,
+                    LogEvent("call_answered", {"call": call.id, "department": call.department, "by": terminal,
                                             "wait_s": round(now - call.created_at, 3)})]
             return out + self._presence_updates(now)
         if inv is not None and call.state is CallState.ACTIVE:
@@ -471,7 +473,7 @@ class RelayCore:
             self._add_member(call, terminal)
             out.append(Send(terminal, self._call_state(call)))
             out += [Send(m, {"type": "joined", "call": call.id, "terminal": terminal}) for m in call.members]
-            out.append(Event("call_joined", {"call": call.id, "terminal": terminal, "invited_by": inv.by}))
+            out.append(LogEvent("call_joined", {"call": call.id, "terminal": terminal, "invited_by": inv.by}))
             return out + self._presence_updates(now)
         if call.state is CallState.ACTIVE and (terminal in call.members or call.answered_by is not None):
             raise ProtocolError("already_answered", f"call {call.id} was answered by {call.answered_by}",
@@ -491,7 +493,7 @@ class RelayCore:
             return out
         if terminal in call.rung:
             call.rung.discard(terminal)
-            return [Event("call_declined", {"call": call.id, "terminal": terminal})]
+            return [LogEvent("call_declined", {"call": call.id, "terminal": terminal})]
         raise ProtocolError("forbidden", f"call {call.id} is not ringing at this station", "decline")
 
     def _on_invite(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -528,7 +530,7 @@ class RelayCore:
         call.invites[inv.number] = inv
         out: list[Action] = [Send(t, self._incoming(call, invited_by=terminal)) for t in targets]
         out.append(StartTimer(("invite", f"{call.id}/{inv.number}"), self.config.invite_timeout))
-        out.append(Event("call_invite", {"call": call.id, "by": terminal, "targets": ",".join(sorted(targets))}))
+        out.append(LogEvent("call_invite", {"call": call.id, "by": terminal, "targets": ",".join(sorted(targets))}))
         return out
 
     def _on_leave(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -555,7 +557,7 @@ class RelayCore:
         call = self._member_call(terminal, msg, "media_path")
         path = str(msg["path"])[:200]
         call.paths[f"{terminal}>{msg['to']}"] = path
-        return [Event("media_path", {"call": call.id, "terminal": terminal, "to": msg["to"], "path": path})]
+        return [LogEvent("media_path", {"call": call.id, "terminal": terminal, "to": msg["to"], "path": path})]
 
     # -- helpers -----------------------------------------------------------------------------
     def _call(self, msg: dict[str, Any], ref: str) -> Call:
@@ -594,7 +596,7 @@ class RelayCore:
             self.missed_end[terminal] = {"type": "ended", "call": call.id, "reason": "disconnected"}
         else:
             out.insert(0, Send(terminal, {"type": "ended", "call": call.id, "reason": "leave", "by": terminal}))
-        out.append(Event("call_left", {"call": call.id, "terminal": terminal, "reason": reason}))
+        out.append(LogEvent("call_left", {"call": call.id, "terminal": terminal, "reason": reason}))
         return out + self._presence_updates(now)
 
     def _end(self, call: Call, reason: str, now: float, by: str | None = None) -> list[Action]:
@@ -628,7 +630,7 @@ class RelayCore:
             outcome = {"cancelled": "cancelled", "unanswered": "unanswered"}.get(reason, "abandoned")
         out.append(CallRecord(call.id, call.department, call.counter, call.created_at, now, outcome, reason,
                               call.answered_at, call.answered_by, call.max_members))
-        out.append(Event("call_ended", {"call": call.id, "department": call.department, "reason": reason,
+        out.append(LogEvent("call_ended", {"call": call.id, "department": call.department, "reason": reason,
                                         "outcome": outcome, "by": by,
                                         "duration_s": round(now - (call.answered_at or now), 3),
                                         **({"paths": "; ".join(f"{k}: {v}" for k, v in call.paths.items())}

@@ -6,7 +6,7 @@ import asyncio
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from relay_server.core import CallRecord, Event, RelayCore
+from relay_server.core import CallRecord, LogEvent, RelayCore
 from relay_server.store import DurableCallLog
 
 RING_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120)
@@ -57,7 +57,7 @@ class RelayMetrics:
             self.ring.labels(r.department).observe(r.answered_at - r.created_at)
             self.duration.labels(r.department).observe(r.ended_at - r.answered_at)
 
-    def on_event(self, e: Event) -> None:
+    def on_event(self, e: LogEvent) -> None:
         pass
 
     def on_error(self, code: str) -> None:

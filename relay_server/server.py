@@ -36,8 +36,8 @@ from relay_server.core import (
     CallRecord,
     CancelTimer,
     Close,
-    Event,
     Key,
+    LogEvent,
     RelayCore,
     Send,
     StartTimer,
@@ -515,7 +515,7 @@ class RelayServer:
             elif isinstance(a, CallRecord):
                 self.metrics.on_record(a)
                 self._store(a)
-            elif isinstance(a, Event):
+            elif isinstance(a, LogEvent):
                 # After the sends: the writer tasks just created run first, the log line's I/O after them.
                 asyncio.get_running_loop().call_soon(self._log_event, a)
             elif isinstance(a, Close):
@@ -523,7 +523,7 @@ class RelayServer:
                 if conn is not None:
                     self._close_soon(conn, a.code, a.reason)
 
-    def _log_event(self, a: Event) -> None:
+    def _log_event(self, a: LogEvent) -> None:
         self.metrics.on_event(a)
         if a.name == "call_rejected":  # one line per counter per minute, not one per refused touch
             self._limited_log(a.name, str(a.fields.get("counter")), logging.INFO, **a.fields)

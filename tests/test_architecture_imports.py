@@ -42,6 +42,7 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/counter_state.py", "kiosk-pure"),
     ("kiosk/office_state.py", "kiosk-pure"),
     ("kiosk/start_layout.py", "kiosk-pure"),
+    ("kiosk/lamp_board.py", "kiosk-pure"),
     ("kiosk/assist/*.py", "kiosk-pure"),
     ("kiosk/video/stamp.py", "kiosk-pure"),
     ("kiosk/video/synthetic.py", "kiosk-pure"),

@@ -12,6 +12,7 @@ from helpers import COUNTER, LAMP, OFFICE1, OFFICE2, make_relay_config
 
 from common import protocol
 from common.tomlconf import ConfigFile, Section
+from common.transitions import InvalidTransition
 from relay_server.config import parse_hours
 from relay_server.core import (
     Action,
@@ -21,7 +22,6 @@ from relay_server.core import (
     RelayCore,
     Send,
     StartTimer,
-    TransitionError,
     turn_credentials,
 )
 
@@ -211,7 +211,7 @@ def test_impossible_transition_names_both_states(core: RelayCore) -> None:
     cid, _ = ring(core)
     call = core.calls[cid]
     core.receive(COUNTER, {"type": "cancel", "call": cid}, NOW)
-    with pytest.raises(TransitionError, match="ended -> active"):
+    with pytest.raises(InvalidTransition, match="ended -> active"):
         call.move(CallState.ACTIVE)
 
 
@@ -317,17 +317,17 @@ def test_office_welcome_lists_colleagues_of_the_same_office_only() -> None:
 def test_media_path_is_logged_with_the_call_and_sent_nowhere(core: RelayCore) -> None:
     """A member's media_path report becomes an event line and part of the call's call_ended line; a non-member's is
     refused."""
-    from relay_server.core import Event
+    from relay_server.core import LogEvent
 
     cid, _ = ring(core)
     core.receive(OFFICE1, {"type": "answer", "call": cid}, NOW + 1)
     out = core.receive(OFFICE1, {"type": "media_path", "call": cid, "to": COUNTER, "path": "relay/tls ↔ relay"},
                        NOW + 2)
     assert not [a for a in out if isinstance(a, Send)]
-    assert Event("media_path", {"call": cid, "terminal": OFFICE1, "to": COUNTER, "path": "relay/tls ↔ relay"}) in out
+    assert LogEvent("media_path", {"call": cid, "terminal": OFFICE1, "to": COUNTER, "path": "relay/tls ↔ relay"}) in out
     with pytest.raises(protocol.ProtocolError) as err:
         core.receive(OFFICE2, {"type": "media_path", "call": cid, "to": COUNTER, "path": "x"}, NOW + 2)
     assert err.value.code == "not_member"
     out = core.receive(COUNTER, {"type": "hangup", "call": cid}, NOW + 9)
-    ended = next(a for a in out if isinstance(a, Event) and a.name == "call_ended")
+    ended = next(a for a in out if isinstance(a, LogEvent) and a.name == "call_ended")
     assert ended.fields["paths"] == f"{OFFICE1}>{COUNTER}: relay/tls ↔ relay"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kiosk.counter_state import Department
+from kiosk.counter_state import OfferedDepartment
 from kiosk.start_layout import StartNav, fit_font_size, pages_of, plan_grid, text_width_em, towns_of
 from kiosk.ui.style import Sizes
 
@@ -49,8 +49,8 @@ def test_font_fits_the_box_and_never_goes_below_the_smallest() -> None:
     assert fit_font_size("x" * 200, 50, 20, largest=60, smallest=30) == 30
 
 
-def _dept(did: str, office: str, name: str) -> Department:
-    return Department(did, did, did, office=office, office_name_ja=name, office_name_en=office.title())
+def _dept(did: str, office: str, name: str) -> OfferedDepartment:
+    return OfferedDepartment(did, did, did, office=office, office_name_ja=name, office_name_en=office.title())
 
 
 def test_several_towns_ask_for_the_town_first_and_reset_forgets_it() -> None:
@@ -58,7 +58,7 @@ def test_several_towns_ask_for_the_town_first_and_reset_forgets_it() -> None:
     deps = [_dept("a", "tobetsu", "当別町"), _dept("b", "shinshinotsu", "新篠津村"), _dept("c", "tobetsu", "当別町")]
     towns = towns_of(deps)
     assert [t.id for t in towns] == ["tobetsu", "shinshinotsu"] and towns[1].name("ja") == "新篠津村"
-    nav: StartNav[Department] = StartNav()
+    nav: StartNav[OfferedDepartment] = StartNav()
     assert nav.mode(towns) == "towns"
     nav.choose_town("tobetsu")
     assert nav.mode(towns) == "departments" and [d.id for d in nav.shown(deps, towns)] == ["a", "c"]

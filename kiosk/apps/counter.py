@@ -51,13 +51,13 @@ from kiosk.counter_state import (  # noqa: E402
     CheckDevices,
     Command,
     CounterMachine,
-    Department,
     DepartmentChosen,
     DevicesChecked,
     ExitApp,
     HangUpPressed,
     MediaEnded,
     MediaReconnecting,
+    OfferedDepartment,
     PinEntered,
     ReloadConfig,
     ResetLanguage,
@@ -153,7 +153,7 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         self.corner: HoldCorner | None = None
         self.stopped = asyncio.Event()
         self.events: list[str] = []  # state names in order (tests, diagnostics)
-        self.start_nav: StartNav[Department] = StartNav()
+        self.start_nav: StartNav[OfferedDepartment] = StartNav()
 
     # -- Kivy lifecycle ------------------------------------------------------------------------
     def build(self) -> FloatLayout:
@@ -203,7 +203,7 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         """A screen by state name (``start``, ``in_call``, …)."""
         return self.screens[name]
 
-    def _department(self, dept_id: str) -> Department | None:
+    def _department(self, dept_id: str) -> OfferedDepartment | None:
         if self.machine.result_department is not None and self.machine.result_department.id == dept_id:
             return self.machine.result_department
         return self.machine.department(dept_id)

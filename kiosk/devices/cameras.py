@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from common.backoff import Backoff
 from common.logs import event
 
 __all__ = [
@@ -225,15 +226,6 @@ class OpenCVGrabber:
 
 
 @dataclass(frozen=True)
-class Backoff:
-    """Delays between attempts to reopen a failed camera: ``initial`` doubling up to ``maximum`` seconds."""
-
-    initial: float = 0.5
-    maximum: float = 10.0
-    factor: float = 2.0
-
-
-@dataclass(frozen=True)
 class CapturedFrame:
     """One published frame: a read-only RGB array, its sequence number and capture time (monotonic)."""
 
@@ -250,7 +242,7 @@ class CameraCapture:
         name: the camera's role (``camera``, ``document_camera``), for log lines.
         fps: frames per second to publish.
         rotation: initial rotation in degrees clockwise (0, 90, 180, 270).
-        backoff: reopen delays after a fault.
+        backoff: reopen delays after a fault (default: 0.5 s doubling up to 10 s).
         listener: called from the capture thread after every published frame and every change of
             availability; must be quick and thread-safe.
     """
@@ -327,23 +319,22 @@ class CameraCapture:
     # -- the thread --
 
     def _run(self) -> None:
-        delay = self.backoff.initial
+        retry = self.backoff.start()
         while not self._stop.is_set():
             try:
                 self.grabber.open()
             except Exception as err:  # noqa: BLE001 - any library error is a camera fault, never a dead thread
                 self._set_fault(_reason(err), err)
-                if self._stop.wait(delay):
+                if self._stop.wait(retry.jittered(retry.next())):
                     break
-                delay = min(delay * self.backoff.factor, self.backoff.maximum)
                 continue
             try:
                 self._pump()
-                delay = self.backoff.initial
+                retry.reset()
             except Exception as err:  # noqa: BLE001
                 self._set_fault(_reason(err), err)
-                delay = self.backoff.initial  # it was working a moment ago: try again soon
-                self._stop.wait(delay)
+                retry.reset()  # it was working a moment ago: try again soon
+                self._stop.wait(self.backoff.initial)
             finally:
                 try:
                     self.grabber.close()

@@ -24,13 +24,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
-import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from common.backoff import Backoff
 from common.logs import event
+from kiosk.lamp_board import ChannelState, config_channels
 
 if TYPE_CHECKING:
     from kiosk.config import LampConfig
@@ -62,14 +63,6 @@ class LampNoAckError(LampError):
 
 class LampCommandError(LampError):
     """The device answered ``ERR ...``: it is alive but refused the command (e.g. a channel it lacks)."""
-
-
-class ChannelState(enum.Enum):
-    """What one lamp channel should show."""
-
-    OFF = "off"
-    ON = "on"
-    BLINK = "blink"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,13 +185,6 @@ class LineBuffer:
         """Forget a partial line."""
         self._buf.clear()
         self._discarding = False
-
-
-def config_channels(config: LampConfig) -> list[int]:
-    """Every channel a lamp config uses (departments, in-call, fault), sorted, each once."""
-    chans = set(config.channels.values())
-    chans.update(c for c in (config.in_call_channel, config.fault_channel) if c)
-    return sorted(chans)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -560,7 +546,8 @@ class LampDevice:
         config: the ``[lamp]`` section.
         port: overrides ``config.port`` (``--lamp-port``).
         open_driver: factory for the driver; default :func:`open_lamp_driver` with ``config``.
-        backoff: first and largest delay between attempts to open the port, in seconds.
+        backoff: delays between attempts to open the port (a :class:`~common.backoff.Backoff`, or its short form
+            ``(initial, maximum)`` in seconds, doubling).
         blink_interval: half-period of software blinking, in seconds.
         keepalive: seconds of idleness before the device is probed.
         on_status: called with ``(ok, detail)`` when the device becomes usable or fails.
@@ -572,7 +559,7 @@ class LampDevice:
         *,
         port: str | None = None,
         open_driver: DriverFactory | None = None,
-        backoff: tuple[float, float] = (0.25, 5.0),
+        backoff: Backoff | tuple[float, float] = (0.25, 5.0),
         blink_interval: float = 0.5,
         keepalive: float = 5.0,
         on_status: StatusHandler | None = None,
@@ -580,7 +567,7 @@ class LampDevice:
         self.config = config
         self.url = config.port if port is None else port
         self._open_driver = open_driver or (lambda: open_lamp_driver(config, self.url))
-        self.backoff = backoff
+        self.backoff = Backoff.of(backoff)
         self.blink_interval = blink_interval
         self.keepalive = keepalive
         self.on_status = on_status
@@ -658,19 +645,17 @@ class LampDevice:
 
     # -- the task ----------------------------------------------------------------------------------------------
     async def _run(self) -> None:
-        delay = self.backoff[0]
-        attempts = 0
+        retry = self.backoff.start()
         while not self._closing:
             if self.driver is None:
                 try:
                     self.driver = await self._open_driver()
                 except (LampError, ValueError) as err:
-                    attempts += 1
-                    self._report_failure("lamp_port_unavailable", err, delay, attempts)
-                    await self._sleep_unless_closing(delay)
-                    delay = min(delay * 2, self.backoff[1])
+                    delay = retry.next()
+                    self._report_failure("lamp_port_unavailable", err, delay, retry.failures)
+                    await self._sleep_unless_closing(retry.jittered(delay))
                     continue
-                delay, attempts = self.backoff[0], 0
+                retry.reset()
                 self.opened += 1
                 self.applied.clear()  # unknown after (re)open: write every channel
                 self._refused.clear()

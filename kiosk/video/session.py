@@ -61,6 +61,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from common.transitions import TransitionTable, by_value
 from kiosk.video import still as stills
 from kiosk.video.adapt import CameraAdaptation
 from kiosk.video.control import ControlLink
@@ -114,11 +115,11 @@ class SessionState(enum.Enum):
     ENDED = "ended"
 
 
-_TRANSITIONS = {
+_TRANSITIONS: TransitionTable[SessionState] = TransitionTable("call session", {
     SessionState.WAITING: {SessionState.ACTIVE, SessionState.ENDED},
     SessionState.ACTIVE: {SessionState.ENDED},
     SessionState.ENDED: set(),
-}
+}, label=by_value)
 
 
 class EventKind(enum.StrEnum):
@@ -553,10 +554,7 @@ class CallSession:
             self._set_state(SessionState.ACTIVE)
 
     def _set_state(self, new: SessionState) -> None:
-        if new not in _TRANSITIONS[self.state]:
-            raise SessionError(f"call session {self.call_id}: impossible transition {self.state.value} -> {new.value}")
-        log.info("call session %s (%s): %s -> %s", self.call_id, self.terminal_id, self.state.value, new.value)
-        self.state = new
+        self.state = _TRANSITIONS.move(self.state, new, log, subject=f"{self.call_id} ({self.terminal_id})")
 
     async def _call_state(self, msg: dict[str, Any]) -> None:
         state = msg.get("state")

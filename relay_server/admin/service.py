@@ -30,7 +30,7 @@ from relay_server.admin.fleet import FleetState
 from relay_server.admin.http import BadRequest, HttpServer, Request, Response
 from relay_server.admin.settings import verify_password
 from relay_server.admin.store import AuditEntry, FleetStore
-from relay_server.core import Action, CallRecord, Close, Event, HealthReport, Send
+from relay_server.core import Action, CallRecord, Close, HealthReport, LogEvent, Send
 
 if TYPE_CHECKING:
     from relay_server.server import RelayServer
@@ -128,11 +128,11 @@ class FleetService:
         """Called by the relay after it carried out ``actions``."""
         now = self.relay.clock()
         for a in actions:
-            if isinstance(a, Event) and a.name == "terminal_connected":
+            if isinstance(a, LogEvent) and a.name == "terminal_connected":
                 conn = self.relay.conns.get(a.fields["terminal"])
                 peer = conn.ws.remote_address[0] if conn is not None and conn.ws.remote_address else ""
                 self.state.connected(a.fields["terminal"], now, str(peer))
-            elif isinstance(a, Event) and a.name == "terminal_disconnected":
+            elif isinstance(a, LogEvent) and a.name == "terminal_disconnected":
                 self.state.disconnected(a.fields["terminal"], now)
             elif isinstance(a, HealthReport):
                 changes = self.state.report(a.terminal, a.health, now)
