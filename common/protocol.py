@@ -1,7 +1,8 @@
 """Wire protocol v1: message schemas, parsing and encoding.
 
-This module is the single definition of the protocol shared by the relay and every terminal
-(``docs/protocol.md`` is its prose form). It is pure: it turns text into validated messages and
+This module is the protocol shared by the relay and every terminal (``docs/protocol.md`` is its prose form);
+the fields of each message type are defined once, in :mod:`common.messages`, and the schemas here derive from
+them. It is pure: it turns text into validated messages and
 messages into text, and raises :class:`ProtocolError` with the error code the relay sends back.
 
 A message is a plain ``dict`` with a ``"type"`` key. Parsing checks that every required field is
@@ -12,9 +13,13 @@ from __future__ import annotations
 
 import json
 import re
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from common import messages
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -95,23 +100,22 @@ INT = _f(int)
 OBJ = _f(dict)
 OPT_STR = _f(str, required=False)
 
-# Messages a client may send to the relay, with the roles allowed to send each.
-CLIENT_MESSAGES: dict[str, dict[str, Field]] = {
-    "hello": {"token": STR, "protocol": INT, "client": OPT_STR},
-    "call": {"department": STR},
-    "cancel": {"call": STR},
-    "answer": {"call": STR},
-    "decline": {"call": STR},
-    "invite": {"call": STR, "department": OPT_STR, "terminal": OPT_STR},
-    "leave": {"call": STR},
-    "hangup": {"call": STR},
-    "signal": {"call": STR, "to": STR, "data": OBJ},
-    "media_path": {"call": STR, "to": STR, "path": STR},
-    "status": {"status": STR},
-    "ping": {"id": _f(str, int, required=False)},
-    "lamp_test": {},
-    "health": {"version": STR, "devices": OBJ, "last_call": _f(dict, required=False)},
-}
+def _json_types(hint: Any) -> tuple[type, ...]:
+    """The JSON value types of a field's annotation: ``str | int`` → ``(str, int)``, ``dict[str, Any]`` → ``(dict,)``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(t for arg in typing.get_args(hint) for t in _json_types(arg))
+    return (typing.get_origin(hint) or hint,)
+
+
+def schema_of(definition: type) -> dict[str, Field]:
+    """The field schema of one message definition of :mod:`common.messages` (its ``type`` field left out)."""
+    required: frozenset[str] = getattr(definition, "__required_keys__", frozenset())
+    return {name: Field(_json_types(hint), name in required)
+            for name, hint in typing.get_type_hints(definition).items() if name != "type"}
+
+
+# Messages a client may send to the relay (their fields from common.messages), with the roles allowed to send each.
+CLIENT_MESSAGES: dict[str, dict[str, Field]] = {kind: schema_of(d) for kind, d in messages.CLIENT_TYPES.items()}
 
 CLIENT_ROLES: dict[str, tuple[str, ...]] = {
     "hello": ROLES,
@@ -130,29 +134,8 @@ CLIENT_ROLES: dict[str, tuple[str, ...]] = {
     "health": ROLES,
 }
 
-# Messages the relay sends, for terminals that want to check what they receive.
-SERVER_MESSAGES: dict[str, dict[str, Field]] = {
-    "welcome": {"terminal": STR, "role": STR, "departments": _f(list), "ice_servers": _f(list)},
-    "error": {"code": STR, "message": STR},
-    "presence": {"departments": OBJ},
-    "ringing": {"call": STR, "department": STR},
-    "incoming": {"call": STR, "department": STR, "from": STR},
-    "answered": {"call": STR, "by": STR},
-    "taken": {"call": STR, "by": STR},
-    "joined": {"call": STR, "terminal": STR},
-    "left": {"call": STR, "terminal": STR, "reason": STR},
-    "declined": {"call": STR, "terminal": STR},
-    "invite_expired": {"call": STR},
-    "ended": {"call": STR, "reason": STR},
-    "signal": {"call": STR, "from": STR, "data": OBJ},
-    "call_state": {"call": STR, "state": STR, "department": STR, "counter": STR, "members": _f(list)},
-    "status": {"status": STR},
-    "pong": {},
-    "lamp_test": {"by": STR, "departments": _f(list), "seconds": _f(int, float)},
-    "lamp_test_sent": {"departments": _f(list), "lamps": _f(list), "stations": _f(list)},
-    "colleagues": {"stations": OBJ},
-    "ring_test": {"by": STR, "seconds": _f(int, float)},
-}
+# Messages the relay sends: terminals check what they receive against these (parse_server).
+SERVER_MESSAGES: dict[str, dict[str, Field]] = {kind: schema_of(d) for kind, d in messages.SERVER_TYPES.items()}
 
 STATION_STATUSES = ("available", "away")
 
@@ -171,8 +154,9 @@ def _type_name(value: Any) -> str:
     )
 
 
-def check_fields(msg: Mapping[str, Any], schema: Mapping[str, Field], kind: str) -> None:
-    """Raise ``ProtocolError('bad_message')`` unless ``msg`` matches ``schema``."""
+def check_fields(msg: Mapping[str, Any], schema: Mapping[str, Field], kind: str, *, extra_ok: bool = False) -> None:
+    """Raise ``ProtocolError('bad_message')`` unless ``msg`` matches ``schema`` (fields it does not list are an
+    error too, unless ``extra_ok``)."""
     for name, field in schema.items():
         if name not in msg:
             if field.required:
@@ -187,7 +171,7 @@ def check_fields(msg: Mapping[str, Any], schema: Mapping[str, Field], kind: str)
                 kind,
             )
     extra = sorted(set(msg) - set(schema) - {"type"})
-    if extra:
+    if extra and not extra_ok:
         raise ProtocolError("bad_message", f"unexpected field(s) in '{kind}': {shorten(', '.join(extra))}", kind)
 
 
@@ -271,10 +255,14 @@ def _check_health(msg: Mapping[str, Any]) -> None:
 
 
 def parse_server(raw: str | bytes) -> dict[str, Any]:
-    """Parse a message received from the relay (lenient about extra fields).
+    """Parse and check a message received from the relay: the one place a terminal validates what arrives.
+
+    A message of a type in :data:`SERVER_MESSAGES` must have its required fields with the right JSON types; fields
+    it does not list are accepted, and so are types it does not know (a newer relay may add both).
 
     Raises:
-        ProtocolError: not UTF-8, not JSON, nested too deeply, not an object with a string ``type``.
+        ProtocolError: not UTF-8, not JSON, nested too deeply, not an object with a string ``type``, a known
+            type with a field missing or of the wrong type.
     """
     if isinstance(raw, bytes | bytearray | memoryview):
         try:
@@ -285,6 +273,9 @@ def parse_server(raw: str | bytes) -> dict[str, Any]:
     msg = load_json(raw)
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise ProtocolError("bad_message", "relay sent something that is not a message")
+    schema = SERVER_MESSAGES.get(msg["type"])
+    if schema is not None:
+        check_fields(msg, schema, msg["type"], extra_ok=True)
     return msg
 
 

@@ -110,6 +110,7 @@ class TerminalConfig:
     lamp: LampConfig | None = None
     printer: PrinterConfig | None = None  # counter only
     emblems: dict[str, str] = field(default_factory=dict)  # counter only: office id → emblem image (absolute path)
+    papers_folder: str = ""  # office only: the folder of papers staff can hand over the screen (absolute path)
 
     def with_overrides(self, **changes: Any) -> TerminalConfig:
         return replace(self, **changes)
@@ -268,13 +269,21 @@ def load_terminal_config(path: str | Path, role: str) -> TerminalConfig:
             if full.is_file():
                 emblems[office] = str(full)
             else:  # a missing picture must not stop the counter: the town button shows its name alone
-                log.warning("%s: emblems.%s: image %s does not exist; the town is shown without it",
+                log.info("%s: emblems.%s: image %s does not exist; the town is shown without it",
                             path, office, full)
         emblem_sec.done()
     elif printer_sec.data or emblem_sec.data:
         raise root.error("printer" if printer_sec.data else "emblems", "only a counter terminal has this section")
+    papers_sec = root.section("papers")
+    papers_folder = ""
+    if papers_sec.data:
+        if role != "office":
+            raise root.error("papers", "only a staff station hands papers over the screen")
+        folder = papers_sec.get("folder", str, check=lambda v: None if v else "must be a folder path")
+        papers_folder = str(Path(folder) if Path(folder).is_absolute() else Path(path).resolve().parent / folder)
+        papers_sec.done()
     root.done()
-    return TerminalConfig(Path(path), relay, ui, media, lamp, printer, emblems)
+    return TerminalConfig(Path(path), relay, ui, media, lamp, printer, emblems, papers_folder)
 
 
 def _parse_printer(sec: Section) -> PrinterConfig:

@@ -50,6 +50,11 @@ def _start_problem(err: OSError, host: str, port: int) -> str:
     import ssl
 
     where = f"{host}:{port}"
+    from relay_server.admin.service import FleetListenError
+
+    if isinstance(err, FleetListenError):  # the fleet page's own port, not the relay's
+        return (f"cannot serve the fleet page on {err.where}: {err.strerror}; set [fleet] port (or host), "
+                "or enabled = false")
     if isinstance(err, ssl.SSLError) or err.filename:
         return f"cannot load the TLS certificate or key ({err.filename or err}): check [server] tls_cert and tls_key"
     if err.errno == errno.EADDRINUSE:

@@ -47,6 +47,7 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/video/stamp.py", "kiosk-pure"),
     ("kiosk/video/synthetic.py", "kiosk-pure"),
     ("kiosk/video/paths.py", "kiosk-pure"),
+    ("kiosk/video/membership.py", "kiosk-pure"),
     ("kiosk/doctor/stun.py", "kiosk-pure"),
     ("kiosk/doctor/report.py", "kiosk-pure"),
     # terminals: edges

@@ -152,7 +152,7 @@ async def test_a_call_appears_while_ringing_and_shows_its_members_when_answered(
 
 async def test_a_counter_whose_document_camera_is_missing_is_listed_first(tmp_path: Path) -> None:
     """A real headless counter whose document camera does not exist reports it; the page lists that counter
-    first, marks the device missing with the reason, and the change is in the health history."""
+    first, marks the device missing with the reason, and the change is in its health history."""
     from kiosk.headless import HeadlessCounter, HeadlessStation
 
     async with fleet_relay(tmp_path, seed=False) as rig, chromium() as ctx:
@@ -169,9 +169,10 @@ async def test_a_counter_whose_document_camera_is_missing_is_listed_first(tmp_pa
             await expect(page.locator("#terminals tbody tr").first).to_have_attribute("data-terminal", COUNTER)
             await expect(row(page, COUNTER)).to_have_class("problem")
             await expect(row(page, OFFICE1).locator('[data-device="camera"]')).to_contain_text("Camera: ok")
-            resp = await ctx.request.get(rig.url + f"api/history?terminal={COUNTER}")
-            assert any(h["what"] == "device:document_camera" and h["new"].startswith("missing")
-                       for h in await resp.json())
+            await row(page, COUNTER).locator('button[data-action="history"]').click()
+            change = page.locator('#history tr[data-what="device:document_camera"]').first
+            await expect(change).to_contain_text("Document camera")
+            await expect(change).to_contain_text("missing — V4L2 /dev/video-fleet-missing")
 
 
 async def test_charts_render_from_the_seeded_call_log_with_the_csv(tmp_path: Path) -> None:
@@ -183,7 +184,7 @@ async def test_charts_render_from_the_seeded_call_log_with_the_csv(tmp_path: Pat
         await log_in(page, rig.url)
         await page.fill("#month", month)
         await page.locator("#month").dispatch_event("change")
-        card = page.locator('.chart-card[data-department="juumin"]')
+        card = page.locator(f'#charts[data-month="{month}"] .chart-card[data-department="juumin"]')
         await expect(card.locator("svg.bars g.day").first).to_be_visible()
         bars = await card.locator("svg.bars g.day").count()
         tz = ZoneInfo("Asia/Tokyo")
@@ -269,8 +270,11 @@ async def test_screenshots_of_the_demo_fleet_in_japanese_and_english(tmp_path: P
                     await expect(page.locator("#calls .badge").first).to_be_visible()
                     await page.fill("#month", previous_month(time.time()))
                     await page.locator("#month").dispatch_event("change")
-                    await expect(page.locator('.chart-card[data-department="juumin"] svg.bars')).to_be_visible()
+                    await expect(page.locator(f'#charts[data-month="{previous_month(time.time())}"] '
+                                              '.chart-card[data-department="juumin"] svg.bars')).to_be_visible()
                     await page.evaluate("document.activeElement.blur()")
+                    await row(page, COUNTER).locator('button[data-action="history"]').click()
+                    await expect(page.locator("#history tbody tr").first).to_be_visible()
                     if lang == "ja":
                         await expect(page.locator("#terminals-h")).to_have_text("端末")
                         await expect(row(page, COUNTER)).to_contain_text("書画カメラ: 見つからない")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet_support import fleet_relay
-from helpers import COUNTER, LAMP, ROOT, WsClient, wait_until
+from helpers import COUNTER, LAMP, ROOT, WsClient, wait_until, write_relay_config
 
 from kiosk.config import CameraConfig, load_terminal_config
 from kiosk.devices.emulated import EmulatedLcusBoard
@@ -111,3 +111,21 @@ async def test_a_bad_health_report_is_refused_and_the_terminal_carries_on(tmp_pa
         await counter.send({"type": "ping", "id": 1})
         await counter.expect("pong")
         await counter.close()
+
+
+def test_a_fleet_port_in_use_is_named_at_start(tmp_path: Path) -> None:
+    """relay-server exits 1 naming the fleet page's port (not the relay's) when that port is taken."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = write_relay_config(tmp_path, {'[fleet]\nenabled = true\nhost = "127.0.0.1"\nport = 0':
+                                            f'[fleet]\nenabled = true\nhost = "127.0.0.1"\nport = {port}'})
+        out = subprocess.run([sys.executable, "-m", "relay_server", "--config", str(cfg), "--host", "127.0.0.1", "--port", "0"],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 1, out.stderr
+    assert f"cannot serve the fleet page on 127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr

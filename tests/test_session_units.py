@@ -107,3 +107,20 @@ def test_ice_restriction_includes_loopback_and_restores_default() -> None:
             ice.restrict_ice_addresses(["nosuch0"])
     finally:
         ice.restrict_ice_addresses(before)
+
+
+async def test_a_member_that_leaves_is_no_longer_reconnecting() -> None:
+    """An outage of a member that then leaves the call ends with it: the session no longer reports reconnecting."""
+    from kiosk.video.local_media import LocalMedia
+    from kiosk.video.session import CallSession
+
+    async def send(msg: dict[str, object]) -> None:
+        return None
+
+    session = CallSession("counter-1", "counter", LocalMedia(None, None, None), send, call_id="c1")
+    session._outage("office-1").begin(0.0)
+    session._ever_connected.add("office-1")
+    assert session.reconnecting() and session.reconnecting("office-1")
+    await session._drop_member("office-1", "leave")
+    assert not session.reconnecting() and "office-1" not in session._ever_connected
+    await session.close()

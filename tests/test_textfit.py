@@ -14,6 +14,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import pytest  # noqa: E402
 from helpers import ROOT  # noqa: E402
 
 from kiosk.ui.textfit import break_allowed, mid_word_breaks, segments, wrap  # noqa: E402
@@ -72,6 +73,7 @@ def test_overflowing_label_is_reported_and_a_fitting_one_fits() -> None:
     assert label_problems(root) == []
 
 
+@pytest.mark.timeout(600)  # every screen of both apps, including the start screen at 4/12/24 departments and two towns
 def test_station_and_counter_screens_fit_at_960x600(tmp_path: Path) -> None:
     """Every station and counter screen at the demo's 960×600: no label overflows, no Japanese breaks mid-word
     (the screenshot scenes check each screen they photograph)."""

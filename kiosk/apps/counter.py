@@ -448,7 +448,7 @@ class CounterApp(CounterAssistMixin, TerminalApp):
                 self.dispatch_event(MediaEnded(ev.reason or ""))
             elif ev.kind is EventKind.RECONNECTING:
                 self.dispatch_event(MediaReconnecting(True))
-            elif ev.kind is EventKind.RECONNECTED and self.session is not None \
+            elif ev.kind in (EventKind.RECONNECTED, EventKind.MEMBER_LEFT) and self.session is not None \
                     and not self.session.reconnecting():
                 self.dispatch_event(MediaReconnecting(False))
 

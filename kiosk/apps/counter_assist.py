@@ -99,7 +99,9 @@ class CounterAssistMixin:
         if self.assist is not None:
             self.assist.on_change = None
             self.assist.wipe()
-            self.assist = None
+        if getattr(self, "_closed", False):
+            return  # the app has stopped: no kv rule may run against it any more (wiped all the same)
+        self.assist = None
         self.printing = False
         self.print_message = ""
         self._assist_project()

@@ -40,6 +40,7 @@ from kivy.properties import (  # noqa: E402
 )
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
+from kiosk.apps.office_assist import OfficeAssistMixin  # noqa: E402
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
 from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem  # noqa: E402
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config  # noqa: E402
@@ -80,7 +81,7 @@ STATION_STATUS_KEYS = {
 }
 NOTICE_SHOWN_S = 20.0  # a notice ("taken by …", "the call has ended") fades after this
 STILL_TIMEOUT_S = 30.0
-CALL_VIEWS = ("in_call", "document", "still", "invite")
+CALL_VIEWS = ("in_call", "document", "still", "invite", "assist")
 
 
 def _mmss(seconds: float) -> tuple[int, int]:
@@ -88,7 +89,7 @@ def _mmss(seconds: float) -> tuple[int, int]:
     return s // 60, s % 60
 
 
-class OfficeApp(TerminalApp):
+class OfficeApp(OfficeAssistMixin, TerminalApp):
     """The staff station.
 
     Args:
@@ -366,10 +367,12 @@ class OfficeApp(TerminalApp):
 
         if self._open_session(call_id, on_event):
             self.doc_rotation = 0
+            self._assist_open()
 
     async def _stop_media(self, how: str) -> None:
         """Wipe the call's pictures (still, papers, tiles), then close the session (TerminalApp)."""
         session, self.session = self.session, None
+        self._assist_close()
         if self.screens:
             self._wipe_still()
             self.screens["in_call"].clear_call()

@@ -110,27 +110,25 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
             await ui.until(lambda: app.state_name == "in_call" and in_call.remote_views()
                            and all(v.frames_shown > 2 for v in in_call.remote_views())
                            and in_call.ids.document_view.frames_shown > 0
-                           and in_call.ids.self_view.frames_shown > 0, 20, "video in the call")
+                           and in_call.ids.self_view.frames_shown > 0, 60, "video in the call")
             await shoot("in-call")
 
-            # A media outage: the station's media dies and, while it holds back the new offers (a link that is
-            # still down), the kiosk shows its calm "reconnecting" line; then the held offers go through.
+            # A media outage: the station's media dies and, while it ignores the new offers (a link that is still
+            # down), the kiosk shows its calm "reconnecting" line; then the media is rebuilt.
             assert station.session is not None
-            held: list[dict[str, Any]] = []
             deliver = station.session.on_message
 
             async def hold(msg: Any) -> None:
-                held.append(dict(msg))
+                return None
 
             station.session.on_message = hold  # type: ignore[method-assign]
             await station.session._peers[app.machine.terminal].pc.close()
             await ui.until(lambda: app.reconnecting and not any(v.has_frame for v in in_call.remote_views()), 10,
                            "the reconnecting state")
             await shoot("in-call-reconnecting")
+            # Back on: the held offers are stale; the next restart request or attempt (each within 6 s) rebuilds it.
             station.session.on_message = deliver  # type: ignore[method-assign]
-            for msg in held:
-                await deliver(msg)
-            await ui.until(lambda: not app.reconnecting and all(v.has_frame for v in in_call.remote_views()), 20,
+            await ui.until(lambda: not app.reconnecting and all(v.has_frame for v in in_call.remote_views()), 60,
                            "pictures again")
 
             await ui.tap(in_call.ids.hang_up)
@@ -146,7 +144,7 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
 
             await ui.until(lambda: app.state_name == "start", 5, "start")
             await ui.tap(start.department_button("juumin"))
-            await ui.until(lambda: app.state_name == "result", 15, "the unanswered result")
+            await ui.until(lambda: app.state_name == "result", 45, "the unanswered result")
             await shoot("result-unanswered")
             await ui.tap(app.screen("result").ids.back)
 
@@ -217,7 +215,7 @@ async def _start_scene(out_dir: Path, prefix: str, name: str, relay_cfg: Any, of
     counter = load_terminal_config(ROOT / "config" / "counter.toml", "counter")
     counter = small_media(counter.with_overrides(ui=replace(counter.ui, ring_sound=False, idle_timeout=600,
                                                             fullscreen=False)), (160, 90), (320, 180))
-    app = CounterApp(counter, url=srv.url)
+    app = CounterApp(window_sized(counter), url=srv.url)
     try:
         for office in offices:
             cfg = small_media(load_terminal_config(ROOT / "config" / office, "office"), (160, 90), None)

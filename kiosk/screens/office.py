@@ -24,6 +24,7 @@ from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import Screen
 from kivy.uix.stencilview import StencilView
 
+from kiosk.screens.office_assist import OfficeAssistScreen
 from kiosk.ui.video import VideoView
 from kiosk.ui.widgets import BigButton
 
@@ -37,7 +38,7 @@ _ = VideoView  # registers the class with Kivy's factory for the kv files
 KV_DIR = Path(__file__).parent
 
 # Screen names: the machine's idle screen, the call and the call's sub-views.
-OFFICE_SCREENS = ("waiting", "in_call", "document", "still", "invite")
+OFFICE_SCREENS = ("waiting", "in_call", "document", "still", "invite", "assist")
 
 ROTATIONS = (0, 90, 180, 270)
 
@@ -310,7 +311,7 @@ class OfficeInviteScreen(OfficeScreen):
 
 _SCREEN_CLASSES: dict[str, type[OfficeScreen]] = {
     "waiting": OfficeWaitingScreen, "in_call": OfficeCallScreen, "document": OfficeDocumentScreen,
-    "still": OfficeStillScreen, "invite": OfficeInviteScreen,
+    "still": OfficeStillScreen, "invite": OfficeInviteScreen, "assist": OfficeAssistScreen,
 }
 
 

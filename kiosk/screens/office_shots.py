@@ -100,7 +100,7 @@ async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
             call_screen = app.screen("in_call")
             await ui.until(lambda: app.state_name == "in_call"
                            and call_screen.ids.big_view.frames_shown > 2
-                           and call_screen.ids.small_tile.ids.video.frames_shown > 0, 20, "video in the call")
+                           and call_screen.ids.small_tile.ids.video.frames_shown > 0, 60, "video in the call")
             await ui.until(lambda: all(r.connected for r in call_screen.ids.members.children), 10,
                            "members connected")
             await resident2.end()
@@ -116,7 +116,7 @@ async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
                            "papers full screen")
             await shoot("document")
             await ui.tap(doc.ids.still)
-            await ui.until(lambda: app.screen_name == "still", 20, "the still")
+            await ui.until(lambda: app.screen_name == "still", 60, "the still")
             still = app.screen("still")
             await ui.tap(still.ids.zoom_in)
             await ui.frames(2)

@@ -56,10 +56,14 @@ def break_allowed(before: str, after: str) -> bool:
     if a == "hira" and b in ("kanji", "kata", "latin"):
         return True
     if a in ("latin", "other") and b in ("hira", "kata", "kanji"):
-        return True
+        return not _is_digit(before)  # a number and its unit stay together: 04秒, 3件, 1階
     if a in ("hira", "kata", "kanji") and b == "latin":
-        return True
+        return not _is_digit(after)  # 0分04秒 is one piece
     return False
+
+
+def _is_digit(ch: str) -> bool:
+    return ch.isdigit() or 0xFF10 <= ord(ch) <= 0xFF19
 
 
 def segments(text: str) -> list[str]:
@@ -67,7 +71,7 @@ def segments(text: str) -> list[str]:
     out: list[str] = []
     start = 0
     for i in range(1, len(text)):
-        if text[i - 1] != "\n" and text[i] != "\n" and break_allowed(text[i - 1], text[i]) and text[i] != " ":
+        if text[i - 1] != "\n" and text[i] != "\n" and break_allowed(text[i - 1], text[i]) and not text[i].isspace():
             out.append(text[start:i])
             start = i
     out.append(text[start:])

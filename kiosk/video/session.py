@@ -69,6 +69,7 @@ from kiosk.video.encoders import use_track_encoders
 from kiosk.video.ice import rtc_configuration
 from kiosk.video.jitter import use_frame_end_jitter_buffer
 from kiosk.video.local_media import GatedAudioTrack, LocalMedia
+from kiosk.video.membership import offers_to, reconcile
 from kiosk.video.paths import IcePath, PathPlan, ReconnectWindow, SilenceWatch
 from kiosk.video.turnprobe import (
     PROBE_TIMEOUT,
@@ -97,6 +98,9 @@ END_MEDIA_FAILED = "media_failed"
 # A peer connection closed by the other side is a failure only if the relay has not said, within
 # this time, that the member left or the call ended (the DTLS close can overtake the relay message).
 REMOTE_CLOSE_GRACE = 2.0
+# An offer whose answer has not come back after this long is given up and made again (the other side was away from
+# the relay, or too busy): generous, because a slow peer is not helped by more offers.
+ANSWER_TIMEOUT = 15.0
 BUFFER_HIGH = 1024 * 1024  # data channel bytes queued before a still transfer waits
 BYE_FLUSH_TIMEOUT = 0.5  # how long hangup waits for the direct 'bye' to leave before closing
 
@@ -163,23 +167,6 @@ class SessionEvent:
     still: stills.Still | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
-
-
-def offers_to(me: str, other: str, *, counter: str | None, order: list[str]) -> bool:
-    """The protocol's offer rule: does ``me`` make the offer to ``other``?
-
-    The counter offers to every staff member; between staff, the one earlier in ``order`` (join
-    order) offers. A member missing from ``order`` is the newcomer.
-    """
-    if me == counter:
-        return True
-    if other == counter:
-        return False
-    if me not in order:
-        return False
-    if other not in order:
-        return True
-    return order.index(me) < order.index(other)
 
 
 class _CountingTrack(MediaStreamTrack):
@@ -255,6 +242,7 @@ class _Peer:
     path: IcePath | None = None  # the one TURN path this peer connection may use (None: host/STUN only)
     attempt: int = 1
     created_at: float = field(default_factory=time.monotonic)
+    answered_at: float | None = None  # offer and answer both applied: from here ICE has attempt_timeout to connect
     down: bool = False  # its media stopped; a new peer connection is being set up
 
 
@@ -565,14 +553,12 @@ class CallSession:
             return
         self._activate()
         self.counter_id = msg.get("counter", self.counter_id)
-        members = [m for m in msg.get("members", []) if isinstance(m, str)]
-        self.order = members
-        for member in list(self._peers):
-            if member not in members:
-                await self._drop_member(member, "disconnected")
-        for member in members:
-            if member != self.terminal_id:
-                await self._member_present(member)
+        changes = reconcile(self.terminal_id, msg.get("members", []), list(self._peers))
+        self.order = changes.order
+        for member in changes.gone:
+            await self._drop_member(member, "disconnected")
+        for member in changes.present:
+            await self._member_present(member)
 
     async def _member_present(self, member: str) -> None:
         if member not in self.order:
@@ -591,6 +577,12 @@ class CallSession:
         peer = self._peers.pop(member, None)
         if member in self.order and member != self.terminal_id:
             self.order.remove(member)
+        # A member that left is no longer being reconnected; if invited again it joins afresh.
+        for per_member in (self._outages, self._plans, self._media_paths):
+            per_member.pop(member, None)
+        self._ever_connected.discard(member)
+        for key in [k for k in self._sinks if k[0] == member]:
+            self._sinks.pop(key).clear()
         if peer is None:
             return
         await self._close_peer(peer)
@@ -607,6 +599,7 @@ class CallSession:
                 log.warning("%s: ignoring answer from %s (no offer pending)", self.terminal_id, sender)
                 return
             await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
+            peer.answered_at = time.monotonic()
         elif kind == "bye":
             await self._on_bye(sender, str(data.get("reason", "hangup")))
         elif kind == "restart":
@@ -754,6 +747,7 @@ class CallSession:
                 t.sender.replaceTrack(track)
                 t.direction = "sendrecv"
         await self._gather(peer, await pc.createAnswer())
+        peer.answered_at = time.monotonic()
         await self._signal_to(sender, {"kind": "answer", "sdp": pc.localDescription.sdp, "tracks": peer.labels})
 
     def _label(self, peer: _Peer, transceiver: RTCRtpTransceiver) -> str:
@@ -861,6 +855,10 @@ class CallSession:
             if peer.closing or self._peers.get(peer.member) is not peer:
                 return
             now = time.monotonic()
+            outage = self._outages.get(peer.member)
+            if outage is not None and outage.expired(now):
+                await self._rebuild(peer, f"media not back within {self.reconnect_window:g} s")
+                return
             if peer.down:
                 # Waiting for the offerer's new offer (we are the answerer): ask again, or give up.
                 if now - peer.created_at >= self.attempt_timeout:
@@ -868,7 +866,11 @@ class CallSession:
                     await self._rebuild(peer, "still no media")
                 continue
             if peer.connected_at is None:
-                if now - peer.created_at >= self.attempt_timeout:
+                if peer.answered_at is None and now - peer.created_at >= ANSWER_TIMEOUT:
+                    await self._attempt_failed(peer, f"no answer to the offer within {ANSWER_TIMEOUT:g} s")
+                    if peer.offerer:
+                        return
+                elif peer.answered_at is not None and now - peer.answered_at >= self.attempt_timeout:
                     await self._attempt_failed(peer, f"not connected within {self.attempt_timeout:g} s")
                     if peer.offerer:
                         return

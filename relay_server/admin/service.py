@@ -47,6 +47,14 @@ ACTIONS = ("lamp", "ring", "disconnect")
 AUDIT_SHOWN = 30
 
 
+class FleetListenError(OSError):
+    """The fleet page could not listen on ``[fleet] host``/``port`` (``where``)."""
+
+    def __init__(self, errno: int | None, strerror: str, where: str) -> None:
+        super().__init__(errno, strerror)
+        self.where = where
+
+
 def _static(name: str) -> bytes:
     return (resources.files("relay_server.admin") / "static" / name).read_bytes()
 
@@ -87,8 +95,14 @@ class FleetService:
         if self.tls:
             ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ssl_ctx.load_cert_chain(self.config.resolve(self.config.tls_cert), self.config.resolve(self.config.tls_key))
-        self.http = await HttpServer(self.handle, ssl_ctx).start(host or self.settings.host,
-                                                                  self.settings.port if port is None else port)
+        host = host or self.settings.host
+        port = self.settings.port if port is None else port
+        try:
+            self.http = await HttpServer(self.handle, ssl_ctx).start(host, port)
+        except OSError as err:
+            await self._in_db(self.store.close)
+            self._db.shutdown()
+            raise FleetListenError(err.errno, err.strerror or str(err), f"{host}:{port}") from err
         self.relay.observers.append(self.observe)
         self._pusher = asyncio.get_running_loop().create_task(self._push_loop())
         event(log, "fleet_page_started", url=self.url, admins=len(self.settings.admins))

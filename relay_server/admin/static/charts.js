@@ -99,6 +99,7 @@ function drawCharts(data) {
   const host = document.getElementById("charts");
   host.replaceChildren();
   if (!data) return;
+  host.dataset.month = data.month; // which month is drawn (a later answer for another month redraws)
   for (const dept of data.departments) {
     const card = document.createElement("article");
     card.className = "chart-card";

@@ -81,7 +81,9 @@ function renderTerminals() {
     const lastCall = term.last_call ? [term.last_call.path, term.last_call.quality].filter(Boolean).join(" · ") : "";
     body.append(el("tr", { class: term.problems.length ? "problem" : "", "data-terminal": term.id },
       stateCell,
-      el("td", {}, el("div", { class: "name" }, term.name || term.id), el("div", { class: "id" }, term.id)),
+      el("td", {}, el("div", { class: "name" }, term.name || term.id), el("div", { class: "id" }, term.id),
+        el("button", { type: "button", class: "link history-link", "data-action": "history",
+          onclick: () => showHistory(term.id) }, t("history"))),
       el("td", { class: "role" }, t(term.role)),
       el("td", { class: "mono" }, term.address),
       el("td", { class: "mono" }, term.version),
@@ -90,6 +92,43 @@ function renderTerminals() {
       el("td", { class: "mono" }, lastCall),
       el("td", {}, actionButtons(term))));
   }
+}
+
+// -- health history of one terminal ----------------------------------------------------------------
+let historyOf = null;
+let historyAt = null; // the terminal's health_at when the history was fetched
+
+function changeText(what) {
+  if (what.startsWith("device:")) return t(what.slice(7));
+  return t(what);
+}
+
+function stateText(value) {
+  const m = /^(ok|missing|failing)(: )?(.*)$/s.exec(value);
+  return m ? t(m[1]) + (m[3] ? ` — ${m[3]}` : "") : value;
+}
+
+async function showHistory(terminal) {
+  historyOf = terminal;
+  const term = state && state.terminals.find((x) => x.id === terminal);
+  historyAt = term ? term.health_at : null;
+  const resp = await fetch(`/api/history?terminal=${encodeURIComponent(terminal)}`);
+  const changes = resp.ok ? await resp.json() : [];
+  const panel = document.getElementById("history");
+  document.getElementById("history-terminal").textContent = terminal;
+  const body = panel.querySelector("tbody");
+  body.replaceChildren();
+  for (const c of changes) {
+    body.append(el("tr", { "data-what": c.what }, el("td", { class: "mono" }, clock(c.at)),
+      el("td", {}, changeText(c.what)), el("td", {}, stateText(c.old)), el("td", {}, stateText(c.new))));
+  }
+  panel.hidden = false;
+}
+
+function refreshHistory() {
+  if (!historyOf || !state) return;
+  const term = state.terminals.find((x) => x.id === historyOf);
+  if (term && term.health_at !== historyAt) showHistory(historyOf);
 }
 
 // -- calls ----------------------------------------------------------------------------------------
@@ -140,6 +179,7 @@ function render() {
   renderTerminals();
   renderCalls();
   renderAudit();
+  refreshHistory();
 }
 
 // -- actions --------------------------------------------------------------------------------------
@@ -189,13 +229,20 @@ async function main() {
     drawCharts(charts);
   };
   document.getElementById("lang").addEventListener("click", () => { toggleLang(); relabel(); });
+  document.getElementById("history-close").addEventListener("click", () => {
+    historyOf = null;
+    document.getElementById("history").hidden = true;
+  });
   const month = document.getElementById("month");
   const now = new Date();
   month.value = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}`;
   const loadCharts = async () => {
     document.getElementById("csv").href = `/api/report.csv?month=${month.value}`;
-    const r = await fetch(`/api/charts?month=${month.value}`);
-    charts = r.ok ? await r.json() : null;
+    const wanted = month.value;
+    const r = await fetch(`/api/charts?month=${wanted}`);
+    const data = r.ok ? await r.json() : null;
+    if (wanted !== month.value) return; // the month changed while this answer was on its way
+    charts = data;
     drawCharts(charts);
   };
   month.addEventListener("change", loadCharts);
