@@ -65,7 +65,7 @@ async def test_paper_print_marks_and_writing_in_a_real_call(tmp_path: Path) -> N
                                and app.session.control.members, 120, "the data channel open on both sides")
 
                 # -- a PDF page handed over, shown large, printed --------------------------------
-                page = load_paper(PAPER)[0]
+                page = (await asyncio.get_running_loop().run_in_executor(None, load_paper, PAPER))[0]
                 pid = staff.send_paper([page], "記入例 住民異動届")
                 in_call = app.screen("in_call")
                 view = in_call.ids.paper_panel.ids.paper_view

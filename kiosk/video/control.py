@@ -19,7 +19,8 @@ __all__ = ["ControlLink"]
 
 log = logging.getLogger(__name__)
 
-BUFFER_HIGH = 1024 * 1024  # bytes queued in the data channel before sending pauses (as for stills)
+PACE_BYTES = 64 * 1024  # bytes queued in the data channel before sending pauses
+PACE_POLL = 0.02
 OPEN_TIMEOUT = 30.0
 
 
@@ -30,7 +31,6 @@ class _Outbox:
         self.queue: deque[str] = deque()
         self.task: asyncio.Task[None] | None = None
         self.opened = asyncio.Event()
-        self.drained = asyncio.Event()
 
 
 class ControlLink:
@@ -61,7 +61,6 @@ class ControlLink:
             if old.task is not None:
                 old.task.cancel()
         self._boxes[member] = box
-        channel.on("bufferedamountlow", box.drained.set)
 
         def opened() -> None:
             box.opened.set()
@@ -126,6 +125,10 @@ class ControlLink:
                     return
                 box.channel.send(box.queue.popleft())
                 self.sent += 1
-                while box.channel.bufferedAmount > BUFFER_HIGH:
-                    box.drained.clear()
-                    await asyncio.wait_for(box.drained.wait(), 30.0)
+                # A paper is dozens of chunks: pace them so that audio and video packets keep flowing beside them
+                # (a flooded transport looks like a dead link to the media watchdog).
+                await asyncio.sleep(0)
+                waited = 0.0
+                while box.channel.bufferedAmount > PACE_BYTES and box.channel.readyState == "open" and waited < 30.0:
+                    await asyncio.sleep(PACE_POLL)
+                    waited += PACE_POLL
