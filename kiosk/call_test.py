@@ -109,6 +109,50 @@ class CallTestReport:
         return "\n".join(lines)
 
 
+async def _wait_first_frames(session: CallSession, member: str, timeout: float) -> None:
+    """Until every track from ``member`` has shown a first frame, the call ends or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and session.state is SessionState.ACTIVE:
+        tracks = session.remote_tracks(member)
+        if tracks and all(t.first_frame_at is not None for t in tracks):
+            return
+        await asyncio.sleep(0.05)
+
+
+def _track_reports(session: CallSession, start_frames: dict[tuple[str, str], int], t_answer: float,
+                   held_s: float) -> list[TrackReport]:
+    """A report per remote track: first frame after the answer, frames and rate over the hold, size or level."""
+    out = []
+    for rt in session.remote_tracks():
+        frames = rt.frames - start_frames.get((rt.member, rt.label), 0)
+        tr = TrackReport(
+            member=rt.member, track=rt.label,
+            first_frame_s=None if rt.first_frame_at is None else round(rt.first_frame_at - t_answer, 3),
+            frames=rt.frames, fps=round(frames / held_s, 2) if held_s else 0.0)
+        if rt.label == "audio" and rt.audio_sink is not None:
+            tr.audio_level = round(float(rt.audio_sink.level()), 4)
+            hz = rt.audio_sink.dominant_frequency()
+            tr.audio_frequency_hz = None if hz is None else round(float(hz), 1)
+        else:
+            tr.width, tr.height = rt.resolution
+        out.append(tr)
+    return out
+
+
+def media_problems(tracks: list[TrackReport], by: str) -> list[str]:
+    """What the received tracks say is wrong: nothing from the answering member, no frames, silence."""
+    problems = []
+    labels = {t.track for t in tracks if t.member == by}
+    if "camera" not in labels and "audio" not in labels:
+        problems.append(f"no media track arrived from {by}")
+    for t in tracks:
+        if t.frames == 0:
+            problems.append(f"{t.track} from {t.member}: no frames")
+        elif t.track == "audio" and not t.audio_level:
+            problems.append(f"audio from {t.member}: silence (level 0)")
+    return problems
+
+
 async def run_call_test(
     config: TerminalConfig,
     department: str,
@@ -217,12 +261,7 @@ async def run_call_test(
         connected_at = session.connected_at(by)
         assert connected_at is not None
         report.time_to_connected_s = round(connected_at - t_answer, 3)
-        deadline = time.monotonic() + media_timeout
-        while time.monotonic() < deadline and session.state is SessionState.ACTIVE:
-            tracks = session.remote_tracks(by)
-            if tracks and all(t.first_frame_at is not None for t in tracks):
-                break
-            await asyncio.sleep(0.05)
+        await _wait_first_frames(session, by, media_timeout)
         start_frames = {(t.member, t.label): t.frames for t in session.remote_tracks()}
         t_hold = time.monotonic()
         try:
@@ -230,30 +269,10 @@ async def run_call_test(
         except TimeoutError:
             pass
         report.held_s = round(time.monotonic() - t_hold, 3)
-        for rt in session.remote_tracks():
-            frames = rt.frames - start_frames.get((rt.member, rt.label), 0)
-            tr = TrackReport(
-                member=rt.member, track=rt.label,
-                first_frame_s=None if rt.first_frame_at is None else round(rt.first_frame_at - t_answer, 3),
-                frames=rt.frames, fps=round(frames / report.held_s, 2) if report.held_s else 0.0)
-            if rt.label == "audio" and rt.audio_sink is not None:
-                tr.audio_level = round(float(rt.audio_sink.level()), 4)
-                hz = rt.audio_sink.dominant_frequency()
-                tr.audio_frequency_hz = None if hz is None else round(float(hz), 1)
-            else:
-                tr.width, tr.height = rt.resolution
-            report.tracks.append(tr)
+        report.tracks = _track_reports(session, start_frames, t_answer, report.held_s)
         if session.state is SessionState.ENDED:
             report.problems.append(f"call ended during the hold: {session.end_reason}")
-        labels = {t.track for t in report.tracks if t.member == by}
-        if "camera" not in labels and "audio" not in labels:
-            report.problems.append(f"no media track arrived from {by}")
-        for t in report.tracks:
-            if t.frames == 0:
-                report.problems.append(f"{t.track} from {t.member}: no frames")
-            elif t.track == "audio" and not t.audio_level:
-                report.problems.append(f"audio from {t.member}: silence (level 0)")
-        report.problems += local_problems(config, local)
+        report.problems += media_problems(report.tracks, by) + local_problems(config, local)
         report.ok = not report.problems
         report.reason = "ok" if report.ok else report.problems[0]
         return report

@@ -141,7 +141,7 @@ class LampController:
 # ---------------------------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------------------------
-async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys.stdout,
+async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO | None = None,
                     errors: list[tuple[str, Exception]] | None = None) -> int:
     """Technician check: light each configured channel for ``dwell`` seconds, one after the other, and report.
 
@@ -152,6 +152,7 @@ async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO = sys
     Returns 0 if every channel was acknowledged (ascii) or written (lcus), else 1.
     """
     errors = [] if errors is None else errors
+    out = out or sys.stdout  # looked up now: a default bound at import time may be a closed stream by now
     channels = config_channels(config)
     labels = channel_labels(config)
     print(f"lamp check: {config.driver} lamp on {config.port or '(none)'}, "

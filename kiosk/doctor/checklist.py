@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from kiosk.config import TerminalConfig
 from kiosk.doctor.audio import check_audio
 from kiosk.doctor.cameras import check_camera
 from kiosk.doctor.field import field_results
@@ -59,6 +60,25 @@ class DoctorOptions:
     skip: tuple[str, ...] = ()
 
 
+async def _media_checks(cfg: TerminalConfig, opts: DoctorOptions) -> list[CheckResult]:
+    """The cameras, the audio devices and the ICE addresses of a counter or station (none for a lamp agent)."""
+    if cfg.media is None:
+        return []
+    jobs: list[Awaitable[CheckResult | list[CheckResult]]] = []
+    if "camera" not in opts.skip:
+        for label, key, cam in (("camera", "camera", cfg.media.camera),
+                                ("document camera", "document_camera", cfg.media.document_camera)):
+            if cam is not None:
+                jobs.append(check_camera(cam, label, key, seconds=opts.camera_seconds,
+                                         snapshot_dir=opts.snapshot_dir))
+    if "audio" not in opts.skip:
+        jobs.append(check_audio(cfg.media.audio))
+    out = [check_ice_addresses(cfg.media.network.ice_addresses)]
+    for r in await asyncio.gather(*jobs):
+        out += r if isinstance(r, list) else [r]
+    return out
+
+
 async def run_doctor(opts: DoctorOptions) -> tuple[list[CheckResult], str]:
     """Run every check that applies; return the results in checklist order and the role used."""
     config_result, cfg, role = check_config(opts.config, opts.role)
@@ -75,23 +95,6 @@ async def run_doctor(opts: DoctorOptions) -> tuple[list[CheckResult], str]:
     lamp = cfg.lamp
     if lamp is not None and opts.lamp_port:
         lamp = replace(lamp, port=opts.lamp_port)
-
-    async def media() -> list[CheckResult]:
-        if cfg.media is None:
-            return []
-        jobs: list[Awaitable[CheckResult | list[CheckResult]]] = []
-        if "camera" not in opts.skip:
-            for label, key, cam in (("camera", "camera", cfg.media.camera),
-                                    ("document camera", "document_camera", cfg.media.document_camera)):
-                if cam is not None:
-                    jobs.append(check_camera(cam, label, key, seconds=opts.camera_seconds,
-                                             snapshot_dir=opts.snapshot_dir))
-        if "audio" not in opts.skip:
-            jobs.append(check_audio(cfg.media.audio))
-        out = [check_ice_addresses(cfg.media.network.ice_addresses)]
-        for r in await asyncio.gather(*jobs):
-            out += r if isinstance(r, list) else [r]
-        return out
 
     async def lamp_check() -> list[CheckResult]:
         if lamp is None or "lamp" in opts.skip:
@@ -113,7 +116,7 @@ async def run_doctor(opts: DoctorOptions) -> tuple[list[CheckResult], str]:
                                            ca_file=cfg.relay.ca_file)
         return out
 
-    for group in await asyncio.gather(media(), lamp_check(), relay()):
+    for group in await asyncio.gather(_media_checks(cfg, opts), lamp_check(), relay()):
         results += group
     return results, role
 

@@ -146,23 +146,7 @@ async def probe_relay(url: str, token: str, *, ca_file: str = "", timeout: float
         probe.tcp_error, probe.tcp_cause = f"bad URL: {err}", TcpCause.BAD_URL
         return probe
     started = time.perf_counter()
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(probe.host, probe.port), timeout)
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    except socket.gaierror as err:
-        probe.tcp_error = f"cannot resolve host name '{probe.host}': {err.strerror}"
-        probe.tcp_cause = TcpCause.UNKNOWN_HOST
-        return probe
-    except ConnectionRefusedError:
-        probe.tcp_error, probe.tcp_cause = "connection refused", TcpCause.REFUSED
-        return probe
-    except TimeoutError:
-        probe.tcp_error, probe.tcp_cause = f"no answer within {timeout:g} s", TcpCause.NO_ANSWER
-        return probe
-    except OSError as err:
-        probe.tcp_error, probe.tcp_cause = err.strerror or str(err), TcpCause.NO_ANSWER
+    if not await _probe_tcp(probe, timeout):
         return probe
     ctx = _ssl_context(ca_file) if probe.secure else None
     try:
@@ -172,34 +156,7 @@ async def probe_relay(url: str, token: str, *, ca_file: str = "", timeout: float
             ssl_object = ws.transport.get_extra_info("ssl_object")
             if ssl_object is not None:
                 _read_cert(probe, ssl_object)
-            await ws.send(protocol.encode({"type": "hello", "token": token, "protocol": protocol.PROTOCOL_VERSION,
-                                           "client": "kiosk doctor"}))
-            t0 = now()
-            p0 = time.perf_counter()
-            first = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-            p1 = time.perf_counter()
-            if first.get("type") == "error":
-                probe.auth_error = str(first.get("message") or first.get("code"))
-                return probe
-            if first.get("type") != "welcome":
-                probe.ws_error = f"expected 'welcome' after hello, got '{first.get('type')}'"
-                return probe
-            probe.welcome = first
-            if isinstance(first.get("time"), int | float):
-                probe.offsets.append(first["time"] - (t0 + (p1 - p0) / 2))
-            for i in range(pings):
-                ping_id = f"doctor-{i}"
-                t0 = now()
-                p0 = time.perf_counter()
-                await ws.send(protocol.encode({"type": "ping", "id": ping_id}))
-                while True:
-                    msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-                    if msg.get("type") == "pong" and msg.get("id") == ping_id:
-                        break
-                p1 = time.perf_counter()
-                probe.rtts.append(p1 - p0)
-                if isinstance(msg.get("time"), int | float):
-                    probe.offsets.append(msg["time"] - (t0 + (p1 - p0) / 2))
+            await _hello_and_pings(ws, probe, token, pings, timeout, now)
     except ssl.SSLCertVerificationError as err:
         probe.tls_error = err.verify_message or str(err)
         probe.tls_cause = _VERIFY_CAUSES.get(err.verify_code, TlsCause.HANDSHAKE)
@@ -207,16 +164,7 @@ async def probe_relay(url: str, token: str, *, ca_file: str = "", timeout: float
         probe.tls_error = err.reason or str(err)
         probe.tls_cause = TlsCause.NOT_TLS if err.reason == "WRONG_VERSION_NUMBER" else TlsCause.HANDSHAKE
     except ConnectionClosed as err:
-        code = err.rcvd.code if err.rcvd else None
-        reason = err.rcvd.reason if err.rcvd else ""
-        if code == protocol.CLOSE_UNAUTHORIZED:
-            probe.auth_error = probe.auth_error or reason or "token rejected"
-        elif probe.welcome is None:
-            probe.ws_error = f"the relay closed the connection ({code} {reason})".strip()
-        elif code == protocol.CLOSE_REPLACED:
-            pass  # a running kiosk with this token took its connection back: what we measured stands
-        else:
-            probe.ws_error = f"the relay closed the connection during the check ({code} {reason})".strip()
+        _closed(probe, err.rcvd.code if err.rcvd else None, err.rcvd.reason if err.rcvd else "")
     except TimeoutError:
         if probe.welcome is None and not probe.connect_s:
             probe.ws_error = f"no websocket handshake within {timeout:g} s"
@@ -239,6 +187,75 @@ async def probe_relay(url: str, token: str, *, ca_file: str = "", timeout: float
     if probe.welcome is not None:
         probe.health = await _read_health(probe, ctx, timeout)
     return probe
+
+
+async def _probe_tcp(probe: RelayProbe, timeout: float) -> bool:
+    """Whether a TCP connection to the relay's host and port opens; else the probe says why (typed cause)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(probe.host, probe.port), timeout)
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    except socket.gaierror as err:
+        probe.tcp_error = f"cannot resolve host name '{probe.host}': {err.strerror}"
+        probe.tcp_cause = TcpCause.UNKNOWN_HOST
+    except ConnectionRefusedError:
+        probe.tcp_error, probe.tcp_cause = "connection refused", TcpCause.REFUSED
+    except TimeoutError:
+        probe.tcp_error, probe.tcp_cause = f"no answer within {timeout:g} s", TcpCause.NO_ANSWER
+    except OSError as err:
+        probe.tcp_error, probe.tcp_cause = err.strerror or str(err), TcpCause.NO_ANSWER
+    return False
+
+
+async def _hello_and_pings(ws: Any, probe: RelayProbe, token: str, pings: int, timeout: float,
+                           now: Callable[[], float]) -> None:
+    """``hello`` → ``welcome`` (or the refusal), then ``pings`` timed ping/pong round trips and clock offsets."""
+    from common import protocol
+
+    await ws.send(protocol.encode({"type": "hello", "token": token, "protocol": protocol.PROTOCOL_VERSION,
+                                   "client": "kiosk doctor"}))
+    t0 = now()
+    p0 = time.perf_counter()
+    first = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    p1 = time.perf_counter()
+    if first.get("type") == "error":
+        probe.auth_error = str(first.get("message") or first.get("code"))
+        return
+    if first.get("type") != "welcome":
+        probe.ws_error = f"expected 'welcome' after hello, got '{first.get('type')}'"
+        return
+    probe.welcome = first
+    if isinstance(first.get("time"), int | float):
+        probe.offsets.append(first["time"] - (t0 + (p1 - p0) / 2))
+    for i in range(pings):
+        ping_id = f"doctor-{i}"
+        t0 = now()
+        p0 = time.perf_counter()
+        await ws.send(protocol.encode({"type": "ping", "id": ping_id}))
+        while True:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+            if msg.get("type") == "pong" and msg.get("id") == ping_id:
+                break
+        p1 = time.perf_counter()
+        probe.rtts.append(p1 - p0)
+        if isinstance(msg.get("time"), int | float):
+            probe.offsets.append(msg["time"] - (t0 + (p1 - p0) / 2))
+
+
+def _closed(probe: RelayProbe, code: int | None, reason: str) -> None:
+    """What the relay closing the websocket (with ``code``) means for the check."""
+    from common import protocol
+
+    if code == protocol.CLOSE_UNAUTHORIZED:
+        probe.auth_error = probe.auth_error or reason or "token rejected"
+    elif probe.welcome is None:
+        probe.ws_error = f"the relay closed the connection ({code} {reason})".strip()
+    elif code == protocol.CLOSE_REPLACED:
+        pass  # a running kiosk with this token took its connection back: what we measured stands
+    else:
+        probe.ws_error = f"the relay closed the connection during the check ({code} {reason})".strip()
 
 
 async def _read_health(probe: RelayProbe, ctx: ssl.SSLContext | None, timeout: float) -> dict[str, Any] | None:

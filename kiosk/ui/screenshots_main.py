@@ -28,6 +28,7 @@ from pathlib import Path  # noqa: E402
 SCENES: dict[str, str] = {
     "counter": "kiosk.screens.counter_shots",
     "office": "kiosk.screens.office_shots",
+    "assist": "kiosk.screens.assist_shots",
 }
 
 WINDOW = (1280, 800)

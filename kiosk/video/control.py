@@ -19,7 +19,8 @@ __all__ = ["ControlLink"]
 
 log = logging.getLogger(__name__)
 
-BUFFER_HIGH = 1024 * 1024  # bytes queued in the data channel before sending pauses (as for stills)
+PACE_BYTES = 64 * 1024  # bytes queued in the data channel before sending pauses
+PACE_POLL = 0.02
 OPEN_TIMEOUT = 30.0
 
 
@@ -30,7 +31,6 @@ class _Outbox:
         self.queue: deque[str] = deque()
         self.task: asyncio.Task[None] | None = None
         self.opened = asyncio.Event()
-        self.drained = asyncio.Event()
 
 
 class ControlLink:
@@ -45,6 +45,7 @@ class ControlLink:
         self.on_message: Callable[[str, Mapping[str, Any]], Any] | None = None
         self.on_open: Callable[[str], Any] | None = None
         self._boxes: dict[str, _Outbox] = {}
+        self._pending: dict[str, deque[str]] = {}  # unsent messages of a member whose connection is being rebuilt
         self.sent = 0
 
     @property
@@ -56,12 +57,12 @@ class ControlLink:
         """The data channel to ``member`` (the session calls this for each peer)."""
         old = self._boxes.get(member)
         box = _Outbox(member, channel)
+        box.queue.extend(self._pending.pop(member, ()))
         if old is not None:
             box.queue.extend(old.queue)
             if old.task is not None:
                 old.task.cancel()
         self._boxes[member] = box
-        channel.on("bufferedamountlow", box.drained.set)
 
         def opened() -> None:
             box.opened.set()
@@ -78,13 +79,19 @@ class ControlLink:
             self._kick(box)
 
     def detach(self, member: str) -> None:
+        """The peer connection to ``member`` closed. Messages not yet sent wait for its next data channel (the
+        session rebuilds a lost connection); :meth:`close` drops them."""
         box = self._boxes.pop(member, None)
-        if box is not None and box.task is not None:
-            box.task.cancel()
+        if box is not None:
+            if box.task is not None:
+                box.task.cancel()
+            if box.queue:
+                self._pending.setdefault(member, deque()).extend(box.queue)
 
     def close(self) -> None:
         for member in list(self._boxes):
             self.detach(member)
+        self._pending.clear()
 
     def handle(self, member: str, msg: Mapping[str, Any]) -> bool:
         """Take ``msg`` if it is an ``assist`` message (True), else leave it to the session (False)."""
@@ -126,6 +133,10 @@ class ControlLink:
                     return
                 box.channel.send(box.queue.popleft())
                 self.sent += 1
-                while box.channel.bufferedAmount > BUFFER_HIGH:
-                    box.drained.clear()
-                    await asyncio.wait_for(box.drained.wait(), 30.0)
+                # A paper is dozens of chunks: pace them so that audio and video packets keep flowing beside them
+                # (a flooded transport looks like a dead link to the media watchdog).
+                await asyncio.sleep(0)
+                waited = 0.0
+                while box.channel.bufferedAmount > PACE_BYTES and box.channel.readyState == "open" and waited < 30.0:
+                    await asyncio.sleep(PACE_POLL)
+                    waited += PACE_POLL

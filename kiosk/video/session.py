@@ -1107,6 +1107,7 @@ class CallSession:
         peers = list(self._peers.values())
         self._peers.clear()
         await asyncio.gather(*(self._close_peer(p) for p in peers))
+        self.control.close()  # nothing handed over stays queued once the call is over
         for sink in self._sinks.values():
             sink.clear()
         self._sinks.clear()

@@ -201,18 +201,27 @@ class FleetService:
                 return Response.json({"error": "login required"}, HTTPStatus.UNAUTHORIZED)
             return Response.redirect("/login")
         if req.method == "POST":
-            if not self._same_origin(req) or not self.auth.csrf_ok(session, req.headers.get("x-csrf-token")
-                                                                   or req.form().get("csrf")):
-                return Response.json({"error": "missing or wrong CSRF token"}, HTTPStatus.FORBIDDEN)
-            if path == "/logout":
-                self.auth.logout(session.id)
-                self._audit(session.user, req.peer, "logout", "", "ok")
-                return Response.redirect("/login", [("Set-Cookie", self._cookie("", 0))])
-            if path == "/api/action":
-                return await self._action(session, req)
-            return Response.text(HTTPStatus.NOT_FOUND, "not found")
+            return await self._post(session, req)
         if req.method != "GET":
             return Response.text(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed")
+        return await self._get(session, req)
+
+    async def _post(self, session: Session, req: Request) -> Response:
+        """A logged-in POST: only with this origin and the session's CSRF token."""
+        if not self._same_origin(req) or not self.auth.csrf_ok(session, req.headers.get("x-csrf-token")
+                                                               or req.form().get("csrf")):
+            return Response.json({"error": "missing or wrong CSRF token"}, HTTPStatus.FORBIDDEN)
+        if req.path == "/logout":
+            self.auth.logout(session.id)
+            self._audit(session.user, req.peer, "logout", "", "ok")
+            return Response.redirect("/login", [("Set-Cookie", self._cookie("", 0))])
+        if req.path == "/api/action":
+            return await self._action(session, req)
+        return Response.text(HTTPStatus.NOT_FOUND, "not found")
+
+    async def _get(self, session: Session, req: Request) -> Response:
+        """A logged-in GET: the page, its files and its data."""
+        path = req.path
         if path == "/":
             return self._file("fleet.html")
         if path.startswith("/static/"):
