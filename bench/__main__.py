@@ -58,14 +58,23 @@ def _runner(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Row]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default=",".join(BENCHMARKS),
-                   help=f"comma-separated benchmarks to run (default all: {', '.join(BENCHMARKS)})")
-    p.add_argument("--terminals", default="1000",
-                   help="idle terminal counts for the relay benchmarks, e.g. 1000,5000,10000 (default 1000)")
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--only",
+        default=",".join(BENCHMARKS),
+        help=f"comma-separated benchmarks to run (default all: {', '.join(BENCHMARKS)})",
+    )
+    p.add_argument(
+        "--terminals",
+        default="1000",
+        help="idle terminal counts for the relay benchmarks, e.g. 1000,5000,10000 (default 1000)",
+    )
     p.add_argument("--quick", action="store_true", help="small samples, for a smoke run")
-    p.add_argument("--full", action="store_true", help="media: every alternative (codecs, resolutions), longer runs")
+    p.add_argument(
+        "--full", action="store_true", help="media: every alternative (codecs, resolutions), longer runs"
+    )
     p.add_argument("--no-chromium", action="store_true", help="skip the Chromium baselines")
     p.add_argument("--no-setup", action="store_true", help="do not run scripts/setup-bench first")
     p.add_argument("--out", default=str(ROOT / "var" / "bench"), help="folder for results (Markdown + JSON)")
@@ -100,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         timings[name] = time.monotonic() - t0
         _log(f"benchmark {name} took {timings[name]:.0f} s")
 
-    head = [f"- command: `{command.strip()}`", f"- started: {started}, revision {git_revision()}",
-            "- machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
-            "- time per benchmark: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())]
+    head = [
+        f"- command: `{command.strip()}`",
+        f"- started: {started}, revision {git_revision()}",
+        "- machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()),
+        "- time per benchmark: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
+    ]
     text = "\n".join(head) + "\n\n" + render_rows(rows) + "\n"
     if failed:
         text += "\n" + markdown_table(["benchmark", "failed"], failed.items()) + "\n"
@@ -111,9 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / f"results-{stamp}.md").write_text(text)
-    (out / f"results-{stamp}.json").write_text(json.dumps(
-        {"command": command, "started": started, "machine": machine, "timings": timings, "failed": failed,
-         "details": details}, indent=1, default=str))
+    (out / f"results-{stamp}.json").write_text(
+        json.dumps(
+            {
+                "command": command,
+                "started": started,
+                "machine": machine,
+                "timings": timings,
+                "failed": failed,
+                "details": details,
+            },
+            indent=1,
+            default=str,
+        )
+    )
     _log(f"results in {out / f'results-{stamp}.md'} (and .json)")
     return 1 if failed else 0
 

@@ -28,11 +28,20 @@ from bench.relay import ServerProcess, token_of, write_config
 
 WEB = Path(__file__).resolve().parent / "web"
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream",
-         "--use-fake-ui-for-media-stream", "--disable-background-networking", "--allow-loopback-in-peer-connection",
-         "--autoplay-policy=no-user-gesture-required", "--disable-features=WebRtcHideLocalIpsWithMdns",
-         "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-         "--disable-backgrounding-occluded-windows"]
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-background-networking",
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+]
 
 
 def render_assets(folder: Path, camera: tuple[int, int], frames: int, document: tuple[int, int]) -> None:
@@ -86,7 +95,7 @@ def _chromium_roots(pid: int) -> set[int]:
             exe = os.readlink(f"/proc/{p}/exe")
             with open(f"/proc/{p}/stat") as f:
                 stat = f.read()
-            ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+            ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
             parent_exe = os.readlink(f"/proc/{ppid}/exe")
         except OSError:
             continue
@@ -98,9 +107,19 @@ def _chromium_roots(pid: int) -> set[int]:
 class ChromiumPeers:
     """Two headless Chromium browsers (counter and office) on the bench page, against one relay."""
 
-    def __init__(self, relay_url: str, base_url: str, counter_token: str, office_token: str,
-                 camera: tuple[int, int, float], document: tuple[int, int, float], codec: str = "vp8",
-                 camera_frames: int = 30, doc_hint: str = "text", doc_stamp: bool = True) -> None:
+    def __init__(
+        self,
+        relay_url: str,
+        base_url: str,
+        counter_token: str,
+        office_token: str,
+        camera: tuple[int, int, float],
+        document: tuple[int, int, float],
+        codec: str = "vp8",
+        camera_frames: int = 30,
+        doc_hint: str = "text",
+        doc_stamp: bool = True,
+    ) -> None:
         self.relay_url, self.base_url = relay_url, base_url
         self.tokens = {"counter": counter_token, "office": office_token}
         self.camera, self.document, self.codec = camera, document, codec
@@ -125,9 +144,11 @@ class ChromiumPeers:
             page = await browser.new_page()
             cw, ch, cf = self.camera
             dw, dh, df = self.document
-            q = (f"role={role}&relay={self.relay_url}&token={self.tokens[role]}&camera={cw}x{ch}x{cf:g}"
-                 f"&document={dw}x{dh}x{df:g}&codec={self.codec}&camera_frames={self.camera_frames}"
-                 f"&doc_hint={self.doc_hint}&doc_stamp={1 if self.doc_stamp else 0}")
+            q = (
+                f"role={role}&relay={self.relay_url}&token={self.tokens[role]}&camera={cw}x{ch}x{cf:g}"
+                f"&document={dw}x{dh}x{df:g}&codec={self.codec}&camera_frames={self.camera_frames}"
+                f"&doc_hint={self.doc_hint}&doc_stamp={1 if self.doc_stamp else 0}"
+            )
             await page.goto(f"{self.base_url}/peer.html?{q}")
             await page.wait_for_function("window.results && window.results.welcome", timeout=30000)
             self.pages[role] = page
@@ -139,8 +160,9 @@ class ChromiumPeers:
                 await b.close()
         await self._pw.stop()
 
-    async def call(self, department: str, labels_office: tuple[str, ...] = ("camera", "document"),
-                   timeout: float = 20.0) -> dict[str, Any]:
+    async def call(
+        self, department: str, labels_office: tuple[str, ...] = ("camera", "document"), timeout: float = 20.0
+    ) -> dict[str, Any]:
         """Place a call and wait until every video track has shown a frame on both sides."""
         c, o = self.pages["counter"], self.pages["office"]
         await o.evaluate("window.results.firstFrame = {}")
@@ -152,8 +174,9 @@ class ChromiumPeers:
             if "camera" in rc["firstFrame"] and all(lbl in ro["firstFrame"] for lbl in labels_office):
                 return {"counter": rc, "office": ro}
             await asyncio.sleep(0.02)
-        raise TimeoutError(f"Chromium call: no media within {timeout} s: counter {rc.get('log')}, "
-                           f"office {ro.get('log')}")
+        raise TimeoutError(
+            f"Chromium call: no media within {timeout} s: counter {rc.get('log')}, office {ro.get('log')}"
+        )
 
     async def hangup(self) -> None:
         c, o = self.pages["counter"], self.pages["office"]
@@ -164,8 +187,14 @@ class ChromiumPeers:
             await asyncio.sleep(0.02)
 
 
-async def _run_media(calls: int, hold: float, log: Any, camera: tuple[int, int, float] = (1280, 720, 30.0),
-                     document: tuple[int, int, float] = (1920, 1080, 5.0), codec: str = "vp8") -> dict[str, Any]:
+async def _run_media(
+    calls: int,
+    hold: float,
+    log: Any,
+    camera: tuple[int, int, float] = (1280, 720, 30.0),
+    document: tuple[int, int, float] = (1920, 1080, 5.0),
+    codec: str = "vp8",
+) -> dict[str, Any]:
     out: dict[str, Any] = {"setup_ms": {}, "g2g_ms": {}, "frames": {}, "cpu": {}, "rss_mb": {}}
     with tempfile.TemporaryDirectory(prefix="bench-chromium-") as tmp:
         folder = Path(tmp)
@@ -175,24 +204,28 @@ async def _run_media(calls: int, hold: float, log: Any, camera: tuple[int, int, 
         server = ServerProcess("relay", cfg.path, folder / "relay.log").start()
         try:
             with serve_page(folder) as base:
-                async with ChromiumPeers(server.url, base, token_of(counter_id), token_of(station_id), camera,
-                                         document, codec) as peers:
+                async with ChromiumPeers(
+                    server.url, base, token_of(counter_id), token_of(station_id), camera, document, codec
+                ) as peers:
                     for i in range(calls):
                         r = await peers.call(dept)
                         ans = r["office"]["answerAt"]
                         t_answer = max(ans.values())
                         out["setup_ms"].setdefault("at counter: camera from station", []).append(
-                            r["counter"]["firstFrame"]["camera"] - t_answer)
+                            r["counter"]["firstFrame"]["camera"] - t_answer
+                        )
                         for lbl in ("camera", "document"):
                             out["setup_ms"].setdefault(f"at station: {lbl} from counter", []).append(
-                                r["office"]["firstFrame"][lbl] - t_answer)
+                                r["office"]["firstFrame"][lbl] - t_answer
+                            )
                         last = i == calls - 1
                         if last:
                             # The long call: glass-to-glass and CPU/RSS per side while it runs.
                             for side in ("counter", "office"):
                                 await peers.pages[side].evaluate("window.takeG2G()")
-                            samplers = {side: ProcSampler(pid, tree=True).start()
-                                        for side, pid in peers.pids.items()}
+                            samplers = {
+                                side: ProcSampler(pid, tree=True).start() for side, pid in peers.pids.items()
+                            }
                             await asyncio.sleep(hold)
                             for side, s in samplers.items():
                                 s.stop()
@@ -203,9 +236,11 @@ async def _run_media(calls: int, hold: float, log: Any, camera: tuple[int, int, 
                                 g = await peers.pages[side].evaluate("window.takeG2G()")
                                 for lbl, samples in g["g2g"].items():
                                     out["g2g_ms"][f"{where}: {lbl}"] = samples
-                                    out["frames"][f"{where}: {lbl}"] = {"frames": g["frames"][lbl],
-                                                                         "unreadable": g["unreadable"][lbl],
-                                                                         "size": g["size"].get(lbl)}
+                                    out["frames"][f"{where}: {lbl}"] = {
+                                        "frames": g["frames"][lbl],
+                                        "unreadable": g["unreadable"][lbl],
+                                        "size": g["size"].get(lbl),
+                                    }
                         else:
                             await asyncio.sleep(1.0)
                         await peers.hangup()

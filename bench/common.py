@@ -60,8 +60,14 @@ class Stats:
         vals = list(values)
         if not vals:
             return cls(0, math.nan, math.nan, tail_p)
-        return cls(len(vals), percentile(vals, 50), percentile(vals, tail_p), tail_p,
-                   sum(vals) / len(vals), max(vals))
+        return cls(
+            len(vals),
+            percentile(vals, 50),
+            percentile(vals, tail_p),
+            tail_p,
+            sum(vals) / len(vals),
+            max(vals),
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -75,7 +81,7 @@ def fmt(value: float | None, digits: int = 3) -> str:
     if value == 0:
         return "0"
     mag = abs(value)
-    if mag >= 10 ** digits:
+    if mag >= 10**digits:
         return f"{value:,.0f}"
     decimals = max(0, digits - 1 - math.floor(math.log10(mag)))
     return f"{value:.{decimals}f}"
@@ -127,12 +133,30 @@ class Row:
 
     def cells(self) -> list[str]:
         r = self.ratio()
-        return [self.bench, self.case, f"{self.metric} [{self.unit}]", self._cell(self.ours), self._cell(self.base),
-                "–" if r is None else f"{r:.2f}×", self.goal_text, self.verdict(), self.note]
+        return [
+            self.bench,
+            self.case,
+            f"{self.metric} [{self.unit}]",
+            self._cell(self.ours),
+            self._cell(self.base),
+            "–" if r is None else f"{r:.2f}×",
+            self.goal_text,
+            self.verdict(),
+            self.note,
+        ]
 
 
-HEADER = ["bench", "case", "metric [unit]", "ours: p50 / tail", "baseline: p50 / tail", "ratio (tail)", "goal",
-          "verdict", "note"]
+HEADER = [
+    "bench",
+    "case",
+    "metric [unit]",
+    "ours: p50 / tail",
+    "baseline: p50 / tail",
+    "ratio (tail)",
+    "goal",
+    "verdict",
+    "note",
+]
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -148,9 +172,11 @@ def render_rows(rows: Sequence[Row]) -> str:
 
 def tail_below(limit: float) -> Callable[[Stats | float | None, Stats | float | None], bool | None]:
     """Goal: our tail (or value) is below ``limit``."""
+
     def check(ours: Stats | float | None, base: Stats | float | None) -> bool | None:
         v = ours.tail if isinstance(ours, Stats) else ours
         return None if v is None or math.isnan(v) else v < limit
+
     return check
 
 
@@ -158,27 +184,33 @@ def tail_at_most(limit: float) -> Callable[[Stats | float | None, Stats | float 
     def check(ours: Stats | float | None, base: Stats | float | None) -> bool | None:
         v = ours.tail if isinstance(ours, Stats) else ours
         return None if v is None or math.isnan(v) else v <= limit
+
     return check
 
 
-def both(*checks: Callable[[Stats | float | None, Stats | float | None], bool | None]
-         ) -> Callable[[Stats | float | None, Stats | float | None], bool | None]:
+def both(
+    *checks: Callable[[Stats | float | None, Stats | float | None], bool | None],
+) -> Callable[[Stats | float | None, Stats | float | None], bool | None]:
     """All goals must hold; unknown (None) parts are skipped, all unknown gives None."""
+
     def check(ours: Stats | float | None, base: Stats | float | None) -> bool | None:
         results = [c(ours, base) for c in checks]
         known = [r for r in results if r is not None]
         return None if not known else all(known)
+
     return check
 
 
 def ratio_at_most(limit: float) -> Callable[[Stats | float | None, Stats | float | None], bool | None]:
     """Goal: tail(ours) / tail(baseline) ≤ ``limit`` (None without a baseline)."""
+
     def check(ours: Stats | float | None, base: Stats | float | None) -> bool | None:
         a = ours.tail if isinstance(ours, Stats) else ours
         b = base.tail if isinstance(base, Stats) else base
         if a is None or b is None or math.isnan(a) or math.isnan(b) or b <= 0:
             return None
         return a / b <= limit
+
     return check
 
 
@@ -186,17 +218,20 @@ def at_least(limit: float) -> Callable[[Stats | float | None, Stats | float | No
     def check(ours: Stats | float | None, base: Stats | float | None) -> bool | None:
         v = ours.p50 if isinstance(ours, Stats) else ours
         return None if v is None or math.isnan(v) else v >= limit
+
     return check
 
 
-def not_worse_than_base(higher_is_better: bool = False, slack: float = 1.0
-                        ) -> Callable[[Stats | float | None, Stats | float | None], bool | None]:
+def not_worse_than_base(
+    higher_is_better: bool = False, slack: float = 1.0
+) -> Callable[[Stats | float | None, Stats | float | None], bool | None]:
     def check(ours: Stats | float | None, base: Stats | float | None) -> bool | None:
         a = ours.tail if isinstance(ours, Stats) else ours
         b = base.tail if isinstance(base, Stats) else base
         if a is None or b is None or math.isnan(a) or math.isnan(b):
             return None
         return a >= b * slack if higher_is_better else a <= b * slack
+
     return check
 
 
@@ -214,7 +249,7 @@ def _children_map() -> dict[int, list[int]]:
                 stat = f.read()
         except OSError:
             continue
-        ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+        ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
         kids.setdefault(ppid, []).append(int(entry))
     return kids
 
@@ -237,7 +272,7 @@ def cpu_seconds(pid: int) -> float:
             stat = f.read()
     except OSError:
         return 0.0
-    fields = stat[stat.rfind(")") + 2:].split()
+    fields = stat[stat.rfind(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
@@ -371,14 +406,22 @@ def machine_description() -> dict[str, str]:
     except OSError:
         pass
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "memory": mem, "os": osname,
-            "python": platform.python_version(), "kernel": platform.release(), "load (1/5/15 min)": load}
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": mem,
+        "os": osname,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load (1/5/15 min)": load,
+    }
 
 
 def git_revision() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or "?"
     except (OSError, subprocess.TimeoutExpired):
         return "?"

@@ -62,28 +62,55 @@ class Forwarder:
             return
         t = self.config.terminals[terminal]
         self.conns[terminal] = ws
-        await ws.send(json.dumps({"type": "welcome", "terminal": terminal, "role": t.role, "protocol": 1,
-                                  "departments": [{"id": d} for d in t.departments], "ice_servers": []}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "welcome",
+                    "terminal": terminal,
+                    "role": t.role,
+                    "protocol": 1,
+                    "departments": [{"id": d} for d in t.departments],
+                    "ice_servers": [],
+                }
+            )
+        )
         try:
             async for raw in ws:
                 msg = json.loads(raw)
                 kind = msg.get("type")
                 if kind == "call":
                     cid = f"c{next(self.ids)}"
-                    call = FwdCall(cid, terminal, msg["department"], self.stations.get(msg["department"], []),
-                                   [terminal])
+                    call = FwdCall(
+                        cid, terminal, msg["department"], self.stations.get(msg["department"], []), [terminal]
+                    )
                     self.calls[cid] = call
                     self._send(terminal, {"type": "ringing", "call": cid, "department": call.department})
                     for s in call.rung:
-                        self._send(s, {"type": "incoming", "call": cid, "department": call.department,
-                                       "from": terminal})
+                        self._send(
+                            s,
+                            {
+                                "type": "incoming",
+                                "call": cid,
+                                "department": call.department,
+                                "from": terminal,
+                            },
+                        )
                 elif kind == "answer":
                     call = self.calls[msg["call"]]
                     call.members.append(terminal)
                     self._send(call.counter, {"type": "answered", "call": call.id, "by": terminal})
-                    self._send(terminal, {"type": "call_state", "call": call.id, "state": "active",
-                                          "department": call.department, "counter": call.counter,
-                                          "members": call.members, "offline": []})
+                    self._send(
+                        terminal,
+                        {
+                            "type": "call_state",
+                            "call": call.id,
+                            "state": "active",
+                            "department": call.department,
+                            "counter": call.counter,
+                            "members": call.members,
+                            "offline": [],
+                        },
+                    )
                     for s in call.rung:
                         if s != terminal:
                             self._send(s, {"type": "taken", "call": call.id, "by": terminal})
@@ -93,8 +120,10 @@ class Forwarder:
                     for m in set(call.members) | set(call.rung):
                         self._send(m, ended)
                 elif kind == "signal":
-                    self._send(msg["to"], {"type": "signal", "call": msg["call"], "from": terminal,
-                                           "data": msg["data"]})
+                    self._send(
+                        msg["to"],
+                        {"type": "signal", "call": msg["call"], "from": terminal, "data": msg["data"]},
+                    )
                 elif kind == "ping":
                     self._send(terminal, {"type": "pong", "time": 0})
         except Exception:
@@ -107,8 +136,16 @@ class Forwarder:
 async def _serve(config: RelayConfig, host: str, port: int) -> None:
     fwd = Forwarder(config)
     # Same transport settings as the relay (relay_server/server.py) so only the relay's own work differs.
-    async with serve(fwd.handle, host, port, ping_interval=10, ping_timeout=20, server_header=None, compression=None,
-                     max_size=max(config.max_message_bytes * 4, 1 << 20)) as server:
+    async with serve(
+        fwd.handle,
+        host,
+        port,
+        ping_interval=10,
+        ping_timeout=20,
+        server_header=None,
+        compression=None,
+        max_size=max(config.max_message_bytes * 4, 1 << 20),
+    ) as server:
         sock = next(iter(server.sockets))
         print(f"listening on ws://{host}:{sock.getsockname()[1]}", flush=True)
         stop = asyncio.Event()

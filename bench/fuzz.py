@@ -20,23 +20,45 @@ from bench.common import ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.fuzz", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.fuzz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--examples", type=int, default=3000, help="core examples; the relay gets a fifth of that")
     args = p.parse_args(argv)
     env = {**os.environ, "FUZZ_EXAMPLES": str(args.examples), "KIVY_NO_ARGS": "1"}
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "3600",
-                           "--durations=0", "tests/test_fuzz.py"], cwd=ROOT, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--timeout",
+            "3600",
+            "--durations=0",
+            "tests/test_fuzz.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.monotonic() - t0
-    durations = dict((name, float(sec)) for sec, name in
-                     re.findall(r"([\d.]+)s call\s+tests/test_fuzz.py::(\w+)", proc.stdout))
+    durations = dict(
+        (name, float(sec))
+        for sec, name in re.findall(r"([\d.]+)s call\s+tests/test_fuzz.py::(\w+)", proc.stdout)
+    )
     print("| property | examples | seconds | result |\n| --- | --- | --- | --- |")
-    for name, examples in (("test_core_survives_any_sequence_of_frames", args.examples),
-                           ("test_running_relay_answers_every_bad_frame_and_harms_nobody", max(args.examples // 5, 40))):
+    for name, examples in (
+        ("test_core_survives_any_sequence_of_frames", args.examples),
+        ("test_running_relay_answers_every_bad_frame_and_harms_nobody", max(args.examples // 5, 40)),
+    ):
         failed = f"FAILED tests/test_fuzz.py::{name}" in proc.stdout
-        print(f"| {name} | {examples} | {durations.get(name, float('nan')):.1f} | {'FAILED' if failed else 'ok'} |")
+        print(
+            f"| {name} | {examples} | {durations.get(name, float('nan')):.1f} | {'FAILED' if failed else 'ok'} |"
+        )
     print(f"\ntotal {seconds:.0f} s; pytest exit code {proc.returncode}")
     if proc.returncode:
         print(proc.stdout[-4000:])

@@ -39,10 +39,12 @@ class IdleTerminals:
         async with sem:
             for attempt in range(3):
                 try:
-                    ws = await connect(self.url, open_timeout=30, max_size=None, ping_interval=5,
-                                       ping_timeout=10)
-                    await ws.send(json.dumps({"type": "hello", "token": token, "protocol": 1,
-                                              "client": "bench idle"}))
+                    ws = await connect(
+                        self.url, open_timeout=30, max_size=None, ping_interval=5, ping_timeout=10
+                    )
+                    await ws.send(
+                        json.dumps({"type": "hello", "token": token, "protocol": 1, "client": "bench idle"})
+                    )
                     raw = await asyncio.wait_for(ws.recv(), 60)
                     size = len(raw)
                     self.welcome_max = max(self.welcome_max, size)
@@ -73,9 +75,19 @@ class IdleTerminals:
         done, pending = await asyncio.wait(tasks, timeout=self.budget)
         for t in pending:
             t.cancel()
-        print(json.dumps({"up": len(self.conns), "failed": self.failed + len(pending), "errors": self.errors,
-                          "seconds": round(time.monotonic() - t0, 2), "welcome_max_bytes": self.welcome_max,
-                          "welcome_over_kiosk_limit": self.too_large}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "up": len(self.conns),
+                    "failed": self.failed + len(pending),
+                    "errors": self.errors,
+                    "seconds": round(time.monotonic() - t0, 2),
+                    "welcome_max_bytes": self.welcome_max,
+                    "welcome_over_kiosk_limit": self.too_large,
+                }
+            ),
+            flush=True,
+        )
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.read)  # until the benchmark closes our stdin
         for r in self.readers:
@@ -90,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = float(args[4]) if len(args) > 4 else 120.0
     raise_fd_limit()
     with open(tokens_file) as f:
-        tokens = [line.strip() for line in f][start:start + count]
+        tokens = [line.strip() for line in f][start : start + count]
     asyncio.run(IdleTerminals(url, tokens, budget).run())
     return 0
 

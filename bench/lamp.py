@@ -37,9 +37,16 @@ async def _end_to_end(n: int, log: Any) -> tuple[list[float], list[float]]:
         off_ms: list[float] = []
         try:
             with device:
-                async with LampController(LampConfig("lcus", device.url, {dept: 1}), keepalive=3600.0) as lamp:
-                    client = RelayClient(server.url, token_of("bench-l0"), on_message=lamp.on_message,
-                                         on_link=lamp.on_link, client_name="bench lamp")
+                async with LampController(
+                    LampConfig("lcus", device.url, {dept: 1}), keepalive=3600.0
+                ) as lamp:
+                    client = RelayClient(
+                        server.url,
+                        token_of("bench-l0"),
+                        on_message=lamp.on_message,
+                        on_link=lamp.on_link,
+                        client_name="bench lamp",
+                    )
                     client.start()
                     try:
                         await client.wait_up(30)
@@ -75,10 +82,28 @@ def run(n: int = 200, quick: bool = False, log: Any = print) -> tuple[list[Row],
     on, off = Stats.of(on_ms, 99), Stats.of(off_ms, 99)
     log(f"touch→lamp: p50 {on.p50:.2f} ms, p99 {on.tail:.2f} ms; cancel→lamp off p99 {off.tail:.2f} ms")
     rows = [
-        Row("lamp", "LCUS on a pty, via relay process", "counter call → lamp ON bytes", "ms", on, None,
-            "p99 ≤ 5 ms", tail_at_most(5.0), "end to end"),
-        Row("lamp", "LCUS on a pty, via relay process", "counter cancel → lamp OFF bytes", "ms", off, None,
-            "", None, "end to end"),
+        Row(
+            "lamp",
+            "LCUS on a pty, via relay process",
+            "counter call → lamp ON bytes",
+            "ms",
+            on,
+            None,
+            "p99 ≤ 5 ms",
+            tail_at_most(5.0),
+            "end to end",
+        ),
+        Row(
+            "lamp",
+            "LCUS on a pty, via relay process",
+            "counter cancel → lamp OFF bytes",
+            "ms",
+            off,
+            None,
+            "",
+            None,
+            "end to end",
+        ),
     ]
     detail: dict[str, Any] = {"end_to_end": {"on": vars(on), "off": vars(off)}}
     try:
@@ -92,9 +117,19 @@ def run(n: int = 200, quick: bool = False, log: Any = print) -> tuple[list[Row],
             if "baseline" in r["metric"]:
                 continue
             b = base.get(r["case"]) if r["metric"] == "relay message → bytes at device" else None
-            rows.append(Row("lamp", r["case"], r["metric"], "ms", Stats(r["n"], r["p50"], r["p99"], 99),
-                            Stats(b["n"], b["p50"], b["p99"], 99) if b else None, "", None,
-                            "baseline: bare pyserial write" if b else ""))
+            rows.append(
+                Row(
+                    "lamp",
+                    r["case"],
+                    r["metric"],
+                    "ms",
+                    Stats(r["n"], r["p50"], r["p99"], 99),
+                    Stats(b["n"], b["p50"], b["p99"], 99) if b else None,
+                    "",
+                    None,
+                    "baseline: bare pyserial write" if b else "",
+                )
+            )
         log(f"lamp-side cases measured in {time.monotonic() - t0:.1f} s")
     except ImportError as err:  # the lamp helper's module is optional for this runner
         log(f"bench.lamp_latency not available: {err}")

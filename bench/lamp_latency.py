@@ -29,8 +29,13 @@ from kiosk.devices.lamp import ascii_command, lcus_command
 from kiosk.lamp_agent import LampController
 
 WARMUP = 10  # first commands not counted (thread start-up, first-use costs)
-WELCOME = {"type": "welcome", "terminal": "lamp-bench", "role": "lamp", "ice_servers": [],
-           "departments": [{"id": "juumin", "name": {"ja": "住民課", "en": "Residents Division"}}]}
+WELCOME = {
+    "type": "welcome",
+    "terminal": "lamp-bench",
+    "role": "lamp",
+    "ice_servers": [],
+    "departments": [{"id": "juumin", "name": {"ja": "住民課", "en": "Residents Division"}}],
+}
 
 
 def _percentile(values: Sequence[float], p: float) -> float:
@@ -45,10 +50,16 @@ def _percentile(values: Sequence[float], p: float) -> float:
 
 def _row(case: str, metric: str, samples_ms: Sequence[float], baseline: str = "") -> dict[str, Any]:
     return {
-        "bench": "lamp", "case": case, "metric": metric, "unit": "ms", "n": len(samples_ms),
-        "p50": _percentile(samples_ms, 50), "p99": _percentile(samples_ms, 99),
+        "bench": "lamp",
+        "case": case,
+        "metric": metric,
+        "unit": "ms",
+        "n": len(samples_ms),
+        "p50": _percentile(samples_ms, 50),
+        "p99": _percentile(samples_ms, 99),
         "mean": sum(samples_ms) / len(samples_ms) if samples_ms else math.nan,
-        "max": max(samples_ms) if samples_ms else math.nan, "baseline": baseline,
+        "max": max(samples_ms) if samples_ms else math.nan,
+        "baseline": baseline,
     }
 
 
@@ -82,8 +93,11 @@ async def _measure_controller(kind: str, transport: str, n: int) -> tuple[list[f
             await device.wait_for(lambda: lamp.device.connected, 5)
             for i in range(n + WARMUP):
                 before = len(device.received)
-                msg = ({"type": "incoming", "call": f"c{i}", "department": "juumin", "from": "k"} if i % 2 == 0
-                       else {"type": "ended", "call": f"c{i - 1}", "reason": "cancelled"})
+                msg = (
+                    {"type": "incoming", "call": f"c{i}", "department": "juumin", "from": "k"}
+                    if i % 2 == 0
+                    else {"type": "ended", "call": f"c{i - 1}", "reason": "cancelled"}
+                )
                 t0 = time.perf_counter()
                 lamp.on_message(msg)
                 await lamp.device.wait_ready(5)
@@ -121,8 +135,11 @@ def _measure_bare_write(kind: str, transport: str, n: int) -> list[float]:
 def run(n: int = 300) -> list[dict[str, Any]]:
     """Measure every case ``n`` times; one row per case and metric (p50/p99/mean/max in ms)."""
     rows: list[dict[str, Any]] = []
-    for kind, transport, label in (("lcus", "pty", "LCUS board, pty"), ("ascii", "pty", "ascii lamp, pty"),
-                                   ("lcus", "tcp", "LCUS board, socket://")):
+    for kind, transport, label in (
+        ("lcus", "pty", "LCUS board, pty"),
+        ("ascii", "pty", "ascii lamp, pty"),
+        ("lcus", "tcp", "LCUS board, socket://"),
+    ):
         base = _measure_bare_write(kind, transport, n)
         to_device, to_done = asyncio.run(_measure_controller(kind, transport, n))
         rows.append(_row(label, "bare pyserial write → bytes at device (baseline)", base))
@@ -136,8 +153,9 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as a Markdown table."""
     lines = ["| case | metric | n | p50 ms | p99 ms | max ms |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['metric']} | {r['n']} | {r['p50']:.3f} | {r['p99']:.3f} | "
-                     f"{r['max']:.3f} |")
+        lines.append(
+            f"| {r['case']} | {r['metric']} | {r['n']} | {r['p50']:.3f} | {r['p99']:.3f} | {r['max']:.3f} |"
+        )
     return "\n".join(lines)
 
 

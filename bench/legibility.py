@@ -63,8 +63,13 @@ def ocr(rgb: np.ndarray, folder: Path, name: str) -> str:
     big = cv2.resize(rgb, (rgb.shape[1] * 2, rgb.shape[0] * 2), interpolation=cv2.INTER_CUBIC)
     path = folder / f"{name}.png"
     cv2.imwrite(str(path), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
-    out = subprocess.run(["tesseract", str(path), "-", "-l", "jpn+eng", "--psm", "3"], capture_output=True,
-                         text=True, timeout=300, env={**os.environ, "OMP_THREAD_LIMIT": "1"})
+    out = subprocess.run(
+        ["tesseract", str(path), "-", "-l", "jpn+eng", "--psm", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_THREAD_LIMIT": "1"},
+    )
     return out.stdout
 
 
@@ -136,8 +141,10 @@ async def through_call(case: MediaCase, hold: float, folder: Path, log: Any) -> 
         (folder / "counter.toml").write_text(terminal_toml("counter", server.url, token_of(counter_id), case))
         office_cfg = load_terminal_config(folder / "office.toml", "office")
         counter_cfg = load_terminal_config(folder / "counter.toml", "counter")
-        async with HeadlessStation(office_cfg, auto_answer=0.0) as station, \
-                HeadlessCounter(counter_cfg) as counter:
+        async with (
+            HeadlessStation(office_cfg, auto_answer=0.0) as station,
+            HeadlessCounter(counter_cfg) as counter,
+        ):
             await station.wait_up(30)
             await counter.wait_up(30)
             await counter.call(dept)
@@ -177,8 +184,17 @@ async def through_chromium(hold: float, fps: float, folder: Path, codec: str = "
     server = ServerProcess("relay", cfg.path, folder / "relay.log").start()
     try:
         with serve_page(folder) as base:
-            async with ChromiumPeers(server.url, base, token_of(counter_id), token_of(station_id), (640, 360, 15.0),
-                                     (*DOC_SIZE, fps), codec, camera_frames=1, doc_hint="text") as peers:
+            async with ChromiumPeers(
+                server.url,
+                base,
+                token_of(counter_id),
+                token_of(station_id),
+                (640, 360, 15.0),
+                (*DOC_SIZE, fps),
+                codec,
+                camera_frames=1,
+                doc_hint="text",
+            ) as peers:
                 await peers.call(dept)
 
                 async def grab() -> np.ndarray:
@@ -195,8 +211,12 @@ def score_frames(frames: list[np.ndarray], source: np.ndarray, folder: Path, nam
     """Median OCR accuracy and SSIM over ``frames``, with the spread of the OCR scores."""
     scores = [score(f, source, folder, f"{name}{i}") for i, f in enumerate(frames)]
     ocrs = sorted(s["ocr"] for s in scores)
-    return {"ocr": float(np.median(ocrs)), "ssim": float(np.median([s["ssim"] for s in scores])),
-            "ocr_each": ocrs, "size": f"{frames[0].shape[1]}×{frames[0].shape[0]}"}
+    return {
+        "ocr": float(np.median(ocrs)),
+        "ssim": float(np.median([s["ssim"] for s in scores])),
+        "ocr_each": ocrs,
+        "size": f"{frames[0].shape[1]}×{frames[0].shape[0]}",
+    }
 
 
 def run(quick: bool = False, log: Any = print, chromium: bool = True) -> tuple[list[Row], dict[str, Any]]:
@@ -211,8 +231,19 @@ def run(quick: bool = False, log: Any = print, chromium: bool = True) -> tuple[l
         ceiling = score(source, source, folder, "source")
         detail["source"] = ceiling
         log(f"legibility: OCR of the source page itself: {ceiling['ocr']:.1f} %")
-        rows.append(Row("legibility", "source page, no transmission (OCR ceiling)", "OCR character accuracy", "%",
-                        ceiling["ocr"], None, "", None, "Tesseract jpn+eng, 2× upscale"))
+        rows.append(
+            Row(
+                "legibility",
+                "source page, no transmission (OCR ceiling)",
+                "OCR character accuracy",
+                "%",
+                ceiling["ocr"],
+                None,
+                "",
+                None,
+                "Tesseract jpn+eng, 2× upscale",
+            )
+        )
         base: dict[str, Any] | None = None
         if chromium:
             try:
@@ -220,16 +251,21 @@ def run(quick: bool = False, log: Any = print, chromium: bool = True) -> tuple[l
                 sub.mkdir()
                 base = score_frames(asyncio.run(through_chromium(hold, 5.0, sub)), source, sub, "chromium")
                 detail["chromium"] = base
-                log(f"legibility: Chromium contentHint=text: OCR {base['ocr']:.1f} % (median of "
-                    f"{', '.join(f'{o:.1f}' for o in base['ocr_each'])}), SSIM {base['ssim']:.3f} ({base['size']})")
+                log(
+                    f"legibility: Chromium contentHint=text: OCR {base['ocr']:.1f} % (median of "
+                    f"{', '.join(f'{o:.1f}' for o in base['ocr_each'])}), SSIM {base['ssim']:.3f} ({base['size']})"
+                )
             except Exception as err:  # noqa: BLE001 - our numbers are still worth having
                 log(f"legibility: Chromium baseline failed: {type(err).__name__}: {err}")
-        cases = [MediaCase("VP8, document 1920×1080@5", camera=(640, 360, 15.0)),
-                 MediaCase("H264, document 1920×1080@5", camera=(640, 360, 15.0), codec="h264")]
+        cases = [
+            MediaCase("VP8, document 1920×1080@5", camera=(640, 360, 15.0)),
+            MediaCase("H264, document 1920×1080@5", camera=(640, 360, 15.0), codec="h264"),
+        ]
         if not quick:
-            cases += [MediaCase("VP8, document 1920×1080@2", camera=(640, 360, 15.0), document=(1920, 1080, 2.0)),
-                      MediaCase("VP8, document 1920×1080@15", camera=(640, 360, 15.0),
-                                document=(1920, 1080, 15.0))]
+            cases += [
+                MediaCase("VP8, document 1920×1080@2", camera=(640, 360, 15.0), document=(1920, 1080, 2.0)),
+                MediaCase("VP8, document 1920×1080@15", camera=(640, 360, 15.0), document=(1920, 1080, 15.0)),
+            ]
         still_done = False
         for i, case in enumerate(cases):
             sub = folder / f"case{i}"
@@ -243,31 +279,81 @@ def run(quick: bool = False, log: Any = print, chromium: bool = True) -> tuple[l
             each = ", ".join(f"{o:.1f}" for o in s["ocr_each"])
             log(f"legibility: {case.name}: OCR {s['ocr']:.1f} % (median of {each}), SSIM {s['ssim']:.3f}")
             b_ocr = base["ocr"] if base else None
-            rows.append(Row("legibility", f"live track, {case.name}, after {hold:.0f} s", "OCR character accuracy",
-                            "%", s["ocr"], b_ocr, "≥ 98 % (absolute; see the relative row)",
-                            both(at_least(98.0), not_worse_than_base(higher_is_better=True)),
-                            f"median of {len(got['frames'])} frames ({each}); source page: {ceiling['ocr']:.1f} %"))
+            rows.append(
+                Row(
+                    "legibility",
+                    f"live track, {case.name}, after {hold:.0f} s",
+                    "OCR character accuracy",
+                    "%",
+                    s["ocr"],
+                    b_ocr,
+                    "≥ 98 % (absolute; see the relative row)",
+                    both(at_least(98.0), not_worse_than_base(higher_is_better=True)),
+                    f"median of {len(got['frames'])} frames ({each}); source page: {ceiling['ocr']:.1f} %",
+                )
+            )
             rel = 100.0 * s["ocr"] / ceiling["ocr"] if ceiling["ocr"] else float("nan")
             b_rel = 100.0 * base["ocr"] / ceiling["ocr"] if base and ceiling["ocr"] else None
-            rows.append(Row("legibility", f"live track, {case.name}, after {hold:.0f} s",
-                            "OCR accuracy relative to the source page", "%", rel, b_rel,
-                            "≥ 98 %, ≥ Chromium", both(at_least(98.0), not_worse_than_base(higher_is_better=True)),
-                            "what the OCR reads on the page itself = 100 %"))
-            rows.append(Row("legibility", f"live track, {case.name}, after {hold:.0f} s", "SSIM vs source", "",
-                            s["ssim"], base["ssim"] if base else None, "", None, ""))
+            rows.append(
+                Row(
+                    "legibility",
+                    f"live track, {case.name}, after {hold:.0f} s",
+                    "OCR accuracy relative to the source page",
+                    "%",
+                    rel,
+                    b_rel,
+                    "≥ 98 %, ≥ Chromium",
+                    both(at_least(98.0), not_worse_than_base(higher_is_better=True)),
+                    "what the OCR reads on the page itself = 100 %",
+                )
+            )
+            rows.append(
+                Row(
+                    "legibility",
+                    f"live track, {case.name}, after {hold:.0f} s",
+                    "SSIM vs source",
+                    "",
+                    s["ssim"],
+                    base["ssim"] if base else None,
+                    "",
+                    None,
+                    "",
+                )
+            )
             if not still_done:
                 st = score(got["still"], source, sub, "still")
                 detail["still"] = st
                 still_done = True
                 exact = bool(np.array_equal(got["still"][200:, :], source[200:, :]))
                 log(f"legibility: still: OCR {st['ocr']:.1f} %, SSIM {st['ssim']:.4f}")
-                rows.append(Row("legibility", "still over the data channel (lossless PNG)", "OCR character accuracy",
-                                "%", st["ocr"], ceiling["ocr"], "100 % (= source page)",
-                                lambda o, b: o >= b if isinstance(o, float | int) and isinstance(b, float | int) else None,
-                                "baseline column: the source page itself"))
-                rows.append(Row("legibility", "still over the data channel (lossless PNG)", "SSIM vs source", "",
-                                st["ssim"], None, "", None,
-                                "pixels identical to the source below the stamp" if exact else "pixels differ"))
+                rows.append(
+                    Row(
+                        "legibility",
+                        "still over the data channel (lossless PNG)",
+                        "OCR character accuracy",
+                        "%",
+                        st["ocr"],
+                        ceiling["ocr"],
+                        "100 % (= source page)",
+                        lambda o, b: (
+                            o >= b if isinstance(o, float | int) and isinstance(b, float | int) else None
+                        ),
+                        "baseline column: the source page itself",
+                    )
+                )
+                rows.append(
+                    Row(
+                        "legibility",
+                        "still over the data channel (lossless PNG)",
+                        "SSIM vs source",
+                        "",
+                        st["ssim"],
+                        None,
+                        "",
+                        None,
+                        "pixels identical to the source below the stamp" if exact else "pixels differ",
+                    )
+                )
     return rows, detail
 
 

@@ -53,27 +53,36 @@ class MediaCase:
 
 DEFAULT = MediaCase("default: camera 1280×720@30 + document 1920×1080@5, VP8")
 ALTERNATIVES = (
-    MediaCase("default sizes, camera MJPG-decoded per frame like a USB camera's (synthetic:camera-mjpg)",
-              camera_source="synthetic:camera-mjpg"),
+    MediaCase(
+        "default sizes, camera MJPG-decoded per frame like a USB camera's (synthetic:camera-mjpg)",
+        camera_source="synthetic:camera-mjpg",
+    ),
     MediaCase("H264 (camera 1280×720@30 + document 1920×1080@5)", codec="h264"),
     MediaCase("VP8, camera 640×360@15 + document 1920×1080@5", camera=(640, 360, 15.0)),
 )
 FULL_ALTERNATIVES = (
-    MediaCase("VP8, camera 1280×720@15 + document 1920×1080@2", camera=(1280, 720, 15.0),
-              document=(1920, 1080, 2.0)),
+    MediaCase(
+        "VP8, camera 1280×720@15 + document 1920×1080@2", camera=(1280, 720, 15.0), document=(1920, 1080, 2.0)
+    ),
     MediaCase("H264, camera 640×360@15 + document 1920×1080@5", camera=(640, 360, 15.0), codec="h264"),
 )
 
 
 def terminal_toml(role: str, url: str, token: str, case: MediaCase) -> str:
     w, h, fps = case.camera
-    text = (f'[relay]\nurl = "{url}"\ntoken = "{token}"\n\n[terminal]\nlanguage = "ja"\n\n'
-            f'[camera]\nsource = "{case.camera_source}"\nwidth = {w}\nheight = {h}\nfps = {fps}\n\n')
+    text = (
+        f'[relay]\nurl = "{url}"\ntoken = "{token}"\n\n[terminal]\nlanguage = "ja"\n\n'
+        f'[camera]\nsource = "{case.camera_source}"\nwidth = {w}\nheight = {h}\nfps = {fps}\n\n'
+    )
     if role == "counter":
         dw, dh, dfps = case.document
-        text += f'[document_camera]\nsource = "synthetic:document"\nwidth = {dw}\nheight = {dh}\nfps = {dfps}\n\n'
-    text += ('[audio]\ninput = "synthetic:tone"\noutput = "null"\n\n'
-             f'[network]\nice_addresses = ["127.0.0.1"]\ncodec = "{case.codec}"\n')
+        text += (
+            f'[document_camera]\nsource = "synthetic:document"\nwidth = {dw}\nheight = {dh}\nfps = {dfps}\n\n'
+        )
+    text += (
+        '[audio]\ninput = "synthetic:tone"\noutput = "null"\n\n'
+        f'[network]\nice_addresses = ["127.0.0.1"]\ncodec = "{case.codec}"\n'
+    )
     return text
 
 
@@ -87,8 +96,16 @@ class PeerProc:
     @classmethod
     async def start(cls, *args: str) -> PeerProc:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.media_peer", *args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, cwd=ROOT, limit=1 << 26)
+            sys.executable,
+            "-m",
+            "bench.media_peer",
+            *args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            limit=1 << 26,
+        )
         peer = cls(proc)
         peer.reader = asyncio.get_running_loop().create_task(peer._read())
         return peer
@@ -147,22 +164,40 @@ async def run_calls(case: MediaCase, calls: int, hold: float, measure_cpu: bool,
         server = ServerProcess("relay", cfg.path, folder / "relay.log").start()
         office = counter = None
         try:
-            (folder / "office.toml").write_text(terminal_toml("office", server.url, token_of(station_id), case))
-            (folder / "counter.toml").write_text(terminal_toml("counter", server.url, token_of(counter_id), case))
-            office = await PeerProc.start("--role", "office", "--config", str(folder / "office.toml"),
-                                          "--url", server.url)
+            (folder / "office.toml").write_text(
+                terminal_toml("office", server.url, token_of(station_id), case)
+            )
+            (folder / "counter.toml").write_text(
+                terminal_toml("counter", server.url, token_of(counter_id), case)
+            )
+            office = await PeerProc.start(
+                "--role", "office", "--config", str(folder / "office.toml"), "--url", server.url
+            )
             await office.expect("ready", 60)
-            counter = await PeerProc.start("--role", "counter", "--config", str(folder / "counter.toml"),
-                                           "--url", server.url, "--department", dept, "--calls", str(calls),
-                                           "--hold", str(hold))
+            counter = await PeerProc.start(
+                "--role",
+                "counter",
+                "--config",
+                str(folder / "counter.toml"),
+                "--url",
+                server.url,
+                "--department",
+                dept,
+                "--calls",
+                str(calls),
+                "--hold",
+                str(hold),
+            )
             await counter.expect("ready", 60)
             answers: dict[str, float] = {}
             for _ in range(calls):
                 up = await counter.expect("media_up", 60)
                 samplers: list[tuple[str, ProcSampler]] = []
                 if measure_cpu:
-                    samplers = [("counter", ProcSampler(counter.proc.pid).start()),
-                                ("station", ProcSampler(office.proc.pid).start())]
+                    samplers = [
+                        ("counter", ProcSampler(counter.proc.pid).start()),
+                        ("station", ProcSampler(office.proc.pid).start()),
+                    ]
                 done = await counter.expect("call", hold + 60)
                 for side, s in samplers:
                     s.stop()
@@ -178,16 +213,20 @@ async def run_calls(case: MediaCase, calls: int, hold: float, measure_cpu: bool,
                 res.calls_ok += 1
                 for key, t in done["first_frame_at"].items():
                     res.setup_ms.setdefault(f"at counter: {key.split('/')[1]} from station", []).append(
-                        (t - t_answer) * 1000)
+                        (t - t_answer) * 1000
+                    )
                 for key, tr in done["tracks"].items():
                     res.g2g_ms.setdefault(f"at counter: {key.split('/')[1]}", []).extend(tr["g2g_ms"])
                     res.frames[f"at counter: {key.split('/')[1]}"] = {
-                        k: tr.get(k, 0) for k in ("frames", "unreadable", "skipped", "sizes")}
+                        k: tr.get(k, 0) for k in ("frames", "unreadable", "skipped", "sizes")
+                    }
                 del up
             # The station reports its side when each call has ended.
             deadline = time.monotonic() + 10
-            while sum(1 for e in office.all if e.get("event") == "station_call") < res.calls_ok \
-                    and time.monotonic() < deadline:
+            while (
+                sum(1 for e in office.all if e.get("event") == "station_call") < res.calls_ok
+                and time.monotonic() < deadline
+            ):
                 await asyncio.sleep(0.05)
             for ev in office.all:
                 if ev.get("event") != "station_call" or ev["call"] not in answers:
@@ -196,11 +235,13 @@ async def run_calls(case: MediaCase, calls: int, hold: float, measure_cpu: bool,
                 for key, t in ev["first_frame_at"].items():
                     if t is not None:
                         res.setup_ms.setdefault(f"at station: {key.split('/')[1]} from counter", []).append(
-                            (t - t_answer) * 1000)
+                            (t - t_answer) * 1000
+                        )
                 for key, tr in ev["tracks"].items():
                     res.g2g_ms.setdefault(f"at station: {key.split('/')[1]}", []).extend(tr["g2g_ms"])
                     res.frames[f"at station: {key.split('/')[1]}"] = {
-                        k: tr.get(k, 0) for k in ("frames", "unreadable", "skipped", "sizes")}
+                        k: tr.get(k, 0) for k in ("frames", "unreadable", "skipped", "sizes")
+                    }
             await counter.expect("done", 30)
         finally:
             for p in (counter, office):
@@ -211,7 +252,7 @@ async def run_calls(case: MediaCase, calls: int, hold: float, measure_cpu: bool,
 
 
 def received_sizes(sizes: dict[str, int]) -> str:
-    """", received at 960×540 (70 %), 1280×720 (30 %)" — the camera track adapts its size to the encoders."""
+    """ ", received at 960×540 (70 %), 1280×720 (30 %)" — the camera track adapts its size to the encoders."""
     total = sum(sizes.values())
     if not total:
         return ""
@@ -219,8 +260,9 @@ def received_sizes(sizes: dict[str, int]) -> str:
     return ", received at " + ", ".join(f"{size} ({100 * n / total:.0f} %)" for size, n in parts)
 
 
-def run(quick: bool = False, log: Any = print, chromium: bool = True, full: bool = False
-        ) -> tuple[list[Row], dict[str, Any]]:
+def run(
+    quick: bool = False, log: Any = print, chromium: bool = True, full: bool = False
+) -> tuple[list[Row], dict[str, Any]]:
     calls = 5 if quick else 20
     long_hold = 10.0 if quick else 60.0
     alt_hold = 8.0 if quick else 30.0
@@ -244,41 +286,81 @@ def run(quick: bool = False, log: Any = print, chromium: bool = True, full: bool
     base_setup = base.get("setup_ms", {})
     for direction, samples in sorted(setup.setup_ms.items()):
         b = base_setup.get(direction) or base_setup.get(direction.replace(": document", ": camera"))
-        rows.append(Row("call set-up", DEFAULT.name, f"answer → first frame, {direction}", "ms",
-                        Stats.of(samples, 95), Stats.of(b, 95) if b else None, "p95 < 300 ms, ≤ 1.2× Chromium",
-                        both(tail_below(300.0), ratio_at_most(1.2)),
-                        f"{setup.calls_ok}/{calls} calls" + ("; baseline: Chromium camera" if direction not in
-                                                            base_setup and "document" in direction else "")))
+        rows.append(
+            Row(
+                "call set-up",
+                DEFAULT.name,
+                f"answer → first frame, {direction}",
+                "ms",
+                Stats.of(samples, 95),
+                Stats.of(b, 95) if b else None,
+                "p95 < 300 ms, ≤ 1.2× Chromium",
+                both(tail_below(300.0), ratio_at_most(1.2)),
+                f"{setup.calls_ok}/{calls} calls"
+                + (
+                    "; baseline: Chromium camera"
+                    if direction not in base_setup and "document" in direction
+                    else ""
+                ),
+            )
+        )
 
     cases = [DEFAULT, *ALTERNATIVES, *(FULL_ALTERNATIVES if full else ())]
     for i, case in enumerate(cases):
         hold = long_hold if i == 0 else alt_hold
         log(f"media: one {hold:.0f} s call: {case.name}")
         r = asyncio.run(run_calls(case, 1, hold, True, log))
-        detail.setdefault("calls", {})[case.name] = {"g2g_ms": {k: Stats.of(v, 95).__dict__ for k, v in
-                                                                r.g2g_ms.items()},
-                                                     "frames": r.frames, "cpu": r.cpu, "rss_mb": r.rss_mb}
+        detail.setdefault("calls", {})[case.name] = {
+            "g2g_ms": {k: Stats.of(v, 95).__dict__ for k, v in r.g2g_ms.items()},
+            "frames": r.frames,
+            "cpu": r.cpu,
+            "rss_mb": r.rss_mb,
+        }
         base_g2g = base.get("g2g_ms", {}) if i == 0 else {}
         for track, samples in sorted(r.g2g_ms.items()):
             b = base_g2g.get(track)
             fr = r.frames.get(track, {})
-            rows.append(Row("glass-to-glass", case.name, f"capture → decoded, {track}", "ms", Stats.of(samples, 95),
-                            Stats.of(b, 95) if b else None, "p95 < 120 ms, ≤ Chromium",
-                            both(tail_below(120.0), not_worse_than_base()),
-                            f"{fr.get('frames', 0)} frames, {fr.get('unreadable', 0)} unreadable stamps, "
-                            f"{fr.get('skipped', 0)} skipped{received_sizes(fr.get('sizes') or {})}"))
+            rows.append(
+                Row(
+                    "glass-to-glass",
+                    case.name,
+                    f"capture → decoded, {track}",
+                    "ms",
+                    Stats.of(samples, 95),
+                    Stats.of(b, 95) if b else None,
+                    "p95 < 120 ms, ≤ Chromium",
+                    both(tail_below(120.0), not_worse_than_base()),
+                    f"{fr.get('frames', 0)} frames, {fr.get('unreadable', 0)} unreadable stamps, "
+                    f"{fr.get('skipped', 0)} skipped{received_sizes(fr.get('sizes') or {})}",
+                )
+            )
         for side in ("counter", "station"):
             bcpu = base.get("cpu", {}).get(side) if i == 0 else None
-            rows.append(Row("kiosk CPU", case.name, f"{side} process CPU", "% of one core", r.cpu.get(side), bcpu,
-                            "≤ 70 %", tail_at_most(70.0), f"RSS {r.rss_mb.get(side, float('nan')):.0f} MiB"
-                            + (f"; Chromium RSS {base.get('rss_mb', {}).get(side, float('nan')):.0f} MiB"
-                               if bcpu is not None else "")))
+            rows.append(
+                Row(
+                    "kiosk CPU",
+                    case.name,
+                    f"{side} process CPU",
+                    "% of one core",
+                    r.cpu.get(side),
+                    bcpu,
+                    "≤ 70 %",
+                    tail_at_most(70.0),
+                    f"RSS {r.rss_mb.get(side, float('nan')):.0f} MiB"
+                    + (
+                        f"; Chromium RSS {base.get('rss_mb', {}).get(side, float('nan')):.0f} MiB"
+                        if bcpu is not None
+                        else ""
+                    ),
+                )
+            )
     return rows, detail
 
 
 if __name__ == "__main__":
     from bench.common import render_rows
 
-    rows, detail = run(quick="--quick" in sys.argv, chromium="--no-chromium" not in sys.argv,
-                       full="--full" in sys.argv)
+    rows, detail = run(
+        quick="--quick" in sys.argv, chromium="--no-chromium" not in sys.argv, full="--full" in sys.argv
+    )
     print(render_rows(rows))

@@ -84,8 +84,13 @@ class StampReader:
         return self.last_counter < 0 or self.last_counter <= counter <= self.last_counter + 10_000
 
     def take(self) -> dict[str, Any]:
-        out = {"g2g_ms": self.samples, "frames": self.frames, "unreadable": self.unreadable,
-               "skipped": self.skipped, "sizes": self.sizes}
+        out = {
+            "g2g_ms": self.samples,
+            "frames": self.frames,
+            "unreadable": self.unreadable,
+            "skipped": self.skipped,
+            "sizes": self.sizes,
+        }
         self.samples, self.frames, self.unreadable, self.skipped, self.sizes = [], 0, 0, 0, {}
         return out
 
@@ -105,8 +110,11 @@ async def wait_media(session: Any, expected: int, timeout: float) -> dict[str, f
         if len(video) >= expected and all(t.first_frame_at is not None for t in video):
             return {f"{t.member}/{t.label}": t.first_frame_at for t in video}
         await asyncio.sleep(0.005)
-    return {f"{t.member}/{t.label}": t.first_frame_at for t in session.remote_tracks()
-            if t.label != "audio" and t.first_frame_at is not None}
+    return {
+        f"{t.member}/{t.label}": t.first_frame_at
+        for t in session.remote_tracks()
+        if t.label != "audio" and t.first_frame_at is not None
+    }
 
 
 async def run_counter(args: argparse.Namespace) -> int:
@@ -133,9 +141,17 @@ async def run_counter(args: argparse.Namespace) -> int:
                 attach_readers(session, readers)
                 await asyncio.sleep(0.05)
             held = time.monotonic() - t_hold
-            emit(event="call", call=session.call_id, index=i, call_at=t_call, answered_seen_at=answered_at,
-                 first_frame_at=first, held_s=held, state=session.state.value,
-                 tracks={k: r.take() for k, r in readers.items()})
+            emit(
+                event="call",
+                call=session.call_id,
+                index=i,
+                call_at=t_call,
+                answered_seen_at=answered_at,
+                first_frame_at=first,
+                held_s=held,
+                state=session.state.value,
+                tracks={k: r.take() for k, r in readers.items()},
+            )
             await session.hangup()
             await session.close()
             counter.session = None
@@ -159,8 +175,12 @@ async def run_office(args: argparse.Namespace) -> int:
         if ev.kind is EventKind.ENDED:
             s = station.session
             if s is not None and s.call_id in readers:
-                emit(event="station_call", call=s.call_id, first_frame_at=dict(first),
-                     tracks={k: r.take() for k, r in readers.pop(s.call_id).items()})
+                emit(
+                    event="station_call",
+                    call=s.call_id,
+                    first_frame_at=dict(first),
+                    tracks={k: r.take() for k, r in readers.pop(s.call_id).items()},
+                )
             first.clear()
         elif ev.kind in (EventKind.TRACK_ADDED, EventKind.FIRST_FRAME):
             if ev.kind is EventKind.FIRST_FRAME and ev.track != "audio":

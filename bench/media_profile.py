@@ -39,15 +39,27 @@ from bench.relay import ServerProcess, token_of, write_config
 #: Order matters only between patterns that can match the same frame.
 CATEGORIES: tuple[tuple[str, str], ...] = (
     ("stamp read (benchmark only)", r"read_frame_stamp|StampReader|_plausible"),
-    ("VP8/H264 encode (libvpx, libx264)", r"vp8cx|vpx_codec_encode|x264|"
-                                          r"encode \(aiortc/codecs|encode \(kiosk/video/encoders"),
+    (
+        "VP8/H264 encode (libvpx, libx264)",
+        r"vp8cx|vpx_codec_encode|x264|"
+        r"encode \(aiortc/codecs|encode \(kiosk/video/encoders",
+    ),
     ("VP8/H264 decode", r"vp8dx|vpx_codec_decode|vp8_decode|decode \(aiortc/codecs|h264_decode|ff_h264"),
-    ("colour conversion and scaling", r"cvtColor|cv::hal|sws_|swscale|reformat|rgb_to_yuv420p|_to_rgb|"
-                                      r"to_ndarray|from_ndarray|scaled \(kiosk|resize|yuv2rgb|rgb2yuv"),
-    ("capture: synthetic scene / MJPG decode", r"kiosk/video/synthetic|SyntheticScene|draw_frame_stamp|"
-                                               r"Synthetic\w*Grabber|imdecode|jpeg|_pump|_publish"),
-    ("RTP packetisation, jitter buffer", r"_packetize|rtp\.py|jitterbuffer|jitter\.py|rtcrtpsender|"
-                                         r"rtcrtpreceiver|depayload"),
+    (
+        "colour conversion and scaling",
+        r"cvtColor|cv::hal|sws_|swscale|reformat|rgb_to_yuv420p|_to_rgb|"
+        r"to_ndarray|from_ndarray|scaled \(kiosk|resize|yuv2rgb|rgb2yuv",
+    ),
+    (
+        "capture: synthetic scene / MJPG decode",
+        r"kiosk/video/synthetic|SyntheticScene|draw_frame_stamp|"
+        r"Synthetic\w*Grabber|imdecode|jpeg|_pump|_publish",
+    ),
+    (
+        "RTP packetisation, jitter buffer",
+        r"_packetize|rtp\.py|jitterbuffer|jitter\.py|rtcrtpsender|"
+        r"rtcrtpreceiver|depayload",
+    ),
     ("SRTP / DTLS", r"srtp|rtcdtlstransport|_ssl|ssl\.py|openssl|EVP_|aes"),
     ("ICE / UDP sockets", r"aioice|sendto|recvfrom|selector_events|_SelectorDatagram"),
     ("asyncio event loop, tasks", r"asyncio|base_events|events\.py|_run_once|epoll"),
@@ -68,8 +80,10 @@ class Profile:
 
 #: A sample whose innermost frames wait (a lock, a condition, epoll, sleep) is an idle thread, not CPU: with
 #: ``--native`` py-spy reports idle threads too, so they are dropped here.
-IDLE = re.compile(r"PyThread_acquire_lock|pthread_cond_|epoll_wait|select \(|poll \(|nanosleep|clock_nanosleep|"
-                  r"futex|sem_wait|Event\.wait|Condition\.wait|SimpleQueue_get|Queue\.get \(|sleep \(")
+IDLE = re.compile(
+    r"PyThread_acquire_lock|pthread_cond_|epoll_wait|select \(|poll \(|nanosleep|clock_nanosleep|"
+    r"futex|sem_wait|Event\.wait|Condition\.wait|SimpleQueue_get|Queue\.get \(|sleep \("
+)
 
 
 def is_idle(stack: str) -> bool:
@@ -110,7 +124,9 @@ def summarise(side: str, stacks: Counter[str], cpu_percent: float) -> Profile:
 def table(profiles: Iterable[Profile]) -> str:
     profiles = list(profiles)
     names = [n for n, _ in CATEGORIES] + ["other Python / native"]
-    head = "| category | " + " | ".join(f"{p.side}: share of samples | {p.side}: % of one core" for p in profiles)
+    head = "| category | " + " | ".join(
+        f"{p.side}: share of samples | {p.side}: % of one core" for p in profiles
+    )
     lines = [head + " |", "| --- |" + " --- | --- |" * len(profiles)]
     for name in names:
         cells = []
@@ -118,8 +134,11 @@ def table(profiles: Iterable[Profile]) -> str:
             share = 100.0 * p.by_category.get(name, 0) / max(1, p.samples)
             cells.append(f"{share:.1f} % | {share * p.cpu_percent / 100:.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("| **process CPU (whole call)** | " + " | ".join(
-        f"{p.samples} samples | **{p.cpu_percent:.0f}**" for p in profiles) + " |")
+    lines.append(
+        "| **process CPU (whole call)** | "
+        + " | ".join(f"{p.samples} samples | **{p.cpu_percent:.0f}**" for p in profiles)
+        + " |"
+    )
     return "\n".join(lines)
 
 
@@ -155,26 +174,36 @@ def flame_svg(stacks: Counter[str], title: str, width: int = 1200, row: int = 16
             share = 100.0 * int(child["#"]) / max(1, total)
             label = html.escape(frame)
             text = html.escape(frame[: max(0, int(w / 6.5) - 1)]) if w > 30 else ""
-            rects.append(f'<g><title>{label} ({share:.1f} %)</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" '
-                         f'height="{row - 1}" fill="hsl({hue},85%,60%)"/>'
-                         f'<text x="{x + 2:.1f}" y="{y + row - 4}">{text}</text></g>')
+            rects.append(
+                f'<g><title>{label} ({share:.1f} %)</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" '
+                f'height="{row - 1}" fill="hsl({hue},85%,60%)"/>'
+                f'<text x="{x + 2:.1f}" y="{y + row - 4}">{text}</text></g>'
+            )
             walk(child["children"], x, depth + 1)
             x += w
 
     walk(tree, 0.0, 0)
     height = 24 + (depth_max + 1) * row + 8
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'font-family="monospace" font-size="11">'
-            f'<rect width="100%" height="100%" fill="#fff"/>'
-            f'<text x="4" y="16" font-size="13">{html.escape(title)} — {total} samples; hover for names</text>'
-            + "".join(rects) + "</svg>\n")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="monospace" font-size="11">'
+        f'<rect width="100%" height="100%" fill="#fff"/>'
+        f'<text x="4" y="16" font-size="13">{html.escape(title)} — {total} samples; hover for names</text>'
+        + "".join(rects)
+        + "</svg>\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 
 
-async def profile_call(case: MediaCase, hold: float, rate: int, out: Path, cpu_window: float = 20.0,
-                       ) -> list[Profile]:
+async def profile_call(
+    case: MediaCase,
+    hold: float,
+    rate: int,
+    out: Path,
+    cpu_window: float = 20.0,
+) -> list[Profile]:
     out.mkdir(parents=True, exist_ok=True)
     pyspy = Path(sys.executable).with_name("py-spy")
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
@@ -184,14 +213,30 @@ async def profile_call(case: MediaCase, hold: float, rate: int, out: Path, cpu_w
         server = ServerProcess("relay", cfg.path, folder / "relay.log").start()
         office = counter = None
         try:
-            (folder / "office.toml").write_text(terminal_toml("office", server.url, token_of(station_id), case))
-            (folder / "counter.toml").write_text(terminal_toml("counter", server.url, token_of(counter_id), case))
-            office = await PeerProc.start("--role", "office", "--config", str(folder / "office.toml"),
-                                          "--url", server.url)
+            (folder / "office.toml").write_text(
+                terminal_toml("office", server.url, token_of(station_id), case)
+            )
+            (folder / "counter.toml").write_text(
+                terminal_toml("counter", server.url, token_of(counter_id), case)
+            )
+            office = await PeerProc.start(
+                "--role", "office", "--config", str(folder / "office.toml"), "--url", server.url
+            )
             await office.expect("ready", 60)
-            counter = await PeerProc.start("--role", "counter", "--config", str(folder / "counter.toml"),
-                                           "--url", server.url, "--department", dept, "--calls", "1",
-                                           "--hold", str(hold + cpu_window + 10))
+            counter = await PeerProc.start(
+                "--role",
+                "counter",
+                "--config",
+                str(folder / "counter.toml"),
+                "--url",
+                server.url,
+                "--department",
+                dept,
+                "--calls",
+                "1",
+                "--hold",
+                str(hold + cpu_window + 10),
+            )
             await counter.expect("ready", 60)
             await counter.expect("media_up", 60)
             await asyncio.sleep(3)  # past the first seconds, where the camera grows to its size
@@ -203,10 +248,33 @@ async def profile_call(case: MediaCase, hold: float, rate: int, out: Path, cpu_w
             spies = []
             for side, proc in (("counter", counter.proc), ("station", office.proc)):
                 raw = folder / f"{side}.raw"
-                spies.append((side, raw, subprocess.Popen(
-                    [str(pyspy), "record", "--native", "--nolineno", "--rate", str(rate), "--duration",
-                     str(int(hold)), "--format", "raw", "--output", str(raw), "--pid", str(proc.pid)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+                spies.append(
+                    (
+                        side,
+                        raw,
+                        subprocess.Popen(
+                            [
+                                str(pyspy),
+                                "record",
+                                "--native",
+                                "--nolineno",
+                                "--rate",
+                                str(rate),
+                                "--duration",
+                                str(int(hold)),
+                                "--format",
+                                "raw",
+                                "--output",
+                                str(raw),
+                                "--pid",
+                                str(proc.pid),
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE,
+                            text=True,
+                        ),
+                    )
+                )
             profiles = []
             for (side, raw, spy), sampler in zip(spies, samplers, strict=True):
                 _, err = await asyncio.to_thread(spy.communicate)
@@ -214,8 +282,9 @@ async def profile_call(case: MediaCase, hold: float, rate: int, out: Path, cpu_w
                     raise RuntimeError(f"py-spy on the {side} failed: {err.strip()[-500:]}")
                 stacks = read_collapsed(raw)
                 profiles.append(summarise(side, stacks, sampler.cpu_percent))
-                (out / f"{side}.svg").write_text(flame_svg(
-                    stacks, f"{side} process, {case.name}, {hold:.0f} s, py-spy --native"))
+                (out / f"{side}.svg").write_text(
+                    flame_svg(stacks, f"{side} process, {case.name}, {hold:.0f} s, py-spy --native")
+                )
                 (out / f"{side}.collapsed").write_text(raw.read_text())
             await counter.expect("done", hold + 90)
             return profiles
@@ -227,11 +296,18 @@ async def profile_call(case: MediaCase, hold: float, rate: int, out: Path, cpu_w
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.media_profile", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.media_profile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--hold", type=float, default=60.0, help="seconds of the call that py-spy samples")
-    p.add_argument("--cpu-window", type=float, default=20.0,
-                   help="seconds of the call, before py-spy starts, over which process CPU is measured")
+    p.add_argument(
+        "--cpu-window",
+        type=float,
+        default=20.0,
+        help="seconds of the call, before py-spy starts, over which process CPU is measured",
+    )
     p.add_argument("--rate", type=int, default=50, help="py-spy samples per second")
     p.add_argument("--out", default=str(ROOT / "var" / "bench" / "profile"), help="folder for SVG and stacks")
     args = p.parse_args(argv)

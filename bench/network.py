@@ -38,19 +38,26 @@ def _call(bed: Any, name: str, *, station_ns: str | None = None, hold: float = 0
     try:
         counter.send("call juumin")
         joined = counter.wait_event(lambda e: e["event"] == "member_joined", 30, "answered")
-        first = counter.wait_event(lambda e: e["event"] == "first_frame" and e.get("track") == "camera", 30,
-                                   "first camera frame")
+        first = counter.wait_event(
+            lambda e: e["event"] == "first_frame" and e.get("track") == "camera", 30, "first camera frame"
+        )
         path = counter.wait_event(lambda e: e["event"] == "media_path", 10, "media path")
         s_path = station.wait_event(lambda e: e["event"] == "media_path", 10, "media path")
-        out: dict[str, Any] = {"first_frame_s": first["t"] - joined["t"],
-                               "path": f"counter {path.get('summary')}, station {s_path.get('summary')}"}
+        out: dict[str, Any] = {
+            "first_frame_s": first["t"] - joined["t"],
+            "path": f"counter {path.get('summary')}, station {s_path.get('summary')}",
+        }
         if hold:
-            station.wait_event(lambda e: e["event"] == "frames"
-                               and e["tracks"].get(f"{COUNTER_ID}/document", 0) > 0, 60, "document")
+            station.wait_event(
+                lambda e: e["event"] == "frames" and e["tracks"].get(f"{COUNTER_ID}/document", 0) > 0,
+                60,
+                "document",
+            )
             t0 = time.monotonic()
             start = dict(station.events[-1]["tracks"]) if station.events[-1]["event"] == "frames" else {}
-            end_ev = station.wait_event(lambda e: e["event"] == "frames" and e["_rx"] >= t0 + hold, hold + 30,
-                                        "frames after the hold")
+            end_ev = station.wait_event(
+                lambda e: e["event"] == "frames" and e["_rx"] >= t0 + hold, hold + 30, "frames after the hold"
+            )
             span = end_ev["_rx"] - t0
             for label in ("camera", "document"):
                 key = f"{COUNTER_ID}/{label}"
@@ -73,8 +80,12 @@ def _outage(bed: Any, name: str) -> float:
     counter = bed.peer("counter", f"counter-{name}")
     try:
         counter.send("call juumin")
-        counter.wait_event(lambda e: e["event"] == "first_frame" and e.get("track") == "camera", 30, "first frame")
-        station.wait_event(lambda e: e["event"] == "first_frame" and e.get("track") == "camera", 30, "first frame")
+        counter.wait_event(
+            lambda e: e["event"] == "first_frame" and e.get("track") == "camera", 30, "first frame"
+        )
+        station.wait_event(
+            lambda e: e["event"] == "first_frame" and e.get("track") == "camera", 30, "first frame"
+        )
         bed.cut_town()
         time.sleep(10.0)  # the outage being measured
         bed.restore_town(new_mapping=True)
@@ -113,22 +124,40 @@ def run(quick: bool = False, log: Any = print) -> tuple[list[Row], dict[str, Any
             bed.nft("rt", "flush chain inet bed outbound\n")
             values = [r["first_frame_s"] for r in samples]
             details[case] = samples
-            rows.append(Row("network", case, "answer → first camera frame", "s", _stats(values),
-                            goal_text="< 3 s", goal=lambda o, b: o is not None and o.tail < 3.0,  # type: ignore[union-attr]
-                            note=f"path {samples[-1]['path']}; n={n}"))
+            rows.append(
+                Row(
+                    "network",
+                    case,
+                    "answer → first camera frame",
+                    "s",
+                    _stats(values),
+                    goal_text="< 3 s",
+                    goal=lambda o, b: o is not None and o.tail < 3.0,  # type: ignore[union-attr]
+                    note=f"path {samples[-1]['path']}; n={n}",
+                )
+            )
         recoveries = []
         for i in range(1 if quick else 2):
             recoveries.append(_outage(bed, f"cut-{i}"))
             log(f"network outage: media back {recoveries[-1]:.1f} s after the link")
         details["recovery_s"] = recoveries
-        rows.append(Row("network", "10 s town cut, new NAT mapping", "link restored → media at both ends", "s",
-                        _stats(recoveries), goal_text="< reconnect_window (30 s)",
-                        goal=lambda o, b: o is not None and o.tail < 30.0,  # type: ignore[union-attr]
-                        note="includes the station's websocket reconnecting"))
-        for case, apply, undo in (("clean link", lambda: None, lambda: None),
-                                  ("3 % loss both ways", lambda: bed.set_loss(3), lambda: bed.set_loss(0)),
-                                  ("1 Mbit/s town link", lambda: bed.set_uplink("1mbit"),
-                                   lambda: bed.set_uplink(None))):
+        rows.append(
+            Row(
+                "network",
+                "10 s town cut, new NAT mapping",
+                "link restored → media at both ends",
+                "s",
+                _stats(recoveries),
+                goal_text="< reconnect_window (30 s)",
+                goal=lambda o, b: o is not None and o.tail < 30.0,  # type: ignore[union-attr]
+                note="includes the station's websocket reconnecting",
+            )
+        )
+        for case, apply, undo in (
+            ("clean link", lambda: None, lambda: None),
+            ("3 % loss both ways", lambda: bed.set_loss(3), lambda: bed.set_loss(0)),
+            ("1 Mbit/s town link", lambda: bed.set_uplink("1mbit"), lambda: bed.set_uplink(None)),
+        ):
             apply()
             try:
                 r = _call(bed, f"bad-{case[:4]}", hold=10.0)
@@ -136,17 +165,41 @@ def run(quick: bool = False, log: Any = print) -> tuple[list[Row], dict[str, Any
                 undo()
             details[case] = r
             log(f"network {case}: {r}")
-            rows.append(Row("network", case, "camera frames/s at the station", "fps", r["camera_fps"],
-                            note="sent at 10 fps, 320×180"))
-            rows.append(Row("network", case, "document frames/s at the station", "fps", r["document_fps"],
-                            note="sent at 2 fps, 640×480"))
+            rows.append(
+                Row(
+                    "network",
+                    case,
+                    "camera frames/s at the station",
+                    "fps",
+                    r["camera_fps"],
+                    note="sent at 10 fps, 320×180",
+                )
+            )
+            rows.append(
+                Row(
+                    "network",
+                    case,
+                    "document frames/s at the station",
+                    "fps",
+                    r["document_fps"],
+                    note="sent at 2 fps, 640×480",
+                )
+            )
             intact = bool(r["still_intact"])
 
             def still_goal(o: Any, b: Any, ok: bool = intact) -> bool:
                 return ok
 
-            rows.append(Row("network", case, "lossless still 640×480 arrives intact", "s",
-                            float(r["still_s"]) if r.get("still_s") is not None else None,
-                            goal_text="intact", goal=still_goal,
-                            note="pixels SHA-256 equal" if intact else "DAMAGED or missing"))
+            rows.append(
+                Row(
+                    "network",
+                    case,
+                    "lossless still 640×480 arrives intact",
+                    "s",
+                    float(r["still_s"]) if r.get("still_s") is not None else None,
+                    goal_text="intact",
+                    goal=still_goal,
+                    note="pixels SHA-256 equal" if intact else "DAMAGED or missing",
+                )
+            )
     return rows, details

@@ -71,26 +71,44 @@ class BenchConfig:
     pairs: list[tuple[str, str, str]]  # (counter id, station id, department)
 
 
-def write_config(folder: Path, n_idle: int, pairs: int, pair_lamps: bool = False,
-                 grace_period: float = 20.0) -> BenchConfig:
+def write_config(
+    folder: Path, n_idle: int, pairs: int, pair_lamps: bool = False, grace_period: float = 20.0
+) -> BenchConfig:
     """A relay TOML with ``n_idle`` site terminals plus ``pairs`` measuring counter/station pairs.
 
     With ``pair_lamps`` each pair's department also has a lamp agent ``bench-l{i}``.
     """
     out = [
-        "[server]", 'host = "127.0.0.1"', "port = 0", f'database = "{folder / "calls.sqlite3"}"',
-        "ring_timeout = 60", f"grace_period = {grace_period}",
-        "rate_limit = 100000.0", "rate_burst = 100000",
+        "[server]",
+        'host = "127.0.0.1"',
+        "port = 0",
+        f'database = "{folder / "calls.sqlite3"}"',
+        "ring_timeout = 60",
+        f"grace_period = {grace_period}",
+        "rate_limit = 100000.0",
+        "rate_burst = 100000",
         # Every benchmark terminal connects from 127.0.0.1: lift the per-address cap (kiosks behind one NAT).
-        "max_connections = 100000", "max_connections_per_address = 100000",
-        "", "[ice]", "servers = []", "",
-        "[[office]]", 'id = "bench"', 'name = { ja = "ベンチ町役場", en = "Bench Town Office" }',
-        'timezone = "Asia/Tokyo"', "",
+        "max_connections = 100000",
+        "max_connections_per_address = 100000",
+        "",
+        "[ice]",
+        "servers = []",
+        "",
+        "[[office]]",
+        'id = "bench"',
+        'name = { ja = "ベンチ町役場", en = "Bench Town Office" }',
+        'timezone = "Asia/Tokyo"',
+        "",
     ]
     # Each site is a town office of its own, as in a prefecture-wide deployment.
     for s in range(math.ceil(n_idle / SITE_SIZE)):
-        out += ["[[office]]", f'id = "site{s:05d}"', 'name = { ja = "町役場", en = "Town Office" }',
-                'timezone = "Asia/Tokyo"', ""]
+        out += [
+            "[[office]]",
+            f'id = "site{s:05d}"',
+            'name = { ja = "町役場", en = "Town Office" }',
+            'timezone = "Asia/Tokyo"',
+            "",
+        ]
     depts: list[str] = []
     terminals: list[tuple[str, str, list[str]]] = []
     sites = math.ceil(n_idle / SITE_SIZE)
@@ -98,9 +116,11 @@ def write_config(folder: Path, n_idle: int, pairs: int, pair_lamps: bool = False
     for s in range(sites):
         site_depts = [f"d{s:05d}-{k}" for k in range(4)]
         depts += site_depts
-        members = ([(f"c{s:05d}-{k}", "counter") for k in range(SITE_COUNTERS)]
-                   + [(f"o{s:05d}-{k}", "office") for k in range(SITE_STATIONS)]
-                   + [(f"l{s:05d}-{k}", "lamp") for k in range(SITE_LAMPS)])
+        members = (
+            [(f"c{s:05d}-{k}", "counter") for k in range(SITE_COUNTERS)]
+            + [(f"o{s:05d}-{k}", "office") for k in range(SITE_STATIONS)]
+            + [(f"l{s:05d}-{k}", "lamp") for k in range(SITE_LAMPS)]
+        )
         for tid, role in members:
             if len(idle_ids) < n_idle:
                 terminals.append((tid, role, site_depts))
@@ -115,12 +135,25 @@ def write_config(folder: Path, n_idle: int, pairs: int, pair_lamps: bool = False
         pair_list.append((f"bench-c{i}", f"bench-o{i}", d))
     for d in depts:
         office = f"site{d[1:6]}" if d.startswith("d") else "bench"
-        out += ["[[department]]", f'id = "{d}"', f'office = "{office}"', f"name = {DEPT_NAME}", 'hours = "always"',
-                f"fallback = {FALLBACK}", ""]
+        out += [
+            "[[department]]",
+            f'id = "{d}"',
+            f'office = "{office}"',
+            f"name = {DEPT_NAME}",
+            'hours = "always"',
+            f"fallback = {FALLBACK}",
+            "",
+        ]
     for tid, role, ds in terminals:
-        out += ["[[terminal]]", f'id = "{tid}"', f'role = "{role}"', f'name = "{tid}"',
-                "departments = [" + ", ".join(f'"{d}"' for d in ds) + "]",
-                f'token_hash = "{hash_token(token_of(tid))}"', ""]
+        out += [
+            "[[terminal]]",
+            f'id = "{tid}"',
+            f'role = "{role}"',
+            f'name = "{tid}"',
+            "departments = [" + ", ".join(f'"{d}"' for d in ds) + "]",
+            f'token_hash = "{hash_token(token_of(tid))}"',
+            "",
+        ]
     path = folder / "relay.toml"
     path.write_text("\n".join(out), encoding="utf-8")
     tokens = folder / "idle-tokens.txt"
@@ -138,7 +171,17 @@ class ServerProcess:
     def __init__(self, kind: str, config: Path, log_path: Path) -> None:
         self.kind = kind
         module = "relay_server" if kind == "relay" else "bench.forwarder"
-        self.cmd = [sys.executable, "-m", module, "--config", str(config), "--host", "127.0.0.1", "--port", "0"]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            module,
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ]
         self.log_path = log_path
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
@@ -188,9 +231,21 @@ class IdleWorkers:
             count = min(per, self.n - w * per)
             if count <= 0:
                 break
-            self.procs.append(await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.idle", self.url, str(self.tokens), str(w * per), str(count),
-                str(self.budget), stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT))
+            self.procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bench.idle",
+                    self.url,
+                    str(self.tokens),
+                    str(w * per),
+                    str(count),
+                    str(self.budget),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    cwd=ROOT,
+                )
+            )
         for p in self.procs:
             assert p.stdout is not None
             line = await asyncio.wait_for(p.stdout.readline(), self.budget + 60)
@@ -200,10 +255,13 @@ class IdleWorkers:
         for r in self.reports:
             for k, v in r.get("errors", {}).items():
                 errors[k] = errors.get(k, 0) + v
-        return {"up": up, "seconds": max((r.get("seconds", 0.0) for r in self.reports), default=0.0),
-                "errors": errors, "welcome_max_bytes": max((r.get("welcome_max_bytes", 0) for r in self.reports),
-                                                           default=0),
-                "welcome_over_kiosk_limit": sum(r.get("welcome_over_kiosk_limit", 0) for r in self.reports)}
+        return {
+            "up": up,
+            "seconds": max((r.get("seconds", 0.0) for r in self.reports), default=0.0),
+            "errors": errors,
+            "welcome_max_bytes": max((r.get("welcome_max_bytes", 0) for r in self.reports), default=0),
+            "welcome_over_kiosk_limit": sum(r.get("welcome_over_kiosk_limit", 0) for r in self.reports),
+        }
 
     async def stop(self) -> None:
         for p in self.procs:
@@ -299,16 +357,27 @@ class ServerResult:
     setups_per_s: float = math.nan
 
 
-async def measure_server(kind: str, cfg: BenchConfig, folder: Path, n: int, calls: int, idle_window: float,
-                         setup_window: float, connect_budget: float, log: Any,
-                         latency_budget: float = 60.0) -> ServerResult:
+async def measure_server(
+    kind: str,
+    cfg: BenchConfig,
+    folder: Path,
+    n: int,
+    calls: int,
+    idle_window: float,
+    setup_window: float,
+    connect_budget: float,
+    log: Any,
+    latency_budget: float = 60.0,
+) -> ServerResult:
     res = ServerResult(kind, n)
     server = ServerProcess(kind, cfg.path, folder / f"{kind}-{n}.log").start()
     terms: list[tuple[Term, Term, str]] = []
     idle: IdleWorkers | None = None
     try:
         for counter_id, station_id, dept in cfg.pairs:
-            terms.append((await Term.open(server.url, counter_id), await Term.open(server.url, station_id), dept))
+            terms.append(
+                (await Term.open(server.url, counter_id), await Term.open(server.url, station_id), dept)
+            )
         for c, s, d in terms[:1]:
             await one_call(c, s, d)  # warm up code paths before the baseline RSS
         await asyncio.sleep(1.0)
@@ -323,8 +392,10 @@ async def measure_server(kind: str, cfg: BenchConfig, folder: Path, n: int, call
             res.connect_errors = rep["errors"]
             res.welcome_max_bytes = rep["welcome_max_bytes"]
             res.welcome_over_kiosk_limit = rep["welcome_over_kiosk_limit"]
-            log(f"  {kind}: {res.n_up}/{n} idle terminals up in {res.connect_s:.1f} s"
-                + (f" (errors {res.connect_errors})" if res.connect_errors else ""))
+            log(
+                f"  {kind}: {res.n_up}/{n} idle terminals up in {res.connect_s:.1f} s"
+                + (f" (errors {res.connect_errors})" if res.connect_errors else "")
+            )
             await asyncio.sleep(2.0)
             if res.n_up:
                 res.kib_per_terminal = (rss_bytes(server.pid) - rss0) / 1024 / res.n_up
@@ -354,8 +425,10 @@ async def measure_server(kind: str, cfg: BenchConfig, folder: Path, n: int, call
                     while not t.inbox.empty():
                         t.inbox.get_nowait()
         res.latency = Stats.of(lat, 99)
-        log(f"  {kind}: touch→incoming p50 {res.latency.p50:.2f} ms, p99 {res.latency.tail:.2f} ms "
-            f"({len(lat)} calls); idle CPU {res.idle_cpu_percent:.1f} %, {res.kib_per_terminal:.1f} KiB/terminal")
+        log(
+            f"  {kind}: touch→incoming p50 {res.latency.p50:.2f} ms, p99 {res.latency.tail:.2f} ms "
+            f"({len(lat)} calls); idle CPU {res.idle_cpu_percent:.1f} %, {res.kib_per_terminal:.1f} KiB/terminal"
+        )
         done = 0
         deadline = time.monotonic() + setup_window
 
@@ -385,10 +458,17 @@ async def measure_server(kind: str, cfg: BenchConfig, folder: Path, n: int, call
     return res
 
 
-async def run_async(terminals: list[int], calls: int = 300, pairs: int = 8, idle_window: float = 12.0,
-                    setup_window: float = 5.0, connect_budget: float = 150.0, log: Any = print,
-                    kinds: tuple[str, ...] = ("relay", "bare"), latency_budget: float = 60.0,
-                    ) -> tuple[list[Row], dict[str, Any]]:
+async def run_async(
+    terminals: list[int],
+    calls: int = 300,
+    pairs: int = 8,
+    idle_window: float = 12.0,
+    setup_window: float = 5.0,
+    connect_budget: float = 150.0,
+    log: Any = print,
+    kinds: tuple[str, ...] = ("relay", "bare"),
+    latency_budget: float = 60.0,
+) -> tuple[list[Row], dict[str, Any]]:
     raise_fd_limit()
     rows: list[Row] = []
     detail: dict[str, Any] = {}
@@ -399,10 +479,21 @@ async def run_async(terminals: list[int], calls: int = 300, pairs: int = 8, idle
             results: dict[str, ServerResult] = {}
             for kind in kinds:
                 log(f"relay bench: N={n}, {kind}")
-                results[kind] = await measure_server(kind, cfg, folder, n, calls, idle_window, setup_window,
-                                                     connect_budget, log, latency_budget)
-            detail[str(n)] = {k: vars(v) | {"latency": vars(v.latency) if v.latency else None}
-                              for k, v in results.items()}
+                results[kind] = await measure_server(
+                    kind,
+                    cfg,
+                    folder,
+                    n,
+                    calls,
+                    idle_window,
+                    setup_window,
+                    connect_budget,
+                    log,
+                    latency_budget,
+                )
+            detail[str(n)] = {
+                k: vars(v) | {"latency": vars(v.latency) if v.latency else None} for k, v in results.items()
+            }
             rows += rows_for(n, results.get("relay"), results.get("bare"))
     return rows, detail
 
@@ -413,20 +504,56 @@ def rows_for(n: int, ours: ServerResult | None, base: ServerResult | None) -> li
     reached = "" if ours.n_up >= n else f" (only {ours.n_up} connected)"
     case = f"N={n}{reached}"
     b = base or ServerResult("bare", n)
-    note_welcome = (f"largest welcome {ours.welcome_max_bytes / 1024:.0f} KiB"
-                    + (f"; {ours.welcome_over_kiosk_limit} over the kiosk client's 256 KiB limit"
-                       if ours.welcome_over_kiosk_limit else ""))
+    note_welcome = f"largest welcome {ours.welcome_max_bytes / 1024:.0f} KiB" + (
+        f"; {ours.welcome_over_kiosk_limit} over the kiosk client's 256 KiB limit"
+        if ours.welcome_over_kiosk_limit
+        else ""
+    )
     goal_lat = both(tail_below(20.0), ratio_at_most(1.3)) if n >= 10000 else ratio_at_most(1.3)
     return [
-        Row("relay", case, "touch→incoming", "ms", ours.latency, b.latency,
-            "p99 < 20 ms at 10k, ≤ 1.3× bare" if n >= 10000 else "≤ 1.3× bare", goal_lat,
-            f"{ours.latency_failures} failed" if ours.latency_failures else ""),
-        Row("relay", case, "call set-ups", "1/s", ours.setups_per_s, b.setups_per_s, "", None,
-            "8 pairs, closed loop"),
-        Row("relay", case, "memory per idle terminal", "KiB", ours.kib_per_terminal, b.kib_per_terminal,
-            "≤ 20 KiB", tail_at_most(20.0)),
-        Row("relay", case, "idle CPU", "% of a core", ours.idle_cpu_percent, b.idle_cpu_percent, "", None,
-            "pings only"),
+        Row(
+            "relay",
+            case,
+            "touch→incoming",
+            "ms",
+            ours.latency,
+            b.latency,
+            "p99 < 20 ms at 10k, ≤ 1.3× bare" if n >= 10000 else "≤ 1.3× bare",
+            goal_lat,
+            f"{ours.latency_failures} failed" if ours.latency_failures else "",
+        ),
+        Row(
+            "relay",
+            case,
+            "call set-ups",
+            "1/s",
+            ours.setups_per_s,
+            b.setups_per_s,
+            "",
+            None,
+            "8 pairs, closed loop",
+        ),
+        Row(
+            "relay",
+            case,
+            "memory per idle terminal",
+            "KiB",
+            ours.kib_per_terminal,
+            b.kib_per_terminal,
+            "≤ 20 KiB",
+            tail_at_most(20.0),
+        ),
+        Row(
+            "relay",
+            case,
+            "idle CPU",
+            "% of a core",
+            ours.idle_cpu_percent,
+            b.idle_cpu_percent,
+            "",
+            None,
+            "pings only",
+        ),
         Row("relay", case, "connect N terminals", "s", ours.connect_s, b.connect_s, "", None, note_welcome),
     ]
 
@@ -434,8 +561,18 @@ def rows_for(n: int, ours: ServerResult | None, base: ServerResult | None) -> li
 def run(terminals: list[int], quick: bool = False, log: Any = print) -> tuple[list[Row], dict[str, Any]]:
     """Entry point for the runner: rows for the table plus raw numbers."""
     if quick:
-        return asyncio.run(run_async(terminals, calls=60, pairs=4, idle_window=4.0, setup_window=2.0,
-                                     connect_budget=60.0, log=log, latency_budget=15.0))
+        return asyncio.run(
+            run_async(
+                terminals,
+                calls=60,
+                pairs=4,
+                idle_window=4.0,
+                setup_window=2.0,
+                connect_budget=60.0,
+                log=log,
+                latency_budget=15.0,
+            )
+        )
     return asyncio.run(run_async(terminals, log=log))
 
 
@@ -471,7 +608,13 @@ def core_event_costs(n: int, folder: Path, repeat: int = 5) -> dict[str, float]:
         if not tid.startswith("bench-"):
             core.online[tid] = Online(t.role)
     core._presence_updates(now)  # settle what counters were last told
-    costs: dict[str, list[float]] = {"connect": [], "call": [], "answer": [], "hangup": [], "authenticate": []}
+    costs: dict[str, list[float]] = {
+        "connect": [],
+        "call": [],
+        "answer": [],
+        "hangup": [],
+        "authenticate": [],
+    }
 
     def timed(name: str, fn: Any) -> Any:
         t0 = time.perf_counter()
@@ -501,6 +644,17 @@ def core_rows(terminals: list[int], log: Any = print) -> tuple[list[Row], dict[s
             detail[str(n)] = c
             log(f"relay core at N={n}: " + ", ".join(f"{k} {v:.3f} ms" for k, v in c.items()))
             for k, v in c.items():
-                rows.append(Row("relay-core", f"N={n}", f"core time per '{k}'", "ms", v, None, "", None,
-                                "pure core, no I/O"))
+                rows.append(
+                    Row(
+                        "relay-core",
+                        f"N={n}",
+                        f"core time per '{k}'",
+                        "ms",
+                        v,
+                        None,
+                        "",
+                        None,
+                        "pure core, no I/O",
+                    )
+                )
     return rows, detail

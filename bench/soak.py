@@ -55,13 +55,23 @@ class Snapshot:
         with urllib.request.urlopen(http + "/healthz", timeout=10) as r:
             health = json.loads(r.read())
         with urllib.request.urlopen(http + "/metrics", timeout=10) as r:
-            tasks = next(int(float(line.split()[1])) for line in r.read().decode().splitlines()
-                         if line.startswith("relay_tasks "))
+            tasks = next(
+                int(float(line.split()[1]))
+                for line in r.read().decode().splitlines()
+                if line.startswith("relay_tasks ")
+            )
         with sqlite3.connect(db) as conn:
             rows = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
             unfinished = conn.execute("SELECT count(*) FROM calls WHERE ended_at IS NULL").fetchone()[0]
-        return cls(rss_bytes(pid) / 2**20, len(os.listdir(f"/proc/{pid}/fd")), tasks, health["calls_ringing"],
-                   health["calls_active"], rows, unfinished)
+        return cls(
+            rss_bytes(pid) / 2**20,
+            len(os.listdir(f"/proc/{pid}/fd")),
+            tasks,
+            health["calls_ringing"],
+            health["calls_active"],
+            rows,
+            unfinished,
+        )
 
 
 @dataclass
@@ -113,11 +123,23 @@ class Worker:
         await counter.expect("answered")
         await station.expect("call_state")
         tally.answered += 1
-        await counter.send({"type": "signal", "call": call, "to": self.station_id,
-                            "data": {"kind": "offer", "sdp": "v=0 " + "x" * 2000}})
+        await counter.send(
+            {
+                "type": "signal",
+                "call": call,
+                "to": self.station_id,
+                "data": {"kind": "offer", "sdp": "v=0 " + "x" * 2000},
+            }
+        )
         await station.expect("signal")
-        await station.send({"type": "signal", "call": call, "to": self.counter_id,
-                            "data": {"kind": "answer", "sdp": "v=0 " + "y" * 2000}})
+        await station.send(
+            {
+                "type": "signal",
+                "call": call,
+                "to": self.counter_id,
+                "data": {"kind": "answer", "sdp": "v=0 " + "y" * 2000},
+            }
+        )
         await counter.expect("signal")
         if self.rng.random() < 0.05:
             # The kiosk's network drops mid-call: the relay's grace period (1 s here) ends the call.
@@ -138,7 +160,9 @@ class Worker:
             await helper.send({"type": "answer", "call": call})
             await helper.expect("call_state")
             await counter.expect("joined")
-            await counter.send({"type": "signal", "call": call, "to": self.helper_id, "data": {"kind": "offer"}})
+            await counter.send(
+                {"type": "signal", "call": call, "to": self.helper_id, "data": {"kind": "offer"}}
+            )
             await helper.expect("signal")
             await helper.send({"type": "leave", "call": call})
             await helper.expect("ended")
@@ -202,8 +226,18 @@ async def soak(cycles: int, idle: int, pairs: int, warmup: int, log: Any) -> dic
         for w in workers:
             await w.close()
         await idlers.stop()
-        return {"cycles": tally.cycles, "seconds": seconds, "tally": tally, "warmup": warm, "before": before,
-                "mid": mid, "after": after, "idle_up": up["up"], "pairs": pairs, "log": str(folder / "relay.log")}
+        return {
+            "cycles": tally.cycles,
+            "seconds": seconds,
+            "tally": tally,
+            "warmup": warm,
+            "before": before,
+            "mid": mid,
+            "after": after,
+            "idle_up": up["up"],
+            "pairs": pairs,
+            "log": str(folder / "relay.log"),
+        }
     finally:
         server.stop()
 
@@ -211,20 +245,38 @@ async def soak(cycles: int, idle: int, pairs: int, warmup: int, log: Any) -> dic
 def report(r: dict[str, Any]) -> str:
     b, m, a, t = r["before"], r["mid"], r["after"], r["tally"]
     rows = [
-        ("RSS (MB)", f"{b.rss_mb:.1f}", f"{m.rss_mb:.1f}", f"{a.rss_mb:.1f}",
-         f"{m.rss_mb - b.rss_mb:+.1f} / {a.rss_mb - m.rss_mb:+.1f}"),
+        (
+            "RSS (MB)",
+            f"{b.rss_mb:.1f}",
+            f"{m.rss_mb:.1f}",
+            f"{a.rss_mb:.1f}",
+            f"{m.rss_mb - b.rss_mb:+.1f} / {a.rss_mb - m.rss_mb:+.1f}",
+        ),
         ("open file descriptors", b.fds, m.fds, a.fds, f"{m.fds - b.fds:+d} / {a.fds - m.fds:+d}"),
         ("asyncio tasks", b.tasks, m.tasks, a.tasks, f"{m.tasks - b.tasks:+d} / {a.tasks - m.tasks:+d}"),
-        ("calls ringing / active", f"{b.ringing} / {b.active}", f"{m.ringing} / {m.active}",
-         f"{a.ringing} / {a.active}", ""),
-        ("call-log rows (unfinished)", f"{b.rows} ({b.unfinished})", f"{m.rows} ({m.unfinished})",
-         f"{a.rows} ({a.unfinished})", f"{m.rows - b.rows:+d} / {a.rows - m.rows:+d}"),
+        (
+            "calls ringing / active",
+            f"{b.ringing} / {b.active}",
+            f"{m.ringing} / {m.active}",
+            f"{a.ringing} / {a.active}",
+            "",
+        ),
+        (
+            "call-log rows (unfinished)",
+            f"{b.rows} ({b.unfinished})",
+            f"{m.rows} ({m.unfinished})",
+            f"{a.rows} ({a.unfinished})",
+            f"{m.rows - b.rows:+d} / {a.rows - m.rows:+d}",
+        ),
     ]
-    out = [f"{r['cycles']} cycles in {r['seconds']:.1f} s ({r['cycles'] / r['seconds']:.0f}/s), {r['pairs']} "
-           f"workers, {r['idle_up']} idle terminals; answered {t.answered}, cancelled {t.cancelled}, dropped "
-           f"{t.dropped}, invite joined {t.joined}, declined {t.declined}; failed cycles {len(t.failures)}",
-           "", "| quantity | before | half-way | after | change (1st half / 2nd half) |",
-           "| --- | --- | --- | --- | --- |"]
+    out = [
+        f"{r['cycles']} cycles in {r['seconds']:.1f} s ({r['cycles'] / r['seconds']:.0f}/s), {r['pairs']} "
+        f"workers, {r['idle_up']} idle terminals; answered {t.answered}, cancelled {t.cancelled}, dropped "
+        f"{t.dropped}, invite joined {t.joined}, declined {t.declined}; failed cycles {len(t.failures)}",
+        "",
+        "| quantity | before | half-way | after | change (1st half / 2nd half) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     out += [f"| {q} | {x} | {h} | {y} | {d} |" for q, x, h, y, d in rows]
     if t.failures:
         out += ["", "failures (first 5): " + "; ".join(t.failures[:5])]
@@ -255,8 +307,9 @@ def verdict(r: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--cycles", type=int, default=10_000)
     p.add_argument("--idle", type=int, default=1000)
     p.add_argument("--pairs", type=int, default=8)
@@ -269,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(soak(args.cycles, args.idle, args.pairs, args.warmup, log))
     print(report(result))
     problems = verdict(result)
-    print("\nverdict: " + ("OK: no growth beyond noise, no stuck calls" if not problems else "; ".join(problems)))
+    print(
+        "\nverdict: "
+        + ("OK: no growth beyond noise, no stuck calls" if not problems else "; ".join(problems))
+    )
     return 1 if problems else 0
 
 

@@ -37,8 +37,9 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if not 0 < self.initial <= self.maximum:
-            raise ValueError(f"backoff needs 0 < initial <= maximum, got initial={self.initial} "
-                             f"maximum={self.maximum}")
+            raise ValueError(
+                f"backoff needs 0 < initial <= maximum, got initial={self.initial} maximum={self.maximum}"
+            )
         if self.factor < 1:
             raise ValueError(f"backoff factor must be at least 1, got {self.factor}")
         if not 0 <= self.jitter < 1:

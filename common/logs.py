@@ -37,7 +37,6 @@ def _fmt(value: Any) -> str:
     return '"' + text + '"'
 
 
-
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one event as ``event=NAME k=v ...``."""
     if logger.isEnabledFor(level):

@@ -22,13 +22,17 @@ JsonObject = dict[str, Any]
 JsonArray = list[Any]
 
 # -- what a terminal sends -------------------------------------------------------------------------------------
-Hello = TypedDict("Hello", {"type": Literal["hello"], "token": str, "protocol": int, "client": NotRequired[str]})
+Hello = TypedDict(
+    "Hello", {"type": Literal["hello"], "token": str, "protocol": int, "client": NotRequired[str]}
+)
 PlaceCall = TypedDict("PlaceCall", {"type": Literal["call"], "department": str})
 Cancel = TypedDict("Cancel", {"type": Literal["cancel"], "call": str})
 Answer = TypedDict("Answer", {"type": Literal["answer"], "call": str})
 Decline = TypedDict("Decline", {"type": Literal["decline"], "call": str})
-Invite = TypedDict("Invite", {"type": Literal["invite"], "call": str, "department": NotRequired[str],
-                              "terminal": NotRequired[str]})
+Invite = TypedDict(
+    "Invite",
+    {"type": Literal["invite"], "call": str, "department": NotRequired[str], "terminal": NotRequired[str]},
+)
 Leave = TypedDict("Leave", {"type": Literal["leave"], "call": str})
 Hangup = TypedDict("Hangup", {"type": Literal["hangup"], "call": str})
 SendSignal = TypedDict("SendSignal", {"type": Literal["signal"], "call": str, "to": str, "data": JsonObject})
@@ -36,12 +40,22 @@ MediaPath = TypedDict("MediaPath", {"type": Literal["media_path"], "call": str, 
 SetStatus = TypedDict("SetStatus", {"type": Literal["status"], "status": str})
 Ping = TypedDict("Ping", {"type": Literal["ping"], "id": NotRequired[str | int]})
 AskLampTest = TypedDict("AskLampTest", {"type": Literal["lamp_test"]})
-Health = TypedDict("Health", {"type": Literal["health"], "version": str, "devices": JsonObject,
-                              "last_call": NotRequired[JsonObject]})
+Health = TypedDict(
+    "Health",
+    {"type": Literal["health"], "version": str, "devices": JsonObject, "last_call": NotRequired[JsonObject]},
+)
 
 # -- what the relay sends ----------------------------------------------------------------------------------------
-Welcome = TypedDict("Welcome", {"type": Literal["welcome"], "terminal": str, "role": str, "departments": JsonArray,
-                                "ice_servers": JsonArray})
+Welcome = TypedDict(
+    "Welcome",
+    {
+        "type": Literal["welcome"],
+        "terminal": str,
+        "role": str,
+        "departments": JsonArray,
+        "ice_servers": JsonArray,
+    },
+)
 Error = TypedDict("Error", {"type": Literal["error"], "code": str, "message": str})
 Presence = TypedDict("Presence", {"type": Literal["presence"], "departments": JsonObject})
 Ringing = TypedDict("Ringing", {"type": Literal["ringing"], "call": str, "department": str})
@@ -53,29 +67,68 @@ Left = TypedDict("Left", {"type": Literal["left"], "call": str, "terminal": str,
 Declined = TypedDict("Declined", {"type": Literal["declined"], "call": str, "terminal": str})
 InviteExpired = TypedDict("InviteExpired", {"type": Literal["invite_expired"], "call": str})
 Ended = TypedDict("Ended", {"type": Literal["ended"], "call": str, "reason": str})
-RelayedSignal = TypedDict("RelayedSignal", {"type": Literal["signal"], "call": str, "from": str,
-                                            "data": JsonObject})
-CallState = TypedDict("CallState", {"type": Literal["call_state"], "call": str, "state": str, "department": str,
-                                    "counter": str, "members": JsonArray})
+RelayedSignal = TypedDict(
+    "RelayedSignal", {"type": Literal["signal"], "call": str, "from": str, "data": JsonObject}
+)
+CallState = TypedDict(
+    "CallState",
+    {
+        "type": Literal["call_state"],
+        "call": str,
+        "state": str,
+        "department": str,
+        "counter": str,
+        "members": JsonArray,
+    },
+)
 StatusSet = TypedDict("StatusSet", {"type": Literal["status"], "status": str})
 Pong = TypedDict("Pong", {"type": Literal["pong"]})
-LampTest = TypedDict("LampTest", {"type": Literal["lamp_test"], "by": str, "departments": JsonArray,
-                                  "seconds": int | float})
-LampTestSent = TypedDict("LampTestSent", {"type": Literal["lamp_test_sent"], "departments": JsonArray,
-                                          "lamps": JsonArray, "stations": JsonArray})
+LampTest = TypedDict(
+    "LampTest", {"type": Literal["lamp_test"], "by": str, "departments": JsonArray, "seconds": int | float}
+)
+LampTestSent = TypedDict(
+    "LampTestSent",
+    {"type": Literal["lamp_test_sent"], "departments": JsonArray, "lamps": JsonArray, "stations": JsonArray},
+)
 Colleagues = TypedDict("Colleagues", {"type": Literal["colleagues"], "stations": JsonObject})
 RingTest = TypedDict("RingTest", {"type": Literal["ring_test"], "by": str, "seconds": int | float})
 
 # Message type (the ``type`` field) → its definition. Order is the order of docs/protocol.md's tables.
 CLIENT_TYPES: dict[str, type] = {
-    "hello": Hello, "call": PlaceCall, "cancel": Cancel, "answer": Answer, "decline": Decline, "invite": Invite,
-    "leave": Leave, "hangup": Hangup, "signal": SendSignal, "media_path": MediaPath, "status": SetStatus,
-    "ping": Ping, "lamp_test": AskLampTest, "health": Health,
+    "hello": Hello,
+    "call": PlaceCall,
+    "cancel": Cancel,
+    "answer": Answer,
+    "decline": Decline,
+    "invite": Invite,
+    "leave": Leave,
+    "hangup": Hangup,
+    "signal": SendSignal,
+    "media_path": MediaPath,
+    "status": SetStatus,
+    "ping": Ping,
+    "lamp_test": AskLampTest,
+    "health": Health,
 }
 SERVER_TYPES: dict[str, type] = {
-    "welcome": Welcome, "error": Error, "presence": Presence, "ringing": Ringing, "incoming": Incoming,
-    "answered": Answered, "taken": Taken, "joined": Joined, "left": Left, "declined": Declined,
-    "invite_expired": InviteExpired, "ended": Ended, "signal": RelayedSignal, "call_state": CallState,
-    "status": StatusSet, "pong": Pong, "lamp_test": LampTest, "lamp_test_sent": LampTestSent,
-    "colleagues": Colleagues, "ring_test": RingTest,
+    "welcome": Welcome,
+    "error": Error,
+    "presence": Presence,
+    "ringing": Ringing,
+    "incoming": Incoming,
+    "answered": Answered,
+    "taken": Taken,
+    "joined": Joined,
+    "left": Left,
+    "declined": Declined,
+    "invite_expired": InviteExpired,
+    "ended": Ended,
+    "signal": RelayedSignal,
+    "call_state": CallState,
+    "status": StatusSet,
+    "pong": Pong,
+    "lamp_test": LampTest,
+    "lamp_test_sent": LampTestSent,
+    "colleagues": Colleagues,
+    "ring_test": RingTest,
 }

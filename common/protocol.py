@@ -87,7 +87,14 @@ class Field:
     required: bool = True
 
     def describe(self) -> str:
-        names = {str: "string", int: "integer", dict: "object", list: "array", bool: "boolean", float: "number"}
+        names = {
+            str: "string",
+            int: "integer",
+            dict: "object",
+            list: "array",
+            bool: "boolean",
+            float: "number",
+        }
         return " or ".join(names.get(t, t.__name__) for t in self.types)
 
 
@@ -100,8 +107,9 @@ INT = _f(int)
 OBJ = _f(dict)
 OPT_STR = _f(str, required=False)
 
+
 def _json_types(hint: Any) -> tuple[type, ...]:
-    """The JSON value types of a field's annotation: ``str | int`` → ``(str, int)``, ``dict[str, Any]`` → ``(dict,)``."""
+    """JSON value types of a field's annotation: ``str | int`` → ``(str, int)``, ``dict[str, Any]`` → ``(dict,)``."""
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return tuple(t for arg in typing.get_args(hint) for t in _json_types(arg))
     return (typing.get_origin(hint) or hint,)
@@ -110,12 +118,17 @@ def _json_types(hint: Any) -> tuple[type, ...]:
 def schema_of(definition: type) -> dict[str, Field]:
     """The field schema of one message definition of :mod:`common.messages` (its ``type`` field left out)."""
     required: frozenset[str] = getattr(definition, "__required_keys__", frozenset())
-    return {name: Field(_json_types(hint), name in required)
-            for name, hint in typing.get_type_hints(definition).items() if name != "type"}
+    return {
+        name: Field(_json_types(hint), name in required)
+        for name, hint in typing.get_type_hints(definition).items()
+        if name != "type"
+    }
 
 
 # Messages a client may send to the relay (their fields from common.messages), with the roles allowed to send each.
-CLIENT_MESSAGES: dict[str, dict[str, Field]] = {kind: schema_of(d) for kind, d in messages.CLIENT_TYPES.items()}
+CLIENT_MESSAGES: dict[str, dict[str, Field]] = {
+    kind: schema_of(d) for kind, d in messages.CLIENT_TYPES.items()
+}
 
 CLIENT_ROLES: dict[str, tuple[str, ...]] = {
     "hello": ROLES,
@@ -135,7 +148,9 @@ CLIENT_ROLES: dict[str, tuple[str, ...]] = {
 }
 
 # Messages the relay sends: terminals check what they receive against these (parse_server).
-SERVER_MESSAGES: dict[str, dict[str, Field]] = {kind: schema_of(d) for kind, d in messages.SERVER_TYPES.items()}
+SERVER_MESSAGES: dict[str, dict[str, Field]] = {
+    kind: schema_of(d) for kind, d in messages.SERVER_TYPES.items()
+}
 
 STATION_STATUSES = ("available", "away")
 
@@ -154,13 +169,17 @@ def _type_name(value: Any) -> str:
     )
 
 
-def check_fields(msg: Mapping[str, Any], schema: Mapping[str, Field], kind: str, *, extra_ok: bool = False) -> None:
+def check_fields(
+    msg: Mapping[str, Any], schema: Mapping[str, Field], kind: str, *, extra_ok: bool = False
+) -> None:
     """Raise ``ProtocolError('bad_message')`` unless ``msg`` matches ``schema`` (fields it does not list are an
     error too, unless ``extra_ok``)."""
     for name, field in schema.items():
         if name not in msg:
             if field.required:
-                raise ProtocolError("bad_message", f"'{kind}' needs field '{name}' ({field.describe()})", kind)
+                raise ProtocolError(
+                    "bad_message", f"'{kind}' needs field '{name}' ({field.describe()})", kind
+                )
             continue
         value = msg[name]
         # bool is an int subclass in Python but never a valid integer on the wire.
@@ -172,11 +191,17 @@ def check_fields(msg: Mapping[str, Any], schema: Mapping[str, Field], kind: str,
             )
     extra = sorted(set(msg) - set(schema) - {"type"})
     if extra and not extra_ok:
-        raise ProtocolError("bad_message", f"unexpected field(s) in '{kind}': {shorten(', '.join(extra))}", kind)
+        raise ProtocolError(
+            "bad_message", f"unexpected field(s) in '{kind}': {shorten(', '.join(extra))}", kind
+        )
 
 
-def parse(raw: str | bytes, schemas: Mapping[str, Mapping[str, Field]] = CLIENT_MESSAGES, *,
-          max_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
+def parse(
+    raw: str | bytes,
+    schemas: Mapping[str, Mapping[str, Field]] = CLIENT_MESSAGES,
+    *,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+) -> dict[str, Any]:
     """Parse one text frame into a validated message.
 
     Args:
@@ -190,7 +215,9 @@ def parse(raw: str | bytes, schemas: Mapping[str, Mapping[str, Field]] = CLIENT_
     if isinstance(raw, bytes | bytearray | memoryview):
         raise ProtocolError("bad_message", "binary frames are not accepted; send JSON text frames")
     # A character is 1 to 4 UTF-8 bytes: encode only when the length alone does not decide.
-    size = len(raw) if len(raw) > max_bytes or 4 * len(raw) <= max_bytes else len(raw.encode(errors="replace"))
+    size = (
+        len(raw) if len(raw) > max_bytes or 4 * len(raw) <= max_bytes else len(raw.encode(errors="replace"))
+    )
     if size > max_bytes:
         raise ProtocolError("too_large", f"message is {size} bytes or more, the limit is {max_bytes}")
     msg = load_json(raw, check=False)
@@ -217,8 +244,9 @@ def parse(raw: str | bytes, schemas: Mapping[str, Mapping[str, Field]] = CLIENT_
         _check_health(msg)
     if kind == "status" and msg["status"] not in STATION_STATUSES:
         raise ProtocolError(
-            "bad_message", f"'status' must be one of {', '.join(STATION_STATUSES)}, got '{shorten(msg['status'])}'",
-            kind
+            "bad_message",
+            f"'status' must be one of {', '.join(STATION_STATUSES)}, got '{shorten(msg['status'])}'",
+            kind,
         )
     return msg
 
@@ -235,23 +263,32 @@ def _check_health(msg: Mapping[str, Any]) -> None:
     "quality": str?}``; every text short (a report is small and shown as is on the fleet page)."""
     devices = msg["devices"]
     if len(devices) > HEALTH_MAX_DEVICES:
-        raise ProtocolError("bad_message", f"'health' lists {len(devices)} devices, the limit is "
-                            f"{HEALTH_MAX_DEVICES}", "health")
+        raise ProtocolError(
+            "bad_message",
+            f"'health' lists {len(devices)} devices, the limit is {HEALTH_MAX_DEVICES}",
+            "health",
+        )
     texts = [msg["version"]]
     for name, dev in devices.items():
         if not isinstance(dev, dict):
-            raise ProtocolError("bad_message", f"device '{name}' of 'health' must be object, got {_type_name(dev)}",
-                                "health")
+            raise ProtocolError(
+                "bad_message", f"device '{name}' of 'health' must be object, got {_type_name(dev)}", "health"
+            )
         _check_part(dev, {"state": STR, "reason": OPT_STR}, f"health.devices.{name}")
         if dev["state"] not in HEALTH_STATES:
-            raise ProtocolError("bad_message", f"device '{name}' state must be one of {', '.join(HEALTH_STATES)}, "
-                                f"got '{dev['state']}'", "health")
+            raise ProtocolError(
+                "bad_message",
+                f"device '{name}' state must be one of {', '.join(HEALTH_STATES)}, got '{dev['state']}'",
+                "health",
+            )
         texts += [name, dev.get("reason", "")]
     if "last_call" in msg:
         _check_part(msg["last_call"], {"path": OPT_STR, "quality": OPT_STR}, "health.last_call")
         texts += list(msg["last_call"].values())
     if any(len(t) > HEALTH_MAX_TEXT for t in texts):
-        raise ProtocolError("bad_message", f"'health' texts are at most {HEALTH_MAX_TEXT} characters", "health")
+        raise ProtocolError(
+            "bad_message", f"'health' texts are at most {HEALTH_MAX_TEXT} characters", "health"
+        )
 
 
 def parse_server(raw: str | bytes) -> dict[str, Any]:
@@ -268,8 +305,9 @@ def parse_server(raw: str | bytes) -> dict[str, Any]:
         try:
             raw = bytes(raw).decode()
         except UnicodeDecodeError as err:
-            raise ProtocolError("bad_message", f"relay sent a frame that is not UTF-8 ({err.reason} at byte "
-                                f"{err.start})") from err
+            raise ProtocolError(
+                "bad_message", f"relay sent a frame that is not UTF-8 ({err.reason} at byte {err.start})"
+            ) from err
     msg = load_json(raw)
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise ProtocolError("bad_message", "relay sent something that is not a message")
@@ -310,8 +348,11 @@ def check_json(raw: str, value: Any, ref: str | None = None) -> None:
         try:
             json.dumps(value, ensure_ascii=False).encode()
         except UnicodeEncodeError as err:
-            raise ProtocolError("bad_message", "text with a lone surrogate escape (\\ud800-\\udfff) cannot be "
-                                "carried as UTF-8", ref) from err
+            raise ProtocolError(
+                "bad_message",
+                "text with a lone surrogate escape (\\ud800-\\udfff) cannot be carried as UTF-8",
+                ref,
+            ) from err
     if raw.count("{") + raw.count("[") > MAX_NESTING and _depth(value) > MAX_NESTING:
         raise ProtocolError("bad_message", f"JSON nested more than {MAX_NESTING} levels deep", ref)
 

@@ -85,7 +85,9 @@ class ConfigFile:
                 else:
                     # A sub-table of the latest array element: 'a.b' after '[[a]]' lives in 'a[i].b'.
                     parent = name.split(".")[0]
-                    table = f"{parent}[{counts[parent] - 1}]{name[len(parent):]}" if parent in counts else name
+                    table = (
+                        f"{parent}[{counts[parent] - 1}]{name[len(parent) :]}" if parent in counts else name
+                    )
                 index.setdefault(table, n)
                 continue
             k = _KEY.match(line)
@@ -128,8 +130,14 @@ class Section:
     def has(self, key: str) -> bool:
         return key in self.data
 
-    def get(self, key: str, kind: type[T] | tuple[type, ...], default: Any = ..., *,
-            check: Callable[[Any], str | None] | None = None) -> Any:
+    def get(
+        self,
+        key: str,
+        kind: type[T] | tuple[type, ...],
+        default: Any = ...,
+        *,
+        check: Callable[[Any], str | None] | None = None,
+    ) -> Any:
         """The value of ``key`` checked against ``kind``; missing and no default is an error.
 
         ``check`` returns a problem description, or None when the value is fine.
@@ -193,8 +201,14 @@ class Section:
 
 
 def _toml_type(t: type) -> str:
-    return {str: "string", int: "integer", float: "number", bool: "boolean", list: "array",
-            dict: "table"}.get(t, t.__name__)
+    return {
+        str: "string",
+        int: "integer",
+        float: "number",
+        bool: "boolean",
+        list: "array",
+        dict: "table",
+    }.get(t, t.__name__)
 
 
 def load(path: str | Path) -> tuple[ConfigFile, Section]:

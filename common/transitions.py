@@ -39,9 +39,12 @@ class InvalidTransition(RuntimeError):
         why: the reason given for the move, if any.
     """
 
-    def __init__(self, machine: str, old: Enum, new: Enum, why: str = "", *,
-                 label: Callable[[Enum], str] = by_name) -> None:
-        super().__init__(f"invalid {machine} transition {label(old)} -> {label(new)}" + (f" ({why})" if why else ""))
+    def __init__(
+        self, machine: str, old: Enum, new: Enum, why: str = "", *, label: Callable[[Enum], str] = by_name
+    ) -> None:
+        super().__init__(
+            f"invalid {machine} transition {label(old)} -> {label(new)}" + (f" ({why})" if why else "")
+        )
         self.machine = machine
         self.old = old
         self.new = new
@@ -59,8 +62,14 @@ class TransitionTable(Generic[S]):
         level: the logging level of the ``old -> new`` line.
     """
 
-    def __init__(self, machine: str, allowed: Mapping[S, Iterable[S]], *,
-                 label: Callable[[Enum], str] = by_name, level: int = logging.INFO) -> None:
+    def __init__(
+        self,
+        machine: str,
+        allowed: Mapping[S, Iterable[S]],
+        *,
+        label: Callable[[Enum], str] = by_name,
+        level: int = logging.INFO,
+    ) -> None:
         self.machine = machine
         self.allowed: dict[S, frozenset[S]] = {old: frozenset(new) for old, new in allowed.items()}
         self.label = label
@@ -98,5 +107,12 @@ class TransitionTable(Generic[S]):
         name = f"{self.machine} {subject}" if subject else self.machine
         if new not in self.allowed[old]:
             raise InvalidTransition(name, old, new, why, label=self.label)
-        log.log(self.level, "%s state %s -> %s%s", name, self.label(old), self.label(new), f" ({why})" if why else "")
+        log.log(
+            self.level,
+            "%s state %s -> %s%s",
+            name,
+            self.label(old),
+            self.label(new),
+            f" ({why})" if why else "",
+        )
         return new

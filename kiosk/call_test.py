@@ -74,7 +74,9 @@ class CallTestReport:
     # The candidate pair that carried the media: {"local": host|srflx|relay, "transport": udp|tcp|tls,
     # "remote": ..., "turn": "host:port" | null, "summary": "relay/tls ↔ relay", "url": the TURN URL used}.
     path: dict[str, Any] | None = None
-    turn_probes: list[dict[str, Any]] = field(default_factory=list)  # each TURN URL: ok, seconds, failure, detail
+    turn_probes: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # each TURN URL: ok, seconds, failure, detail
     path_failures: list[dict[str, str]] = field(default_factory=list)  # attempts that failed: url, why
 
     def to_json(self) -> str:
@@ -83,6 +85,7 @@ class CallTestReport:
     def to_text(self) -> str:
         def s(v: float | None) -> str:
             return "-" if v is None else f"{v:.3f} s"
+
         lines = [
             f"call-test {self.terminal} → {self.department} via {self.url}: {'OK' if self.ok else 'FAILED'}"
             f" ({self.reason})",
@@ -90,13 +93,17 @@ class CallTestReport:
             f"   time to answer: {s(self.time_to_answer_s)}   time to connected: {s(self.time_to_connected_s)}",
         ]
         for p in self.turn_probes:
-            lines.append(f"  TURN {p['url']}: " + (f"ok in {p['seconds']:.3f} s" if p["ok"]
-                                                   else f"FAILED ({p['failure']}: {p['detail']})"))
+            lines.append(
+                f"  TURN {p['url']}: "
+                + (f"ok in {p['seconds']:.3f} s" if p["ok"] else f"FAILED ({p['failure']}: {p['detail']})")
+            )
         for f in self.path_failures:
             lines.append(f"  path tried: {f['url']}: {f['why']}")
         if self.path is not None:
-            lines.append(f"  media path: {self.path.get('summary')}"
-                         + (f" via {self.path['url']}" if self.path.get("url") else ""))
+            lines.append(
+                f"  media path: {self.path.get('summary')}"
+                + (f" via {self.path['url']}" if self.path.get("url") else "")
+            )
         for t in self.tracks:
             line = f"  {t.member} {t.track:<8} first frame {s(t.first_frame_s)}  frames {t.frames}  {t.fps:.1f}/s"
             if t.width:
@@ -119,16 +126,20 @@ async def _wait_first_frames(session: CallSession, member: str, timeout: float) 
         await asyncio.sleep(0.05)
 
 
-def _track_reports(session: CallSession, start_frames: dict[tuple[str, str], int], t_answer: float,
-                   held_s: float) -> list[TrackReport]:
+def _track_reports(
+    session: CallSession, start_frames: dict[tuple[str, str], int], t_answer: float, held_s: float
+) -> list[TrackReport]:
     """A report per remote track: first frame after the answer, frames and rate over the hold, size or level."""
     out = []
     for rt in session.remote_tracks():
         frames = rt.frames - start_frames.get((rt.member, rt.label), 0)
         tr = TrackReport(
-            member=rt.member, track=rt.label,
+            member=rt.member,
+            track=rt.label,
             first_frame_s=None if rt.first_frame_at is None else round(rt.first_frame_at - t_answer, 3),
-            frames=rt.frames, fps=round(frames / held_s, 2) if held_s else 0.0)
+            frames=rt.frames,
+            fps=round(frames / held_s, 2) if held_s else 0.0,
+        )
         if rt.label == "audio" and rt.audio_sink is not None:
             tr.audio_level = round(float(rt.audio_sink.level()), 4)
             hz = rt.audio_sink.dominant_frequency()
@@ -204,8 +215,9 @@ async def run_call_test(
     def on_link(state: str, detail: str) -> None:
         link_changed.set()
 
-    client = RelayClient.for_link(config.relay, url=relay_url, on_message=on_message, on_link=on_link,
-                                  client_name="kiosk-call-test")
+    client = RelayClient.for_link(
+        config.relay, url=relay_url, on_message=on_message, on_link=on_link, client_name="kiosk-call-test"
+    )
     client.start()
     try:
         problem = await _wait_link(client, link_changed, relay_url, 10.0)
@@ -223,18 +235,36 @@ async def run_call_test(
         # Every TURN URL is probed first (allocation over UDP/TCP/TLS): the report says which work and why not.
         paths = IcePathBook(welcome.get("ice_servers"), ca_file=config.relay.ca_file or None)
         for r in await paths.probe():
-            report.turn_probes.append({"url": r.path.url, "kind": r.path.kind, "ok": r.ok, "seconds": r.seconds,
-                                       "failure": r.failure, "detail": r.detail})
-        session = CallSession(report.terminal, "counter", local, client.send,
-                              ice_servers=welcome.get("ice_servers"), codec=config.media.network.codec,
-                              audio_output=config.media.audio.output, paths=paths,
-                              reconnect_window=config.media.network.reconnect_window)
+            report.turn_probes.append(
+                {
+                    "url": r.path.url,
+                    "kind": r.path.kind,
+                    "ok": r.ok,
+                    "seconds": r.seconds,
+                    "failure": r.failure,
+                    "detail": r.detail,
+                }
+            )
+        session = CallSession(
+            report.terminal,
+            "counter",
+            local,
+            client.send,
+            ice_servers=welcome.get("ice_servers"),
+            codec=config.media.network.codec,
+            audio_output=config.media.audio.output,
+            paths=paths,
+            reconnect_window=config.media.network.reconnect_window,
+        )
         t_call = time.monotonic()
         await client.send({"type": "call", "department": department})
         msg = await next_of(("ringing", "error"), 10.0)
         if msg is None or msg["type"] == "error":
-            report.reason = ("no reply to 'call' within 10 s" if msg is None
-                             else f"call refused: {msg.get('code')}: {msg.get('message')}")
+            report.reason = (
+                "no reply to 'call' within 10 s"
+                if msg is None
+                else f"call refused: {msg.get('code')}: {msg.get('message')}"
+            )
             return report
         report.call = msg["call"]
         msg = await next_of(("answered", "ended"), answer_timeout)
@@ -253,8 +283,10 @@ async def run_call_test(
             await _wait_connected(session, by, media_timeout)
         except TimeoutError:
             report.path_failures = session.path_failures(by)
-            report.reason = f"media to {by} did not connect within {media_timeout:.0f} s " \
-                            f"(state {session.connection_state(by)}): {_no_path_reason(report)}"
+            report.reason = (
+                f"media to {by} did not connect within {media_timeout:.0f} s "
+                f"(state {session.connection_state(by)}): {_no_path_reason(report)}"
+            )
             return report
         report.path = session.media_path(by)
         report.path_failures = session.path_failures(by)
@@ -289,14 +321,19 @@ async def run_call_test(
 def _no_path_reason(report: CallTestReport) -> str:
     """Why no candidate pair worked, in the technician's terms."""
     if not report.turn_probes:
-        return ("no TURN server is configured (relay.toml [ice] turn_secret and turn_urls), and the two networks "
-                "cannot reach each other directly")
+        return (
+            "no TURN server is configured (relay.toml [ice] turn_secret and turn_urls), and the two networks "
+            "cannot reach each other directly"
+        )
     working = [p["url"] for p in report.turn_probes if p["ok"]]
     if not working:
-        return "no TURN URL works from here: " + "; ".join(f"{p['url']}: {p['failure']} ({p['detail']})"
-                                                         for p in report.turn_probes)
-    return (f"TURN works from here ({', '.join(working)}) but no path to the station connected: check the "
-            "station's network with kiosk doctor there")
+        return "no TURN URL works from here: " + "; ".join(
+            f"{p['url']}: {p['failure']} ({p['detail']})" for p in report.turn_probes
+        )
+    return (
+        f"TURN works from here ({', '.join(working)}) but no path to the station connected: check the "
+        "station's network with kiosk doctor there"
+    )
 
 
 async def _wait_link(client: RelayClient, changed: asyncio.Event, url: str, timeout: float) -> str | None:
@@ -324,8 +361,10 @@ def local_problems(config: TerminalConfig, local: LocalMedia) -> list[str]:
     media = config.media
     assert media is not None
     problems = []
-    for label, cfg, src in (("camera", media.camera, local.camera),
-                            ("document camera", media.document_camera, local.document)):
+    for label, cfg, src in (
+        ("camera", media.camera, local.camera),
+        ("document camera", media.document_camera, local.document),
+    ):
         if cfg is None:
             continue
         if src is None:
@@ -357,8 +396,9 @@ async def _wait_connected(session: CallSession, member: str, timeout: float) -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kiosk call-test",
-                                description="Place a real call as this counter terminal and report on it.")
+    p = argparse.ArgumentParser(
+        prog="kiosk call-test", description="Place a real call as this counter terminal and report on it."
+    )
     p.add_argument("--config", default="config/counter.toml", help="counter terminal config (TOML)")
     p.add_argument("--department", required=True, help="department id to call, e.g. juumin")
     p.add_argument("--seconds", type=float, default=5.0, help="how long to hold the call (default 5)")
@@ -373,12 +413,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """``kiosk call-test ...``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         config = CameraOverrides.from_args(args).apply(load_terminal_config(args.config, "counter"))
-        report = asyncio.run(run_call_test(config, args.department, seconds=args.seconds, url=args.url,
-                                           answer_timeout=args.answer_timeout))
+        report = asyncio.run(
+            run_call_test(
+                config,
+                args.department,
+                seconds=args.seconds,
+                url=args.url,
+                answer_timeout=args.answer_timeout,
+            )
+        )
     except (ConfigError, IceConfigError) as err:
         print(f"kiosk call-test: {err}", file=sys.stderr)
         return 2

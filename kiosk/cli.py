@@ -26,8 +26,10 @@ def link_problem(state: str, detail: str, url: str) -> str | None:
     """
     if state == "unauthorized":
         why = f" ({detail})" if detail else ""
-        return (f"this terminal's token was refused by the relay at {url}{why}: make one with "
-                "`relay-server token TERMINAL_ID` and put it into [relay] token (docs/operations.md, Tokens)")
+        return (
+            f"this terminal's token was refused by the relay at {url}{why}: make one with "
+            "`relay-server token TERMINAL_ID` and put it into [relay] token (docs/operations.md, Tokens)"
+        )
     if state == "down":
         why = f": {detail}" if detail else ""
         return f"cannot reach the relay at {url}{why}"
@@ -39,6 +41,7 @@ def unknown_id(kind: str, value: str, valid: list[str] | tuple[str, ...]) -> str
     hint = difflib.get_close_matches(value, list(valid), n=1)
     tip = f" (did you mean '{hint[0]}'?)" if hint else ""
     return f"no {kind} '{value}'; valid ids: {', '.join(valid) or 'none'}{tip}"
+
 
 @dataclass(frozen=True)
 class CameraOverrides:
@@ -63,7 +66,9 @@ class CameraOverrides:
         cam = media.camera
         if self.camera:
             (w, h), fps = CAMERA_DEFAULT
-            cam = replace(cam, source=self.camera) if cam else CameraConfig(self.camera, w, h, fps, adapt=True)
+            cam = (
+                replace(cam, source=self.camera) if cam else CameraConfig(self.camera, w, h, fps, adapt=True)
+            )
         doc = media.document_camera
         if self.document:
             (w, h), fps = DOCUMENT_CAMERA_DEFAULT
@@ -73,8 +78,14 @@ class CameraOverrides:
 
 def add_camera_arguments(parser: argparse.ArgumentParser, *, document: bool) -> None:
     """``--camera`` (and, for a counter, ``--document-camera``) on ``parser``."""
-    parser.add_argument("--camera", metavar="SPEC",
-                        help="camera source instead of [camera] source, e.g. /dev/video0 or synthetic:camera")
+    parser.add_argument(
+        "--camera",
+        metavar="SPEC",
+        help="camera source instead of [camera] source, e.g. /dev/video0 or synthetic:camera",
+    )
     if document:
-        parser.add_argument("--document-camera", metavar="SPEC",
-                            help="document camera instead of [document_camera] source, e.g. /dev/v4l/by-id/…")
+        parser.add_argument(
+            "--document-camera",
+            metavar="SPEC",
+            help="document camera instead of [document_camera] source, e.g. /dev/v4l/by-id/…",
+        )

@@ -173,16 +173,26 @@ class RelayClient:
             welcomed_at = 0.0
             try:
                 async with connect(
-                    self.url, ssl=self.ssl_context, open_timeout=self.open_timeout,
-                    max_size=protocol.MAX_MESSAGE_BYTES * 4, ping_interval=self.keepalive[0],
+                    self.url,
+                    ssl=self.ssl_context,
+                    open_timeout=self.open_timeout,
+                    max_size=protocol.MAX_MESSAGE_BYTES * 4,
+                    ping_interval=self.keepalive[0],
                     ping_timeout=self.keepalive[1],
                     # A relay that stopped answering will not answer the close either: do not wait 10 s for it.
                     close_timeout=min(self.keepalive[1], 5.0),
                 ) as ws:
                     self._ws = ws
-                    await ws.send(protocol.encode(
-                        {"type": "hello", "token": self.token, "protocol": protocol.PROTOCOL_VERSION,
-                         "client": self.client_name}))
+                    await ws.send(
+                        protocol.encode(
+                            {
+                                "type": "hello",
+                                "token": self.token,
+                                "protocol": protocol.PROTOCOL_VERSION,
+                                "client": self.client_name,
+                            }
+                        )
+                    )
                     while True:
                         # Undecoded: a text frame that is not UTF-8 is skipped here like any bad frame,
                         # instead of websockets failing the whole connection.
@@ -216,12 +226,16 @@ class RelayClient:
             if self._closing:
                 break
             if code == protocol.CLOSE_REPLACED:
-                if welcomed and time.monotonic() - welcomed_at >= max(self.replaced_forgive, 2 * self._replaced.last):
+                if welcomed and time.monotonic() - welcomed_at >= max(
+                    self.replaced_forgive, 2 * self._replaced.last
+                ):
                     self._replaced.reset()
                 retry = self._replaced
                 wait = retry.next()
-                detail = (f"another copy of this terminal is running (replaced by a newer connection "
-                          f"{self.replaced_count}x); retrying in {wait:.1f} s")
+                detail = (
+                    f"another copy of this terminal is running (replaced by a newer connection "
+                    f"{self.replaced_count}x); retrying in {wait:.1f} s"
+                )
                 log.warning("relay link: %s", detail)
                 await self._set_link(LINK_DOWN, detail)
             else:
@@ -247,8 +261,11 @@ class RelayClient:
         now = time.monotonic()
         if now - self._bad_logged_at >= 60:
             self._bad_logged_at = now
-            log.warning("relay sent a frame that is not a message (%s); skipped (%d so far)",
-                        str(err)[:200], self.bad_frames)
+            log.warning(
+                "relay sent a frame that is not a message (%s); skipped (%d so far)",
+                str(err)[:200],
+                self.bad_frames,
+            )
 
     async def _deliver(self, msg: dict[str, Any]) -> None:
         if self.on_message is None:

@@ -14,8 +14,17 @@ from typing import Any
 from common.tomlconf import ConfigError, Section, load
 
 __all__ = [
-    "AudioConfig", "CameraConfig", "ConfigError", "LampConfig", "MediaConfig", "NetworkConfig", "PrinterConfig",
-    "RelayLink", "TerminalConfig", "UiConfig", "load_terminal_config",
+    "AudioConfig",
+    "CameraConfig",
+    "ConfigError",
+    "LampConfig",
+    "MediaConfig",
+    "NetworkConfig",
+    "PrinterConfig",
+    "RelayLink",
+    "TerminalConfig",
+    "UiConfig",
+    "load_terminal_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,7 +62,9 @@ class CameraConfig:
     height: int
     fps: float
     rotation: int = 0
-    adapt: bool = False  # [camera] adapt: lower the resolution while the PC cannot encode it (kiosk.video.adapt)
+    adapt: bool = (
+        False  # [camera] adapt: lower the resolution while the PC cannot encode it (kiosk.video.adapt)
+    )
 
 
 @dataclass(frozen=True)
@@ -109,8 +120,12 @@ class TerminalConfig:
     media: MediaConfig | None = None
     lamp: LampConfig | None = None
     printer: PrinterConfig | None = None  # counter only
-    emblems: dict[str, str] = field(default_factory=dict)  # counter only: office id → emblem image (absolute path)
-    papers_folder: str = ""  # office only: the folder of papers staff can hand over the screen (absolute path)
+    emblems: dict[str, str] = field(
+        default_factory=dict
+    )  # counter only: office id → emblem image (absolute path)
+    papers_folder: str = (
+        ""  # office only: the folder of papers staff can hand over the screen (absolute path)
+    )
 
     def with_overrides(self, **changes: Any) -> TerminalConfig:
         return replace(self, **changes)
@@ -121,8 +136,11 @@ def _positive(v: float) -> str | None:
 
 
 def _parse_relay(sec: Section) -> RelayLink:
-    url = sec.get("url", str, check=lambda u: None if u.startswith(("ws://", "wss://"))
-                  else "must start with ws:// or wss://")
+    url = sec.get(
+        "url",
+        str,
+        check=lambda u: None if u.startswith(("ws://", "wss://")) else "must start with ws:// or wss://",
+    )
     token = sec.get("token", str, check=lambda t: None if t else "must not be empty")
     ca_file = sec.get("ca_file", str, "")
     sec.done()
@@ -132,8 +150,9 @@ def _parse_relay(sec: Section) -> RelayLink:
 def _parse_ui(sec: Section) -> UiConfig:
     d = UiConfig()
     ui = UiConfig(
-        language=sec.get("language", str, d.language,
-                         check=lambda v: None if v in ("ja", "en") else "must be 'ja' or 'en'"),
+        language=sec.get(
+            "language", str, d.language, check=lambda v: None if v in ("ja", "en") else "must be 'ja' or 'en'"
+        ),
         fullscreen=sec.get("fullscreen", bool, d.fullscreen),
         width=sec.get("width", int, d.width, check=_positive),
         height=sec.get("height", int, d.height, check=_positive),
@@ -141,8 +160,9 @@ def _parse_ui(sec: Section) -> UiConfig:
         idle_timeout=sec.get("idle_timeout", float, d.idle_timeout, check=_positive),
         result_timeout=sec.get("result_timeout", float, d.result_timeout, check=_positive),
         thanks_timeout=sec.get("thanks_timeout", float, d.thanks_timeout, check=_positive),
-        pin=sec.get("pin", str, d.pin, check=lambda p: None if p == "" or p.isdigit()
-                    else "must be digits only"),
+        pin=sec.get(
+            "pin", str, d.pin, check=lambda p: None if p == "" or p.isdigit() else "must be digits only"
+        ),
         font=sec.get("font", str, d.font),
         ring_sound=sec.get("ring_sound", bool, d.ring_sound),
     )
@@ -150,25 +170,29 @@ def _parse_ui(sec: Section) -> UiConfig:
     return ui
 
 
-CAMERA_DEFAULT = ((1280, 720), 30.0)           # [camera] without width, height, fps
+CAMERA_DEFAULT = ((1280, 720), 30.0)  # [camera] without width, height, fps
 DOCUMENT_CAMERA_DEFAULT = ((1920, 1080), 5.0)  # [document_camera] likewise: full HD, a low rate
 
 
-def _parse_camera(sec: Section, default_source: str, size: tuple[int, int], fps: float, *,
-                  adaptable: bool) -> CameraConfig | None:
+def _parse_camera(
+    sec: Section, default_source: str, size: tuple[int, int], fps: float, *, adaptable: bool
+) -> CameraConfig | None:
     if sec.has("enabled") and not sec.get("enabled", bool):
         sec.done(["source", "width", "height", "fps", "rotation", "adapt"])
         return None
     if not adaptable and sec.has("adapt"):
-        raise sec.error("adapt", "the document camera is never scaled down (staff read small print): "
-                                 "lower its fps instead")
+        raise sec.error(
+            "adapt",
+            "the document camera is never scaled down (staff read small print): lower its fps instead",
+        )
     cam = CameraConfig(
         source=sec.get("source", str, default_source),
         width=sec.get("width", int, size[0], check=_positive),
         height=sec.get("height", int, size[1], check=_positive),
         fps=sec.get("fps", float, fps, check=_positive),
-        rotation=sec.get("rotation", int, 0,
-                         check=lambda r: None if r in ROTATIONS else "must be 0, 90, 180 or 270"),
+        rotation=sec.get(
+            "rotation", int, 0, check=lambda r: None if r in ROTATIONS else "must be 0, 90, 180 or 270"
+        ),
         adapt=sec.get("adapt", bool, True) if adaptable else False,
     )
     sec.done(["enabled"])
@@ -194,18 +218,26 @@ def _parse_media(root: Section, role: str) -> MediaConfig:
     n = root.section("network")
     net = NetworkConfig(
         ice_addresses=tuple(n.get_list("ice_addresses", str, [])),
-        codec=n.get("codec", str, "vp8", check=lambda c: None if c in ("vp8", "h264")
-                    else "must be 'vp8' or 'h264'"),
-        reconnect_window=n.get("reconnect_window", float, NetworkConfig.reconnect_window,
-                               check=lambda v: None if 5 <= v <= 600 else "must be between 5 and 600 seconds"),
+        codec=n.get(
+            "codec", str, "vp8", check=lambda c: None if c in ("vp8", "h264") else "must be 'vp8' or 'h264'"
+        ),
+        reconnect_window=n.get(
+            "reconnect_window",
+            float,
+            NetworkConfig.reconnect_window,
+            check=lambda v: None if 5 <= v <= 600 else "must be between 5 and 600 seconds",
+        ),
     )
     n.done()
     return MediaConfig(camera, document, audio, net)
 
 
 def parse_lamp(sec: Section) -> LampConfig:
-    driver = sec.get("driver", str, check=lambda d: None if d in LAMP_DRIVERS
-                     else f"must be one of {', '.join(LAMP_DRIVERS)}")
+    driver = sec.get(
+        "driver",
+        str,
+        check=lambda d: None if d in LAMP_DRIVERS else f"must be one of {', '.join(LAMP_DRIVERS)}",
+    )
     port = sec.get("port", str, "" if driver == "none" else ...)
     ch = sec.section("channels")
     channels: dict[str, int] = {}
@@ -225,8 +257,14 @@ def parse_lamp(sec: Section) -> LampConfig:
         return None
 
     in_call = sec.get("in_call_channel", int, 0, check=_extra_channel)
-    fault = sec.get("fault_channel", int, 0, check=lambda n: _extra_channel(n) or (
-        "must differ from in_call_channel" if n and n == in_call else None))
+    fault = sec.get(
+        "fault_channel",
+        int,
+        0,
+        check=lambda n: (
+            _extra_channel(n) or ("must differ from in_call_channel" if n and n == in_call else None)
+        ),
+    )
     lamp = LampConfig(
         driver=driver,
         port=port,
@@ -269,18 +307,26 @@ def load_terminal_config(path: str | Path, role: str) -> TerminalConfig:
             if full.is_file():
                 emblems[office] = str(full)
             else:  # a missing picture must not stop the counter: the town button shows its name alone
-                log.info("%s: emblems.%s: image %s does not exist; the town is shown without it",
-                            path, office, full)
+                log.info(
+                    "%s: emblems.%s: image %s does not exist; the town is shown without it",
+                    path,
+                    office,
+                    full,
+                )
         emblem_sec.done()
     elif printer_sec.data or emblem_sec.data:
-        raise root.error("printer" if printer_sec.data else "emblems", "only a counter terminal has this section")
+        raise root.error(
+            "printer" if printer_sec.data else "emblems", "only a counter terminal has this section"
+        )
     papers_sec = root.section("papers")
     papers_folder = ""
     if papers_sec.data:
         if role != "office":
             raise root.error("papers", "only a staff station hands papers over the screen")
         folder = papers_sec.get("folder", str, check=lambda v: None if v else "must be a folder path")
-        papers_folder = str(Path(folder) if Path(folder).is_absolute() else Path(path).resolve().parent / folder)
+        papers_folder = str(
+            Path(folder) if Path(folder).is_absolute() else Path(path).resolve().parent / folder
+        )
         papers_sec.done()
     root.done()
     return TerminalConfig(Path(path), relay, ui, media, lamp, printer, emblems, papers_folder)
@@ -288,8 +334,11 @@ def load_terminal_config(path: str | Path, role: str) -> TerminalConfig:
 
 def _parse_printer(sec: Section) -> PrinterConfig:
     p = PrinterConfig(
-        queue=sec.get("queue", str, check=lambda q: None if q and " " not in q else "must be a CUPS queue name "
-                      "(see `lpstat -p`)"),
+        queue=sec.get(
+            "queue",
+            str,
+            check=lambda q: None if q and " " not in q else "must be a CUPS queue name (see `lpstat -p`)",
+        ),
         timeout=sec.get("timeout", float, PrinterConfig.timeout, check=_positive),
         options=tuple(sec.get_list("options", str, [])),
     )

@@ -40,29 +40,57 @@ from kiosk.machine import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "State", "Outcome", "OfferedDepartment", "CounterCall", "CounterMachine", "InvalidTransition", "Timeouts",
+    "State",
+    "Outcome",
+    "OfferedDepartment",
+    "CounterCall",
+    "CounterMachine",
+    "InvalidTransition",
+    "Timeouts",
     # events
-    "Event", "LinkChanged", "RelayMessage", "DevicesChecked", "Touched", "DepartmentChosen",
-    "CancelPressed", "HangUpPressed", "BackPressed", "TechGesture", "PinEntered", "TechClosed",
-    "TimerFired", "SendFailed", "MediaEnded", "MediaReconnecting",
+    "Event",
+    "LinkChanged",
+    "RelayMessage",
+    "DevicesChecked",
+    "Touched",
+    "DepartmentChosen",
+    "CancelPressed",
+    "HangUpPressed",
+    "BackPressed",
+    "TechGesture",
+    "PinEntered",
+    "TechClosed",
+    "TimerFired",
+    "SendFailed",
+    "MediaEnded",
+    "MediaReconnecting",
     # commands
-    "Command", "Send", "StartTimer", "CancelTimer", "Ring", "StartMedia", "StopMedia",
-    "CheckDevices", "ResetLanguage", "ExitApp", "ReloadConfig",
+    "Command",
+    "Send",
+    "StartTimer",
+    "CancelTimer",
+    "Ring",
+    "StartMedia",
+    "StopMedia",
+    "CheckDevices",
+    "ResetLanguage",
+    "ExitApp",
+    "ReloadConfig",
 ]
 
 
 class State(Enum):
     """What the kiosk is doing; each state has one screen."""
 
-    STARTING = "starting"              # connecting to the relay and checking cameras
+    STARTING = "starting"  # connecting to the relay and checking cameras
     OUT_OF_SERVICE = "out_of_service"  # relay unreachable or a camera missing; retried by itself
-    START = "start"                    # choose a department
-    CALLING = "calling"                # ringing at the office
+    START = "start"  # choose a department
+    CALLING = "calling"  # ringing at the office
     IN_CALL = "in_call"
-    RESULT = "result"                  # unanswered, closed, unavailable, busy or failed: fallback phone
-    THANKS = "thanks"                  # after hang-up
-    PIN = "pin"                        # technician PIN entry
-    TECH = "tech"                      # technician menu
+    RESULT = "result"  # unanswered, closed, unavailable, busy or failed: fallback phone
+    THANKS = "thanks"  # after hang-up
+    PIN = "pin"  # technician PIN entry
+    TECH = "tech"  # technician menu
 
 
 class Outcome(Enum):
@@ -75,17 +103,22 @@ class Outcome(Enum):
     FAILED = "failed"
 
 
-TRANSITIONS: TransitionTable[State] = TransitionTable("counter", {
-    State.STARTING: frozenset({State.START, State.OUT_OF_SERVICE, State.PIN}),
-    State.OUT_OF_SERVICE: frozenset({State.START, State.PIN}),
-    State.START: frozenset({State.CALLING, State.RESULT, State.OUT_OF_SERVICE, State.PIN}),
-    State.CALLING: frozenset({State.IN_CALL, State.RESULT, State.START, State.OUT_OF_SERVICE, State.THANKS}),
-    State.IN_CALL: frozenset({State.THANKS}),
-    State.RESULT: frozenset({State.START, State.OUT_OF_SERVICE}),
-    State.THANKS: frozenset({State.START, State.OUT_OF_SERVICE}),
-    State.PIN: frozenset({State.TECH, State.START, State.OUT_OF_SERVICE, State.STARTING}),
-    State.TECH: frozenset({State.START, State.OUT_OF_SERVICE, State.STARTING}),
-})
+TRANSITIONS: TransitionTable[State] = TransitionTable(
+    "counter",
+    {
+        State.STARTING: frozenset({State.START, State.OUT_OF_SERVICE, State.PIN}),
+        State.OUT_OF_SERVICE: frozenset({State.START, State.PIN}),
+        State.START: frozenset({State.CALLING, State.RESULT, State.OUT_OF_SERVICE, State.PIN}),
+        State.CALLING: frozenset(
+            {State.IN_CALL, State.RESULT, State.START, State.OUT_OF_SERVICE, State.THANKS}
+        ),
+        State.IN_CALL: frozenset({State.THANKS}),
+        State.RESULT: frozenset({State.START, State.OUT_OF_SERVICE}),
+        State.THANKS: frozenset({State.START, State.OUT_OF_SERVICE}),
+        State.PIN: frozenset({State.TECH, State.START, State.OUT_OF_SERVICE, State.STARTING}),
+        State.TECH: frozenset({State.START, State.OUT_OF_SERVICE, State.STARTING}),
+    },
+)
 
 # Screens that return to START after ``idle`` seconds without a touch (not the call screens).
 IDLE_STATES = frozenset({State.START, State.RESULT, State.THANKS, State.PIN, State.TECH})
@@ -116,7 +149,9 @@ class OfferedDepartment:
     phone: str = ""
     hours_ja: str = ""
     hours_en: str = ""
-    office: str = ""  # the town ([[office]]) it belongs to: a counter of several towns asks for the town first
+    office: str = (
+        ""  # the town ([[office]]) it belongs to: a counter of several towns asks for the town first
+    )
     office_name_ja: str = ""
     office_name_en: str = ""
 
@@ -126,17 +161,28 @@ class OfferedDepartment:
         fb = d.get("fallback") or {}
         office = str(d.get("office", ""))
         office_name = d.get("office_name") or {}
-        return cls(id=str(d["id"]), name_ja=str(name.get("ja", d["id"])), name_en=str(name.get("en", d["id"])),
-                   phone=str(fb.get("phone", "")), hours_ja=str(fb.get("hours_ja", "")),
-                   hours_en=str(fb.get("hours_en", "")), office=office,
-                   office_name_ja=str(office_name.get("ja", office)), office_name_en=str(office_name.get("en", office)))
+        return cls(
+            id=str(d["id"]),
+            name_ja=str(name.get("ja", d["id"])),
+            name_en=str(name.get("en", d["id"])),
+            phone=str(fb.get("phone", "")),
+            hours_ja=str(fb.get("hours_ja", "")),
+            hours_en=str(fb.get("hours_en", "")),
+            office=office,
+            office_name_ja=str(office_name.get("ja", office)),
+            office_name_en=str(office_name.get("en", office)),
+        )
 
     def with_fallback(self, fb: Mapping[str, Any] | None) -> OfferedDepartment:
         """This department with the fallback phone/hours of an error message, when it carries one."""
         if not fb:
             return self
-        return replace(self, phone=str(fb.get("phone", self.phone)), hours_ja=str(fb.get("hours_ja", self.hours_ja)),
-                       hours_en=str(fb.get("hours_en", self.hours_en)))
+        return replace(
+            self,
+            phone=str(fb.get("phone", self.phone)),
+            hours_ja=str(fb.get("hours_ja", self.hours_ja)),
+            hours_en=str(fb.get("hours_en", self.hours_en)),
+        )
 
     def name(self, lang: str) -> str:
         return self.name_ja if lang == "ja" else self.name_en
@@ -165,11 +211,11 @@ class Timeouts:
     idle: float = 60.0
     result: float = 20.0
     thanks: float = 8.0
-    link_grace: float = 2.0      # a relay blip shorter than this does not show "out of service"
-    device_retry: float = 5.0    # re-check missing cameras this often while out of service
-    startup: float = 8.0         # give up waiting for the relay at start-up after this
-    call_lost: float = 20.0      # ringing with the relay away this long: the call is lost (relay grace period)
-    resume: float = 3.0          # after reconnecting while ringing, wait this long for the relay's call_state
+    link_grace: float = 2.0  # a relay blip shorter than this does not show "out of service"
+    device_retry: float = 5.0  # re-check missing cameras this often while out of service
+    startup: float = 8.0  # give up waiting for the relay at start-up after this
+    call_lost: float = 20.0  # ringing with the relay away this long: the call is lost (relay grace period)
+    resume: float = 3.0  # after reconnecting while ringing, wait this long for the relay's call_state
 
 
 # -- events --------------------------------------------------------------------------------------
@@ -286,8 +332,9 @@ class CounterMachine:
         clock: monotonic seconds (injected so tests control time).
     """
 
-    def __init__(self, timeouts: Timeouts | None = None, *, pin: str = "",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, timeouts: Timeouts | None = None, *, pin: str = "", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.timeouts = timeouts or Timeouts()
         self.pin = pin
         self.clock = clock
@@ -312,17 +359,32 @@ class CounterMachine:
         self._out: list[Command] = []
         # The dispatch tables: every event type this machine takes, every relay message type it reacts to.
         self.event_handlers: dict[type[Event], Callable[[Any], None]] = {
-            LinkChanged: self._on_LinkChanged, DevicesChecked: self._on_DevicesChecked, Touched: self._on_Touched,
-            TimerFired: self._on_TimerFired, DepartmentChosen: self._on_DepartmentChosen,
-            CancelPressed: self._on_CancelPressed, HangUpPressed: self._on_HangUpPressed,
-            BackPressed: self._on_BackPressed, TechGesture: self._on_TechGesture, PinEntered: self._on_PinEntered,
-            TechClosed: self._on_TechClosed, SendFailed: self._on_SendFailed, MediaEnded: self._on_MediaEnded,
-            MediaReconnecting: self._on_MediaReconnecting, RelayMessage: self._on_RelayMessage,
+            LinkChanged: self._on_LinkChanged,
+            DevicesChecked: self._on_DevicesChecked,
+            Touched: self._on_Touched,
+            TimerFired: self._on_TimerFired,
+            DepartmentChosen: self._on_DepartmentChosen,
+            CancelPressed: self._on_CancelPressed,
+            HangUpPressed: self._on_HangUpPressed,
+            BackPressed: self._on_BackPressed,
+            TechGesture: self._on_TechGesture,
+            PinEntered: self._on_PinEntered,
+            TechClosed: self._on_TechClosed,
+            SendFailed: self._on_SendFailed,
+            MediaEnded: self._on_MediaEnded,
+            MediaReconnecting: self._on_MediaReconnecting,
+            RelayMessage: self._on_RelayMessage,
         }
         self.message_handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
-            "welcome": self._msg_welcome, "presence": self._msg_presence, "ringing": self._msg_ringing,
-            "answered": self._msg_answered, "call_state": self._msg_call_state, "joined": self._msg_joined,
-            "left": self._msg_left, "ended": self._msg_ended, "error": self._msg_error,
+            "welcome": self._msg_welcome,
+            "presence": self._msg_presence,
+            "ringing": self._msg_ringing,
+            "answered": self._msg_answered,
+            "call_state": self._msg_call_state,
+            "joined": self._msg_joined,
+            "left": self._msg_left,
+            "ended": self._msg_ended,
+            "error": self._msg_error,
         }
         self.history: list[tuple[State, State]] = []
         self._started = False
@@ -507,7 +569,9 @@ class CounterMachine:
             self._end_call()
             self._result(Outcome.FAILED, dept)
         elif name == T_STARTUP and self.state is State.STARTING:
-            self._go(State.OUT_OF_SERVICE, "start-up took too long: " + "; ".join(self.out_of_service_causes()))
+            self._go(
+                State.OUT_OF_SERVICE, "start-up took too long: " + "; ".join(self.out_of_service_causes())
+            )
 
     def _on_DepartmentChosen(self, ev: DepartmentChosen) -> None:
         if self.state is not State.START:
@@ -515,8 +579,9 @@ class CounterMachine:
             return
         dept = self.department(ev.department)
         if dept is None:
-            raise ValueError(f"unknown department {ev.department!r}; offered: "
-                             f"{[d.id for d in self.departments]}")
+            raise ValueError(
+                f"unknown department {ev.department!r}; offered: {[d.id for d in self.departments]}"
+            )
         status = self.availability(dept.id)
         if status in ("closed", "offline"):
             # No call: say so at once, with the phone number.
@@ -579,7 +644,12 @@ class CounterMachine:
             self._home("technician menu closed")
 
     def _on_SendFailed(self, ev: SendFailed) -> None:
-        if ev.msg_type == "call" and self.state is State.CALLING and self.call is not None and not self.call.id:
+        if (
+            ev.msg_type == "call"
+            and self.state is State.CALLING
+            and self.call is not None
+            and not self.call.id
+        ):
             dept = self.call.department
             self._end_call()
             self._result(Outcome.FAILED, dept)
@@ -700,8 +770,12 @@ class CounterMachine:
             log.info("relay error %s (%s) in %s", msg.get("code"), msg.get("message"), self.state.name)
             return
         code = msg.get("code")
-        if code == "already_in_call" and not self.call.id and msg.get("call") in self._cancelled_ids \
-                and not self.call.retried:
+        if (
+            code == "already_in_call"
+            and not self.call.id
+            and msg.get("call") in self._cancelled_ids
+            and not self.call.retried
+        ):
             # Our new call reached the relay before the cancel of the previous one: that cancel is on its way
             # (sent with it again here, harmless twice), so ask once more.
             self.call.retried = True
@@ -710,7 +784,9 @@ class CounterMachine:
             return
         dept = self.call.department.with_fallback(msg.get("fallback"))
         self._end_call()
-        outcome = {"closed": Outcome.CLOSED, "unavailable": Outcome.UNAVAILABLE}.get(str(code), Outcome.FAILED)
+        outcome = {"closed": Outcome.CLOSED, "unavailable": Outcome.UNAVAILABLE}.get(
+            str(code), Outcome.FAILED
+        )
         self._result(outcome, dept)
 
     def _result(self, outcome: Outcome, dept: OfferedDepartment) -> None:

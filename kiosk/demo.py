@@ -30,7 +30,9 @@ from relay_server.config import load_relay_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "config"
-FLEET_LOGIN = "demo / demo-fleet"  # the [[admin]] demo account of config/relay.toml: accepted from loopback only
+FLEET_LOGIN = (
+    "demo / demo-fleet"  # the [[admin]] demo account of config/relay.toml: accepted from loopback only
+)
 
 log = logging.getLogger("demo")
 
@@ -84,13 +86,21 @@ async def run_headless(args: argparse.Namespace) -> int:
     from relay_server.server import RelayServer
 
     relay_cfg = replace(load_relay_config(CONFIG / "relay.toml"), database="", host="127.0.0.1", port=0)
-    counter_cfg = CameraOverrides.from_args(args).apply(load_terminal_config(CONFIG / "counter.toml", "counter"))
+    counter_cfg = CameraOverrides.from_args(args).apply(
+        load_terminal_config(CONFIG / "counter.toml", "counter")
+    )
     if args.small:
         assert counter_cfg.media is not None and counter_cfg.media.document_camera is not None
-        counter_cfg = replace(counter_cfg, media=replace(
-            counter_cfg.media,
-            camera=replace(counter_cfg.media.camera, width=320, height=180) if counter_cfg.media.camera else None,
-            document_camera=replace(counter_cfg.media.document_camera, width=960, height=540)))
+        counter_cfg = replace(
+            counter_cfg,
+            media=replace(
+                counter_cfg.media,
+                camera=replace(counter_cfg.media.camera, width=320, height=180)
+                if counter_cfg.media.camera
+                else None,
+                document_camera=replace(counter_cfg.media.document_camera, width=960, height=540),
+            ),
+        )
     office1_cfg = load_terminal_config(CONFIG / "office.toml", "office")
     office2_cfg = load_terminal_config(CONFIG / "office-2.toml", "office")
     lamp_cfg = load_terminal_config(CONFIG / "lamp.toml", "lamp")
@@ -113,11 +123,19 @@ async def run_headless(args: argparse.Namespace) -> int:
     async with RelayServer(relay_cfg) as relay:
         summary.add("relay listening", True, relay.url)
         if relay.fleet is not None:
-            print(f"demo: fleet page {relay.fleet.url} (log in as {FLEET_LOGIN}, from this computer only)", flush=True)
+            print(
+                f"demo: fleet page {relay.fleet.url} (log in as {FLEET_LOGIN}, from this computer only)",
+                flush=True,
+            )
         with board:
             controller = LampController(lamp_cfg.lamp, port=board.url)
-            lamp_client = RelayClient(relay.url, lamp_cfg.relay.token, on_message=controller.on_message,
-                                      on_link=controller.on_link, client_name="demo-lamp")
+            lamp_client = RelayClient(
+                relay.url,
+                lamp_cfg.relay.token,
+                on_message=controller.on_message,
+                on_link=controller.on_link,
+                client_name="demo-lamp",
+            )
             controller.start()
             lamp_client.start()
             station1 = HeadlessStation(office1_cfg, auto_answer=1.0, url=relay.url)
@@ -147,11 +165,15 @@ async def run_headless(args: argparse.Namespace) -> int:
                 counter_id = (counter.client.welcome or {}).get("terminal", "") if counter.client else ""
                 station1_id = station1.terminal_id or ""
                 for label in ("camera", "document"):
-                    ev = await s1.wait_event(EventKind.FIRST_FRAME, member=counter_id, track=label, timeout=20)
+                    ev = await s1.wait_event(
+                        EventKind.FIRST_FRAME, member=counter_id, track=label, timeout=20
+                    )
                     track = s1.remote_track(counter_id, label)
                     res = f"{track.resolution[0]}×{track.resolution[1]}" if track else "?"
                     summary.add(f"station 1 sees the resident's {label}", ev is not None, res)
-                await session.wait_event(EventKind.FIRST_FRAME, member=station1_id, track="camera", timeout=20)
+                await session.wait_event(
+                    EventKind.FIRST_FRAME, member=station1_id, track="camera", timeout=20
+                )
                 summary.add("resident sees station 1's camera", True)
 
                 await station1.invite(terminal=station2.terminal_id)
@@ -159,18 +181,26 @@ async def run_headless(args: argparse.Namespace) -> int:
                 summary.add("station 1 invited station 2, who joined", ok)
                 s2 = station2.session
                 assert s2 is not None
-                ev = await s2.wait_event(EventKind.FIRST_FRAME, member=counter_id, track="document", timeout=20)
+                ev = await s2.wait_event(
+                    EventKind.FIRST_FRAME, member=counter_id, track="document", timeout=20
+                )
                 summary.add("station 2 sees the document", ev is not None)
 
                 still = await s1.request_still(counter_id, timeout=30)
-                summary.add("station 1 received a full-resolution still", True,
-                            f"{still.rgb.shape[1]}×{still.rgb.shape[0]}, {len(still.png) // 1024} KiB PNG, sha256 verified")
+                summary.add(
+                    "station 1 received a full-resolution still",
+                    True,
+                    f"{still.rgb.shape[1]}×{still.rgb.shape[0]}, {len(still.png) // 1024} KiB PNG, sha256 verified",
+                )
 
                 await asyncio.sleep(args.hold)  # the consultation itself
                 t1 = s1.remote_track(counter_id, "camera")
                 t2 = session.remote_track(station1_id, "camera")
-                summary.add("frames both ways", bool(t1 and t2 and t1.frames > 0 and t2.frames > 0),
-                            f"station 1 got {t1.frames if t1 else 0}, resident got {t2.frames if t2 else 0}")
+                summary.add(
+                    "frames both ways",
+                    bool(t1 and t2 and t1.frames > 0 and t2.frames > 0),
+                    f"station 1 got {t1.frames if t1 else 0}, resident got {t2.frames if t2 else 0}",
+                )
 
                 await s1.leave()
                 ok = await _until(lambda: station2.in_call and counter_id in s2.members, 5)
@@ -190,16 +220,24 @@ async def run_headless(args: argparse.Namespace) -> int:
     result = "completed" if summary.ok else "FAILED"
     print(f"demo {result}: {sum(s.ok for s in summary.steps)}/{len(summary.steps)} steps ok", flush=True)
     if args.json:
-        print(json.dumps({"ok": summary.ok, "steps": [s.__dict__ for s in summary.steps]}, ensure_ascii=False))
+        print(
+            json.dumps({"ok": summary.ok, "steps": [s.__dict__ for s in summary.steps]}, ensure_ascii=False)
+        )
     return 0 if summary.ok else 1
 
 
 # -- the windowed demo ------------------------------------------------------------------------------------------
 def _kivy_window_env(x: int, y: int, w: int, h: int) -> dict[str, str]:
     """Place a Kivy window through Kivy's KCFG_<section>_<key> environment overrides."""
-    return {**os.environ, "KCFG_GRAPHICS_POSITION": "custom", "KCFG_GRAPHICS_LEFT": str(x),
-            "KCFG_GRAPHICS_TOP": str(y), "KCFG_GRAPHICS_WIDTH": str(w), "KCFG_GRAPHICS_HEIGHT": str(h),
-            "KCFG_GRAPHICS_FULLSCREEN": "0"}
+    return {
+        **os.environ,
+        "KCFG_GRAPHICS_POSITION": "custom",
+        "KCFG_GRAPHICS_LEFT": str(x),
+        "KCFG_GRAPHICS_TOP": str(y),
+        "KCFG_GRAPHICS_WIDTH": str(w),
+        "KCFG_GRAPHICS_HEIGHT": str(h),
+        "KCFG_GRAPHICS_FULLSCREEN": "0",
+    }
 
 
 def run_windows(args: argparse.Namespace) -> int:
@@ -215,48 +253,101 @@ def _run_windows(args: argparse.Namespace, tmp: Path) -> int:
     py = sys.executable
     procs: list[subprocess.Popen[bytes]] = []
     relay_toml = "relay-two-towns.toml" if args.two_towns else "relay.toml"
-    relay = subprocess.Popen([py, "-m", "relay_server", "--config", str(CONFIG / relay_toml),
-                              "--host", "127.0.0.1", "--port", str(args.port),
-                              "--fleet-port", str(args.port + 1 if args.port else 0)],
-                             stdout=subprocess.PIPE, cwd=ROOT)
+    relay = subprocess.Popen(
+        [
+            py,
+            "-m",
+            "relay_server",
+            "--config",
+            str(CONFIG / relay_toml),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(args.port),
+            "--fleet-port",
+            str(args.port + 1 if args.port else 0),
+        ],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
     procs.append(relay)
     assert relay.stdout is not None
     line = relay.stdout.readline().decode()
     if not line.startswith("listening on "):
         relay.kill()
         relay.wait()
-        print("kiosk demo: the relay did not start (the line above says why); --port picks another port",
-              file=sys.stderr)
+        print(
+            "kiosk demo: the relay did not start (the line above says why); --port picks another port",
+            file=sys.stderr,
+        )
         return 1
     url = line.split()[-1]
     print(f"demo: relay {url}", flush=True)
     fleet = relay.stdout.readline().decode() if load_relay_config(CONFIG / relay_toml).fleet.enabled else ""
     if fleet.startswith("fleet page on "):
-        print(f"demo: fleet page {fleet.split()[-1]} (log in as {FLEET_LOGIN}, from this computer only)", flush=True)
+        print(
+            f"demo: fleet page {fleet.split()[-1]} (log in as {FLEET_LOGIN}, from this computer only)",
+            flush=True,
+        )
+
     def window_config(name: str, w: int, h: int) -> str:
         """A copy of config/NAME sized for its place on screen."""
-        text = (CONFIG / name).read_text().replace("[terminal]\n", f"[terminal]\nwidth = {w}\nheight = {h}\n", 1)
+        text = (
+            (CONFIG / name).read_text().replace("[terminal]\n", f"[terminal]\nwidth = {w}\nheight = {h}\n", 1)
+        )
         path = tmp / name
         path.write_text(text)
         return str(path)
 
     k = [py, "-m", "kiosk"]
-    cams = [arg for flag, spec in (("--camera", args.camera), ("--document-camera", args.document_camera)) if spec
-            for arg in (flag, spec)]
+    cams = [
+        arg
+        for flag, spec in (("--camera", args.camera), ("--document-camera", args.document_camera))
+        if spec
+        for arg in (flag, spec)
+    ]
     layout = [
-        (k + ["counter", "--config", window_config("counter.toml", 960, 620), "--url", url, *cams], (0, 0, 960, 620)),
-        (k + ["office", "--config", window_config("office.toml", 960, 620), "--url", url], (960, 0, 960, 620)),
-        (k + ["office", "--config", window_config("office-2.toml", 960, 440), "--url", url],
-         (960, 640, 960, 440)),
-        ([py, "-m", "kiosk.demo_lamp", "--config", str(CONFIG / "lamp.toml"), "--url", url], (0, 640, 960, 300)),
+        (
+            k + ["counter", "--config", window_config("counter.toml", 960, 620), "--url", url, *cams],
+            (0, 0, 960, 620),
+        ),
+        (
+            k + ["office", "--config", window_config("office.toml", 960, 620), "--url", url],
+            (960, 0, 960, 620),
+        ),
+        (
+            k + ["office", "--config", window_config("office-2.toml", 960, 440), "--url", url],
+            (960, 640, 960, 440),
+        ),
+        (
+            [py, "-m", "kiosk.demo_lamp", "--config", str(CONFIG / "lamp.toml"), "--url", url],
+            (0, 640, 960, 300),
+        ),
     ]
     for cmd, (x, y, w, h) in layout:
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=_kivy_window_env(x, y, w, h)))
     if args.two_towns:  # the second town's station answers by itself (no room for a fourth window)
-        procs.append(subprocess.Popen(k + ["office", "--config", str(CONFIG / "office-3.toml"), "--url", url,
-                                           "--headless", "--auto-answer", "3"], cwd=ROOT))
-    print("demo: running; press Ctrl-C here, or close a staff station or the lamp window, to stop everything "
-          "(the counter window, like a kiosk, does not close)", flush=True)
+        procs.append(
+            subprocess.Popen(
+                k
+                + [
+                    "office",
+                    "--config",
+                    str(CONFIG / "office-3.toml"),
+                    "--url",
+                    url,
+                    "--headless",
+                    "--auto-answer",
+                    "3",
+                ],
+                cwd=ROOT,
+            )
+        )
+    print(
+        "demo: running; press Ctrl-C here, or close a staff station or the lamp window, to stop everything "
+        "(the counter window, like a kiosk, does not close)",
+        flush=True,
+    )
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -287,15 +378,20 @@ def _run_windows(args: argparse.Namespace, tmp: Path) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kiosk demo", description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--headless", action="store_true", help="no windows: run a scripted call and print a summary")
+    p.add_argument(
+        "--headless", action="store_true", help="no windows: run a scripted call and print a summary"
+    )
     add_camera_arguments(p, document=True)
     p.add_argument("--department", default="juumin", help="department the scripted resident calls")
     p.add_argument("--hold", type=float, default=2.0, help="seconds the scripted consultation lasts")
     p.add_argument("--small", action="store_true", help="smaller pictures (for slow machines and CI)")
     p.add_argument("--port", type=int, default=8765, help="relay port for the windowed demo (default 8765)")
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
-    p.add_argument("--two-towns", action="store_true",
-                   help="windowed demo with config/relay-two-towns.toml: the counter serves two towns")
+    p.add_argument(
+        "--two-towns",
+        action="store_true",
+        help="windowed demo with config/relay-two-towns.toml: the counter serves two towns",
+    )
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -304,8 +400,11 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not args.headless and not has_display():
-        print("demo: no display found (DISPLAY/WAYLAND_DISPLAY unset): running the scripted call instead "
-              "(--headless)", flush=True)
+        print(
+            "demo: no display found (DISPLAY/WAYLAND_DISPLAY unset): running the scripted call instead "
+            "(--headless)",
+            flush=True,
+        )
         args.headless = True
     if args.headless:
         return asyncio.run(run_headless(args))

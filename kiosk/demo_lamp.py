@@ -59,9 +59,13 @@ def main(argv: list[str] | None = None) -> int:
             labels = channel_labels(cfg.lamp)  # type: ignore[arg-type]
             self.board = EmulatedLcusBoard(max(4, *labels), labels=labels).start()
             self.controller = LampController(cfg.lamp, port=self.board.url)  # type: ignore[arg-type]
-            self.client = RelayClient.for_link(cfg.relay, url=args.url,
-                                      on_message=self.controller.on_message, on_link=self.controller.on_link,
-                                      client_name="demo-lamp")
+            self.client = RelayClient.for_link(
+                cfg.relay,
+                url=args.url,
+                on_message=self.controller.on_message,
+                on_link=self.controller.on_link,
+                client_name="demo-lamp",
+            )
             self.panel = LampPanel(title=f"{self.board.kind} on {self.board.url}  (emulated, demo)")
             self.lights = {ch: LampLight(label=f"{ch}: {text}") for ch, text in sorted(labels.items())}
             for light in self.lights.values():

@@ -53,7 +53,9 @@ class HeadlessTerminal:
         self.client: RelayClient | None = None
         self.session: CallSession | None = None
         self.health: HealthReporter | None = None
-        self.ring_tests: list[dict[str, Any]] = []  # 'ring_test' messages from the fleet page (no bell to ring)
+        self.ring_tests: list[
+            dict[str, Any]
+        ] = []  # 'ring_test' messages from the fleet page (no bell to ring)
         # The TURN paths, probed at each welcome (start-up, and whenever the relay link comes back).
         self.paths = IcePathBook(ca_file=config.relay.ca_file or None)
 
@@ -63,11 +65,19 @@ class HeadlessTerminal:
         restrict_ice_addresses(self.config.media.network.ice_addresses)
         if self.local is None:
             self.local = open_local_media(self.config.media, document=self.role == "counter")
-        self.client = RelayClient.for_link(self.config.relay, url=self.url, on_message=self._on_message,
-                                           on_link=self._link, client_name=f"kiosk-{self.role}-headless")
+        self.client = RelayClient.for_link(
+            self.config.relay,
+            url=self.url,
+            on_message=self._on_message,
+            on_link=self._link,
+            client_name=f"kiosk-{self.role}-headless",
+        )
         audio_output = self.config.media.audio.output
-        self.health = HealthReporter(lambda: device_states(local=self.local, audio_output=audio_output),
-                                     self.client.send, session=lambda: self.session)
+        self.health = HealthReporter(
+            lambda: device_states(local=self.local, audio_output=audio_output),
+            self.client.send,
+            session=lambda: self.session,
+        )
         self.health.start()
         self.client.start()
         return self
@@ -111,15 +121,25 @@ class HeadlessTerminal:
             self.paths.set_servers(self.client.welcome.get("ice_servers"))
             self.paths.refresh()
 
-    def new_session(self, terminal: str, call_id: str | None = None,
-                    on_event: Callable[[SessionEvent], Any] | None = None) -> CallSession:
+    def new_session(
+        self, terminal: str, call_id: str | None = None, on_event: Callable[[SessionEvent], Any] | None = None
+    ) -> CallSession:
         """A call session with this terminal's sources, relay link, probed paths and [network] settings."""
         assert self.client is not None and self.local is not None and self.config.media is not None
         net = self.config.media.network
-        return CallSession(terminal, self.role, self.local, self.client.send, call_id=call_id,
-                           ice_servers=(self.client.welcome or {}).get("ice_servers"), codec=net.codec,
-                           audio_output=self.config.media.audio.output, on_event=on_event, paths=self.paths,
-                           reconnect_window=net.reconnect_window)
+        return CallSession(
+            terminal,
+            self.role,
+            self.local,
+            self.client.send,
+            call_id=call_id,
+            ice_servers=(self.client.welcome or {}).get("ice_servers"),
+            codec=net.codec,
+            audio_output=self.config.media.audio.output,
+            on_event=on_event,
+            paths=self.paths,
+            reconnect_window=net.reconnect_window,
+        )
 
 
 class HeadlessStation(HeadlessTerminal):
@@ -181,9 +201,13 @@ class HeadlessStation(HeadlessTerminal):
         """Answer ``call_id`` now and return its session."""
         assert self.client is not None and self.local is not None and self.config.media is not None
         if self.in_call:
-            raise RuntimeError(f"{self.terminal_id} is already in call {self.session and self.session.call_id}")
+            raise RuntimeError(
+                f"{self.terminal_id} is already in call {self.session and self.session.call_id}"
+            )
         welcome = self.client.welcome or {}
-        session = self.new_session(self.terminal_id or welcome.get("terminal", "?"), call_id, self._session_event)
+        session = self.new_session(
+            self.terminal_id or welcome.get("terminal", "?"), call_id, self._session_event
+        )
         self.session = session
         self.sessions.append(session)
         self._ringing.discard(call_id)
@@ -231,8 +255,12 @@ class HeadlessStation(HeadlessTerminal):
             return
         if kind in ("taken", "ended") and call in self._pending:
             self._pending.pop(call).cancel()
-        if kind == "error" and msg.get("ref") == "answer" and self.session is not None \
-                and self.session.state is SessionState.WAITING:
+        if (
+            kind == "error"
+            and msg.get("ref") == "answer"
+            and self.session is not None
+            and self.session.state is SessionState.WAITING
+        ):
             self._say(f"answer failed: {msg.get('code')}: {msg.get('message')}")
             await self.session.close()
             return
@@ -294,8 +322,14 @@ class HeadlessCounter(HeadlessTerminal):
 
     role = "counter"
 
-    def __init__(self, config: TerminalConfig, *, url: str | None = None, local: LocalMedia | None = None,
-                 on_event: Callable[[SessionEvent], Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: TerminalConfig,
+        *,
+        url: str | None = None,
+        local: LocalMedia | None = None,
+        on_event: Callable[[SessionEvent], Any] | None = None,
+    ) -> None:
         if config.media is None:
             raise ConfigError(f"{config.path}: a counter terminal config needs media sections")
         super().__init__(config, url=url, local=local)
@@ -370,14 +404,21 @@ class HeadlessCounter(HeadlessTerminal):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kiosk office --headless",
-                                description="A staff station without a UI: prints one line per link change and "
-                                            "per call that rings, is answered, taken or ends; answers by itself "
-                                            "with --auto-answer.")
+    p = argparse.ArgumentParser(
+        prog="kiosk office --headless",
+        description="A staff station without a UI: prints one line per link change and "
+        "per call that rings, is answered, taken or ends; answers by itself "
+        "with --auto-answer.",
+    )
     p.add_argument("--config", default="config/office.toml", help="office terminal config (TOML)")
     p.add_argument("--headless", action="store_true", help="no UI (this module always runs headless)")
-    p.add_argument("--auto-answer", type=float, default=None, metavar="SECONDS",
-                   help="answer incoming calls after this many seconds (default: never)")
+    p.add_argument(
+        "--auto-answer",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="answer incoming calls after this many seconds (default: never)",
+    )
     p.add_argument("--url", default=None, help="relay URL, overriding [relay] url from the config")
     add_camera_arguments(p, document=False)
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
@@ -413,6 +454,8 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: list[str]) -> int:
     """``kiosk office --headless ...``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     return asyncio.run(run(args))

@@ -58,7 +58,9 @@ def speaker_state(output: str, asound: Path = Path("/proc/asound")) -> dict[str,
     if spec.startswith(("hw:", "plughw:")):
         card = spec.split(":", 1)[1].split(",", 1)[0]
         present = (asound / f"card{card}").exists() if card.isdigit() else (asound / card).exists()
-        return {"state": "ok"} if present else {"state": "missing", "reason": f"no sound card {card} ({output})"}
+        return (
+            {"state": "ok"} if present else {"state": "missing", "reason": f"no sound card {card} ({output})"}
+        )
     cards = asound / "cards"
     if cards.exists() and cards.read_text().strip() and "no soundcards" not in cards.read_text():
         return {"state": "ok"}
@@ -73,7 +75,9 @@ def lamp_state(device: Any) -> dict[str, str]:
     return {"state": "failing" if getattr(device, "opened", 0) else "missing", "reason": _short(error)}
 
 
-def device_states(*, local: Any = None, audio_output: str = "null", lamp_device: Any = None) -> dict[str, Any]:
+def device_states(
+    *, local: Any = None, audio_output: str = "null", lamp_device: Any = None
+) -> dict[str, Any]:
     """Every device this terminal has, by the names of docs/protocol.md."""
     devices: dict[str, Any] = {}
     if local is not None:
@@ -125,8 +129,14 @@ class HealthReporter:
         session: returns the call session in progress, if any (its summary becomes ``last_call``).
     """
 
-    def __init__(self, devices: Callable[[], dict[str, Any]], send: Callable[[dict[str, Any]], Awaitable[Any]],
-                 *, session: Callable[[], Any] = lambda: None, interval: float = CHECK_SECONDS) -> None:
+    def __init__(
+        self,
+        devices: Callable[[], dict[str, Any]],
+        send: Callable[[dict[str, Any]], Awaitable[Any]],
+        *,
+        session: Callable[[], Any] = lambda: None,
+        interval: float = CHECK_SECONDS,
+    ) -> None:
         self.devices = devices
         self.send = send
         self.session = session
@@ -172,7 +182,10 @@ class HealthReporter:
                 if msg != self.sent:
                     await self.send(msg)
                     self.sent = msg
-            except (NotConnected, ConnectionError) as err:  # the link dropped mid-send: the next 'up' sends again
+            except (
+                NotConnected,
+                ConnectionError,
+            ) as err:  # the link dropped mid-send: the next 'up' sends again
                 log.debug("health report not sent: %s", err)
             except Exception:
                 log.exception("health report failed")

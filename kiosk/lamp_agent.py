@@ -64,8 +64,14 @@ class LampController:
         device_options: passed to :class:`~kiosk.devices.lamp.LampDevice` (``backoff``, ``keepalive``, …).
     """
 
-    def __init__(self, config: LampConfig, *, port: str | None = None, device: LampDevice | None = None,
-                 **device_options: Any) -> None:
+    def __init__(
+        self,
+        config: LampConfig,
+        *,
+        port: str | None = None,
+        device: LampDevice | None = None,
+        **device_options: Any,
+    ) -> None:
         self.config = config
         self.board = LampBoard(config)
         self.device = device if device is not None else LampDevice(config, port=port, **device_options)
@@ -86,13 +92,18 @@ class LampController:
                 event(log, "lamp_config_mismatch", logging.WARNING, problem=problem)
         elif msg.get("type") == "lamp_test":
             seconds = msg.get("seconds")
-            channels = sorted(self.config.channels[d] for d in self.board.testing if d in self.config.channels)
+            channels = sorted(
+                self.config.channels[d] for d in self.board.testing if d in self.config.channels
+            )
             event(log, "lamp_test", by=msg.get("by", "?"), channels=",".join(map(str, channels)) or "none")
             if self._test_timer is not None:
                 self._test_timer.cancel()
             self._test_timer = asyncio.get_running_loop().call_later(
-                float(seconds) if isinstance(seconds, int | float) and 0 < seconds <= 60 else LAMP_TEST_SECONDS,
-                self._end_test)
+                float(seconds)
+                if isinstance(seconds, int | float) and 0 < seconds <= 60
+                else LAMP_TEST_SECONDS,
+                self._end_test,
+            )
         self._push(msg.get("type", ""))
 
     def _end_test(self) -> None:
@@ -108,8 +119,14 @@ class LampController:
     def on_link(self, state: str, detail: str) -> None:
         """A relay link change."""
         if state in ("down", "unauthorized"):
-            event(log, "lamp_relay_lost", logging.WARNING, state=state, detail=detail,
-                  action="lamps off" + (", fault lamp on" if self.config.fault_channel else ""))
+            event(
+                log,
+                "lamp_relay_lost",
+                logging.WARNING,
+                state=state,
+                detail=detail,
+                action="lamps off" + (", fault lamp on" if self.config.fault_channel else ""),
+            )
         self.board.on_link(state, detail)
         self._push(f"link {state}")
 
@@ -117,8 +134,14 @@ class LampController:
         new = self.board.desired()
         changed = {ch: s for ch, s in new.items() if self._shown.get(ch) is not s}
         for ch, s in changed.items():
-            event(log, "lamp_channel", channel=ch, shows=self.labels.get(ch, ""),
-                  change=f"{self._shown.get(ch, ChannelState.OFF).value} -> {s.value}", cause=cause)
+            event(
+                log,
+                "lamp_channel",
+                channel=ch,
+                shows=self.labels.get(ch, ""),
+                change=f"{self._shown.get(ch, ChannelState.OFF).value} -> {s.value}",
+                cause=cause,
+            )
         self._shown = new
         if changed:
             self.device.apply(changed)
@@ -141,8 +164,13 @@ class LampController:
 # ---------------------------------------------------------------------------------------------------------------
 # The command
 # ---------------------------------------------------------------------------------------------------------------
-async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO | None = None,
-                    errors: list[tuple[str, Exception]] | None = None) -> int:
+async def run_check(
+    config: LampConfig,
+    *,
+    dwell: float = 1.0,
+    out: TextIO | None = None,
+    errors: list[tuple[str, Exception]] | None = None,
+) -> int:
     """Technician check: light each configured channel for ``dwell`` seconds, one after the other, and report.
 
     Args:
@@ -155,12 +183,18 @@ async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO | Non
     out = out or sys.stdout  # looked up now: a default bound at import time may be a closed stream by now
     channels = config_channels(config)
     labels = channel_labels(config)
-    print(f"lamp check: {config.driver} lamp on {config.port or '(none)'}, "
-          f"{len(channels)} channel(s), {dwell:g} s each", file=out, flush=True)
+    print(
+        f"lamp check: {config.driver} lamp on {config.port or '(none)'}, "
+        f"{len(channels)} channel(s), {dwell:g} s each",
+        file=out,
+        flush=True,
+    )
     if config.driver == "none":
         # Nothing to light: a test that "passed" here would vouch for a lamp that is not there.
-        err = ValueError('[lamp] driver = "none": there is no lamp to test (set driver to lcus or ascii and port '
-                         "to the lamp's serial port)")
+        err = ValueError(
+            '[lamp] driver = "none": there is no lamp to test (set driver to lcus or ascii and port '
+            "to the lamp's serial port)"
+        )
         errors.append(("open", err))
         print(f"FAILED: {err}", file=out, flush=True)
         return 1
@@ -191,10 +225,15 @@ async def run_check(config: LampConfig, *, dwell: float = 1.0, out: TextIO | Non
                 failures += 1
             print(f"  channel {ch:<2} {labels.get(ch, ''):<20} {result}", file=out, flush=True)
     if config.driver == "lcus" and not failures:
-        print("an LCUS board never answers: 'written' means the bytes left this PC; check that each lamp lit",
-              file=out)
-    print(f"result: {len(channels) - min(failures, len(channels))} of {len(channels)} channel(s) OK",
-          file=out, flush=True)
+        print(
+            "an LCUS board never answers: 'written' means the bytes left this PC; check that each lamp lit",
+            file=out,
+        )
+    print(
+        f"result: {len(channels) - min(failures, len(channels))} of {len(channels)} channel(s) OK",
+        file=out,
+        flush=True,
+    )
     return 1 if failures else 0
 
 
@@ -215,13 +254,24 @@ async def run_agent(relay: RelayLink, lamp: LampConfig, *, stop: asyncio.Event |
         health.on_link(state)
         controller.on_link(state, detail)
 
-    client = RelayClient.for_link(relay, on_message=controller.on_message, on_link=on_link,
-                                  keepalive=LAMP_KEEPALIVE, client_name="kiosk-lamp")
+    client = RelayClient.for_link(
+        relay,
+        on_message=controller.on_message,
+        on_link=on_link,
+        keepalive=LAMP_KEEPALIVE,
+        client_name="kiosk-lamp",
+    )
     controller.start()
     health.start()
     client.start()
-    event(log, "lamp_agent_started", relay=relay.url, driver=lamp.driver, port=lamp.port,
-          channels=" ".join(f"{ch}={name}" for ch, name in controller.labels.items()))
+    event(
+        log,
+        "lamp_agent_started",
+        relay=relay.url,
+        driver=lamp.driver,
+        port=lamp.port,
+        channels=" ".join(f"{ch}={name}" for ch, name in controller.labels.items()),
+    )
     try:
         await stop.wait()
     finally:
@@ -238,15 +288,24 @@ async def run_agent(relay: RelayLink, lamp: LampConfig, *, stop: asyncio.Event |
 def main(argv: list[str]) -> int:
     """``kiosk lamp --config config/lamp.toml [--lamp-port URL] [--test]``."""
     ap = argparse.ArgumentParser(
-        prog="kiosk lamp", description="Light a serial lamp while calls ring (see docs/devices.md).")
+        prog="kiosk lamp", description="Light a serial lamp while calls ring (see docs/devices.md)."
+    )
     ap.add_argument("--config", required=True, help="lamp terminal config (TOML), e.g. config/lamp.toml")
     ap.add_argument("--url", help="relay URL, overriding [relay] url")
-    ap.add_argument("--lamp-port", metavar="URL",
-                    help="serial port or pyserial URL, overriding [lamp] port (/dev/ttyUSB0, hwgrep://1a86:7523, "
-                         "socket://host:port)")
+    ap.add_argument(
+        "--lamp-port",
+        metavar="URL",
+        help="serial port or pyserial URL, overriding [lamp] port (/dev/ttyUSB0, hwgrep://1a86:7523, "
+        "socket://host:port)",
+    )
     ap.add_argument("--test", action="store_true", help="light each channel once, report, and exit")
-    ap.add_argument("--test-dwell", type=float, default=1.0, metavar="SECONDS",
-                    help="how long --test lights each channel (default 1)")
+    ap.add_argument(
+        "--test-dwell",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how long --test lights each channel (default 1)",
+    )
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     try:

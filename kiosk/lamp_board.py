@@ -83,7 +83,9 @@ class LampBoard:
         call = msg.get("call")
         if kind == "welcome":
             self.role = str(msg.get("role", "lamp"))
-            self.departments = [d["id"] for d in msg.get("departments", []) if isinstance(d, dict) and "id" in d]
+            self.departments = [
+                d["id"] for d in msg.get("departments", []) if isinstance(d, dict) and "id" in d
+            ]
             # The relay re-sends everything that is ringing or in progress right after welcome.
             self.ringing.clear()
             self.in_progress.clear()
@@ -161,10 +163,16 @@ class LampBoard:
         """Mismatches between the config and the departments the relay says this terminal watches."""
         if not self.departments:
             return []
-        problems = [f"[lamp.channels] has '{d}', but the relay does not send this terminal its calls "
-                    f"(watched: {', '.join(self.departments)})" for d in self.config.channels
-                    if d not in self.departments]
+        problems = [
+            f"[lamp.channels] has '{d}', but the relay does not send this terminal its calls "
+            f"(watched: {', '.join(self.departments)})"
+            for d in self.config.channels
+            if d not in self.departments
+        ]
         if self.role == "lamp":
-            problems += [f"the relay sends calls for '{d}', but [lamp.channels] gives it no channel"
-                         for d in self.departments if d not in self.config.channels]
+            problems += [
+                f"the relay sends calls for '{d}', but [lamp.channels] gives it no channel"
+                for d in self.departments
+                if d not in self.config.channels
+            ]
         return problems

@@ -22,9 +22,18 @@ from typing import Any, TypeVar
 from common.transitions import InvalidTransition, TransitionTable
 
 __all__ = [
-    "Event", "LinkChanged", "RelayMessage", "TimerFired",
-    "Command", "Send", "StartTimer", "CancelTimer", "Ring",
-    "InvalidTransition", "TransitionTable", "check_transition",
+    "Event",
+    "LinkChanged",
+    "RelayMessage",
+    "TimerFired",
+    "Command",
+    "Send",
+    "StartTimer",
+    "CancelTimer",
+    "Ring",
+    "InvalidTransition",
+    "TransitionTable",
+    "check_transition",
 ]
 
 S = TypeVar("S", bound=Enum)

@@ -39,13 +39,38 @@ from kiosk.machine import (
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "State", "InviteStatus", "InvalidTransition", "Ringing", "Missed", "Invite", "StationCall", "Notice",
-    "StationInfo", "DepartmentInfo", "OfficeMachine", "TAKEN_SHOWN_S",
+    "State",
+    "InviteStatus",
+    "InvalidTransition",
+    "Ringing",
+    "Missed",
+    "Invite",
+    "StationCall",
+    "Notice",
+    "StationInfo",
+    "DepartmentInfo",
+    "OfficeMachine",
+    "TAKEN_SHOWN_S",
     # events
-    "Event", "LinkChanged", "RelayMessage", "AnswerPressed", "DeclinePressed", "AwayToggled", "InvitePressed",
-    "LeavePressed", "HangUpPressed", "MediaEnded", "TimerFired",
+    "Event",
+    "LinkChanged",
+    "RelayMessage",
+    "AnswerPressed",
+    "DeclinePressed",
+    "AwayToggled",
+    "InvitePressed",
+    "LeavePressed",
+    "HangUpPressed",
+    "MediaEnded",
+    "TimerFired",
     # commands
-    "Command", "Send", "Ring", "StartMedia", "StopMedia", "StartTimer", "CancelTimer",
+    "Command",
+    "Send",
+    "Ring",
+    "StartMedia",
+    "StopMedia",
+    "StartTimer",
+    "CancelTimer",
 ]
 
 TAKEN_SHOWN_S = 6.0  # how long a call answered by a colleague stays listed as "taken by …"
@@ -56,17 +81,20 @@ class State(Enum):
     """What the station is doing; the screens follow it."""
 
     CONNECTING = "connecting"  # no relay link (at start or after losing it outside a call)
-    WAITING = "waiting"        # idle: ringing calls are listed and ring
-    ANSWERING = "answering"    # 'answer' sent, waiting for the relay's call_state
+    WAITING = "waiting"  # idle: ringing calls are listed and ring
+    ANSWERING = "answering"  # 'answer' sent, waiting for the relay's call_state
     IN_CALL = "in_call"
 
 
-TRANSITIONS: TransitionTable[State] = TransitionTable("office", {
-    State.CONNECTING: frozenset({State.WAITING, State.IN_CALL}),
-    State.WAITING: frozenset({State.ANSWERING, State.CONNECTING, State.IN_CALL}),
-    State.ANSWERING: frozenset({State.IN_CALL, State.WAITING, State.CONNECTING}),
-    State.IN_CALL: frozenset({State.WAITING, State.CONNECTING}),
-})
+TRANSITIONS: TransitionTable[State] = TransitionTable(
+    "office",
+    {
+        State.CONNECTING: frozenset({State.WAITING, State.IN_CALL}),
+        State.WAITING: frozenset({State.ANSWERING, State.CONNECTING, State.IN_CALL}),
+        State.ANSWERING: frozenset({State.IN_CALL, State.WAITING, State.CONNECTING}),
+        State.IN_CALL: frozenset({State.WAITING, State.CONNECTING}),
+    },
+)
 
 
 class InviteStatus(Enum):
@@ -111,11 +139,11 @@ class Ringing:
     call: str
     department: str
     counter: str
-    since: float                     # machine clock when it first rang here
+    since: float  # machine clock when it first rang here
     counter_name: str = ""
     invited_by: str | None = None
     members: tuple[str, ...] = ()
-    taken_by: str | None = None      # a colleague answered it (shown for a few seconds)
+    taken_by: str | None = None  # a colleague answered it (shown for a few seconds)
 
     @property
     def is_invite(self) -> bool:
@@ -129,9 +157,9 @@ class Missed:
     call: str
     department: str
     counter: str
-    at: float          # wall-clock time (Unix seconds) when it rang
-    waited: float      # seconds it rang
-    reason: str        # 'unanswered' (ring timeout) or 'cancelled' (the resident gave up)
+    at: float  # wall-clock time (Unix seconds) when it rang
+    waited: float  # seconds it rang
+    reason: str  # 'unanswered' (ring timeout) or 'cancelled' (the resident gave up)
     counter_name: str = ""
 
 
@@ -139,11 +167,11 @@ class Missed:
 class Invite:
     """An invitation this station sent during the current call."""
 
-    kind: str          # 'department' or 'terminal'
+    kind: str  # 'department' or 'terminal'
     target: str
     status: InviteStatus = InviteStatus.PENDING
-    by: str = ""       # who joined or declined
-    detail: str = ""   # error code when FAILED
+    by: str = ""  # who joined or declined
+    detail: str = ""  # error code when FAILED
 
 
 @dataclass
@@ -236,8 +264,13 @@ class OfficeMachine:
         taken_shown: seconds a call answered by a colleague stays listed.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 taken_shown: float = TAKEN_SHOWN_S) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        taken_shown: float = TAKEN_SHOWN_S,
+    ) -> None:
         self.clock = clock
         self.wall = wall
         self.taken_shown = taken_shown
@@ -250,7 +283,7 @@ class OfficeMachine:
         self.departments: list[DepartmentInfo] = []
         self.stations: list[StationInfo] = []
         self.away = False
-        self.ringing: dict[str, Ringing] = {}   # call id → entry, in arrival order
+        self.ringing: dict[str, Ringing] = {}  # call id → entry, in arrival order
         self.missed: list[Missed] = []
         self.call: StationCall | None = None
         self.answering: str | None = None
@@ -260,17 +293,27 @@ class OfficeMachine:
         # The dispatch tables: every event type this machine takes; the relay messages about no call in
         # particular; the messages about a call (``call`` is a string), before those about the call it is in.
         self.event_handlers: dict[type[Event], Callable[[Any], None]] = {
-            LinkChanged: self._on_link, RelayMessage: self._on_relay_message, AnswerPressed: self._on_answer_pressed,
-            DeclinePressed: self._on_decline, AwayToggled: self._on_away, InvitePressed: self._on_invite,
-            LeavePressed: self._on_leave, HangUpPressed: self._on_hang_up, MediaEnded: self._on_media_ended,
+            LinkChanged: self._on_link,
+            RelayMessage: self._on_relay_message,
+            AnswerPressed: self._on_answer_pressed,
+            DeclinePressed: self._on_decline,
+            AwayToggled: self._on_away,
+            InvitePressed: self._on_invite,
+            LeavePressed: self._on_leave,
+            HangUpPressed: self._on_hang_up,
+            MediaEnded: self._on_media_ended,
             TimerFired: self._on_timer,
         }
         self.message_handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
-            "welcome": self._on_welcome, "status": self._on_status, "error": self._on_error,
+            "welcome": self._on_welcome,
+            "status": self._on_status,
+            "error": self._on_error,
             "colleagues": self._on_colleagues,
         }
         self.call_message_handlers: dict[str, Callable[[str, Mapping[str, Any]], None]] = {
-            "incoming": self._on_incoming, "taken": self._on_taken, "ended": self._on_ended,
+            "incoming": self._on_incoming,
+            "taken": self._on_taken,
+            "ended": self._on_ended,
             "call_state": self._on_call_state,
         }
 
@@ -414,7 +457,9 @@ class OfficeMachine:
     def _on_colleagues(self, msg: Mapping[str, Any]) -> None:
         changes = msg.get("stations")
         if isinstance(changes, Mapping):
-            self.stations = [replace(s, status=str(changes[s.id])) if s.id in changes else s for s in self.stations]
+            self.stations = [
+                replace(s, status=str(changes[s.id])) if s.id in changes else s for s in self.stations
+            ]
 
     def _on_incoming(self, call: str, msg: Mapping[str, Any]) -> None:
         if self.call is not None and call == self.call.id:
@@ -423,11 +468,14 @@ class OfficeMachine:
         if entry is None or entry.taken_by is not None:
             members = msg.get("members")
             self.ringing[call] = Ringing(
-                call=call, department=str(msg.get("department", "")), counter=str(msg.get("from", "")),
+                call=call,
+                department=str(msg.get("department", "")),
+                counter=str(msg.get("from", "")),
                 since=entry.since if entry is not None else self.clock(),
                 counter_name=str(msg.get("from_name", "")),
                 invited_by=msg.get("invited_by") if isinstance(msg.get("invited_by"), str) else None,
-                members=tuple(members) if isinstance(members, list) else ())
+                members=tuple(members) if isinstance(members, list) else (),
+            )
 
     def _on_taken(self, call: str, msg: Mapping[str, Any]) -> None:
         entry = self.ringing.get(call)
@@ -443,12 +491,25 @@ class OfficeMachine:
         for d in msg.get("departments") or []:
             if isinstance(d, Mapping) and "id" in d:
                 name = d.get("name") or {}
-                deps.append(DepartmentInfo(str(d["id"]), str(name.get("ja", d["id"])), str(name.get("en", d["id"])),
-                                           str((d.get("fallback") or {}).get("phone", ""))))
+                deps.append(
+                    DepartmentInfo(
+                        str(d["id"]),
+                        str(name.get("ja", d["id"])),
+                        str(name.get("en", d["id"])),
+                        str((d.get("fallback") or {}).get("phone", "")),
+                    )
+                )
         self.departments = deps
-        self.stations = [StationInfo(str(s["id"]), str(s.get("name", s["id"])), tuple(s.get("departments") or ()),
-                                     str(s.get("status", "available")))
-                         for s in msg.get("stations") or [] if isinstance(s, Mapping) and "id" in s]
+        self.stations = [
+            StationInfo(
+                str(s["id"]),
+                str(s.get("name", s["id"])),
+                tuple(s.get("departments") or ()),
+                str(s.get("status", "available")),
+            )
+            for s in msg.get("stations") or []
+            if isinstance(s, Mapping) and "id" in s
+        ]
         self.away = msg.get("status") == "away"
         self.link_state = "up"
         for call in list(self.ringing):
@@ -465,8 +526,11 @@ class OfficeMachine:
             self._emit(StopMedia("close"))
             entry = self.ringing.pop(call, None)
             if code == "already_answered" and msg.get("by"):
-                self.notice = Notice("taken", {"by": str(msg["by"]), "department": entry.department if entry else ""},
-                                     self.clock())
+                self.notice = Notice(
+                    "taken",
+                    {"by": str(msg["by"]), "department": entry.department if entry else ""},
+                    self.clock(),
+                )
             else:
                 self.notice = Notice("answer_failed", {"code": code}, self.clock())
             self._go(self._idle_state(), f"answer refused: {code}")
@@ -512,9 +576,14 @@ class OfficeMachine:
         entry = self.ringing.pop(call, None)
         if entry is not None:
             self._emit(CancelTimer(f"taken:{call}"))
-        self.call = StationCall(call, str(msg.get("department", "")), str(msg.get("counter", "")), members,
-                             answered_at=self.clock(),
-                             counter_name=entry.counter_name if entry is not None else "")
+        self.call = StationCall(
+            call,
+            str(msg.get("department", "")),
+            str(msg.get("counter", "")),
+            members,
+            answered_at=self.clock(),
+            counter_name=entry.counter_name if entry is not None else "",
+        )
         if self.state is State.ANSWERING and self.answering == call:
             self.answering = None
             self._go(State.IN_CALL, f"answered {call}")
@@ -563,8 +632,17 @@ class OfficeMachine:
             self._emit(CancelTimer(f"taken:{call}"))
             if not entry.is_invite and entry.taken_by is None and reason in MISSED_REASONS:
                 waited = max(0.0, self.clock() - entry.since)
-                self.missed.append(Missed(call, entry.department, entry.counter, self.wall() - waited, waited,
-                                          reason, entry.counter_name))
+                self.missed.append(
+                    Missed(
+                        call,
+                        entry.department,
+                        entry.counter,
+                        self.wall() - waited,
+                        waited,
+                        reason,
+                        entry.counter_name,
+                    )
+                )
         if self.answering == call and self.state is State.ANSWERING:
             self.answering = None
             self._emit(StopMedia("close"))
@@ -573,7 +651,9 @@ class OfficeMachine:
         elif self.call is not None and self.call.id == call and self.state is State.IN_CALL:
             if reason == "shutdown":
                 return  # the relay went away, not the call: media carries on peer to peer
-            self._end_call("close", Notice("ended", {"reason": reason, "by": str(msg.get("by", ""))}, self.clock()))
+            self._end_call(
+                "close", Notice("ended", {"reason": reason, "by": str(msg.get("by", ""))}, self.clock())
+            )
 
     def _end_call(self, how: str, notice: Notice) -> None:
         self._emit(StopMedia(how))

@@ -22,7 +22,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["GridPlan", "StartNav", "Town", "fit_font_size", "pages_of", "plan_grid", "text_width_em", "towns_of"]
+__all__ = [
+    "GridPlan",
+    "StartNav",
+    "Town",
+    "fit_font_size",
+    "pages_of",
+    "plan_grid",
+    "text_width_em",
+    "towns_of",
+]
 
 T = TypeVar("T")
 
@@ -44,8 +53,9 @@ class GridPlan:
         return self.cols * self.rows
 
 
-def _best_grid(n: int, width: float, height: float, min_w: float, min_h: float, gap: float,
-               max_cols: int) -> tuple[int, int] | None:
+def _best_grid(
+    n: int, width: float, height: float, min_w: float, min_h: float, gap: float, max_cols: int
+) -> tuple[int, int] | None:
     """The grid for ``n`` buttons in ``width`` × ``height`` with the biggest buttons, or None if none fits."""
     best: tuple[float, int, int] | None = None
     for cols in range(1, max_cols + 1):
@@ -61,8 +71,17 @@ def _best_grid(n: int, width: float, height: float, min_w: float, min_h: float, 
     return None if best is None else (best[1], best[2])
 
 
-def plan_grid(count: int, width: float, height: float, *, min_w: float, min_h: float, gap: float,
-              nav_h: float, max_cols: int = 4) -> GridPlan:
+def plan_grid(
+    count: int,
+    width: float,
+    height: float,
+    *,
+    min_w: float,
+    min_h: float,
+    gap: float,
+    nav_h: float,
+    max_cols: int = 4,
+) -> GridPlan:
     """How to show ``count`` buttons in an area of ``width`` × ``height`` pixels.
 
     Everything on one page when it fits with every button at least ``min_w`` × ``min_h``; otherwise pages
@@ -76,8 +95,9 @@ def plan_grid(count: int, width: float, height: float, *, min_w: float, min_h: f
     grid = _best_grid(count, width, height, min_w, min_h, gap, max_cols)
     if grid is not None:
         cols, rows = grid
-        return GridPlan(count, cols, rows, 1, (width - gap * (cols - 1)) / cols, (height - gap * (rows - 1)) / rows,
-                        count)
+        return GridPlan(
+            count, cols, rows, 1, (width - gap * (cols - 1)) / cols, (height - gap * (rows - 1)) / rows, count
+        )
     inner = height - nav_h - gap
     cols_max = max(0, min(max_cols, int((width + gap) // (min_w + gap))))
     rows_max = max(0, int((inner + gap) // (min_h + gap)))
@@ -88,14 +108,21 @@ def plan_grid(count: int, width: float, height: float, *, min_w: float, min_h: f
     grid = _best_grid(per_page, width, inner, min_w, min_h, gap, max_cols)
     assert grid is not None  # per_page <= cols_max * rows_max fits by construction
     cols, rows = grid
-    return GridPlan(count, cols, rows, pages, (width - gap * (cols - 1)) / cols, (inner - gap * (rows - 1)) / rows,
-                    per_page)
+    return GridPlan(
+        count,
+        cols,
+        rows,
+        pages,
+        (width - gap * (cols - 1)) / cols,
+        (inner - gap * (rows - 1)) / rows,
+        per_page,
+    )
 
 
 def pages_of(items: Sequence[T], per_page: int) -> list[list[T]]:
     """``items`` in pages of ``per_page`` (the last may be shorter); at least one (empty) page."""
     per_page = max(1, per_page)
-    return [list(items[i:i + per_page]) for i in range(0, len(items), per_page)] or [[]]
+    return [list(items[i : i + per_page]) for i in range(0, len(items), per_page)] or [[]]
 
 
 def text_width_em(text: str) -> float:
@@ -103,8 +130,9 @@ def text_width_em(text: str) -> float:
     return sum(1.0 if unicodedata.east_asian_width(ch) in ("W", "F") else 0.55 for ch in text)
 
 
-def fit_font_size(text: str, box_w: float, box_h: float, *, largest: float, smallest: float,
-                  line_height: float = 1.25) -> float:
+def fit_font_size(
+    text: str, box_w: float, box_h: float, *, largest: float, smallest: float, line_height: float = 1.25
+) -> float:
     """The largest font size (≤ ``largest``, ≥ ``smallest``) at which ``text`` fits ``box_w`` × ``box_h``.
 
     Lines wrap at spaces (or anywhere in CJK text); the estimate is deliberately a little pessimistic.
@@ -162,8 +190,11 @@ def towns_of(departments: Sequence[object]) -> list[Town]:
     for d in departments:
         office = str(getattr(d, "office", "") or "")
         if office and office not in seen:
-            seen[office] = Town(office, str(getattr(d, "office_name_ja", "") or office),
-                                str(getattr(d, "office_name_en", "") or office))
+            seen[office] = Town(
+                office,
+                str(getattr(d, "office_name_ja", "") or office),
+                str(getattr(d, "office_name_en", "") or office),
+            )
     return list(seen.values())
 
 

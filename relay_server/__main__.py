@@ -27,8 +27,10 @@ def _run(args: argparse.Namespace) -> int:
             await server.start(args.host, args.port)
         except OSError as err:  # port in use, address not on this host, no permission, TLS files unreadable
             await server.close()
-            print(f"relay-server: {_start_problem(err, args.host or config.host, args.port or config.port)}",
-                  file=sys.stderr)
+            print(
+                f"relay-server: {_start_problem(err, args.host or config.host, args.port or config.port)}",
+                file=sys.stderr,
+            )
             return 1
         print(f"listening on {server.url}", flush=True)
         if server.fleet is not None:
@@ -53,15 +55,21 @@ def _start_problem(err: OSError, host: str, port: int) -> str:
     from relay_server.admin.service import FleetListenError
 
     if isinstance(err, FleetListenError):  # the fleet page's own port, not the relay's
-        return (f"cannot serve the fleet page on {err.where}: {err.strerror}; set [fleet] port (or host), "
-                "or enabled = false")
+        return (
+            f"cannot serve the fleet page on {err.where}: {err.strerror}; set [fleet] port (or host), "
+            "or enabled = false"
+        )
     if isinstance(err, ssl.SSLError) or err.filename:
         return f"cannot load the TLS certificate or key ({err.filename or err}): check [server] tls_cert and tls_key"
     if err.errno == errno.EADDRINUSE:
-        return (f"cannot listen on {where}: the port is already in use (another relay-server running? "
-                f"`ss -ltnp 'sport = :{port}'` shows who); stop it or set [server] port")
+        return (
+            f"cannot listen on {where}: the port is already in use (another relay-server running? "
+            f"`ss -ltnp 'sport = :{port}'` shows who); stop it or set [server] port"
+        )
     if err.errno == errno.EADDRNOTAVAIL:
-        return f"cannot listen on {where}: this machine has no such address; set [server] host (0.0.0.0 = all)"
+        return (
+            f"cannot listen on {where}: this machine has no such address; set [server] host (0.0.0.0 = all)"
+        )
     if err.errno == errno.EACCES:
         return f"cannot listen on {where}: permission denied (ports below 1024 need privileges); use a higher port"
     return f"cannot listen on {where}: {err.strerror or err}"
@@ -71,7 +79,7 @@ def _token(args: argparse.Namespace) -> int:
     token = secrets.token_urlsafe(32)
     print(f"token for {args.terminal} (put it in the terminal's config, [relay] token):")
     print(f'token = "{token}"')
-    print(f"hash line for relay.toml ([[terminal]] id = \"{args.terminal}\"):")
+    print(f'hash line for relay.toml ([[terminal]] id = "{args.terminal}"):')
     print(f'token_hash = "{hash_token(token)}"')
     return 0
 
@@ -111,23 +119,33 @@ def _report(args: argparse.Namespace) -> int:
     try:
         calllog = CallLog(db)
     except sqlite3.Error as err:
-        print(f"{db}: cannot read the call log ({err}); see docs/operations.md, 'A damaged call log'",
-              file=sys.stderr)
+        print(
+            f"{db}: cannot read the call log ({err}); see docs/operations.md, 'A damaged call log'",
+            file=sys.stderr,
+        )
         return 1
     with calllog:
         # Each department's month is counted in its own office's time zone.
         for dept in config.departments.values():
             start, end = month_bounds(args.month, ZoneInfo(config.offices[dept.office].timezone))
-            records += [r for r in calllog.records(start, end) + calllog.refused(start, end)
-                        if r.department == dept.id]
+            records += [
+                r
+                for r in calllog.records(start, end) + calllog.refused(start, end)
+                if r.department == dept.id
+            ]
     # The report is split by office: each town sees its own calls (--office picks one; text output has a section each).
     offices = [args.office] if args.office else list(config.offices)
     if args.office and args.office not in config.offices:
-        print(f"{args.config}: no [[office]] '{args.office}' (known: {', '.join(config.offices)})", file=sys.stderr)
+        print(
+            f"{args.config}: no [[office]] '{args.office}' (known: {', '.join(config.offices)})",
+            file=sys.stderr,
+        )
         return 2
     for i, office in enumerate(offices):
         depts = [d for d, dept in config.departments.items() if dept.office == office]
-        table = format_report(build_report([r for r in records if r.department in depts], depts), as_csv=args.csv)
+        table = format_report(
+            build_report([r for r in records if r.department in depts], depts), as_csv=args.csv
+        )
         if len(offices) > 1 and not args.csv:
             name = config.offices[office].name
             table = ("\n" if i else "") + f"{name['ja']} / {name['en']} ({office})\n" + table
@@ -152,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     p_token = sub.add_parser("token", help="make a new terminal token and its hash line")
     p_token.add_argument("terminal")
-    p_admin = sub.add_parser("admin-hash", help="make an [[admin]] account for the fleet page (asks the password)")
+    p_admin = sub.add_parser(
+        "admin-hash", help="make an [[admin]] account for the fleet page (asks the password)"
+    )
     p_admin.add_argument("user")
     p_report = sub.add_parser("report", help="monthly call report per department")
     p_report.add_argument("--config", required=True)
@@ -162,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("token", "report", "admin-hash"):
         args = parser.parse_args(argv)
     else:
-        run = argparse.ArgumentParser(prog="relay-server", description="Run the relay. Other commands: "
-                                      "'relay-server token TERMINAL_ID', 'relay-server admin-hash USER', 'relay-server report --config PATH --month YYYY-MM'.")
+        run = argparse.ArgumentParser(
+            prog="relay-server",
+            description="Run the relay. Other commands: "
+            "'relay-server token TERMINAL_ID', 'relay-server admin-hash USER', "
+            "'relay-server report --config PATH --month YYYY-MM'.",
+        )
         run.add_argument("--config", required=True)
         run.add_argument("--host")
         run.add_argument("--port", type=int)
@@ -173,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         args.command = "run"
     setup_logging(args.log_level)
     try:
-        return {"run": _run, "token": _token, "report": _report, "admin-hash": _admin_hash}[args.command](args)
+        return {"run": _run, "token": _token, "report": _report, "admin-hash": _admin_hash}[args.command](
+            args
+        )
     except ConfigError as err:
         print(f"relay-server: config error: {err}", file=sys.stderr)
         return 2

@@ -19,12 +19,22 @@ from common.protocol import ROLES
 from common.tomlconf import ConfigError, Section, load
 from relay_server.admin.settings import FleetSettings, parse_fleet
 
-__all__ = ["ConfigError", "Department", "Hours", "Office", "RelayConfig", "Terminal", "hash_token",
-           "load_relay_config"]
+__all__ = [
+    "ConfigError",
+    "Department",
+    "Hours",
+    "Office",
+    "RelayConfig",
+    "Terminal",
+    "hash_token",
+    "load_relay_config",
+]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HOURS_RE = re.compile(r"^\s*(?P<d1>[a-z]{3})(?:\s*-\s*(?P<d2>[a-z]{3}))?\s+"
-                       r"(?P<h1>\d{1,2}):(?P<m1>\d{2})\s*-\s*(?P<h2>\d{1,2}):(?P<m2>\d{2})\s*$")
+_HOURS_RE = re.compile(
+    r"^\s*(?P<d1>[a-z]{3})(?:\s*-\s*(?P<d2>[a-z]{3}))?\s+"
+    r"(?P<h1>\d{1,2}):(?P<m1>\d{2})\s*-\s*(?P<h2>\d{1,2}):(?P<m2>\d{2})\s*$"
+)
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 
 
@@ -39,8 +49,13 @@ def token_matches(token: str, token_hash: str) -> bool:
 
 # Tokens printed in this repository (the demo terminals' configs and the examples' placeholders): anyone can read
 # them, so a relay reachable from other machines must not accept them (``insecure_terminals``).
-PUBLISHED_TOKENS = ("demo-counter-1-e8b1c2", "demo-office-1-5f0a9d", "demo-office-2-7c3e41", "demo-office-3-5b9d02",
-                    "demo-lamp-1-2b9d60")
+PUBLISHED_TOKENS = (
+    "demo-counter-1-e8b1c2",
+    "demo-office-1-5f0a9d",
+    "demo-office-2-7c3e41",
+    "demo-office-3-5b9d02",
+    "demo-lamp-1-2b9d60",
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -56,8 +71,11 @@ def is_loopback(host: str) -> bool:
 def insecure_terminals(config: RelayConfig) -> list[str]:
     """Terminals whose token hash belongs to a published token (a demo token, ``REPLACE-ME-<id>``)."""
     published = {hash_token(t) for t in PUBLISHED_TOKENS}
-    return sorted(t.id for t in config.terminals.values()
-                  if t.token_hash in published or t.token_hash == hash_token(f"REPLACE-ME-{t.id}"))
+    return sorted(
+        t.id
+        for t in config.terminals.values()
+        if t.token_hash in published or t.token_hash == hash_token(f"REPLACE-ME-{t.id}")
+    )
 
 
 @dataclass(frozen=True)
@@ -106,12 +124,18 @@ class Department:
     name: dict[str, str]  # {"ja": ..., "en": ...}
     hours: Hours
     fallback: dict[str, str]  # {"phone": ..., "hours_ja": ..., "hours_en": ...}
-    office_name: dict[str, str] = field(default_factory=dict)  # the office's {"ja", "en"}: a counter's town picker
+    office_name: dict[str, str] = field(
+        default_factory=dict
+    )  # the office's {"ja", "en"}: a counter's town picker
 
     def public(self) -> dict[str, object]:
         """As sent to terminals in ``welcome``."""
-        out: dict[str, object] = {"id": self.id, "office": self.office, "name": dict(self.name),
-                                  "fallback": dict(self.fallback)}
+        out: dict[str, object] = {
+            "id": self.id,
+            "office": self.office,
+            "name": dict(self.name),
+            "fallback": dict(self.fallback),
+        }
         if self.office_name:
             out["office_name"] = dict(self.office_name)
         return out
@@ -145,7 +169,9 @@ class RelayConfig:
     rate_burst: int = 60
     rate_strikes: int = 20  # rejected messages in a row before the connection is closed
     max_connections: int = 4000  # open sockets at once, all addresses together (also kept below the fd limit)
-    max_connections_per_address: int = 200  # open sockets from one IP address (kiosks behind one NAT share one)
+    max_connections_per_address: int = (
+        200  # open sockets from one IP address (kiosks behind one NAT share one)
+    )
     ice_servers: tuple[dict[str, object], ...] = ()
     turn_secret: str = ""
     turn_urls: tuple[str, ...] = ()
@@ -212,7 +238,9 @@ def _names(sec: Section, key: str) -> dict[str, str]:
     n = sec.get(key, dict)
     for lang in ("ja", "en"):
         if not isinstance(n.get(lang), str) or not n[lang]:
-            raise sec.error(key, f"needs a non-empty '{lang}' name, e.g. {{ ja = \"住民課\", en = \"Residents\" }}")
+            raise sec.error(
+                key, f'needs a non-empty \'{lang}\' name, e.g. {{ ja = "住民課", en = "Residents" }}'
+            )
     extra = set(n) - {"ja", "en"}
     if extra:
         raise sec.error(key, f"unknown language(s) {', '.join(sorted(extra))}; use ja and en")
@@ -239,20 +267,27 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         invite_timeout=s.get("invite_timeout", float, d.invite_timeout, check=_positive),
         grace_period=s.get("grace_period", float, d.grace_period, check=_positive),
         hello_timeout=s.get("hello_timeout", float, d.hello_timeout, check=_positive),
-        max_members=s.get("max_members", int, d.max_members,
-                          check=lambda n: None if 2 <= n <= 8 else "must be 2..8"),
-        max_message_bytes=s.get("max_message_bytes", int, d.max_message_bytes,
-                                check=lambda n: None if 1024 <= n <= 1 << 20 else "must be 1024..1048576"),
+        max_members=s.get(
+            "max_members", int, d.max_members, check=lambda n: None if 2 <= n <= 8 else "must be 2..8"
+        ),
+        max_message_bytes=s.get(
+            "max_message_bytes",
+            int,
+            d.max_message_bytes,
+            check=lambda n: None if 1024 <= n <= 1 << 20 else "must be 1024..1048576",
+        ),
         rate_limit=s.get("rate_limit", float, d.rate_limit, check=_positive),
         rate_burst=s.get("rate_burst", int, d.rate_burst, check=_positive),
         rate_strikes=s.get("rate_strikes", int, d.rate_strikes, check=_positive),
         max_connections=s.get("max_connections", int, d.max_connections, check=_positive),
-        max_connections_per_address=s.get("max_connections_per_address", int, d.max_connections_per_address,
-                                          check=_positive),
+        max_connections_per_address=s.get(
+            "max_connections_per_address", int, d.max_connections_per_address, check=_positive
+        ),
     )
     if bool(server["tls_cert"]) != bool(server["tls_key"]):
-        raise s.error("tls_cert" if not server["tls_cert"] else "tls_key",
-                      "TLS needs both tls_cert and tls_key")
+        raise s.error(
+            "tls_cert" if not server["tls_cert"] else "tls_key", "TLS needs both tls_cert and tls_key"
+        )
     s.done()
 
     ice = root.section("ice")
@@ -300,8 +335,9 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         fb = dsec.section("fallback")
         fallback = {k: fb.get(k, str, "") for k in ("phone", "hours_ja", "hours_en")}
         fb.done()
-        departments[did] = Department(did, oid, _names(dsec, "name"), parse_hours(dsec, zones[oid]), fallback,
-                                      dict(offices[oid].name))
+        departments[did] = Department(
+            did, oid, _names(dsec, "name"), parse_hours(dsec, zones[oid]), fallback, dict(offices[oid].name)
+        )
         dsec.done()
     if not departments:
         raise root.error("department", "at least one [[department]] is needed")
@@ -311,7 +347,9 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         tid = t.get("id", str, check=_check_id)
         if tid in terminals:
             raise t.error("id", f"terminal '{tid}' is defined twice")
-        role = t.get("role", str, check=lambda r: None if r in ROLES else f"must be one of {', '.join(ROLES)}")
+        role = t.get(
+            "role", str, check=lambda r: None if r in ROLES else f"must be one of {', '.join(ROLES)}"
+        )
         th = t.get("token_hash", str, check=_token_hash_problem)
         depts = t.get_list("departments", str, list(departments))
         for dep in depts:
@@ -321,5 +359,12 @@ def load_relay_config(path: str | Path) -> RelayConfig:
         t.done()
     fleet = parse_fleet(root)
     root.done()
-    return RelayConfig(path=Path(path), offices=offices, departments=departments, terminals=terminals,
-                       fleet=fleet, **server, **turn)
+    return RelayConfig(
+        path=Path(path),
+        offices=offices,
+        departments=departments,
+        terminals=terminals,
+        fleet=fleet,
+        **server,
+        **turn,
+    )

@@ -66,7 +66,8 @@ class CallRecord:
     counter: str
     created_at: float
     ended_at: float | None
-    outcome: str  # ringing | active (in progress) | answered | unanswered | cancelled | abandoned | closed | unavailable
+    # ringing | active (in progress) | answered | unanswered | cancelled | abandoned | closed | unavailable
+    outcome: str
     end_reason: str
     answered_at: float | None = None
     answered_by: str | None = None
@@ -100,11 +101,16 @@ class CallState(Enum):
     ENDED = "ended"
 
 
-_TRANSITIONS: TransitionTable[CallState] = TransitionTable("call", {
-    CallState.RINGING: {CallState.ACTIVE, CallState.ENDED},
-    CallState.ACTIVE: {CallState.ENDED},
-    CallState.ENDED: set(),
-}, label=by_value, level=logging.DEBUG)
+_TRANSITIONS: TransitionTable[CallState] = TransitionTable(
+    "call",
+    {
+        CallState.RINGING: {CallState.ACTIVE, CallState.ENDED},
+        CallState.ACTIVE: {CallState.ENDED},
+        CallState.ENDED: set(),
+    },
+    label=by_value,
+    level=logging.DEBUG,
+)
 
 
 @dataclass
@@ -174,10 +180,19 @@ class RelayCore:
         self.missed_end: dict[str, dict[str, Any]] = {}  # member in grace when its call ended → the 'ended'
         # Every client message type (common.protocol.CLIENT_MESSAGES) → its handler: the one dispatch table.
         self.handlers: dict[str, MessageHandler] = {
-            "hello": self._on_hello, "ping": self._on_ping, "health": self._on_health, "status": self._on_status,
-            "lamp_test": self._on_lamp_test, "call": self._on_call, "cancel": self._on_cancel,
-            "answer": self._on_answer, "decline": self._on_decline, "invite": self._on_invite,
-            "leave": self._on_leave, "hangup": self._on_hangup, "signal": self._on_signal,
+            "hello": self._on_hello,
+            "ping": self._on_ping,
+            "health": self._on_health,
+            "status": self._on_status,
+            "lamp_test": self._on_lamp_test,
+            "call": self._on_call,
+            "cancel": self._on_cancel,
+            "answer": self._on_answer,
+            "decline": self._on_decline,
+            "invite": self._on_invite,
+            "leave": self._on_leave,
+            "hangup": self._on_hangup,
+            "signal": self._on_signal,
             "media_path": self._on_media_path,
         }
         self._by_hash = {t.token_hash: t.id for t in config.terminals.values()}
@@ -196,8 +211,11 @@ class RelayCore:
         self._station_cards: dict[str, dict[str, Any]] = {}
         for term in config.terminals.values():
             if term.role == "office":
-                self._station_cards[term.id] = {"id": term.id, "name": term.name,
-                                                "departments": list(term.departments)}
+                self._station_cards[term.id] = {
+                    "id": term.id,
+                    "name": term.name,
+                    "departments": list(term.departments),
+                }
                 for d in term.departments:
                     self._stations_of_office[config.departments[d].office].add(term.id)
         # Colleagues to invite: the stations of a station's office(s), whatever their department (a question that
@@ -205,7 +223,9 @@ class RelayCore:
         self._colleagues: dict[str, tuple[str, ...]] = {}
         for sid in self._station_cards:
             offices = {config.departments[d].office for d in config.terminals[sid].departments}
-            self._colleagues[sid] = tuple(sorted({c for o in offices for c in self._stations_of_office[o]} - {sid}))
+            self._colleagues[sid] = tuple(
+                sorted({c for o in offices for c in self._stations_of_office[o]} - {sid})
+            )
         self._station_dirty: set[str] = set()  # stations whose status changed since the colleagues were told
 
     # -- authentication ----------------------------------------------------------------------
@@ -278,11 +298,17 @@ class RelayCore:
         for call in self.calls.values():
             if call.id == cid:
                 continue
-            if t.role in ("office", "lamp") and call.state is CallState.RINGING and self.serves(terminal, call.department):
+            if (
+                t.role in ("office", "lamp")
+                and call.state is CallState.RINGING
+                and self.serves(terminal, call.department)
+            ):
                 if t.role == "lamp" or not self.online[terminal].away:
                     call.rung.add(terminal)
                     out.append(Send(terminal, self._incoming(call)))
-            elif t.role == "lamp" and call.state is CallState.ACTIVE and self.serves(terminal, call.department):
+            elif (
+                t.role == "lamp" and call.state is CallState.ACTIVE and self.serves(terminal, call.department)
+            ):
                 out.append(Send(terminal, {"type": "taken", "call": call.id, "by": call.answered_by}))
             inv = call.invited(terminal)
             if inv is not None and t.role == "office":
@@ -322,8 +348,9 @@ class RelayCore:
             call = self.calls.get(cid)
             if call is not None and int(n) in call.invites:
                 inv = call.invites.pop(int(n))
-                out: list[Action] = [Send(t, {"type": "ended", "call": call.id, "reason": "unanswered"})
-                                     for t in inv.targets]
+                out: list[Action] = [
+                    Send(t, {"type": "ended", "call": call.id, "reason": "unanswered"}) for t in inv.targets
+                ]
                 out += [Send(m, {"type": "invite_expired", "call": call.id}) for m in call.members]
                 return out
         elif kind == "grace":
@@ -355,7 +382,9 @@ class RelayCore:
 
     # -- message handlers --------------------------------------------------------------------
     def _on_hello(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
-        raise ProtocolError("bad_message", "already authenticated; 'hello' is only the first message", "hello")
+        raise ProtocolError(
+            "bad_message", "already authenticated; 'hello' is only the first message", "hello"
+        )
 
     def _on_ping(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
         pong: dict[str, Any] = {"type": "pong", "time": now}
@@ -370,13 +399,18 @@ class RelayCore:
         was_away = self.online[terminal].away
         self.online[terminal].away = msg["status"] == "away"
         self._reindex(terminal)
-        out: list[Action] = [Send(terminal, {"type": "status", "status": msg["status"]}),
-                             LogEvent("station_status", {"terminal": terminal, "status": msg["status"]})]
+        out: list[Action] = [
+            Send(terminal, {"type": "status", "status": msg["status"]}),
+            LogEvent("station_status", {"terminal": terminal, "status": msg["status"]}),
+        ]
         if was_away and not self.online[terminal].away:
             # Back at the desk: ring the calls of its departments that are ringing now, as at a (re)connect.
             for call in self.calls.values():
-                if (call.state is CallState.RINGING and terminal not in call.rung
-                        and self.serves(terminal, call.department)):
+                if (
+                    call.state is CallState.RINGING
+                    and terminal not in call.rung
+                    and self.serves(terminal, call.department)
+                ):
                     call.rung.add(terminal)
                     out.append(Send(terminal, self._incoming(call)))
         return out + self._presence_updates(now)
@@ -391,12 +425,24 @@ class RelayCore:
                 told.setdefault(t, []).append(dept)
         out: list[Action] = [
             Send(t, {"type": "lamp_test", "by": terminal, "departments": depts, "seconds": LAMP_TEST_SECONDS})
-            for t, depts in sorted(told.items())]
+            for t, depts in sorted(told.items())
+        ]
         lamps = [t for t in sorted(told) if self.role(t) == "lamp"]
         stations = [t for t in sorted(told) if self.role(t) == "office"]
-        out.append(Send(terminal, {"type": "lamp_test_sent", "departments": list(offered), "lamps": lamps,
-                                   "stations": stations}))
-        out.append(LogEvent("lamp_test", {"by": terminal, "lamps": ",".join(lamps), "stations": ",".join(stations)}))
+        out.append(
+            Send(
+                terminal,
+                {
+                    "type": "lamp_test_sent",
+                    "departments": list(offered),
+                    "lamps": lamps,
+                    "stations": stations,
+                },
+            )
+        )
+        out.append(
+            LogEvent("lamp_test", {"by": terminal, "lamps": ",".join(lamps), "stations": ",".join(stations)})
+        )
         return out
 
     def _on_call(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -404,8 +450,12 @@ class RelayCore:
         if dept_id not in self.config.terminals[terminal].departments:
             raise ProtocolError("unknown_department", f"no department '{dept_id}' at this counter", "call")
         if terminal in self.call_of:
-            raise ProtocolError("already_in_call", f"this counter is already in call {self.call_of[terminal]}",
-                                "call", call=self.call_of[terminal])
+            raise ProtocolError(
+                "already_in_call",
+                f"this counter is already in call {self.call_of[terminal]}",
+                "call",
+                call=self.call_of[terminal],
+            )
         dept = self.config.departments[dept_id]
         reject = None
         if not self.is_open(dept_id, now):
@@ -417,8 +467,17 @@ class RelayCore:
             return [
                 CallRecord(self.new_call_id(), dept_id, terminal, now, now, code, code),
                 LogEvent("call_rejected", {"counter": terminal, "department": dept_id, "code": code}),
-                Send(terminal, {"type": "error", "code": code, "message": text, "ref": "call",
-                                "department": dept_id, "fallback": dict(dept.fallback)}),
+                Send(
+                    terminal,
+                    {
+                        "type": "error",
+                        "code": code,
+                        "message": text,
+                        "ref": "call",
+                        "department": dept_id,
+                        "fallback": dict(dept.fallback),
+                    },
+                ),
             ]
         call = Call(self.new_call_id(), dept_id, terminal, now, members=[terminal])
         self.calls[call.id] = call
@@ -431,8 +490,12 @@ class RelayCore:
         for t in self.stations_for(dept_id) + self.lamps_for(dept_id):
             call.rung.add(t)
             out.append(Send(t, self._incoming(call)))
-        out.append(LogEvent("call_rung", {"call": call.id, "department": dept_id, "counter": terminal,
-                                       "rung": len(call.rung)}))
+        out.append(
+            LogEvent(
+                "call_rung",
+                {"call": call.id, "department": dept_id, "counter": terminal, "rung": len(call.rung)},
+            )
+        )
         return out
 
     def _on_cancel(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -454,30 +517,58 @@ class RelayCore:
             for t in sorted(call.rung - {terminal}):
                 out.append(Send(t, {"type": "taken", "call": call.id, "by": terminal}))
             call.rung.clear()
-            out += [Send(call.counter, {"type": "answered", "call": call.id, "by": terminal}),
-                    Send(terminal, self._call_state(call)),
-                    CallRecord(call.id, call.department, call.counter, call.created_at, None, "active", "",
-                               now, terminal, call.max_members),
-                    LogEvent("call_answered", {"call": call.id, "department": call.department, "by": terminal,
-                                            "wait_s": round(now - call.created_at, 3)})]
+            out += [
+                Send(call.counter, {"type": "answered", "call": call.id, "by": terminal}),
+                Send(terminal, self._call_state(call)),
+                CallRecord(
+                    call.id,
+                    call.department,
+                    call.counter,
+                    call.created_at,
+                    None,
+                    "active",
+                    "",
+                    now,
+                    terminal,
+                    call.max_members,
+                ),
+                LogEvent(
+                    "call_answered",
+                    {
+                        "call": call.id,
+                        "department": call.department,
+                        "by": terminal,
+                        "wait_s": round(now - call.created_at, 3),
+                    },
+                ),
+            ]
             return out + self._presence_updates(now)
         if inv is not None and call.state is CallState.ACTIVE:
             if terminal in self.call_of:
                 raise ProtocolError("already_in_call", "hang up or leave your current call first", "answer")
             if len(call.members) >= self.config.max_members:
-                raise ProtocolError("call_full", f"call {call.id} already has {len(call.members)} members",
-                                    "answer")
+                raise ProtocolError(
+                    "call_full", f"call {call.id} already has {len(call.members)} members", "answer"
+                )
             del call.invites[inv.number]
             out = [CancelTimer(("invite", f"{call.id}/{inv.number}"))]
-            out += [Send(t, {"type": "taken", "call": call.id, "by": terminal}) for t in sorted(inv.targets - {terminal})]
+            out += [
+                Send(t, {"type": "taken", "call": call.id, "by": terminal})
+                for t in sorted(inv.targets - {terminal})
+            ]
             self._add_member(call, terminal)
             out.append(Send(terminal, self._call_state(call)))
             out += [Send(m, {"type": "joined", "call": call.id, "terminal": terminal}) for m in call.members]
             out.append(LogEvent("call_joined", {"call": call.id, "terminal": terminal, "invited_by": inv.by}))
             return out + self._presence_updates(now)
         if call.state is CallState.ACTIVE and (terminal in call.members or call.answered_by is not None):
-            raise ProtocolError("already_answered", f"call {call.id} was answered by {call.answered_by}",
-                                "answer", call=call.id, by=call.answered_by)
+            raise ProtocolError(
+                "already_answered",
+                f"call {call.id} was answered by {call.answered_by}",
+                "answer",
+                call=call.id,
+                by=call.answered_by,
+            )
         raise ProtocolError("forbidden", f"call {call.id} is not ringing at this station", "answer")
 
     def _on_decline(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -485,8 +576,9 @@ class RelayCore:
         inv = call.invited(terminal)
         if inv is not None:
             inv.targets.discard(terminal)
-            out: list[Action] = [Send(m, {"type": "declined", "call": call.id, "terminal": terminal})
-                                 for m in call.members]
+            out: list[Action] = [
+                Send(m, {"type": "declined", "call": call.id, "terminal": terminal}) for m in call.members
+            ]
             if not inv.targets:
                 del call.invites[inv.number]
                 out.append(CancelTimer(("invite", f"{call.id}/{inv.number}")))
@@ -501,8 +593,11 @@ class RelayCore:
         if call.state is not CallState.ACTIVE:
             raise ProtocolError("not_ringing", "invite once the call is answered", "invite")
         if len(call.members) >= self.config.max_members:
-            raise ProtocolError("call_full", f"the call already has {len(call.members)} members "
-                                f"(limit {self.config.max_members})", "invite")
+            raise ProtocolError(
+                "call_full",
+                f"the call already has {len(call.members)} members (limit {self.config.max_members})",
+                "invite",
+            )
         busy = set(call.members) | {t for inv in call.invites.values() for t in inv.targets}
         if "department" in msg:
             dept = msg["department"]
@@ -521,7 +616,9 @@ class RelayCore:
             if self.online[target].away:
                 raise ProtocolError("unavailable", f"station '{target}' is away", "invite")
             if target in busy:
-                raise ProtocolError("unavailable", f"station '{target}' is already invited to this call", "invite")
+                raise ProtocolError(
+                    "unavailable", f"station '{target}' is already invited to this call", "invite"
+                )
             targets = [target]
         if not targets:
             raise ProtocolError("unavailable", "nobody to invite is online and free", "invite")
@@ -530,7 +627,9 @@ class RelayCore:
         call.invites[inv.number] = inv
         out: list[Action] = [Send(t, self._incoming(call, invited_by=terminal)) for t in targets]
         out.append(StartTimer(("invite", f"{call.id}/{inv.number}"), self.config.invite_timeout))
-        out.append(LogEvent("call_invite", {"call": call.id, "by": terminal, "targets": ",".join(sorted(targets))}))
+        out.append(
+            LogEvent("call_invite", {"call": call.id, "by": terminal, "targets": ",".join(sorted(targets))})
+        )
         return out
 
     def _on_leave(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -549,7 +648,9 @@ class RelayCore:
         if to == terminal or to not in call.members:
             raise ProtocolError("not_member", f"'{to}' is not another member of call {call.id}", "signal")
         if to in self.offline_members or to not in self.online:
-            raise ProtocolError("member_offline", f"'{to}' is reconnecting; try again when it is back", "signal")
+            raise ProtocolError(
+                "member_offline", f"'{to}' is reconnecting; try again when it is back", "signal"
+            )
         return [Send(to, {"type": "signal", "call": call.id, "from": terminal, "data": msg["data"]})]
 
     def _on_media_path(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
@@ -557,7 +658,9 @@ class RelayCore:
         call = self._member_call(terminal, msg, "media_path")
         path = str(msg["path"])[:200]
         call.paths[f"{terminal}>{msg['to']}"] = path
-        return [LogEvent("media_path", {"call": call.id, "terminal": terminal, "to": msg["to"], "path": path})]
+        return [
+            LogEvent("media_path", {"call": call.id, "terminal": terminal, "to": msg["to"], "path": path})
+        ]
 
     # -- helpers -----------------------------------------------------------------------------
     def _call(self, msg: dict[str, Any], ref: str) -> Call:
@@ -590,12 +693,16 @@ class RelayCore:
         del self.call_of[terminal]
         self._reindex(terminal)
         self.offline_members.pop(terminal, None)
-        out: list[Action] = [Send(m, {"type": "left", "call": call.id, "terminal": terminal, "reason": reason})
-                             for m in call.members]
+        out: list[Action] = [
+            Send(m, {"type": "left", "call": call.id, "terminal": terminal, "reason": reason})
+            for m in call.members
+        ]
         if reason == "disconnected":
             self.missed_end[terminal] = {"type": "ended", "call": call.id, "reason": "disconnected"}
         else:
-            out.insert(0, Send(terminal, {"type": "ended", "call": call.id, "reason": "leave", "by": terminal}))
+            out.insert(
+                0, Send(terminal, {"type": "ended", "call": call.id, "reason": "leave", "by": terminal})
+            )
         out.append(LogEvent("call_left", {"call": call.id, "terminal": terminal, "reason": reason}))
         return out + self._presence_updates(now)
 
@@ -607,7 +714,9 @@ class RelayCore:
             ended["by"] = by
         out: list[Action] = [CancelTimer(("ring", call.id))]
         told = set()
-        for t in call.members + sorted(call.rung) + sorted({x for i in call.invites.values() for x in i.targets}):
+        for t in (
+            call.members + sorted(call.rung) + sorted({x for i in call.invites.values() for x in i.targets})
+        ):
             if t not in told and (t in self.online):
                 told.add(t)
                 out.append(Send(t, ended))
@@ -628,18 +737,45 @@ class RelayCore:
             outcome = "answered"
         else:
             outcome = {"cancelled": "cancelled", "unanswered": "unanswered"}.get(reason, "abandoned")
-        out.append(CallRecord(call.id, call.department, call.counter, call.created_at, now, outcome, reason,
-                              call.answered_at, call.answered_by, call.max_members))
-        out.append(LogEvent("call_ended", {"call": call.id, "department": call.department, "reason": reason,
-                                        "outcome": outcome, "by": by,
-                                        "duration_s": round(now - (call.answered_at or now), 3),
-                                        **({"paths": "; ".join(f"{k}: {v}" for k, v in call.paths.items())}
-                                           if call.paths else {})}))
+        out.append(
+            CallRecord(
+                call.id,
+                call.department,
+                call.counter,
+                call.created_at,
+                now,
+                outcome,
+                reason,
+                call.answered_at,
+                call.answered_by,
+                call.max_members,
+            )
+        )
+        out.append(
+            LogEvent(
+                "call_ended",
+                {
+                    "call": call.id,
+                    "department": call.department,
+                    "reason": reason,
+                    "outcome": outcome,
+                    "by": by,
+                    "duration_s": round(now - (call.answered_at or now), 3),
+                    **(
+                        {"paths": "; ".join(f"{k}: {v}" for k, v in call.paths.items())} if call.paths else {}
+                    ),
+                },
+            )
+        )
         return out + self._presence_updates(now)
 
     def _incoming(self, call: Call, invited_by: str | None = None) -> dict[str, Any]:
-        msg: dict[str, Any] = {"type": "incoming", "call": call.id, "department": call.department,
-                               "from": call.counter}
+        msg: dict[str, Any] = {
+            "type": "incoming",
+            "call": call.id,
+            "department": call.department,
+            "from": call.counter,
+        }
         name = self.config.terminals[call.counter].name
         if name:
             msg["from_name"] = name  # where the counter stands, for the station's list
@@ -649,9 +785,15 @@ class RelayCore:
         return msg
 
     def _call_state(self, call: Call) -> dict[str, Any]:
-        return {"type": "call_state", "call": call.id, "state": call.state.value, "department": call.department,
-                "counter": call.counter, "members": list(call.members),
-                "offline": [m for m in call.members if m in self.offline_members]}
+        return {
+            "type": "call_state",
+            "call": call.id,
+            "state": call.state.value,
+            "department": call.department,
+            "counter": call.counter,
+            "members": list(call.members),
+            "offline": [m for m in call.members if m in self.offline_members],
+        }
 
     def _welcome(self, terminal: str, now: float) -> dict[str, Any]:
         t = self.config.terminals[terminal]
@@ -660,13 +802,20 @@ class RelayCore:
             user, cred = turn_credentials(self.config.turn_secret, terminal, now, self.config.turn_ttl)
             ice.append({"urls": list(self.config.turn_urls), "username": user, "credential": cred})
         msg: dict[str, Any] = {
-            "type": "welcome", "terminal": terminal, "role": t.role, "name": t.name, "protocol": 1,
+            "type": "welcome",
+            "terminal": terminal,
+            "role": t.role,
+            "name": t.name,
+            "protocol": 1,
             "departments": [self.config.departments[d].public() for d in t.departments],
-            "ice_servers": ice, "time": now,
+            "ice_servers": ice,
+            "time": now,
         }
         if t.role == "office":
-            msg["stations"] = [{**self._station_cards[s], "status": self.station_status(s)}
-                               for s in self._colleagues[terminal]]
+            msg["stations"] = [
+                {**self._station_cards[s], "status": self.station_status(s)}
+                for s in self._colleagues[terminal]
+            ]
             msg["status"] = "away" if self.online[terminal].away else "available"
         return msg
 

@@ -21,8 +21,15 @@ class AuthThrottle:
     ``forget`` seconds without a failure.
     """
 
-    def __init__(self, *, free: int = 3, base: float = 0.5, cap: float = 30.0, forget: float = 600.0,
-                 max_addresses: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        free: int = 3,
+        base: float = 0.5,
+        cap: float = 30.0,
+        forget: float = 600.0,
+        max_addresses: int = 10_000,
+    ) -> None:
         self.free, self.base, self.cap, self.forget = free, base, cap, forget
         self.max_addresses = max_addresses
         self.failures: OrderedDict[str, tuple[int, float]] = OrderedDict()

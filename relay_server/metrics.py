@@ -20,34 +20,72 @@ class RelayMetrics:
         self.core = core
         self.calllog = calllog
         self.registry = CollectorRegistry(auto_describe=True)
-        self.terminals = Gauge("relay_terminals_connected", "Terminals connected now, by role and department",
-                               ["role", "department"], registry=self.registry)
-        self.calls_now = Gauge("relay_calls_in_progress", "Calls now, by state", ["state"], registry=self.registry)
-        self.calls = Counter("relay_calls_total", "Finished calls by department and outcome",
-                             ["department", "outcome"], registry=self.registry)
-        self.ring = Histogram("relay_ring_seconds", "Time from call to answer", ["department"],
-                              buckets=RING_BUCKETS, registry=self.registry)
-        self.duration = Histogram("relay_call_duration_seconds", "Time from answer to end", ["department"],
-                                  buckets=DURATION_BUCKETS, registry=self.registry)
-        self.errors = Counter("relay_errors_total", "Error replies sent, by code", ["code"],
-                              registry=self.registry)
-        self.messages = Counter("relay_messages_total", "Messages received from terminals, by type", ["type"],
-                                registry=self.registry)
-        self.tasks = Gauge("relay_tasks", "asyncio tasks in the relay process (a leak shows as growth)",
-                           registry=self.registry)
-        self.refused_connections = Counter("relay_connections_refused_total",
-                                           "Websocket connections refused by the connection caps",
-                                           registry=self.registry)
-        self.calllog_ok = Gauge("relay_calllog_ok", "1 while the call log is written normally, 0 while degraded",
-                                registry=self.registry)
-        self.calllog_pending = Gauge("relay_calllog_pending_records",
-                                     "Call-log records kept in memory until the file can be written",
-                                     registry=self.registry)
-        self.calllog_errors = Gauge("relay_calllog_write_errors", "Failed call-log opens and writes so far",
-                                    registry=self.registry)
-        self.calllog_dropped = Gauge("relay_calllog_dropped_records",
-                                     "Call-log records dropped because too many were waiting",
-                                     registry=self.registry)
+        self.terminals = Gauge(
+            "relay_terminals_connected",
+            "Terminals connected now, by role and department",
+            ["role", "department"],
+            registry=self.registry,
+        )
+        self.calls_now = Gauge(
+            "relay_calls_in_progress", "Calls now, by state", ["state"], registry=self.registry
+        )
+        self.calls = Counter(
+            "relay_calls_total",
+            "Finished calls by department and outcome",
+            ["department", "outcome"],
+            registry=self.registry,
+        )
+        self.ring = Histogram(
+            "relay_ring_seconds",
+            "Time from call to answer",
+            ["department"],
+            buckets=RING_BUCKETS,
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "relay_call_duration_seconds",
+            "Time from answer to end",
+            ["department"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "relay_errors_total", "Error replies sent, by code", ["code"], registry=self.registry
+        )
+        self.messages = Counter(
+            "relay_messages_total",
+            "Messages received from terminals, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        self.tasks = Gauge(
+            "relay_tasks",
+            "asyncio tasks in the relay process (a leak shows as growth)",
+            registry=self.registry,
+        )
+        self.refused_connections = Counter(
+            "relay_connections_refused_total",
+            "Websocket connections refused by the connection caps",
+            registry=self.registry,
+        )
+        self.calllog_ok = Gauge(
+            "relay_calllog_ok",
+            "1 while the call log is written normally, 0 while degraded",
+            registry=self.registry,
+        )
+        self.calllog_pending = Gauge(
+            "relay_calllog_pending_records",
+            "Call-log records kept in memory until the file can be written",
+            registry=self.registry,
+        )
+        self.calllog_errors = Gauge(
+            "relay_calllog_write_errors", "Failed call-log opens and writes so far", registry=self.registry
+        )
+        self.calllog_dropped = Gauge(
+            "relay_calllog_dropped_records",
+            "Call-log records dropped because too many were waiting",
+            registry=self.registry,
+        )
 
     def on_record(self, r: CallRecord) -> None:
         if r.ended_at is None:

@@ -104,7 +104,9 @@ class _RelayProtocol(ServerProtocol):
             if self.authenticated:
                 err = protocol.error("too_large", f"message over {limit} bytes; the connection is closed")
             else:
-                err = protocol.error("unauthorized", f"the first message must be a 'hello' of at most {limit} bytes")
+                err = protocol.error(
+                    "unauthorized", f"the first message must be a 'hello' of at most {limit} bytes"
+                )
                 code, reason = protocol.CLOSE_UNAUTHORIZED, "unauthorized"
             self.send_frame(Frame(Opcode.TEXT, protocol.encode(err).encode()))
         super().fail(code, reason)
@@ -167,7 +169,8 @@ class _RelayConnection(ServerConnection):
             return data.decode()
         except UnicodeDecodeError as err:
             raise protocol.ProtocolError(
-                "bad_message", f"text frame is not valid UTF-8 ({err.reason} at byte {err.start})") from err
+                "bad_message", f"text frame is not valid UTF-8 ({err.reason} at byte {err.start})"
+            ) from err
 
 
 class RelayServer:
@@ -233,13 +236,15 @@ class RelayServer:
             raise ConfigError(
                 f"{self.config.path or 'config'}: terminal(s) {', '.join(insecure)} use a published demo or "
                 f"placeholder token, and [server] host = '{bind}' is reachable from other machines; make real "
-                "tokens with 'relay-server token TERMINAL_ID' (or listen on 127.0.0.1 only)")
+                "tokens with 'relay-server token TERMINAL_ID' (or listen on 127.0.0.1 only)"
+            )
         self.max_connections = min(self.config.max_connections, _raise_fd_limit() - FD_RESERVE)
         ssl_ctx = None
         if self.config.tls_cert:
             ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ssl_ctx.load_cert_chain(self.config.resolve(self.config.tls_cert),
-                                    self.config.resolve(self.config.tls_key))
+            ssl_ctx.load_cert_chain(
+                self.config.resolve(self.config.tls_cert), self.config.resolve(self.config.tls_key)
+            )
         origins: list[str | None] | None = None
         if self.config.allowed_origins:
             origins = [*self.config.allowed_origins, None]  # None: non-browser clients send no Origin
@@ -247,12 +252,21 @@ class RelayServer:
         logging.getLogger("asyncio").addFilter(self._repeat_filter)  # accept() errors come once a minute
         conn_class = type("RelayConnection", (_RelayConnection,), {"relay": self})
         self._server = await serve(
-            self._handle, bind, self.config.port if port is None else port,
-            process_request=self._http, origins=origins,  # type: ignore[arg-type]
+            self._handle,
+            bind,
+            self.config.port if port is None else port,
+            process_request=self._http,
+            origins=origins,  # type: ignore[arg-type]
             # Before hello only a small frame is read; _handle raises the limit once the terminal is known.
-            ssl=ssl_ctx, max_size=PRE_HELLO_MAX_BYTES, create_connection=conn_class, logger=self._ws_logger,
+            ssl=ssl_ctx,
+            max_size=PRE_HELLO_MAX_BYTES,
+            create_connection=conn_class,
+            logger=self._ws_logger,
             open_timeout=min(self.config.hello_timeout, 10.0),
-            ping_interval=10, ping_timeout=20, close_timeout=CLOSE_SECONDS, server_header=None,
+            ping_interval=10,
+            ping_timeout=20,
+            close_timeout=CLOSE_SECONDS,
+            server_header=None,
             # No permessage-deflate: its zlib state costs ~52 KiB per connection (measured, docs/performance.md)
             # while our messages are small JSON; clients that offer it simply fall back to plain frames.
             compression=None,
@@ -264,12 +278,23 @@ class RelayServer:
             from relay_server.admin.service import FleetService
 
             self.fleet = await FleetService(self).start()
-        event(log, "relay_started", url=self.url, terminals=len(self.config.terminals),
-              departments=len(self.config.departments), max_connections=self.max_connections,
-              calllog=self.calllog.status()["state"])
+        event(
+            log,
+            "relay_started",
+            url=self.url,
+            terminals=len(self.config.terminals),
+            departments=len(self.config.departments),
+            max_connections=self.max_connections,
+            calllog=self.calllog.status()["state"],
+        )
         if insecure:
-            event(log, "demo_tokens", logging.WARNING, terminals=",".join(insecure),
-                  note="published tokens accepted because the relay listens on loopback only")
+            event(
+                log,
+                "demo_tokens",
+                logging.WARNING,
+                terminals=",".join(insecure),
+                note="published tokens accepted because the relay listens on loopback only",
+            )
         return self
 
     async def close(self) -> None:
@@ -335,17 +360,32 @@ class RelayServer:
         path = request.path.split("?", 1)[0]
         if path == "/healthz":
             status = self.calllog.status()
-            body = json.dumps({"status": "ok" if status["state"] == "ok" else "degraded",
-                               "uptime_s": round(time.time() - self.started_at, 1), **self.core.stats(),
-                               "calllog": status}).encode()
-            return Response(200, "OK", Headers([("Content-Type", "application/json"),
-                                                ("Content-Length", str(len(body)))]), body)
+            body = json.dumps(
+                {
+                    "status": "ok" if status["state"] == "ok" else "degraded",
+                    "uptime_s": round(time.time() - self.started_at, 1),
+                    **self.core.stats(),
+                    "calllog": status,
+                }
+            ).encode()
+            return Response(
+                200,
+                "OK",
+                Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))]),
+                body,
+            )
         if path == "/metrics":
             body = self.metrics.render()
-            return Response(200, "OK", Headers([("Content-Type", "text/plain; version=0.0.4"),
-                                                ("Content-Length", str(len(body)))]), body)
+            return Response(
+                200,
+                "OK",
+                Headers([("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(body)))]),
+                body,
+            )
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return connection.respond(HTTPStatus.NOT_FOUND, "not found: use a websocket, /healthz or /metrics\n")
+            return connection.respond(
+                HTTPStatus.NOT_FOUND, "not found: use a websocket, /healthz or /metrics\n"
+            )
         peer = getattr(connection, "peer", "?")
         problem = self._over_limit(peer)
         if problem:
@@ -384,8 +424,9 @@ class RelayServer:
         # One bucket per terminal for the relay's lifetime: reconnecting does not refill it.
         bucket = self._buckets.get(terminal)
         if bucket is None:
-            bucket = self._buckets[terminal] = TokenBucket(self.config.rate_limit, self.config.rate_burst,
-                                                           time.monotonic())
+            bucket = self._buckets[terminal] = TokenBucket(
+                self.config.rate_limit, self.config.rate_burst, time.monotonic()
+            )
         try:
             while True:
                 try:
@@ -399,8 +440,13 @@ class RelayServer:
                     continue
                 if not bucket.take(time.monotonic()):
                     strikes = self._strikes[terminal] = self._strikes.get(terminal, 0) + 1
-                    self._error(conn, protocol.ProtocolError(
-                        "rate_limited", f"more than {self.config.rate_limit:g} messages/s; message dropped"))
+                    self._error(
+                        conn,
+                        protocol.ProtocolError(
+                            "rate_limited",
+                            f"more than {self.config.rate_limit:g} messages/s; message dropped",
+                        ),
+                    )
                     if strikes >= self.config.rate_strikes:
                         self._strikes[terminal] = 0
                         event(log, "terminal_rate_limited", logging.WARNING, terminal=terminal)
@@ -434,8 +480,10 @@ class RelayServer:
             if msg["type"] != "hello":
                 problem = f"the first message must be 'hello', got '{msg['type']}'"
             elif msg["protocol"] != protocol.PROTOCOL_VERSION:
-                problem = (f"protocol {protocol.shorten(msg['protocol'])} is not supported; this relay speaks "
-                           f"{protocol.PROTOCOL_VERSION}")
+                problem = (
+                    f"protocol {protocol.shorten(msg['protocol'])} is not supported; this relay speaks "
+                    f"{protocol.PROTOCOL_VERSION}"
+                )
             else:
                 terminal = self.core.authenticate(msg["token"])
                 if terminal is not None:
@@ -449,8 +497,14 @@ class RelayServer:
             return None
         self.metrics.on_error("unauthorized")
         delay = self.auth_throttle.failed(peer, time.monotonic())
-        self._limited_log("auth_failed", peer, logging.WARNING, peer=peer, problem=problem,
-                          delay_s=round(delay, 1) if delay else None)
+        self._limited_log(
+            "auth_failed",
+            peer,
+            logging.WARNING,
+            peer=peer,
+            problem=problem,
+            delay_s=round(delay, 1) if delay else None,
+        )
         try:
             if delay:  # held back, but not past the end of the connection (client gone, relay stopping)
                 try:
@@ -476,8 +530,15 @@ class RelayServer:
 
     def _error(self, conn: Conn, err: protocol.ProtocolError) -> None:
         self.metrics.on_error(err.code)
-        self._limited_log("error_reply", (conn.terminal, err.code), logging.INFO, terminal=conn.terminal,
-                          code=err.code, ref=err.ref, message=err.message)
+        self._limited_log(
+            "error_reply",
+            (conn.terminal, err.code),
+            logging.INFO,
+            terminal=conn.terminal,
+            code=err.code,
+            ref=err.ref,
+            message=err.message,
+        )
         self._enqueue(conn, err.to_message())
 
     # -- carrying out actions ------------------------------------------------------------------
@@ -487,7 +548,9 @@ class RelayServer:
 
     async def call_records(self, start: float, end: float) -> list[CallRecord]:
         """Finished calls and refused attempts from the call log (what the report counts), read on its own thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._db_thread, self.calllog.finished, start, end)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._db_thread, self.calllog.finished, start, end
+        )
 
     def _apply(self, actions: list[Action]) -> None:
         self._carry_out(actions)
@@ -553,7 +616,9 @@ class RelayServer:
             log.error("call log write failed: %s", fut.exception())
         if self.calllog.pending and self._server is not None and self._db_retry is None:
             # Records came in during the write, or the file cannot be written: again later, not in a loop.
-            delay = 0.0 if self.calllog.db is not None and not self.calllog.last_error else self.calllog_retry_s
+            delay = (
+                0.0 if self.calllog.db is not None and not self.calllog.last_error else self.calllog_retry_s
+            )
             self._db_retry = asyncio.get_running_loop().call_later(delay, self._retry_db)
 
     def _retry_db(self) -> None:

@@ -56,8 +56,18 @@ CREATE TABLE IF NOT EXISTS refused (
 REFUSED_OUTCOMES = ("closed", "unavailable")  # calls refused at once: counted per minute, not one row each
 IN_PROGRESS = ("ringing", "active")  # outcomes of a row whose call has not ended (yet)
 
-REPORT_COLUMNS = ("department", "calls", "answered", "unanswered", "cancelled", "abandoned", "closed",
-                  "unavailable", "median_wait_s", "median_duration_s")
+REPORT_COLUMNS = (
+    "department",
+    "calls",
+    "answered",
+    "unanswered",
+    "cancelled",
+    "abandoned",
+    "closed",
+    "unavailable",
+    "median_wait_s",
+    "median_duration_s",
+)
 
 
 class CallLog:
@@ -72,7 +82,9 @@ class CallLog:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path) or ":memory:", check_same_thread=False, timeout=2.0)
         try:
-            self.db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-256;" + SCHEMA)
+            self.db.executescript(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-256;" + SCHEMA
+            )
             self._migrate()
         except BaseException:
             self.db.close()
@@ -104,13 +116,25 @@ class CallLog:
                     continue
                 self.db.execute(
                     "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (r.call, r.department, r.counter, r.created_at, r.answered_at, r.answered_by, r.ended_at,
-                     r.outcome, r.end_reason, r.max_members),
+                    (
+                        r.call,
+                        r.department,
+                        r.counter,
+                        r.created_at,
+                        r.answered_at,
+                        r.answered_by,
+                        r.ended_at,
+                        r.outcome,
+                        r.end_reason,
+                        r.max_members,
+                    ),
                 )
             for (minute, dept, outcome), n in refused.items():
                 self.db.execute(
                     "INSERT INTO refused VALUES (?,?,?,?) ON CONFLICT (minute, department, outcome)"
-                    " DO UPDATE SET count = count + excluded.count", (minute, dept, outcome, n))
+                    " DO UPDATE SET count = count + excluded.count",
+                    (minute, dept, outcome, n),
+                )
 
     def close_unfinished(self, now: float) -> int:
         """Rows of calls a stopped relay never finished: ended now with reason ``relay_restart``; how many."""
@@ -118,7 +142,9 @@ class CallLog:
             cur = self.db.execute(
                 "UPDATE calls SET ended_at = ?, end_reason = 'relay_restart',"
                 " outcome = CASE WHEN answered_at IS NULL THEN 'abandoned' ELSE 'answered' END"
-                " WHERE ended_at IS NULL", (now,))
+                " WHERE ended_at IS NULL",
+                (now,),
+            )
         return cur.rowcount
 
     def records(self, start: float = 0.0, end: float = float("inf")) -> list[CallRecord]:
@@ -133,9 +159,13 @@ class CallLog:
         """Refused attempts as records (one per attempt, at the start of its minute), for the report."""
         rows = self.db.execute(
             "SELECT minute, department, outcome, count FROM refused WHERE minute >= ? AND minute < ?",
-            (start, min(end, 1e18))).fetchall()
-        return [CallRecord("", dept, "", minute, minute, outcome, outcome)
-                for minute, dept, outcome, count in rows for _ in range(count)]
+            (start, min(end, 1e18)),
+        ).fetchall()
+        return [
+            CallRecord("", dept, "", minute, minute, outcome, outcome)
+            for minute, dept, outcome, count in rows
+            for _ in range(count)
+        ]
 
     def close(self) -> None:
         self.db.close()
@@ -182,9 +212,14 @@ class DurableCallLog:
 
     def status(self) -> dict[str, Any]:
         """For ``/healthz`` and metrics: ``ok`` or ``degraded``, records waiting, the last problem."""
-        return {"state": "ok" if self.ok else "degraded", "pending": len(self.pending), "dropped": self.dropped,
-                "write_errors": self.write_errors, "last_error": self.last_error,
-                "moved_aside": list(self.moved_aside)}
+        return {
+            "state": "ok" if self.ok else "degraded",
+            "pending": len(self.pending),
+            "dropped": self.dropped,
+            "write_errors": self.write_errors,
+            "last_error": self.last_error,
+            "moved_aside": list(self.moved_aside),
+        }
 
     # -- reading ------------------------------------------------------------------------------
     def records(self, start: float = 0.0, end: float = float("inf")) -> list[CallRecord]:
@@ -208,7 +243,9 @@ class DurableCallLog:
                 out += self.db.refused(start, end)
             except sqlite3.Error as err:
                 self._failed("read", err)
-        out += [r for r in list(self.pending) if r.outcome in REFUSED_OUTCOMES and start <= r.created_at < end]
+        out += [
+            r for r in list(self.pending) if r.outcome in REFUSED_OUTCOMES and start <= r.created_at < end
+        ]
         return out
 
     # -- writing ------------------------------------------------------------------------------
@@ -249,8 +286,14 @@ class DurableCallLog:
     def close(self) -> None:
         self.flush()
         if self.pending:
-            event(log, "calllog_lost_on_stop", logging.ERROR, path=self.path, records=len(self.pending),
-                  error=self.last_error)
+            event(
+                log,
+                "calllog_lost_on_stop",
+                logging.ERROR,
+                path=self.path,
+                records=len(self.pending),
+                error=self.last_error,
+            )
         if self.db is not None:
             self.db.close()
             self.db = None
@@ -298,15 +341,25 @@ class DurableCallLog:
             self.last_error = f"damaged ({err}) and cannot be moved aside: {move_err}"
             return False
         self.moved_aside.append(target)
-        event(log, "calllog_corrupt", logging.ERROR, path=self.path, error=str(err), moved_to=target,
-              action="started a fresh call log; see docs/operations.md, 'A damaged call log'")
+        event(
+            log,
+            "calllog_corrupt",
+            logging.ERROR,
+            path=self.path,
+            error=str(err),
+            moved_to=target,
+            action="started a fresh call log; see docs/operations.md, 'A damaged call log'",
+        )
         return True
 
     def _failed(self, what: str, err: Exception) -> None:
         self.write_errors += 1
         text = f"{what}: {type(err).__name__}: {err}"
-        if self.db is not None and isinstance(err, sqlite3.DatabaseError) \
-                and not isinstance(err, sqlite3.OperationalError):
+        if (
+            self.db is not None
+            and isinstance(err, sqlite3.DatabaseError)
+            and not isinstance(err, sqlite3.OperationalError)
+        ):
             # Damaged while open: close, move aside, start fresh; the queued records go to the new file.
             self.db.close()
             self.db = None
@@ -314,8 +367,15 @@ class DurableCallLog:
                 self._open()
                 return
         if text != self.last_error:
-            event(log, "calllog_unavailable", logging.ERROR, path=self.path, error=text, pending=len(self.pending),
-                  action="calls go on; records are kept in memory and written when the file can be written")
+            event(
+                log,
+                "calllog_unavailable",
+                logging.ERROR,
+                path=self.path,
+                error=text,
+                pending=len(self.pending),
+                action="calls go on; records are kept in memory and written when the file can be written",
+            )
         self.last_error = text
 
 
@@ -348,18 +408,30 @@ def build_report(records: Iterable[CallRecord], departments: Iterable[str]) -> l
         by_dept.setdefault(r.department, []).append(r)
     rows = []
     for dept, recs in by_dept.items():
-        count = {o: sum(1 for r in recs if r.outcome == o) for o in
-                 ("answered", "unanswered", "cancelled", "abandoned", "closed", "unavailable")}
+        count = {
+            o: sum(1 for r in recs if r.outcome == o)
+            for o in ("answered", "unanswered", "cancelled", "abandoned", "closed", "unavailable")
+        }
         waits = [r.answered_at - r.created_at for r in recs if r.answered_at is not None]
-        durations = [r.ended_at - r.answered_at for r in recs
-                     if r.answered_at is not None and r.ended_at is not None and r.end_reason != "relay_restart"]
-        rows.append(ReportRow(
-            dept, count["answered"] + count["unanswered"] + count["cancelled"] + count["abandoned"],
-            count["answered"], count["unanswered"], count["cancelled"], count["abandoned"], count["closed"],
-            count["unavailable"],
-            round(statistics.median(waits), 1) if waits else None,
-            round(statistics.median(durations), 1) if durations else None,
-        ))
+        durations = [
+            r.ended_at - r.answered_at
+            for r in recs
+            if r.answered_at is not None and r.ended_at is not None and r.end_reason != "relay_restart"
+        ]
+        rows.append(
+            ReportRow(
+                dept,
+                count["answered"] + count["unanswered"] + count["cancelled"] + count["abandoned"],
+                count["answered"],
+                count["unanswered"],
+                count["cancelled"],
+                count["abandoned"],
+                count["closed"],
+                count["unavailable"],
+                round(statistics.median(waits), 1) if waits else None,
+                round(statistics.median(durations), 1) if durations else None,
+            )
+        )
     return rows
 
 
@@ -373,6 +445,10 @@ def format_report(rows: list[ReportRow], as_csv: bool = False) -> str:
         return buf.getvalue()
     table = [list(REPORT_COLUMNS)] + [["-" if v is None else str(v) for v in row] for row in values]
     widths = [max(len(row[i]) for row in table) for i in range(len(REPORT_COLUMNS))]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-             for row in table]
+    lines = [
+        "  ".join(
+            cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in table
+    ]
     return "\n".join(lines) + "\n"

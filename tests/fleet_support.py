@@ -21,7 +21,12 @@ from relay_server.server import RelayServer
 from relay_server.store import CallLog
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+]
 USER, PASSWORD = "tech", "fleet-test-password"
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
 TZ = ZoneInfo("Asia/Tokyo")
@@ -45,7 +50,9 @@ def seed_calls(path: Path, now: float, departments: list[str], seed: int = 17) -
     rng = random.Random(seed)
     weight = {d: w for d, w in zip(departments, (6, 4, 3, 1), strict=False)}
     records = []
-    day0 = datetime.fromtimestamp(now, TZ).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=40)
+    day0 = datetime.fromtimestamp(now, TZ).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=40
+    )
     for day in range(41):
         date = day0 + timedelta(days=day)
         if date.weekday() >= 5:
@@ -62,9 +69,20 @@ def seed_calls(path: Path, now: float, departments: list[str], seed: int = 17) -
                 else:
                     outcome, reason, answered = "answered", "hangup", start + wait
                     ended = answered + rng.uniform(120, 900)
-                records.append(CallRecord(f"seed{day}-{dept}-{n}", dept, "counter-sapporo-1", start, ended, outcome,
-                                          reason, answered, "office-tobetsu-1" if answered else None,
-                                          2 if answered else 1))
+                records.append(
+                    CallRecord(
+                        f"seed{day}-{dept}-{n}",
+                        dept,
+                        "counter-sapporo-1",
+                        start,
+                        ended,
+                        outcome,
+                        reason,
+                        answered,
+                        "office-tobetsu-1" if answered else None,
+                        2 if answered else 1,
+                    )
+                )
     with CallLog(path) as log:
         for r in records:
             log.record(r)
@@ -72,7 +90,10 @@ def seed_calls(path: Path, now: float, departments: list[str], seed: int = 17) -
 
 
 def fleet_config(tmp_path: Path, **overrides: Any) -> Any:
-    admins = (AdminAccount(USER, password_hash(PASSWORD)), AdminAccount(DEMO_USER, password_hash(DEMO_PASSWORD), True))
+    admins = (
+        AdminAccount(USER, password_hash(PASSWORD)),
+        AdminAccount(DEMO_USER, password_hash(DEMO_PASSWORD), True),
+    )
     settings = FleetSettings(enabled=True, port=0, admins=admins, **overrides)
     return replace(make_relay_config(database=str(tmp_path / "relay.sqlite3")), fleet=settings)
 
@@ -90,8 +111,11 @@ class Rig:
 @asynccontextmanager
 async def fleet_relay(tmp_path: Path, seed: bool = True, **overrides: Any) -> AsyncIterator[Rig]:
     cfg = fleet_config(tmp_path, **overrides)
-    records = seed_calls(tmp_path / "relay.sqlite3", datetime.now(TZ).timestamp(), list(cfg.departments)) if seed \
+    records = (
+        seed_calls(tmp_path / "relay.sqlite3", datetime.now(TZ).timestamp(), list(cfg.departments))
+        if seed
         else []
+    )
     relay = await RelayServer(cfg).start(host="127.0.0.1", port=0)
     try:
         yield Rig(relay, records)
@@ -107,8 +131,9 @@ async def chromium(locale: str = "en-US") -> AsyncIterator[Any]:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = await browser.new_context(locale=locale, viewport={"width": 1400, "height": 1000},
-                                                accept_downloads=True)
+            context = await browser.new_context(
+                locale=locale, viewport={"width": 1400, "height": 1000}, accept_downloads=True
+            )
             yield context
         finally:
             await browser.close()
@@ -133,7 +158,8 @@ async def lamp_agent(relay_url: str) -> AsyncIterator[Any]:
     with EmulatedLcusBoard(4) as board:
         stop = asyncio.Event()
         task = asyncio.get_running_loop().create_task(
-            run_agent(replace(cfg.relay, url=relay_url), replace(cfg.lamp, port=board.url), stop=stop))
+            run_agent(replace(cfg.relay, url=relay_url), replace(cfg.lamp, port=board.url), stop=stop)
+        )
         try:
             yield board
         finally:

@@ -59,8 +59,9 @@ class WsClient:
         self.welcome: dict[str, Any] = {}
 
     @classmethod
-    async def open(cls, url: str, terminal: str | None = None, token: str | None = None,
-                   expect_welcome: bool = True) -> WsClient:
+    async def open(
+        cls, url: str, terminal: str | None = None, token: str | None = None, expect_welcome: bool = True
+    ) -> WsClient:
         ws = await connect(url, open_timeout=5)
         client = cls(ws)
         if terminal is not None or token is not None:
@@ -112,9 +113,23 @@ class RelayProcess:
 
     def start(self, timeout: float = 15.0) -> RelayProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay_server", "--config", str(self.config_path), "--host", "127.0.0.1",
-             "--port", str(self.requested_port)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "relay_server",
+                "--config",
+                str(self.config_path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.requested_port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=ROOT,
+        )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         line = ""
@@ -149,15 +164,17 @@ class RelayProcess:
             self.proc.wait()
 
 
-def write_relay_config(tmp_path: Path, text_replacements: dict[str, str] | None = None,
-                       database: str | None = None) -> Path:
+def write_relay_config(
+    tmp_path: Path, text_replacements: dict[str, str] | None = None, database: str | None = None
+) -> Path:
     """A copy of the demo relay.toml in ``tmp_path`` with text replaced (for process-level tests)."""
     text = DEMO_RELAY_CONFIG.read_text()
     for old, new in (text_replacements or {}).items():
         assert old in text, old
         text = text.replace(old, new)
-    text = text.replace('database = "../var/relay-demo.sqlite3"',
-                        f'database = "{database or tmp_path / "calls.sqlite3"}"')
+    text = text.replace(
+        'database = "../var/relay-demo.sqlite3"', f'database = "{database or tmp_path / "calls.sqlite3"}"'
+    )
     p = tmp_path / "relay.toml"
     p.write_text(text)
     return p
@@ -176,16 +193,27 @@ def make_cert(tmp_path: Path, days: int = 90, name: str = "relay.test") -> tuple
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 

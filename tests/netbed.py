@@ -39,7 +39,9 @@ from pathlib import Path
 from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+PYTHON = (
+    str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+)
 
 PUBLIC_IP = "198.18.0.10"
 COUNTER_IP = "198.18.11.10"
@@ -59,11 +61,15 @@ class NetBedUnavailable(RuntimeError):
 def require_netbed() -> None:
     """Raise :class:`NetBedUnavailable` with the reason when the bed cannot be built here."""
     if os.geteuid() != 0:
-        raise NetBedUnavailable("the network test bed needs root (network namespaces, nftables); CI runs as root")
+        raise NetBedUnavailable(
+            "the network test bed needs root (network namespaces, nftables); CI runs as root"
+        )
     for tool in ("ip", "nft", "tc", "conntrack", "turnserver"):
         if shutil.which(tool) is None:
-            raise NetBedUnavailable(f"the network test bed needs '{tool}' (scripts/setup installs iproute2, "
-                                    "nftables, conntrack and coturn)")
+            raise NetBedUnavailable(
+                f"the network test bed needs '{tool}' (scripts/setup installs iproute2, "
+                "nftables, conntrack and coturn)"
+            )
     probe = f"nbprobe{os.getpid()}"
     r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if r.returncode != 0:
@@ -74,7 +80,9 @@ def require_netbed() -> None:
 def _run(argv: Sequence[str], *, input: str | None = None, check: bool = True) -> str:
     r = subprocess.run(list(argv), capture_output=True, text=True, input=input, timeout=30)
     if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}")
+        raise RuntimeError(
+            f"{' '.join(argv)} failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}"
+        )
     return r.stdout
 
 
@@ -92,30 +100,61 @@ def make_ca(directory: Path, *, ip: str = PUBLIC_IP) -> tuple[Path, Path, Path]:
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netbed throw-away CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
-          .not_valid_after(now + dt.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "turn.netbed.test")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("turn.netbed.test"),
-                                                        x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "turn.netbed.test")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("turn.netbed.test"), x509.IPAddress(ipaddress.ip_address(ip))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     ca_pem, cert_pem, key_pem = directory / "ca.pem", directory / "server.pem", directory / "server.key"
     ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     key_pem.chmod(0o644)  # coturn may drop privileges before reading it
     return ca_pem, cert_pem, key_pem
 
@@ -141,6 +180,7 @@ class Proc:
                         ev["_rx"] = time.monotonic()  # when this process read it (one clock for a scenario)
                         self.events.append(ev)
                         self._new.put(ev)
+
         assert self.popen.stdout is not None
         threading.Thread(target=read, args=(self.popen.stdout,), daemon=True).start()
 
@@ -150,7 +190,9 @@ class Proc:
         self.popen.stdin.write(command + "\n")
         self.popen.stdin.flush()
 
-    def wait_event(self, match: Callable[[dict[str, Any]], bool], timeout: float, what: str = "") -> dict[str, Any]:
+    def wait_event(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float, what: str = ""
+    ) -> dict[str, Any]:
         """The first event (past or future) for which ``match`` is true; AssertionError after ``timeout``."""
         for ev in list(self.events):
             if match(ev):
@@ -168,8 +210,10 @@ class Proc:
             if match(ev):
                 return ev
         tail = "\n".join(self.lines[-25:])
-        raise AssertionError(f"{self.name}: no event {what or ''} within {timeout} s "
-                             f"(exit {self.popen.poll()}); last output:\n{tail}")
+        raise AssertionError(
+            f"{self.name}: no event {what or ''} within {timeout} s "
+            f"(exit {self.popen.poll()}); last output:\n{tail}"
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.popen.poll() is None:
@@ -218,8 +262,23 @@ class NetBed:
         self.nsexec(ns, "nft", "-f", "-", input=script)
 
     def _veth(self, a: str, a_if: str, a_addr: str, b: str, b_if: str, b_addr: str) -> None:
-        _run(["ip", "link", "add", a_if, "netns", self.ns[a], "type", "veth", "peer", "name", b_if,
-              "netns", self.ns[b]])
+        _run(
+            [
+                "ip",
+                "link",
+                "add",
+                a_if,
+                "netns",
+                self.ns[a],
+                "type",
+                "veth",
+                "peer",
+                "name",
+                b_if,
+                "netns",
+                self.ns[b],
+            ]
+        )
         self.ip(a, "addr", "add", a_addr, "dev", a_if)
         self.ip(b, "addr", "add", b_addr, "dev", b_if)
         self.ip(a, "link", "set", a_if, "up")
@@ -244,15 +303,20 @@ class NetBed:
         self.ip("st", "route", "add", "default", "via", "198.18.12.1")
         for r in ("rs", "rt"):
             self.nsexec(r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        self.nft("rs", """table ip nat {
+        self.nft(
+            "rs",
+            """table ip nat {
     chain post {
         type nat hook postrouting priority srcnat;
         oifname "wan" masquerade
     }
 }
-""")
+""",
+        )
         # The town: a symmetric NAT, and a forward chain whose 'policy' set and 'loss' rule the scenarios change.
-        self.nft("rt", """table ip nat {
+        self.nft(
+            "rt",
+            """table ip nat {
     chain post {
         type nat hook postrouting priority srcnat;
         oifname "wan" masquerade random,fully-random
@@ -273,7 +337,8 @@ table inet bed {
     chain outbound {
     }
 }
-""")
+""",
+        )
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ca, cert, key = make_ca(self.workdir)
         self._start_coturn(cert, key)
@@ -299,15 +364,21 @@ no-multicast-peers
 simple-log
 verbose
 log-file={self.turn_log}
-pidfile={self.workdir / 'turnserver.pid'}
-userdb={self.workdir / 'turndb'}
+pidfile={self.workdir / "turnserver.pid"}
+userdb={self.workdir / "turndb"}
 """)
-        self.turn = subprocess.Popen(["ip", "netns", "exec", self.ns["pub"], "turnserver", "-c", str(conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-                                     start_new_session=True)
+        self.turn = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns["pub"], "turnserver", "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         self._wait_listening("pub", ["3478", "443"], what="coturn", proto="-tln")
 
-    def _wait_listening(self, ns: str, ports: list[str], *, what: str, proto: str, timeout: float = 20.0) -> None:
+    def _wait_listening(
+        self, ns: str, ports: list[str], *, what: str, proto: str, timeout: float = 20.0
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = self.nsexec(ns, "ss", "-H", proto, check=False)
@@ -315,16 +386,23 @@ userdb={self.workdir / 'turndb'}
                 return
             time.sleep(0.1)
         log = self.turn_log.read_text(errors="replace")[-2000:] if self.turn_log.exists() else ""
-        raise RuntimeError(f"{what} did not listen on {ports} in namespace {self.ns[ns]} within {timeout} s\n{log}")
+        raise RuntimeError(
+            f"{what} did not listen on {ports} in namespace {self.ns[ns]} within {timeout} s\n{log}"
+        )
 
     def start_relay(self, port: int, *, turn: bool) -> Proc:
         """A relay-server on ``wss://PUBLIC_IP:port`` (certificate from the bed's CA); with ``turn`` it hands out
         coturn's URLs in the documented order (UDP first, then TLS 443) with REST-API credentials."""
         from relay_server.config import hash_token
+
         cert, key = self.workdir / "server.pem", self.workdir / "server.key"
         cfg = self.workdir / f"relay-{port}.toml"
-        ice = f"""turn_secret = "{TURN_SECRET}"
-turn_urls = ["turn:{PUBLIC_IP}:3478?transport=udp", "turns:{PUBLIC_IP}:443?transport=tcp"]""" if turn else ""
+        ice = (
+            f"""turn_secret = "{TURN_SECRET}"
+turn_urls = ["turn:{PUBLIC_IP}:3478?transport=udp", "turns:{PUBLIC_IP}:443?transport=tcp"]"""
+            if turn
+            else ""
+        )
         cfg.write_text(f"""[server]
 host = "{PUBLIC_IP}"
 port = {port}
@@ -366,36 +444,61 @@ token_hash = "{hash_token(STATION_TOKEN)}"
     # -- processes --------------------------------------------------------------------------------
     def spawn(self, ns: str, argv: Sequence[str], *, name: str, env: dict[str, str] | None = None) -> Proc:
         """Start ``argv`` inside namespace ``ns`` (stdout collected; stderr to ``workdir/NAME.log``)."""
-        full_env = dict(os.environ, PYTHONUNBUFFERED="1", KIVY_NO_ARGS="1", KIVY_NO_CONSOLELOG="1",
-                        KIVY_NO_FILELOG="1", PYTHONPATH=str(ROOT))
+        full_env = dict(
+            os.environ,
+            PYTHONUNBUFFERED="1",
+            KIVY_NO_ARGS="1",
+            KIVY_NO_CONSOLELOG="1",
+            KIVY_NO_FILELOG="1",
+            PYTHONPATH=str(ROOT),
+        )
         full_env.update(env or {})
         err = open(self.workdir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        popen = subprocess.Popen(["ip", "netns", "exec", self.ns[ns], *argv], stdout=subprocess.PIPE,
-                                 stdin=subprocess.PIPE, stderr=err, text=True, env=full_env, cwd=ROOT,
-                                 start_new_session=True)
+        popen = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns[ns], *argv],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=full_env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         err.close()
         proc = Proc(name, popen)
         proc.start_reader()
         self.procs.append(proc)
         return proc
 
-    def terminal_config(self, role: str, *, ca: bool = True, extra: str = "", port: int = RELAY_PORT,
-                        ice_ip: str | None = None, suffix: str = "") -> Path:
+    def terminal_config(
+        self,
+        role: str,
+        *,
+        ca: bool = True,
+        extra: str = "",
+        port: int = RELAY_PORT,
+        ice_ip: str | None = None,
+        suffix: str = "",
+    ) -> Path:
         """A counter or office TOML for the bed (small synthetic video, ICE on the LAN address)."""
         token, ip = (COUNTER_TOKEN, COUNTER_IP) if role == "counter" else (STATION_TOKEN, STATION_IP)
         ip = ice_ip or ip
-        doc = """
+        doc = (
+            """
 [document_camera]
 source = "synthetic:document"
 width = 640
 height = 480
 fps = 2
-""" if role == "counter" else ""
+"""
+            if role == "counter"
+            else ""
+        )
         path = self.workdir / f"{role}-{port}{'' if ca else '-noca'}{suffix}.toml"
         path.write_text(f"""[relay]
 url = "wss://{PUBLIC_IP}:{port}"
 token = "{token}"
-{f'ca_file = "{self.ca}"' if ca else ''}
+{f'ca_file = "{self.ca}"' if ca else ""}
 
 [camera]
 source = "synthetic:camera"
@@ -413,8 +516,9 @@ ice_addresses = ["{ip}"]
 """)
         return path
 
-    def peer(self, role: str, name: str, *, port: int = RELAY_PORT, ns: str | None = None,
-             timeout: float = 30) -> Proc:
+    def peer(
+        self, role: str, name: str, *, port: int = RELAY_PORT, ns: str | None = None, timeout: float = 30
+    ) -> Proc:
         """Start ``tests/netbed_peer.py`` (``counter`` or ``station``) and wait until it is welcomed and has probed
         its TURN paths. ``ns`` puts it elsewhere than its own LAN (e.g. a station on the counter's LAN: host path)."""
         kind = "counter" if role == "counter" else "office"
@@ -422,8 +526,9 @@ ice_addresses = ["{ip}"]
         ip = COUNTER_IP if where == "cs" else STATION_IP
         extra_name = "" if ns is None else f"-in-{ns}"
         cfg = self.terminal_config(kind, port=port, ice_ip=ip, suffix=extra_name)
-        proc = self.spawn(where, [PYTHON, str(ROOT / "tests" / "netbed_peer.py"), role, "--config", str(cfg)],
-                          name=name)
+        proc = self.spawn(
+            where, [PYTHON, str(ROOT / "tests" / "netbed_peer.py"), role, "--config", str(cfg)], name=name
+        )
         proc.wait_event(lambda e: e["event"] == "paths", timeout, "ready and paths probed")
         return proc
 
@@ -434,10 +539,13 @@ ice_addresses = ["{ip}"]
     # -- scenario switches (town router) ----------------------------------------------------------
     def web_only_town(self) -> None:
         """The town's firewall lets only TCP 443 and 8765 out (all UDP dropped)."""
-        self.nft("rt", """flush chain inet bed outbound
+        self.nft(
+            "rt",
+            """flush chain inet bed outbound
 add rule inet bed outbound tcp dport { 443, 8765 } accept
 add rule inet bed outbound drop
-""")
+""",
+        )
 
     def cut_town(self) -> None:
         """Cut the town's uplink: every forwarded packet is dropped (both ways)."""
@@ -462,8 +570,22 @@ add rule inet bed outbound drop
         for dev in ("wan", "lan"):
             self.nsexec("rt", "tc", "qdisc", "del", "dev", dev, "root", check=False)
             if rate:
-                self.nsexec("rt", "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", rate, "burst", "32kbit",
-                            "latency", "400ms")
+                self.nsexec(
+                    "rt",
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    dev,
+                    "root",
+                    "tbf",
+                    "rate",
+                    rate,
+                    "burst",
+                    "32kbit",
+                    "latency",
+                    "400ms",
+                )
 
     def turn_log_text(self) -> str:
         return self.turn_log.read_text(errors="replace") if self.turn_log.exists() else ""
@@ -484,7 +606,9 @@ add rule inet bed outbound drop
                 self.turn.wait(5)
         for name in self._built:
             # Anything still running in the namespace (a child that escaped) is killed before it goes.
-            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
+            pids = subprocess.run(
+                ["ip", "netns", "pids", name], capture_output=True, text=True
+            ).stdout.split()
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)

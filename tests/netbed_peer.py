@@ -27,19 +27,29 @@ T0 = time.monotonic()
 
 
 def out(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, "t": round(time.monotonic() - T0, 3), **fields}, default=str), flush=True)
+    print(
+        json.dumps({"event": event, "t": round(time.monotonic() - T0, 3), **fields}, default=str), flush=True
+    )
 
 
 def on_event(terminal: HeadlessTerminal) -> Any:
     def handle(ev: SessionEvent) -> None:
-        fields: dict[str, Any] = {"member": ev.member, "track": ev.track, "state": ev.state, "reason": ev.reason}
+        fields: dict[str, Any] = {
+            "member": ev.member,
+            "track": ev.track,
+            "state": ev.state,
+            "reason": ev.reason,
+        }
         session = terminal.session
         if session is not None and ev.member and ev.state == "connected":
             path = getattr(session, "media_path", None)
             if callable(path):
                 fields["path"] = path(ev.member)
-        fields.update({k: v for k, v in ev.detail.items() if isinstance(v, (str, int, float, bool, type(None)))})
+        fields.update(
+            {k: v for k, v in ev.detail.items() if isinstance(v, (str, int, float, bool, type(None)))}
+        )
         out(ev.kind.value, **fields)
+
     return handle
 
 
@@ -71,8 +81,16 @@ async def commands(terminal: HeadlessTerminal, stop: asyncio.Event) -> None:
                 t = time.monotonic()
                 still = await terminal.session.request_still(timeout=60)
                 from kiosk.video.still import pixels_sha256
-                out("still", ok=True, seconds=round(time.monotonic() - t, 3), width=still.width,
-                    height=still.height, sha256=pixels_sha256(still.rgb), bytes=len(still.png))
+
+                out(
+                    "still",
+                    ok=True,
+                    seconds=round(time.monotonic() - t, 3),
+                    width=still.width,
+                    height=still.height,
+                    sha256=pixels_sha256(still.rgb),
+                    bytes=len(still.png),
+                )
             elif cmd == "hangup" and terminal.session is not None:
                 await terminal.session.hangup()
                 out("hung_up")
@@ -89,8 +107,9 @@ async def main() -> int:
     p.add_argument("role", choices=("station", "counter"))
     p.add_argument("--config", required=True)
     args = p.parse_args()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     terminal: HeadlessTerminal
@@ -110,10 +129,18 @@ async def main() -> int:
         welcome = await terminal.wait_up(30)
         out("ready", terminal=welcome.get("terminal"), ice_servers=len(welcome.get("ice_servers") or []))
         await terminal.paths.refresh()
-        out("paths", order=[p.url for p in terminal.paths.ordered()],
-            probes={u: {"ok": r.ok, "failure": r.failure, "seconds": r.seconds, "detail": r.detail}
-                    for u, r in terminal.paths.results.items()})
-        tasks = [asyncio.ensure_future(report_frames(terminal)), asyncio.ensure_future(commands(terminal, stop))]
+        out(
+            "paths",
+            order=[p.url for p in terminal.paths.ordered()],
+            probes={
+                u: {"ok": r.ok, "failure": r.failure, "seconds": r.seconds, "detail": r.detail}
+                for u, r in terminal.paths.results.items()
+            },
+        )
+        tasks = [
+            asyncio.ensure_future(report_frames(terminal)),
+            asyncio.ensure_future(commands(terminal, stop)),
+        ]
         await stop.wait()
         for t in tasks:
             t.cancel()

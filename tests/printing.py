@@ -25,7 +25,9 @@ def _scheduler_running() -> bool:
 def ensure_cupsd(timeout: float = 20.0) -> None:
     """Start cupsd (it daemonizes) unless it runs already; wait until lpstat sees it."""
     if shutil.which("lpstat") is None or shutil.which("cupsd") is None:
-        raise RuntimeError("CUPS is not installed: scripts/setup installs cups, cups-client and printer-driver-cups-pdf")
+        raise RuntimeError(
+            "CUPS is not installed: scripts/setup installs cups, cups-client and printer-driver-cups-pdf"
+        )
     if _scheduler_running():
         return
     subprocess.run(["cupsd"], check=True, timeout=30)
@@ -41,8 +43,12 @@ def pdf_queue() -> Iterator[str]:
     """A cups-pdf queue of this process (``KIOSK_TEST_<pid>``), enabled and accepting; removed afterwards."""
     ensure_cupsd()
     queue = f"KIOSK_TEST_{os.getpid()}"
-    subprocess.run(["lpadmin", "-p", queue, "-v", "cups-pdf:/", "-m", PPD, "-E"], check=True, capture_output=True,
-                   timeout=30)
+    subprocess.run(
+        ["lpadmin", "-p", queue, "-v", "cups-pdf:/", "-m", PPD, "-E"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
     try:
         yield queue
     finally:
@@ -68,8 +74,12 @@ def render_gray(pdf: Path, dpi: int = 40) -> np.ndarray:
     """The first page of a PDF as a grey picture (pdftoppm)."""
     import cv2
 
-    png = subprocess.run(["pdftoppm", "-png", "-gray", "-r", str(dpi), "-f", "1", "-l", "1", "-singlefile", str(pdf)],
-                         capture_output=True, check=True, timeout=60).stdout
+    png = subprocess.run(
+        ["pdftoppm", "-png", "-gray", "-r", str(dpi), "-f", "1", "-l", "1", "-singlefile", str(pdf)],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     gray = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
     assert gray is not None, f"pdftoppm gave no picture for {pdf}"
     return np.asarray(gray)
@@ -81,7 +91,7 @@ def same_picture(printed: np.ndarray, original: np.ndarray) -> float:
 
     def ink(gray: np.ndarray) -> np.ndarray:
         ys, xs = np.nonzero(gray < 200)
-        crop = gray[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        crop = gray[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
         return cv2.resize(crop, (60, 80), interpolation=cv2.INTER_AREA).astype(np.float32)
 
     a, b = ink(printed), ink(original)

@@ -20,13 +20,27 @@ SMALL_DOCUMENT = (320, 180)
 FULL_DOCUMENT = (1920, 1080)
 
 
-def media_config(*, document: tuple[int, int] | None = SMALL_DOCUMENT, document_fps: float = 5.0,
-                 tone_hz: float = 440.0, codec: str = "vp8", camera_fps: float = 15.0) -> MediaConfig:
+def media_config(
+    *,
+    document: tuple[int, int] | None = SMALL_DOCUMENT,
+    document_fps: float = 5.0,
+    tone_hz: float = 440.0,
+    codec: str = "vp8",
+    camera_fps: float = 15.0,
+) -> MediaConfig:
     """Synthetic camera (+ document camera) and tone, ICE on 127.0.0.1 only."""
     camera = CameraConfig("synthetic:camera", CAMERA[0], CAMERA[1], camera_fps)
-    doc = None if document is None else CameraConfig("synthetic:document", document[0], document[1], document_fps)
-    return MediaConfig(camera, doc, AudioConfig(input="synthetic:tone", output="null", tone_hz=tone_hz),
-                       NetworkConfig(ice_addresses=("127.0.0.1",), codec=codec))
+    doc = (
+        None
+        if document is None
+        else CameraConfig("synthetic:document", document[0], document[1], document_fps)
+    )
+    return MediaConfig(
+        camera,
+        doc,
+        AudioConfig(input="synthetic:tone", output="null", tone_hz=tone_hz),
+        NetworkConfig(ice_addresses=("127.0.0.1",), codec=codec),
+    )
 
 
 def terminal_config(terminal: str, url: str, media: MediaConfig) -> TerminalConfig:
@@ -43,8 +57,10 @@ async def wait_stamps(track: RemoteTrack, count: int = 3, timeout: float = 15.0)
     deadline = time.monotonic() + timeout
     while len(seen) < count:
         if time.monotonic() > deadline:
-            raise AssertionError(f"{track.member}/{track.label}: only {len(seen)} stamped frames decoded "
-                                 f"in {timeout} s ({track.frames} frames received)")
+            raise AssertionError(
+                f"{track.member}/{track.label}: only {len(seen)} stamped frames decoded "
+                f"in {timeout} s ({track.frames} frames received)"
+            )
         latest = sink.latest()
         if latest is not None and latest[0] != last_seq:
             last_seq = latest[0]
@@ -63,13 +79,17 @@ async def wait_track(session: CallSession, member: str, label: str, timeout: flo
         if t is not None and t.first_frame_at is not None:
             return t
         if time.monotonic() > deadline:
-            raise AssertionError(f"{session.terminal_id}: no {label} frames from {member} within {timeout} s; "
-                                 f"tracks {[(x.member, x.label, x.frames) for x in session.remote_tracks()]}, "
-                                 f"session {session.state.value}")
+            raise AssertionError(
+                f"{session.terminal_id}: no {label} frames from {member} within {timeout} s; "
+                f"tracks {[(x.member, x.label, x.frames) for x in session.remote_tracks()]}, "
+                f"session {session.state.value}"
+            )
         await asyncio.sleep(0.02)
 
 
-async def wait_audio_tone(track: RemoteTrack, hz: float, timeout: float = 15.0, tolerance: float = 15.0) -> float:
+async def wait_audio_tone(
+    track: RemoteTrack, hz: float, timeout: float = 15.0, tolerance: float = 15.0
+) -> float:
     """Wait until the received audio's dominant frequency is ``hz`` (± tolerance); return it."""
     sink = track.audio_sink
     assert sink is not None
@@ -87,10 +107,10 @@ async def wait_audio_tone(track: RemoteTrack, hz: float, timeout: float = 15.0, 
 class VideoCall(NamedTuple):
     """A call from a headless counter, answered by a headless station, with camera frames flowing both ways."""
 
-    session: CallSession     # the counter's
-    station: CallSession     # the answering station's
+    session: CallSession  # the counter's
+    station: CallSession  # the answering station's
     from_staff: RemoteTrack  # the station's camera, at the counter
-    to_staff: RemoteTrack    # the counter's camera, at the station
+    to_staff: RemoteTrack  # the counter's camera, at the station
 
 
 async def call_with_video(counter: HeadlessCounter, office: HeadlessStation, department: str) -> VideoCall:

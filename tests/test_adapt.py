@@ -21,11 +21,14 @@ async def next_frame(track: MediaStreamTrack) -> VideoFrame:
     return frame
 
 
-def _windows(adapter: CameraAdapter, shares: list[float], *, start: float = 0.0, every: float = 2.0,
-             captured: int = 60) -> list[float | None]:
+def _windows(
+    adapter: CameraAdapter, shares: list[float], *, start: float = 0.0, every: float = 2.0, captured: int = 60
+) -> list[float | None]:
     """Feed one window per share (the slowest encoder took share × captured frames); the scales returned."""
-    return [adapter.observe(start + i * every, captured, [round(share * captured), captured])
-            for i, share in enumerate(shares)]
+    return [
+        adapter.observe(start + i * every, captured, [round(share * captured), captured])
+        for i, share in enumerate(shares)
+    ]
 
 
 def test_encoders_falling_behind_step_the_camera_down_to_640_wide_and_no_further() -> None:
@@ -56,7 +59,7 @@ def test_relapse_after_stepping_up_doubles_the_calm_time() -> None:
     """A PC at its limit does not flip between two sizes every few seconds: each relapse doubles the wait."""
     adapter = CameraAdapter(1280, calm=4.0)
     assert _windows(adapter, [0.5, 1.0, 1.0, 1.0]) == [0.75, None, None, 1.0]  # up at t=6
-    assert adapter.observe(8.0, 60, [30]) == 0.75 and adapter.calm == 8.0      # relapse 2 s later
+    assert adapter.observe(8.0, 60, [30]) == 0.75 and adapter.calm == 8.0  # relapse 2 s later
     assert adapter.observe(10.0, 60, [60]) is None
 
 
@@ -89,10 +92,12 @@ async def test_scaled_source_sends_smaller_frames_but_keeps_full_size_stills() -
 async def test_a_call_starts_small_and_grows_while_the_encoders_keep_up() -> None:
     """A call opens with the smallest camera size (a small first key frame) and grows step by step to the full
     size while every encoder keeps up."""
-    async with open_video_source(CameraConfig("synthetic:camera", 1280, 720, 20, adapt=True),
-                                 name="camera") as source:
-        adaptation = CameraAdaptation(source, 1280, window=1.0, adapter=CameraAdapter(1280, calm=1.0, high=0.9),
-                                      start_small=True)
+    async with open_video_source(
+        CameraConfig("synthetic:camera", 1280, 720, 20, adapt=True), name="camera"
+    ) as source:
+        adaptation = CameraAdaptation(
+            source, 1280, window=1.0, adapter=CameraAdapter(1280, calm=1.0, high=0.9), start_small=True
+        )
         assert source.scale == 0.5, "the first frames are already small"
         track = adaptation.track()
         first = await next_frame(track)
@@ -120,9 +125,12 @@ async def test_a_call_starts_small_and_grows_while_the_encoders_keep_up() -> Non
 async def test_a_slow_encoder_lowers_the_camera_and_a_recovered_one_raises_it() -> None:
     """Two peers take the camera: one keeps up, one (a slow encoder) takes a frame every 0.15 s. The camera
     steps down to 640×360; when that peer keeps up again it steps back to full size; closing restores it too."""
-    async with open_video_source(CameraConfig("synthetic:camera", 1280, 720, 20, adapt=True),
-                                 name="camera") as source:
-        adaptation = CameraAdaptation(source, 1280, window=1.0, adapter=CameraAdapter(1280, calm=1.0, high=0.9))
+    async with open_video_source(
+        CameraConfig("synthetic:camera", 1280, 720, 20, adapt=True), name="camera"
+    ) as source:
+        adaptation = CameraAdaptation(
+            source, 1280, window=1.0, adapter=CameraAdapter(1280, calm=1.0, high=0.9)
+        )
         fast, slow = adaptation.track(), adaptation.track()
         slow_down = asyncio.Event()
         slow_down.set()

@@ -15,7 +15,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("common", "relay_server", "kiosk")
-IO_LIBRARIES = ("websockets", "aiortc", "aioice", "av", "cv2", "serial", "kivy", "sqlite3", "socket", "subprocess")
+IO_LIBRARIES = (
+    "websockets",
+    "aiortc",
+    "aioice",
+    "av",
+    "cv2",
+    "serial",
+    "kivy",
+    "sqlite3",
+    "socket",
+    "subprocess",
+)
 
 # (path pattern relative to the repository, layer); the first match wins. Plain paths must exist.
 LAYER_RULES: tuple[tuple[str, str], ...] = (
@@ -103,7 +114,7 @@ def module_name(path: Path) -> str:
 def layer_of(path: Path) -> str | None:
     rel = path.relative_to(ROOT).as_posix()
     for pattern, layer in LAYER_RULES:
-        if fnmatch.fnmatchcase(rel, pattern) and "/" not in rel[len(pattern.rsplit("/", 1)[0]) + 1:]:
+        if fnmatch.fnmatchcase(rel, pattern) and "/" not in rel[len(pattern.rsplit("/", 1)[0]) + 1 :]:
             return layer
     return None
 
@@ -132,12 +143,20 @@ def project_modules() -> dict[str, Path]:
 def test_every_module_has_a_layer_and_every_rule_a_module() -> None:
     """A module missing from LAYER_RULES fails (it must be placed); a rule naming a vanished file fails too."""
     unmapped = [p.relative_to(ROOT).as_posix() for p in module_files() if layer_of(p) is None]
-    assert not unmapped, f"modules with no layer: {unmapped}; add them to LAYER_RULES and docs/architecture.md"
-    missing = [pattern for pattern, _ in LAYER_RULES if not any(ch in pattern for ch in "*?[")
-               and not (ROOT / pattern).exists()]
+    assert not unmapped, (
+        f"modules with no layer: {unmapped}; add them to LAYER_RULES and docs/architecture.md"
+    )
+    missing = [
+        pattern
+        for pattern, _ in LAYER_RULES
+        if not any(ch in pattern for ch in "*?[") and not (ROOT / pattern).exists()
+    ]
     assert not missing, f"LAYER_RULES names files that do not exist: {missing}"
-    idle = [pattern for pattern, _ in LAYER_RULES
-            if not any(fnmatch.fnmatchcase(p.relative_to(ROOT).as_posix(), pattern) for p in module_files())]
+    idle = [
+        pattern
+        for pattern, _ in LAYER_RULES
+        if not any(fnmatch.fnmatchcase(p.relative_to(ROOT).as_posix(), pattern) for p in module_files())
+    ]
     assert not idle, f"LAYER_RULES patterns that match no module: {idle}"
 
 
@@ -157,7 +176,11 @@ def test_every_import_points_to_an_allowed_layer() -> None:
             if not under(target, *PACKAGES):
                 continue
             target_layer = layer_of(modules[target])
-            if target_layer is not None and target_layer not in MAY_IMPORT[layer] and target not in _parents(name):
+            if (
+                target_layer is not None
+                and target_layer not in MAY_IMPORT[layer]
+                and target not in _parents(name)
+            ):
                 bad.append(f"{name} ({layer}) imports {target} ({target_layer})")
     assert not bad, "imports against docs/architecture.md:\n" + "\n".join(bad)
 
@@ -189,12 +212,21 @@ def test_the_docs_call_pure_exactly_the_pure_layers() -> None:
             package = heading.group(1)
         row = re.match(r"\| ((?:`[\w/.]+\.py`(?:, )?)+) \| ([^|]+) \|", line)
         if row and package and row.group(2).strip() == "pure":
-            documented_pure.update(f"{package}/{name}" for name in re.findall(r"`([\w/.]+\.py)`", row.group(1)))
-    layered_pure = {p.relative_to(ROOT).as_posix() for p in module_files()
-                    if layer_of(p) in PURE_LAYERS and p.name != "__init__.py"}
+            documented_pure.update(
+                f"{package}/{name}" for name in re.findall(r"`([\w/.]+\.py)`", row.group(1))
+            )
+    layered_pure = {
+        p.relative_to(ROOT).as_posix()
+        for p in module_files()
+        if layer_of(p) in PURE_LAYERS and p.name != "__init__.py"
+    }
     assert documented_pure, "no module map with 'pure' rows found in docs/architecture.md"
-    assert documented_pure <= layered_pure, f"documented pure but not in a pure layer: {documented_pure - layered_pure}"
-    assert layered_pure <= documented_pure, f"in a pure layer but not documented pure: {layered_pure - documented_pure}"
+    assert documented_pure <= layered_pure, (
+        f"documented pure but not in a pure layer: {documented_pure - layered_pure}"
+    )
+    assert layered_pure <= documented_pure, (
+        f"in a pure layer but not documented pure: {layered_pure - documented_pure}"
+    )
 
 
 def test_the_module_map_names_every_module() -> None:

@@ -44,16 +44,28 @@ def pair() -> tuple[CounterAssist, StationAssist, list[str], list[str]]:
     return counter, station, to_station, to_counter
 
 
-@pytest.mark.parametrize("bad, why", [
-    ("not json", "not JSON"), ("[1]", "JSON object"), ('{"assist": "nope"}', "unknown 'assist' kind"),
-    ('{"assist": "reply"}', "needs field 'reply'"), ('{"assist": "reply", "reply": "maybe"}', "reply must be"),
-    ('{"assist": "text", "seq": true, "text": "x"}', "must be int"),
-    ('{"assist": "marks", "target": "document", "marks": [{"kind": "star", "x": 0.1, "y": 0.1}]}', "kind must be"),
-    ('{"assist": "marks", "target": "document", "marks": [{"kind": "point", "x": 7, "y": 0.1}]}', "near 0..1"),
-    ('{"assist": "marks", "target": "paper", "marks": []}', "need its 'id'"),
-    ('{"assist": "stroke", "stroke": 0, "points": [[0.1]]}', "must be [x, y]"),
-    ('{"assist": "print_status", "id": "a", "page": 0, "state": "done"}', "print state"),
-])
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        ("not json", "not JSON"),
+        ("[1]", "JSON object"),
+        ('{"assist": "nope"}', "unknown 'assist' kind"),
+        ('{"assist": "reply"}', "needs field 'reply'"),
+        ('{"assist": "reply", "reply": "maybe"}', "reply must be"),
+        ('{"assist": "text", "seq": true, "text": "x"}', "must be int"),
+        (
+            '{"assist": "marks", "target": "document", "marks": [{"kind": "star", "x": 0.1, "y": 0.1}]}',
+            "kind must be",
+        ),
+        (
+            '{"assist": "marks", "target": "document", "marks": [{"kind": "point", "x": 7, "y": 0.1}]}',
+            "near 0..1",
+        ),
+        ('{"assist": "marks", "target": "paper", "marks": []}', "need its 'id'"),
+        ('{"assist": "stroke", "stroke": 0, "points": [[0.1]]}', "must be [x, y]"),
+        ('{"assist": "print_status", "id": "a", "page": 0, "state": "done"}', "print state"),
+    ],
+)
 def test_malformed_messages_are_refused_with_the_reason(bad: str, why: str) -> None:
     """Every malformed message gets an AssistError naming what is wrong."""
     with pytest.raises(AssistError, match=why.replace("[", r"\[").replace("..", r"\.\.")):
@@ -94,7 +106,9 @@ def test_paper_pages_print_status_and_close_both_ways() -> None:
     counter, station, _, _ = pair()
     pages = [PageImage(b"\x89PNG page one", "png", 100, 141), PageImage(b"\x89PNG page two", "png", 100, 141)]
     pid = station.send_paper(pages, "記入例")
-    assert counter.shown == (pid, 0) and counter.page is not None and bytes(counter.page.data) == pages[0].data
+    assert (
+        counter.shown == (pid, 0) and counter.page is not None and bytes(counter.page.data) == pages[0].data
+    )
     assert station.papers[pid].received == {0, 1} and station.papers[pid].shown_page == 0
     counter.turn_page(1)
     assert counter.shown == (pid, 1) and station.papers[pid].shown_page == 1
@@ -124,7 +138,9 @@ def test_marks_and_written_conversation_both_ways() -> None:
     """Marks reach the counter; the paper moving clears them and tells staff; text, replies and strokes flow."""
     counter, station, _, _ = pair()
     station.set_marks([Mark("circle", 0.5, 0.25, r=0.1), Mark("arrow", 0.1, 0.9, x2=0.3, y2=0.7)])
-    assert [m.kind for m in counter.document_marks] == ["circle", "arrow"] and counter.document_marks[0].r == 0.1
+    assert [m.kind for m in counter.document_marks] == ["circle", "arrow"] and counter.document_marks[
+        0
+    ].r == 0.1
     counter.clear_document_marks("moved")
     assert not station.document_marks and station.marks_cleared_reason == "moved"
     station.send_text("ご住所を書いてください")
@@ -161,7 +177,9 @@ def test_marks_land_on_the_same_place_of_the_picture_on_any_screen() -> None:
     frac = to_fraction(*to_screen(0.75, 0.2, staff), staff)
     assert frac == pytest.approx((0.75, 0.2))
     sx, sy = to_screen(0.75, 0.2, kiosk)
-    assert sx == pytest.approx(850 + 300) and sy == pytest.approx(200 + 250 + 112.5 / 2 * 2 * 0.8 - 0.0, abs=60)
+    assert sx == pytest.approx(850 + 300) and sy == pytest.approx(
+        200 + 250 + 112.5 / 2 * 2 * 0.8 - 0.0, abs=60
+    )
     assert to_fraction(850, 200, kiosk) is None  # the letterbox band is not the picture
     circle = screen_mark(Mark("circle", 0.5, 0.5, r=0.1), kiosk)
     assert circle.r == pytest.approx(40) and (circle.x, circle.y) == pytest.approx((1050, 450))
@@ -180,4 +198,3 @@ def test_paper_motion_ignores_noise_and_sees_the_paper_moved() -> None:
         assert not motion.moved(noisy)
     shifted = np.roll(page, 60, axis=1)
     assert not motion.moved(shifted) and motion.moved(shifted) and not motion.anchored
-

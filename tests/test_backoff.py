@@ -12,7 +12,12 @@ def test_delays_grow_by_the_factor_up_to_the_maximum() -> None:
     retry = Backoff(initial=0.25, maximum=5.0).start()
     assert [retry.next() for _ in range(7)] == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
     assert retry.failures == 7 and retry.last == 5.0
-    assert [Backoff(initial=1.0, maximum=30.0, factor=3.0).delay(n) for n in (1, 2, 3, 4)] == [1.0, 3.0, 9.0, 27.0]
+    assert [Backoff(initial=1.0, maximum=30.0, factor=3.0).delay(n) for n in (1, 2, 3, 4)] == [
+        1.0,
+        3.0,
+        9.0,
+        27.0,
+    ]
 
 
 def test_reset_starts_again_from_the_initial_delay() -> None:
@@ -48,12 +53,15 @@ def test_the_short_form_is_initial_and_maximum() -> None:
     assert Backoff.of(policy, jitter=0.5) is policy
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"initial": 0.0}, "0 < initial <= maximum"),
-    ({"initial": 5.0, "maximum": 1.0}, "0 < initial <= maximum"),
-    ({"factor": 0.5}, "factor must be at least 1"),
-    ({"jitter": 1.0}, "jitter must be in"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"initial": 0.0}, "0 < initial <= maximum"),
+        ({"initial": 5.0, "maximum": 1.0}, "0 < initial <= maximum"),
+        ({"factor": 0.5}, "factor must be at least 1"),
+        ({"jitter": 1.0}, "jitter must be in"),
+    ],
+)
 def test_a_policy_that_cannot_work_is_refused(kwargs: dict[str, float], message: str) -> None:
     """A zero or inverted delay range, a shrinking factor or a jitter of 100 % is an error naming the value."""
     with pytest.raises(ValueError, match=message):

@@ -19,8 +19,16 @@ def test_percentile_interpolates_like_numpy() -> None:
 async def test_relay_benchmark_runs_with_a_few_terminals() -> None:
     """The relay benchmark connects ~20 idle terminals, places a few calls on the relay and the bare forwarder
     and returns rows with real latencies for both."""
-    rows, detail = await run_async([20], calls=5, pairs=2, idle_window=0.5, setup_window=0.5, connect_budget=30,
-                                   log=lambda *_: None, latency_budget=10)
+    rows, detail = await run_async(
+        [20],
+        calls=5,
+        pairs=2,
+        idle_window=0.5,
+        setup_window=0.5,
+        connect_budget=30,
+        log=lambda *_: None,
+        latency_budget=10,
+    )
     by_metric = {r.metric: r for r in rows}
     lat = by_metric["touch→incoming"]
     assert isinstance(lat.ours, Stats) and lat.ours.n == 5 and lat.ours.p50 > 0

@@ -57,13 +57,17 @@ def test_camera_flags_replace_the_configured_sources_on_every_command() -> None:
 
     counter = load_terminal_config(ROOT / "config" / "counter.toml", "counter")
     office = load_terminal_config(ROOT / "config" / "office.toml", "office")
-    for parser, cfg, extra in [(counter_parser(), counter, ["--document-camera", "file:/srv/page.avi"]),
-                               (call_test_parser(), counter, ["--department", "juumin",
-                                                              "--document-camera", "file:/srv/page.avi"]),
-                               (office_parser(), office, []), (headless_parser(), office, ["--headless"])]:
+    for parser, cfg, extra in [
+        (counter_parser(), counter, ["--document-camera", "file:/srv/page.avi"]),
+        (call_test_parser(), counter, ["--department", "juumin", "--document-camera", "file:/srv/page.avi"]),
+        (office_parser(), office, []),
+        (headless_parser(), office, ["--headless"]),
+    ]:
         args = parser.parse_args(["--camera", "/dev/video4", *extra])
         media = CameraOverrides.from_args(args).apply(cfg).media
-        assert media is not None and media.camera is not None and media.camera.source == "/dev/video4", parser.prog
+        assert media is not None and media.camera is not None and media.camera.source == "/dev/video4", (
+            parser.prog
+        )
         assert media.camera.width == cfg.media.camera.width  # type: ignore[union-attr]  # size stays as configured
         if extra[-2:] == ["--document-camera", "file:/srv/page.avi"]:
             assert media.document_camera is not None and media.document_camera.source == "file:/srv/page.avi"
@@ -74,22 +78,58 @@ def test_camera_flags_replace_the_configured_sources_on_every_command() -> None:
 def test_call_test_against_headless_station(tmp_path: Path) -> None:
     """call-test places a real call to a --headless --auto-answer station and reports real timings and media."""
     office_cfg = _small_config(tmp_path, "office")
-    counter_cfg = _small_config(tmp_path, "counter", {"width = 1920": "width = 320", "height = 1080": "height = 180"})
+    counter_cfg = _small_config(
+        tmp_path, "counter", {"width = 1920": "width = 320", "height = 1080": "height = 180"}
+    )
     with RelayProcess(write_relay_config(tmp_path)) as relay:
         # The station streams a video file given on the command line instead of its synthetic camera.
         clip = tmp_path / "staff.avi"
         write_stamped_video(clip, 30, size=(176, 144))
         station = subprocess.Popen(
-            [sys.executable, "-m", "kiosk", "office", "--config", str(office_cfg), "--headless",
-             "--auto-answer", "0.3", "--url", relay.url, "--camera", f"file:{clip}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "kiosk",
+                "office",
+                "--config",
+                str(office_cfg),
+                "--headless",
+                "--auto-answer",
+                "0.3",
+                "--url",
+                relay.url,
+                "--camera",
+                f"file:{clip}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
         try:
             ready = _wait_line(station, "ready:", 30)
             assert f"camera file:{clip}" in ready, ready
             result = subprocess.run(
-                [sys.executable, "-m", "kiosk", "call-test", "--config", str(counter_cfg), "--department", "juumin",
-                 "--seconds", "1.5", "--json", "--url", relay.url],
-                capture_output=True, text=True, cwd=ROOT, timeout=90)
+                [
+                    sys.executable,
+                    "-m",
+                    "kiosk",
+                    "call-test",
+                    "--config",
+                    str(counter_cfg),
+                    "--department",
+                    "juumin",
+                    "--seconds",
+                    "1.5",
+                    "--json",
+                    "--url",
+                    relay.url,
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=90,
+            )
             assert result.returncode == 0, f"call-test failed:\n{result.stdout}\n{result.stderr}"
             report = json.loads(result.stdout)
             assert report["ok"] and report["answered"] and report["reason"] == "ok"
@@ -100,7 +140,9 @@ def test_call_test_against_headless_station(tmp_path: Path) -> None:
             tracks = {t["track"]: t for t in report["tracks"]}
             assert set(tracks) == {"camera", "audio"}
             assert tracks["camera"]["frames"] > 5 and tracks["camera"]["fps"] > 2
-            assert (tracks["camera"]["width"], tracks["camera"]["height"]) == (240, 136), "a file is scaled as configured"
+            assert (tracks["camera"]["width"], tracks["camera"]["height"]) == (240, 136), (
+                "a file is scaled as configured"
+            )
             assert 0 < tracks["camera"]["first_frame_s"] < 10
             assert tracks["audio"]["audio_level"] > 0.01
             assert abs(tracks["audio"]["audio_frequency_hz"] - 660) < 15  # office.toml's tone
@@ -120,8 +162,11 @@ async def test_call_test_reports_why_a_call_was_not_answered(tmp_path: Path) -> 
     """With no station online the report says the call was refused as unavailable and is not ok."""
     async with RelayServer(make_relay_config()) as srv:
         cfg = load_terminal_config(
-            _small_config(tmp_path, "counter", {"width = 1920": "width = 320", "height = 1080": "height = 180"}),
-            "counter")
+            _small_config(
+                tmp_path, "counter", {"width = 1920": "width = 320", "height = 1080": "height = 180"}
+            ),
+            "counter",
+        )
         report = await run_call_test(cfg, "juumin", seconds=1, url=srv.url)
     assert not report.ok and not report.answered
     assert report.reason.startswith("call refused: unavailable")

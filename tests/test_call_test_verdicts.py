@@ -17,7 +17,9 @@ from relay_server.server import RelayServer
 
 
 def counter_config(**relay: str) -> TerminalConfig:
-    cfg = small_media(load_terminal_config(ROOT / "config" / "counter.toml", "counter"), (160, 90), (320, 180))
+    cfg = small_media(
+        load_terminal_config(ROOT / "config" / "counter.toml", "counter"), (160, 90), (320, 180)
+    )
     return cfg if not relay else replace(cfg, relay=replace(cfg.relay, **relay))
 
 
@@ -31,9 +33,13 @@ async def test_missing_cameras_fail_the_call_test() -> None:
     """A call that works but whose counter has no cameras is not ok, and the report names both cameras."""
     cfg = counter_config()
     assert cfg.media is not None and cfg.media.camera is not None and cfg.media.document_camera is not None
-    cfg = cfg.with_overrides(media=replace(
-        cfg.media, camera=replace(cfg.media.camera, source="/dev/video97"),
-        document_camera=replace(cfg.media.document_camera, source="/dev/video98")))
+    cfg = cfg.with_overrides(
+        media=replace(
+            cfg.media,
+            camera=replace(cfg.media.camera, source="/dev/video97"),
+            document_camera=replace(cfg.media.document_camera, source="/dev/video98"),
+        )
+    )
     office = small_media(load_terminal_config(ROOT / "config" / "office.toml", "office"), (160, 90), None)
     async with RelayServer(make_relay_config()) as srv:
         async with HeadlessStation(office, auto_answer=0.0, url=srv.url) as station:
@@ -49,7 +55,9 @@ async def test_refused_token_is_named_within_two_seconds() -> None:
     """A wrong token is reported as a refused token (not 'not reachable'), within 2 s."""
     async with RelayServer(make_relay_config()) as srv:
         started = time.monotonic()
-        report = await run_call_test(counter_config(token="not-the-token"), "juumin", seconds=0.5, url=srv.url)
+        report = await run_call_test(
+            counter_config(token="not-the-token"), "juumin", seconds=0.5, url=srv.url
+        )
         took = time.monotonic() - started
     assert not report.ok and took < 2.0, (took, report.reason)
     assert "token was refused by the relay" in report.reason and "reach" not in report.reason
@@ -72,4 +80,3 @@ async def test_unknown_department_lists_the_valid_ids() -> None:
     assert not report.ok
     assert "no department 'jumin'" in report.reason and "juumin" in report.reason and "zeimu" in report.reason
     assert "did you mean 'juumin'" in report.reason
-

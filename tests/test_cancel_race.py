@@ -46,7 +46,9 @@ class World:
     rng: random.Random
     relay: RelayCore
     counter: CounterMachine
-    to_relay: dict[str, deque[dict[str, Any]]] = field(default_factory=lambda: {COUNTER: deque(), STATION: deque()})
+    to_relay: dict[str, deque[dict[str, Any]]] = field(
+        default_factory=lambda: {COUNTER: deque(), STATION: deque()}
+    )
     to_counter: deque[dict[str, Any]] = field(default_factory=deque)
     to_station: deque[dict[str, Any]] = field(default_factory=deque)
     station_ringing: set[str] = field(default_factory=set)
@@ -160,7 +162,9 @@ def new_world(seed: int) -> World:
     w.relay_out(relay.connect(COUNTER, NOW))
     w.to_counter.clear()
     counter.handle(RelayMessage(WELCOME))
-    counter.handle(RelayMessage({"type": "presence", "departments": {"juumin": "available", "zeimu": "available"}}))
+    counter.handle(
+        RelayMessage({"type": "presence", "departments": {"juumin": "available", "zeimu": "available"}})
+    )
     assert counter.state is State.START
     return w
 

@@ -22,8 +22,13 @@ COMMANDS = ["counter", "office", "lamp", "call-test", "doctor"]
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_terminal_command_takes_config_and_url(command: str) -> None:
     """--config and --url are accepted (and documented in --help) by every terminal program."""
-    out = subprocess.run([sys.executable, "-m", "kiosk", command, "--help"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "kiosk", command, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "--config" in out.stdout and "--url" in out.stdout, out.stdout
 
@@ -33,11 +38,24 @@ async def test_lamp_agent_takes_url() -> None:
     async with RelayServer(make_relay_config()) as srv:
         with EmulatedLcusBoard(4) as board:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kiosk", "lamp", "--config", str(ROOT / "config" / "lamp.toml"),
-                "--lamp-port", board.url, "--url", srv.url, cwd=ROOT,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+                sys.executable,
+                "-m",
+                "kiosk",
+                "lamp",
+                "--config",
+                str(ROOT / "config" / "lamp.toml"),
+                "--lamp-port",
+                board.url,
+                "--url",
+                srv.url,
+                cwd=ROOT,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
             try:
-                await wait_until(lambda: "lamp-tobetsu-1" in srv.core.online or proc.returncode is not None, 60)
+                await wait_until(
+                    lambda: "lamp-tobetsu-1" in srv.core.online or proc.returncode is not None, 60
+                )
                 assert proc.returncode is None, "kiosk lamp exited"
             finally:
                 proc.terminate()

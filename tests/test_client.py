@@ -26,7 +26,9 @@ async def test_wrong_token_is_reported_as_unauthorized() -> None:
     """A rejected token shows as link state 'unauthorized' (what the kiosk's out-of-service screen explains)."""
     states: list[str] = []
     async with RelayServer(make_relay_config()) as relay:
-        client = RelayClient(relay.url, "not-a-token", on_link=lambda s, d: states.append(s), backoff=(0.05, 0.1))
+        client = RelayClient(
+            relay.url, "not-a-token", on_link=lambda s, d: states.append(s), backoff=(0.05, 0.1)
+        )
         async with client:
             await wait_until(lambda: LINK_UNAUTHORIZED in states, 5)
         assert LINK_UP not in states

@@ -20,9 +20,17 @@ from websockets.asyncio.server import ServerConnection, serve
 from kiosk.client import LINK_DOWN, LINK_UP, RelayClient
 from relay_server.server import RelayServer
 
-WELCOME = {"type": "welcome", "terminal": "lamp-tobetsu-1", "role": "lamp", "protocol": 1, "time": 0.0,
-           "departments": [{"id": "juumin", "office": "tobetsu", "name": {"ja": "住民課", "en": "Residents"},
-                            "fallback": {}}], "ice_servers": []}
+WELCOME = {
+    "type": "welcome",
+    "terminal": "lamp-tobetsu-1",
+    "role": "lamp",
+    "protocol": 1,
+    "time": 0.0,
+    "departments": [
+        {"id": "juumin", "office": "tobetsu", "name": {"ja": "住民課", "en": "Residents"}, "fallback": {}}
+    ],
+    "ice_servers": [],
+}
 
 
 class ScriptedRelay:
@@ -64,14 +72,25 @@ async def scripted() -> AsyncIterator[Any]:
 
 
 async def test_bad_frames_from_the_relay_are_skipped_and_the_link_stays_up(
-        scripted: Any, caplog: pytest.LogCaptureFixture) -> None:
+    scripted: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     """Row 7: a non-JSON text frame, a non-UTF-8 binary frame, non-UTF-8 text, an array and a typeless object are
     logged and skipped; the next message is delivered on the same connection and the link stays up (the client
     used to stop for good with its link state still 'up')."""
     caplog.set_level(logging.WARNING, logger="kiosk.client")
     presence = {"type": "presence", "departments": {"juumin": "available"}}
-    relay = await scripted([json.dumps(WELCOME), "{not json", b"\xff\xfe\x00", b"TEXT:\xc3\x28", "[1, 2]",
-                            '{"no": "type"}', '{"a":' * 3000 + "1" + "}" * 3000, json.dumps(presence)])
+    relay = await scripted(
+        [
+            json.dumps(WELCOME),
+            "{not json",
+            b"\xff\xfe\x00",
+            b"TEXT:\xc3\x28",
+            "[1, 2]",
+            '{"no": "type"}',
+            '{"a":' * 3000 + "1" + "}" * 3000,
+            json.dumps(presence),
+        ]
+    )
     got: list[dict[str, Any]] = []
     links: list[str] = []
     client = RelayClient(relay.url, "t", on_message=got.append, on_link=lambda s, d: links.append(s))
@@ -89,17 +108,31 @@ async def test_two_copies_of_one_terminal_settle() -> None:
     next welcome), and the replaced copy says so in its link state (it used to go 39 rounds in 10 s)."""
     details: list[str] = []
     async with RelayServer(make_relay_config()) as relay:
-        a = RelayClient(relay.url, TOKENS[OFFICE1], backoff=(0.02, 0.05), replaced_backoff=(0.3, 60.0),
-                        on_link=lambda s, d: details.append(d))
-        b = RelayClient(relay.url, TOKENS[OFFICE1], backoff=(0.02, 0.05), replaced_backoff=(0.3, 60.0),
-                        on_link=lambda s, d: details.append(d))
+        a = RelayClient(
+            relay.url,
+            TOKENS[OFFICE1],
+            backoff=(0.02, 0.05),
+            replaced_backoff=(0.3, 60.0),
+            on_link=lambda s, d: details.append(d),
+        )
+        b = RelayClient(
+            relay.url,
+            TOKENS[OFFICE1],
+            backoff=(0.02, 0.05),
+            replaced_backoff=(0.3, 60.0),
+            on_link=lambda s, d: details.append(d),
+        )
         async with a:
             await a.wait_up(5)
             async with b:
-                await asyncio.sleep(4.0)  # a window to count replacements in (an upper bound: slowness only lowers it)
+                await asyncio.sleep(
+                    4.0
+                )  # a window to count replacements in (an upper bound: slowness only lowers it)
                 rounds = a.replaced_count + b.replaced_count
     assert 1 <= rounds <= 6, rounds  # 0.3 + 0.3 + 0.6 + 0.6 + 1.2 + 1.2 s ... (the old client: ~15 in 4 s)
-    assert any("another copy of this terminal is running" in d and "retrying in" in d for d in details), details
+    assert any("another copy of this terminal is running" in d and "retrying in" in d for d in details), (
+        details
+    )
 
 
 async def test_a_long_held_link_is_forgiven_its_earlier_4409s() -> None:
@@ -131,8 +164,13 @@ async def test_lamp_goes_out_within_seconds_when_the_relay_hangs(scripted: Any) 
     incoming = {"type": "incoming", "call": "c1", "department": "juumin", "from": COUNTER}
     relay = await scripted([json.dumps(WELCOME), json.dumps(incoming)], hang=True)
     board = LampBoard(LampConfig(driver="none", port="", channels={"juumin": 1}))
-    client = RelayClient(relay.url, "t", on_message=board.on_message, on_link=lambda s, d: board.on_link(s, d),
-                         keepalive=LAMP_KEEPALIVE)
+    client = RelayClient(
+        relay.url,
+        "t",
+        on_message=board.on_message,
+        on_link=lambda s, d: board.on_link(s, d),
+        keepalive=LAMP_KEEPALIVE,
+    )
     async with client:
         await wait_until(lambda: board.ringing_count().get("juumin") == 1, 5)
         assert {ch: state.name for ch, state in board.desired().items()} == {1: "ON"}

@@ -18,12 +18,19 @@ def test_demo_configs_load() -> None:
     assert len(relay.departments) >= 4
     assert all(d.hours.always for d in relay.departments.values())
     roles = sorted(t.role for t in relay.terminals.values())
-    assert roles == ["counter", "lamp", "office", "office"], "the demo: one counter, two stations, one lamp agent"
+    assert roles == ["counter", "lamp", "office", "office"], (
+        "the demo: one counter, two stations, one lamp agent"
+    )
     stations = [t for t in relay.terminals.values() if t.role == "office"]
     assert set(stations[0].departments) == set(stations[1].departments) == set(relay.departments), (
         "both demo stations serve every department, so a colleague can be invited and 'taken' can be seen"
     )
-    for name, role in [("counter", "counter"), ("office", "office"), ("office-2", "office"), ("lamp", "lamp")]:
+    for name, role in [
+        ("counter", "counter"),
+        ("office", "office"),
+        ("office-2", "office"),
+        ("lamp", "lamp"),
+    ]:
         cfg = load_terminal_config(ROOT / f"config/{name}.toml", role)
         assert cfg.relay.url.startswith("ws://")
         owner = [t for t in relay.terminals.values() if t.token_hash == hash_token(cfg.relay.token)]
@@ -42,12 +49,15 @@ def test_camera_adapts_by_default_and_the_document_camera_never(tmp_path: Path) 
     assert media is not None and media.camera is not None and not media.camera.adapt
     bad = tmp_path / "bad.toml"
     bad.write_text(text.replace("[document_camera]\n", "[document_camera]\nadapt = true\n", 1))
-    with pytest.raises(ConfigError, match=r"document_camera\.adapt: the document camera is never scaled down"):
+    with pytest.raises(
+        ConfigError, match=r"document_camera\.adapt: the document camera is never scaled down"
+    ):
         load_terminal_config(bad, "counter")
 
 
 def test_relay_defaults_when_keys_are_left_out(tmp_path: Path) -> None:
-    """Timers a technician leaves out take the documented defaults: ring 60 s, grace 20 s, hello 10 s, 4 members, 64 KiB."""
+    """Timers a technician leaves out take the documented defaults: ring 60 s, grace 20 s, hello 10 s, 4 members,
+    64 KiB."""
     text = (ROOT / "config/relay.toml").read_text()
     for key in ("ring_timeout", "grace_period", "max_members"):
         text = "\n".join(line for line in text.splitlines() if not line.startswith(key))
@@ -73,7 +83,9 @@ def test_typo_in_key_names_file_line_and_suggestion(tmp_path: Path) -> None:
 def test_bad_value_in_array_table_is_located(tmp_path: Path) -> None:
     """A wrong value inside the third [[department]] points at that department's line."""
     text = (ROOT / "config/relay.toml").read_text()
-    marker = 'id = "hoken"\nname = { ja = "保健福祉課", en = "Health and Welfare Division" }\nhours = "always"'
+    marker = (
+        'id = "hoken"\nname = { ja = "保健福祉課", en = "Health and Welfare Division" }\nhours = "always"'
+    )
     assert marker in text
     text = text.replace(marker, marker.replace('"always"', '["mon-fri 8:45-25:00"]'))
     p = tmp_path / "relay.toml"

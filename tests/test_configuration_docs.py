@@ -9,8 +9,11 @@ from kiosk.config import load_terminal_config
 from relay_server.config import load_relay_config
 
 ROOT = Path(__file__).resolve().parent.parent
-PARSERS = (ROOT / "relay_server" / "config.py", ROOT / "relay_server" / "admin" / "settings.py",
-           ROOT / "kiosk" / "config.py")
+PARSERS = (
+    ROOT / "relay_server" / "config.py",
+    ROOT / "relay_server" / "admin" / "settings.py",
+    ROOT / "kiosk" / "config.py",
+)
 _KEY = re.compile(r"""\.(?:get|get_list|section|sections)\(\s*["']([a-z_]+)["']""")
 
 

@@ -49,7 +49,9 @@ async def test_technician_menu_does_not_call_a_synthetic_source_ok() -> None:
 
     relay = await RelayServer(relay_config()).start(host="127.0.0.1", port=0)
     cfg = counter_config()
-    app = CounterApp(replace(cfg, relay=replace(cfg.relay, token="not-this-token")), url=relay.url, hold_time=0.3)
+    app = CounterApp(
+        replace(cfg, relay=replace(cfg.relay, token="not-this-token")), url=relay.url, hold_time=0.3
+    )
     try:
         async with running_app(app) as ui:
             await ui.until(lambda: app.machine.link_state == "unauthorized", 10, "the refused token")

@@ -37,12 +37,23 @@ from kiosk.counter_state import (
 )
 
 WELCOME: dict[str, Any] = {
-    "type": "welcome", "terminal": "counter-sapporo-1", "role": "counter", "name": "札幌",
+    "type": "welcome",
+    "terminal": "counter-sapporo-1",
+    "role": "counter",
+    "name": "札幌",
     "departments": [
-        {"id": "juumin", "office": "tobetsu", "name": {"ja": "住民課", "en": "Residents Division"},
-         "fallback": {"phone": "0133-23-2223", "hours_ja": "平日 8:45〜17:30", "hours_en": "Weekdays"}},
-        {"id": "zeimu", "office": "tobetsu", "name": {"ja": "税務課", "en": "Taxation Division"},
-         "fallback": {"phone": "0133-23-2224", "hours_ja": "平日", "hours_en": "Weekdays"}},
+        {
+            "id": "juumin",
+            "office": "tobetsu",
+            "name": {"ja": "住民課", "en": "Residents Division"},
+            "fallback": {"phone": "0133-23-2223", "hours_ja": "平日 8:45〜17:30", "hours_en": "Weekdays"},
+        },
+        {
+            "id": "zeimu",
+            "office": "tobetsu",
+            "name": {"ja": "税務課", "en": "Taxation Division"},
+            "fallback": {"phone": "0133-23-2224", "hours_ja": "平日", "hours_en": "Weekdays"},
+        },
     ],
     "ice_servers": [],
 }
@@ -55,8 +66,11 @@ def ready_machine(**presence: str) -> CounterMachine:
     m.handle(DevicesChecked(()))
     m.handle(LinkChanged("up", "ws://x"))
     m.handle(RelayMessage(WELCOME))
-    m.handle(RelayMessage({"type": "presence",
-                           "departments": {"juumin": "available", "zeimu": "available", **presence}}))
+    m.handle(
+        RelayMessage(
+            {"type": "presence", "departments": {"juumin": "available", "zeimu": "available", **presence}}
+        )
+    )
     assert m.state is State.START
     return m
 
@@ -191,21 +205,35 @@ def test_unanswered_shows_fallback_then_returns_by_itself() -> None:
     assert m.state is State.START
 
 
-@pytest.mark.parametrize(("code", "outcome"), [("closed", Outcome.CLOSED), ("unavailable", Outcome.UNAVAILABLE),
-                                                ("rate_limited", Outcome.FAILED)])
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [("closed", Outcome.CLOSED), ("unavailable", Outcome.UNAVAILABLE), ("rate_limited", Outcome.FAILED)],
+)
 def test_call_error_shows_result_with_fallback(code: str, outcome: Outcome) -> None:
     """A relay error answering ``call`` shows the matching result with the error's fallback phone."""
     m = ready_machine()
     m.handle(DepartmentChosen("juumin"))
-    m.handle(RelayMessage({"type": "error", "code": code, "message": "x", "ref": "call", "department": "juumin",
-                           "fallback": {"phone": "011-000-0000", "hours_ja": "平日", "hours_en": "Weekdays"}}))
+    m.handle(
+        RelayMessage(
+            {
+                "type": "error",
+                "code": code,
+                "message": "x",
+                "ref": "call",
+                "department": "juumin",
+                "fallback": {"phone": "011-000-0000", "hours_ja": "平日", "hours_en": "Weekdays"},
+            }
+        )
+    )
     assert m.state is State.RESULT and m.outcome is outcome
     assert m.result_department is not None and m.result_department.phone == "011-000-0000"
     m.handle(BackPressed())
     assert m.state is State.START
 
 
-@pytest.mark.parametrize(("presence", "outcome"), [("closed", Outcome.CLOSED), ("offline", Outcome.UNAVAILABLE)])
+@pytest.mark.parametrize(
+    ("presence", "outcome"), [("closed", Outcome.CLOSED), ("offline", Outcome.UNAVAILABLE)]
+)
 def test_greyed_department_explains_without_calling(presence: str, outcome: Outcome) -> None:
     """Touching a closed or offline department shows why and the phone number, without placing a call."""
     m = ready_machine(zeimu=presence)
@@ -299,8 +327,18 @@ def test_call_kept_by_the_relay_carries_on_after_reconnect() -> None:
     m.handle(LinkChanged("down", "blip"))
     m.handle(LinkChanged("up"))
     m.handle(RelayMessage(WELCOME))
-    cmds = m.handle(RelayMessage({"type": "call_state", "call": "c1", "state": "ringing", "department": "juumin",
-                                  "counter": "counter-sapporo-1", "members": ["counter-sapporo-1"]}))
+    cmds = m.handle(
+        RelayMessage(
+            {
+                "type": "call_state",
+                "call": "c1",
+                "state": "ringing",
+                "department": "juumin",
+                "counter": "counter-sapporo-1",
+                "members": ["counter-sapporo-1"],
+            }
+        )
+    )
     assert CancelTimer("resume") in cmds
     m.handle(TimerFired("resume"))  # a stale timer is ignored
     assert m.state is State.CALLING

@@ -40,7 +40,7 @@ def test_every_character_is_covered_by_the_configured_font() -> None:
 def test_missing_glyphs_detects_tofu() -> None:
     """The coverage check really fails for characters the font lacks (so the test above means something)."""
     font = find_cjk_font()
-    assert missing_glyphs(font, "住民課\U0001F9EA") == {"\U0001F9EA"}
+    assert missing_glyphs(font, "住民課\U0001f9ea") == {"\U0001f9ea"}
 
 
 def test_configured_font_that_does_not_exist_is_an_error(tmp_path: Path) -> None:

@@ -34,7 +34,9 @@ class Rig:
     ui: UiDriver
     stations: list[HeadlessStation]
 
-    async def add_station(self, config: str = "office.toml", auto_answer: float | None = 0.0) -> HeadlessStation:
+    async def add_station(
+        self, config: str = "office.toml", auto_answer: float | None = 0.0
+    ) -> HeadlessStation:
         station = HeadlessStation(office_config(config), auto_answer=auto_answer, url=self.relay.url)
         await station.start()
         await station.wait_up()
@@ -48,22 +50,28 @@ class Rig:
 
     async def at_start(self) -> None:
         """Wait until the kiosk shows the start screen with no call left."""
-        await self.ui.until(lambda: self.app.state_name == "start" and self.app.machine.call is None, 10,
-                            "the start screen")
+        await self.ui.until(
+            lambda: self.app.state_name == "start" and self.app.machine.call is None, 10, "the start screen"
+        )
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def rig() -> AsyncIterator[Rig]:
-    relay = await RelayServer(relay_with_second_counter(relay_config(closed=("zeimu",), ring_timeout=1.5))).start(
-        host="127.0.0.1", port=0)
-    app = CounterApp(counter_config(idle_timeout=3.0, result_timeout=2.0, thanks_timeout=2.0),
-                     url=relay.url, hold_time=0.3)
+    relay = await RelayServer(
+        relay_with_second_counter(relay_config(closed=("zeimu",), ring_timeout=1.5))
+    ).start(host="127.0.0.1", port=0)
+    app = CounterApp(
+        counter_config(idle_timeout=3.0, result_timeout=2.0, thanks_timeout=2.0), url=relay.url, hold_time=0.3
+    )
     try:
         async with running_app(app) as ui:
             r = Rig(relay, app, ui, [])
             await r.add_station()
-            await ui.until(lambda: app.state_name == "start"
-                           and app.machine.availability("juumin") == "available", 15, "start with juumin available")
+            await ui.until(
+                lambda: app.state_name == "start" and app.machine.availability("juumin") == "available",
+                15,
+                "start with juumin available",
+            )
             yield r
             await r.remove_stations()
     finally:
@@ -83,9 +91,10 @@ async def test_start_screen_shows_departments_notice_and_language_switch(rig: Ri
     assert start.department_button("zeimu").status == "closed" and "受付時間外です" in texts
     await ui.tap(start.ids.language.ids.lang_en)
     await ui.until(lambda: "Taxation Division" in visible_texts(start) and app.lang == "en", 5, "English")
-    assert start.ids.notice.text == ("This counter is for consultation only. Applications and certificates are not "
-                                     "handled here\nこの窓口はご相談専用です。申請や証明書の発行はできません"), \
-        "in English the notice stands beside the Japanese, not instead of it"
+    assert start.ids.notice.text == (
+        "This counter is for consultation only. Applications and certificates are not "
+        "handled here\nこの窓口はご相談専用です。申請や証明書の発行はできません"
+    ), "in English the notice stands beside the Japanese, not instead of it"
     await ui.tap(start.ids.language.ids.lang_ja)
     await ui.until(lambda: app.lang == "ja", 5, "Japanese again")
 
@@ -97,13 +106,23 @@ async def test_answered_call_shows_video_then_thanks_and_forgets_everything(rig:
     await ui.tap(app.screen("start").department_button("juumin"))
     await ui.until(lambda: app.state_name in ("calling", "in_call"), 5, "calling")
     in_call = app.screen("in_call")
-    await ui.until(lambda: app.state_name == "in_call" and app.manager.current == "in_call", 10, "the call screen")
-    await ui.until(lambda: in_call.remote_views() and in_call.remote_views()[0].frames_shown >= 3, 15,
-                   "remote video frames")
+    await ui.until(
+        lambda: app.state_name == "in_call" and app.manager.current == "in_call", 10, "the call screen"
+    )
+    await ui.until(
+        lambda: in_call.remote_views() and in_call.remote_views()[0].frames_shown >= 3,
+        15,
+        "remote video frames",
+    )
     first = in_call.remote_views()[0].frames_shown
-    await ui.until(lambda: in_call.remote_views()[0].frames_shown > first + 2, 10, "the remote video to keep moving")
-    await ui.until(lambda: in_call.ids.document_view.frames_shown > 0 and in_call.ids.self_view.frames_shown > 0,
-                   10, "document camera and self-view")
+    await ui.until(
+        lambda: in_call.remote_views()[0].frames_shown > first + 2, 10, "the remote video to keep moving"
+    )
+    await ui.until(
+        lambda: in_call.ids.document_view.frames_shown > 0 and in_call.ids.self_view.frames_shown > 0,
+        10,
+        "document camera and self-view",
+    )
     texts = visible_texts(in_call)
     assert "書類を\nカメラの下に置いてください" in texts and "住民課とお話し中です" in texts
     assert "職員に見えている書類" in texts and "あなた" in texts, "the previews say whose picture they are"
@@ -112,10 +131,14 @@ async def test_answered_call_shows_video_then_thanks_and_forgets_everything(rig:
     await ui.until(lambda: app.mic_muted and app.session is not None and app.session.mic_muted, 5, "muted")
     station = rig.stations[0]
     await ui.tap(in_call.ids.hang_up)
-    await ui.until(lambda: app.state_name == "thanks" and app.manager.current == "thanks", 5, "thank-you screen")
+    await ui.until(
+        lambda: app.state_name == "thanks" and app.manager.current == "thanks", 5, "thank-you screen"
+    )
     thanks = visible_texts(app.screen("thanks"))
     assert "ご利用ありがとうございました" in thanks
-    assert any(t.endswith("秒後に最初の画面に戻ります") for t in thanks), "the resident sees it will go back by itself"
+    assert any(t.endswith("秒後に最初の画面に戻ります") for t in thanks), (
+        "the resident sees it will go back by itself"
+    )
     assert app.machine.call is None and app.session is None and app.members == []
     assert in_call.remote_views() == [] and not in_call.ids.document_view.has_frame
     assert not in_call.ids.self_view.has_frame
@@ -133,21 +156,37 @@ async def test_media_outage_shows_a_calm_reconnecting_state_then_pictures_again(
     try:
         await ui.tap(app.screen("start").department_button("juumin"))
         in_call = app.screen("in_call")
-        await ui.until(lambda: app.state_name == "in_call" and in_call.remote_views()
-                       and in_call.remote_views()[0].frames_shown >= 3, 30, "remote video")
+        await ui.until(
+            lambda: (
+                app.state_name == "in_call"
+                and in_call.remote_views()
+                and in_call.remote_views()[0].frames_shown >= 3
+            ),
+            30,
+            "remote video",
+        )
         call_id = app.machine.call.id
         assert station.session is not None
-        await station.session._peers[app.machine.terminal].pc.close()  # the station's media dies, nobody signals
+        await station.session._peers[
+            app.machine.terminal
+        ].pc.close()  # the station's media dies, nobody signals
         await ui.until(lambda: app.reconnecting, 15, "the reconnecting state")
         texts = visible_texts(in_call)
         assert "通信が一時的に途切れました。\n自動でつなぎ直しています。このままお待ちください" in texts
         app.lang = "en"
-        await ui.until(lambda: "The connection dropped for a moment.\nIt is reconnecting by itself; please wait"
-                       in visible_texts(in_call), 5, "English")
+        await ui.until(
+            lambda: (
+                "The connection dropped for a moment.\nIt is reconnecting by itself; please wait"
+                in visible_texts(in_call)
+            ),
+            5,
+            "English",
+        )
         app.lang = "ja"
         await ui.until(lambda: not app.reconnecting, 30, "media back")
-        await ui.until(lambda: in_call.remote_views() and in_call.remote_views()[0].has_frame, 20,
-                       "the picture again")
+        await ui.until(
+            lambda: in_call.remote_views() and in_call.remote_views()[0].has_frame, 20, "the picture again"
+        )
         assert app.state_name == "in_call" and app.machine.call is not None and app.machine.call.id == call_id
         assert in_call.ids.reconnecting.opacity == 0
         await ui.tap(in_call.ids.hang_up)
@@ -174,7 +213,9 @@ async def test_colleague_joining_shows_up(rig: Rig) -> None:
         await ui.tap(app.screen("start").department_button("juumin"))
         await ui.until(lambda: app.state_name == "in_call", 10, "the call")
         first = rig.stations[0]
-        await ui.until(lambda: first.in_call and first.session is not None and first.session.call_id, 5, "answered")
+        await ui.until(
+            lambda: first.in_call and first.session is not None and first.session.call_id, 5, "answered"
+        )
         second.auto_answer = 0.0
         await first.invite(terminal="office-tobetsu-2")
         in_call = app.screen("in_call")
@@ -198,8 +239,11 @@ async def test_cancel_while_ringing_returns_to_start(rig: Rig) -> None:
     try:
         await ui.tap(app.screen("start").department_button("juumin"))
         calling = app.screen("calling")
-        await ui.until(lambda: app.manager.current == "calling" and app.machine.call is not None
-                       and app.machine.call.id, 5, "ringing")
+        await ui.until(
+            lambda: app.manager.current == "calling" and app.machine.call is not None and app.machine.call.id,
+            5,
+            "ringing",
+        )
         assert app.ringing and "住民課を呼び出しています" in visible_texts(calling)
         await ui.tap(calling.ids.cancel)
         await ui.until(lambda: app.manager.current == "start", 5, "start after cancel")
@@ -220,7 +264,9 @@ async def test_department_whose_staff_are_all_in_calls_shows_busy(rig: Rig) -> N
         await ui.until(lambda: start.department_button("hoken").status == "busy", 10, "hoken busy")
         assert "ただいま混み合っています" in visible_texts(start)
         await other.end()
-        await ui.until(lambda: start.department_button("hoken").status == "available", 10, "hoken available again")
+        await ui.until(
+            lambda: start.department_button("hoken").status == "available", 10, "hoken available again"
+        )
     finally:
         await other.close()
 
@@ -251,7 +297,9 @@ async def test_closed_department_explains_and_back_button(rig: Rig) -> None:
     result = app.screen("result")
     assert "税務課は受付時間外です" in visible_texts(result) and "電話 0133-23-2224" in visible_texts(result)
     app.set_language("en")
-    await ui.until(lambda: "The Taxation Division is closed now" in visible_texts(result), 5, "English result")
+    await ui.until(
+        lambda: "The Taxation Division is closed now" in visible_texts(result), 5, "English result"
+    )
     await ui.tap(result.ids.back)
     await ui.until(lambda: app.manager.current == "start" and app.lang == "ja", 5, "start, language reset")
 
@@ -290,8 +338,11 @@ async def test_wrong_pin_keeps_the_app_locked(rig: Rig) -> None:
     await ui.tap(pad.ids.ok)
     await ui.until(lambda: app.manager.current == "tech", 5, "the technician menu")
     tech = app.screen("tech")
-    await ui.until(lambda: tech.ids.camera_preview.frames_shown > 0 and tech.ids.document_preview.frames_shown > 0,
-                   5, "camera previews")
+    await ui.until(
+        lambda: tech.ids.camera_preview.frames_shown > 0 and tech.ids.document_preview.frames_shown > 0,
+        5,
+        "camera previews",
+    )
     # The lamps are at the town office: the test asks the relay to light them and names who was asked.
     await ui.tap(tech.ids.lamp_test)
     await ui.until(lambda: "office-tobetsu-1" in tech.ids.message.text, 5, "the lamp test's answer")
@@ -309,8 +360,11 @@ async def test_every_touch_target_is_at_least_15_mm(rig: Rig) -> None:
         for name in app.screens:
             app.manager.current = name
             await ui.frames(2)
-            small = [(type(b).__name__, getattr(b, "text", ""), tuple(map(round, b.size)))
-                     for b in button_widgets(app.screens[name]) if b.width < minimum or b.height < minimum]
+            small = [
+                (type(b).__name__, getattr(b, "text", ""), tuple(map(round, b.size)))
+                for b in button_widgets(app.screens[name])
+                if b.width < minimum or b.height < minimum
+            ]
             assert not small, f"{name}: touch targets under 15 mm ({minimum:.0f} px): {small}"
     finally:
         app.manager.current = app.state_name

@@ -55,7 +55,9 @@ async def test_missing_camera_is_out_of_service_and_technician_sees_why() -> Non
     """A missing document camera keeps the kiosk out of service (checked again and again); the technician gets in
     with the PIN only, sees the cause, and can leave the app."""
     relay = await RelayServer(relay_config()).start(host="127.0.0.1", port=0)
-    app = CounterApp(counter_config(document_source="/dev/video99"), url=relay.url, hold_time=0.3, device_retry=0.2)
+    app = CounterApp(
+        counter_config(document_source="/dev/video99"), url=relay.url, hold_time=0.3, device_retry=0.2
+    )
     try:
         async with running_app(app) as ui:
             await ui.until(lambda: shown(app) == "out_of_service", 15, "out of service")
@@ -80,9 +82,13 @@ async def test_missing_camera_is_out_of_service_and_technician_sees_why() -> Non
             await ui.tap(pad.ids.ok)
             await ui.until(lambda: shown(app) == "tech", 5, "the technician menu")
             tech = app.screen("tech")
-            await ui.until(lambda: "/dev/video99" in tech.ids.diagnostics.text, 5, "the cause in the diagnostics")
+            await ui.until(
+                lambda: "/dev/video99" in tech.ids.diagnostics.text, 5, "the cause in the diagnostics"
+            )
             await ui.tap(tech.ids.reload)
-            await ui.until(lambda: tech.ids.message.text == "設定を再読み込みしました", 5, "the reload message")
+            await ui.until(
+                lambda: tech.ids.message.text == "設定を再読み込みしました", 5, "the reload message"
+            )
             await ui.tap(tech.ids.exit)
             await ui.until(lambda: app.stopped.is_set(), 5, "the app to stop")
     finally:
@@ -94,7 +100,12 @@ def test_command_line_rejects_a_bad_config(tmp_path: Path) -> None:
     """``kiosk counter --config`` with a broken file exits with status 2 and names the file and key."""
     bad = tmp_path / "counter.toml"
     bad.write_text('[relay]\nurl = "http://x"\ntoken = "t"\n', encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "kiosk", "counter", "--config", str(bad)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kiosk", "counter", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "counter.toml" in proc.stderr and "url" in proc.stderr

@@ -28,8 +28,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @asynccontextmanager
-async def kiosk(relay_cfg: RelayConfig, stations: tuple[str, ...] = ("office.toml",),
-                **ui: Any) -> AsyncIterator[tuple[Any, UiDriver, list[HeadlessStation]]]:
+async def kiosk(
+    relay_cfg: RelayConfig, stations: tuple[str, ...] = ("office.toml",), **ui: Any
+) -> AsyncIterator[tuple[Any, UiDriver, list[HeadlessStation]]]:
     relay = await RelayServer(replace(relay_cfg, database="", port=0)).start(host="127.0.0.1", port=0)
     online = []
     app = CounterApp(counter_config(**ui), url=relay.url)
@@ -40,8 +41,11 @@ async def kiosk(relay_cfg: RelayConfig, stations: tuple[str, ...] = ("office.tom
             await st.wait_up()
             online.append(st)
         async with running_app(app) as driver:
-            await driver.until(lambda: app.state_name == "start" and "available" in app.machine.presence.values(),
-                               15, "the start screen with a department available")
+            await driver.until(
+                lambda: app.state_name == "start" and "available" in app.machine.presence.values(),
+                15,
+                "the start screen with a department available",
+            )
             yield app, driver, online
     finally:
         await app.aclose()
@@ -52,8 +56,11 @@ async def kiosk(relay_cfg: RelayConfig, stations: tuple[str, ...] = ("office.tom
 
 def check_screen(app: Any, where: str) -> None:
     start = app.screen("start")
-    small = [(type(b).__name__, getattr(b, "text", ""), tuple(map(round, b.size))) for b in button_widgets(start)
-             if b.width < app.sizes.touch or b.height < app.sizes.touch]
+    small = [
+        (type(b).__name__, getattr(b, "text", ""), tuple(map(round, b.size)))
+        for b in button_widgets(start)
+        if b.width < app.sizes.touch or b.height < app.sizes.touch
+    ]
     assert not small, f"{where}: touch targets under 15 mm: {small}"
     problems = overflow_problems(start, (WIDTH, HEIGHT))
     assert not problems, f"{where}: " + "\n".join(problems)
@@ -92,8 +99,11 @@ async def test_24_departments_in_pages_with_large_buttons_and_no_overflow() -> N
         target = start.shown_ids()[-1]
         assert start.department_button(target).width >= app.sizes.mm(62)
         await ui.tap(start.department_button(target))
-        await ui.until(lambda: app.state_name == "calling" and app.machine.call.department.id == target, 5,
-                       f"calling {target}")
+        await ui.until(
+            lambda: app.state_name == "calling" and app.machine.call.department.id == target,
+            5,
+            f"calling {target}",
+        )
         await ui.tap(app.screen("calling").ids.cancel)
         await ui.until(lambda: app.state_name == "start", 5, "back at start")
 
@@ -106,7 +116,11 @@ async def test_two_towns_pick_the_town_first_and_the_idle_reset_starts_over() ->
         start = app.screen("start")
         assert start.mode == "towns" and start.shown_ids() == ["tobetsu", "shinshinotsu"]
         texts = visible_texts(start)
-        assert "当別町役場" in texts and "新篠津村役場" in texts and "ご相談したい市町村を押してください" in texts
+        assert (
+            "当別町役場" in texts
+            and "新篠津村役場" in texts
+            and "ご相談したい市町村を押してください" in texts
+        )
         assert start.town_button("tobetsu").emblem.endswith("tobetsu.png")
         check_screen(app, "towns")
         await ui.tap(start.town_button("shinshinotsu"))
@@ -124,5 +138,7 @@ async def test_two_towns_pick_the_town_first_and_the_idle_reset_starts_over() ->
         check_screen(app, "larger text")
         app.set_language("en")
         # Nobody touches the screen: the next resident starts from the town list, normal text, Japanese.
-        await ui.until(lambda: start.mode == "towns" and not app.large_text and app.lang == "ja", 10, "idle reset")
+        await ui.until(
+            lambda: start.mode == "towns" and not app.large_text and app.lang == "ja", 10, "idle reset"
+        )
         await ui.frames(2)

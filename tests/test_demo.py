@@ -18,7 +18,11 @@ def test_headless_demo_completes_a_call_with_frames_both_ways() -> None:
     """`kiosk demo --headless` runs the whole scene (lamp, answer, invite, still, hang-up) and says it completed."""
     proc = subprocess.run(
         [sys.executable, "-m", "kiosk", "demo", "--headless", "--small", "--hold", "0.5", "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     steps = {s["what"]: s for s in summary["steps"]}
@@ -57,8 +61,12 @@ def test_windowed_demo_starts_every_window_on_a_virtual_display(tmp_path: Path) 
 
     if not shutil.which("Xvfb"):
         pytest.skip("Xvfb is not installed (scripts/setup installs it)")
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", "1", "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     demo = None
     try:
         assert xvfb.stdout is not None
@@ -68,16 +76,26 @@ def test_windowed_demo_starts_every_window_on_a_virtual_display(tmp_path: Path) 
         env = {**os.environ, "DISPLAY": display, "TMPDIR": str(temp)}
         env.pop("SDL_VIDEODRIVER", None)
         errors = (tmp_path / "stderr.txt").open("w")
-        demo = subprocess.Popen([sys.executable, "-m", "kiosk", "demo", "--port", "0"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=errors, text=True)
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "kiosk", "demo", "--port", "0"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
         assert demo.stdout is not None
         line = demo.stdout.readline()
         m = re.search(r"relay (ws://127\.0\.0\.1:\d+)", line)
         assert m, line
         health = m.group(1).replace("ws://", "http://") + "/healthz"
-        fleet = re.search(r"fleet page (http://127\.0\.0\.1:\d+/) \(log in as demo / demo-fleet", demo.stdout.readline())
+        fleet = re.search(
+            r"fleet page (http://127\.0\.0\.1:\d+/) \(log in as demo / demo-fleet", demo.stdout.readline()
+        )
         assert fleet, "the demo did not print the fleet page"
-        login = urllib.request.Request(fleet.group(1) + "login", data=b"user=demo&password=demo-fleet", method="POST")
+        login = urllib.request.Request(
+            fleet.group(1) + "login", data=b"user=demo&password=demo-fleet", method="POST"
+        )
 
         class NoRedirect(urllib.request.HTTPRedirectHandler):
             def redirect_request(self, *args: object) -> None:

@@ -16,8 +16,11 @@ from relay_server.core import RelayCore
 
 def _event_types(module: ModuleType) -> set[type]:
     """Every concrete event class a machine's module defines or re-exports."""
-    return {obj for _, obj in inspect.getmembers(module, inspect.isclass)
-            if issubclass(obj, machine.Event) and obj is not machine.Event}
+    return {
+        obj
+        for _, obj in inspect.getmembers(module, inspect.isclass)
+        if issubclass(obj, machine.Event) and obj is not machine.Event
+    }
 
 
 def test_the_relay_core_has_one_handler_per_client_message_type() -> None:
@@ -40,4 +43,3 @@ def test_the_office_machine_handles_every_event_and_only_server_messages() -> No
     handled = set(office.message_handlers) | set(office.call_message_handlers)
     assert not set(office.message_handlers) & set(office.call_message_handlers)
     assert handled <= set(SERVER_MESSAGES)
-

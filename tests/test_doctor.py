@@ -68,7 +68,7 @@ def lamp_toml(url: str, port: str, driver: str = "lcus") -> str:
     return f"""
 [relay]
 url = "{url}"
-token = "{TOKENS['lamp-tobetsu-1']}"
+token = "{TOKENS["lamp-tobetsu-1"]}"
 
 [lamp]
 driver = "{driver}"
@@ -90,8 +90,12 @@ def run_doctor_process(*args: str) -> subprocess.CompletedProcess[str]:
     """``python -m kiosk doctor ARGS`` as a real process, with short measuring windows."""
     return subprocess.run(
         [sys.executable, "-m", "kiosk", "doctor", "--camera-seconds", "0.3", "--lamp-dwell", "0", *args],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-        env={**os.environ, "KIVY_NO_ARGS": "1"})
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "KIVY_NO_ARGS": "1"},
+    )
 
 
 def free_port() -> int:
@@ -143,8 +147,19 @@ def test_good_counter_all_checks_pass(relay_process: RelayProcess, tmp_path: Pat
     proc = run_doctor_process("--config", str(cfg), "--snapshot-dir", str(snaps))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "✗" not in proc.stdout
-    for name in ("config", "camera", "document camera", "microphone", "speaker", "relay reachable", "relay token",
-                 "terminal role", "relay round trip", "clock offset", "ICE servers"):
+    for name in (
+        "config",
+        "camera",
+        "document camera",
+        "microphone",
+        "speaker",
+        "relay reachable",
+        "relay token",
+        "terminal role",
+        "relay round trip",
+        "clock offset",
+        "ICE servers",
+    ):
         assert any(line.startswith(f"✓ {name} ") for line in proc.stdout.splitlines()), (name, proc.stdout)
     assert "accepted as counter-sapporo-1" in proc.stdout
     assert "160x120" in proc.stdout and "320x240" in proc.stdout
@@ -153,8 +168,9 @@ def test_good_counter_all_checks_pass(relay_process: RelayProcess, tmp_path: Pat
     assert "checks passed" in proc.stdout
 
 
-def test_good_lamp_all_checks_pass(relay_process: RelayProcess, tmp_path: Path,
-                                   lcus_board: EmulatedLcusBoard) -> None:
+def test_good_lamp_all_checks_pass(
+    relay_process: RelayProcess, tmp_path: Path, lcus_board: EmulatedLcusBoard
+) -> None:
     """A lamp config with an emulated LCUS board on a pty passes, and each channel was switched on and off."""
     cfg = write(tmp_path, "lamp.toml", lamp_toml(relay_process.url, lcus_board.url))
     proc = run_doctor_process("--config", str(cfg))
@@ -206,12 +222,14 @@ def test_typo_in_key_process(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # The command, in-process (exit code and advice without a process start)
 # ---------------------------------------------------------------------------------------------------------------
-def test_missing_camera_command(relay_process: RelayProcess, tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_camera_command(
+    relay_process: RelayProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """source = "/dev/video99" exits 1 with advice to plug the camera in and use its by-id path."""
     cfg = write(tmp_path, "counter.toml", counter_toml(relay_process.url, camera="/dev/video99"))
-    code = doctor.main(["--config", str(cfg), "--camera-seconds", "0.3", "--skip", "audio",
-                        "--snapshot-dir", str(tmp_path)])
+    code = doctor.main(
+        ["--config", str(cfg), "--camera-seconds", "0.3", "--skip", "audio", "--snapshot-dir", str(tmp_path)]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "✗ camera " in out and "/dev/video99: V4L2 /dev/video99: no such device" in out
@@ -220,8 +238,9 @@ def test_missing_camera_command(relay_process: RelayProcess, tmp_path: Path,
     assert "✓ relay token" in out
 
 
-def test_lamp_port_absent_command(relay_process: RelayProcess, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_lamp_port_absent_command(
+    relay_process: RelayProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A lamp port that does not exist exits 1 with advice about the USB board, by-id names and group dialout."""
     cfg = write(tmp_path, "lamp.toml", lamp_toml(relay_process.url, str(tmp_path / "ttyUSB7")))
     code = doctor.main(["--config", str(cfg), "--lamp-dwell", "0"])
@@ -335,8 +354,11 @@ def test_device_lists_from_a_fake_dev_tree(tmp_path: Path) -> None:
     (usb / "idProduct").write_text("082d\n")
     (sysfs / "video0" / "device").symlink_to(usb / "1-1:1.0")
     lines = doctor.list_video_devices(dev, sysfs)
-    assert lines[:3] == [f"{dev}/video0  Cam video0 USB 046d:082d", f"{dev}/video1  Cam video1",
-                         f"{dev}/video10  Cam video10"]
+    assert lines[:3] == [
+        f"{dev}/video0  Cam video0 USB 046d:082d",
+        f"{dev}/video1  Cam video1",
+        f"{dev}/video10  Cam video10",
+    ]
     assert lines[3] == f"{dev}/v4l/by-id/usb-Logi_C920-video-index0 -> {dev}/video0"
     assert doctor.video_devices_result(lines).ok
     assert "only synthetic" in doctor.video_devices_result([]).detail
@@ -344,11 +366,16 @@ def test_device_lists_from_a_fake_dev_tree(tmp_path: Path) -> None:
 
 def test_audio_devices_from_proc_asound(tmp_path: Path) -> None:
     """ALSA PCMs from /proc/asound/pcm are shown as hw:CARD,DEV names with playback/capture."""
-    (tmp_path / "pcm").write_text("00-00: ALC892 Analog : ALC892 Analog : playback 1 : capture 1\n"
-                                  "01-00: USB Audio : USB Audio : capture 1\n")
+    (tmp_path / "pcm").write_text(
+        "00-00: ALC892 Analog : ALC892 Analog : playback 1 : capture 1\n"
+        "01-00: USB Audio : USB Audio : capture 1\n"
+    )
     r = doctor.audio_devices_result(tmp_path)
     assert r.ok
-    assert r.detail.splitlines() == ["hw:0,0  ALC892 Analog (playback, capture)", "hw:1,0  USB Audio (capture)"]
+    assert r.detail.splitlines() == [
+        "hw:0,0  ALC892 Analog (playback, capture)",
+        "hw:1,0  USB Audio (capture)",
+    ]
 
 
 def test_microphone_judgement() -> None:
@@ -435,8 +462,14 @@ async def test_probe_good_relay(relay: RelayServer) -> None:
     """Against a live relay: reachable, no TLS, token accepted, right role, fast round trips, small offset."""
     probe = await doctor.probe_relay(relay.url, TOKENS["counter-sapporo-1"], timeout=2)
     assert probe.welcome is not None and len(probe.rtts) == 3
-    results = [doctor.reachable_result(probe), doctor.tls_result(probe), doctor.token_result(probe),
-               doctor.role_result(probe, "counter"), doctor.rtt_result(probe), doctor.clock_result(probe)]
+    results = [
+        doctor.reachable_result(probe),
+        doctor.tls_result(probe),
+        doctor.token_result(probe),
+        doctor.role_result(probe, "counter"),
+        doctor.rtt_result(probe),
+        doctor.clock_result(probe),
+    ]
     assert all(r.ok for r in results), results
     assert "juumin" in results[2].detail
 
@@ -469,6 +502,7 @@ async def test_clock_offset_detected() -> None:
 
 async def test_not_a_relay() -> None:
     """A port where something else answers (plain TCP that closes) is reported as not the relay."""
+
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"SSH-2.0-OpenSSH\r\n")
         await writer.drain()
@@ -485,8 +519,14 @@ async def test_not_a_relay() -> None:
 
 def test_rtt_result_slow_link() -> None:
     """Round trips over the limit fail with advice to look at the link."""
-    probe = doctor.RelayProbe("ws://relay:8765", host="relay", port=8765, welcome={"role": "counter"},
-                              rtts=[0.45, 0.5, 0.6], offsets=[0.0, 0.0, 0.0, 0.0])
+    probe = doctor.RelayProbe(
+        "ws://relay:8765",
+        host="relay",
+        port=8765,
+        welcome={"role": "counter"},
+        rtts=[0.45, 0.5, 0.6],
+        offsets=[0.0, 0.0, 0.0, 0.0],
+    )
     r = doctor.rtt_result(probe)
     assert not r.ok and "500.0 ms median" in r.detail and "mtr relay" in r.advice
 
@@ -513,8 +553,9 @@ async def test_tls_certificate_about_to_expire(tmp_path: Path) -> None:
     """A certificate that expires within two weeks fails with advice to renew it."""
     cert, key = make_cert(tmp_path, days=5)
     async with RelayServer(make_relay_config(tls_cert=str(cert), tls_key=str(key))) as server:
-        probe = await doctor.probe_relay(f"wss://127.0.0.1:{server.port}", TOKENS["counter-sapporo-1"],
-                                         ca_file=str(cert), timeout=2)
+        probe = await doctor.probe_relay(
+            f"wss://127.0.0.1:{server.port}", TOKENS["counter-sapporo-1"], ca_file=str(cert), timeout=2
+        )
     r = doctor.tls_result(probe)
     assert not r.ok and "renew" in r.advice
 
@@ -554,7 +595,8 @@ class StunResponder(asyncio.DatagramProtocol):
 async def stun_port() -> AsyncIterator[int]:
     """The UDP port of a STUN responder on 127.0.0.1."""
     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-        StunResponder, local_addr=("127.0.0.1", 0))
+        StunResponder, local_addr=("127.0.0.1", 0)
+    )
     try:
         yield transport.get_extra_info("sockname")[1]
     finally:
@@ -568,7 +610,12 @@ def test_stun_codec() -> None:
     assert req == b"\x00\x01\x00\x00\x21\x12\xa4\x42" + tid
     assert doctor.parse_stun_response(stun_success(req, ("192.0.2.7", 40000)), tid) == "192.0.2.7:40000"
     assert doctor.parse_stun_response(stun_success(req, ("192.0.2.7", 40000)), bytes(12)) is None
-    error = struct.pack("!HHI", 0x0111, 16, 0x2112A442) + tid + struct.pack("!HHHBB", 0x0009, 12, 0, 4, 1) + b"Unauthor"
+    error = (
+        struct.pack("!HHI", 0x0111, 16, 0x2112A442)
+        + tid
+        + struct.pack("!HHHBB", 0x0009, 12, 0, 4, 1)
+        + b"Unauthor"
+    )
     with pytest.raises(ValueError, match="STUN error 401"):
         doctor.parse_stun_response(error, tid)
 
@@ -586,8 +633,10 @@ def test_parse_ice_urls() -> None:
 async def test_ice_servers_from_welcome(stun_port: int) -> None:
     """The STUN server from the relay's welcome answers; a dead one fails with UDP/firewall advice."""
     dead = free_port()
-    servers = ({"urls": [f"stun:127.0.0.1:{stun_port}"]}, {"urls": f"turn:127.0.0.1:{dead}", "username": "u",
-                                                            "credential": "c"})
+    servers = (
+        {"urls": [f"stun:127.0.0.1:{stun_port}"]},
+        {"urls": f"turn:127.0.0.1:{dead}", "username": "u", "credential": "c"},
+    )
     async with RelayServer(make_relay_config(ice_servers=servers)) as server:
         probe = await doctor.probe_relay(server.url, TOKENS["counter-sapporo-1"], timeout=2)
     assert probe.welcome is not None
@@ -613,11 +662,14 @@ async def test_tcp_ice_server(relay: RelayServer) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 def test_report_format() -> None:
     """The checklist shows ✓, ✗ with an arrowed advice line, – for skipped, and a summary naming failures."""
-    text = doctor.format_report([
-        doctor.CheckResult("config", True, "ok"),
-        doctor.CheckResult("camera", False, "gone\nsecond line", "plug it in"),
-        doctor.CheckResult("relay token", False, "skipped: no relay", skipped=True),
-    ], "title")
+    text = doctor.format_report(
+        [
+            doctor.CheckResult("config", True, "ok"),
+            doctor.CheckResult("camera", False, "gone\nsecond line", "plug it in"),
+            doctor.CheckResult("relay token", False, "skipped: no relay", skipped=True),
+        ],
+        "title",
+    )
     lines = text.splitlines()
     assert lines[0] == "title"
     assert lines[1].startswith("✓ config ")
@@ -627,12 +679,16 @@ def test_report_format() -> None:
     assert lines[-1] == "1 check(s) failed: camera"
 
 
-async def test_run_doctor_office_with_lamp(relay: RelayServer, tmp_path: Path,
-                                           lcus_board: EmulatedLcusBoard) -> None:
+async def test_run_doctor_office_with_lamp(
+    relay: RelayServer, tmp_path: Path, lcus_board: EmulatedLcusBoard
+) -> None:
     """An office station with a lamp gets media, lamp and relay checks together, all passing."""
     text = counter_toml(relay.url, token=TOKENS["office-tobetsu-1"]).replace(
-        '[document_camera]\nsource = "synthetic:document"\nwidth = 320\nheight = 240\nfps = 8\n', "")
-    text += f'\n[lamp]\ndriver = "lcus"\nport = "{lcus_board.url}"\n\n[lamp.channels]\njuumin = 1\nzeimu = 2\n'
+        '[document_camera]\nsource = "synthetic:document"\nwidth = 320\nheight = 240\nfps = 8\n', ""
+    )
+    text += (
+        f'\n[lamp]\ndriver = "lcus"\nport = "{lcus_board.url}"\n\n[lamp.channels]\njuumin = 1\nzeimu = 2\n'
+    )
     cfg = write(tmp_path, "station.toml", text)
     opts = doctor.DoctorOptions(str(cfg), camera_seconds=0.3, lamp_dwell=0, timeout=2, skip=("audio",))
     results, role = await doctor.run_doctor(opts)
@@ -641,4 +697,3 @@ async def test_run_doctor_office_with_lamp(relay: RelayServer, tmp_path: Path,
     assert all(not r.failed for r in results), [r for r in results if r.failed]
     assert {"camera", "lamp", "lamp departments", "relay token", "terminal role"} <= set(named)
     assert "document camera" not in named
-

@@ -26,7 +26,9 @@ def test_no_advice_from_error_text() -> None:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Compare) or not isinstance(node.left, ast.Constant):
                 continue
-            if not isinstance(node.left.value, str) or not any(isinstance(op, ast.In | ast.NotIn) for op in node.ops):
+            if not isinstance(node.left.value, str) or not any(
+                isinstance(op, ast.In | ast.NotIn) for op in node.ops
+            ):
                 continue
             target = ast.unparse(node.comparators[0]).lower()
             if any(word in target for word in suspicious):
@@ -34,14 +36,19 @@ def test_no_advice_from_error_text() -> None:
     assert not offenders, offenders
 
 
-@pytest.mark.parametrize(("text", "cause"), [
-    ("", ConfigCause.FILE_MISSING),
-    ("[relay\nurl = 1\n", ConfigCause.SYNTAX),
-    ('[relay]\nurl = "ws://127.0.0.1:1"\ntoken = "x"\ncolour = 1\n[terminal]\nlanguag = "ja"\n',
-     ConfigCause.UNKNOWN_KEY),
-    ('[relay]\nurl = "ws://127.0.0.1:1"\n', ConfigCause.MISSING_KEY),
-    ('[relay]\nurl = 5\ntoken = "x"\n', ConfigCause.BAD_VALUE),
-])
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        ("", ConfigCause.FILE_MISSING),
+        ("[relay\nurl = 1\n", ConfigCause.SYNTAX),
+        (
+            '[relay]\nurl = "ws://127.0.0.1:1"\ntoken = "x"\ncolour = 1\n[terminal]\nlanguag = "ja"\n',
+            ConfigCause.UNKNOWN_KEY,
+        ),
+        ('[relay]\nurl = "ws://127.0.0.1:1"\n', ConfigCause.MISSING_KEY),
+        ('[relay]\nurl = 5\ntoken = "x"\n', ConfigCause.BAD_VALUE),
+    ],
+)
 def test_config_causes(tmp_path: Path, text: str, cause: ConfigCause) -> None:
     """Each kind of config mistake is recognised by the loader's exception type and gets its own advice."""
     path = tmp_path / "office.toml"
@@ -54,7 +61,9 @@ def test_config_causes(tmp_path: Path, text: str, cause: ConfigCause) -> None:
 
 def test_config_cause_of_plain_error() -> None:
     """A ConfigError of no more specific kind is a bad value."""
-    assert inventory.config_cause(ConfigError("x.toml:3: relay.url: expected string")) is ConfigCause.BAD_VALUE
+    assert (
+        inventory.config_cause(ConfigError("x.toml:3: relay.url: expected string")) is ConfigCause.BAD_VALUE
+    )
 
 
 def test_camera_causes_from_exception_types() -> None:
@@ -80,8 +89,10 @@ def test_lamp_causes_from_stage_and_type() -> None:
     assert lamp.lamp_cause([("open", LampPortError("x"))]) is LampCause.CANNOT_OPEN
     assert lamp.lamp_cause([("open", LampNoAckError("x"))]) is LampCause.NO_ANSWER
     assert lamp.lamp_cause([("command", LampNoAckError("x"))]) is LampCause.STOPPED_ANSWERING
-    assert lamp.lamp_cause([("command", LampNoAckError("x")), ("command", LampCommandError("x"))]) \
+    assert (
+        lamp.lamp_cause([("command", LampNoAckError("x")), ("command", LampCommandError("x"))])
         is LampCause.REFUSED
+    )
     assert lamp.lamp_cause([("command", LampPortError("cannot open lamp port"))]) is LampCause.FAILED
 
 
@@ -96,7 +107,9 @@ async def test_lamp_port_missing_is_cannot_open(tmp_path: Path) -> None:
 def test_lamp_stopped_answering_advice() -> None:
     """A lamp that answered PING and then left a command unacknowledged gets cable/power advice, not 'wrong port'."""
     errors: list[tuple[str, Exception]] = [("command", LampNoAckError("lamp did not acknowledge 'ON 1'"))]
-    assert lamp.lamp_advice(lamp.lamp_cause(errors), "/dev/ttyUSB0").startswith("the lamp on /dev/ttyUSB0 stopped")
+    assert lamp.lamp_advice(lamp.lamp_cause(errors), "/dev/ttyUSB0").startswith(
+        "the lamp on /dev/ttyUSB0 stopped"
+    )
 
 
 def test_tls_causes_from_verify_codes() -> None:
@@ -147,7 +160,9 @@ def test_stun_xor_mapped_address() -> None:
 
 def test_stun_error_response_is_typed() -> None:
     """A Binding error response raises StunErrorResponse with its code and reason."""
-    data = stun.encode_message(stun.BINDING_ERROR, TID, ((stun.ATTR_ERROR_CODE, b"\0\0\x04\x01Unauthorized"),))
+    data = stun.encode_message(
+        stun.BINDING_ERROR, TID, ((stun.ATTR_ERROR_CODE, b"\0\0\x04\x01Unauthorized"),)
+    )
     with pytest.raises(stun.StunErrorResponse) as info:
         stun.parse_stun_response(data, TID)
     assert info.value.code == 401 and info.value.reason == "Unauthorized"
@@ -168,5 +183,7 @@ async def test_missing_camera_device_cause_through_the_kiosk_path() -> None:
 
     m = await cameras.measure_camera(CameraConfig("/dev/video97", 160, 120, 10.0), "camera", seconds=0.2)
     assert m.cause is CameraCause.NOT_FOUND and not m.is_file
-    assert "is not there: plug it in" in cameras.camera_result("camera", "camera",
-                                                               CameraConfig("/dev/video97", 160, 120, 10.0), m).advice
+    assert (
+        "is not there: plug it in"
+        in cameras.camera_result("camera", "camera", CameraConfig("/dev/video97", 160, 120, 10.0), m).advice
+    )

@@ -46,7 +46,12 @@ def test_the_demo_counter_is_not_a_field_terminal() -> None:
 def test_every_shipped_token_is_a_demo_token() -> None:
     """Tokens of all shipped configs (demo terminals and the example's placeholder) are recognised."""
     tokens = demo_tokens()
-    for name, role in (("counter", "counter"), ("office", "office"), ("office-2", "office"), ("lamp", "lamp")):
+    for name, role in (
+        ("counter", "counter"),
+        ("office", "office"),
+        ("office-2", "office"),
+        ("lamp", "lamp"),
+    ):
         cfg = load_terminal_config(ROOT / f"config/{name}.toml", role)
         assert cfg.relay.token in tokens, name
     assert "REPLACE-ME-counter-sapporo-1" in tokens
@@ -59,14 +64,22 @@ def test_a_field_config_has_no_warnings(tmp_path: Path) -> None:
     assert [(r.name, r.ok, r.warned) for r in results] == [("field setup", True, False)]
 
 
-@pytest.mark.parametrize(("url", "warned"), [
-    ("ws://relay.example.jp:8765", True), ("ws://192.168.10.5:8765", True), ("wss://relay.example.jp:8765", False),
-    ("ws://127.0.0.1:8765", False), ("ws://localhost:8765", False), ("ws://[::1]:8765", False),
-])
+@pytest.mark.parametrize(
+    ("url", "warned"),
+    [
+        ("ws://relay.example.jp:8765", True),
+        ("ws://192.168.10.5:8765", True),
+        ("wss://relay.example.jp:8765", False),
+        ("ws://127.0.0.1:8765", False),
+        ("ws://localhost:8765", False),
+        ("ws://[::1]:8765", False),
+    ],
+)
 def test_plain_websocket_to_another_machine(tmp_path: Path, url: str, warned: bool) -> None:
     """ws:// is a warning only when the relay is on another machine."""
-    cfg = load_terminal_config(field_copy(tmp_path, **{'url = "wss://relay.example.jp:8765"': f'url = "{url}"'}),
-                               "counter")
+    cfg = load_terminal_config(
+        field_copy(tmp_path, **{'url = "wss://relay.example.jp:8765"': f'url = "{url}"'}), "counter"
+    )
     assert ("relay over ws://" in names(field_results(cfg))) is warned
 
 

@@ -35,11 +35,22 @@ from kiosk.video.sources import open_video_source, rgb_to_yuv420p
 from kiosk.video.stamp import read_frame_stamp
 from kiosk.video.synthetic import SyntheticScene, render_document_page
 
-OUR_OPTIONS = ("noise-sensitivity", "static-thresh", "cpu-used", "max-intra-rate", "deadline", "error-resilient")
+OUR_OPTIONS = (
+    "noise-sensitivity",
+    "static-thresh",
+    "cpu-used",
+    "max-intra-rate",
+    "deadline",
+    "error-resilient",
+)
 
 
-def page_frames(count: int, size: tuple[int, int] = (1920, 1080), profile: encoders.EncoderProfile = DOCUMENT,
-                fps: int = 5) -> list[VideoFrame]:
+def page_frames(
+    count: int,
+    size: tuple[int, int] = (1920, 1080),
+    profile: encoders.EncoderProfile = DOCUMENT,
+    fps: int = 5,
+) -> list[VideoFrame]:
     page = rgb_to_yuv420p(np.ascontiguousarray(render_document_page(*size)))
     planes = page.to_ndarray()
     frames = []
@@ -153,8 +164,10 @@ def test_frame_tags_survive_other_frames_being_freed() -> None:
 
 async def test_sources_tag_their_frames_with_their_role() -> None:
     """A document camera's frames carry the document profile, a camera's the camera profile."""
-    for name, source_spec, profile in (("document_camera", "synthetic:document", DOCUMENT),
-                                       ("camera", "synthetic:camera", CAMERA)):
+    for name, source_spec, profile in (
+        ("document_camera", "synthetic:document", DOCUMENT),
+        ("camera", "synthetic:camera", CAMERA),
+    ):
         async with open_video_source(CameraConfig(source_spec, 320, 180, 15), name=name) as source:
             frame = await asyncio.wait_for(source.track().recv(), 5)
             assert isinstance(frame, VideoFrame) and frame_profile(frame) is profile
@@ -215,4 +228,7 @@ def test_half_size_first_document_frame_keeps_a_readable_stamp(size: tuple[int, 
     frame.pts, frame.time_base = 0, Fraction(1, 90000)
     decoded = decode_all([TrackVp8Encoder(DOCUMENT).encode(frame)[0]])[0]
     assert decoded.width == size[0] // 2
-    assert read_frame_stamp(np.asarray(decoded.to_ndarray(format="rgb24"), dtype=np.uint8)) == (41, 1_700_000_000_123)
+    assert read_frame_stamp(np.asarray(decoded.to_ndarray(format="rgb24"), dtype=np.uint8)) == (
+        41,
+        1_700_000_000_123,
+    )

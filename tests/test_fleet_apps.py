@@ -32,8 +32,11 @@ async def test_station_app_reports_health_and_rings_for_a_test(tmp_path: Path) -
             async with running_app(app) as ui:
                 await ui.until(lambda: app.state_name == "waiting" and app.link_ok, 15, "the waiting screen")
                 health = rig.relay.fleet.state.health
-                await ui.until(lambda: health.get(OFFICE1, {}).get("devices", {}).get("camera") == {"state": "ok"},
-                               15, "the station's health report with its camera ok")
+                await ui.until(
+                    lambda: health.get(OFFICE1, {}).get("devices", {}).get("camera") == {"state": "ok"},
+                    15,
+                    "the station's health report with its camera ok",
+                )
                 assert health[OFFICE1]["version"].startswith("kiosk ")
                 assert not rig.relay.fleet.state.problems(OFFICE1)
                 rig.relay.inject([Send(OFFICE1, {"type": "ring_test", "by": "fleet:tech", "seconds": 0.5})])

@@ -90,8 +90,15 @@ async def test_nothing_is_reachable_without_the_session_cookie(tmp_path: Path) -
         for path in ("", "static/fleet.js", "static/charts.js", "static/fleet.html"):
             resp = await api.get(rig.url + path, max_redirects=0)
             assert resp.status == 303 and resp.headers["location"] == "/login", path
-        for path in ("api/state", "api/events", "api/charts", "api/report.csv?month=2026-11", "api/audit",
-                     "api/me", "api/history?terminal=counter-sapporo-1"):
+        for path in (
+            "api/state",
+            "api/events",
+            "api/charts",
+            "api/report.csv?month=2026-11",
+            "api/audit",
+            "api/me",
+            "api/history?terminal=counter-sapporo-1",
+        ):
             resp = await api.get(rig.url + path, headers={"Cookie": "fleet_session=forged"})
             assert resp.status == 401, path
             assert "juumin" not in await resp.text()
@@ -158,15 +165,18 @@ async def test_a_counter_whose_document_camera_is_missing_is_listed_first(tmp_pa
     async with fleet_relay(tmp_path, seed=False) as rig, chromium() as ctx:
         url = rig.relay.url
         station = HeadlessStation(small_terminal("office.toml", "office"), url=url, auto_answer=None)
-        counter = HeadlessCounter(small_terminal("counter.toml", "counter", document="/dev/video-fleet-missing"),
-                                  url=url)
+        counter = HeadlessCounter(
+            small_terminal("counter.toml", "counter", document="/dev/video-fleet-missing"), url=url
+        )
         async with station, counter:
             page = await ctx.new_page()
             await log_in(page, rig.url)
             device = row(page, COUNTER).locator('[data-device="document_camera"]')
             await expect(device).to_contain_text("Document camera: missing", timeout=15000)
             await expect(device).to_contain_text("/dev/video-fleet-missing")
-            await expect(page.locator("#terminals tbody tr").first).to_have_attribute("data-terminal", COUNTER)
+            await expect(page.locator("#terminals tbody tr").first).to_have_attribute(
+                "data-terminal", COUNTER
+            )
             await expect(row(page, COUNTER)).to_have_class("problem")
             await expect(row(page, OFFICE1).locator('[data-device="camera"]')).to_contain_text("Camera: ok")
             await row(page, COUNTER).locator('button[data-action="history"]').click()
@@ -188,8 +198,13 @@ async def test_charts_render_from_the_seeded_call_log_with_the_csv(tmp_path: Pat
         await expect(card.locator("svg.bars g.day").first).to_be_visible()
         bars = await card.locator("svg.bars g.day").count()
         tz = ZoneInfo("Asia/Tokyo")
-        mine = [r for r in rig.records if r.department == "juumin" and r.outcome in ("answered", "unanswered",
-                "cancelled") and datetime.fromtimestamp(r.created_at, tz).strftime("%Y-%m") == month]
+        mine = [
+            r
+            for r in rig.records
+            if r.department == "juumin"
+            and r.outcome in ("answered", "unanswered", "cancelled")
+            and datetime.fromtimestamp(r.created_at, tz).strftime("%Y-%m") == month
+        ]
         assert mine and bars == len({datetime.fromtimestamp(r.created_at, tz).day for r in mine})
         await expect(card.locator(".figure").first).to_contain_text(f"{len(mine)}Calls")
         assert await card.locator("svg.lines.wait polyline.p90").count() == 1
@@ -205,7 +220,11 @@ async def test_charts_render_from_the_seeded_call_log_with_the_csv(tmp_path: Pat
 async def test_each_action_works_and_is_audited(tmp_path: Path) -> None:
     """Lighting a lamp channel lights the (emulated) board, a test ring reaches the station, disconnect closes the
     terminal with 4410; each lands in the audit log with the user."""
-    async with fleet_relay(tmp_path, seed=False) as rig, lamp_agent(rig.relay.url) as board, chromium() as ctx:
+    async with (
+        fleet_relay(tmp_path, seed=False) as rig,
+        lamp_agent(rig.relay.url) as board,
+        chromium() as ctx,
+    ):
         office = await WsClient.open(rig.relay.url, OFFICE2)
         counter = await WsClient.open(rig.relay.url, COUNTER)
         await wait_until(lambda: LAMP in rig.relay.conns, timeout=10)
@@ -214,8 +233,9 @@ async def test_each_action_works_and_is_audited(tmp_path: Path) -> None:
         await log_in(page, rig.url)
 
         await row(page, LAMP).locator('button[data-action="lamp"][data-dept="zeimu"]').click()
-        await board.wait_state({1: ChannelState.OFF, 2: ChannelState.ON, 3: ChannelState.OFF, 4: ChannelState.OFF},
-                               timeout=5)
+        await board.wait_state(
+            {1: ChannelState.OFF, 2: ChannelState.ON, 3: ChannelState.OFF, 4: ChannelState.OFF}, timeout=5
+        )
         await expect(page.locator("#action-result")).to_contain_text("light lamp: lamp-tobetsu-1")
 
         await row(page, OFFICE2).locator('button[data-action="ring"]').click()
@@ -254,13 +274,21 @@ async def test_screenshots_of_the_demo_fleet_in_japanese_and_english(tmp_path: P
         url = rig.relay.url
         station1 = HeadlessStation(small_terminal("office.toml", "office"), url=url, auto_answer=0.5)
         station2 = HeadlessStation(small_terminal("office-2.toml", "office"), url=url, auto_answer=None)
-        counter = HeadlessCounter(small_terminal("counter.toml", "counter", document="/dev/video-document"), url=url)
+        counter = HeadlessCounter(
+            small_terminal("counter.toml", "counter", document="/dev/video-document"), url=url
+        )
         async with station1, station2, counter:
             await counter.wait_up(10)
             await counter.call("juumin")
             await wait_until(lambda: station1.in_call, timeout=15)
-            await wait_until(lambda: (rig.relay.fleet.state.health.get(COUNTER, {}).get("last_call") or {})
-                             .get("path") is not None, timeout=30, interval=0.2)
+            await wait_until(
+                lambda: (
+                    (rig.relay.fleet.state.health.get(COUNTER, {}).get("last_call") or {}).get("path")
+                    is not None
+                ),
+                timeout=30,
+                interval=0.2,
+            )
             for locale, lang in (("ja-JP", "ja"), ("en-US", "en")):
                 async with chromium(locale) as ctx:
                     page = await ctx.new_page()
@@ -270,8 +298,12 @@ async def test_screenshots_of_the_demo_fleet_in_japanese_and_english(tmp_path: P
                     await expect(page.locator("#calls .badge").first).to_be_visible()
                     await page.fill("#month", previous_month(time.time()))
                     await page.locator("#month").dispatch_event("change")
-                    await expect(page.locator(f'#charts[data-month="{previous_month(time.time())}"] '
-                                              '.chart-card[data-department="juumin"] svg.bars')).to_be_visible()
+                    await expect(
+                        page.locator(
+                            f'#charts[data-month="{previous_month(time.time())}"] '
+                            '.chart-card[data-department="juumin"] svg.bars'
+                        )
+                    ).to_be_visible()
                     await page.evaluate("document.activeElement.blur()")
                     await row(page, COUNTER).locator('button[data-action="history"]').click()
                     await expect(page.locator("#history tbody tr").first).to_be_visible()
@@ -294,7 +326,8 @@ async def test_under_tls_the_page_is_https_and_its_cookie_secure(tmp_path: Path)
 
     cert, key = make_cert(tmp_path)
     relay = await RelayServer(replace(fleet_config(tmp_path), tls_cert=str(cert), tls_key=str(key))).start(
-        host="127.0.0.1", port=0)
+        host="127.0.0.1", port=0
+    )
     try:
         url = relay.fleet.url
         assert url.startswith("https://127.0.0.1:")

@@ -56,8 +56,12 @@ def test_fleet_config_parses_accounts_and_rejects_bad_ones() -> None:
     """[fleet] and [[admin]] load; a weak or malformed hash, a duplicate user or a page without admins is an error
     naming the key."""
     h = hash_password("pw", n=FAST)
-    s = parse_fleet(fleet_section(f'[fleet]\nenabled = true\nport = 0\n[[admin]]\nuser = "sato"\npassword_hash = "{h}"\n'
-                                  f'[[admin]]\nuser = "demo"\npassword_hash = "{h}"\ndemo = true\n'))
+    s = parse_fleet(
+        fleet_section(
+            f'[fleet]\nenabled = true\nport = 0\n[[admin]]\nuser = "sato"\npassword_hash = "{h}"\n'
+            f'[[admin]]\nuser = "demo"\npassword_hash = "{h}"\ndemo = true\n'
+        )
+    )
     assert s.enabled and s.port == 0 and s.host == "127.0.0.1"
     assert s.admins == (AdminAccount("sato", h), AdminAccount("demo", h, demo=True))
     with pytest.raises(ConfigError, match="admin-hash"):
@@ -66,8 +70,12 @@ def test_fleet_config_parses_accounts_and_rejects_bad_ones() -> None:
     with pytest.raises(ConfigError, match="power of two of at least 16384"):
         parse_fleet(fleet_section(f'[[admin]]\nuser = "a"\npassword_hash = "{weak}"\n'))
     with pytest.raises(ConfigError, match="defined twice"):
-        parse_fleet(fleet_section(f'[[admin]]\nuser = "a"\npassword_hash = "{h}"\n'
-                                  f'[[admin]]\nuser = "a"\npassword_hash = "{h}"\n'))
+        parse_fleet(
+            fleet_section(
+                f'[[admin]]\nuser = "a"\npassword_hash = "{h}"\n'
+                f'[[admin]]\nuser = "a"\npassword_hash = "{h}"\n'
+            )
+        )
     with pytest.raises(ConfigError, match="at least one"):
         parse_fleet(fleet_section("[fleet]\nenabled = true\n"))
     with pytest.raises(ConfigError, match="unknown key"):
@@ -79,16 +87,24 @@ def test_relay_config_has_the_fleet_page_off_by_default(tmp_path: Path) -> None:
     assert load_relay_config(ROOT / "config/examples/relay-office-hours.toml").fleet == FleetSettings()
     h = hash_password("pw", n=FAST)
     p = tmp_path / "relay.toml"
-    p.write_text((ROOT / "config/examples/relay-office-hours.toml").read_text() + f'\n[fleet]\nenabled = true\n[[admin]]\nuser = "t"\n'
-                 f'password_hash = "{h}"\n')
+    p.write_text(
+        (ROOT / "config/examples/relay-office-hours.toml").read_text()
+        + f'\n[fleet]\nenabled = true\n[[admin]]\nuser = "t"\n'
+        f'password_hash = "{h}"\n'
+    )
     assert load_relay_config(p).fleet.enabled
 
 
 # -- sessions and lock-out --------------------------------------------------------------------------
 def make_auth(**kw: object) -> Auth:
     h = hash_password("pw", n=FAST)
-    return Auth(FleetSettings(enabled=True, admins=(AdminAccount("sato", h), AdminAccount("demo", h, demo=True)),
-                              **kw))  # type: ignore[arg-type]
+    return Auth(
+        FleetSettings(
+            enabled=True,
+            admins=(AdminAccount("sato", h), AdminAccount("demo", h, demo=True)),
+            **kw,  # type: ignore[arg-type]
+        )
+    )
 
 
 def login(auth: Auth, user: str, password: str, peer: str = "127.0.0.1", now: float = NOW) -> Verdict:
@@ -106,7 +122,11 @@ def test_login_session_csrf_and_logout() -> None:
     verdict, session = auth.after_check("sato", "127.0.0.1", True, NOW)
     assert verdict is Verdict.OK and session is not None
     assert auth.session(session.id, NOW + 1) is session
-    assert auth.csrf_ok(session, session.csrf) and not auth.csrf_ok(session, "x") and not auth.csrf_ok(session, None)
+    assert (
+        auth.csrf_ok(session, session.csrf)
+        and not auth.csrf_ok(session, "x")
+        and not auth.csrf_ok(session, None)
+    )
     assert auth.session(session.id, NOW + 601) is None
     _, again = auth.after_check("sato", "127.0.0.1", True, NOW)
     assert again is not None and again.id != session.id
@@ -144,9 +164,12 @@ def test_demo_account_only_from_loopback() -> None:
 
 
 # -- the health message -------------------------------------------------------------------------------
-GOOD_HEALTH = {"type": "health", "version": "kiosk 0.1",
-               "devices": {"camera": {"state": "ok"}, "document_camera": {"state": "missing", "reason": "/dev/video2"}},
-               "last_call": {"path": "host/udp", "quality": "ok"}}
+GOOD_HEALTH = {
+    "type": "health",
+    "version": "kiosk 0.1",
+    "devices": {"camera": {"state": "ok"}, "document_camera": {"state": "missing", "reason": "/dev/video2"}},
+    "last_call": {"path": "host/udp", "quality": "ok"},
+}
 
 
 def test_health_message_parses_and_bad_reports_are_refused() -> None:
@@ -173,7 +196,9 @@ def test_core_passes_health_reports_on_from_every_role() -> None:
     for t in (COUNTER, OFFICE1, LAMP):
         core.connect(t, NOW)
         msg = protocol.parse(protocol.encode(GOOD_HEALTH))
-        assert core.receive(t, msg, NOW) == [HealthReport(t, {k: v for k, v in GOOD_HEALTH.items() if k != "type"})]
+        assert core.receive(t, msg, NOW) == [
+            HealthReport(t, {k: v for k, v in GOOD_HEALTH.items() if k != "type"})
+        ]
 
 
 # -- the fleet view -----------------------------------------------------------------------------------
@@ -195,11 +220,22 @@ def test_problems_come_first_offline_and_missing_devices(world: tuple[RelayCore,
     healthy = {"version": "v1", "devices": {"camera": {"state": "ok"}}}
     for t in (OFFICE1, OFFICE2, LAMP):
         fleet.report(t, healthy, NOW)
-    fleet.report(COUNTER, {"version": "v1", "devices": {"camera": {"state": "ok"},
-                           "document_camera": {"state": "missing", "reason": "no /dev/video2"}}}, NOW)
+    fleet.report(
+        COUNTER,
+        {
+            "version": "v1",
+            "devices": {
+                "camera": {"state": "ok"},
+                "document_camera": {"state": "missing", "reason": "no /dev/video2"},
+            },
+        },
+        NOW,
+    )
     rows = fleet.terminals(core, NOW, {})
     assert rows[0]["id"] == COUNTER
-    assert rows[0]["problems"] == [{"kind": "missing", "device": "document_camera", "reason": "no /dev/video2"}]
+    assert rows[0]["problems"] == [
+        {"kind": "missing", "device": "document_camera", "reason": "no /dev/video2"}
+    ]
     assert all(not r["problems"] for r in rows[1:])
     core.disconnect(OFFICE2, NOW + 5)
     fleet.disconnected(OFFICE2, NOW + 5)
@@ -215,8 +251,9 @@ def test_health_changes_are_recorded_as_history(world: tuple[RelayCore, FleetSta
     first = fleet.report(LAMP, {"version": "v1", "devices": {"lamp_port": {"state": "ok"}}}, NOW)
     assert {c.what for c in first} == {"version", "device:lamp_port"}
     assert fleet.report(LAMP, {"version": "v1", "devices": {"lamp_port": {"state": "ok"}}}, NOW + 1) == []
-    change = fleet.report(LAMP, {"version": "v1", "devices": {"lamp_port": {"state": "failing", "reason": "EIO"}}},
-                          NOW + 2)
+    change = fleet.report(
+        LAMP, {"version": "v1", "devices": {"lamp_port": {"state": "failing", "reason": "EIO"}}}, NOW + 2
+    )
     assert [(c.what, c.old, c.new) for c in change] == [("device:lamp_port", "ok", "failing: EIO")]
 
 
@@ -235,12 +272,22 @@ def test_live_calls_ringing_then_answered_with_members(world: tuple[RelayCore, F
     assert status[OFFICE1]["in_call"] == call["call"] and status[OFFICE1]["status"] == "available"
 
 
-def record(created: float, outcome: str, wait: float | None = None, talk: float = 60.0,
-           dept: str = "juumin") -> CallRecord:
+def record(
+    created: float, outcome: str, wait: float | None = None, talk: float = 60.0, dept: str = "juumin"
+) -> CallRecord:
     answered = created + wait if wait is not None else None
     ended = (answered or created + 30) + (talk if answered else 0)
-    return CallRecord(f"c{created}", dept, COUNTER, created, ended, outcome, "hangup", answered,
-                      OFFICE1 if answered else None)
+    return CallRecord(
+        f"c{created}",
+        dept,
+        COUNTER,
+        created,
+        ended,
+        outcome,
+        "hangup",
+        answered,
+        OFFICE1 if answered else None,
+    )
 
 
 def test_today_numbers_count_rang_calls_and_median_wait(world: tuple[RelayCore, FleetState]) -> None:
@@ -249,11 +296,21 @@ def test_today_numbers_count_rang_calls_and_median_wait(world: tuple[RelayCore, 
     _, fleet = world
     midnight = fleet.day_start(NOW)
     fleet.seed_today([record(midnight - 60, "answered", 5)], NOW)
-    for r in (record(midnight + 10, "answered", 4), record(midnight + 20, "answered", 10),
-              record(midnight + 30, "unanswered"), record(midnight + 40, "closed"), record(midnight + 50, "cancelled")):
+    for r in (
+        record(midnight + 10, "answered", 4),
+        record(midnight + 20, "answered", 10),
+        record(midnight + 30, "unanswered"),
+        record(midnight + 40, "closed"),
+        record(midnight + 50, "cancelled"),
+    ):
         fleet.finished(r, NOW)
-    assert fleet.today_numbers(NOW) == {"day": "2026-09-21", "calls": 4, "answered": 2, "missed": 2,
-                                        "median_wait_s": 7.0}
+    assert fleet.today_numbers(NOW) == {
+        "day": "2026-09-21",
+        "calls": 4,
+        "answered": 2,
+        "missed": 2,
+        "median_wait_s": 7.0,
+    }
     assert fleet.today_numbers(midnight + 86400 + 1)["calls"] == 0
 
 
@@ -269,15 +326,25 @@ def test_monthly_charts_per_department_and_day() -> None:
     counted in the office's time zone; another month's calls are left out."""
     cfg = make_relay_config()
     day1 = datetime(2026, 11, 1, 0, 30, tzinfo=TZ).timestamp()  # 2026-10-31 in UTC, November in Tokyo
-    recs = [record(day1, "answered", 10, 120), record(day1 + 3600, "answered", 30, 60),
-            record(day1 + 86400 * 2, "unanswered"), record(day1 + 86400 * 2 + 60, "closed"),
-            record(day1 + 86400 * 3, "answered", 20, 300, dept="zeimu"),
-            record(day1 - 7200, "answered", 1)]  # October in Tokyo
+    recs = [
+        record(day1, "answered", 10, 120),
+        record(day1 + 3600, "answered", 30, 60),
+        record(day1 + 86400 * 2, "unanswered"),
+        record(day1 + 86400 * 2 + 60, "closed"),
+        record(day1 + 86400 * 3, "answered", 20, 300, dept="zeimu"),
+        record(day1 - 7200, "answered", 1),
+    ]  # October in Tokyo
     charts = monthly_charts(cfg, recs, "2026-11")
     assert charts["days"] == 30
     juumin = next(d for d in charts["departments"] if d["id"] == "juumin")
-    assert juumin["month"] == {"calls": 3, "answered": 2, "answered_pct": 66.7, "wait_median_s": 20.0,
-                               "wait_p90_s": 30.0, "duration_median_s": 90.0}
+    assert juumin["month"] == {
+        "calls": 3,
+        "answered": 2,
+        "answered_pct": 66.7,
+        "wait_median_s": 20.0,
+        "wait_p90_s": 30.0,
+        "duration_median_s": 90.0,
+    }
     assert juumin["daily"][0]["calls"] == 2 and juumin["daily"][2]["calls"] == 1
     assert juumin["daily"][2]["answered_pct"] == 0.0 and juumin["daily"][5]["calls"] == 0
     zeimu = next(d for d in charts["departments"] if d["id"] == "zeimu")
@@ -288,7 +355,11 @@ def test_csv_download_is_the_report_command_output() -> None:
     """The page's CSV equals relay-server report --csv for the same month."""
     cfg = make_relay_config()
     day1 = datetime(2026, 11, 3, 10, tzinfo=TZ).timestamp()
-    recs = [record(day1, "answered", 10), record(day1 + 60, "cancelled"), record(day1 - 30 * 86400, "answered", 3)]
+    recs = [
+        record(day1, "answered", 10),
+        record(day1 + 60, "cancelled"),
+        record(day1 - 30 * 86400, "answered", 3),
+    ]
     expected = format_report(build_report(recs[:2], cfg.departments), as_csv=True)
     assert report_csv(cfg, recs, "2026-11") == expected
     assert expected.splitlines()[1].startswith("juumin,2,1,")
@@ -308,8 +379,11 @@ def test_store_keeps_latest_health_history_and_audit(tmp_path: Path) -> None:
     with FleetStore(tmp_path / "relay.sqlite3") as store:
         assert store.latest_health() == {COUNTER: (NOW + 1, h2)}
         history = store.history(COUNTER)
-        assert [(c.what, c.new) for c in history] == [("device:camera", "failing: no frames for 5 s"),
-                                                      ("device:camera", "ok"), ("version", "v1")]
+        assert [(c.what, c.new) for c in history] == [
+            ("device:camera", "failing: no frames for 5 s"),
+            ("device:camera", "ok"),
+            ("version", "v1"),
+        ]
         assert store.audit_log() == [AuditEntry(NOW, "sato", "127.0.0.1", "ring", OFFICE1, "sent")]
 
 
@@ -320,11 +394,15 @@ def test_admin_hash_command_makes_an_account_the_config_accepts(tmp_path: Path) 
     import sys
 
     run = [sys.executable, "-m", "relay_server", "admin-hash", "sato"]
-    out = subprocess.run(run, input="long enough password\n", capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = subprocess.run(
+        run, input="long enough password\n", capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert out.returncode == 0, out.stderr
     block = out.stdout.split("\n", 1)[1]
     p = tmp_path / "relay.toml"
-    p.write_text((ROOT / "config/examples/relay-office-hours.toml").read_text() + "\n[fleet]\nenabled = true\n" + block)
+    p.write_text(
+        (ROOT / "config/examples/relay-office-hours.toml").read_text() + "\n[fleet]\nenabled = true\n" + block
+    )
     [account] = load_relay_config(p).fleet.admins
     assert account.user == "sato" and verify_password("long enough password", account.password_hash)
     short = subprocess.run(run, input="short\n", capture_output=True, text=True, timeout=60, cwd=ROOT)

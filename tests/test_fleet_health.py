@@ -89,8 +89,9 @@ async def test_reporter_sends_on_link_up_and_on_change_only(tmp_path: Path) -> N
             devices["lamp_port"] = {"state": "failing", "reason": "write failed"}
             await wait_until(lambda: len(sent) == 2, timeout=5)
             await wait_until(lambda: rig.relay.fleet.state.problems(LAMP) != [], timeout=5)
-            assert rig.relay.fleet.state.problems(LAMP) == [{"kind": "failing", "device": "lamp_port",
-                                                             "reason": "write failed"}]
+            assert rig.relay.fleet.state.problems(LAMP) == [
+                {"kind": "failing", "device": "lamp_port", "reason": "write failed"}
+            ]
             reporter.on_link("down")
             reporter.on_link("up")
             await wait_until(lambda: len(sent) == 3, timeout=5)
@@ -123,9 +124,30 @@ def test_a_fleet_port_in_use_is_named_at_start(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        cfg = write_relay_config(tmp_path, {'[fleet]\nenabled = true\nhost = "127.0.0.1"\nport = 0':
-                                            f'[fleet]\nenabled = true\nhost = "127.0.0.1"\nport = {port}'})
-        out = subprocess.run([sys.executable, "-m", "relay_server", "--config", str(cfg), "--host", "127.0.0.1", "--port", "0"],
-                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+        cfg = write_relay_config(
+            tmp_path,
+            {
+                '[fleet]\nenabled = true\nhost = "127.0.0.1"\nport = 0': (
+                    f'[fleet]\nenabled = true\nhost = "127.0.0.1"\nport = {port}'
+                )
+            },
+        )
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "relay_server",
+                "--config",
+                str(cfg),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
     assert out.returncode == 1, out.stderr
     assert f"cannot serve the fleet page on 127.0.0.1:{port}" in out.stderr and "Traceback" not in out.stderr

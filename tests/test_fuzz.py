@@ -44,9 +44,16 @@ nasty_text = st.one_of(
     st.sampled_from(["\ud800", "\udfff", "a\udc00b", "\x1b[2J", "x\r\nevent=forged", "住民課", "", "\x00"]),
 )
 ids = st.one_of(st.sampled_from(TERMINALS + DEPARTMENTS + ["c0", "c1", "available", "away"]), nasty_text)
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False), nasty_text)
-json_values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=8)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), nasty_text
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 @st.composite
@@ -85,11 +92,25 @@ def frames(draw: Any) -> str | bytes:
         depth = draw(st.integers(30, 3000))
         return '{"type":"signal","call":"c0","to":"x","data":' + '{"a":' * depth + "1" + "}" * depth + "}"
     if how == 2:
-        return draw(st.sampled_from(['{"type":"ping","id":NaN}', '{"type":"ping","id":Infinity}', "[]", "null",
-                                     '"hello"', "1e999", '{"type":"ping","id":' + "9" * 5000 + "}"]))
+        return draw(
+            st.sampled_from(
+                [
+                    '{"type":"ping","id":NaN}',
+                    '{"type":"ping","id":Infinity}',
+                    "[]",
+                    "null",
+                    '"hello"',
+                    "1e999",
+                    '{"type":"ping","id":' + "9" * 5000 + "}",
+                ]
+            )
+        )
     if how == 3:
-        return b"TEXT:" + text.encode("utf-8", "surrogatepass")[:40] + draw(st.sampled_from([b"\xff", b"\xc3\x28",
-                                                                                           b"\xed\xa0\x80"]))
+        return (
+            b"TEXT:"
+            + text.encode("utf-8", "surrogatepass")[:40]
+            + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80"]))
+        )
     if how == 4:
         return text.encode("utf-8", "surrogatepass")
     return text
@@ -124,8 +145,11 @@ def test_core_survives_any_sequence_of_frames(data: Any) -> None:
         if data.draw(st.integers(0, 3)) == 0 and core.calls:  # aim some messages at a real call
             call = data.draw(st.sampled_from(sorted(core.calls)))
             frame = json.dumps({**data.draw(messages()), "call": call})
-        raw = frame[5:].decode("utf-8", "replace") if isinstance(frame, bytes) and frame.startswith(b"TEXT:") \
+        raw = (
+            frame[5:].decode("utf-8", "replace")
+            if isinstance(frame, bytes) and frame.startswith(b"TEXT:")
             else frame
+        )
         try:
             msg = protocol.parse(raw)
             actions = core.receive(sender, msg, NOW + step)
@@ -144,7 +168,9 @@ async def _exchange(attacker: WsClient, frame: str | bytes, tag: str) -> list[di
     """Send one frame, then a ping; everything the attacker got up to the pong."""
     if isinstance(frame, bytes) and frame.startswith(b"TEXT:"):
         await attacker.ws.send(frame[5:], text=True)
-    elif isinstance(frame, str) and not _utf8(frame):  # a lone surrogate, as raw bytes: what a hostile client sends
+    elif isinstance(frame, str) and not _utf8(
+        frame
+    ):  # a lone surrogate, as raw bytes: what a hostile client sends
         await attacker.ws.send(frame.encode("utf-8", "surrogatepass"), text=True)
     else:
         await attacker.ws.send(frame)
@@ -200,7 +226,9 @@ async def _run_server_example(batch: list[str | bytes]) -> None:
             if _refused_by_parse(frame):
                 assert any(m["type"] == "error" for m in got), (frame, got)
         # The call between the two others was never touched.
-        await counter.send({"type": "signal", "call": call, "to": OFFICE1, "data": {"kind": "offer", "sdp": "v"}})
+        await counter.send(
+            {"type": "signal", "call": call, "to": OFFICE1, "data": {"kind": "offer", "sdp": "v"}}
+        )
         assert (await o1.expect("signal", call=call))["data"] == {"kind": "offer", "sdp": "v"}
         assert not [m for m in o1.inbox + counter.inbox if m["type"] in ("ended", "left", "error")]
         assert relay.core.calls[call].members == [COUNTER, OFFICE1]
@@ -210,11 +238,15 @@ async def _run_server_example(batch: list[str | bytes]) -> None:
         await relay.close()
 
 
-@settings(max_examples=SERVER_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=SERVER_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(st.lists(frames(), min_size=1, max_size=8))
-def test_running_relay_answers_every_bad_frame_and_harms_nobody(caplog: pytest.LogCaptureFixture,
-                                                              batch: list[str | bytes]) -> None:
+def test_running_relay_answers_every_bad_frame_and_harms_nobody(
+    caplog: pytest.LogCaptureFixture, batch: list[str | bytes]
+) -> None:
     """Each frame refused by parse gets an error, the sender stays, another call goes on, no ERROR is logged."""
     caplog.clear()
     with caplog.at_level(logging.INFO):

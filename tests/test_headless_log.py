@@ -24,20 +24,34 @@ def office_config(token: str | None = None) -> TerminalConfig:
 
 async def read_line(proc: asyncio.subprocess.Process, text: str, timeout: float = 60) -> str:
     assert proc.stdout is not None
+
     async def scan() -> str:
         assert proc.stdout is not None
         while line := (await proc.stdout.readline()).decode():
             if text in line:
                 return line
         raise AssertionError(f"the station exited without printing {text!r}")
+
     return await asyncio.wait_for(scan(), timeout)
 
 
 async def run_station(url: str, config: Path = ROOT / "config" / "office.toml") -> asyncio.subprocess.Process:
-    args = [sys.executable, "-m", "kiosk", "office", "--headless", "--config", str(config),
-            "--url", url, "--camera", "synthetic:camera"]
-    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.DEVNULL, cwd=ROOT)
+    args = [
+        sys.executable,
+        "-m",
+        "kiosk",
+        "office",
+        "--headless",
+        "--config",
+        str(config),
+        "--url",
+        url,
+        "--camera",
+        "synthetic:camera",
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, cwd=ROOT
+    )
     return proc
 
 
@@ -77,19 +91,26 @@ async def test_headless_station_names_a_refused_token_and_logs_calls() -> None:
         assert refused and refused[0].startswith("relay link unauthorized: this terminal's token was refused")
         assert not any("cannot reach" in s for s in said)
         said.clear()
-        counter_cfg = small_media(load_terminal_config(ROOT / "config" / "counter.toml", "counter"), (160, 90),
-                                  (320, 180))
-        async with HeadlessStation(office_config(), auto_answer=None, url=srv.url, out=said.append) as station, \
-                HeadlessCounter(counter_cfg, url=srv.url) as counter:
+        counter_cfg = small_media(
+            load_terminal_config(ROOT / "config" / "counter.toml", "counter"), (160, 90), (320, 180)
+        )
+        async with (
+            HeadlessStation(office_config(), auto_answer=None, url=srv.url, out=said.append) as station,
+            HeadlessCounter(counter_cfg, url=srv.url) as counter,
+        ):
             await station.wait_up()
             call = await counter.place_call("juumin")
             await wait_until(lambda: any(s.startswith(f"ringing: call {call} for juumin") for s in said), 5)
             await counter.end()
-            await wait_until(lambda: any(f"call {call} ended before it was answered here" in s for s in said), 5)
+            await wait_until(
+                lambda: any(f"call {call} ended before it was answered here" in s for s in said), 5
+            )
             station.auto_answer = 0.0
             call2 = await counter.place_call("juumin")
             await wait_until(lambda: f"answered call {call2}" in said, 10)
-            await wait_until(lambda: any(s.startswith("media to counter-sapporo-1: connected") for s in said), 15)
+            await wait_until(
+                lambda: any(s.startswith("media to counter-sapporo-1: connected") for s in said), 15
+            )
             await counter.end()
             await wait_until(lambda: any(s.startswith(f"call {call2} ended:") for s in said), 10)
         assert said[0].startswith("ready: office-tobetsu-1")
@@ -114,6 +135,11 @@ def test_office_help_mentions_headless() -> None:
     """`kiosk office --help` lists --headless and --auto-answer."""
     import subprocess
 
-    out = subprocess.run([sys.executable, "-m", "kiosk", "office", "--help"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "kiosk", "office", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    ).stdout
     assert "--headless" in out and "--auto-answer" in out

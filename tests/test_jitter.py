@@ -33,7 +33,11 @@ def _feed(buf: JitterBuffer, packets: list[RtpPacket]) -> list[tuple[int, bytes]
 def test_frame_is_complete_at_its_marker_packet() -> None:
     """The last packet of a frame releases it at once; aiortc's own buffer waits for the next frame."""
     frame = [_packet(10, 900), _packet(11, 900), _packet(12, 900, marker=True)]
-    assert _feed(FrameEndJitterBuffer(capacity=128, is_video=True), frame) == [None, None, (900, b"\x0a\x0b\x0c")]
+    assert _feed(FrameEndJitterBuffer(capacity=128, is_video=True), frame) == [
+        None,
+        None,
+        (900, b"\x0a\x0b\x0c"),
+    ]
     assert _feed(JitterBuffer(capacity=128, is_video=True), frame) == [None, None, None], (
         "aiortc's buffer holds the frame until the next one starts: the reason this module exists"
     )
@@ -50,8 +54,16 @@ def test_out_of_order_frame_waits_for_the_gap() -> None:
 def test_lost_marker_packet_is_closed_by_the_next_frame() -> None:
     """Without its marker packet a frame is released when the next frame starts, as aiortc does."""
     buf = FrameEndJitterBuffer(capacity=128, is_video=True)
-    got = _feed(buf, [_packet(1, 0), _packet(2, 0), _packet(4, 3000), _packet(3, 3000, marker=False),
-                      _packet(5, 3000, marker=True)])
+    got = _feed(
+        buf,
+        [
+            _packet(1, 0),
+            _packet(2, 0),
+            _packet(4, 3000),
+            _packet(3, 3000, marker=False),
+            _packet(5, 3000, marker=True),
+        ],
+    )
     # 1, 2 (frame 0, marker lost), 4 (a gap at 3), then 3 fills it: frame 0 ends where timestamp 3000 begins
     assert got[:3] == [None, None, None]
     assert got[3] == (0, b"\x01\x02")
@@ -127,6 +139,7 @@ def test_a_gap_older_than_a_second_is_given_up_for_a_key_frame() -> None:
     """A packet that never comes (NACK and retransmission lost) holds a slow track up for at most STALE_GAP of media
     time: then the incomplete frame is dropped, a PLI is asked for, and the newest complete frame comes out."""
     from kiosk.video.jitter import STALE_GAP
+
     buf = FrameEndJitterBuffer(capacity=128, is_video=True)
     step = 45000  # 2 fps on the 90 kHz clock: the document camera
     assert buf.add(_packet(1, 0, data=b"a"))[1] is None  # packet 2 (the rest of frame 0) is lost for good

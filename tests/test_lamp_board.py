@@ -11,12 +11,21 @@ from kiosk.devices.lamp import ChannelState
 from kiosk.lamp_agent import LampBoard, channel_labels
 
 ON, OFF, BLINK = ChannelState.ON, ChannelState.OFF, ChannelState.BLINK
-CONFIG = LampConfig("lcus", "loop://", {"juumin": 1, "zeimu": 2, "hoken": 3}, in_call_channel=4, fault_channel=5)
+CONFIG = LampConfig(
+    "lcus", "loop://", {"juumin": 1, "zeimu": 2, "hoken": 3}, in_call_channel=4, fault_channel=5
+)
 
 
-def welcome(role: str = "lamp", departments: tuple[str, ...] = ("juumin", "zeimu", "hoken")) -> dict[str, object]:
-    return {"type": "welcome", "terminal": "lamp-tobetsu-1", "role": role, "ice_servers": [],
-            "departments": [{"id": d, "name": {"ja": d, "en": d}} for d in departments]}
+def welcome(
+    role: str = "lamp", departments: tuple[str, ...] = ("juumin", "zeimu", "hoken")
+) -> dict[str, object]:
+    return {
+        "type": "welcome",
+        "terminal": "lamp-tobetsu-1",
+        "role": role,
+        "ice_servers": [],
+        "departments": [{"id": d, "name": {"ja": d, "en": d}} for d in departments],
+    }
 
 
 def incoming(call: str, dept: str, **extra: str) -> dict[str, object]:
@@ -117,8 +126,16 @@ def test_staff_station_own_answer_and_decline() -> None:
     b = board(role="office")
     b.on_message(incoming("c1", "juumin"))
     b.on_message(incoming("c2", "zeimu"))
-    b.on_message({"type": "call_state", "call": "c1", "state": "active", "department": "juumin",
-                  "counter": "counter-sapporo-1", "members": []})
+    b.on_message(
+        {
+            "type": "call_state",
+            "call": "c1",
+            "state": "active",
+            "department": "juumin",
+            "counter": "counter-sapporo-1",
+            "members": [],
+        }
+    )
     b.on_sent({"type": "decline", "call": "c2"})
     assert b.desired() == {1: OFF, 2: OFF, 3: OFF, 4: ON, 5: OFF}
 
@@ -162,8 +179,10 @@ def _lamp_toml(tmp_path: Path, lamp: str) -> Path:
 
 def test_config_rejects_fault_channel_on_a_department_channel(tmp_path: Path) -> None:
     """A fault channel that is also a department's channel is a located config error."""
-    p = _lamp_toml(tmp_path, '[lamp]\ndriver = "lcus"\nport = "loop://"\nfault_channel = 1\n'
-                             '[lamp.channels]\njuumin = 1\n')
+    p = _lamp_toml(
+        tmp_path,
+        '[lamp]\ndriver = "lcus"\nport = "loop://"\nfault_channel = 1\n[lamp.channels]\njuumin = 1\n',
+    )
     with pytest.raises(ConfigError, match=r"lamp.toml:8: lamp.fault_channel: channel 1 is already"):
         load_terminal_config(p, "lamp")
 
@@ -171,5 +190,7 @@ def test_config_rejects_fault_channel_on_a_department_channel(tmp_path: Path) ->
 def test_config_rejects_lcus_channel_beyond_eight(tmp_path: Path) -> None:
     """An LCUS board has at most eight relays; channel 9 is refused with file, line and key."""
     p = _lamp_toml(tmp_path, '[lamp]\ndriver = "lcus"\nport = "loop://"\n[lamp.channels]\njuumin = 9\n')
-    with pytest.raises(ConfigError, match=r"lamp.toml:9: lamp.channels.juumin: an LCUS board has channels 1..8"):
+    with pytest.raises(
+        ConfigError, match=r"lamp.toml:9: lamp.channels.juumin: an LCUS board has channels 1..8"
+    ):
         load_terminal_config(p, "lamp")

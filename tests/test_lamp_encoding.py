@@ -19,10 +19,14 @@ ON, OFF, BLINK = ChannelState.ON, ChannelState.OFF, ChannelState.BLINK
 
 # The frames printed in LCUS board manuals, channel 1..4.
 LCUS_FRAMES = {
-    (1, True): "a0 01 01 a2", (1, False): "a0 01 00 a1",
-    (2, True): "a0 02 01 a3", (2, False): "a0 02 00 a2",
-    (3, True): "a0 03 01 a4", (3, False): "a0 03 00 a3",
-    (4, True): "a0 04 01 a5", (4, False): "a0 04 00 a4",
+    (1, True): "a0 01 01 a2",
+    (1, False): "a0 01 00 a1",
+    (2, True): "a0 02 01 a3",
+    (2, False): "a0 02 00 a2",
+    (3, True): "a0 03 01 a4",
+    (3, False): "a0 03 00 a3",
+    (4, True): "a0 04 01 a5",
+    (4, False): "a0 04 00 a4",
 }
 
 

@@ -13,17 +13,50 @@ from kiosk.devices.emulated import AsciiLampModel
 from kiosk.devices.lamp import ChannelState
 
 FIRMWARE = ROOT / "contrib" / "lamp_firmware"
-SCRIPT = [b"PING", b"ON 1", b"BLINK 2", b"off 1", b"ON 9", b"ON x", b"DANCE", b"ON 3", b"ON 8", b"BLINK 5",
-          b"OFF 5", b"  PING  ", b"ALLOFF", b"ON 4", b"ON 6"]
+SCRIPT = [
+    b"PING",
+    b"ON 1",
+    b"BLINK 2",
+    b"off 1",
+    b"ON 9",
+    b"ON x",
+    b"DANCE",
+    b"ON 3",
+    b"ON 8",
+    b"BLINK 5",
+    b"OFF 5",
+    b"  PING  ",
+    b"ALLOFF",
+    b"ON 4",
+    b"ON 6",
+]
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to build the sketch for the host")
 def test_sketch_matches_emulated_lamp(tmp_path: Path) -> None:
     """Built for the PC with a small Arduino stand-in, the sketch gives the same replies and outputs."""
     exe = tmp_path / "lamp_firmware"
-    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(FIRMWARE / "host"), "-x", "c++",
-                    str(FIRMWARE / "lamp_firmware.ino"), "-x", "none", str(FIRMWARE / "host" / "main.cpp"),
-                    "-o", str(exe)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "g++",
+            "-std=c++17",
+            "-Wall",
+            "-Werror",
+            "-I",
+            str(FIRMWARE / "host"),
+            "-x",
+            "c++",
+            str(FIRMWARE / "lamp_firmware.ino"),
+            "-x",
+            "none",
+            str(FIRMWARE / "host" / "main.cpp"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     stdin = b"".join(line + b"\r\n" for line in SCRIPT) + b"x" * 200 + b"\nPING\n"
     out = subprocess.run([str(exe)], input=stdin, capture_output=True, timeout=10, check=True).stdout
     lines = out.decode().splitlines()

@@ -63,8 +63,9 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     relay_overrides = getattr(request, "param", {})  # e.g. a short ring_timeout, via indirect parametrize
     relay = await RelayServer(relay_config(**relay_overrides)).start(host="127.0.0.1", port=0)
     lamp = LampController(replace(LAMP_CONFIG, port=board.url), **FAST)
-    client = RelayClient(relay.url, TOKENS[LAMP], on_message=lamp.on_message, on_link=lamp.on_link,
-                         backoff=(0.05, 0.2))
+    client = RelayClient(
+        relay.url, TOKENS[LAMP], on_message=lamp.on_message, on_link=lamp.on_link, backoff=(0.05, 0.2)
+    )
     lamp.start()
     client.start()
     await client.wait_up(5)
@@ -78,8 +79,9 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     board.close()
 
 
-async def place_call(url: str, department: str, terminal: str = COUNTER,
-                     token: str | None = None) -> tuple[WsClient, str]:
+async def place_call(
+    url: str, department: str, terminal: str = COUNTER, token: str | None = None
+) -> tuple[WsClient, str]:
     counter = await WsClient.open(url, terminal, token)
     await counter.send({"type": "call", "department": department})
     ringing = await counter.expect("ringing")
@@ -174,7 +176,9 @@ async def test_staff_station_embeds_a_lamp(tmp_path: Path) -> None:
     with EmulatedAsciiLamp(4) as board:
         async with RelayServer(relay_config()) as relay:
             lamp = LampController(LampConfig("ascii", board.url, {"juumin": 1, "zeimu": 2}), **FAST)
-            station = RelayClient(relay.url, TOKENS[OFFICE1], on_message=lamp.on_message, on_link=lamp.on_link)
+            station = RelayClient(
+                relay.url, TOKENS[OFFICE1], on_message=lamp.on_message, on_link=lamp.on_link
+            )
             async with lamp, station:
                 await station.wait_up(5)
                 counter, call = await place_call(relay.url, "juumin")
@@ -189,8 +193,10 @@ async def test_staff_station_embeds_a_lamp(tmp_path: Path) -> None:
 def write_lamp_config(tmp_path: Path, url: str, driver: str = "lcus", extra: str = "") -> Path:
     p = tmp_path / "lamp.toml"
     channels = "\n".join(f"{d} = {n}" for d, n in DEPARTMENTS.items())
-    p.write_text(f'[relay]\nurl = "{url}"\ntoken = "{TOKENS[LAMP]}"\n\n'
-                 f'[lamp]\ndriver = "{driver}"\nport = "/dev/ttyUSB0"\n{extra}\n[lamp.channels]\n{channels}\n')
+    p.write_text(
+        f'[relay]\nurl = "{url}"\ntoken = "{TOKENS[LAMP]}"\n\n'
+        f'[lamp]\ndriver = "{driver}"\nport = "/dev/ttyUSB0"\n{extra}\n[lamp.channels]\n{channels}\n'
+    )
     return p
 
 
@@ -201,9 +207,19 @@ async def test_sigterm_leaves_every_channel_off(tmp_path: Path) -> None:
             office = await WsClient.open(relay.url, OFFICE1)
             cfg = write_lamp_config(tmp_path, relay.url)
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kiosk", "lamp", "--config", str(cfg), "--lamp-port", board.url,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                sys.executable,
+                "-m",
+                "kiosk",
+                "lamp",
+                "--config",
+                str(cfg),
+                "--lamp-port",
+                board.url,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
             try:
                 await wait_until(lambda: LAMP in relay.conns, timeout=10)
                 counter, call = await place_call(relay.url, "juumin")
@@ -238,8 +254,24 @@ def test_technician_check_command_line(tmp_path: Path) -> None:
     with EmulatedLcusBoard(4) as board:
         cfg = write_lamp_config(tmp_path, "ws://127.0.0.1:9")
         result = subprocess.run(
-            [sys.executable, "-m", "kiosk", "lamp", "--config", str(cfg), "--lamp-port", board.url, "--test",
-             "--test-dwell", "0"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "kiosk",
+                "lamp",
+                "--config",
+                str(cfg),
+                "--lamp-port",
+                board.url,
+                "--test",
+                "--test-dwell",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert sum(line.endswith(" written") for line in result.stdout.splitlines()) == 4
         board.wait_for_sync(lambda: len(board.received) == 12, what="all off + 4 x on/off")
@@ -248,8 +280,13 @@ def test_technician_check_command_line(tmp_path: Path) -> None:
 
 def test_missing_config_is_reported() -> None:
     """A wrong --config path exits 2 with a message naming the file."""
-    result = subprocess.run([sys.executable, "-m", "kiosk", "lamp", "--config", "/nonexistent/lamp.toml"],
-                            capture_output=True, text=True, timeout=30, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "kiosk", "lamp", "--config", "/nonexistent/lamp.toml"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
     assert result.returncode == 2 and "/nonexistent/lamp.toml" in result.stderr
 
 

@@ -197,8 +197,10 @@ async def test_lcus_blinks_in_software(lcus_board: EmulatedLcusBoard) -> None:
     cfg = LampConfig("lcus", lcus_board.url, {"juumin": 1}, blink=True)
     async with LampDevice(cfg, blink_interval=0.02, **FAST) as device:
         device.apply({1: BLINK})
-        await lcus_board.wait_for(lambda: lcus_board.commands().count("ON 1") >= 3
-                                  and lcus_board.commands().count("OFF 1") >= 2, what="three blinks")
+        await lcus_board.wait_for(
+            lambda: lcus_board.commands().count("ON 1") >= 3 and lcus_board.commands().count("OFF 1") >= 2,
+            what="three blinks",
+        )
         device.apply({1: OFF})
         await device.wait_ready(2)
         await lcus_board.wait_state({1: OFF})

@@ -43,8 +43,11 @@ def peer(bed: NetBed, role: str, name: str, *, port: int = RELAY_PORT) -> Proc:
 
 def frames_from(proc: Proc, member: str, track: str, more_than: int, timeout: float) -> dict[str, Any]:
     key = f"{member}/{track}"
-    return proc.wait_event(lambda e: e["event"] == "frames" and e["tracks"].get(key, 0) > more_than, timeout,
-                           f"{key} frames > {more_than}")
+    return proc.wait_event(
+        lambda e: e["event"] == "frames" and e["tracks"].get(key, 0) > more_than,
+        timeout,
+        f"{key} frames > {more_than}",
+    )
 
 
 def last_frames(proc: Proc, member: str, track: str) -> int:
@@ -54,8 +57,13 @@ def last_frames(proc: Proc, member: str, track: str) -> int:
 
 
 def connected(proc: Proc, member: str, timeout: float) -> dict[str, Any]:
-    return proc.wait_event(lambda e: e["event"] == "connection_state" and e.get("state") == "connected"
-                           and e.get("member") == member, timeout, f"connected to {member}")
+    return proc.wait_event(
+        lambda e: (
+            e["event"] == "connection_state" and e.get("state") == "connected" and e.get("member") == member
+        ),
+        timeout,
+        f"connected to {member}",
+    )
 
 
 def stop_all(*procs: Proc) -> None:
@@ -64,8 +72,9 @@ def stop_all(*procs: Proc) -> None:
 
 
 def media_path(proc: Proc, member: str, timeout: float = 5) -> dict[str, Any]:
-    return proc.wait_event(lambda e: e["event"] == "media_path" and e.get("member") == member, timeout,
-                           f"media_path to {member}")
+    return proc.wait_event(
+        lambda e: e["event"] == "media_path" and e.get("member") == member, timeout, f"media_path to {member}"
+    )
 
 
 def turn_media_sessions(bed: NetBed, terminal: str, since: int = 0) -> set[str]:
@@ -83,12 +92,36 @@ def turn_media_sessions(bed: NetBed, terminal: str, since: int = 0) -> set[str]:
     return {kind for sid, kind in kinds.items() if sid in used}
 
 
-def call_test(bed: NetBed, cfg: Path, seconds: float = 2.0, timeout: float = 90) -> tuple[int, dict[str, Any]]:
+def call_test(
+    bed: NetBed, cfg: Path, seconds: float = 2.0, timeout: float = 90
+) -> tuple[int, dict[str, Any]]:
     """Run the real ``kiosk call-test --json`` in the counter's namespace; (exit status, report)."""
-    r = subprocess.run(["ip", "netns", "exec", bed.ns["cs"], PYTHON, "-m", "kiosk", "call-test", "--config", str(cfg),
-                        "--department", "juumin", "--seconds", str(seconds), "--json"], capture_output=True,
-                       text=True, timeout=timeout, cwd=ROOT)
-    assert r.stdout.strip().startswith("{"), f"call-test printed no report (exit {r.returncode}): {r.stderr[-3000:]}"
+    r = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            bed.ns["cs"],
+            PYTHON,
+            "-m",
+            "kiosk",
+            "call-test",
+            "--config",
+            str(cfg),
+            "--department",
+            "juumin",
+            "--seconds",
+            str(seconds),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    assert r.stdout.strip().startswith("{"), (
+        f"call-test printed no report (exit {r.returncode}): {r.stderr[-3000:]}"
+    )
     return r.returncode, json.loads(r.stdout)
 
 
@@ -110,10 +143,14 @@ def test_udp_open_call_goes_through_turn_udp(clean_town: NetBed) -> None:
         frames_from(station, COUNTER_ID, "document", 1, 20)
         s = media_path(station, COUNTER_ID)
         assert s["local"] != "relay" or s["transport"] == "udp"
-        assert turn_media_sessions(bed, STATION_ID, mark) | turn_media_sessions(bed, COUNTER_ID, mark) == {"udp/tcp"}
+        assert turn_media_sessions(bed, STATION_ID, mark) | turn_media_sessions(bed, COUNTER_ID, mark) == {
+            "udp/tcp"
+        }
         # The relay's log names the path each member reported (event=media_path, and in event=call_ended).
         relay_log = bed.log_of(f"relay-{RELAY_PORT}")
-        assert re.search(r"event=media_path .*terminal=counter-sapporo-1 .*path=.*relay/udp", relay_log), relay_log[-2000:]
+        assert re.search(r"event=media_path .*terminal=counter-sapporo-1 .*path=.*relay/udp", relay_log), (
+            relay_log[-2000:]
+        )
     finally:
         stop_all(station)
 
@@ -127,10 +164,35 @@ def test_web_only_town_any_url_order_shows_pictures_over_turns(clean_town: NetBe
     bed.web_only_town()
     # kiosk doctor at the station names the real causes: UDP dropped on the way, TLS 443 fine, calls via TLS. (Run
     # before the station starts: the doctor logs in with the station's token and would displace it.)
-    r = subprocess.run(["ip", "netns", "exec", bed.ns["st"], PYTHON, "-m", "kiosk", "doctor", "--config",
-                        str(bed.terminal_config("office")), "--role", "office", "--json", "--skip", "devices",
-                        "--skip", "camera", "--skip", "audio", "--skip", "lamp"],
-                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    r = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            bed.ns["st"],
+            PYTHON,
+            "-m",
+            "kiosk",
+            "doctor",
+            "--config",
+            str(bed.terminal_config("office")),
+            "--role",
+            "office",
+            "--json",
+            "--skip",
+            "devices",
+            "--skip",
+            "camera",
+            "--skip",
+            "audio",
+            "--skip",
+            "lamp",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
     udp_check = next(c for n, c in checks.items() if n.startswith("ICE server turn:"))
     tls_check = next(c for n, c in checks.items() if n.startswith("ICE server turns:"))
@@ -147,8 +209,9 @@ def test_web_only_town_any_url_order_shows_pictures_over_turns(clean_town: NetBe
         assert probes["order"][0] == tls_url
         counter.send("call juumin")
         answered = counter.wait_event(lambda e: e["event"] == "member_joined", 20, "answered")
-        first = counter.wait_event(lambda e: e["event"] == "first_frame" and e.get("track") == "camera", 20,
-                                   "first camera frame")
+        first = counter.wait_event(
+            lambda e: e["event"] == "first_frame" and e.get("track") == "camera", 20, "first camera frame"
+        )
         frames_from(counter, STATION_ID, "camera", 5, 30)
         frames_from(station, COUNTER_ID, "camera", 5, 30)
         s = media_path(station, COUNTER_ID)
@@ -213,17 +276,35 @@ def test_link_cut_for_10_s_then_new_nat_mapping_the_call_goes_on(clean_town: Net
         cut_at = time.monotonic()
         counter.wait_event(lambda e: e["event"] == "reconnecting", 15, "reconnecting")
         station.wait_event(lambda e: e["event"] == "reconnecting", 15, "reconnecting")
-        time.sleep(max(0.0, 10.0 - (time.monotonic() - cut_at)))  # the outage itself lasts 10 s: that is the scenario
+        time.sleep(
+            max(0.0, 10.0 - (time.monotonic() - cut_at))
+        )  # the outage itself lasts 10 s: that is the scenario
         bed.restore_town(new_mapping=True)
         back = counter.wait_event(lambda e: e["event"] == "reconnected", 30, "reconnected")
         back_s = station.wait_event(lambda e: e["event"] == "reconnected", 30, "reconnected")
         # Frame counts start again from 0 on the rebuilt connection: more than 5 after 'reconnected' = new pictures.
-        counter.wait_event(lambda e: e["event"] == "frames" and e["t"] > back["t"]
-                           and e["tracks"].get(f"{STATION_ID}/camera", 0) > 5, 20, "station camera after")
-        station.wait_event(lambda e: e["event"] == "frames" and e["t"] > back_s["t"]
-                           and e["tracks"].get(f"{COUNTER_ID}/camera", 0) > 5, 20, "counter camera after")
-        print(f"outage as the counter saw it: {back.get('outage_s')} s, restored "
-              f"{time.monotonic() - cut_at - 10:.1f} s ago")
+        counter.wait_event(
+            lambda e: (
+                e["event"] == "frames"
+                and e["t"] > back["t"]
+                and e["tracks"].get(f"{STATION_ID}/camera", 0) > 5
+            ),
+            20,
+            "station camera after",
+        )
+        station.wait_event(
+            lambda e: (
+                e["event"] == "frames"
+                and e["t"] > back_s["t"]
+                and e["tracks"].get(f"{COUNTER_ID}/camera", 0) > 5
+            ),
+            20,
+            "counter camera after",
+        )
+        print(
+            f"outage as the counter saw it: {back.get('outage_s')} s, restored "
+            f"{time.monotonic() - cut_at - 10:.1f} s ago"
+        )
         assert not [e for e in counter.events + station.events if e["event"] == "ended"]
         assert counter.wait_event(lambda e: e["event"] == "ringing", 1)["call"] == call
     finally:

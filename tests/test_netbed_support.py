@@ -16,6 +16,8 @@ def test_without_root_the_bed_refuses_with_the_reason(monkeypatch: pytest.Monkey
 def test_without_a_tool_the_bed_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     """A missing tool (here 'turnserver') is named with the package that scripts/setup installs."""
     monkeypatch.setattr(netbed.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(netbed.shutil, "which", lambda tool: None if tool == "turnserver" else f"/usr/bin/{tool}")
+    monkeypatch.setattr(
+        netbed.shutil, "which", lambda tool: None if tool == "turnserver" else f"/usr/bin/{tool}"
+    )
     with pytest.raises(netbed.NetBedUnavailable, match="'turnserver'.*coturn"):
         netbed.require_netbed()

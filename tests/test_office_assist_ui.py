@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 async def test_station_hands_over_a_paper_marks_the_document_and_writes() -> None:
     """Papers, marks and 筆談 from the station's own screens, checked at the counter's end of the data channel."""
     relay = await RelayServer(make_relay_config()).start(host="127.0.0.1", port=0)
-    counter_cfg = small_media(load_terminal_config(ROOT / "config" / "counter.toml", "counter"), (160, 90), (320, 180))
+    counter_cfg = small_media(
+        load_terminal_config(ROOT / "config" / "counter.toml", "counter"), (160, 90), (320, 180)
+    )
     resident = await HeadlessCounter(counter_cfg, url=relay.url).start()
     office = load_terminal_config(ROOT / "config" / "office.toml", "office")
     office = office.with_overrides(ui=replace(office.ui, ring_sound=False, width=1280, height=800))
@@ -51,24 +53,47 @@ async def test_station_hands_over_a_paper_marks_the_document_and_writes() -> Non
             await ui.until(lambda: any(c.call == call for c in waiting.cards()), 60, "the ringing card")
             await ui.frames(2)
             await ui.tap(waiting.card(call).ids.answer)
-            await ui.until(lambda: app.state_name == "in_call" and app.assist is not None and app.session is not None
-                           and app.session.control.members, 60, "the call with its data channel")
+            await ui.until(
+                lambda: (
+                    app.state_name == "in_call"
+                    and app.assist is not None
+                    and app.session is not None
+                    and app.session.control.members
+                ),
+                60,
+                "the call with its data channel",
+            )
 
             # A paper from the folder: rendered, handed over, arrived, shown, printed (as the counter reports).
             await ui.tap(app.screen("in_call").ids.papers)
             screen = app.screen("assist")
             await ui.until(lambda: app.screen_name == "assist", 60, "the papers and writing view")
             await ui.tap(screen.paper_button("記入例 住民異動届"))
-            await ui.until(lambda: counter.page is not None and counter.page_count(counter.page.id) == 2
-                           and len(counter.papers[counter.page.id]) == 2, 60, "both pages at the counter")
-            await ui.until(lambda: "2/2ページ届きました" in app.paper_status and "1 ページ目を表示中" in app.paper_status,
-                           60, "the station told the paper arrived and is shown")
+            await ui.until(
+                lambda: (
+                    counter.page is not None
+                    and counter.page_count(counter.page.id) == 2
+                    and len(counter.papers[counter.page.id]) == 2
+                ),
+                60,
+                "both pages at the counter",
+            )
+            await ui.until(
+                lambda: (
+                    "2/2ページ届きました" in app.paper_status and "1 ページ目を表示中" in app.paper_status
+                ),
+                60,
+                "the station told the paper arrived and is shown",
+            )
             page = counter.page
             assert page is not None and page.title == "記入例 住民異動届" and page.width > 800
             counter.turn_page(1)
             counter.print_status(page.id, 1, "failed", "out of paper")
-            await ui.until(lambda: "2 ページ目を印刷できませんでした：out of paper" in screen.ids.paper_status.text, 60,
-                           "why it did not print")
+            await ui.until(
+                lambda: "2 ページ目を印刷できませんでした：out of paper" in screen.ids.paper_status.text,
+                60,
+                "why it did not print",
+            )
             await ui.tap(screen.ids.take_back)
             await ui.until(lambda: counter.page is None and not counter.papers, 60, "the paper taken back")
 
@@ -77,21 +102,31 @@ async def test_station_hands_over_a_paper_marks_the_document_and_writes() -> Non
             await ui.until(lambda: counter.writing, 60, "writing on at the counter")
             screen.ids.text_input.text = "お名前を書いてください"
             await ui.tap(screen.ids.send)
-            await ui.until(lambda: counter.last_text == "お名前を書いてください", 60, "the text at the counter")
+            await ui.until(
+                lambda: counter.last_text == "お名前を書いてください", 60, "the text at the counter"
+            )
             counter.reply("slowly")
-            await ui.until(lambda: "住民の返事：ゆっくり" in visible_texts(screen), 60, "the reply at the station")
+            await ui.until(
+                lambda: "住民の返事：ゆっくり" in visible_texts(screen), 60, "the reply at the station"
+            )
             for i in range(6):
                 counter.stroke_to(0.1 + 0.1 * i, 0.5, new=i == 0)
             counter.end_stroke()
-            await ui.until(lambda: app.assist is not None and len(app.assist.strokes.get(0, [])) == 6, 60,
-                           "the handwriting at the station")
+            await ui.until(
+                lambda: app.assist is not None and len(app.assist.strokes.get(0, [])) == 6,
+                60,
+                "the handwriting at the station",
+            )
             await ui.tap(screen.ids.back)
 
             # A circle on the document picture, full screen.
             await ui.tap(app.screen("in_call").ids.fullscreen)
             doc = app.screen("document")
-            await ui.until(lambda: app.screen_name == "document" and doc.ids.doc_view.has_frame, 60,
-                           "the papers full screen")
+            await ui.until(
+                lambda: app.screen_name == "document" and doc.ids.doc_view.has_frame,
+                60,
+                "the papers full screen",
+            )
             await ui.tap(doc.ids.mark_circle)
             view = doc.ids.doc_view
             rect = fit_rect(view.frame_size[0], view.frame_size[1], view.x, view.y, view.width, view.height)
@@ -106,11 +141,16 @@ async def test_station_hands_over_a_paper_marks_the_document_and_writes() -> Non
             assert mark.r == pytest.approx(0.1, abs=0.01)
             assert len(doc.ids.mark_pad.drawn) == 1  # staff see what they placed
             counter.clear_document_marks("moved")
-            await ui.until(lambda: not doc.ids.mark_pad.drawn and "書類が動いた" in app.marks_note, 60,
-                           "staff told the paper moved")
+            await ui.until(
+                lambda: not doc.ids.mark_pad.drawn and "書類が動いた" in app.marks_note,
+                60,
+                "staff told the paper moved",
+            )
             await ui.tap(doc.ids.back)
             await resident.end()
-            await ui.until(lambda: app.state_name == "waiting" and app.assist is None, 60, "the call over, wiped")
+            await ui.until(
+                lambda: app.state_name == "waiting" and app.assist is None, 60, "the call over, wiped"
+            )
             if resident.session is not None:
                 await resident.session.ended.wait()
     finally:

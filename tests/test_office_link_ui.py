@@ -44,7 +44,9 @@ async def test_refused_token_is_on_screen_within_two_seconds() -> None:
             started = time.monotonic()
             async with running_app(app) as ui:
                 bar = app.screen("waiting").ids.link
-                await ui.until(lambda: "トークン" in bar.text, 2 + (time.monotonic() - started), "the refused bar")
+                await ui.until(
+                    lambda: "トークン" in bar.text, 2 + (time.monotonic() - started), "the refused bar"
+                )
                 assert "token was refused" in bar.text  # the technician's line under it
                 assert app.tr("office.bar.connecting", "ja") not in bar.text
         finally:
@@ -60,7 +62,9 @@ async def test_unreachable_relay_and_offline_state() -> None:
     try:
         async with running_app(app) as ui:
             waiting = app.screen("waiting")
-            await ui.until(lambda: "cannot reach the relay" in waiting.ids.link.text, 5, "the unreachable bar")
+            await ui.until(
+                lambda: "cannot reach the relay" in waiting.ids.link.text, 5, "the unreachable bar"
+            )
             assert url in waiting.ids.link.text
             assert app.tr("office.bar.offline_status", "ja") in waiting.ids.away.text
             assert app.tr("office.bar.available", "ja") not in waiting.ids.away.text
@@ -73,7 +77,9 @@ async def test_offline_hides_the_last_notice_and_invite_keeps_the_call_in_view()
     """In a call, the invite picker shows the resident's picture and the end-call button; after leaving, a
     notice shows; when the relay goes away that notice and the 'available' status disappear."""
     srv = await RelayServer(make_relay_config()).start(host="127.0.0.1", port=0)
-    counter_cfg = small_media(load_terminal_config(ROOT / "config" / "counter.toml", "counter"), (160, 90), (320, 180))
+    counter_cfg = small_media(
+        load_terminal_config(ROOT / "config" / "counter.toml", "counter"), (160, 90), (320, 180)
+    )
     resident = await HeadlessCounter(counter_cfg, url=srv.url).start()
     app = OfficeApp(office(), url=srv.url)
     try:
@@ -87,8 +93,11 @@ async def test_offline_hides_the_last_notice_and_invite_keeps_the_call_in_view()
             await ui.until(lambda: app.state_name == "in_call", 10, "the call")
             await ui.tap(app.screen("in_call").ids.invite)
             invite = app.screen("invite")
-            await ui.until(lambda: app.screen_name == "invite" and invite.ids.call_view.frames_shown > 0, 15,
-                           "the resident's picture in the invite picker")
+            await ui.until(
+                lambda: app.screen_name == "invite" and invite.ids.call_view.frames_shown > 0,
+                15,
+                "the resident's picture in the invite picker",
+            )
             end = invite.ids.end
             assert end.opacity > 0 and end.width > 0 and end.height > 0 and end.parent is not None
             assert app.tr("office.call.end", "ja") in visible_texts(invite)

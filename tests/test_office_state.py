@@ -35,11 +35,23 @@ OTHER = "office-tobetsu-2"
 COUNTER = "counter-sapporo-1"
 
 WELCOME = {
-    "type": "welcome", "terminal": ME, "role": "office", "name": "住民課 窓口", "protocol": 1, "time": 0,
-    "departments": [{"id": "juumin", "office": "tobetsu", "name": {"ja": "住民課", "en": "Residents Division"},
-                     "fallback": {"phone": "0133-23-2223"}}],
+    "type": "welcome",
+    "terminal": ME,
+    "role": "office",
+    "name": "住民課 窓口",
+    "protocol": 1,
+    "time": 0,
+    "departments": [
+        {
+            "id": "juumin",
+            "office": "tobetsu",
+            "name": {"ja": "住民課", "en": "Residents Division"},
+            "fallback": {"phone": "0133-23-2223"},
+        }
+    ],
     "stations": [{"id": OTHER, "name": "税務課 窓口", "departments": ["juumin", "zeimu"], "status": "away"}],
-    "status": "available", "ice_servers": [],
+    "status": "available",
+    "ice_servers": [],
 }
 
 
@@ -78,8 +90,16 @@ def incoming(m: OfficeMachine, call: str = "c1", **extra: Any) -> list[Any]:
 def in_call(m: OfficeMachine, call: str = "c1") -> None:
     incoming(m, call)
     m.handle(AnswerPressed(call))
-    msg(m, type="call_state", call=call, state="active", department="juumin", counter=COUNTER,
-        members=[COUNTER, ME], offline=[])
+    msg(
+        m,
+        type="call_state",
+        call=call,
+        state="active",
+        department="juumin",
+        counter=COUNTER,
+        members=[COUNTER, ME],
+        offline=[],
+    )
     assert m.state is State.IN_CALL
 
 
@@ -145,7 +165,10 @@ def test_unanswered_and_cancelled_calls_become_missed_with_time() -> None:
     msg(m, type="taken", call="c3", by=OTHER)
     msg(m, type="ended", call="c3", reason="hangup")  # answered elsewhere: not missed
     missed = m.missed_today()
-    assert [(x.call, x.reason, round(x.waited)) for x in missed] == [("c2", "cancelled", 5), ("c1", "unanswered", 60)]
+    assert [(x.call, x.reason, round(x.waited)) for x in missed] == [
+        ("c2", "cancelled", 5),
+        ("c1", "unanswered", 60),
+    ]
     assert missed[1].at == 1_790_000_000.0  # when it started ringing
     clock.advance(86400)
     assert m.missed_today() == []
@@ -167,8 +190,16 @@ def test_answer_starts_media_then_call_state_enters_the_call() -> None:
     out = m.handle(AnswerPressed("c1"))
     assert out[:2] == [StartMedia("c1"), Send({"type": "answer", "call": "c1"})] and Ring(False) in out
     assert m.state is State.ANSWERING
-    msg(m, type="call_state", call="c1", state="active", department="juumin", counter=COUNTER,
-        members=[COUNTER, ME], offline=[])
+    msg(
+        m,
+        type="call_state",
+        call="c1",
+        state="active",
+        department="juumin",
+        counter=COUNTER,
+        members=[COUNTER, ME],
+        offline=[],
+    )
     assert m.state is State.IN_CALL and m.call is not None and m.call.members == [COUNTER, ME]
     assert "c1" not in m.ringing and not m.can_leave
 
@@ -258,8 +289,16 @@ def test_link_loss_clears_the_ringing_list_but_keeps_a_call() -> None:
     m.handle(LinkChanged("down"))
     assert m.state is State.IN_CALL
     m.handle(RelayMessage(WELCOME))
-    msg(m, type="call_state", call="c1", state="active", department="juumin", counter=COUNTER,
-        members=[COUNTER, ME], offline=[])
+    msg(
+        m,
+        type="call_state",
+        call="c1",
+        state="active",
+        department="juumin",
+        counter=COUNTER,
+        members=[COUNTER, ME],
+        offline=[],
+    )
     assert m.state is State.IN_CALL and m.call is not None
 
 

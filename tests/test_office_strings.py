@@ -32,9 +32,14 @@ def test_every_character_is_covered_by_the_cjk_font() -> None:
 def test_every_key_used_by_the_station_exists() -> None:
     """Every literal office.* key in the station's kv and Python files is in the table."""
     table = load_strings("common", "office")
-    sources = [*SCREENS.glob("screens/office*.kv"), *SCREENS.glob("screens/office*.py"),
-               SCREENS / "apps" / "office_ui.py"]
-    used = {k for p in sources for k in re.findall(r'"(office\.[a-z_]+\.[a-z_]+)"', p.read_text(encoding="utf-8"))}
+    sources = [
+        *SCREENS.glob("screens/office*.kv"),
+        *SCREENS.glob("screens/office*.py"),
+        SCREENS / "apps" / "office_ui.py",
+    ]
+    used = {
+        k for p in sources for k in re.findall(r'"(office\.[a-z_]+\.[a-z_]+)"', p.read_text(encoding="utf-8"))
+    }
     assert used, "no keys found: the pattern is out of date"
     unknown = sorted(k for k in used if k not in table)
     assert not unknown, f"keys used but not defined: {unknown}"

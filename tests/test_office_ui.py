@@ -59,8 +59,16 @@ class Rig:
         app, ui = self.app, self.ui
         await self.resident.end()
         await self.resident2.end()
-        await ui.until(lambda: app.state_name == "waiting" and not app.machine.ringing and not self.colleague.in_call
-                       and app.session is None, 10, "an idle station")
+        await ui.until(
+            lambda: (
+                app.state_name == "waiting"
+                and not app.machine.ringing
+                and not self.colleague.in_call
+                and app.session is None
+            ),
+            10,
+            "an idle station",
+        )
         self.colleague.auto_answer = None
 
     async def card(self, call: str) -> Any:
@@ -82,21 +90,35 @@ class Rig:
 async def rig() -> AsyncIterator[Rig]:
     cfg = relay_with_second_counter(make_relay_config(ring_timeout=2.5, invite_timeout=10.0))
     first = cfg.terminals["counter-sapporo-1"]
-    cfg = replace(cfg, terminals={**cfg.terminals, CALL_TEST_COUNTER[0]: replace(
-        first, id=CALL_TEST_COUNTER[0], token_hash=hash_token(CALL_TEST_COUNTER[1]), name="call-test")})
+    cfg = replace(
+        cfg,
+        terminals={
+            **cfg.terminals,
+            CALL_TEST_COUNTER[0]: replace(
+                first, id=CALL_TEST_COUNTER[0], token_hash=hash_token(CALL_TEST_COUNTER[1]), name="call-test"
+            ),
+        },
+    )
     relay = await RelayServer(cfg).start(host="127.0.0.1", port=0)
-    counter_cfg = small_media(load_terminal_config(ROOT / "config" / "counter.toml", "counter"), CAMERA, DOCUMENT)
+    counter_cfg = small_media(
+        load_terminal_config(ROOT / "config" / "counter.toml", "counter"), CAMERA, DOCUMENT
+    )
     resident = await HeadlessCounter(counter_cfg, url=relay.url).start()
     resident2 = await HeadlessCounter(second_counter_config(counter_cfg), url=relay.url).start()
     await resident.wait_up()
     await resident2.wait_up()
-    colleague = HeadlessStation(small_media(load_terminal_config(ROOT / "config" / "office-2.toml", "office"),
-                                            CAMERA, None), auto_answer=None, url=relay.url)
+    colleague = HeadlessStation(
+        small_media(load_terminal_config(ROOT / "config" / "office-2.toml", "office"), CAMERA, None),
+        auto_answer=None,
+        url=relay.url,
+    )
     await colleague.start()
     await colleague.wait_up()
     office = load_terminal_config(ROOT / "config" / "office.toml", "office")
-    office = office.with_overrides(ui=replace(office.ui, ring_sound=False, width=1280, height=800),
-                                   lamp=LampConfig(driver="none", port="", channels={"juumin": 1}, in_call_channel=2))
+    office = office.with_overrides(
+        ui=replace(office.ui, ring_sound=False, width=1280, height=800),
+        lamp=LampConfig(driver="none", port="", channels={"juumin": 1}, in_call_channel=2),
+    )
     app = OfficeApp(small_media(office, CAMERA, None), url=relay.url, taken_shown=1.0)
     try:
         async with running_app(app) as ui:
@@ -132,13 +154,19 @@ async def test_answer_video_still_invite_leave(rig: Rig) -> None:
 
     call_screen = app.screen("in_call")
     big, small = call_screen.ids.big_view, call_screen.ids.small_tile.ids.video
-    await ui.until(lambda: app.manager.current == "in_call" and app.state_name == "in_call", 5, "the call screen")
+    await ui.until(
+        lambda: app.manager.current == "in_call" and app.state_name == "in_call", 5, "the call screen"
+    )
     assert not app.ringing and app.lamp.board.desired()[1] is ChannelState.OFF
     await ui.until(lambda: big.frames_shown >= 3 and small.frames_shown >= 1, 15, "both video tiles")
     b, s = big.frames_shown, small.frames_shown
-    await ui.until(lambda: big.frames_shown > b + 2 and small.frames_shown > s, 10, "both tiles to keep moving")
+    await ui.until(
+        lambda: big.frames_shown > b + 2 and small.frames_shown > s, 10, "both tiles to keep moving"
+    )
     assert tuple(big.frame_size) == CAMERA and tuple(small.frame_size) == DOCUMENT
-    await ui.until(lambda: all(r.connected for r in call_screen.ids.members.children), 10, "members connected")
+    await ui.until(
+        lambda: all(r.connected for r in call_screen.ids.members.children), 10, "members connected"
+    )
     assert call_screen.member_texts() == ["住民の方（札幌市役所本庁舎 1F）", "あなた（住民課 窓口）"]
     assert app.lamp.board.desired()[2] is ChannelState.ON
 
@@ -176,7 +204,9 @@ async def test_answer_video_still_invite_leave(rig: Rig) -> None:
     # Full-screen papers.
     await ui.tap(call_screen.ids.fullscreen)
     doc_view = app.screen("document").ids.doc_view
-    await ui.until(lambda: app.manager.current == "document" and doc_view.frames_shown > 0, 5, "full-screen papers")
+    await ui.until(
+        lambda: app.manager.current == "document" and doc_view.frames_shown > 0, 5, "full-screen papers"
+    )
     assert doc_view.width == app.root_window.width
     await ui.tap(app.screen("document").ids.back)
 
@@ -190,10 +220,17 @@ async def test_answer_video_still_invite_leave(rig: Rig) -> None:
     assert "受付中" in picker.button("terminal", COLLEAGUE).text
     assert rig.colleague.client is not None
     await rig.colleague.client.send({"type": "status", "status": "away"})
-    await ui.until(lambda: picker.button("terminal", COLLEAGUE).status == "away", 5, "the colleague shown away")
-    assert picker.button("terminal", COLLEAGUE).disabled and "離席中" in picker.button("terminal", COLLEAGUE).text
+    await ui.until(
+        lambda: picker.button("terminal", COLLEAGUE).status == "away", 5, "the colleague shown away"
+    )
+    assert (
+        picker.button("terminal", COLLEAGUE).disabled
+        and "離席中" in picker.button("terminal", COLLEAGUE).text
+    )
     await rig.colleague.client.send({"type": "status", "status": "available"})
-    await ui.until(lambda: picker.button("terminal", COLLEAGUE).status == "available", 5, "the colleague back")
+    await ui.until(
+        lambda: picker.button("terminal", COLLEAGUE).status == "available", 5, "the colleague back"
+    )
     rig.colleague.auto_answer = 0.0
     await ui.tap(app.screen("invite").button("terminal", COLLEAGUE))
     await ui.until(lambda: app.manager.current == "in_call", 5, "back to the call")
@@ -201,14 +238,21 @@ async def test_answer_video_still_invite_leave(rig: Rig) -> None:
     assert call_screen.member_texts()[2] == "税務課 窓口（職員）"
     session = rig.colleague.session
     assert session is not None
-    await ui.until(lambda: session.frame_sink(rig.resident.terminal, "document") is not None
-                   and session.frame_sink(rig.resident.terminal, "document").latest() is not None, 15,
-                   "the colleague to see the papers")
+    await ui.until(
+        lambda: (
+            session.frame_sink(rig.resident.terminal, "document") is not None
+            and session.frame_sink(rig.resident.terminal, "document").latest() is not None
+        ),
+        15,
+        "the colleague to see the papers",
+    )
     await ui.until(lambda: all(r.connected for r in call_screen.ids.members.children), 10, "all connected")
 
     # Leave: the colleague stays with the resident; nothing of the call stays here.
     await ui.tap(call_screen.ids.leave)
-    await ui.until(lambda: app.state_name == "waiting" and app.manager.current == "waiting", 10, "waiting again")
+    await ui.until(
+        lambda: app.state_name == "waiting" and app.manager.current == "waiting", 10, "waiting again"
+    )
     assert "通話から退出しました。同僚が応対を続けています" in visible_texts(waiting)
     assert app.still is None and not still.rgb.any() and viewer.texture is None
     assert not big.has_frame and call_screen.member_texts() == []
@@ -233,13 +277,19 @@ async def test_end_call_ends_it_for_the_resident(rig: Rig) -> None:
     await ui.tap(call_screen.ids.invite)
     await ui.until(lambda: app.manager.current == "invite", 5, "the invite picker")
     await ui.tap(app.screen("invite").button("department", "zeimu"))
-    await ui.until(lambda: any("呼び出し中" in t for t in call_screen.invite_texts()), 5, "the pending invite")
+    await ui.until(
+        lambda: any("呼び出し中" in t for t in call_screen.invite_texts()), 5, "the pending invite"
+    )
     assert rig.colleague.client is not None
     await rig.colleague.client.send({"type": "decline", "call": call})
-    await ui.until(lambda: any("断りました" in t for t in call_screen.invite_texts()), 5, "the declined invite")
+    await ui.until(
+        lambda: any("断りました" in t for t in call_screen.invite_texts()), 5, "the declined invite"
+    )
     assert app.state_name == "in_call" and len(call_screen.member_texts()) == 2
     await ui.tap(app.screen("in_call").ids.mute)
-    assert app.mic_muted and app.session.mic_muted and "マイクを入れる" in visible_texts(app.screen("in_call"))
+    assert (
+        app.mic_muted and app.session.mic_muted and "マイクを入れる" in visible_texts(app.screen("in_call"))
+    )
     await ui.tap(app.screen("in_call").ids.end)
     await ui.until(lambda: app.state_name == "waiting", 5, "waiting")
     assert "通話を終了しました" in visible_texts(app.screen("waiting"))
@@ -252,20 +302,43 @@ async def test_kiosk_call_test_process_is_answered_in_one_touch(rig: Rig, tmp_pa
     app, ui = rig.app, rig.ui
     await rig.idle()
     text = (ROOT / "config" / "counter.toml").read_text()
-    for old, new in {'token = "demo-counter-1-e8b1c2"': f'token = "{CALL_TEST_COUNTER[1]}"',
-                     "width = 640": f"width = {CAMERA[0]}", "height = 360": f"height = {CAMERA[1]}",
-                     "width = 1920": f"width = {DOCUMENT[0]}", "height = 1080": f"height = {DOCUMENT[1]}"}.items():
+    for old, new in {
+        'token = "demo-counter-1-e8b1c2"': f'token = "{CALL_TEST_COUNTER[1]}"',
+        "width = 640": f"width = {CAMERA[0]}",
+        "height = 360": f"height = {CAMERA[1]}",
+        "width = 1920": f"width = {DOCUMENT[0]}",
+        "height = 1080": f"height = {DOCUMENT[1]}",
+    }.items():
         assert old in text, old
         text = text.replace(old, new)
     (tmp_path / "counter.toml").write_text(text)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kiosk", "call-test", "--config", str(tmp_path / "counter.toml"),
-        "--department", "juumin", "--seconds", "2", "--answer-timeout", "30", "--json", "--url", rig.relay.url,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "kiosk",
+        "call-test",
+        "--config",
+        str(tmp_path / "counter.toml"),
+        "--department",
+        "juumin",
+        "--seconds",
+        "2",
+        "--answer-timeout",
+        "30",
+        "--json",
+        "--url",
+        rig.relay.url,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         waiting = app.screen("waiting")
-        await ui.until(lambda: any(c.counter == CALL_TEST_COUNTER[0] for c in app.machine.ringing.values()), 30,
-                       "the call-test process ringing")
+        await ui.until(
+            lambda: any(c.counter == CALL_TEST_COUNTER[0] for c in app.machine.ringing.values()),
+            30,
+            "the call-test process ringing",
+        )
         call = next(c for c, e in app.machine.ringing.items() if e.counter == CALL_TEST_COUNTER[0])
         assert "call-test" in " ".join(visible_texts(await rig.card(call)))
         await ui.tap(waiting.card(call).ids.answer)
@@ -354,9 +427,14 @@ async def test_every_touch_target_is_at_least_15_mm(rig: Rig) -> None:
         for name, screen in app.screens.items():
             app.manager.current = name
             await ui.frames(2)
-            small = [(type(b).__name__, getattr(b, "text", ""), tuple(map(round, b.size))) for b in walk(screen)
-                     if isinstance(b, ButtonBehavior) and b.opacity > 0 and not b.disabled
-                     and (b.width < minimum or b.height < minimum)]
+            small = [
+                (type(b).__name__, getattr(b, "text", ""), tuple(map(round, b.size)))
+                for b in walk(screen)
+                if isinstance(b, ButtonBehavior)
+                and b.opacity > 0
+                and not b.disabled
+                and (b.width < minimum or b.height < minimum)
+            ]
             assert not small, f"{name}: touch targets under 15 mm ({minimum:.0f} px): {small}"
     finally:
         app.manager.current = "waiting"

@@ -38,8 +38,9 @@ def test_urls_parse_with_rfc_defaults() -> None:
 
 def test_one_server_with_many_urls_becomes_one_path_per_url() -> None:
     """The relay's single ICE server with every TURN URL splits into separate paths, credentials kept."""
-    stun, turn = split_ice_servers([{"urls": ["stun:s"]},
-                                    {"urls": [UDP, TLS], "username": "1:t", "credential": "x"}])
+    stun, turn = split_ice_servers(
+        [{"urls": ["stun:s"]}, {"urls": [UDP, TLS], "username": "1:t", "credential": "x"}]
+    )
     assert [p.url for p in stun] == ["stun:s"]
     assert [p.url for p in turn] == [UDP, TLS]
     assert turn[1].server() == {"urls": [TLS], "username": "1:t", "credential": "x"}

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_jitter_buffer_internals_are_the_ones_overridden() -> None:
     """JitterBuffer still has the attributes and private method FrameEndJitterBuffer relies on."""
-    assert aiortc.rtcrtpreceiver.JitterBuffer is not None, "aiortc.rtcrtpreceiver no longer imports JitterBuffer"
+    assert aiortc.rtcrtpreceiver.JitterBuffer is not None, (
+        "aiortc.rtcrtpreceiver no longer imports JitterBuffer"
+    )
     params = list(inspect.signature(aiortc.jitterbuffer.JitterBuffer._remove_frame).parameters)
     assert params == ["self", "sequence_number"], f"JitterBuffer._remove_frame signature changed: {params}"
     buffer = aiortc.jitterbuffer.JitterBuffer(capacity=128, is_video=True)
@@ -74,8 +76,9 @@ def test_turn_internals_used_for_paths_and_private_ca() -> None:
     from aioice import turn
 
     source = inspect.getsource(aiortc.rtcicetransport.connection_kwargs)
-    assert "only a single TURN server is supported" in source, \
+    assert "only a single TURN server is supported" in source, (
         "aiortc may now use several TURN servers: review kiosk/video/paths.py (one path per peer connection)"
+    )
     assert "ssl" in inspect.signature(turn.create_turn_endpoint).parameters
     conn = aioice.ice.Connection(ice_controlling=True)
     for name in ("turn_ssl", "turn_server", "turn_transport", "_nominated", "local_candidates"):

@@ -58,6 +58,7 @@ def test_a_missing_queue_names_it() -> None:
 
 def test_printer_alerts_become_words_staff_can_act_on() -> None:
     """CUPS alerts such as media-empty-error (a real printer out of paper) are reported as 'out of paper'."""
+
     def lpstat(args: list[str], **_: object) -> subprocess.CompletedProcess[bytes]:
         out = b"printer HL is idle.  enabled since today\n\tAlerts: media-empty-error offline-report\n"
         return subprocess.CompletedProcess(args, 0, out, b"")

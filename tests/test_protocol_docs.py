@@ -29,7 +29,9 @@ def test_every_client_message_is_documented_with_its_fields_and_senders() -> Non
     assert set(rows) == set(protocol.CLIENT_MESSAGES)
     for kind, fields in protocol.CLIENT_MESSAGES.items():
         for name in fields:
-            assert f"`{name}`" in rows[kind], f"docs/protocol.md: '{kind}' row does not mention field '{name}'"
+            assert f"`{name}`" in rows[kind], (
+                f"docs/protocol.md: '{kind}' row does not mention field '{name}'"
+            )
         for role in protocol.CLIENT_ROLES[kind]:
             assert role in rows[kind] or "all" in rows[kind], f"'{kind}' row does not say {role} sends it"
 
@@ -42,7 +44,9 @@ def test_every_relay_message_is_documented_with_its_fields() -> None:
         if kind == "welcome":
             continue
         for name in fields:
-            assert f"`{name}`" in rows[kind], f"docs/protocol.md: '{kind}' row does not mention field '{name}'"
+            assert f"`{name}`" in rows[kind], (
+                f"docs/protocol.md: '{kind}' row does not mention field '{name}'"
+            )
 
 
 def test_error_codes_and_end_reasons_match() -> None:

@@ -29,7 +29,11 @@ NOW = 1_790_000_000.0
 
 
 def sent(actions: list[Action], to: str, kind: str | None = None) -> list[dict[str, Any]]:
-    return [a.msg for a in actions if isinstance(a, Send) and a.to == to and (kind is None or a.msg["type"] == kind)]
+    return [
+        a.msg
+        for a in actions
+        if isinstance(a, Send) and a.to == to and (kind is None or a.msg["type"] == kind)
+    ]
 
 
 def one(actions: list[Action], to: str, kind: str) -> dict[str, Any]:
@@ -56,8 +60,13 @@ def test_call_rings_every_serving_station_and_lamp(core: RelayCore) -> None:
     """A counter's call reaches every station of the department and the lamp (with where the counter stands)."""
     cid, out = ring(core)
     for t in (OFFICE1, OFFICE2, LAMP):
-        assert one(out, t, "incoming") == {"type": "incoming", "call": cid, "department": "juumin", "from": COUNTER,
-                                           "from_name": "札幌市役所本庁舎 1F"}
+        assert one(out, t, "incoming") == {
+            "type": "incoming",
+            "call": cid,
+            "department": "juumin",
+            "from": COUNTER,
+            "from_name": "札幌市役所本庁舎 1F",
+        }
     assert StartTimer(("ring", cid), 60.0) in out
 
 
@@ -131,7 +140,12 @@ def test_signal_only_between_members(core: RelayCore) -> None:
     cid, _ = ring(core)
     core.receive(OFFICE1, {"type": "answer", "call": cid}, NOW)
     out = core.receive(COUNTER, {"type": "signal", "call": cid, "to": OFFICE1, "data": {"sdp": "v=0"}}, NOW)
-    assert one(out, OFFICE1, "signal") == {"type": "signal", "call": cid, "from": COUNTER, "data": {"sdp": "v=0"}}
+    assert one(out, OFFICE1, "signal") == {
+        "type": "signal",
+        "call": cid,
+        "from": COUNTER,
+        "data": {"sdp": "v=0"},
+    }
     with pytest.raises(protocol.ProtocolError) as err:
         core.receive(OFFICE2, {"type": "signal", "call": cid, "to": COUNTER, "data": {}}, NOW)
     assert err.value.code == "not_member"
@@ -140,9 +154,11 @@ def test_signal_only_between_members(core: RelayCore) -> None:
 def test_roles_are_enforced(core: RelayCore) -> None:
     """A counter cannot answer or invite and a lamp cannot place a call."""
     cid, _ = ring(core)
-    for terminal, msg in [(COUNTER, {"type": "answer", "call": cid}),
-                          (COUNTER, {"type": "invite", "call": cid, "department": "zeimu"}),
-                          (LAMP, {"type": "call", "department": "zeimu"})]:
+    for terminal, msg in [
+        (COUNTER, {"type": "answer", "call": cid}),
+        (COUNTER, {"type": "invite", "call": cid, "department": "zeimu"}),
+        (LAMP, {"type": "call", "department": "zeimu"}),
+    ]:
         with pytest.raises(protocol.ProtocolError) as err:
             core.receive(terminal, msg, NOW)
         assert err.value.code == "forbidden"
@@ -198,8 +214,9 @@ def test_unavailable_when_everyone_is_away(core: RelayCore) -> None:
 def test_office_hours_in_office_time_zone() -> None:
     """Hours are read in the office's zone: 09:00 in Tokyo is open even where the server's clock says 00:00."""
     text = 'hours = ["mon-fri 08:45-17:30"]\nclosed_dates = ["2026-12-29"]\n'
-    hours = parse_hours(Section(ConfigFile("x.toml", text), "", ConfigFile("x.toml", text).data),
-                        ZoneInfo("Asia/Tokyo"))
+    hours = parse_hours(
+        Section(ConfigFile("x.toml", text), "", ConfigFile("x.toml", text).data), ZoneInfo("Asia/Tokyo")
+    )
     tokyo_9am = datetime(2026, 11, 30, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))  # a Monday
     assert hours.is_open(tokyo_9am.astimezone(ZoneInfo("UTC")))
     assert not hours.is_open(datetime(2026, 11, 30, 9, 0, tzinfo=ZoneInfo("UTC")))  # 18:00 in Tokyo
@@ -222,18 +239,21 @@ def test_turn_credentials_are_coturn_rest_form() -> None:
     assert cred == "CSWqLE+aZuLpwQdKQAgWWPvbUq8="
 
 
-@pytest.mark.parametrize("raw, code", [
-    ("{", "bad_message"),
-    ("[]", "bad_message"),
-    ('{"type": "dance"}', "unknown_type"),
-    ('{"type": "call"}', "bad_message"),
-    ('{"type": "call", "department": 5}', "bad_message"),
-    ('{"type": "hello", "token": "t", "protocol": true}', "bad_message"),
-    ('{"type": "call", "department": "x", "extra": 1}', "bad_message"),
-    ('{"type": "invite", "call": "c"}', "bad_message"),
-    ('{"type": "status", "status": "sleeping"}', "bad_message"),
-    (b"binary", "bad_message"),
-])
+@pytest.mark.parametrize(
+    "raw, code",
+    [
+        ("{", "bad_message"),
+        ("[]", "bad_message"),
+        ('{"type": "dance"}', "unknown_type"),
+        ('{"type": "call"}', "bad_message"),
+        ('{"type": "call", "department": 5}', "bad_message"),
+        ('{"type": "hello", "token": "t", "protocol": true}', "bad_message"),
+        ('{"type": "call", "department": "x", "extra": 1}', "bad_message"),
+        ('{"type": "invite", "call": "c"}', "bad_message"),
+        ('{"type": "status", "status": "sleeping"}', "bad_message"),
+        (b"binary", "bad_message"),
+    ],
+)
 def test_parse_rejects_malformed(raw: str | bytes, code: str) -> None:
     """Every kind of malformed message is rejected with a specific error code."""
     with pytest.raises(protocol.ProtocolError) as err:
@@ -245,7 +265,9 @@ def naive_presence(core: RelayCore, dept: str, now: float) -> str:
     """Presence computed the slow, obvious way from the core's primary state."""
     if not core.is_open(dept, now):
         return "closed"
-    stations = [t for t, o in core.online.items() if o.role == "office" and not o.away and core.serves(t, dept)]
+    stations = [
+        t for t, o in core.online.items() if o.role == "office" and not o.away and core.serves(t, dept)
+    ]
     if not stations:
         return "offline"
     return "busy" if all(s in core.call_of for s in stations) else "available"
@@ -272,7 +294,9 @@ def test_indexes_agree_with_a_full_scan_after_random_events() -> None:
             elif t not in core.online:
                 continue
             elif t == COUNTER and action < 0.5:
-                core.receive(t, {"type": "call", "department": rng.choice(list(core.config.departments))}, now)
+                core.receive(
+                    t, {"type": "call", "department": rng.choice(list(core.config.departments))}, now
+                )
             elif t == COUNTER and core.call_of.get(t):
                 core.receive(t, {"type": "hangup", "call": core.call_of[t]}, now)
             elif t in (OFFICE1, OFFICE2) and action < 0.4:
@@ -288,7 +312,9 @@ def test_indexes_agree_with_a_full_scan_after_random_events() -> None:
             pass
         for d in core.config.departments:
             assert core.presence(d, now) == naive_presence(core, d, now), (d, core.online, core.call_of)
-            want = sorted(x for x, o in core.online.items() if o.role == "office" and not o.away and core.serves(x, d))
+            want = sorted(
+                x for x, o in core.online.items() if o.role == "office" and not o.away and core.serves(x, d)
+            )
             assert core.stations_for(d) == want
             assert core.lamps_for(d) == sorted(x for x, o in core.online.items() if o.role == "lamp")
 
@@ -304,9 +330,12 @@ def test_office_welcome_lists_colleagues_of_the_same_office_only() -> None:
     juumin = cfg.departments["juumin"]
     dept = Department("nanporo-juumin", "nanporo", {"ja": "住民課", "en": "Residents"}, juumin.hours, {})
     station = Terminal("office-nanporo-1", "office", "sha256:" + "0" * 64, ("nanporo-juumin",), "南幌 住民課")
-    cfg = replace(cfg, offices={**cfg.offices, "nanporo": other},
-                  departments={**cfg.departments, "nanporo-juumin": dept},
-                  terminals={**cfg.terminals, station.id: station})
+    cfg = replace(
+        cfg,
+        offices={**cfg.offices, "nanporo": other},
+        departments={**cfg.departments, "nanporo-juumin": dept},
+        terminals={**cfg.terminals, station.id: station},
+    )
     core = RelayCore(cfg, lambda: "c")
     welcome = one(core.connect(OFFICE1, NOW), OFFICE1, "welcome")
     assert [s["id"] for s in welcome["stations"]] == [OFFICE2]
@@ -321,10 +350,14 @@ def test_media_path_is_logged_with_the_call_and_sent_nowhere(core: RelayCore) ->
 
     cid, _ = ring(core)
     core.receive(OFFICE1, {"type": "answer", "call": cid}, NOW + 1)
-    out = core.receive(OFFICE1, {"type": "media_path", "call": cid, "to": COUNTER, "path": "relay/tls ↔ relay"},
-                       NOW + 2)
+    out = core.receive(
+        OFFICE1, {"type": "media_path", "call": cid, "to": COUNTER, "path": "relay/tls ↔ relay"}, NOW + 2
+    )
     assert not [a for a in out if isinstance(a, Send)]
-    assert LogEvent("media_path", {"call": cid, "terminal": OFFICE1, "to": COUNTER, "path": "relay/tls ↔ relay"}) in out
+    assert (
+        LogEvent("media_path", {"call": cid, "terminal": OFFICE1, "to": COUNTER, "path": "relay/tls ↔ relay"})
+        in out
+    )
     with pytest.raises(protocol.ProtocolError) as err:
         core.receive(OFFICE2, {"type": "media_path", "call": cid, "to": COUNTER, "path": "x"}, NOW + 2)
     assert err.value.code == "not_member"

@@ -55,7 +55,9 @@ def test_log_values_are_escaped_and_cut() -> None:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     try:
-        event(logger, "auth_failed", problem="x\r\nevent=forged\x1b[2J\u2028\ud800 \"q\" \\", token="A" * 10_000)
+        event(
+            logger, "auth_failed", problem='x\r\nevent=forged\x1b[2J\u2028\ud800 "q" \\', token="A" * 10_000
+        )
     finally:
         logger.removeHandler(handler)
     (line,) = lines

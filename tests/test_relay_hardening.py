@@ -51,28 +51,37 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
 
 # -- row 1: text that cannot be encoded never enters -------------------------------------------------
 async def test_lone_surrogate_in_signal_is_refused_and_recipient_keeps_its_socket(
-        relay: Relay, caplog: pytest.LogCaptureFixture) -> None:
+    relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
     """Row 1: a lone surrogate in a signal's data gets bad_message; the recipient is not disconnected and the
     valid offer sent next arrives."""
     o1, counter = await relay.client(OFFICE1), await relay.client(COUNTER)
     call = await place_call(counter, o1)
-    await counter.send('{"type":"signal","call":"' + call + '","to":"' + OFFICE1 + '","data":{"sdp":"\\ud800"}}')
+    await counter.send(
+        '{"type":"signal","call":"' + call + '","to":"' + OFFICE1 + '","data":{"sdp":"\\ud800"}}'
+    )
     err = await counter.expect("error", ref="signal")
     assert err["code"] == "bad_message" and "surrogate" in err["message"]
-    await counter.send({"type": "signal", "call": call, "to": OFFICE1, "data": {"kind": "offer", "sdp": "v=0"}})
+    await counter.send(
+        {"type": "signal", "call": call, "to": OFFICE1, "data": {"kind": "offer", "sdp": "v=0"}}
+    )
     got = await o1.expect("signal", call=call)
     assert got["data"] == {"kind": "offer", "sdp": "v=0"}
     await assert_alive(o1)
     no_tracebacks(caplog)
 
 
-@pytest.mark.parametrize("frame", [
-    '{"type":"ping","id":"\\udfff"}',  # would be echoed in pong
-    '{"type":"\\ud800"}',  # would be echoed in the error's text and ref
-    '{"type":"call","department":"\\ud800x"}',
-])
-async def test_surrogates_never_break_the_senders_socket(relay: Relay, frame: str,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"ping","id":"\\udfff"}',  # would be echoed in pong
+        '{"type":"\\ud800"}',  # would be echoed in the error's text and ref
+        '{"type":"call","department":"\\ud800x"}',
+    ],
+)
+async def test_surrogates_never_break_the_senders_socket(
+    relay: Relay, frame: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Row 1: surrogates in echoed fields (ping ids, types, departments) get an error, and the sender stays."""
     counter = await relay.client(COUNTER)
     await counter.send(frame)
@@ -83,7 +92,8 @@ async def test_surrogates_never_break_the_senders_socket(relay: Relay, frame: st
 
 
 async def test_surrogate_before_hello_is_unauthorized_without_traceback(
-        relay: Relay, caplog: pytest.LogCaptureFixture) -> None:
+    relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
     """Row 1: a surrogate in the first message gets 'unauthorized' and 4401, no traceback in the log."""
     c = await relay.client()
     await c.send('{"type":"hello","token":"\\ud800","protocol":1}')
@@ -192,7 +202,8 @@ async def test_silent_sockets_over_the_cap_are_dropped_at_once(start_relay: Star
 
 
 async def test_failed_logins_slow_down_but_valid_tokens_never_wait(
-        start_relay: StartRelay, caplog: pytest.LogCaptureFixture) -> None:
+    start_relay: StartRelay, caplog: pytest.LogCaptureFixture
+) -> None:
     """Row 4/8: after the free failures, a bad token from an address waits (exponentially longer each time),
     while a valid token from the same address is welcomed at once; one log line per address per minute."""
     from relay_server.guards import AuthThrottle  # (imports of new names inside: the test runs on older code)
@@ -241,7 +252,8 @@ async def test_rate_limit_survives_reconnects(start_relay: StartRelay) -> None:
 
 
 async def test_refused_calls_are_counted_not_one_row_and_line_each(
-        start_relay: StartRelay, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    start_relay: StartRelay, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Row 9: 40 refused calls (no station online) make no call-log row and one log line, and are all counted."""
     caplog.set_level(logging.INFO, logger="relay")
     db = tmp_path / "calls.sqlite3"
@@ -283,8 +295,12 @@ def test_every_demo_token_is_known_as_published() -> None:
     """Row 8: each token written in config/*.toml is in the published list (a new demo token must be added)."""
     from relay_server.config import PUBLISHED_TOKENS
 
-    written = {m for p in (ROOT / "config").rglob("*.toml")
-               for m in re.findall(r'^token = "([^"]+)"', p.read_text(), re.M) if not m.startswith("REPLACE-ME-")}
+    written = {
+        m
+        for p in (ROOT / "config").rglob("*.toml")
+        for m in re.findall(r'^token = "([^"]+)"', p.read_text(), re.M)
+        if not m.startswith("REPLACE-ME-")
+    }
     assert written and written <= set(PUBLISHED_TOKENS), written - set(PUBLISHED_TOKENS)
 
 
@@ -296,10 +312,14 @@ def test_relay_unit_raises_the_open_file_limit() -> None:
 
 
 # -- row 5: logs that cannot lie -------------------------------------------------------------------
-async def test_attacker_text_cannot_forge_or_flood_log_lines(relay: Relay, caplog: pytest.LogCaptureFixture) -> None:
+async def test_attacker_text_cannot_forge_or_flood_log_lines(
+    relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
     """Row 5: CR, LF and ESC in a client's text are escaped, and its text is cut short, in every log line."""
     caplog.set_level(logging.INFO)
-    forged = "x\r\n2026-12-02 12:00:00 WARNING relay event=terminal_replaced terminal=office\x1b[2J" + "A" * 60_000
+    forged = (
+        "x\r\n2026-12-02 12:00:00 WARNING relay event=terminal_replaced terminal=office\x1b[2J" + "A" * 60_000
+    )
     c = await relay.client()
     await c.send({"type": forged})
     await drain_until_closed(c)

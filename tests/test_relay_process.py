@@ -125,9 +125,25 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "relay_server", "--config", str(write_relay_config(tmp_path)), "--host",
-             "127.0.0.1", "--port", str(port)], capture_output=True, text=True, timeout=60, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "relay_server",
+                "--config",
+                str(write_relay_config(tmp_path)),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     problem = [line for line in result.stderr.splitlines() if line.startswith("relay-server:")]
-    assert len(problem) == 1 and f"127.0.0.1:{port}" in problem[0] and "already in use" in problem[0], result.stderr
+    assert len(problem) == 1 and f"127.0.0.1:{port}" in problem[0] and "already in use" in problem[0], (
+        result.stderr
+    )

@@ -24,12 +24,24 @@ def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: 
 
 
 def answered(call: str, dept: str, created: float, wait: float, duration: float) -> CallRecord:
-    return CallRecord(call, dept, COUNTER, created, created + wait + duration, "answered", "hangup",
-                      created + wait, OFFICE1, 2)
+    return CallRecord(
+        call,
+        dept,
+        COUNTER,
+        created,
+        created + wait + duration,
+        "answered",
+        "hangup",
+        created + wait,
+        OFFICE1,
+        2,
+    )
 
 
 def other(call: str, dept: str, created: float, outcome: str) -> CallRecord:
-    reason = {"cancelled": "cancelled", "unanswered": "unanswered", "abandoned": "disconnected"}.get(outcome, outcome)
+    reason = {"cancelled": "cancelled", "unanswered": "unanswered", "abandoned": "disconnected"}.get(
+        outcome, outcome
+    )
     return CallRecord(call, dept, COUNTER, created, created + 5, outcome, reason)
 
 
@@ -56,17 +68,39 @@ OUTSIDE_MARCH = [
 ]
 
 EXPECTED = {
-    "juumin": {"calls": "7", "answered": "3", "unanswered": "1", "cancelled": "2", "abandoned": "1",
-               "closed": "1", "unavailable": "1", "median_wait_s": "20.0", "median_duration_s": "200.0"},
-    "zeimu": {"calls": "2", "answered": "2", "unanswered": "0", "cancelled": "0", "abandoned": "0",
-              "closed": "0", "unavailable": "0", "median_wait_s": "6.5", "median_duration_s": "75.0"},
+    "juumin": {
+        "calls": "7",
+        "answered": "3",
+        "unanswered": "1",
+        "cancelled": "2",
+        "abandoned": "1",
+        "closed": "1",
+        "unavailable": "1",
+        "median_wait_s": "20.0",
+        "median_duration_s": "200.0",
+    },
+    "zeimu": {
+        "calls": "2",
+        "answered": "2",
+        "unanswered": "0",
+        "cancelled": "0",
+        "abandoned": "0",
+        "closed": "0",
+        "unavailable": "0",
+        "median_wait_s": "6.5",
+        "median_duration_s": "75.0",
+    },
     "hoken": {"calls": "0", "answered": "0", "median_wait_s": "-", "median_duration_s": "-"},
 }
 
 
 def run_report(config: Path, month: str, *extra: str) -> str:
-    result = subprocess.run([*relay_server_command(), "report", "--config", str(config), "--month", month, *extra],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [*relay_server_command(), "report", "--config", str(config), "--month", month, *extra],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 

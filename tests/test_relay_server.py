@@ -53,8 +53,9 @@ class Relay:
     server: RelayServer
     clients: list[WsClient] = field(default_factory=list)
 
-    async def client(self, terminal: str | None = None, token: str | None = None,
-                     expect_welcome: bool = True) -> WsClient:
+    async def client(
+        self, terminal: str | None = None, token: str | None = None, expect_welcome: bool = True
+    ) -> WsClient:
         c = await WsClient.open(self.server.url, terminal, token, expect_welcome)
         self.clients.append(c)
         return c
@@ -73,8 +74,9 @@ async def start_relay() -> AsyncIterator[StartRelay]:
     """Factory: ``await start_relay(config=None, clock=time.time, **config_overrides)``."""
     relays: list[Relay] = []
 
-    async def start(config: RelayConfig | None = None, clock: Callable[[], float] = time.time,
-                    **overrides: Any) -> Relay:
+    async def start(
+        config: RelayConfig | None = None, clock: Callable[[], float] = time.time, **overrides: Any
+    ) -> Relay:
         server = RelayServer(config or make_relay_config(**overrides), clock=clock)
         await server.start()
         relay = Relay(server)
@@ -116,7 +118,9 @@ async def assert_signal(call: str, a: tuple[str, WsClient], b: tuple[str, WsClie
     assert got["data"] == {"kind": "answer", "sdp": tag}
 
 
-async def drain_until_closed(client: WsClient, timeout: float = 5.0) -> tuple[list[dict[str, Any]], int | None]:
+async def drain_until_closed(
+    client: WsClient, timeout: float = 5.0
+) -> tuple[list[dict[str, Any]], int | None]:
     """Read everything until the relay closes the connection; the messages and the close code."""
     msgs: list[dict[str, Any]] = list(client.inbox)
     client.inbox.clear()
@@ -155,7 +159,8 @@ async def http_get(url: str) -> tuple[int, str, str]:
 
 # -- call flows ------------------------------------------------------------------------------
 async def test_full_call_flow(relay: Relay) -> None:
-    """A call rings both stations and the lamp, one answer connects it, signals flow both ways, hangup ends it for all."""
+    """A call rings both stations and the lamp, one answer connects it, signals flow both ways, hangup ends it
+    for all."""
     o1, o2, lamp = await relay.client(OFFICE1), await relay.client(OFFICE2), await relay.client(LAMP)
     counter = await relay.client(COUNTER)
     await counter.send({"type": "call", "department": "juumin"})
@@ -275,17 +280,22 @@ async def test_hangup(relay: Relay, by: str) -> None:
 
 async def test_one_structured_log_line_per_event(relay: Relay, caplog: pytest.LogCaptureFixture) -> None:
     """Each step of a call is one ``event=NAME key=value`` line, in order: connected, rung, answered, ended."""
-    caplog.set_level(logging.INFO, logger="relay")  # the relay's event log (journald: SyslogIdentifier relay-server)
+    caplog.set_level(
+        logging.INFO, logger="relay"
+    )  # the relay's event log (journald: SyslogIdentifier relay-server)
     o1 = await relay.client(OFFICE1)
     counter = await relay.client(COUNTER)
     call = await place_call(counter, o1)
     await counter.send({"type": "hangup", "call": call})
     await o1.expect("ended", call=call)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event=")]
-    wanted = [f"event=terminal_connected terminal={OFFICE1} role=office", f"event=terminal_connected terminal={COUNTER}",
-              f"event=call_rung call={call} department=juumin counter={COUNTER}",
-              f"event=call_answered call={call} department=juumin by={OFFICE1}",
-              f"event=call_ended call={call} department=juumin reason=hangup"]
+    wanted = [
+        f"event=terminal_connected terminal={OFFICE1} role=office",
+        f"event=terminal_connected terminal={COUNTER}",
+        f"event=call_rung call={call} department=juumin counter={COUNTER}",
+        f"event=call_answered call={call} department=juumin by={OFFICE1}",
+        f"event=call_ended call={call} department=juumin reason=hangup",
+    ]
     found = [next((i for i, line in enumerate(lines) if line.startswith(w)), -1) for w in wanted]
     assert -1 not in found and found == sorted(found), "\n".join(lines)
     for name in ("call_rung", "call_answered", "call_ended"):
@@ -353,7 +363,8 @@ async def test_invite_expires(start_relay: StartRelay) -> None:
 
 
 async def test_call_to_unknown_department_is_refused(relay: Relay) -> None:
-    """A call for a department the relay does not have gets 'unknown_department'; nothing rings; the counter can call again."""
+    """A call for a department the relay does not have gets 'unknown_department'; nothing rings; the counter
+    can call again."""
     o1, lamp = await relay.client(OFFICE1), await relay.client(LAMP)
     counter = await relay.client(COUNTER)
     await counter.send({"type": "call", "department": "kosekika"})
@@ -549,7 +560,9 @@ MALFORMED: dict[str, tuple[str | bytes, str, str]] = {
     "oversize_message": (json.dumps({"type": "ping", "id": "x" * (65 * 1024)}), "too_large", "65536"),
     "oversize_signal_data": (
         json.dumps({"type": "signal", "call": "c", "to": "t", "data": {"sdp": "x" * (49 * 1024)}}),
-        "too_large", "signal data"),
+        "too_large",
+        "signal data",
+    ),
 }
 
 
@@ -748,15 +761,22 @@ async def test_office_hours_in_office_time_zone(start_relay: StartRelay, tmp_pat
 async def test_turn_credentials_in_welcome(start_relay: StartRelay) -> None:
     """With turn_secret set, welcome carries coturn REST credentials: '<expiry>:<id>' and base64 HMAC-SHA1 of it."""
     now = 1_800_000_000.0
-    relay = await start_relay(clock=lambda: now, turn_secret="s3cret", turn_urls=("turn:127.0.0.1:3478",),
-                              turn_ttl=3600, ice_servers=({"urls": "stun:127.0.0.1:3478"},))
+    relay = await start_relay(
+        clock=lambda: now,
+        turn_secret="s3cret",
+        turn_urls=("turn:127.0.0.1:3478",),
+        turn_ttl=3600,
+        ice_servers=({"urls": "stun:127.0.0.1:3478"},),
+    )
     c = await relay.client(token=TOKENS[COUNTER], expect_welcome=False)
     welcome = await c.expect("welcome")
     stun, turn = welcome["ice_servers"]
     assert stun == {"urls": "stun:127.0.0.1:3478"}
     assert turn["urls"] == ["turn:127.0.0.1:3478"]
     assert turn["username"] == f"{int(now) + 3600}:{COUNTER}"
-    expected = base64.b64encode(hmac.new(b"s3cret", turn["username"].encode(), hashlib.sha1).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(b"s3cret", turn["username"].encode(), hashlib.sha1).digest()
+    ).decode()
     assert turn["credential"] == expected
 
 
@@ -855,7 +875,8 @@ async def test_tls_wss(start_relay: StartRelay, tmp_path: Path) -> None:
 
 
 async def test_terminal_that_stops_reading_is_cut_off_and_others_carry_on(
-        start_relay: StartRelay, caplog: pytest.LogCaptureFixture) -> None:
+    start_relay: StartRelay, caplog: pytest.LogCaptureFixture
+) -> None:
     """A terminal that stops reading is disconnected once its outbox is full; the sender is unaffected."""
     relay = await start_relay(rate_limit=100000.0, rate_burst=100000)
     o1, counter = await relay.client(OFFICE1), await relay.client(COUNTER)
@@ -864,7 +885,9 @@ async def test_terminal_that_stops_reading_is_cut_off_and_others_carry_on(
     # buffers fill, then the relay's outbox for it grows past its limit.
     blob = "x" * 40_000
     for i in range(600):
-        await o1.send({"type": "signal", "call": call, "to": COUNTER, "data": {"kind": "offer", "sdp": blob, "n": i}})
+        await o1.send(
+            {"type": "signal", "call": call, "to": COUNTER, "data": {"kind": "offer", "sdp": blob, "n": i}}
+        )
         if i % 50 == 0:
             await o1.send({"type": "ping", "id": i})
             await o1.expect("pong", id=i)  # the sender is never slowed down by the stalled reader

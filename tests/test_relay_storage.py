@@ -54,7 +54,8 @@ async def one_call(relay: Relay) -> str:
 
 
 async def test_corrupt_call_log_is_moved_aside_and_calls_go_on(
-        start_relay: StartRelay, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    start_relay: StartRelay, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Row 2: a file that is not a database no longer stops the relay: it is renamed with a loud ERROR line, a
     fresh call log takes its place, and calls are routed and logged."""
     caplog.set_level(logging.INFO, logger="relay")
@@ -72,7 +73,9 @@ async def test_corrupt_call_log_is_moved_aside_and_calls_go_on(
     assert any("event=calllog_corrupt" in line and str(aside) in line for line in lines), lines
 
 
-async def test_unwritable_call_log_is_buffered_and_written_later(start_relay: StartRelay, tmp_path: Path) -> None:
+async def test_unwritable_call_log_is_buffered_and_written_later(
+    start_relay: StartRelay, tmp_path: Path
+) -> None:
     """Row 2 / row 12: a call log that cannot be created (its folder is a file) leaves calls running; /healthz and
     /metrics say 'degraded' with the records waiting; once the folder can be made, they are all written."""
     blocker = tmp_path / "var"
@@ -101,7 +104,9 @@ def _chattr(flag: str, *paths: Path) -> bool:
         return False
 
 
-async def test_read_only_call_log_is_buffered_and_written_later(start_relay: StartRelay, tmp_path: Path) -> None:
+async def test_read_only_call_log_is_buffered_and_written_later(
+    start_relay: StartRelay, tmp_path: Path
+) -> None:
     """Row 2: a read-only call log (an immutable file, which even root cannot write) leaves calls running and
     degraded; when it is writable again, the waiting records are written."""
     folder = tmp_path / "ro"
@@ -134,8 +139,12 @@ async def test_calls_in_progress_survive_a_relay_crash(tmp_path: Path) -> None:
         counter = await WsClient.open(relay.url, COUNTER)
         call = await place_call(counter, o1)
         with sqlite3.connect(db) as conn:  # another reader, as the report is
-            await wait_until(lambda: conn.execute("SELECT outcome FROM calls WHERE call = ?", (call,)).fetchall()
-                             == [("active",)])
+            await wait_until(
+                lambda: (
+                    conn.execute("SELECT outcome FROM calls WHERE call = ?", (call,)).fetchall()
+                    == [("active",)]
+                )
+            )
         relay.proc.send_signal(signal.SIGKILL)
         relay.proc.wait(10)
         await o1.close()
@@ -165,7 +174,9 @@ def test_call_log_from_before_is_migrated(tmp_path: Path) -> None:
         assert [(r.call, r.ended_at) for r in log.records()] == [("old1", 3.0), ("new1", None)]
 
 
-async def test_kiosk_doctor_says_when_the_call_log_is_degraded(start_relay: StartRelay, tmp_path: Path) -> None:
+async def test_kiosk_doctor_says_when_the_call_log_is_degraded(
+    start_relay: StartRelay, tmp_path: Path
+) -> None:
     """Point 2: `kiosk doctor` shows the relay's call log as a warning while it cannot be written (calls work),
     and as ok otherwise."""
     from helpers import TOKENS
@@ -179,7 +190,12 @@ async def test_kiosk_doctor_says_when_the_call_log_is_degraded(start_relay: Star
     bad = await start_relay(database=str(tmp_path / "var" / "calls.sqlite3"))
     await one_call(bad)
     result = calllog_result(await probe_relay(bad.server.url, TOKENS[COUNTER]))
-    assert not result.ok and result.warning and "degraded" in result.detail and "record(s) waiting" in result.detail
+    assert (
+        not result.ok
+        and result.warning
+        and "degraded" in result.detail
+        and "record(s) waiting" in result.detail
+    )
     assert "docs/operations.md" in result.advice
 
 
@@ -190,6 +206,12 @@ def test_report_on_a_damaged_file_says_so(tmp_path: Path) -> None:
     db = tmp_path / "calls.sqlite3"
     db.write_bytes(b"not a database " * 100)
     config = write_relay_config(tmp_path, database=str(db))
-    r = subprocess.run([sys.executable, "-m", "relay_server", "report", "--config", str(config), "--month", "2026-11"],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1 and "cannot read the call log" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "relay_server", "report", "--config", str(config), "--month", "2026-11"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1 and "cannot read the call log" in r.stderr and "Traceback" not in r.stderr, (
+        r.stderr
+    )

@@ -25,8 +25,9 @@ async def test_counter_to_office_all_three_tracks_and_back() -> None:
     """The station receives the counter's camera, document and tone with decodable content, and vice versa;
     mute and document rotation reach the other side."""
     async with RelayServer(make_relay_config()) as srv:
-        office = HeadlessStation(terminal_config(OFFICE1, srv.url, media_config(document=None, tone_hz=660)),
-                                 auto_answer=0.0)
+        office = HeadlessStation(
+            terminal_config(OFFICE1, srv.url, media_config(document=None, tone_hz=660)), auto_answer=0.0
+        )
         counter = HeadlessCounter(terminal_config(COUNTER, srv.url, media_config(tone_hz=440)))
         async with office, counter:
             session, station, staff_camera, camera = await call_with_video(counter, office, "juumin")
@@ -58,12 +59,17 @@ async def test_counter_to_office_all_three_tracks_and_back() -> None:
 
 
 async def test_document_arrives_full_hd_and_still_is_bit_identical() -> None:
-    """The document track arrives at 1920×1080 (after a half-size first frame) and a requested still is exactly the captured frame; stills are
-    wiped when the call ends."""
+    """The document track arrives at 1920×1080 (after a half-size first frame) and a requested still is exactly
+    the captured frame; stills are wiped when the call ends."""
     async with RelayServer(make_relay_config()) as srv:
-        office = HeadlessStation(terminal_config(OFFICE1, srv.url, media_config(document=None)), auto_answer=0.0)
-        counter = HeadlessCounter(terminal_config(
-            COUNTER, srv.url, media_config(document=FULL_DOCUMENT, document_fps=2.0, camera_fps=5.0)))
+        office = HeadlessStation(
+            terminal_config(OFFICE1, srv.url, media_config(document=None)), auto_answer=0.0
+        )
+        counter = HeadlessCounter(
+            terminal_config(
+                COUNTER, srv.url, media_config(document=FULL_DOCUMENT, document_fps=2.0, camera_fps=5.0)
+            )
+        )
         async with office, counter:
             await office.wait_up()
             session = await counter.call("zeimu")
@@ -93,10 +99,12 @@ async def test_invited_third_member_receives_counter_tracks() -> None:
     """A colleague invited into a call gets the counter's camera, document and audio and the first staff's
     camera, and the counter gets theirs."""
     async with RelayServer(make_relay_config()) as srv:
-        office1 = HeadlessStation(terminal_config(OFFICE1, srv.url, media_config(document=None, tone_hz=660)),
-                                  auto_answer=0.0)
-        office2 = HeadlessStation(terminal_config(OFFICE2, srv.url, media_config(document=None, tone_hz=880)),
-                                  auto_answer=None)
+        office1 = HeadlessStation(
+            terminal_config(OFFICE1, srv.url, media_config(document=None, tone_hz=660)), auto_answer=0.0
+        )
+        office2 = HeadlessStation(
+            terminal_config(OFFICE2, srv.url, media_config(document=None, tone_hz=880)), auto_answer=None
+        )
         counter = HeadlessCounter(terminal_config(COUNTER, srv.url, media_config()))
         async with office1, office2, counter:
             await office1.wait_up()
@@ -136,14 +144,26 @@ async def test_four_member_mesh_every_member_sees_every_other() -> None:
 
     office3, office3_token = "office-tobetsu-3", "test-office-3-token"
     cfg = make_relay_config(max_members=4)
-    cfg = replace(cfg, terminals={**cfg.terminals, office3: replace(
-        cfg.terminals[OFFICE2], id=office3, token_hash=hash_token(office3_token), name="保健福祉課 窓口")})
+    cfg = replace(
+        cfg,
+        terminals={
+            **cfg.terminals,
+            office3: replace(
+                cfg.terminals[OFFICE2],
+                id=office3,
+                token_hash=hash_token(office3_token),
+                name="保健福祉課 窓口",
+            ),
+        },
+    )
     async with RelayServer(cfg) as srv:
         media = media_config(document=None)
         office1 = HeadlessStation(terminal_config(OFFICE1, srv.url, media), auto_answer=0.0)
         office2 = HeadlessStation(terminal_config(OFFICE2, srv.url, media), auto_answer=None)
-        third = HeadlessStation(replace(terminal_config(OFFICE1, srv.url, media),
-                                        relay=RelayLink(srv.url, office3_token)), auto_answer=None)
+        third = HeadlessStation(
+            replace(terminal_config(OFFICE1, srv.url, media), relay=RelayLink(srv.url, office3_token)),
+            auto_answer=None,
+        )
         counter = HeadlessCounter(terminal_config(COUNTER, srv.url, media_config()))
         async with office1, office2, third, counter:
             for station in (office1, office2, third):
@@ -155,7 +175,12 @@ async def test_four_member_mesh_every_member_sees_every_other() -> None:
             await _wait_session(office2)
             await office1.invite(terminal=office3)
             newcomer = await _wait_session(third)
-            sessions = {COUNTER: session, OFFICE1: office1.session, OFFICE2: office2.session, office3: newcomer}
+            sessions = {
+                COUNTER: session,
+                OFFICE1: office1.session,
+                OFFICE2: office2.session,
+                office3: newcomer,
+            }
             for me, s in sessions.items():
                 assert s is not None
                 for other in sessions:

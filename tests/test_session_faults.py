@@ -56,7 +56,9 @@ async def test_dead_peer_connection_is_rebuilt_in_the_same_call() -> None:
     """When one side's media stack dies mid-call, both sides say 'reconnecting', rebuild the media path through the
     relay by themselves (a new peer connection) and pictures flow again both ways, in the same call."""
     async with RelayServer(make_relay_config()) as srv:
-        office = HeadlessStation(terminal_config(OFFICE1, srv.url, media_config(document=None)), auto_answer=0.0)
+        office = HeadlessStation(
+            terminal_config(OFFICE1, srv.url, media_config(document=None)), auto_answer=0.0
+        )
         counter = HeadlessCounter(terminal_config(COUNTER, srv.url, media_config()))
         async with office, counter:
             session, station, from_staff, to_staff = await call_with_video(counter, office, "kensetsu")
@@ -84,8 +86,9 @@ async def test_media_that_cannot_come_back_ends_after_the_reconnect_window() -> 
     once the reconnect window has passed, and clears its pictures."""
     srv = await RelayServer(make_relay_config()).start()
     short = replace(media_config(), network=replace(media_config().network, reconnect_window=5.0))
-    office = HeadlessStation(terminal_config(OFFICE1, srv.url, replace(short, document_camera=None)),
-                             auto_answer=0.0)
+    office = HeadlessStation(
+        terminal_config(OFFICE1, srv.url, replace(short, document_camera=None)), auto_answer=0.0
+    )
     counter = HeadlessCounter(terminal_config(COUNTER, srv.url, short))
     try:
         async with office, counter:
@@ -107,12 +110,16 @@ async def test_link_drop_mid_call_reattaches_within_the_grace_period() -> None:
     """A counter whose websocket drops mid-call keeps its media, reconnects by itself, is back in the same call at
     the relay (no 'disconnected'), and the call then ends normally through the relay."""
     async with RelayServer(make_relay_config()) as srv:
-        office = HeadlessStation(terminal_config(OFFICE1, srv.url, media_config(document=None)), auto_answer=0.0)
+        office = HeadlessStation(
+            terminal_config(OFFICE1, srv.url, media_config(document=None)), auto_answer=0.0
+        )
         counter = HeadlessCounter(terminal_config(COUNTER, srv.url, media_config()))
         async with office, counter:
             session, station, from_staff, to_staff = await call_with_video(counter, office, "hoken")
             call = srv.core.call_of[COUNTER]
-            srv.conns[COUNTER].ws.transport.abort()  # the network drops the counter's link, nobody says goodbye
+            srv.conns[
+                COUNTER
+            ].ws.transport.abort()  # the network drops the counter's link, nobody says goodbye
             await wait_until(lambda: COUNTER in srv.core.offline_members, 5)
             await wait_stamps(to_staff, 3)  # media goes on peer to peer meanwhile
             await wait_until(lambda: COUNTER not in srv.core.offline_members and COUNTER in srv.conns, 15)

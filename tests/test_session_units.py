@@ -103,7 +103,9 @@ def test_ice_restriction_includes_loopback_and_restores_default() -> None:
         assert "127.0.0.1" in ice.restrict_ice_addresses(["lo"]), "an interface name means its addresses"
         assert ice.restrict_ice_addresses([]) == ()
         assert "127.0.0.1" not in aioice.ice.get_host_addresses(True, False)
-        with pytest.raises(ice.IceConfigError, match="'nosuch0' is neither an IP address nor a network interface"):
+        with pytest.raises(
+            ice.IceConfigError, match="'nosuch0' is neither an IP address nor a network interface"
+        ):
             ice.restrict_ice_addresses(["nosuch0"])
     finally:
         ice.restrict_ice_addresses(before)

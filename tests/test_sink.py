@@ -46,8 +46,14 @@ def test_sink_converts_video_frames_to_rgb_and_freezes_arrays() -> None:
         out[0, 0, 0] = 1
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4), dtype=np.uint8), np.zeros((4, 4, 3), dtype=np.float32),
-                                 np.zeros((4, 4, 4), dtype=np.uint8)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((4, 4), dtype=np.uint8),
+        np.zeros((4, 4, 3), dtype=np.float32),
+        np.zeros((4, 4, 4), dtype=np.uint8),
+    ],
+)
 def test_sink_rejects_non_rgb_arrays(bad: np.ndarray) -> None:
     """Arrays that are not height×width×3 uint8 are refused with the shape and dtype in the message."""
     with pytest.raises(ValueError, match="height×width×3 uint8"):

@@ -45,6 +45,7 @@ def rgb_of(frame: VideoFrame) -> RGB:
 
 async def recv_until(track: MediaStreamTrack, predicate: Callable[[RGB], bool], timeout: float = 5.0) -> RGB:
     """Receive frames until one satisfies ``predicate``; fail after ``timeout`` seconds."""
+
     async def loop() -> RGB:
         while True:
             frame = await track.recv()
@@ -52,6 +53,7 @@ async def recv_until(track: MediaStreamTrack, predicate: Callable[[RGB], bool], 
             rgb = rgb_of(frame)
             if predicate(rgb):
                 return rgb
+
     return await asyncio.wait_for(loop(), timeout)
 
 
@@ -79,8 +81,10 @@ def write_stamped_video(path: Path, count: int, size: tuple[int, int] = (192, 14
 def test_camera_specs_parse_to_device_file_and_synthetic() -> None:
     """Every documented spec form is recognised, so field installs and tests use the same config key."""
     assert parse_camera_spec("/dev/video0").kind == "v4l2"
-    assert parse_camera_spec("/dev/v4l/by-id/usb-Elmo_MO-2-video-index0").target == \
-        "/dev/v4l/by-id/usb-Elmo_MO-2-video-index0"
+    assert (
+        parse_camera_spec("/dev/v4l/by-id/usb-Elmo_MO-2-video-index0").target
+        == "/dev/v4l/by-id/usb-Elmo_MO-2-video-index0"
+    )
     assert parse_camera_spec("2").target == 2
     assert parse_camera_spec("file:/srv/loop.avi").target == "/srv/loop.avi"
     assert parse_camera_spec("synthetic:document").target == "document"
@@ -182,7 +186,9 @@ async def test_document_source_delivers_full_hd_form() -> None:
 
 async def test_rotation_turns_frames_and_changes_at_run_time() -> None:
     """A configured rotation turns frames, set_rotation changes it live, and a bad angle is refused."""
-    async with open_video_source(CameraConfig("synthetic:camera", 192, 144, 30, rotation=90), name="doc") as source:
+    async with open_video_source(
+        CameraConfig("synthetic:camera", 192, 144, 30, rotation=90), name="doc"
+    ) as source:
         track = source.track()
         upright = await recv_until(track, lambda rgb: rgb.shape == (192, 144, 3))
         assert read_frame_stamp(np.rot90(upright, k=1)) is not None  # undo 90° clockwise
@@ -228,7 +234,8 @@ async def test_file_source_is_scaled_to_the_configured_size(tmp_path: Path) -> N
 
 
 async def test_vanishing_file_camera_shows_placeholder_then_recovers(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A camera that disappears mid-stream yields placeholder frames (one log line), then real frames on return."""
     caplog.set_level(logging.INFO, logger="kiosk")
     path = tmp_path / "cam.avi"
@@ -392,12 +399,14 @@ async def test_close_ends_every_subscriber() -> None:
 
 
 async def test_tracks_carry_yuv420p_frames_that_encoders_use_as_they_are() -> None:
-    """Frames leave in yuv420p (converted once in the capture thread) so encoders of several peers never convert a shared frame."""
+    """Frames leave in yuv420p (converted once in the capture thread) so encoders of several peers never convert
+    a shared frame."""
     async with open_video_source(CameraConfig("synthetic:camera", 192, 144, 30), name="camera") as source:
         frame = await asyncio.wait_for(source.track().recv(), 5)
         assert isinstance(frame, VideoFrame) and frame.format.name == "yuv420p"
-    async with open_video_source(CameraConfig("/dev/video-none", 192, 144, 30), name="camera",
-                                 backoff=FAST_RETRY) as missing:
+    async with open_video_source(
+        CameraConfig("/dev/video-none", 192, 144, 30), name="camera", backoff=FAST_RETRY
+    ) as missing:
         frame = await asyncio.wait_for(missing.track().recv(), 5)
         assert isinstance(frame, VideoFrame) and frame.format.name == "yuv420p"
 

@@ -22,7 +22,9 @@ def test_every_count_from_1_to_30_keeps_buttons_at_least_the_minimum(count: int)
     pages = pages_of(list(range(count)), plan.per_page)
     assert len(pages) == plan.pages and sum(map(len, pages)) == count
     assert max(map(len, pages)) - min(map(len, pages)) <= plan.pages  # no near-empty last page
-    total_h = plan.rows * plan.button_h + (plan.rows - 1) * S.gap + ((S.button + S.gap) if plan.pages > 1 else 0)
+    total_h = (
+        plan.rows * plan.button_h + (plan.rows - 1) * S.gap + ((S.button + S.gap) if plan.pages > 1 else 0)
+    )
     assert total_h <= AREA[1] + 0.01
 
 
@@ -55,7 +57,11 @@ def _dept(did: str, office: str, name: str) -> OfferedDepartment:
 
 def test_several_towns_ask_for_the_town_first_and_reset_forgets_it() -> None:
     """With departments of two towns the town comes first; its departments follow; the idle reset starts over."""
-    deps = [_dept("a", "tobetsu", "当別町"), _dept("b", "shinshinotsu", "新篠津村"), _dept("c", "tobetsu", "当別町")]
+    deps = [
+        _dept("a", "tobetsu", "当別町"),
+        _dept("b", "shinshinotsu", "新篠津村"),
+        _dept("c", "tobetsu", "当別町"),
+    ]
     towns = towns_of(deps)
     assert [t.id for t in towns] == ["tobetsu", "shinshinotsu"] and towns[1].name("ja") == "新篠津村"
     nav: StartNav[OfferedDepartment] = StartNav()

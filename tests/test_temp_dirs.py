@@ -18,9 +18,13 @@ def run_with_tmpdir(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_kivy_process_removes_its_kivy_home(tmp_path: Path) -> None:
     """A process that prepares Kivy's environment (every window program does) removes its KIVY_HOME on exit."""
-    result = run_with_tmpdir(tmp_path, sys.executable, "-c",
-                             "import os; from kiosk.ui.env import prepare_kivy_env; prepare_kivy_env(); "
-                             "print(os.environ['KIVY_HOME'])")
+    result = run_with_tmpdir(
+        tmp_path,
+        sys.executable,
+        "-c",
+        "import os; from kiosk.ui.env import prepare_kivy_env; prepare_kivy_env(); "
+        "print(os.environ['KIVY_HOME'])",
+    )
     assert result.returncode == 0, result.stderr
     home = Path(result.stdout.strip())
     assert home.parent == tmp_path and not home.exists()
@@ -34,11 +38,22 @@ def test_a_test_run_leaves_no_temp_folder(tmp_path: Path) -> None:
     probe.mkdir()
     shutil.copy(ROOT / "tests" / "conftest.py", probe / "conftest.py")
     (probe / "test_probe.py").write_text(
-        "import os\n\n\ndef test_kivy_home_is_there() -> None:\n    assert os.path.isdir(os.environ['KIVY_HOME'])\n")
+        "import os\n\n\ndef test_kivy_home_is_there() -> None:\n    assert os.path.isdir(os.environ['KIVY_HOME'])\n"
+    )
     temp = tmp_path / "tmp"
     temp.mkdir()
-    result = run_with_tmpdir(temp, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             "--rootdir", str(probe), str(probe))
+    result = run_with_tmpdir(
+        temp,
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(probe),
+        str(probe),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     left = [p.name for p in temp.iterdir() if not p.name.startswith("pytest-of-")]
     assert not left, left
@@ -53,9 +68,19 @@ def test_demo_with_a_taken_port_leaves_no_temp_folder(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         env_display = {"DISPLAY": ":none"}
-        env = {k: v for k, v in os.environ.items() if k != "KIVY_HOME"} | env_display | {"TMPDIR": str(tmp_path)}
-        result = subprocess.run([sys.executable, "-m", "kiosk", "demo", "--port", str(port)], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=120)
+        env = (
+            {k: v for k, v in os.environ.items() if k != "KIVY_HOME"}
+            | env_display
+            | {"TMPDIR": str(tmp_path)}
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "kiosk", "demo", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "already in use" in result.stderr, result.stderr
     assert not list(tmp_path.glob("kiosk-demo-*"))

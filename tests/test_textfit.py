@@ -73,12 +73,31 @@ def test_overflowing_label_is_reported_and_a_fitting_one_fits() -> None:
     assert label_problems(root) == []
 
 
-@pytest.mark.timeout(600)  # every screen of both apps, including the start screen at 4/12/24 departments and two towns
+@pytest.mark.timeout(
+    600
+)  # every screen of both apps, including the start screen at 4/12/24 departments and two towns
 def test_station_and_counter_screens_fit_at_960x600(tmp_path: Path) -> None:
     """Every station and counter screen at the demo's 960×600: no label overflows, no Japanese breaks mid-word
     (the screenshot scenes check each screen they photograph)."""
-    result = subprocess.run([sys.executable, "-m", "kiosk.ui.screenshots_main", "office", "counter", "--size",
-                             "960x600", "--check", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kiosk.ui.screenshots_main",
+            "office",
+            "counter",
+            "--size",
+            "960x600",
+            "--check",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     problems = [line for line in result.stdout.splitlines() if line.startswith("layout problem")]
-    assert result.returncode == 0 and not problems, "\n".join(problems) or result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0 and not problems, (
+        "\n".join(problems) or result.stdout[-3000:] + result.stderr[-3000:]
+    )

@@ -30,10 +30,16 @@ def test_an_allowed_move_returns_the_new_state_and_logs_old_to_new(caplog: pytes
 
 def test_a_move_the_table_does_not_allow_names_the_machine_and_both_states() -> None:
     """An impossible move raises InvalidTransition carrying the machine, both states and the reason."""
-    with pytest.raises(InvalidTransition, match=r"^invalid door c-7 transition GONE -> OPEN \(reopened\)$") as info:
+    with pytest.raises(
+        InvalidTransition, match=r"^invalid door c-7 transition GONE -> OPEN \(reopened\)$"
+    ) as info:
         DOOR.move(Door.GONE, Door.OPEN, log, why="reopened", subject="c-7")
-    assert (info.value.machine, info.value.old, info.value.new, info.value.why) == \
-        ("door c-7", Door.GONE, Door.OPEN, "reopened")
+    assert (info.value.machine, info.value.old, info.value.new, info.value.why) == (
+        "door c-7",
+        Door.GONE,
+        Door.OPEN,
+        "reopened",
+    )
 
 
 def test_staying_in_a_state_is_a_move_like_any_other() -> None:
@@ -45,11 +51,17 @@ def test_staying_in_a_state_is_a_move_like_any_other() -> None:
 
 def test_states_can_be_written_as_their_wire_values(caplog: pytest.LogCaptureFixture) -> None:
     """The relay and the call session write states as their values; the level of the log line is chosen too."""
-    table = TransitionTable("call", {Door.SHUT: {Door.OPEN}, Door.OPEN: set(), Door.GONE: set()},
-                            label=by_value, level=logging.DEBUG)
+    table = TransitionTable(
+        "call",
+        {Door.SHUT: {Door.OPEN}, Door.OPEN: set(), Door.GONE: set()},
+        label=by_value,
+        level=logging.DEBUG,
+    )
     with caplog.at_level(logging.DEBUG, logger="test.transitions"):
         table.move(Door.SHUT, Door.OPEN, log)
-    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.DEBUG, "call state shut -> open")]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, "call state shut -> open")
+    ]
     with pytest.raises(InvalidTransition, match="open -> shut"):
         table.move(Door.OPEN, Door.SHUT, log)
 
@@ -72,8 +84,11 @@ def test_every_machine_of_the_project_uses_a_complete_table() -> None:
     from kiosk.video import session
     from relay_server import core
 
-    for table, states in ((counter_state.TRANSITIONS, counter_state.State), (office_state.TRANSITIONS,
-                          office_state.State), (session._TRANSITIONS, session.SessionState),
-                          (core._TRANSITIONS, core.CallState)):
+    for table, states in (
+        (counter_state.TRANSITIONS, counter_state.State),
+        (office_state.TRANSITIONS, office_state.State),
+        (session._TRANSITIONS, session.SessionState),
+        (core._TRANSITIONS, core.CallState),
+    ):
         assert isinstance(table, TransitionTable)
         assert set(table.allowed) == set(states)

@@ -37,8 +37,17 @@ class Coturn:
 
     def servers(self, *, secret: str = SECRET, host: str = "127.0.0.1") -> list[dict[str, object]]:
         user, cred = turn_credentials(secret, "counter-test", time.time(), 600)
-        return [{"urls": [f"turn:{host}:{self.port}?transport=udp", f"turn:{host}:{self.port}?transport=tcp",
-                          f"turns:{host}:{self.tls_port}?transport=tcp"], "username": user, "credential": cred}]
+        return [
+            {
+                "urls": [
+                    f"turn:{host}:{self.port}?transport=udp",
+                    f"turn:{host}:{self.port}?transport=tcp",
+                    f"turns:{host}:{self.tls_port}?transport=tcp",
+                ],
+                "username": user,
+                "credential": cred,
+            }
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +70,13 @@ no-cli
 no-dtls
 allow-loopback-peers
 simple-log
-log-file={d / 'turn.log'}
-pidfile={d / 'turn.pid'}
-userdb={d / 'turndb'}
+log-file={d / "turn.log"}
+pidfile={d / "turn.pid"}
+userdb={d / "turndb"}
 """)
-    proc = subprocess.Popen(["turnserver", "-c", str(d / "turnserver.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["turnserver", "-c", str(d / "turnserver.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -75,7 +85,9 @@ userdb={d / 'turndb'}
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(f"coturn did not start: {(d / 'turn.log').read_text()[-2000:]}") from None
+                    raise AssertionError(
+                        f"coturn did not start: {(d / 'turn.log').read_text()[-2000:]}"
+                    ) from None
                 time.sleep(0.1)
         yield Coturn(port, tls_port, ca)
     finally:
@@ -107,8 +119,13 @@ async def test_private_ca_reaches_the_peer_connections_turns_allocation(coturn: 
     """A peer connection given only the turns: path gathers a relay candidate when the private CA is applied,
     and none with the system store alone (aioice's own behaviour)."""
     server = coturn.servers()[0]
-    tls_only = [{"urls": [str(server["urls"][2])], "username": server["username"],  # type: ignore[index]
-                 "credential": server["credential"]}]
+    tls_only = [
+        {
+            "urls": [str(server["urls"][2])],  # type: ignore[index]
+            "username": server["username"],
+            "credential": server["credential"],
+        }
+    ]
 
     async def relay_candidates(ca: Path | None) -> int:
         pc = RTCPeerConnection(rtc_configuration(tls_only))
@@ -145,8 +162,10 @@ async def test_doctor_advice_names_the_real_cause(coturn: Coturn) -> None:
     assert not wrong[-1].ok and "show no picture" in wrong[-1].advice
 
     user, cred = turn_credentials(SECRET, "counter-test", time.time(), 600)
-    closed = await check_ice_servers([{"urls": f"turns:127.0.0.1:{free_port()}?transport=tcp", "username": user,
-                                       "credential": cred}], ca_file=str(coturn.ca))
+    closed = await check_ice_servers(
+        [{"urls": f"turns:127.0.0.1:{free_port()}?transport=tcp", "username": user, "credential": cred}],
+        ca_file=str(coturn.ca),
+    )
     assert "connection refused" in closed[0].advice and "tls-listening-port" in closed[0].advice
 
 

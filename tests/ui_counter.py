@@ -81,11 +81,15 @@ def overflow_problems(root: Any, window: tuple[float, float]) -> list[str]:
             continue
         x, y = w.to_window(*w.pos)
         if x < -1 or y < -1 or x + w.width > window[0] + 1 or y + w.height > window[1] + 1:
-            problems.append(f"{type(w).__name__} {getattr(w, 'text', '')!r} at {x:.0f},{y:.0f} "
-                            f"size {w.width:.0f}×{w.height:.0f} is outside the {window[0]}×{window[1]} window")
+            problems.append(
+                f"{type(w).__name__} {getattr(w, 'text', '')!r} at {x:.0f},{y:.0f} "
+                f"size {w.width:.0f}×{w.height:.0f} is outside the {window[0]}×{window[1]} window"
+            )
         if isinstance(w, Label) and w.text:
             w.texture_update()
             tw, th = w.texture_size
             if tw > w.width + 2 or th > w.height + 2:
-                problems.append(f"text {w.text!r} needs {tw}×{th} px but its box is {w.width:.0f}×{w.height:.0f}")
+                problems.append(
+                    f"text {w.text!r} needs {tw}×{th} px but its box is {w.width:.0f}×{w.height:.0f}"
+                )
     return problems

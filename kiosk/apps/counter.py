@@ -123,8 +123,12 @@ class CounterApp(CounterAssistMixin, TerminalApp):
     pin_error = BooleanProperty(False)
     causes_text = StringProperty("")
     office_phone = StringProperty("")
-    nobody = BooleanProperty(False)  # no department can answer now (closed, offline, no relay): say what to do
-    fallback_key = StringProperty("")  # changes when the departments' phone numbers do (the band re-reads them)
+    nobody = BooleanProperty(
+        False
+    )  # no department can answer now (closed, offline, no relay): say what to do
+    fallback_key = StringProperty(
+        ""
+    )  # changes when the departments' phone numbers do (the band re-reads them)
     tech_message = StringProperty("")
     diag_version = NumericProperty(0)
     large_text = BooleanProperty(False)  # the resident's "larger text" toggle, kept until the idle reset
@@ -135,17 +139,28 @@ class CounterApp(CounterAssistMixin, TerminalApp):
 
     machine: CounterMachine
 
-    def __init__(self, config: TerminalConfig, *, url: str | None = None, local_media: Any = None,
-                 hold_time: float = 3.0, link_grace: float = 2.0, device_retry: float = 5.0,
-                 cameras: CameraOverrides | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: TerminalConfig,
+        *,
+        url: str | None = None,
+        local_media: Any = None,
+        hold_time: float = 3.0,
+        link_grace: float = 2.0,
+        device_retry: float = 5.0,
+        cameras: CameraOverrides | None = None,
+        **kwargs: Any,
+    ) -> None:
         cameras = cameras or CameraOverrides()
         config = cameras.apply(config)
         super().__init__(config, url=url, local_media=local_media, tables=("counter",), **kwargs)
         self._cameras = cameras  # --camera/--document-camera, kept across a config reload like --url
         self.title = "Remote consultation counter"
         self.hold_time = hold_time
-        self.machine = CounterMachine(replace(timeouts_from(config), link_grace=link_grace, device_retry=device_retry),
-                                      pin=config.ui.pin)
+        self.machine = CounterMachine(
+            replace(timeouts_from(config), link_grace=link_grace, device_retry=device_retry),
+            pin=config.ui.pin,
+        )
         self.device_checks = 0
         self._local_error = ""
         self.screens: dict[str, CounterScreen] = {}
@@ -168,8 +183,12 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         self.manager.current = "starting"
         self.bind(lang=lambda *_: self._relayout_start())
         root.add_widget(self.manager)
-        self.corner = HoldCorner(size_hint=(None, None), size=(self.sizes.touch, self.sizes.touch),
-                                 pos_hint={"x": 0, "top": 1}, hold_time=self.hold_time)
+        self.corner = HoldCorner(
+            size_hint=(None, None),
+            size=(self.sizes.touch, self.sizes.touch),
+            pos_hint={"x": 0, "top": 1},
+            hold_time=self.hold_time,
+        )
         self.corner.bind(on_hold=lambda *_: self.dispatch_event(TechGesture()))
         root.add_widget(self.corner)
         from kivy.core.window import Window
@@ -223,7 +242,9 @@ class CounterApp(CounterAssistMixin, TerminalApp):
     def start_notice(self, lang: str, nobody: bool = False, _fallback_key: str = "") -> str:
         """The start screen's band: the counter's rule, or, when nobody can answer, the phone number and hours."""
         if not nobody:
-            return self.tr("start.notice", lang) + ("" if lang == "ja" else "\n" + self.tr("start.notice", "ja"))
+            return self.tr("start.notice", lang) + (
+                "" if lang == "ja" else "\n" + self.tr("start.notice", "ja")
+            )
         fallback = next((d for d in self.machine.departments if d.phone), None)
         phone = fallback.phone if fallback is not None else self.office_phone
         if not phone:
@@ -238,7 +259,9 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         if town is not None:
             key = "start.choose_in_town_pages" if pages > 1 else "start.choose_in_town"
             return self.tr(key, lang, town=town.name(lang), pages=pages)
-        return self.tr("start.choose_pages", lang, pages=pages) if pages > 1 else self.tr("start.choose", lang)
+        return (
+            self.tr("start.choose_pages", lang, pages=pages) if pages > 1 else self.tr("start.choose", lang)
+        )
 
     def town_emblem(self, town_id: str) -> str:
         """The emblem image configured for a town (``[emblems]`` in counter.toml), or ""."""
@@ -263,24 +286,38 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         if not lamps and not stations:
             return self.tr("counter_tech.lamp_none", departments=departments)
         none = self.tr("counter_tech.none")
-        return self.tr("counter_tech.lamp_sent", lamps=sep.join(lamps) or none, stations=sep.join(stations) or none,
-                       departments=departments, seconds=LAMP_TEST_SECONDS)
+        return self.tr(
+            "counter_tech.lamp_sent",
+            lamps=sep.join(lamps) or none,
+            stations=sep.join(stations) or none,
+            departments=departments,
+            seconds=LAMP_TEST_SECONDS,
+        )
 
     def diagnostics_text(self, lang: str, _version: float = 0) -> str:
         m = self.machine
         problem = link_problem(m.link_state, m.link_detail, self.url)
-        relay = (self.tr("tech.relay_problem", lang, problem=problem) if problem
-                 else self.tr("tech.relay_state", lang, state=m.link_state, detail=self.url))
-        lines = [self.tr("tech.terminal", lang, id=f"{m.terminal or '?'} {m.terminal_name}".strip()),
-                 self.tr("counter_tech.state", lang, state=m.state.name),
-                 self.tr("tech.relay", lang) + ": " + relay]
+        relay = (
+            self.tr("tech.relay_problem", lang, problem=problem)
+            if problem
+            else self.tr("tech.relay_state", lang, state=m.link_state, detail=self.url)
+        )
+        lines = [
+            self.tr("tech.terminal", lang, id=f"{m.terminal or '?'} {m.terminal_name}".strip()),
+            self.tr("counter_tech.state", lang, state=m.state.name),
+            self.tr("tech.relay", lang) + ": " + relay,
+        ]
         media = self.config_file.media
-        specs = {"tech.camera": media.camera.source if media and media.camera else "",
-                 "tech.document_camera": media.document_camera.source if media and media.document_camera else "",
-                 "tech.microphone": media.audio.input if media else ""}
-        for key, src in (("tech.camera", self.local and self.local.camera),
-                         ("tech.document_camera", self.local and self.local.document),
-                         ("tech.microphone", self.local and self.local.audio)):
+        specs = {
+            "tech.camera": media.camera.source if media and media.camera else "",
+            "tech.document_camera": media.document_camera.source if media and media.document_camera else "",
+            "tech.microphone": media.audio.input if media else "",
+        }
+        for key, src in (
+            ("tech.camera", self.local and self.local.camera),
+            ("tech.document_camera", self.local and self.local.document),
+            ("tech.microphone", self.local and self.local.audio),
+        ):
             status = getattr(src, "status", "—") if src else "—"
             if status != "ok":
                 verdict = self.tr("tech.device_missing", lang, detail=status)
@@ -292,8 +329,11 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         if media is not None and media.audio.output == "null":
             lines.append(self.tr("tech.speaker", lang) + ": " + self.tr("tech.speaker_null", lang))
         causes = m.out_of_service_causes()
-        lines.append(self.tr("counter_tech.causes", lang, causes="; ".join(causes)) if causes
-                     else self.tr("counter_tech.no_causes", lang))
+        lines.append(
+            self.tr("counter_tech.causes", lang, causes="; ".join(causes))
+            if causes
+            else self.tr("counter_tech.no_causes", lang)
+        )
         return "\n".join(lines)
 
     # -- intents from the screens --------------------------------------------------------------
@@ -367,8 +407,11 @@ class CounterApp(CounterAssistMixin, TerminalApp):
     def _refuse_close(self, *_args: Any, **kwargs: Any) -> bool:
         """A close request (window manager, Alt+F4, a keyboard shortcut) never ends the kiosk: only the technician
         menu's exit (behind the PIN) or SIGTERM does."""
-        log.warning("close request refused (source %s): leave through the technician menu", kwargs.get("source", "?"))
+        log.warning(
+            "close request refused (source %s): leave through the technician menu", kwargs.get("source", "?")
+        )
         return True
+
     def _on_any_touch(self, _window: Any, _touch: Any) -> bool:
         self.dispatch_event(Touched())
         return False  # let the touch reach the widgets
@@ -424,8 +467,10 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         if self._local_error:
             problems.append(self._local_error)
         if media is not None and self.local is not None:
-            for label, src, cfg in (("camera", self.local.camera, media.camera),
-                                    ("document camera", self.local.document, media.document_camera)):
+            for label, src, cfg in (
+                ("camera", self.local.camera, media.camera),
+                ("document camera", self.local.document, media.document_camera),
+            ):
                 if cfg is None:
                     continue
                 if src is None:
@@ -448,8 +493,11 @@ class CounterApp(CounterAssistMixin, TerminalApp):
                 self.dispatch_event(MediaEnded(ev.reason or ""))
             elif ev.kind is EventKind.RECONNECTING:
                 self.dispatch_event(MediaReconnecting(True))
-            elif ev.kind in (EventKind.RECONNECTED, EventKind.MEMBER_LEFT) and self.session is not None \
-                    and not self.session.reconnecting():
+            elif (
+                ev.kind in (EventKind.RECONNECTED, EventKind.MEMBER_LEFT)
+                and self.session is not None
+                and not self.session.reconnecting()
+            ):
                 self.dispatch_event(MediaReconnecting(False))
 
         if self._open_session(call_id, on_event):
@@ -463,11 +511,14 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         except (ConfigError, OSError) as err:
             self.tech_message = self.tr("tech.reload_failed", error=str(err))
             return
-        relay_changed = (new.relay != self.config_file.relay)
+        relay_changed = new.relay != self.config_file.relay
         self.config_file = new
         self.ui_config = new.ui
-        self.machine.timeouts = replace(timeouts_from(new), link_grace=self.machine.timeouts.link_grace,
-                                        device_retry=self.machine.timeouts.device_retry)
+        self.machine.timeouts = replace(
+            timeouts_from(new),
+            link_grace=self.machine.timeouts.link_grace,
+            device_retry=self.machine.timeouts.device_retry,
+        )
         self.machine.pin = new.ui.pin
         self.ring.enabled = new.ui.ring_sound
         if relay_changed and self.client is not None:
@@ -517,6 +568,17 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         self.reconnecting = m.reconnecting and m.state is State.IN_CALL
         self.media_lost = m.ended_by_media
         self.causes_text = "; ".join(m.out_of_service_causes())
+        self._refresh_call()
+        self.diag_version += 1
+        self._refresh_tech()
+        if m.state is not State.TECH:
+            self.tech_message = ""
+        if self.manager.current != name:
+            self.manager.current = name
+
+    def _refresh_call(self) -> None:
+        """The call screen: members, the reconnecting state, own previews; nothing left of a call that ended."""
+        m = self.machine
         in_call = self.screens["in_call"]
         assert isinstance(in_call, InCallScreen)
         if m.state is State.IN_CALL and m.call is not None:
@@ -542,8 +604,11 @@ class CounterApp(CounterAssistMixin, TerminalApp):
                 self.call_department = ""
                 self.elapsed = 0
                 self.mic_muted = False
+
+    def _refresh_tech(self) -> None:
+        """The technician screen's camera previews, only while it is shown."""
+        m = self.machine
         tech = self.screens["tech"]
-        self.diag_version += 1
         if m.state is State.TECH and self.local is not None:
             if tech.ids.camera_preview.sink is None and self.local.camera is not None:
                 tech.ids.camera_preview.sink = LatestFrameSink(self.local.camera.latest_frame)
@@ -552,14 +617,12 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         elif tech.ids.camera_preview.sink is not None or tech.ids.document_preview.sink is not None:
             tech.ids.camera_preview.sink = None
             tech.ids.document_preview.sink = None
-        if m.state is not State.TECH:
-            self.tech_message = ""
-        if self.manager.current != name:
-            self.manager.current = name
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kiosk counter", description="The resident's counter kiosk (full-screen, touch).")
+    p = argparse.ArgumentParser(
+        prog="kiosk counter", description="The resident's counter kiosk (full-screen, touch)."
+    )
     p.add_argument("--config", default="config/counter.toml", help="counter terminal config (TOML)")
     p.add_argument("--url", help="relay URL, overriding [relay] url")
     p.add_argument("--windowed", action="store_true", help="ignore [terminal] fullscreen (development)")

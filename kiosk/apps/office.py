@@ -13,6 +13,7 @@ def main(argv: list[str]) -> int:
     """Run the staff station; ``--headless`` selects the station without a UI."""
     if "--headless" in argv:
         from kiosk.headless import main as headless_main
+
         return headless_main(argv)
     ui = importlib.import_module("kiosk.apps.office_ui")
     return int(ui.main(argv) or 0)

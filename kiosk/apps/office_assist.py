@@ -65,8 +65,11 @@ class OfficeAssistMixin:
         self.assist = StationAssist.attach(self.session, self._assist_changed)
         from kiosk.video.papers import list_papers
 
-        self.papers = [str(p) for p in list_papers(self.config_file.papers_folder)] if self.config_file.papers_folder \
+        self.papers = (
+            [str(p) for p in list_papers(self.config_file.papers_folder)]
+            if self.config_file.papers_folder
             else []
+        )
         screen = self.screens.get("assist") if self.screens else None
         if screen is not None:
             screen.show_papers(list(self.papers))
@@ -98,10 +101,13 @@ class OfficeAssistMixin:
         self.writing_on = bool(a is not None and a.writing)
         replies = a.replies if a is not None else []
         self.reply_text = self.tr("office.assist.reply_" + replies[-1]) if replies else ""
-        self.replies_text = "、".join(self.tr("office.assist.reply_" + r) for r in replies[-6:]) if replies else ""
+        self.replies_text = (
+            "、".join(self.tr("office.assist.reply_" + r) for r in replies[-6:]) if replies else ""
+        )
         self.staff_marks = list(a.document_marks) if a is not None else []
-        self.marks_note = (self.tr("office.assist.marks_cleared") if a is not None and a.marks_cleared_reason
-                           else "")
+        self.marks_note = (
+            self.tr("office.assist.marks_cleared") if a is not None and a.marks_cleared_reason else ""
+        )
         self.paper_status = self._paper_status()
         self.assist_version += 1
 
@@ -110,11 +116,18 @@ class OfficeAssistMixin:
         paper = a.papers.get(self.paper_sent) if a is not None and self.paper_sent else None
         if paper is None:
             return self.tr("office.assist.rendering") if self.paper_busy else ""
-        parts = [self.tr("office.assist.received", title=paper.title, n=len(paper.received), pages=len(paper.pages))]
+        parts = [
+            self.tr(
+                "office.assist.received", title=paper.title, n=len(paper.received), pages=len(paper.pages)
+            )
+        ]
         if paper.errors:
             parts.append(self.tr("office.assist.damaged", why=paper.errors[-1]))
-        parts.append(self.tr("office.assist.shown", page=paper.shown_page + 1) if paper.shown_page is not None
-                     else self.tr("office.assist.closed"))
+        parts.append(
+            self.tr("office.assist.shown", page=paper.shown_page + 1)
+            if paper.shown_page is not None
+            else self.tr("office.assist.closed")
+        )
         for page, (state, why) in sorted(paper.printed.items()):
             key = {"printed": "printed", "printing": "printing"}.get(state, "print_failed")
             parts.append(self.tr(f"office.assist.{key}", page=page + 1, why=why or state))
@@ -168,13 +181,17 @@ class OfficeAssistMixin:
         mode = self.mark_mode
         if mode == "point":
             kept = [m for m in a.document_marks if m.kind != "point"]
-            a.set_marks(kept[-(MAX_MARKS - 1):] + [Mark("point", *end)])
+            a.set_marks(kept[-(MAX_MARKS - 1) :] + [Mark("point", *end)])
         elif final and mode == "circle":
             r = ((end[0] - start[0]) ** 2 + (end[1] - start[1]) ** 2) ** 0.5
-            a.set_marks(list(a.document_marks)[-(MAX_MARKS - 1):] + [Mark("circle", *start, r=min(max(r, 0.03), 0.5))])
+            a.set_marks(
+                list(a.document_marks)[-(MAX_MARKS - 1) :]
+                + [Mark("circle", *start, r=min(max(r, 0.03), 0.5))]
+            )
         elif final and mode == "arrow" and (start[0] - end[0]) ** 2 + (start[1] - end[1]) ** 2 > 0.0004:
-            a.set_marks(list(a.document_marks)[-(MAX_MARKS - 1):]
-                        + [Mark("arrow", *start, x2=end[0], y2=end[1])])
+            a.set_marks(
+                list(a.document_marks)[-(MAX_MARKS - 1) :] + [Mark("arrow", *start, x2=end[0], y2=end[1])]
+            )
 
     def clear_marks(self) -> None:
         if self.assist is not None:

@@ -4,8 +4,9 @@ One asyncio loop runs Kivy (``App.async_run``), the relay client, aiortc and, wh
 ``[lamp]`` section, the lamp. The app is a thin composition: relay messages, link changes, touches,
 media events and timers become events for the pure :class:`~kiosk.office_state.OfficeMachine`; the
 commands it returns are carried out here (send, ring, timers and the call session's wiring come from
-:class:`~kiosk.apps.terminal.TerminalApp`, shared with the counter kiosk); screens show the machine's state. Sub-views of a call (papers full screen, still viewer, invite picker) are the UI's
-own business and not states of the machine.
+:class:`~kiosk.apps.terminal.TerminalApp`, shared with the counter kiosk); screens show the machine's state.
+Sub-views of a call (papers full screen, still viewer, invite picker) are the UI's own business and not
+states of the machine.
 
 Run in-process (tests, ``scripts/screenshots``)::
 
@@ -125,8 +126,16 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
 
     machine: OfficeMachine
 
-    def __init__(self, config: TerminalConfig, *, url: str | None = None, local_media: Any = None,
-                 lamp_device: Any = None, taken_shown: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: TerminalConfig,
+        *,
+        url: str | None = None,
+        local_media: Any = None,
+        lamp_device: Any = None,
+        taken_shown: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(config, url=url, local_media=local_media, tables=("office",), **kwargs)
         self.title = "Remote consultation: staff station"
         self.machine = OfficeMachine() if taken_shown is None else OfficeMachine(taken_shown=taken_shown)
@@ -242,8 +251,14 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
         else:
             dept, counter, since = call.department, call.counter_name or call.counter, call.answered_at
         minutes, seconds = _mmss(time.monotonic() - since)
-        return self.tr("office.call.title", lang, department=self.dept_name(dept, lang), counter=counter,
-                       minutes=minutes, seconds=seconds)
+        return self.tr(
+            "office.call.title",
+            lang,
+            department=self.dept_name(dept, lang),
+            counter=counter,
+            minutes=minutes,
+            seconds=seconds,
+        )
 
     # -- intents from the screens --------------------------------------------------------------
     def answer(self, call: str) -> None:
@@ -258,7 +273,9 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
         self.dispatch_event(AwayToggled(not self.machine.away))
 
     def invite(self, kind: str, target: str) -> None:
-        self.dispatch_event(InvitePressed(department=target) if kind == "department" else InvitePressed(terminal=target))
+        self.dispatch_event(
+            InvitePressed(department=target) if kind == "department" else InvitePressed(terminal=target)
+        )
         self.show_view("in_call")
 
     def leave(self) -> None:
@@ -300,7 +317,9 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
         except Exception as err:
             log.warning("still failed: %s", err)
             if session is self.session:
-                self._set_call_notice(self.tr("office.notice.still_failed", why=str(err) or type(err).__name__))
+                self._set_call_notice(
+                    self.tr("office.notice.still_failed", why=str(err) or type(err).__name__)
+                )
             return
         finally:
             self.still_busy = False
@@ -428,9 +447,15 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
             call_screen.show_members(self._member_rows())
             call_screen.show_invites(self._invite_rows())
             self.screens["invite"].show_targets(
-                m.invite_departments(), [(s.id, s.status) for s in m.stations if s.id not in m.call.members])
+                m.invite_departments(), [(s.id, s.status) for s in m.stations if s.id not in m.call.members]
+            )
             notice = self._notice()
-            if notice and m.notice is not None and m.notice.kind == "invite_failed" and notice != self.call_notice:
+            if (
+                notice
+                and m.notice is not None
+                and m.notice.kind == "invite_failed"
+                and notice != self.call_notice
+            ):
                 self._set_call_notice(notice)
         self.version += 1
         if m.state in (State.IN_CALL, State.ANSWERING):
@@ -448,7 +473,9 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
         minutes, seconds = _mmss(x.waited)
         waited = self.tr("office.missed.duration", lang, minutes=minutes, seconds=seconds)
         title = self.tr("office.missed.line", lang, time=at, department=self.dept_name(x.department, lang))
-        key = "office.missed.detail_cancelled" if x.reason == "cancelled" else "office.missed.detail_unanswered"
+        key = (
+            "office.missed.detail_cancelled" if x.reason == "cancelled" else "office.missed.detail_unanswered"
+        )
         return title, self.tr(key, lang, counter=x.counter_name or x.counter, waited=waited)
 
     def _member_rows(self) -> list[tuple[str, str, bool]]:
@@ -458,12 +485,19 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
         for member in m.call.members:
             connected = self.session is not None and self.session.connection_state(member) == "connected"
             if member == m.call.counter:
-                rows.append((self.tr("office.call.resident_member", counter=m.call.counter_name or member),
-                             "resident", connected))
+                rows.append(
+                    (
+                        self.tr("office.call.resident_member", counter=m.call.counter_name or member),
+                        "resident",
+                        connected,
+                    )
+                )
             elif member == m.terminal:
                 rows.append((self.tr("office.call.you", name=self.station_name(member)), "you", True))
             else:
-                rows.append((self.tr("office.call.colleague", name=self.station_name(member)), "staff", connected))
+                rows.append(
+                    (self.tr("office.call.colleague", name=self.station_name(member)), "staff", connected)
+                )
         return rows
 
     def _invite_rows(self) -> list[tuple[str, str]]:
@@ -471,7 +505,11 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
         assert m.call is not None
         rows = []
         for inv in m.call.invites:
-            target = self.dept_name(inv.target, self.lang) if inv.kind == "department" else self.station_name(inv.target)
+            target = (
+                self.dept_name(inv.target, self.lang)
+                if inv.kind == "department"
+                else self.station_name(inv.target)
+            )
             fields = {"target": target, "by": self.station_name(inv.by), "code": inv.detail}
             if inv.status is InviteStatus.JOINED and inv.by in m.call.members:
                 continue  # shown in the members list
@@ -480,16 +518,28 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kiosk office", description="The staff station (Kivy window or full screen), "
-                                "or with --headless a station without a window.")
+    p = argparse.ArgumentParser(
+        prog="kiosk office",
+        description="The staff station (Kivy window or full screen), "
+        "or with --headless a station without a window.",
+    )
     p.add_argument("--config", default="config/office.toml", help="office terminal config (TOML)")
     p.add_argument("--url", help="relay URL, overriding [relay] url")
-    p.add_argument("--headless", action="store_true",
-                   help="no window: print one line per link change and per call that rings, is answered, taken "
-                        "or ends (kiosk office --headless --help for its options)")
-    p.add_argument("--auto-answer", type=float, metavar="SECONDS",
-                   help="with --headless: answer incoming calls after this many seconds (default: never)")
-    p.add_argument("--fullscreen", action="store_true", help="full screen, whatever [terminal] fullscreen says")
+    p.add_argument(
+        "--headless",
+        action="store_true",
+        help="no window: print one line per link change and per call that rings, is answered, taken "
+        "or ends (kiosk office --headless --help for its options)",
+    )
+    p.add_argument(
+        "--auto-answer",
+        type=float,
+        metavar="SECONDS",
+        help="with --headless: answer incoming calls after this many seconds (default: never)",
+    )
+    p.add_argument(
+        "--fullscreen", action="store_true", help="full screen, whatever [terminal] fullscreen says"
+    )
     p.add_argument("--windowed", action="store_true", help="a window, whatever [terminal] fullscreen says")
     add_camera_arguments(p, document=False)
     p.add_argument("--log-level", default="INFO")

@@ -87,8 +87,15 @@ class TerminalApp(KioskApp):
 
     machine: StateMachine
 
-    def __init__(self, config: TerminalConfig, *, url: str | None, local_media: Any, tables: tuple[str, ...],
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        config: TerminalConfig,
+        *,
+        url: str | None,
+        local_media: Any,
+        tables: tuple[str, ...],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(config.ui, tables=tables, **kwargs)
         self.config_file = config
         self._url_override = url
@@ -152,8 +159,13 @@ class TerminalApp(KioskApp):
     # -- relay link ----------------------------------------------------------------------------
     def _new_client(self) -> RelayClient:
         """A relay client for ``[relay]`` (token, CA file for wss://) at :attr:`url`."""
-        return RelayClient.for_link(self.config_file.relay, url=self.url, on_message=self._on_relay_message,
-                                    on_link=self._on_link, client_name=f"kiosk {self.role}")
+        return RelayClient.for_link(
+            self.config_file.relay,
+            url=self.url,
+            on_message=self._on_relay_message,
+            on_link=self._on_link,
+            client_name=f"kiosk {self.role}",
+        )
 
     async def _on_relay_message(self, msg: dict[str, Any]) -> None:
         if msg.get("type") == "ring_test":
@@ -172,7 +184,9 @@ class TerminalApp(KioskApp):
         if problem is not None or state == "up":
             self._link_logged = problem or ""
         if self.health is None:
-            self.health = HealthReporter(self._health_devices, self._send_health, session=lambda: self.session)
+            self.health = HealthReporter(
+                self._health_devices, self._send_health, session=lambda: self.session
+            )
             self.health.start()
         self.health.on_link(state)
         if state == "up" and self.client is not None and self.client.welcome:
@@ -188,6 +202,7 @@ class TerminalApp(KioskApp):
         book = getattr(self, "_paths_book", None)
         if book is None:
             from kiosk.video.turnprobe import IcePathBook
+
             book = self._paths_book = IcePathBook(ca_file=self.config_file.relay.ca_file or None)
         return book
 
@@ -195,8 +210,11 @@ class TerminalApp(KioskApp):
     def _health_devices(self) -> dict[str, Any]:
         media = self.config_file.media
         lamp = getattr(self, "lamp", None)  # a station that drives the office lamp itself
-        return device_states(local=self.local, audio_output=media.audio.output if media else "null",
-                             lamp_device=getattr(lamp, "device", None))
+        return device_states(
+            local=self.local,
+            audio_output=media.audio.output if media else "null",
+            lamp_device=getattr(lamp, "device", None),
+        )
 
     async def _send_health(self, msg: dict[str, Any]) -> None:
         if self.client is None:
@@ -306,10 +324,18 @@ class TerminalApp(KioskApp):
         paths = self._ice_paths()
         paths.set_servers(welcome.get("ice_servers") or [])
         self.session = CallSession(
-            self.machine.terminal, self.role, self.local, self.client.send, call_id=call_id,
-            ice_servers=welcome.get("ice_servers") or [], codec=media.network.codec if media else "vp8",
-            audio_output=media.audio.output if media else "null", on_event=on_event, paths=paths,
-            reconnect_window=media.network.reconnect_window if media else 30.0)
+            self.machine.terminal,
+            self.role,
+            self.local,
+            self.client.send,
+            call_id=call_id,
+            ice_servers=welcome.get("ice_servers") or [],
+            codec=media.network.codec if media else "vp8",
+            audio_output=media.audio.output if media else "null",
+            on_event=on_event,
+            paths=paths,
+            reconnect_window=media.network.reconnect_window if media else 30.0,
+        )
         return True
 
     async def _stop_media(self, how: str) -> None:

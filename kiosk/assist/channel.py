@@ -315,7 +315,9 @@ class StationAssist(_Side):
         terminal: this station's id (paper ids start with it, so two staff members never collide).
     """
 
-    def __init__(self, send: SendFn, terminal: str = "office", on_change: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self, send: SendFn, terminal: str = "office", on_change: Callable[[str], Any] | None = None
+    ) -> None:
         super().__init__(send, on_change)
         self.terminal = terminal
         self.papers: dict[str, SentPaper] = {}
@@ -330,7 +332,9 @@ class StationAssist(_Side):
     @classmethod
     def attach(cls, session: Any, on_change: Callable[[str], Any] | None = None) -> StationAssist:
         """A StationAssist talking to the counter of a staff station's call session (its ``control`` link)."""
-        assist = cls(lambda msgs: session.control.send(msgs, session.counter_id), session.terminal_id, on_change)
+        assist = cls(
+            lambda msgs: session.control.send(msgs, session.counter_id), session.terminal_id, on_change
+        )
         session.control.on_message = assist.on_message
         return assist
 
@@ -343,8 +347,9 @@ class StationAssist(_Side):
         self.papers[pid] = SentPaper(pid, title, pages)
         out: list[str] = []
         for i, p in enumerate(pages):
-            out += page_messages(pid, i, len(pages), p.data, fmt=p.format, width=p.width, height=p.height,
-                                 title=title)
+            out += page_messages(
+                pid, i, len(pages), p.data, fmt=p.format, width=p.width, height=p.height, title=title
+            )
         self._send(out)
         self._changed("paper")
         return pid
@@ -358,8 +363,14 @@ class StationAssist(_Side):
             self._send([encode("paper_close", id=paper_id)])
             self._changed("paper")
 
-    def set_marks(self, marks: Iterable[Mark], *, target: str = "document", paper_id: str | None = None,
-                  page: int | None = None) -> None:
+    def set_marks(
+        self,
+        marks: Iterable[Mark],
+        *,
+        target: str = "document",
+        paper_id: str | None = None,
+        page: int | None = None,
+    ) -> None:
         """Replace the marks on the document picture (or a paper page) with ``marks`` (empty: clear them)."""
         marks = tuple(marks)
         self._send([encode("marks", target=target, id=paper_id, page=page, marks=list(marks))])

@@ -17,7 +17,16 @@ import numpy as np
 
 from kiosk.assist.messages import Mark
 
-__all__ = ["PaperMotion", "Rect", "ScreenMark", "fit_rect", "screen_mark", "thumbnail", "to_fraction", "to_screen"]
+__all__ = [
+    "PaperMotion",
+    "Rect",
+    "ScreenMark",
+    "fit_rect",
+    "screen_mark",
+    "thumbnail",
+    "to_fraction",
+    "to_screen",
+]
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,7 @@ def thumbnail(rgb: np.ndarray, size: tuple[int, int] = (32, 18)) -> np.ndarray:
     xs = (np.arange(tw + 1) * w) // tw
     out = np.empty((th, tw), np.float32)
     for i in range(th):
-        band = grey[ys[i]:max(ys[i + 1], ys[i] + 1)]
+        band = grey[ys[i] : max(ys[i + 1], ys[i] + 1)]
         sums = np.add.reduceat(band.sum(axis=0), xs[:-1])
         out[i] = sums / (np.maximum(np.diff(xs), 1) * band.shape[0])
     return out

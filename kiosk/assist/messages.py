@@ -24,8 +24,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "CHUNK_CHARS", "MARK_KINDS", "MAX_MARKS", "MAX_PAGES", "MAX_PAGE_BYTES", "MAX_STROKE_POINTS", "MAX_TEXT",
-    "PRINT_STATES", "REPLIES", "SCHEMAS", "AssistError", "Mark", "PaperAssembler", "PaperPage", "encode", "page_messages",
+    "CHUNK_CHARS",
+    "MARK_KINDS",
+    "MAX_MARKS",
+    "MAX_PAGES",
+    "MAX_PAGE_BYTES",
+    "MAX_STROKE_POINTS",
+    "MAX_TEXT",
+    "PRINT_STATES",
+    "REPLIES",
+    "SCHEMAS",
+    "AssistError",
+    "Mark",
+    "PaperAssembler",
+    "PaperPage",
+    "encode",
+    "page_messages",
     "parse",
 ]
 
@@ -50,9 +64,18 @@ class AssistError(ValueError):
 _Num = (int, float)
 SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
     # staff → counter: one page of a paper, then its chunks, then its end
-    "paper_begin": {"id": (str, True), "page": (int, True), "pages": (int, True), "title": (str, False),
-                    "format": (str, True), "width": (int, True), "height": (int, True), "bytes": (int, True),
-                    "sha256": (str, True), "chunks": (int, True)},
+    "paper_begin": {
+        "id": (str, True),
+        "page": (int, True),
+        "pages": (int, True),
+        "title": (str, False),
+        "format": (str, True),
+        "width": (int, True),
+        "height": (int, True),
+        "bytes": (int, True),
+        "sha256": (str, True),
+        "chunks": (int, True),
+    },
     "paper_chunk": {"id": (str, True), "page": (int, True), "n": (int, True), "data": (str, True)},
     "paper_end": {"id": (str, True), "page": (int, True)},
     # counter → staff: the page arrived intact, or did not
@@ -129,7 +152,13 @@ def _mark(m: Any, i: int) -> Mark:
             raise AssistError(f"marks[{i}].r must be greater than 0")
         return Mark(kind, x, y, r=r)
     if kind == "arrow":
-        return Mark(kind, x, y, x2=_fraction(m.get("x2"), f"marks[{i}].x2"), y2=_fraction(m.get("y2"), f"marks[{i}].y2"))
+        return Mark(
+            kind,
+            x,
+            y,
+            x2=_fraction(m.get("x2"), f"marks[{i}].x2"),
+            y2=_fraction(m.get("y2"), f"marks[{i}].y2"),
+        )
     return Mark(kind, x, y)
 
 
@@ -178,7 +207,9 @@ def _check(kind: str, f: dict[str, Any]) -> None:
             raise AssistError(f"a page is 1..{MAX_PAGE_BYTES} bytes, got {f['bytes']}")
         b64_chars = 4 * -(-f["bytes"] // 3)
         if f["chunks"] != -(-b64_chars // CHUNK_CHARS):
-            raise AssistError(f"{f['bytes']} bytes come in {-(-b64_chars // CHUNK_CHARS)} chunks, not {f['chunks']}")
+            raise AssistError(
+                f"{f['bytes']} bytes come in {-(-b64_chars // CHUNK_CHARS)} chunks, not {f['chunks']}"
+            )
         if len(f["sha256"]) != 64:
             raise AssistError("sha256 must be 64 hex digits")
     elif kind == "paper_chunk" and len(f["data"]) > CHUNK_CHARS + 4:
@@ -201,8 +232,12 @@ def _check(kind: str, f: dict[str, Any]) -> None:
         pts = f["points"]
         if len(pts) > MAX_STROKE_POINTS:
             raise AssistError(f"at most {MAX_STROKE_POINTS} points per stroke message, got {len(pts)}")
-        f["points"] = tuple((_fraction(p[0], f"points[{i}][0]"), _fraction(p[1], f"points[{i}][1]"))
-                            if isinstance(p, list) and len(p) == 2 else _bad_point(i, p) for i, p in enumerate(pts))
+        f["points"] = tuple(
+            (_fraction(p[0], f"points[{i}][0]"), _fraction(p[1], f"points[{i}][1]"))
+            if isinstance(p, list) and len(p) == 2
+            else _bad_point(i, p)
+            for i, p in enumerate(pts)
+        )
 
 
 def _bad_point(i: int, p: Any) -> tuple[float, float]:
@@ -241,13 +276,25 @@ class PaperPage:
         self.data[:] = bytes(len(self.data))
 
 
-def page_messages(paper_id: str, page: int, pages: int, image: bytes, *, fmt: str, width: int, height: int,
-                  title: str = "") -> Iterator[str]:
+def page_messages(
+    paper_id: str, page: int, pages: int, image: bytes, *, fmt: str, width: int, height: int, title: str = ""
+) -> Iterator[str]:
     """The messages that carry one page: ``paper_begin``, its ``paper_chunk``s, ``paper_end``."""
     text = base64.b64encode(image).decode("ascii")
-    chunks = [text[i:i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
-    yield encode("paper_begin", id=paper_id, page=page, pages=pages, title=title or None, format=fmt, width=width,
-                 height=height, bytes=len(image), sha256=hashlib.sha256(image).hexdigest(), chunks=len(chunks))
+    chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
+    yield encode(
+        "paper_begin",
+        id=paper_id,
+        page=page,
+        pages=pages,
+        title=title or None,
+        format=fmt,
+        width=width,
+        height=height,
+        bytes=len(image),
+        sha256=hashlib.sha256(image).hexdigest(),
+        chunks=len(chunks),
+    )
     for n, chunk in enumerate(chunks):
         yield encode("paper_chunk", id=paper_id, page=page, n=n, data=chunk)
     yield encode("paper_end", id=paper_id, page=page)
@@ -273,7 +320,9 @@ class PaperAssembler:
         b = self._begin
         if b is None or msg["id"] != b["id"] or msg["page"] != b["page"]:
             self.reset()
-            raise AssistError(f"{msg.kind} for paper {msg['id']!r} page {msg['page']} without its paper_begin")
+            raise AssistError(
+                f"{msg.kind} for paper {msg['id']!r} page {msg['page']} without its paper_begin"
+            )
         if msg.kind == "paper_chunk":
             if msg["n"] != len(self._parts) or len(self._parts) >= b["chunks"]:
                 self.reset()
@@ -290,9 +339,9 @@ class PaperAssembler:
             raise AssistError(f"paper {b['id']!r} page {b['page']}: bad base64 ({err})") from None
         if len(data) != b["bytes"] or hashlib.sha256(data).hexdigest() != b["sha256"]:
             raise AssistError(f"paper {b['id']!r} page {b['page']}: SHA-256 or size does not match (damaged)")
-        return PaperPage(b["id"], b["page"], b["pages"], b.get("title", ""), b["format"], b["width"], b["height"],
-                         data)
+        return PaperPage(
+            b["id"], b["page"], b["pages"], b.get("title", ""), b["format"], b["width"], b["height"], data
+        )
 
     def reset(self) -> None:
         self._begin, self._parts = None, []
-

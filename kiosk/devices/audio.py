@@ -47,9 +47,23 @@ from common.logs import event
 from kiosk.config import AudioConfig
 
 __all__ = [
-    "SAMPLE_RATE", "AudioError", "AudioSink", "AudioSource", "AudioSpec", "AudioSpecError", "DeviceSink",
-    "NullSink", "Recorder", "SilenceTrack", "ToneTrack", "dominant_frequency", "open_audio_sink",
-    "open_audio_source", "parse_audio_input", "parse_audio_output", "rms_level",
+    "SAMPLE_RATE",
+    "AudioError",
+    "AudioSink",
+    "AudioSource",
+    "AudioSpec",
+    "AudioSpecError",
+    "DeviceSink",
+    "NullSink",
+    "Recorder",
+    "SilenceTrack",
+    "ToneTrack",
+    "dominant_frequency",
+    "open_audio_sink",
+    "open_audio_source",
+    "parse_audio_input",
+    "parse_audio_output",
+    "rms_level",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,7 +114,7 @@ def dominant_frequency(samples: npt.ArrayLike, sample_rate: float) -> float:
         return 0.0
     offset = 0.0
     if 0 < peak < spectrum.size - 1:
-        a, b, c = np.log(spectrum[peak - 1:peak + 2] + 1e-20)
+        a, b, c = np.log(spectrum[peak - 1 : peak + 2] + 1e-20)
         denominator = a - 2 * b + c
         offset = 0.5 * (a - c) / denominator if denominator != 0 else 0.0
     return float((peak + offset) * sample_rate / data.size)
@@ -131,11 +145,15 @@ def parse_audio_input(spec: str) -> AudioSpec:
     if text.startswith("synthetic:"):
         raise AudioSpecError(f"[audio] input {spec!r}: expected synthetic:tone or synthetic:silence")
     if text.startswith("pulse:"):
-        raise AudioSpecError(f"[audio] input {spec!r}: this build has no direct PulseAudio input; use alsa:pulse "
-                             "or alsa:default (routed to PulseAudio/PipeWire), see docs/devices.md")
+        raise AudioSpecError(
+            f"[audio] input {spec!r}: this build has no direct PulseAudio input; use alsa:pulse "
+            "or alsa:default (routed to PulseAudio/PipeWire), see docs/devices.md"
+        )
     if not _alsa_name(text):
-        raise AudioSpecError(f"[audio] input {spec!r}: expected synthetic:tone, synthetic:silence or an "
-                             "ALSA device (alsa:default, hw:1,0)")
+        raise AudioSpecError(
+            f"[audio] input {spec!r}: expected synthetic:tone, synthetic:silence or an "
+            "ALSA device (alsa:default, hw:1,0)"
+        )
     return AudioSpec("alsa", _alsa_name(text), text)
 
 
@@ -145,8 +163,10 @@ def parse_audio_output(spec: str) -> AudioSpec:
     if text in ("null", "recorder"):
         return AudioSpec("null" if text == "null" else "recorder", "", text)
     if text.startswith(("synthetic:", "pulse:")) or not _alsa_name(text):
-        raise AudioSpecError(f"[audio] output {spec!r}: expected null, recorder or an ALSA device "
-                             "(alsa:default, alsa:pulse, hw:1,0)")
+        raise AudioSpecError(
+            f"[audio] output {spec!r}: expected null, recorder or an ALSA device "
+            "(alsa:default, alsa:pulse, hw:1,0)"
+        )
     return AudioSpec("alsa", _alsa_name(text), text)
 
 
@@ -238,8 +258,14 @@ class AudioSource:
     peer connection takes its own :meth:`track`.
     """
 
-    def __init__(self, spec: AudioSpec, track: MediaStreamTrack, *, status: str = "ok",
-                 player: MediaPlayer | None = None) -> None:
+    def __init__(
+        self,
+        spec: AudioSpec,
+        track: MediaStreamTrack,
+        *,
+        status: str = "ok",
+        player: MediaPlayer | None = None,
+    ) -> None:
         self.spec = spec
         self.status = status
         self._source_track = track
@@ -262,7 +288,9 @@ class AudioSource:
     def __enter__(self) -> AudioSource:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -282,8 +310,9 @@ def open_audio_source(cfg: AudioConfig) -> AudioSource:
         return AudioSource(spec, SilenceTrack())
     _use_system_alsa_config()
     try:
-        player = MediaPlayer(spec.device, format="alsa",
-                             options={"sample_rate": str(SAMPLE_RATE), "channels": "1"})
+        player = MediaPlayer(
+            spec.device, format="alsa", options={"sample_rate": str(SAMPLE_RATE), "channels": "1"}
+        )
     except (av.FFmpegError, OSError) as err:
         reason = f"cannot open ALSA capture device {spec.device!r} ([audio] input = {cfg.input!r}): {err}"
         event(log, "microphone_unavailable", level=logging.WARNING, reason=reason, action="sending silence")
@@ -327,7 +356,9 @@ class AudioSink:
             except MediaStreamError:
                 return
             if not isinstance(frame, av.AudioFrame):
-                raise AudioError(f"audio sink {self.spec.text!r}: expected audio frames, got {type(frame).__name__}")
+                raise AudioError(
+                    f"audio sink {self.spec.text!r}: expected audio frames, got {type(frame).__name__}"
+                )
             await self._write(frame)
 
     async def _write(self, frame: av.AudioFrame) -> None:
@@ -358,7 +389,7 @@ class AudioSink:
         with self._lock:
             data = np.concatenate(list(self._chunks)) if self._chunks else np.zeros(0, dtype=np.float32)
         if seconds is not None:
-            data = data[-max(1, int(seconds * self.sample_rate)):]
+            data = data[-max(1, int(seconds * self.sample_rate)) :]
         return data
 
     def level(self, seconds: float = 0.5) -> float:
@@ -377,7 +408,9 @@ class AudioSink:
     def __enter__(self) -> AudioSink:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -409,8 +442,9 @@ class DeviceSink(AudioSink):
             self._stream: Any = self._container.add_stream("pcm_s16le", rate=SAMPLE_RATE, layout="mono")
             self._container.start_encoding()  # opens the PCM now, so a missing device shows at once
         except (av.FFmpegError, OSError, ValueError) as err:
-            raise AudioError(f"cannot open ALSA playback device {spec.device!r} "
-                             f"([audio] output = {spec.text!r}): {err}") from err
+            raise AudioError(
+                f"cannot open ALSA playback device {spec.device!r} ([audio] output = {spec.text!r}): {err}"
+            ) from err
         self._write_lock = threading.Lock()
 
     async def _write(self, frame: av.AudioFrame) -> None:

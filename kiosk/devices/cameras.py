@@ -35,8 +35,18 @@ from common.backoff import Backoff
 from common.logs import event
 
 __all__ = [
-    "ROTATIONS", "Backoff", "CameraCapture", "CameraError", "CameraNotFoundError", "CameraOpenError",
-    "CameraReadError", "CameraSpec", "CameraSpecError", "FrameGrabber", "OpenCVGrabber", "parse_camera_spec",
+    "ROTATIONS",
+    "Backoff",
+    "CameraCapture",
+    "CameraError",
+    "CameraNotFoundError",
+    "CameraOpenError",
+    "CameraReadError",
+    "CameraSpec",
+    "CameraSpecError",
+    "FrameGrabber",
+    "OpenCVGrabber",
+    "parse_camera_spec",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,13 +108,17 @@ def parse_camera_spec(spec: str) -> CameraSpec:
     if text.startswith("synthetic:"):
         pattern = text.removeprefix("synthetic:")
         if pattern not in SYNTHETIC_PATTERNS:
-            raise CameraSpecError(f"camera source {spec!r}: unknown synthetic pattern {pattern!r}, "
-                                  f"expected one of {', '.join('synthetic:' + p for p in SYNTHETIC_PATTERNS)}")
+            raise CameraSpecError(
+                f"camera source {spec!r}: unknown synthetic pattern {pattern!r}, "
+                f"expected one of {', '.join('synthetic:' + p for p in SYNTHETIC_PATTERNS)}"
+            )
         return CameraSpec("synthetic", pattern, text)
     if text.startswith("file:"):
         path = text.removeprefix("file:")
         if not path:
-            raise CameraSpecError(f"camera source {spec!r}: file: needs a path, e.g. file:/srv/kiosk/loop.avi")
+            raise CameraSpecError(
+                f"camera source {spec!r}: file: needs a path, e.g. file:/srv/kiosk/loop.avi"
+            )
         return CameraSpec("file", path, text)
     if text.isdigit():
         return CameraSpec("v4l2", int(text), text)
@@ -112,7 +126,8 @@ def parse_camera_spec(spec: str) -> CameraSpec:
         return CameraSpec("v4l2", text, text)
     raise CameraSpecError(
         f"camera source {spec!r}: expected a V4L2 device (/dev/video0, /dev/v4l/by-id/..., or an index "
-        "such as 0), file:PATH, synthetic:camera, synthetic:camera-mjpg or synthetic:document")
+        "such as 0), file:PATH, synthetic:camera, synthetic:camera-mjpg or synthetic:document"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -179,8 +194,11 @@ class OpenCVGrabber:
             raise CameraOpenError(f"{self.description}: OpenCV failed to open it: {err}") from err
         if not cap.isOpened():
             cap.release()
-            why = ("not a readable video file" if self.is_file
-                   else "busy, no permission (group video?) or not a capture device")
+            why = (
+                "not a readable video file"
+                if self.is_file
+                else "busy, no permission (group video?) or not a capture device"
+            )
             raise CameraOpenError(f"{self.description}: cannot open ({why})")
         if not self.is_file:
             cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
@@ -210,8 +228,14 @@ class OpenCVGrabber:
         elif not self.is_file and self._reported_size != (width, height):
             self._reported_size = (width, height)
             if (width, height) != (self.width, self.height):
-                event(log, "camera_size", level=logging.WARNING, camera=self.description,
-                      requested=f"{self.width}x{self.height}", delivered=f"{width}x{height}")
+                event(
+                    log,
+                    "camera_size",
+                    level=logging.WARNING,
+                    camera=self.description,
+                    requested=f"{self.width}x{self.height}",
+                    delivered=f"{width}x{height}",
+                )
         rgb: RGBArray = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return rgb
 
@@ -247,9 +271,16 @@ class CameraCapture:
             availability; must be quick and thread-safe.
     """
 
-    def __init__(self, grabber: FrameGrabber, *, name: str, fps: float, rotation: int = 0,
-                 backoff: Backoff | None = None, listener: Callable[[CapturedFrame | None], None] | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        grabber: FrameGrabber,
+        *,
+        name: str,
+        fps: float,
+        rotation: int = 0,
+        backoff: Backoff | None = None,
+        listener: Callable[[CapturedFrame | None], None] | None = None,
+    ) -> None:
         if fps <= 0:
             raise ValueError(f"camera {name}: fps must be greater than 0, got {fps}")
         self.grabber = grabber
@@ -281,8 +312,14 @@ class CameraCapture:
         if self._started and self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                event(log, "camera_stop_timeout", level=logging.WARNING, camera=self.name,
-                      device=self.grabber.description, waited_s=timeout)
+                event(
+                    log,
+                    "camera_stop_timeout",
+                    level=logging.WARNING,
+                    camera=self.name,
+                    device=self.grabber.description,
+                    waited_s=timeout,
+                )
 
     @property
     def rotation(self) -> int:
@@ -339,7 +376,13 @@ class CameraCapture:
                 try:
                     self.grabber.close()
                 except Exception as err:  # noqa: BLE001
-                    event(log, "camera_close_failed", level=logging.WARNING, camera=self.name, error=_reason(err))
+                    event(
+                        log,
+                        "camera_close_failed",
+                        level=logging.WARNING,
+                        camera=self.name,
+                        error=_reason(err),
+                    )
 
     def _pump(self) -> None:
         period = 1.0 / self.fps
@@ -381,9 +424,15 @@ class CameraCapture:
             self._fault_error = error
             self._latest = None
         if first:
-            event(log, "camera_unavailable", level=logging.WARNING, camera=self.name,
-                  device=self.grabber.description, reason=reason,
-                  action=f"showing placeholder, retrying every {self.backoff.initial:g}-{self.backoff.maximum:g}s")
+            event(
+                log,
+                "camera_unavailable",
+                level=logging.WARNING,
+                camera=self.name,
+                device=self.grabber.description,
+                reason=reason,
+                action=f"showing placeholder, retrying every {self.backoff.initial:g}-{self.backoff.maximum:g}s",
+            )
         else:
             event(log, "camera_retry_failed", level=logging.DEBUG, camera=self.name, reason=reason)
         if self._listener is not None:

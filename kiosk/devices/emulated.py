@@ -36,7 +36,12 @@ from typing import Self
 from kiosk.devices.lamp import ASCII_MAX_LINE, LCUS_START, ChannelState, LineBuffer
 
 __all__ = [
-    "AsciiLampModel", "EmulatedAsciiLamp", "EmulatedLcusBoard", "LcusBoardModel", "Received", "render_states",
+    "AsciiLampModel",
+    "EmulatedAsciiLamp",
+    "EmulatedLcusBoard",
+    "LcusBoardModel",
+    "Received",
+    "render_states",
 ]
 
 SYMBOLS = {ChannelState.ON: "●", ChannelState.OFF: "○", ChannelState.BLINK: "◐"}
@@ -52,8 +57,9 @@ class Received:
     command: str  # "ON 1", "OFF 3", "BLINK 2", "ALLOFF", "PING", or "BAD …" for what the device rejected
 
 
-def render_states(states: Mapping[int, ChannelState], labels: Mapping[int, str] | None = None, *,
-                  unicode: bool = True) -> str:
+def render_states(
+    states: Mapping[int, ChannelState], labels: Mapping[int, str] | None = None, *, unicode: bool = True
+) -> str:
     """One line showing each channel, e.g. ``[1 juumin ●] [2 zeimu ○]`` (● on, ○ off, ◐ blinking)."""
     symbols = SYMBOLS if unicode else ASCII_SYMBOLS
     parts = []
@@ -86,7 +92,7 @@ class LcusBoardModel:
             if self._buf[0] != LCUS_START:
                 start = self._buf.find(LCUS_START)
                 junk = bytes(self._buf if start < 0 else self._buf[:start])
-                del self._buf[:len(junk)]
+                del self._buf[: len(junk)]
                 out.append((junk, f"BAD junk {junk.hex(' ')}"))
                 continue
             if len(self._buf) < 4:
@@ -132,8 +138,11 @@ class AsciiLampModel:
         if op in ("ON", "OFF", "BLINK") and len(parts) == 2:
             if not parts[1].isdigit() or int(parts[1]) not in self.states:
                 return f"ERR CHANNEL {text}\n".encode()
-            self.states[int(parts[1])] = {"ON": ChannelState.ON, "OFF": ChannelState.OFF,
-                                          "BLINK": ChannelState.BLINK}[op]
+            self.states[int(parts[1])] = {
+                "ON": ChannelState.ON,
+                "OFF": ChannelState.OFF,
+                "BLINK": ChannelState.BLINK,
+            }[op]
             return f"OK {text}\n".encode()
         return f"ERR UNKNOWN {text}\n".encode()
 
@@ -153,8 +162,14 @@ class _EmulatedSerialDevice:
 
     kind = ""
 
-    def __init__(self, *, transport: str = "pty", link: str | Path | None = None,
-                 labels: Mapping[int, str] | None = None, on_change: ChangeHandler | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        transport: str = "pty",
+        link: str | Path | None = None,
+        labels: Mapping[int, str] | None = None,
+        on_change: ChangeHandler | None = None,
+    ) -> None:
         if transport not in ("pty", "tcp"):
             raise ValueError(f"transport must be 'pty' or 'tcp', got '{transport}'")
         self.transport = transport
@@ -252,23 +267,30 @@ class _EmulatedSerialDevice:
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"emulated {self.kind}: {what or 'condition'} not reached within {timeout} s; "
-                                   f"lamp: {self.render()}; last commands: {self.commands()[-8:]}")
+                raise TimeoutError(
+                    f"emulated {self.kind}: {what or 'condition'} not reached within {timeout} s; "
+                    f"lamp: {self.render()}; last commands: {self.commands()[-8:]}"
+                )
             await asyncio.sleep(0.002)
 
     async def wait_state(self, expected: Mapping[int, ChannelState], timeout: float = 2.0) -> None:
         """Wait until the given channels show the given states."""
         want = ", ".join(f"{ch}={s.value}" for ch, s in sorted(expected.items()))
-        await self.wait_for(lambda: all(self.snapshot().get(ch) is s for ch, s in expected.items()),
-                            timeout, f"channels {want}")
+        await self.wait_for(
+            lambda: all(self.snapshot().get(ch) is s for ch, s in expected.items()),
+            timeout,
+            f"channels {want}",
+        )
 
     def wait_for_sync(self, predicate: Callable[[], bool], timeout: float = 2.0, what: str = "") -> None:
         """:meth:`wait_for` for synchronous callers."""
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"emulated {self.kind}: {what or 'condition'} not reached within {timeout} s; "
-                                   f"lamp: {self.render()}")
+                raise TimeoutError(
+                    f"emulated {self.kind}: {what or 'condition'} not reached within {timeout} s; "
+                    f"lamp: {self.render()}"
+                )
             time.sleep(0.002)
 
     # -- plumbing -------------------------------------------------------------------------------------------------
@@ -398,8 +420,15 @@ class EmulatedLcusBoard(_EmulatedSerialDevice):
 
     kind = "LCUS board"
 
-    def __init__(self, channels: int = 4, *, transport: str = "pty", link: str | Path | None = None,
-                 labels: Mapping[int, str] | None = None, on_change: ChangeHandler | None = None) -> None:
+    def __init__(
+        self,
+        channels: int = 4,
+        *,
+        transport: str = "pty",
+        link: str | Path | None = None,
+        labels: Mapping[int, str] | None = None,
+        on_change: ChangeHandler | None = None,
+    ) -> None:
         super().__init__(transport=transport, link=link, labels=labels, on_change=on_change)
         self.model = LcusBoardModel(channels)
 
@@ -426,9 +455,16 @@ class EmulatedAsciiLamp(_EmulatedSerialDevice):
 
     kind = "ascii lamp"
 
-    def __init__(self, channels: int = 8, *, silent: bool = False, transport: str = "pty",
-                 link: str | Path | None = None, labels: Mapping[int, str] | None = None,
-                 on_change: ChangeHandler | None = None) -> None:
+    def __init__(
+        self,
+        channels: int = 8,
+        *,
+        silent: bool = False,
+        transport: str = "pty",
+        link: str | Path | None = None,
+        labels: Mapping[int, str] | None = None,
+        on_change: ChangeHandler | None = None,
+    ) -> None:
         super().__init__(transport=transport, link=link, labels=labels, on_change=on_change)
         self.model = AsciiLampModel(channels)
         self.silent = silent
@@ -442,7 +478,9 @@ class EmulatedAsciiLamp(_EmulatedSerialDevice):
                 continue
             reply = self.model.handle_line(line)
             command = line.decode("ascii", "replace").strip()
-            self.received.append(Received(now, line, command if reply.startswith(b"OK") else f"BAD {command}"))
+            self.received.append(
+                Received(now, line, command if reply.startswith(b"OK") else f"BAD {command}")
+            )
             replies.extend(reply)
         return bytes(replies)
 

@@ -39,9 +39,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ASCII_OPS", "AsciiDriver", "AsciiReply", "ChannelState", "LCUS_MAX_CHANNEL", "LampCommandError",
-    "LampDevice", "LampDriver", "LampError", "LampNoAckError", "LampPortError", "LcusDriver", "LineBuffer",
-    "NullDriver", "SerialPort", "ascii_command", "config_channels", "lcus_command", "open_lamp_driver",
+    "ASCII_OPS",
+    "AsciiDriver",
+    "AsciiReply",
+    "ChannelState",
+    "LCUS_MAX_CHANNEL",
+    "LampCommandError",
+    "LampDevice",
+    "LampDriver",
+    "LampError",
+    "LampNoAckError",
+    "LampPortError",
+    "LcusDriver",
+    "LineBuffer",
+    "NullDriver",
+    "SerialPort",
+    "ascii_command",
+    "config_channels",
+    "lcus_command",
+    "open_lamp_driver",
     "parse_ascii_reply",
 ]
 
@@ -239,8 +255,14 @@ class SerialPort:
 
         try:
             return serial.serial_for_url(
-                self.url, baudrate=self.baudrate, bytesize=8, parity="N", stopbits=1,
-                timeout=0.05, write_timeout=self.write_timeout, exclusive=True,
+                self.url,
+                baudrate=self.baudrate,
+                bytesize=8,
+                parity="N",
+                stopbits=1,
+                timeout=0.05,
+                write_timeout=self.write_timeout,
+                exclusive=True,
             )
         except (serial.SerialException, OSError, ValueError) as err:
             raise LampPortError(f"cannot open lamp port {self.url}: {err}") from err
@@ -458,7 +480,8 @@ class AsciiDriver(LampDriver):
                 if time.monotonic() + self.ack_timeout > deadline:
                     raise LampNoAckError(
                         f"lamp at {self.port.url} did not answer PING within {self.ready_timeout:.1f} s "
-                        "(wrong port, wrong baud rate, or not our firmware?)") from None
+                        "(wrong port, wrong baud rate, or not our firmware?)"
+                    ) from None
 
     async def command(self, line: bytes) -> None:
         """Send one command line and wait for its acknowledgement.
@@ -476,7 +499,8 @@ class AsciiDriver(LampDriver):
             reply_line = await self.port.read_line(left) if left > 0 else None
             if reply_line is None:
                 raise LampNoAckError(
-                    f"lamp at {self.port.url} did not acknowledge '{expected}' within {self.ack_timeout:.2f} s")
+                    f"lamp at {self.port.url} did not acknowledge '{expected}' within {self.ack_timeout:.2f} s"
+                )
             reply = parse_ascii_reply(reply_line)
             # Other lines (a boot banner, a late echo of an earlier command) are not ours: skip them.
             if reply is None or reply.command != expected:
@@ -660,7 +684,9 @@ class LampDevice:
                 self.applied.clear()  # unknown after (re)open: write every channel
                 self._refused.clear()
                 self.last_error = ""
-                event(log, "lamp_port_open", port=self.url, driver=self.driver.kind, channels=len(self.channels))
+                event(
+                    log, "lamp_port_open", port=self.url, driver=self.driver.kind, channels=len(self.channels)
+                )
                 self._status(True, f"{self.driver.kind} lamp on {self.url}")
             try:
                 await self._sync()
@@ -740,8 +766,15 @@ class LampDevice:
         text = str(err)
         # One warning per distinct problem, then a reminder now and then, not a line every backoff step.
         if text != self.last_error or attempts % 20 == 0:
-            event(log, name, logging.WARNING, port=self.url, error=text, attempt=attempts,
-                  retry_in=f"{delay:.2f}s")
+            event(
+                log,
+                name,
+                logging.WARNING,
+                port=self.url,
+                error=text,
+                attempt=attempts,
+                retry_in=f"{delay:.2f}s",
+            )
             if text != self.last_error:
                 self._status(False, text)
         self.last_error = text

@@ -27,10 +27,17 @@ log = logging.getLogger(__name__)
 _JOB_RE = re.compile(r"request id is (\S+)")
 # printer-state-reasons that mean "this will not print now", in the words staff read on the station.
 REASONS = {
-    "media-empty": "out of paper", "media-needed": "out of paper", "media-jam": "paper jam",
-    "offline": "printer offline", "paused": "printer paused", "toner-empty": "out of toner",
-    "marker-supply-empty": "out of ink/toner", "door-open": "a cover is open", "cover-open": "a cover is open",
-    "shutdown": "printer switched off", "connecting-to-device": "printer not reachable",
+    "media-empty": "out of paper",
+    "media-needed": "out of paper",
+    "media-jam": "paper jam",
+    "offline": "printer offline",
+    "paused": "printer paused",
+    "toner-empty": "out of toner",
+    "marker-supply-empty": "out of ink/toner",
+    "door-open": "a cover is open",
+    "cover-open": "a cover is open",
+    "shutdown": "printer switched off",
+    "connecting-to-device": "printer not reachable",
 }
 
 
@@ -68,7 +75,9 @@ class CupsPrinter:
         self._run = run
         self.poll = poll
 
-    def _cmd(self, *args: str, data: bytes | None = None, timeout: float = 15.0) -> subprocess.CompletedProcess[bytes]:
+    def _cmd(
+        self, *args: str, data: bytes | None = None, timeout: float = 15.0
+    ) -> subprocess.CompletedProcess[bytes]:
         if shutil.which(args[0]) is None:
             raise PrinterError(f"'{args[0]}' not found: install cups-client (printing needs CUPS)")
         try:
@@ -83,12 +92,18 @@ class CupsPrinter:
         text = r.stdout.decode(errors="replace")
         if r.returncode != 0 or f"printer {queue} " not in text:
             err = r.stderr.decode(errors="replace").strip()
-            return False, f"no printer queue '{queue}' in CUPS ({err or 'lpstat found nothing'}); see lpstat -p"
+            return (
+                False,
+                f"no printer queue '{queue}' in CUPS ({err or 'lpstat found nothing'}); see lpstat -p",
+            )
         if "disabled" in text.split("\n", 1)[0]:
             return False, f"printer '{queue}' is disabled (cupsenable {queue})"
         alerts = re.search(r"Alerts:\s*(.*)", text)
-        reasons = [a.strip().removesuffix("-error").removesuffix("-warning").removesuffix("-report")
-                   for a in (alerts.group(1).split() if alerts else []) if a.strip() != "none"]
+        reasons = [
+            a.strip().removesuffix("-error").removesuffix("-warning").removesuffix("-report")
+            for a in (alerts.group(1).split() if alerts else [])
+            if a.strip() != "none"
+        ]
         stopping = [REASONS[r] for r in reasons if r in REASONS]
         if stopping:
             return False, ", ".join(dict.fromkeys(stopping))
@@ -107,7 +122,9 @@ class CupsPrinter:
             out = r.stdout.decode(errors="replace")
             m = _JOB_RE.search(out)
             if r.returncode != 0 or m is None:
-                return PrintResult("failed", f"lp refused the page: {r.stderr.decode(errors='replace').strip() or out}")
+                return PrintResult(
+                    "failed", f"lp refused the page: {r.stderr.decode(errors='replace').strip() or out}"
+                )
             job = m.group(1)
             log.info("print job %s submitted to %s (%d bytes)", job, self.config.queue, len(data))
             return self._follow(job)
@@ -117,9 +134,13 @@ class CupsPrinter:
     def _follow(self, job: str) -> PrintResult:
         deadline = time.monotonic() + self.config.timeout
         while time.monotonic() < deadline:
-            pending = self._cmd("lpstat", "-W", "not-completed", "-o", self.config.queue).stdout.decode(errors="replace")
+            pending = self._cmd("lpstat", "-W", "not-completed", "-o", self.config.queue).stdout.decode(
+                errors="replace"
+            )
             if not any(line.split()[:1] == [job] for line in pending.splitlines()):
-                done = self._cmd("lpstat", "-W", "completed", "-o", self.config.queue).stdout.decode(errors="replace")
+                done = self._cmd("lpstat", "-W", "completed", "-o", self.config.queue).stdout.decode(
+                    errors="replace"
+                )
                 if any(line.split()[:1] == [job] for line in done.splitlines()):
                     log.info("print job %s completed", job)
                     return PrintResult("printed", "", job)
@@ -130,4 +151,6 @@ class CupsPrinter:
                 return PrintResult("failed", why, job)
             time.sleep(self.poll)  # a device thread, never the event loop
         self._cmd("cancel", job)
-        return PrintResult("failed", f"not printed within {self.config.timeout:.0f} s (job {job} cancelled)", job)
+        return PrintResult(
+            "failed", f"not printed within {self.config.timeout:.0f} s (job {job} cancelled)", job
+        )

@@ -16,8 +16,15 @@ from typing import Any
 from kiosk.config import CameraConfig
 from kiosk.doctor.report import CheckResult
 
-__all__ = ["FPS_TOLERANCE", "CameraCause", "CameraMeasurement", "camera_cause", "camera_result", "check_camera",
-           "measure_camera"]
+__all__ = [
+    "FPS_TOLERANCE",
+    "CameraCause",
+    "CameraMeasurement",
+    "camera_cause",
+    "camera_result",
+    "check_camera",
+    "measure_camera",
+]
 
 FPS_TOLERANCE = 0.85  # a camera delivering at least 85 % of the configured rate passes
 
@@ -71,8 +78,14 @@ class CameraMeasurement:
     is_file: bool = False
 
 
-async def measure_camera(cfg: CameraConfig, name: str, *, seconds: float = 2.0, open_timeout: float = 5.0,
-                         snapshot_dir: str | Path | None = None) -> CameraMeasurement:
+async def measure_camera(
+    cfg: CameraConfig,
+    name: str,
+    *,
+    seconds: float = 2.0,
+    open_timeout: float = 5.0,
+    snapshot_dir: str | Path | None = None,
+) -> CameraMeasurement:
     """Open ``cfg.source`` the way the kiosk does, count frames for ``seconds`` and save a snapshot.
 
     The window is at least four frame periods, so a 5 fps document camera is measured fairly.
@@ -87,8 +100,13 @@ async def measure_camera(cfg: CameraConfig, name: str, *, seconds: float = 2.0, 
         return CameraMeasurement(cfg.source, error=str(err), cause=camera_cause(err))
 
     def fault(frames: int = 0) -> CameraMeasurement:
-        return CameraMeasurement(cfg.source, error=source.status.removeprefix("unavailable: "), frames=frames,
-                                 cause=camera_cause(source.fault_error), is_file=is_file)
+        return CameraMeasurement(
+            cfg.source,
+            error=source.status.removeprefix("unavailable: "),
+            frames=frames,
+            cause=camera_cause(source.fault_error),
+            is_file=is_file,
+        )
 
     try:
         loop = asyncio.get_running_loop()
@@ -97,8 +115,12 @@ async def measure_camera(cfg: CameraConfig, name: str, *, seconds: float = 2.0, 
             if source.status.startswith("unavailable"):
                 return fault()
             if loop.time() > deadline:
-                return CameraMeasurement(cfg.source, error=f"no frame within {open_timeout:g} s of opening it",
-                                         cause=CameraCause.NO_FRAME, is_file=is_file)
+                return CameraMeasurement(
+                    cfg.source,
+                    error=f"no frame within {open_timeout:g} s of opening it",
+                    cause=CameraCause.NO_FRAME,
+                    is_file=is_file,
+                )
             await asyncio.sleep(0.01)
         track = source.track()
         window = max(seconds, 4.0 / cfg.fps)
@@ -116,13 +138,24 @@ async def measure_camera(cfg: CameraConfig, name: str, *, seconds: float = 2.0, 
             pass
         finally:
             track.stop()
-        fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
+        fps = (
+            (len(stamps) - 1) / (stamps[-1] - stamps[0])
+            if len(stamps) > 1 and stamps[-1] > stamps[0]
+            else 0.0
+        )
         snapshot = ""
         picture = source.latest_frame()
         if snapshot_dir is not None and picture is not None:
             snapshot = await asyncio.to_thread(_save_png, picture, Path(snapshot_dir) / f"{name}.png")
-        return CameraMeasurement(cfg.source, frames=len(stamps), fps=fps, width=width, height=height,
-                                 snapshot=snapshot, is_file=is_file)
+        return CameraMeasurement(
+            cfg.source,
+            frames=len(stamps),
+            fps=fps,
+            width=width,
+            height=height,
+            snapshot=snapshot,
+            is_file=is_file,
+        )
     finally:
         await source.aclose()
 
@@ -141,19 +174,25 @@ def camera_advice(cause: CameraCause, key: str, m: CameraMeasurement) -> str:
     if cause is CameraCause.SPEC:
         return f"fix [{key}] source: {m.error.split(': ', 1)[-1]}"
     if cause is CameraCause.NOT_FOUND and m.is_file:
-        return f"the video file of [{key}] source = \"{src}\" does not exist: fix the path"
+        return f'the video file of [{key}] source = "{src}" does not exist: fix the path'
     if cause is CameraCause.NOT_FOUND:
-        return (f"camera {src} is not there: plug it in (directly, not through a hub), then put its "
-                f"/dev/v4l/by-id/… path from 'video devices' into [{key}] source")
+        return (
+            f"camera {src} is not there: plug it in (directly, not through a hub), then put its "
+            f"/dev/v4l/by-id/… path from 'video devices' into [{key}] source"
+        )
     if cause is CameraCause.CANNOT_OPEN and m.is_file:
-        return f"[{key}] source = \"{src}\" is not a video file OpenCV can read: convert it (MJPG AVI or MP4V)"
+        return f'[{key}] source = "{src}" is not a video file OpenCV can read: convert it (MJPG AVI or MP4V)'
     if cause is CameraCause.CANNOT_OPEN:
-        return (f"{src} cannot be opened: stop whatever uses it (the kiosk service: `systemctl --user stop "
-                "kiosk-counter`), and make sure this user is in group video (`sudo usermod -aG video $USER`, "
-                "then log in again)")
+        return (
+            f"{src} cannot be opened: stop whatever uses it (the kiosk service: `systemctl --user stop "
+            "kiosk-counter`), and make sure this user is in group video (`sudo usermod -aG video $USER`, "
+            "then log in again)"
+        )
     if cause is CameraCause.NO_FRAME:
-        return (f"{src} opened but sends nothing: replug it, try another USB port or cable, and look at "
-                "`dmesg | tail` for USB errors")
+        return (
+            f"{src} opened but sends nothing: replug it, try another USB port or cable, and look at "
+            "`dmesg | tail` for USB errors"
+        )
     return f"{src} stopped delivering frames: replug it, try another USB port or cable, and look at `dmesg | tail`"
 
 
@@ -162,24 +201,35 @@ def camera_result(label: str, key: str, cfg: CameraConfig, m: CameraMeasurement)
     want_w, want_h = (cfg.height, cfg.width) if cfg.rotation in (90, 270) else (cfg.width, cfg.height)
     src = cfg.source
     if m.error:
-        return CheckResult(label, False, f"{src}: {m.error}",
-                           camera_advice(m.cause or CameraCause.STOPPED, key, m))
+        return CheckResult(
+            label, False, f"{src}: {m.error}", camera_advice(m.cause or CameraCause.STOPPED, key, m)
+        )
     detail = f"{src}: {m.width}x{m.height} at {m.fps:.1f} fps (configured {want_w}x{want_h} at {cfg.fps:g})"
     if m.snapshot:
         detail += f"\nsnapshot: {m.snapshot}"
     if (m.width, m.height) != (want_w, want_h):
-        return CheckResult(label, False, detail,
-                           f"the camera does not deliver {want_w}x{want_h}: set [{key}] width and height to a size "
-                           f"it supports (`v4l2-ctl --list-formats-ext -d {src}`)")
+        return CheckResult(
+            label,
+            False,
+            detail,
+            f"the camera does not deliver {want_w}x{want_h}: set [{key}] width and height to a size "
+            f"it supports (`v4l2-ctl --list-formats-ext -d {src}`)",
+        )
     if m.fps < FPS_TOLERANCE * cfg.fps:
-        return CheckResult(label, False, detail,
-                           f"the camera is slower than [{key}] fps = {cfg.fps:g}: give it more light (auto-exposure "
-                           "lowers the rate in dim light), plug it into its own USB port, or lower fps")
+        return CheckResult(
+            label,
+            False,
+            detail,
+            f"the camera is slower than [{key}] fps = {cfg.fps:g}: give it more light (auto-exposure "
+            "lowers the rate in dim light), plug it into its own USB port, or lower fps",
+        )
     return CheckResult(label, True, detail)
 
 
-async def check_camera(cfg: CameraConfig, label: str, key: str, *, seconds: float = 2.0,
-                       snapshot_dir: str | Path | None = None) -> CheckResult:
+async def check_camera(
+    cfg: CameraConfig, label: str, key: str, *, seconds: float = 2.0, snapshot_dir: str | Path | None = None
+) -> CheckResult:
     """Measure one camera and judge it."""
-    return camera_result(label, key, cfg, await measure_camera(cfg, key, seconds=seconds,
-                                                               snapshot_dir=snapshot_dir))
+    return camera_result(
+        label, key, cfg, await measure_camera(cfg, key, seconds=seconds, snapshot_dir=snapshot_dir)
+    )

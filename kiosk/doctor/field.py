@@ -70,25 +70,38 @@ _NAMES = {
 def _finding(cause: FieldCause, cfg: TerminalConfig, detail: str) -> CheckResult:
     path = cfg.path
     advice = {
-        FieldCause.DEMO_TOKEN: (f"make this terminal its own token with `relay-server token TERMINAL_ID` and put it "
-                                f"into [relay] token of {path}; the demo tokens are public"),
-        FieldCause.SYNTHETIC_SOURCE: ("plug in the real device and name it in the config (cameras: a "
-                                      "/dev/v4l/by-id/… path from 'video devices'; microphone: an ALSA name from "
-                                      "'audio devices' or `arecord -L`)"),
-        FieldCause.NULL_OUTPUT: ("set [audio] output to the speaker (an ALSA name from 'audio devices' or "
-                                 "`aplay -L`, e.g. alsa:plughw:CARD=Speakerphone,DEV=0)"),
-        FieldCause.LOOPBACK_ICE: ("remove [network] ice_addresses or name this PC's LAN interface (`ip -br addr`): "
-                                  "with 127.0.0.1 media can only reach programs on this PC"),
-        FieldCause.PLAIN_WS: ("use wss:// for a relay on another machine (docs/operations.md, TLS): ws:// sends the "
-                              "token and the call signalling unencrypted"),
-        FieldCause.NO_LAMP: ("set [lamp] driver to lcus or ascii and port to the lamp's serial port, or remove "
-                             "[lamp] if this PC drives no lamp"),
+        FieldCause.DEMO_TOKEN: (
+            f"make this terminal its own token with `relay-server token TERMINAL_ID` and put it "
+            f"into [relay] token of {path}; the demo tokens are public"
+        ),
+        FieldCause.SYNTHETIC_SOURCE: (
+            "plug in the real device and name it in the config (cameras: a "
+            "/dev/v4l/by-id/… path from 'video devices'; microphone: an ALSA name from "
+            "'audio devices' or `arecord -L`)"
+        ),
+        FieldCause.NULL_OUTPUT: (
+            "set [audio] output to the speaker (an ALSA name from 'audio devices' or "
+            "`aplay -L`, e.g. alsa:plughw:CARD=Speakerphone,DEV=0)"
+        ),
+        FieldCause.LOOPBACK_ICE: (
+            "remove [network] ice_addresses or name this PC's LAN interface (`ip -br addr`): "
+            "with 127.0.0.1 media can only reach programs on this PC"
+        ),
+        FieldCause.PLAIN_WS: (
+            "use wss:// for a relay on another machine (docs/operations.md, TLS): ws:// sends the "
+            "token and the call signalling unencrypted"
+        ),
+        FieldCause.NO_LAMP: (
+            "set [lamp] driver to lcus or ascii and port to the lamp's serial port, or remove "
+            "[lamp] if this PC drives no lamp"
+        ),
     }[cause]
     return warn(_NAMES[cause], detail, advice)
 
 
-def field_results(cfg: TerminalConfig, *, url: str | None = None,
-                  tokens: Iterable[str] | None = None) -> list[CheckResult]:
+def field_results(
+    cfg: TerminalConfig, *, url: str | None = None, tokens: Iterable[str] | None = None
+) -> list[CheckResult]:
     """Warnings for demo settings in ``cfg`` (one per kind), or one ✓ ``field setup`` when there are none."""
     found: list[CheckResult] = []
     known = set(demo_tokens() if tokens is None else tokens)
@@ -96,27 +109,50 @@ def field_results(cfg: TerminalConfig, *, url: str | None = None,
         found.append(_finding(FieldCause.DEMO_TOKEN, cfg, "[relay] token is one of the shipped demo tokens"))
     media = cfg.media
     if media is not None:
-        synthetic = [f"[{key}] source = \"{cam.source}\"" for key, cam in
-                     (("camera", media.camera), ("document_camera", media.document_camera))
-                     if cam is not None and cam.source.startswith("synthetic:")]
+        synthetic = [
+            f'[{key}] source = "{cam.source}"'
+            for key, cam in (("camera", media.camera), ("document_camera", media.document_camera))
+            if cam is not None and cam.source.startswith("synthetic:")
+        ]
         if media.audio.input.startswith("synthetic:"):
-            synthetic.append(f"[audio] input = \"{media.audio.input}\"")
+            synthetic.append(f'[audio] input = "{media.audio.input}"')
         if synthetic:
-            found.append(_finding(FieldCause.SYNTHETIC_SOURCE, cfg,
-                                  "test pictures or tones instead of real devices: " + ", ".join(synthetic)))
+            found.append(
+                _finding(
+                    FieldCause.SYNTHETIC_SOURCE,
+                    cfg,
+                    "test pictures or tones instead of real devices: " + ", ".join(synthetic),
+                )
+            )
         if media.audio.output == "null":
-            found.append(_finding(FieldCause.NULL_OUTPUT, cfg,
-                                  '[audio] output = "null": call audio is discarded, nobody hears the other side'))
+            found.append(
+                _finding(
+                    FieldCause.NULL_OUTPUT,
+                    cfg,
+                    '[audio] output = "null": call audio is discarded, nobody hears the other side',
+                )
+            )
         loopback = [a for a in media.network.ice_addresses if is_local_host(a) or a == "lo"]
         if loopback:
-            found.append(_finding(FieldCause.LOOPBACK_ICE, cfg,
-                                  f"[network] ice_addresses = {list(media.network.ice_addresses)} keeps media on "
-                                  "this PC"))
+            found.append(
+                _finding(
+                    FieldCause.LOOPBACK_ICE,
+                    cfg,
+                    f"[network] ice_addresses = {list(media.network.ice_addresses)} keeps media on this PC",
+                )
+            )
     relay_url = url or cfg.relay.url
     parts = urlsplit(relay_url)
     if parts.scheme == "ws" and not is_local_host(parts.hostname or ""):
-        found.append(_finding(FieldCause.PLAIN_WS, cfg, f"{relay_url}: unencrypted websocket to another machine"))
+        found.append(
+            _finding(FieldCause.PLAIN_WS, cfg, f"{relay_url}: unencrypted websocket to another machine")
+        )
     if cfg.lamp is not None and cfg.lamp.driver == "none":
         found.append(_finding(FieldCause.NO_LAMP, cfg, '[lamp] driver = "none": no lamp lights for a call'))
-    return found or [CheckResult("field setup", True, "no demo token, synthetic source, null speaker, loopback-only "
-                                                      "media or unencrypted remote relay")]
+    return found or [
+        CheckResult(
+            "field setup",
+            True,
+            "no demo token, synthetic source, null speaker, loopback-only media or unencrypted remote relay",
+        )
+    ]

@@ -24,8 +24,16 @@ from typing import Any
 from kiosk.doctor.report import CheckResult
 from kiosk.doctor.stun import StunErrorResponse, parse_ice_url, parse_stun_response, stun_binding_request
 
-__all__ = ["IceCause", "IceProbe", "check_ice_servers", "ice_server_result", "ice_urls", "stun_ping",
-           "turn_allocate", "turn_paths_result"]
+__all__ = [
+    "IceCause",
+    "IceProbe",
+    "check_ice_servers",
+    "ice_server_result",
+    "ice_urls",
+    "stun_ping",
+    "turn_allocate",
+    "turn_paths_result",
+]
 
 
 class IceCause(enum.Enum):
@@ -87,7 +95,9 @@ async def stun_ping(url: str, *, timeout: float = 1.5, ca_file: str = "") -> Ice
         return IceProbe(url, "", 0, "", False, error=str(err), cause=IceCause.BAD_URL)
     started = time.perf_counter()
     if transport != "udp":
-        return await _connect_probe(url, host, port, transport, timeout=timeout, ca_file=ca_file, started=started)
+        return await _connect_probe(
+            url, host, port, transport, timeout=timeout, ca_file=ca_file, started=started
+        )
     loop = asyncio.get_running_loop()
     tid = secrets.token_bytes(12)
     answer: asyncio.Future[bytes] = loop.create_future()
@@ -136,19 +146,28 @@ async def stun_ping(url: str, *, timeout: float = 1.5, ca_file: str = "") -> Ice
         transport_obj.close()
 
 
-async def _connect_probe(url: str, host: str, port: int, transport: str, *, timeout: float, ca_file: str,
-                         started: float) -> IceProbe:
+async def _connect_probe(
+    url: str, host: str, port: int, transport: str, *, timeout: float, ca_file: str, started: float
+) -> IceProbe:
     """A TCP (or TLS) connection to a ``?transport=tcp`` or ``turns:`` URL: does anything listen there?"""
     ctx = _ssl_context(ca_file) if transport == "tls" else None
     try:
         _, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host if ctx else None), timeout)
+            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host if ctx else None), timeout
+        )
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     except TimeoutError:
-        return IceProbe(url, host, port, transport, False, error=f"no answer within {timeout:g} s",
-                        cause=IceCause.NO_ANSWER)
+        return IceProbe(
+            url,
+            host,
+            port,
+            transport,
+            False,
+            error=f"no answer within {timeout:g} s",
+            cause=IceCause.NO_ANSWER,
+        )
     except ssl.SSLError as err:
         return IceProbe(url, host, port, transport, False, error=str(err), cause=IceCause.TLS)
     except OSError as err:
@@ -156,8 +175,9 @@ async def _connect_probe(url: str, host: str, port: int, transport: str, *, time
     return IceProbe(url, host, port, transport, True, rtt=time.perf_counter() - started)
 
 
-async def turn_allocate(url: str, *, username: str | None, credential: str | None, timeout: float = 1.5,
-                        ca_file: str = "") -> IceProbe:
+async def turn_allocate(
+    url: str, *, username: str | None, credential: str | None, timeout: float = 1.5, ca_file: str = ""
+) -> IceProbe:
     """Make (and release) a TURN allocation on ``url`` with the relay's credentials, as a call would."""
     from kiosk.video.paths import parse_url
     from kiosk.video.turnprobe import probe_path, tls_context
@@ -169,8 +189,16 @@ async def turn_allocate(url: str, *, username: str | None, credential: str | Non
     r = await probe_path(path, context=tls_context(ca_file or None), timeout=timeout)
     if r.ok:
         return IceProbe(url, path.host, path.port, path.kind, True, rtt=r.seconds, mapped=r.mapped or "")
-    return IceProbe(url, path.host, path.port, path.kind, False, rtt=r.seconds, error=r.detail,
-                    cause=_PROBE_CAUSES.get(r.failure or "error", IceCause.ERROR_RESPONSE))
+    return IceProbe(
+        url,
+        path.host,
+        path.port,
+        path.kind,
+        False,
+        rtt=r.seconds,
+        error=r.detail,
+        cause=_PROBE_CAUSES.get(r.failure or "error", IceCause.ERROR_RESPONSE),
+    )
 
 
 def ice_server_result(probe: IceProbe) -> CheckResult:
@@ -182,33 +210,51 @@ def ice_server_result(probe: IceProbe) -> CheckResult:
             detail += f"; it sees this PC as {probe.mapped}"
         return CheckResult(name, True, detail)
     if probe.cause is IceCause.BAD_URL:
-        return CheckResult(name, False, probe.error,
-                           "fix this entry of relay.toml [ice] servers or turn_urls (stun:HOST:PORT or "
-                           "turn:HOST:PORT?transport=udp)")
+        return CheckResult(
+            name,
+            False,
+            probe.error,
+            "fix this entry of relay.toml [ice] servers or turn_urls (stun:HOST:PORT or "
+            "turn:HOST:PORT?transport=udp)",
+        )
     where = f"{probe.host} {probe.transport.upper()} port {probe.port}"
     if probe.cause is IceCause.TLS_UNTRUSTED:
-        advice = (f"the certificate of {probe.host} is not trusted by this PC (signed by a private CA?): put that CA "
-                  "(PEM) in [relay] ca_file — it is used for the relay and for turns: — or into the system store "
-                  "(update-ca-certificates)")
+        advice = (
+            f"the certificate of {probe.host} is not trusted by this PC (signed by a private CA?): put that CA "
+            "(PEM) in [relay] ca_file — it is used for the relay and for turns: — or into the system store "
+            "(update-ca-certificates)"
+        )
     elif probe.cause is IceCause.TLS_NAME:
-        advice = (f"the certificate on {where} is for another name than '{probe.host}': write the certificate's "
-                  "name in relay.toml [ice] turn_urls, or give coturn a certificate for this name (cert=, pkey=)")
+        advice = (
+            f"the certificate on {where} is for another name than '{probe.host}': write the certificate's "
+            "name in relay.toml [ice] turn_urls, or give coturn a certificate for this name (cert=, pkey=)"
+        )
     elif probe.cause is IceCause.TLS:
         advice = f"the TLS handshake on {where} failed: check cert= and pkey= in coturn's turnserver.conf"
     elif probe.cause is IceCause.UNAUTHORIZED:
-        advice = ("coturn refused the relay's credentials: relay.toml [ice] turn_secret must equal coturn's "
-                  "static-auth-secret (with use-auth-secret), and the clocks of relay and TURN host must be right")
+        advice = (
+            "coturn refused the relay's credentials: relay.toml [ice] turn_secret must equal coturn's "
+            "static-auth-secret (with use-auth-secret), and the clocks of relay and TURN host must be right"
+        )
     elif probe.cause is IceCause.REFUSED:
-        advice = (f"connection refused on {where}: coturn is not running (systemctl status coturn) or does not "
-                  "listen on that port (listening-port / tls-listening-port; port 443 needs CAP_NET_BIND_SERVICE)")
+        advice = (
+            f"connection refused on {where}: coturn is not running (systemctl status coturn) or does not "
+            "listen on that port (listening-port / tls-listening-port; port 443 needs CAP_NET_BIND_SERVICE)"
+        )
     elif probe.transport == "udp":
-        advice = (f"{probe.host} UDP port {probe.port} does not answer: is the STUN/TURN server (coturn) running, "
-                  "and does the firewall let UDP through? Calls fall back to a TCP or TLS path that works; on "
-                  "networks that block UDP, make sure a turns: URL on TCP 443 is in [ice] turn_urls")
+        advice = (
+            f"{probe.host} UDP port {probe.port} does not answer: is the STUN/TURN server (coturn) running, "
+            "and does the firewall let UDP through? Calls fall back to a TCP or TLS path that works; on "
+            "networks that block UDP, make sure a turns: URL on TCP 443 is in [ice] turn_urls"
+        )
     else:
-        advice = (f"nothing answers on {where}: the firewall drops it, or coturn does not listen there; check that "
-                  "coturn listens there and the firewall allows it")
-    return CheckResult(name, False, f"{probe.transport.upper()} {probe.host}:{probe.port}: {probe.error}", advice)
+        advice = (
+            f"nothing answers on {where}: the firewall drops it, or coturn does not listen there; check that "
+            "coturn listens there and the firewall allows it"
+        )
+    return CheckResult(
+        name, False, f"{probe.transport.upper()} {probe.host}:{probe.port}: {probe.error}", advice
+    )
 
 
 def turn_paths_result(probes: Iterable[IceProbe]) -> CheckResult | None:
@@ -219,9 +265,13 @@ def turn_paths_result(probes: Iterable[IceProbe]) -> CheckResult | None:
     rank = {"udp": 0, "tcp": 1, "tls": 2}
     working = sorted((p for p in turn if p.ok), key=lambda p: rank.get(p.transport, 3))
     if not working:
-        return CheckResult("TURN paths", False, f"none of {len(turn)} TURN URL(s) works from this PC",
-                           "calls across NAT or a strict firewall will ring but show no picture: fix the first "
-                           "failing TURN URL above (its advice names the cause)")
+        return CheckResult(
+            "TURN paths",
+            False,
+            f"none of {len(turn)} TURN URL(s) works from this PC",
+            "calls across NAT or a strict firewall will ring but show no picture: fix the first "
+            "failing TURN URL above (its advice names the cause)",
+        )
     first = working[0]
     detail = f"calls relay media via {first.url} ({first.transport.upper()})"
     if first.transport != "udp" and any(p.transport == "udp" for p in turn):
@@ -238,23 +288,40 @@ def ice_urls(servers: Iterable[Mapping[str, Any]]) -> list[str]:
     return urls
 
 
-async def check_ice_servers(servers: Iterable[Mapping[str, Any]], *, timeout: float = 1.5,
-                            probe: Callable[..., Awaitable[IceProbe]] = stun_ping,
-                            ca_file: str = "") -> list[CheckResult]:
+async def check_ice_servers(
+    servers: Iterable[Mapping[str, Any]],
+    *,
+    timeout: float = 1.5,
+    probe: Callable[..., Awaitable[IceProbe]] = stun_ping,
+    ca_file: str = "",
+) -> list[CheckResult]:
     """Probe every URL of ``welcome.ice_servers``, all at once (TURN URLs by allocation), then say which TURN path
     calls will take; contacts nothing else. ``ca_file``: the private CA of ``[relay] ca_file``."""
     servers = list(servers)
     urls = ice_urls(servers)
     if not urls:
-        return [CheckResult("ICE servers", True, "none configured: media uses host candidates only, so both ends "
-                                                 "must reach each other directly (one network or VPN)")]
+        return [
+            CheckResult(
+                "ICE servers",
+                True,
+                "none configured: media uses host candidates only, so both ends "
+                "must reach each other directly (one network or VPN)",
+            )
+        ]
     if probe is not stun_ping:
         probes = await asyncio.gather(*(probe(u, timeout=timeout) for u in urls))
         return [ice_server_result(p) for p in probes]
-    creds = {u: (entry.get("username"), entry.get("credential")) for entry in servers for u in ice_urls([entry])}
-    probes = await asyncio.gather(*(
-        turn_allocate(u, username=creds[u][0], credential=creds[u][1], timeout=timeout, ca_file=ca_file)
-        if u.startswith("turn") else stun_ping(u, timeout=timeout, ca_file=ca_file) for u in urls))
+    creds = {
+        u: (entry.get("username"), entry.get("credential")) for entry in servers for u in ice_urls([entry])
+    }
+    probes = await asyncio.gather(
+        *(
+            turn_allocate(u, username=creds[u][0], credential=creds[u][1], timeout=timeout, ca_file=ca_file)
+            if u.startswith("turn")
+            else stun_ping(u, timeout=timeout, ca_file=ca_file)
+            for u in urls
+        )
+    )
     results = [ice_server_result(p) for p in probes]
     summary = turn_paths_result(probes)
     return results + ([summary] if summary is not None else [])

@@ -20,8 +20,17 @@ from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
 from kiosk.doctor.report import CheckResult
 
 __all__ = [
-    "ROLES", "ConfigCause", "audio_devices_result", "check_config", "check_ice_addresses", "config_cause",
-    "infer_role", "list_serial_ports", "list_video_devices", "serial_ports_result", "video_devices_result",
+    "ROLES",
+    "ConfigCause",
+    "audio_devices_result",
+    "check_config",
+    "check_ice_addresses",
+    "config_cause",
+    "infer_role",
+    "list_serial_ports",
+    "list_video_devices",
+    "serial_ports_result",
+    "video_devices_result",
 ]
 
 ROLES = ("counter", "office", "lamp")
@@ -39,8 +48,12 @@ class ConfigCause(enum.Enum):
 
 def config_cause(err: ConfigError) -> ConfigCause:
     """The cause of a loader error, from its type."""
-    for kind, cause in ((ConfigFileNotFound, ConfigCause.FILE_MISSING), (ConfigSyntaxError, ConfigCause.SYNTAX),
-                        (UnknownKeyError, ConfigCause.UNKNOWN_KEY), (MissingKeyError, ConfigCause.MISSING_KEY)):
+    for kind, cause in (
+        (ConfigFileNotFound, ConfigCause.FILE_MISSING),
+        (ConfigSyntaxError, ConfigCause.SYNTAX),
+        (UnknownKeyError, ConfigCause.UNKNOWN_KEY),
+        (MissingKeyError, ConfigCause.MISSING_KEY),
+    ):
         if isinstance(err, kind):
             return cause
     return ConfigCause.BAD_VALUE
@@ -49,14 +62,19 @@ def config_cause(err: ConfigError) -> ConfigCause:
 def config_advice(cause: ConfigCause, path: str | Path) -> str:
     """One line a technician can act on, for each :class:`ConfigCause`."""
     return {
-        ConfigCause.FILE_MISSING: (f"no file at {path}: check the path (terminal configs usually live in /etc/kiosk/ "
-                                   "or config/ of the installation)"),
-        ConfigCause.UNKNOWN_KEY: ("correct the key name on that line (a misspelt key is never silently ignored); "
-                                  "docs/configuration.md lists every key"),
+        ConfigCause.FILE_MISSING: (
+            f"no file at {path}: check the path (terminal configs usually live in /etc/kiosk/ "
+            "or config/ of the installation)"
+        ),
+        ConfigCause.UNKNOWN_KEY: (
+            "correct the key name on that line (a misspelt key is never silently ignored); "
+            "docs/configuration.md lists every key"
+        ),
         ConfigCause.SYNTAX: "fix the TOML syntax on that line (quotes around strings, one key = value per line)",
         ConfigCause.MISSING_KEY: "add the missing key or table; docs/configuration.md shows an example of each",
-        ConfigCause.BAD_VALUE: ("fix the value on that line; docs/configuration.md gives the type and an example of "
-                                "each key"),
+        ConfigCause.BAD_VALUE: (
+            "fix the value on that line; docs/configuration.md gives the type and an example of each key"
+        ),
     }[cause]
 
 
@@ -111,12 +129,14 @@ def check_ice_addresses(entries: Iterable[str]) -> CheckResult:
     try:
         resolved = resolve_ice_addresses(entries)
     except IceConfigError as err:
-        return CheckResult("ICE addresses", False, str(err),
-                           "set [network] ice_addresses to interfaces or addresses this PC has (`ip -br addr`), "
-                           "or remove the key to use every interface")
+        return CheckResult(
+            "ICE addresses",
+            False,
+            str(err),
+            "set [network] ice_addresses to interfaces or addresses this PC has (`ip -br addr`), "
+            "or remove the key to use every interface",
+        )
     return CheckResult("ICE addresses", True, f"media will use {', '.join(resolved)}")
-
-
 
 
 def list_video_devices(dev: str | Path = "/dev", sysfs: str | Path = "/sys/class/video4linux") -> list[str]:
@@ -155,7 +175,9 @@ def _usb_id(device: Path) -> str:
 def video_devices_result(lines: list[str]) -> CheckResult:
     """Always passes: the list helps pick ``[camera] source`` (a by-id path survives re-plugging)."""
     if not lines:
-        return CheckResult("video devices", True, "none (no /dev/video*): only synthetic: and file: cameras work")
+        return CheckResult(
+            "video devices", True, "none (no /dev/video*): only synthetic: and file: cameras work"
+        )
     return CheckResult("video devices", True, "\n".join(lines))
 
 
@@ -179,8 +201,9 @@ def list_serial_ports() -> list[str]:
 def serial_ports_result(lines: list[str]) -> CheckResult:
     """Always passes: the list shows the lamp's port (an LCUS board is a CH340, USB 1a86:7523)."""
     if not lines:
-        return CheckResult("serial ports", True, "none found (USB serial adapters show up as /dev/ttyUSB*, "
-                                                 "/dev/ttyACM*)")
+        return CheckResult(
+            "serial ports", True, "none found (USB serial adapters show up as /dev/ttyUSB*, /dev/ttyACM*)"
+        )
     return CheckResult("serial ports", True, "\n".join(lines))
 
 
@@ -192,8 +215,12 @@ def audio_devices_result(asound: str | Path = "/proc/asound") -> CheckResult:
     except OSError:
         pcm = []
     if not pcm:
-        return CheckResult("audio devices", True, "no sound cards (/proc/asound/pcm is empty or missing): only "
-                                                  "synthetic: inputs and the null output work")
+        return CheckResult(
+            "audio devices",
+            True,
+            "no sound cards (/proc/asound/pcm is empty or missing): only "
+            "synthetic: inputs and the null output work",
+        )
     # "00-00: ALC892 Analog : ALC892 Analog : playback 1 : capture 1" → "hw:0,0 ALC892 Analog (playback, capture)"
     lines = []
     for entry in pcm:

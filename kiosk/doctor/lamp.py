@@ -49,15 +49,22 @@ def lamp_cause(errors: list[tuple[str, Exception]]) -> LampCause:
 def lamp_advice(cause: LampCause, port: str) -> str:
     """One line a technician can act on, for each :class:`LampCause`."""
     return {
-        LampCause.CANNOT_OPEN: (f"the lamp port {port} cannot be opened: plug in the USB relay board, pick its "
-                                "/dev/serial/by-id/… name from 'serial ports' (or hwgrep://1a86:7523) for [lamp] port, "
-                                "and make sure this user is in group dialout"),
-        LampCause.NO_ANSWER: (f"something is on {port} but it does not answer like our lamp: wrong port (another "
-                              "serial device?), wrong [lamp] baudrate, or the lamp firmware is not flashed"),
-        LampCause.REFUSED: ("the lamp refuses a channel: it has fewer channels than [lamp.channels] uses; fix the "
-                            "channel numbers"),
-        LampCause.STOPPED_ANSWERING: (f"the lamp on {port} stopped answering: check the USB cable and the lamp's "
-                                      "power supply"),
+        LampCause.CANNOT_OPEN: (
+            f"the lamp port {port} cannot be opened: plug in the USB relay board, pick its "
+            "/dev/serial/by-id/… name from 'serial ports' (or hwgrep://1a86:7523) for [lamp] port, "
+            "and make sure this user is in group dialout"
+        ),
+        LampCause.NO_ANSWER: (
+            f"something is on {port} but it does not answer like our lamp: wrong port (another "
+            "serial device?), wrong [lamp] baudrate, or the lamp firmware is not flashed"
+        ),
+        LampCause.REFUSED: (
+            "the lamp refuses a channel: it has fewer channels than [lamp.channels] uses; fix the "
+            "channel numbers"
+        ),
+        LampCause.STOPPED_ANSWERING: (
+            f"the lamp on {port} stopped answering: check the USB cable and the lamp's power supply"
+        ),
         LampCause.FAILED: f"the lamp on {port} failed: check the USB cable, then run `kiosk lamp --test` for details",
     }[cause]
 
@@ -84,9 +91,15 @@ def lamp_departments_result(cfg: LampConfig, welcome: Mapping[str, Any], role: s
     board.on_message(dict(welcome))
     problems = board.welcome_problems()
     if problems:
-        return CheckResult("lamp departments", False, "\n".join(problems),
-                           "make [lamp.channels] and this terminal's departments in relay.toml list the same "
-                           "department ids")
-    return CheckResult("lamp departments", True,
-                       ", ".join(f"{d}→{ch}" for d, ch in sorted(cfg.channels.items(), key=lambda kv: kv[1]))
-                       or "no department channels")
+        return CheckResult(
+            "lamp departments",
+            False,
+            "\n".join(problems),
+            "make [lamp.channels] and this terminal's departments in relay.toml list the same department ids",
+        )
+    return CheckResult(
+        "lamp departments",
+        True,
+        ", ".join(f"{d}→{ch}" for d, ch in sorted(cfg.channels.items(), key=lambda kv: kv[1]))
+        or "no department channels",
+    )

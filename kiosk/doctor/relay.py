@@ -27,9 +27,20 @@ from kiosk.doctor.report import CheckResult
 from kiosk.doctor.report import skip as _skip
 
 __all__ = [
-    "CERT_MIN_DAYS", "CLOCK_LIMIT_S", "RTT_LIMIT_S", "RelayProbe", "TcpCause", "TlsCause", "calllog_result",
+    "CERT_MIN_DAYS",
+    "CLOCK_LIMIT_S",
+    "RTT_LIMIT_S",
+    "RelayProbe",
+    "TcpCause",
+    "TlsCause",
+    "calllog_result",
     "clock_result",
-    "probe_relay", "reachable_result", "role_result", "rtt_result", "tls_result", "token_result",
+    "probe_relay",
+    "reachable_result",
+    "role_result",
+    "rtt_result",
+    "tls_result",
+    "token_result",
 ]
 
 RTT_LIMIT_S = 0.3  # a round trip to the relay above this makes calls sluggish
@@ -70,17 +81,25 @@ _VERIFY_CAUSES = {
 
 def _tls_advice(cause: TlsCause | None, host: str) -> str:
     if cause is TlsCause.UNTRUSTED:
-        return ("the relay's certificate is not trusted here: set [relay] ca_file to the CA certificate "
-                "that signed it (for a self-signed certificate, the certificate file itself)")
+        return (
+            "the relay's certificate is not trusted here: set [relay] ca_file to the CA certificate "
+            "that signed it (for a self-signed certificate, the certificate file itself)"
+        )
     if cause is TlsCause.WRONG_NAME:
-        return (f"the certificate is not for '{host}': use the name on the certificate in [relay] url, or "
-                "issue a certificate for this name")
+        return (
+            f"the certificate is not for '{host}': use the name on the certificate in [relay] url, or "
+            "issue a certificate for this name"
+        )
     if cause is TlsCause.EXPIRED:
-        return ("the relay's certificate has expired: renew it ([server] tls_cert) and restart relay-server; "
-                "also check this PC's clock (`timedatectl`)")
+        return (
+            "the relay's certificate has expired: renew it ([server] tls_cert) and restart relay-server; "
+            "also check this PC's clock (`timedatectl`)"
+        )
     if cause is TlsCause.NOT_TLS:
-        return ("the relay does not speak TLS on this port: use ws:// in [relay] url, or give the relay "
-                "[server] tls_cert and tls_key")
+        return (
+            "the relay does not speak TLS on this port: use ws:// in [relay] url, or give the relay "
+            "[server] tls_cert and tls_key"
+        )
     return "TLS handshake failed: check [relay] ca_file and the relay's certificate"
 
 
@@ -129,8 +148,15 @@ def _ssl_context(ca_file: str) -> ssl.SSLContext:
     return ctx
 
 
-async def probe_relay(url: str, token: str, *, ca_file: str = "", timeout: float = 5.0, pings: int = 3,
-                      now: Callable[[], float] = time.time) -> RelayProbe:
+async def probe_relay(
+    url: str,
+    token: str,
+    *,
+    ca_file: str = "",
+    timeout: float = 5.0,
+    pings: int = 3,
+    now: Callable[[], float] = time.time,
+) -> RelayProbe:
     """Connect, authenticate with ``hello``, and time ``pings`` ping/pong round trips (docs/protocol.md)."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -150,8 +176,14 @@ async def probe_relay(url: str, token: str, *, ca_file: str = "", timeout: float
         return probe
     ctx = _ssl_context(ca_file) if probe.secure else None
     try:
-        async with connect(url, ssl=ctx, open_timeout=timeout, ping_interval=None, close_timeout=1,
-                           max_size=protocol.MAX_MESSAGE_BYTES * 4) as ws:
+        async with connect(
+            url,
+            ssl=ctx,
+            open_timeout=timeout,
+            ping_interval=None,
+            close_timeout=1,
+            max_size=protocol.MAX_MESSAGE_BYTES * 4,
+        ) as ws:
             probe.connect_s = time.perf_counter() - started
             ssl_object = ws.transport.get_extra_info("ssl_object")
             if ssl_object is not None:
@@ -209,13 +241,17 @@ async def _probe_tcp(probe: RelayProbe, timeout: float) -> bool:
     return False
 
 
-async def _hello_and_pings(ws: Any, probe: RelayProbe, token: str, pings: int, timeout: float,
-                           now: Callable[[], float]) -> None:
+async def _hello_and_pings(
+    ws: Any, probe: RelayProbe, token: str, pings: int, timeout: float, now: Callable[[], float]
+) -> None:
     """``hello`` → ``welcome`` (or the refusal), then ``pings`` timed ping/pong round trips and clock offsets."""
     from common import protocol
 
-    await ws.send(protocol.encode({"type": "hello", "token": token, "protocol": protocol.PROTOCOL_VERSION,
-                                   "client": "kiosk doctor"}))
+    await ws.send(
+        protocol.encode(
+            {"type": "hello", "token": token, "protocol": protocol.PROTOCOL_VERSION, "client": "kiosk doctor"}
+        )
+    )
     t0 = now()
     p0 = time.perf_counter()
     first = json.loads(await asyncio.wait_for(ws.recv(), timeout))
@@ -258,11 +294,17 @@ def _closed(probe: RelayProbe, code: int | None, reason: str) -> None:
         probe.ws_error = f"the relay closed the connection during the check ({code} {reason})".strip()
 
 
-async def _read_health(probe: RelayProbe, ctx: ssl.SSLContext | None, timeout: float) -> dict[str, Any] | None:
+async def _read_health(
+    probe: RelayProbe, ctx: ssl.SSLContext | None, timeout: float
+) -> dict[str, Any] | None:
     """``GET /healthz`` on the relay's port (docs/protocol.md, Transport); None if that fails."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(
-            probe.host, probe.port, ssl=ctx, server_hostname=probe.host if ctx else None), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                probe.host, probe.port, ssl=ctx, server_hostname=probe.host if ctx else None
+            ),
+            timeout,
+        )
         writer.write(f"GET /healthz HTTP/1.1\r\nHost: {probe.host}\r\nConnection: close\r\n\r\n".encode())
         data = await asyncio.wait_for(reader.read(), timeout)
         writer.close()
@@ -287,23 +329,36 @@ def reachable_result(p: RelayProbe) -> CheckResult:
     where = f"{p.host}:{p.port}"
     if p.tcp_error:
         if p.tcp_cause is TcpCause.UNKNOWN_HOST:
-            advice = (f"cannot find {p.host}: check the host name in [relay] url and this PC's DNS "
-                      "(`resolvectl query HOST`)")
+            advice = (
+                f"cannot find {p.host}: check the host name in [relay] url and this PC's DNS "
+                "(`resolvectl query HOST`)"
+            )
         elif p.tcp_cause is TcpCause.BAD_URL:
             advice = "fix [relay] url: ws://HOST:PORT or wss://HOST:PORT"
         elif p.tcp_cause is TcpCause.REFUSED:
-            advice = (f"relay unreachable at {p.url}: is relay-server running on {p.host}? "
-                      f"(`systemctl status relay-server`) check firewall port {p.port}")
+            advice = (
+                f"relay unreachable at {p.url}: is relay-server running on {p.host}? "
+                f"(`systemctl status relay-server`) check firewall port {p.port}"
+            )
         else:
-            advice = (f"no answer from {where}: check the network cable or VPN, and that the firewall lets "
-                      f"TCP port {p.port} through")
+            advice = (
+                f"no answer from {where}: check the network cable or VPN, and that the firewall lets "
+                f"TCP port {p.port} through"
+            )
         return CheckResult("relay reachable", False, f"{p.url}: {p.tcp_error}", advice)
     if p.ws_error and p.welcome is None and not p.tls_error and not p.auth_error:
-        return CheckResult("relay reachable", False, f"{p.url}: TCP {where} open, but {p.ws_error}",
-                           f"something answers on {where} but not like the relay: check the port in [relay] url "
-                           "(relay.toml [server] port, 8765 by default), ws:// vs wss://, and any proxy in between")
-    return CheckResult("relay reachable", True, f"{p.url}: TCP {where} open"
-                       + (f", websocket in {p.connect_s * 1000:.0f} ms" if p.connect_s else ""))
+        return CheckResult(
+            "relay reachable",
+            False,
+            f"{p.url}: TCP {where} open, but {p.ws_error}",
+            f"something answers on {where} but not like the relay: check the port in [relay] url "
+            "(relay.toml [server] port, 8765 by default), ws:// vs wss://, and any proxy in between",
+        )
+    return CheckResult(
+        "relay reachable",
+        True,
+        f"{p.url}: TCP {where} open" + (f", websocket in {p.connect_s * 1000:.0f} ms" if p.connect_s else ""),
+    )
 
 
 def tls_result(p: RelayProbe, now: float | None = None) -> CheckResult:
@@ -312,8 +367,9 @@ def tls_result(p: RelayProbe, now: float | None = None) -> CheckResult:
     if p.tcp_error:
         return _skip(name, "relay unreachable")
     if not p.secure:
-        return CheckResult(name, True, "not used (ws://): fine inside a closed network; use wss:// across the "
-                                       "internet")
+        return CheckResult(
+            name, True, "not used (ws://): fine inside a closed network; use wss:// across the internet"
+        )
     if p.tls_error:
         return CheckResult(name, False, f"{p.url}: {p.tls_error}", _tls_advice(p.tls_cause, p.host))
     if p.ws_error and not p.cert_subject:
@@ -324,9 +380,13 @@ def tls_result(p: RelayProbe, now: float | None = None) -> CheckResult:
         until = datetime.fromtimestamp(p.cert_not_after, UTC).strftime("%Y-%m-%d")
         detail += f", valid until {until} ({days:.0f} days)"
         if days < CERT_MIN_DAYS:
-            return CheckResult(name, False, detail,
-                               f"the relay's certificate expires in {days:.0f} days: renew it ([server] tls_cert, "
-                               "e.g. `certbot renew`) and restart relay-server")
+            return CheckResult(
+                name,
+                False,
+                detail,
+                f"the relay's certificate expires in {days:.0f} days: renew it ([server] tls_cert, "
+                "e.g. `certbot renew`) and restart relay-server",
+            )
     return CheckResult(name, True, detail)
 
 
@@ -338,16 +398,22 @@ def token_result(p: RelayProbe, config_path: str | Path = "", role: str = "") ->
     if p.auth_error:
         where = f" of {config_path}" if config_path else ""
         return CheckResult(
-            name, False, f"token rejected by the relay: {p.auth_error}",
+            name,
+            False,
+            f"token rejected by the relay: {p.auth_error}",
             "token rejected: run `relay-server token TERMINAL_ID` on the relay (TERMINAL_ID: the id of this "
             f"{role or 'terminal'}'s [[terminal]] entry in relay.toml) and paste its token line into [relay]{where}, "
-            "its token_hash line into that [[terminal]], then restart relay-server")
+            "its token_hash line into that [[terminal]], then restart relay-server",
+        )
     assert p.welcome is not None
     w = p.welcome
     depts = ", ".join(str(d.get("id")) for d in w.get("departments", []) if isinstance(d, dict))
-    label = f" \"{w['name']}\"" if w.get("name") else ""
-    return CheckResult(name, True, f"accepted as {w.get('terminal')}{label} ({w.get('role')}); "
-                                   f"departments: {depts or 'none'}")
+    label = f' "{w["name"]}"' if w.get("name") else ""
+    return CheckResult(
+        name,
+        True,
+        f"accepted as {w.get('terminal')}{label} ({w.get('role')}); departments: {depts or 'none'}",
+    )
 
 
 def role_result(p: RelayProbe, role: str) -> CheckResult:
@@ -357,10 +423,13 @@ def role_result(p: RelayProbe, role: str) -> CheckResult:
         return _skip(name, "not logged in to the relay")
     actual = p.welcome.get("role")
     if actual != role:
-        return CheckResult(name, False, f"the config was checked as {role}, but the relay knows "
-                                        f"{p.welcome.get('terminal')} as {actual}",
-                           f"use the {actual} terminal's config on this PC, or the token of a {role} terminal "
-                           f"(or pass --role {actual} if the guess was wrong)")
+        return CheckResult(
+            name,
+            False,
+            f"the config was checked as {role}, but the relay knows {p.welcome.get('terminal')} as {actual}",
+            f"use the {actual} terminal's config on this PC, or the token of a {role} terminal "
+            f"(or pass --role {actual} if the guess was wrong)",
+        )
     return CheckResult(name, True, f"{role}, as in relay.toml")
 
 
@@ -370,16 +439,26 @@ def rtt_result(p: RelayProbe) -> CheckResult:
     if p.welcome is None:
         return _skip(name, "not logged in to the relay")
     if not p.rtts:
-        return CheckResult(name, False, f"no pong from the relay ({p.ws_error or 'connection closed'})",
-                           "the relay accepted the token but does not answer pings: restart relay-server and "
-                           "check its log (`journalctl -u relay-server`)")
+        return CheckResult(
+            name,
+            False,
+            f"no pong from the relay ({p.ws_error or 'connection closed'})",
+            "the relay accepted the token but does not answer pings: restart relay-server and "
+            "check its log (`journalctl -u relay-server`)",
+        )
     median = statistics.median(p.rtts)
-    detail = (f"{median * 1000:.1f} ms median of {len(p.rtts)} "
-              f"(min {min(p.rtts) * 1000:.1f}, max {max(p.rtts) * 1000:.1f})")
+    detail = (
+        f"{median * 1000:.1f} ms median of {len(p.rtts)} "
+        f"(min {min(p.rtts) * 1000:.1f}, max {max(p.rtts) * 1000:.1f})"
+    )
     if median > RTT_LIMIT_S:
-        return CheckResult(name, False, detail,
-                           f"round trips over {RTT_LIMIT_S * 1000:.0f} ms make calls lag: look for a congested or "
-                           f"mobile link (`mtr {p.host}`) and check the relay host's load")
+        return CheckResult(
+            name,
+            False,
+            detail,
+            f"round trips over {RTT_LIMIT_S * 1000:.0f} ms make calls lag: look for a congested or "
+            f"mobile link (`mtr {p.host}`) and check the relay host's load",
+        )
     return CheckResult(name, True, detail)
 
 
@@ -389,16 +468,26 @@ def clock_result(p: RelayProbe) -> CheckResult:
     if p.welcome is None:
         return _skip(name, "not logged in to the relay")
     if not p.offsets:
-        return CheckResult(name, False, "the relay sent no time", "update relay-server: it should send its time in "
-                                                                  "welcome and pong")
+        return CheckResult(
+            name,
+            False,
+            "the relay sent no time",
+            "update relay-server: it should send its time in welcome and pong",
+        )
     # The sample with the shortest round trip has the smallest error; welcome (index 0) has no rtt of its own.
-    best = p.offsets[1 + p.rtts.index(min(p.rtts))] if p.rtts and len(p.offsets) > len(p.rtts) else p.offsets[-1]
+    best = (
+        p.offsets[1 + p.rtts.index(min(p.rtts))] if p.rtts and len(p.offsets) > len(p.rtts) else p.offsets[-1]
+    )
     side = "behind" if best > 0 else "ahead of"
     detail = f"this PC is {abs(best):.3f} s {side} the relay"
     if abs(best) > CLOCK_LIMIT_S:
-        return CheckResult(name, False, detail,
-                           "turn on time sync on this PC (`sudo timedatectl set-ntp true`, then `timedatectl` shows "
-                           "'System clock synchronized: yes'), or fix the relay's clock if that one is wrong")
+        return CheckResult(
+            name,
+            False,
+            detail,
+            "turn on time sync on this PC (`sudo timedatectl set-ntp true`, then `timedatectl` shows "
+            "'System clock synchronized: yes'), or fix the relay's clock if that one is wrong",
+        )
     return CheckResult(name, True, detail)
 
 
@@ -412,10 +501,17 @@ def calllog_result(p: RelayProbe) -> CheckResult:
         return _skip(name, "the relay's /healthz did not say (an older relay-server?)")
     if log.get("state") == "ok":
         return CheckResult(name, True, "written normally")
-    detail = (f"degraded: {log.get('pending', '?')} record(s) waiting in the relay's memory; "
-              f"{log.get('last_error') or 'no error text'}")
+    detail = (
+        f"degraded: {log.get('pending', '?')} record(s) waiting in the relay's memory; "
+        f"{log.get('last_error') or 'no error text'}"
+    )
     if log.get("moved_aside"):
         detail += f"; a damaged file was moved aside to {', '.join(map(str, log['moved_aside']))}"
-    return CheckResult(name, False, detail,
-                       "calls work; on the relay host fix the call-log file or disk (docs/operations.md, "
-                       "'A damaged call log')", warning=True)
+    return CheckResult(
+        name,
+        False,
+        detail,
+        "calls work; on the relay host fix the call-log file or disk (docs/operations.md, "
+        "'A damaged call log')",
+        warning=True,
+    )

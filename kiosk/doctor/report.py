@@ -71,6 +71,8 @@ def format_report(results: Iterable[CheckResult], title: str = "") -> str:
     else:
         lines.append(f"\nall {len(results)} checks passed")
     if warned:
-        lines.append(f"{len(warned)} warning(s): {', '.join(warned)} (not ready for the field; "
-                     "--strict makes warnings fail)")
+        lines.append(
+            f"{len(warned)} warning(s): {', '.join(warned)} (not ready for the field; "
+            "--strict makes warnings fail)"
+        )
     return "\n".join(lines) + "\n"

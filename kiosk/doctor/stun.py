@@ -14,9 +14,20 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 __all__ = [
-    "BINDING_ERROR", "BINDING_REQUEST", "BINDING_SUCCESS", "IceUrl", "STUN_MAGIC", "StunErrorResponse",
-    "StunMessage", "decode_address", "decode_error_code", "decode_message", "encode_message", "parse_ice_url",
-    "parse_stun_response", "stun_binding_request",
+    "BINDING_ERROR",
+    "BINDING_REQUEST",
+    "BINDING_SUCCESS",
+    "IceUrl",
+    "STUN_MAGIC",
+    "StunErrorResponse",
+    "StunMessage",
+    "decode_address",
+    "decode_error_code",
+    "decode_message",
+    "encode_message",
+    "parse_ice_url",
+    "parse_stun_response",
+    "stun_binding_request",
 ]
 
 STUN_MAGIC = 0x2112A442  # RFC 5389 §6: the magic cookie
@@ -68,8 +79,10 @@ def encode_message(kind: int, transaction_id: bytes, attributes: tuple[tuple[int
     """A STUN message: the 20-byte header then each attribute padded to 4 bytes (RFC 5389 §6, §15)."""
     if len(transaction_id) != 12:
         raise ValueError(f"a STUN transaction id has 12 bytes, got {len(transaction_id)}")
-    body = b"".join(struct.pack("!HH", atype, len(value)) + value + b"\0" * (-len(value) % 4)
-                    for atype, value in attributes)
+    body = b"".join(
+        struct.pack("!HH", atype, len(value)) + value + b"\0" * (-len(value) % 4)
+        for atype, value in attributes
+    )
     return HEADER.pack(kind, len(body), STUN_MAGIC, transaction_id) + body
 
 
@@ -77,14 +90,14 @@ def decode_message(data: bytes) -> StunMessage | None:
     """The STUN message in ``data``, or None if it is not one (too short, no magic cookie, truncated)."""
     if len(data) < HEADER.size:
         return None
-    kind, length, magic, tid = HEADER.unpack(data[:HEADER.size])
+    kind, length, magic, tid = HEADER.unpack(data[: HEADER.size])
     if magic != STUN_MAGIC or len(data) < HEADER.size + length:
         return None
     attrs: list[tuple[int, bytes]] = []
     pos = HEADER.size
     while pos + 4 <= HEADER.size + length:
-        atype, alen = struct.unpack("!HH", data[pos:pos + 4])
-        attrs.append((atype, data[pos + 4:pos + 4 + alen]))
+        atype, alen = struct.unpack("!HH", data[pos : pos + 4])
+        attrs.append((atype, data[pos + 4 : pos + 4 + alen]))
         pos += 4 + alen + (-alen % 4)
     return StunMessage(kind, tid, tuple(attrs))
 
@@ -132,8 +145,11 @@ def parse_stun_response(data: bytes, transaction_id: bytes) -> str | None:
         raise StunErrorResponse(*decode_error_code(msg.attribute(ATTR_ERROR_CODE) or b""))
     if msg.kind != BINDING_SUCCESS:
         return None
-    for atype, xor in ((ATTR_XOR_MAPPED_ADDRESS, True), (ATTR_XOR_MAPPED_ADDRESS_OLD, True),
-                       (ATTR_MAPPED_ADDRESS, False)):
+    for atype, xor in (
+        (ATTR_XOR_MAPPED_ADDRESS, True),
+        (ATTR_XOR_MAPPED_ADDRESS_OLD, True),
+        (ATTR_MAPPED_ADDRESS, False),
+    ):
         value = msg.attribute(atype)
         if value is None:
             continue

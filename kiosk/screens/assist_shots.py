@@ -39,15 +39,20 @@ async def counter_assist_scenes(out_dir: Path) -> list[Path]:
     office = small_media(load_terminal_config(ROOT / "config" / "office.toml", "office"), (640, 360), None)
     station = HeadlessStation(office, auto_answer=None, url=srv.url)
     counter = load_terminal_config(ROOT / "config" / "counter.toml", "counter")
-    counter = counter.with_overrides(ui=replace(counter.ui, ring_sound=False, idle_timeout=600, fullscreen=False))
+    counter = counter.with_overrides(
+        ui=replace(counter.ui, ring_sound=False, idle_timeout=600, fullscreen=False)
+    )
     app = CounterApp(small_media(counter, (640, 360), (1280, 720)), url=srv.url)
     shots: list[Path] = []
     try:
         await station.start()
         await station.wait_up()
         async with running_app(app) as ui:
-            await ui.until(lambda: app.state_name == "start" and app.machine.availability("juumin") == "available",
-                           WAIT, "the start screen")
+            await ui.until(
+                lambda: app.state_name == "start" and app.machine.availability("juumin") == "available",
+                WAIT,
+                "the start screen",
+            )
             await ui.frames(3)
             await ui.tap(app.screen("start").department_button("juumin"))
             await ui.until(lambda: app.machine.call is not None and app.machine.call.id, WAIT, "ringing")
@@ -55,14 +60,24 @@ async def counter_assist_scenes(out_dir: Path) -> list[Path]:
             session = await station.answer(app.machine.call.id)
             staff = StationAssist.attach(session)
             in_call = app.screen("in_call")
-            await ui.until(lambda: app.session is not None and app.session.control.members
-                           and in_call.ids.document_view.frames_shown > 0
-                           and all(v.frames_shown > 2 for v in in_call.remote_views()), WAIT, "the call")
+            await ui.until(
+                lambda: (
+                    app.session is not None
+                    and app.session.control.members
+                    and in_call.ids.document_view.frames_shown > 0
+                    and all(v.frames_shown > 2 for v in in_call.remote_views())
+                ),
+                WAIT,
+                "the call",
+            )
             # Rendered off the event loop, as the station app does (pdftoppm takes a while).
             pages = await asyncio.get_running_loop().run_in_executor(None, load_paper, PAPER)
             staff.send_paper(pages, PAPER.stem)
-            await ui.until(lambda: app.paper_open and in_call.ids.paper_panel.ids.paper_view.frame_size[0] > 0, WAIT,
-                           "the paper")
+            await ui.until(
+                lambda: app.paper_open and in_call.ids.paper_panel.ids.paper_view.frame_size[0] > 0,
+                WAIT,
+                "the paper",
+            )
             await ui.frames(3)
             shots.extend(await shoot_languages(app, ui, out_dir, "counter-paper"))
             await ui.tap(in_call.ids.paper_panel.ids.paper_close)
@@ -101,8 +116,9 @@ async def office_assist_scenes(out_dir: Path) -> list[Path]:
 
     relay_cfg = replace(load_relay_config(ROOT / "config" / "relay.toml"), database="", port=0)
     srv = await RelayServer(relay_cfg).start(host="127.0.0.1", port=0)
-    counter_cfg = small_media(load_terminal_config(ROOT / "config" / "counter.toml", "counter"), (640, 360),
-                              (1280, 720))
+    counter_cfg = small_media(
+        load_terminal_config(ROOT / "config" / "counter.toml", "counter"), (640, 360), (1280, 720)
+    )
     resident = HeadlessCounter(counter_cfg, url=srv.url)
     office = load_terminal_config(ROOT / "config" / "office.toml", "office")
     office = office.with_overrides(ui=replace(office.ui, ring_sound=False, fullscreen=False))
@@ -122,14 +138,20 @@ async def office_assist_scenes(out_dir: Path) -> list[Path]:
             await ui.until(lambda: any(c.call == call for c in waiting.cards()), WAIT, "the ringing card")
             await ui.frames(2)
             await ui.tap(waiting.card(call).ids.answer)
-            await ui.until(lambda: app.assist is not None and app.session is not None and app.session.control.members,
-                           WAIT, "the call")
+            await ui.until(
+                lambda: app.assist is not None and app.session is not None and app.session.control.members,
+                WAIT,
+                "the call",
+            )
             await ui.tap(app.screen("in_call").ids.papers)
             screen = app.screen("assist")
             await ui.until(lambda: app.screen_name == "assist", WAIT, "the papers and writing view")
             await ui.tap(screen.paper_button(PAPER.stem))
-            await ui.until(lambda: counter.page is not None and len(counter.papers[counter.page.id]) == 2, WAIT,
-                           "the paper at the counter")
+            await ui.until(
+                lambda: counter.page is not None and len(counter.papers[counter.page.id]) == 2,
+                WAIT,
+                "the paper at the counter",
+            )
             page = counter.page
             assert page is not None
             counter.print_status(page.id, 0, "printed")
@@ -142,14 +164,24 @@ async def office_assist_scenes(out_dir: Path) -> list[Path]:
             for i in range(12):
                 counter.stroke_to(0.1 + 0.065 * i, 0.5 + (0.15 if i % 2 else -0.15), new=i == 0)
             counter.end_stroke()
-            await ui.until(lambda: app.reply_text and app.assist is not None and len(app.assist.strokes.get(0, [])) == 12
-                           and "印刷しました" in app.paper_status, WAIT, "replies, handwriting, printed")
+            await ui.until(
+                lambda: (
+                    app.reply_text
+                    and app.assist is not None
+                    and len(app.assist.strokes.get(0, [])) == 12
+                    and "印刷しました" in app.paper_status
+                ),
+                WAIT,
+                "replies, handwriting, printed",
+            )
             await ui.frames(3)
             shots.extend(await shoot_languages(app, ui, out_dir, "office-assist"))
             await ui.tap(screen.ids.back)
             await ui.tap(app.screen("in_call").ids.fullscreen)
             doc = app.screen("document")
-            await ui.until(lambda: app.screen_name == "document" and doc.ids.doc_view.has_frame, WAIT, "the papers")
+            await ui.until(
+                lambda: app.screen_name == "document" and doc.ids.doc_view.has_frame, WAIT, "the papers"
+            )
             await ui.tap(doc.ids.mark_circle)
             from kiosk.assist.marks import fit_rect, to_screen
 

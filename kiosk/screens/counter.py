@@ -24,16 +24,35 @@ from kiosk.start_layout import GridPlan, StartNav, Town, fit_font_size, pages_of
 from kiosk.ui.video import VideoView
 
 __all__ = [
-    "SCREEN_NAMES", "CalmPulse", "DepartmentButton", "MemberTile", "load_counter_kv", "SessionFrames", "TownButton",
+    "SCREEN_NAMES",
+    "CalmPulse",
+    "DepartmentButton",
+    "MemberTile",
+    "load_counter_kv",
+    "SessionFrames",
+    "TownButton",
 ]
 
 log = logging.getLogger(__name__)
 
 KV_DIR = Path(__file__).parent
-DEPARTMENT_MIN_MM = (62.0, 30.0)  # smallest department/town button (wide enough for a name; 2× the touch minimum)
+DEPARTMENT_MIN_MM = (
+    62.0,
+    30.0,
+)  # smallest department/town button (wide enough for a name; 2× the touch minimum)
 
 # State name (kiosk.counter_state.State.value) → screen class name.
-SCREEN_NAMES = ("starting", "out_of_service", "start", "calling", "in_call", "result", "thanks", "pin", "tech")
+SCREEN_NAMES = (
+    "starting",
+    "out_of_service",
+    "start",
+    "calling",
+    "in_call",
+    "result",
+    "thanks",
+    "pin",
+    "tech",
+)
 
 
 class SessionFrames:
@@ -87,7 +106,8 @@ class CalmPulse(Widget):
         self.stop()
         self.phase = 0.0
         self._anim = Animation(phase=1.0, duration=2.4, t="in_out_sine") + Animation(
-            phase=0.0, duration=2.4, t="in_out_sine")
+            phase=0.0, duration=2.4, t="in_out_sine"
+        )
         self._anim.repeat = True
         self._anim.start(self)
 
@@ -164,7 +184,9 @@ class StartScreen(CounterScreen):
             plan = plan_grid(len(items), width, height, min_w=min_w, min_h=min_h, gap=s.gap, nav_h=s.button)
         except ValueError as err:  # a window far too small for the kiosk: show what fits rather than nothing
             log.error("start screen: %s", err)
-            plan = GridPlan(len(items), 1, max(1, len(items)), 1, width, height / max(1, len(items)), len(items))
+            plan = GridPlan(
+                len(items), 1, max(1, len(items)), 1, width, height / max(1, len(items)), len(items)
+            )
         self.plan = plan
         self.pages = plan.pages
         self.page = nav.clamp(plan.pages)
@@ -201,14 +223,26 @@ class StartScreen(CounterScreen):
         largest = s.font_huge if plan.pages == 1 else s.font_title
         other = "en" if app.lang == "ja" else "ja"
         if isinstance(item, Town):
-            font = _fit(item.name(app.lang), inner_w * (0.7 if app.town_emblem(item.id) else 1.0), name_h,
-                        s.font_huge, s.font_small)
-            return TownButton(town_id=item.id, name=item.name(app.lang), sub_name=item.name(other),
-                              emblem=app.town_emblem(item.id), name_font=font, show_sub=sub,
-                              status=self._town_status(item.id))
+            font = _fit(
+                item.name(app.lang),
+                inner_w * (0.7 if app.town_emblem(item.id) else 1.0),
+                name_h,
+                s.font_huge,
+                s.font_small,
+            )
+            return TownButton(
+                town_id=item.id,
+                name=item.name(app.lang),
+                sub_name=item.name(other),
+                emblem=app.town_emblem(item.id),
+                name_font=font,
+                show_sub=sub,
+                status=self._town_status(item.id),
+            )
         font = _fit(item.name(app.lang), inner_w, name_h, largest, s.font_small)
-        return DepartmentButton(dept_id=item.id, name_font=font, show_sub=sub,
-                                status=self._presence.get(item.id, "offline"))
+        return DepartmentButton(
+            dept_id=item.id, name_font=font, show_sub=sub, status=self._presence.get(item.id, "offline")
+        )
 
     def turn_page(self, step: int) -> None:
         self.app.start_nav.turn(step, self.pages)
@@ -229,8 +263,11 @@ class StartScreen(CounterScreen):
 
     def shown_ids(self) -> list[str]:
         """Ids of the departments or towns on the page shown, in reading order."""
-        return [b.dept_id if isinstance(b, DepartmentButton) else b.town_id
-                for b in reversed(self.ids.departments.children) if isinstance(b, (DepartmentButton, TownButton))]
+        return [
+            b.dept_id if isinstance(b, DepartmentButton) else b.town_id
+            for b in reversed(self.ids.departments.children)
+            if isinstance(b, (DepartmentButton, TownButton))
+        ]
 
 
 def _text_height(text: str, width: float, size: float) -> float:
@@ -307,9 +344,15 @@ class TechScreen(CounterScreen):
 
 
 _SCREEN_CLASSES = {
-    "starting": StartingScreen, "out_of_service": OutOfServiceScreen, "start": StartScreen,
-    "calling": CallingScreen, "in_call": InCallScreen, "result": ResultScreen, "thanks": ThanksScreen,
-    "pin": PinScreen, "tech": TechScreen,
+    "starting": StartingScreen,
+    "out_of_service": OutOfServiceScreen,
+    "start": StartScreen,
+    "calling": CallingScreen,
+    "in_call": InCallScreen,
+    "result": ResultScreen,
+    "thanks": ThanksScreen,
+    "pin": PinScreen,
+    "tech": TechScreen,
 }
 
 

@@ -73,8 +73,15 @@ class MarksLayer(Widget):
             angle = math.atan2(sm.y2 - sm.y, sm.x2 - sm.x)
             head = unit * 6
             for side in (-0.45, 0.45):
-                Line(points=[sm.x2, sm.y2, sm.x2 - head * math.cos(angle + side),
-                             sm.y2 - head * math.sin(angle + side)], width=width)
+                Line(
+                    points=[
+                        sm.x2,
+                        sm.y2,
+                        sm.x2 - head * math.cos(angle + side),
+                        sm.y2 - head * math.sin(angle + side),
+                    ],
+                    width=width,
+                )
         else:  # a pointer: a dot with a ring, easy to see on any paper
             r = unit * 3
             Ellipse(pos=(sm.x - r, sm.y - r), size=(2 * r, 2 * r))

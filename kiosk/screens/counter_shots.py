@@ -22,20 +22,36 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Departments of a large city hall, for the many-department scenes and tests (relay order = button order).
 MANY_DEPARTMENTS: tuple[tuple[str, str, str], ...] = (
-    ("soumu", "総務課", "General Affairs"), ("kikaku", "企画課", "Planning"), ("zaisei", "財政課", "Finance"),
-    ("zeimu", "税務課", "Taxation"), ("juumin", "住民課", "Residents"), ("hoken", "保険年金課", "Insurance and Pensions"),
-    ("fukushi", "福祉課", "Welfare"), ("kaigo", "介護保険課", "Long-term Care Insurance"),
-    ("kosodate", "子育て支援課", "Child-rearing Support"), ("kenkou", "健康推進課", "Health Promotion"),
-    ("kankyou", "環境課", "Environment"), ("nousei", "農政課", "Agriculture"),
-    ("shoukou", "商工観光課", "Commerce and Tourism"), ("kensetsu", "建設課", "Construction"),
-    ("toshi", "都市計画課", "City Planning"), ("suidou", "上下水道課", "Water and Sewerage"),
-    ("kyouiku", "教育総務課", "Education"), ("gakkou", "学校教育課", "School Education"),
-    ("shougai", "生涯学習課", "Lifelong Learning"), ("kaikei", "会計課", "Accounts"),
-    ("senkyo", "選挙管理委員会", "Election Board"), ("nougyou", "農業委員会", "Agricultural Committee"),
-    ("bousai", "防災課", "Disaster Prevention"), ("chiiki", "地域振興課", "Community Development"),
-    ("keiyaku", "契約管財課", "Contracts and Property"), ("kyoudou", "市民協働課", "Civic Partnership"),
-    ("kokusai", "国際交流課", "International Exchange"), ("shougaifuku", "障がい福祉課", "Disability Welfare"),
-    ("koureisha", "高齢者支援課", "Senior Support"), ("jinji", "人事課", "Personnel"),
+    ("soumu", "総務課", "General Affairs"),
+    ("kikaku", "企画課", "Planning"),
+    ("zaisei", "財政課", "Finance"),
+    ("zeimu", "税務課", "Taxation"),
+    ("juumin", "住民課", "Residents"),
+    ("hoken", "保険年金課", "Insurance and Pensions"),
+    ("fukushi", "福祉課", "Welfare"),
+    ("kaigo", "介護保険課", "Long-term Care Insurance"),
+    ("kosodate", "子育て支援課", "Child-rearing Support"),
+    ("kenkou", "健康推進課", "Health Promotion"),
+    ("kankyou", "環境課", "Environment"),
+    ("nousei", "農政課", "Agriculture"),
+    ("shoukou", "商工観光課", "Commerce and Tourism"),
+    ("kensetsu", "建設課", "Construction"),
+    ("toshi", "都市計画課", "City Planning"),
+    ("suidou", "上下水道課", "Water and Sewerage"),
+    ("kyouiku", "教育総務課", "Education"),
+    ("gakkou", "学校教育課", "School Education"),
+    ("shougai", "生涯学習課", "Lifelong Learning"),
+    ("kaikei", "会計課", "Accounts"),
+    ("senkyo", "選挙管理委員会", "Election Board"),
+    ("nougyou", "農業委員会", "Agricultural Committee"),
+    ("bousai", "防災課", "Disaster Prevention"),
+    ("chiiki", "地域振興課", "Community Development"),
+    ("keiyaku", "契約管財課", "Contracts and Property"),
+    ("kyoudou", "市民協働課", "Civic Partnership"),
+    ("kokusai", "国際交流課", "International Exchange"),
+    ("shougaifuku", "障がい福祉課", "Disability Welfare"),
+    ("koureisha", "高齢者支援課", "Senior Support"),
+    ("jinji", "人事課", "Personnel"),
 )
 
 
@@ -56,11 +72,23 @@ def with_many_departments(relay_cfg: Any, count: int) -> Any:
         if len(departments) >= count:
             break
         if did not in departments:
-            departments[did] = Department(did, office.id, {"ja": ja, "en": en + ("" if "委員会" in ja else " Division")},
-                                          first.hours, dict(first.fallback), dict(office.name))
-    terminals = {tid: replace(t, departments=tuple(departments) if t.role != "lamp"
-                              else tuple(d for d in t.departments if d in departments))
-                 for tid, t in relay_cfg.terminals.items()}
+            departments[did] = Department(
+                did,
+                office.id,
+                {"ja": ja, "en": en + ("" if "委員会" in ja else " Division")},
+                first.hours,
+                dict(first.fallback),
+                dict(office.name),
+            )
+    terminals = {
+        tid: replace(
+            t,
+            departments=tuple(departments)
+            if t.role != "lamp"
+            else tuple(d for d in t.departments if d in departments),
+        )
+        for tid, t in relay_cfg.terminals.items()
+    }
     return replace(relay_cfg, departments=departments, offices={office.id: office}, terminals=terminals)
 
 
@@ -75,16 +103,29 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
     relay_cfg = load_relay_config(ROOT / "config" / "relay.toml")
     zeimu = relay_cfg.departments["zeimu"]
     closed = replace(zeimu, hours=Hours(zeimu.hours.tz, ((),) * 7))
-    relay_cfg = replace(relay_cfg, database="", port=0, ring_timeout=5.0,
-                        departments={**relay_cfg.departments, "zeimu": closed})
+    relay_cfg = replace(
+        relay_cfg,
+        database="",
+        port=0,
+        ring_timeout=5.0,
+        departments={**relay_cfg.departments, "zeimu": closed},
+    )
     srv = await RelayServer(relay_cfg).start(host="127.0.0.1", port=0)
     office = small_media(load_terminal_config(ROOT / "config" / "office.toml", "office"), (640, 360), None)
     station = HeadlessStation(office, auto_answer=None, url=srv.url)
     await station.start()
     await station.wait_up()
     counter = load_terminal_config(ROOT / "config" / "counter.toml", "counter")
-    counter = counter.with_overrides(ui=replace(counter.ui, ring_sound=False, idle_timeout=600,
-                                                result_timeout=20, thanks_timeout=8, fullscreen=False))
+    counter = counter.with_overrides(
+        ui=replace(
+            counter.ui,
+            ring_sound=False,
+            idle_timeout=600,
+            result_timeout=20,
+            thanks_timeout=8,
+            fullscreen=False,
+        )
+    )
     counter = small_media(counter, (640, 360), (1280, 720))
     counter = window_sized(counter)
     app = CounterApp(counter, url=srv.url, hold_time=0.5)
@@ -96,8 +137,15 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
     try:
         async with running_app(app) as ui:
             start = app.screen("start")
-            await ui.until(lambda: app.state_name == "start" and app.machine.availability("juumin") == "available"
-                           and app.machine.availability("zeimu") == "closed", 15, "the start screen")
+            await ui.until(
+                lambda: (
+                    app.state_name == "start"
+                    and app.machine.availability("juumin") == "available"
+                    and app.machine.availability("zeimu") == "closed"
+                ),
+                15,
+                "the start screen",
+            )
             await shoot("start")
 
             await ui.tap(start.department_button("juumin"))
@@ -107,10 +155,17 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
             assert app.machine.call is not None
             await station.answer(app.machine.call.id)
             in_call = app.screen("in_call")
-            await ui.until(lambda: app.state_name == "in_call" and in_call.remote_views()
-                           and all(v.frames_shown > 2 for v in in_call.remote_views())
-                           and in_call.ids.document_view.frames_shown > 0
-                           and in_call.ids.self_view.frames_shown > 0, 60, "video in the call")
+            await ui.until(
+                lambda: (
+                    app.state_name == "in_call"
+                    and in_call.remote_views()
+                    and all(v.frames_shown > 2 for v in in_call.remote_views())
+                    and in_call.ids.document_view.frames_shown > 0
+                    and in_call.ids.self_view.frames_shown > 0
+                ),
+                60,
+                "video in the call",
+            )
             await shoot("in-call")
 
             # A media outage: the station's media dies and, while it ignores the new offers (a link that is still
@@ -123,13 +178,19 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
 
             station.session.on_message = hold  # type: ignore[method-assign]
             await station.session._peers[app.machine.terminal].pc.close()
-            await ui.until(lambda: app.reconnecting and not any(v.has_frame for v in in_call.remote_views()), 10,
-                           "the reconnecting state")
+            await ui.until(
+                lambda: app.reconnecting and not any(v.has_frame for v in in_call.remote_views()),
+                10,
+                "the reconnecting state",
+            )
             await shoot("in-call-reconnecting")
             # Back on: the held offers are stale; the next restart request or attempt (each within 6 s) rebuilds it.
             station.session.on_message = deliver  # type: ignore[method-assign]
-            await ui.until(lambda: not app.reconnecting and all(v.has_frame for v in in_call.remote_views()), 60,
-                           "pictures again")
+            await ui.until(
+                lambda: not app.reconnecting and all(v.has_frame for v in in_call.remote_views()),
+                60,
+                "pictures again",
+            )
 
             await ui.tap(in_call.ids.hang_up)
             await ui.until(lambda: app.state_name == "thanks", 5, "the thank-you screen")
@@ -195,15 +256,23 @@ async def start_scenes(out_dir: Path, *, prefix: str = "counter-start") -> list[
     shots: list[Path] = []
     one_town = load_relay_config(ROOT / "config" / "relay.toml")
     scenes: list[tuple[str, Any, tuple[str, ...]]] = [
-        (f"{n}", with_many_departments(one_town, n), ("office.toml",)) for n in (4, 12, 24)]
-    scenes.append(("two-towns", load_relay_config(ROOT / "config" / "relay-two-towns.toml"),
-                   ("office.toml", "office-3.toml")))
+        (f"{n}", with_many_departments(one_town, n), ("office.toml",)) for n in (4, 12, 24)
+    ]
+    scenes.append(
+        (
+            "two-towns",
+            load_relay_config(ROOT / "config" / "relay-two-towns.toml"),
+            ("office.toml", "office-3.toml"),
+        )
+    )
     for name, relay_cfg, offices in scenes:
         shots.extend(await _start_scene(out_dir, prefix, name, relay_cfg, offices))
     return shots
 
 
-async def _start_scene(out_dir: Path, prefix: str, name: str, relay_cfg: Any, offices: tuple[str, ...]) -> list[Path]:
+async def _start_scene(
+    out_dir: Path, prefix: str, name: str, relay_cfg: Any, offices: tuple[str, ...]
+) -> list[Path]:
     from kiosk.apps.counter import CounterApp
     from kiosk.headless import HeadlessStation
     from kiosk.ui.driver import running_app
@@ -213,8 +282,11 @@ async def _start_scene(out_dir: Path, prefix: str, name: str, relay_cfg: Any, of
     srv = await RelayServer(replace(relay_cfg, database="", port=0)).start(host="127.0.0.1", port=0)
     stations = []
     counter = load_terminal_config(ROOT / "config" / "counter.toml", "counter")
-    counter = small_media(counter.with_overrides(ui=replace(counter.ui, ring_sound=False, idle_timeout=600,
-                                                            fullscreen=False)), (160, 90), (320, 180))
+    counter = small_media(
+        counter.with_overrides(ui=replace(counter.ui, ring_sound=False, idle_timeout=600, fullscreen=False)),
+        (160, 90),
+        (320, 180),
+    )
     app = CounterApp(window_sized(counter), url=srv.url)
     try:
         for office in offices:
@@ -225,8 +297,15 @@ async def _start_scene(out_dir: Path, prefix: str, name: str, relay_cfg: Any, of
             stations.append(station)
         async with running_app(app) as ui:
             start = app.screen("start")
-            await ui.until(lambda: app.state_name == "start" and "available" in app.machine.presence.values()
-                           and "offline" not in app.machine.presence.values(), 15, "the start screen")
+            await ui.until(
+                lambda: (
+                    app.state_name == "start"
+                    and "available" in app.machine.presence.values()
+                    and "offline" not in app.machine.presence.values()
+                ),
+                15,
+                "the start screen",
+            )
             if name == "two-towns":
                 shots.extend(await shoot_languages(app, ui, out_dir, f"{prefix}-two-towns"))
                 await ui.tap(start.town_button("tobetsu"))
@@ -253,4 +332,3 @@ async def _start_scene(out_dir: Path, prefix: str, name: str, relay_cfg: Any, of
 async def screenshot_scenes(out_dir: Path) -> list[Path]:
     """Entry point for ``scripts/screenshots``."""
     return await counter_scenes(out_dir) + await start_scenes(out_dir)
-

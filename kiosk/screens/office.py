@@ -29,8 +29,13 @@ from kiosk.ui.video import VideoView
 from kiosk.ui.widgets import BigButton
 
 __all__ = [
-    "OFFICE_SCREENS", "CallFrames", "OfficeRingingCard", "OfficeMissedRow", "OfficeStillViewer",
-    "create_office_screen", "load_office_kv",
+    "OFFICE_SCREENS",
+    "CallFrames",
+    "OfficeRingingCard",
+    "OfficeMissedRow",
+    "OfficeStillViewer",
+    "create_office_screen",
+    "load_office_kv",
 ]
 
 _ = VideoView  # registers the class with Kivy's factory for the kv files
@@ -50,8 +55,13 @@ class CallFrames:
     The sequence number changes with the rotation too, so the view re-uploads a turned picture at once.
     """
 
-    def __init__(self, session: Callable[[], Any], member: Callable[[], str], label: str,
-                 rotation: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self,
+        session: Callable[[], Any],
+        member: Callable[[], str],
+        label: str,
+        rotation: Callable[[], int] = lambda: 0,
+    ) -> None:
         self._session = session
         self._member = member
         self.label = label
@@ -143,8 +153,13 @@ class OfficeWaitingScreen(OfficeScreen):
         for index, e in enumerate(entries):
             card = cards.get(e.call)
             if card is None:
-                card = OfficeRingingCard(call=e.call, department=e.department, counter=e.counter_name or e.counter,
-                                         since=e.since, invited_by=e.invited_by or "")
+                card = OfficeRingingCard(
+                    call=e.call,
+                    department=e.department,
+                    counter=e.counter_name or e.counter,
+                    since=e.since,
+                    invited_by=e.invited_by or "",
+                )
                 box.add_widget(card, index=len(box.children) - index)
             card.taken_by = e.taken_by or ""
 
@@ -229,7 +244,9 @@ class OfficeStillViewer(StencilView):
         h, w = int(rgb.shape[0]), int(rgb.shape[1])
         texture = Texture.create(size=(w, h), colorfmt="rgb")
         texture.flip_vertical()
-        texture.blit_buffer(np.ascontiguousarray(rgb, dtype=np.uint8).tobytes(), colorfmt="rgb", bufferfmt="ubyte")
+        texture.blit_buffer(
+            np.ascontiguousarray(rgb, dtype=np.uint8).tobytes(), colorfmt="rgb", bufferfmt="ubyte"
+        )
         self.texture = texture
         image = self.ids.image
         image.texture = texture
@@ -263,7 +280,9 @@ class OfficeStillViewer(StencilView):
         scatter = self.ids.scatter
         new = min(max(scatter.scale * factor, scatter.scale_min), scatter.scale_max)
         if new != scatter.scale:
-            scatter.apply_transform(Matrix().scale(new / scatter.scale, new / scatter.scale, 1), anchor=self.center)
+            scatter.apply_transform(
+                Matrix().scale(new / scatter.scale, new / scatter.scale, 1), anchor=self.center
+            )
         self.zoom = scatter.scale
 
     def _set_scale(self, scale: float) -> None:
@@ -310,8 +329,12 @@ class OfficeInviteScreen(OfficeScreen):
 
 
 _SCREEN_CLASSES: dict[str, type[OfficeScreen]] = {
-    "waiting": OfficeWaitingScreen, "in_call": OfficeCallScreen, "document": OfficeDocumentScreen,
-    "still": OfficeStillScreen, "invite": OfficeInviteScreen, "assist": OfficeAssistScreen,
+    "waiting": OfficeWaitingScreen,
+    "in_call": OfficeCallScreen,
+    "document": OfficeDocumentScreen,
+    "still": OfficeStillScreen,
+    "invite": OfficeInviteScreen,
+    "assist": OfficeAssistScreen,
 }
 
 

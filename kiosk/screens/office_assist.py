@@ -62,7 +62,11 @@ class MarkPad(MarksLayer):
 
     def on_touch_down(self, touch: Any) -> bool:
         rect = self.picture_rect()
-        frac = to_fraction(touch.x, touch.y, rect) if rect is not None and self.collide_point(*touch.pos) else None
+        frac = (
+            to_fraction(touch.x, touch.y, rect)
+            if rect is not None and self.collide_point(*touch.pos)
+            else None
+        )
         if frac is None:
             return False
         touch.grab(self)

@@ -47,21 +47,28 @@ async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
     from relay_server.config import load_relay_config
     from relay_server.server import RelayServer
 
-    relay_cfg = replace(load_relay_config(ROOT / "config" / "relay.toml"), database="", port=0, ring_timeout=8.0)
+    relay_cfg = replace(
+        load_relay_config(ROOT / "config" / "relay.toml"), database="", port=0, ring_timeout=8.0
+    )
     srv = await RelayServer(relay_with_second_counter(relay_cfg)).start(host="127.0.0.1", port=0)
-    counter_cfg = small_media(load_terminal_config(ROOT / "config" / "counter.toml", "counter"),
-                              (640, 360), (1280, 720))
+    counter_cfg = small_media(
+        load_terminal_config(ROOT / "config" / "counter.toml", "counter"), (640, 360), (1280, 720)
+    )
     resident = await HeadlessCounter(counter_cfg, url=srv.url).start()
     resident2 = await HeadlessCounter(second_counter_config(counter_cfg), url=srv.url).start()
     await resident.wait_up()
     await resident2.wait_up()
-    colleague = HeadlessStation(small_media(load_terminal_config(ROOT / "config" / "office-2.toml", "office"),
-                                            (640, 360), None), auto_answer=None, url=srv.url)
+    colleague = HeadlessStation(
+        small_media(load_terminal_config(ROOT / "config" / "office-2.toml", "office"), (640, 360), None),
+        auto_answer=None,
+        url=srv.url,
+    )
     await colleague.start()
     await colleague.wait_up()
     office = load_terminal_config(ROOT / "config" / "office.toml", "office")
-    office = small_media(office.with_overrides(ui=replace(office.ui, ring_sound=False, fullscreen=False)),
-                         (640, 360), None)
+    office = small_media(
+        office.with_overrides(ui=replace(office.ui, ring_sound=False, fullscreen=False)), (640, 360), None
+    )
     office = window_sized(office)
     app = OfficeApp(office, url=srv.url, taken_shown=30.0)
     shots: list[Path] = []
@@ -98,22 +105,34 @@ async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
             await ui.frames(2)
             await ui.tap(waiting.card(first).ids.answer)
             call_screen = app.screen("in_call")
-            await ui.until(lambda: app.state_name == "in_call"
-                           and call_screen.ids.big_view.frames_shown > 2
-                           and call_screen.ids.small_tile.ids.video.frames_shown > 0, 60, "video in the call")
-            await ui.until(lambda: all(r.connected for r in call_screen.ids.members.children), 10,
-                           "members connected")
+            await ui.until(
+                lambda: (
+                    app.state_name == "in_call"
+                    and call_screen.ids.big_view.frames_shown > 2
+                    and call_screen.ids.small_tile.ids.video.frames_shown > 0
+                ),
+                60,
+                "video in the call",
+            )
+            await ui.until(
+                lambda: all(r.connected for r in call_screen.ids.members.children), 10, "members connected"
+            )
             await resident2.end()
             await ui.until(lambda: app.ringing_count == 0 and not colleague.in_call, 10, "no other calls")
             await shoot("in-call")
             await ui.tap(call_screen.ids.small_tile)
-            await ui.until(lambda: app.big == "document" and call_screen.ids.big_view.has_frame, 5, "papers large")
+            await ui.until(
+                lambda: app.big == "document" and call_screen.ids.big_view.has_frame, 5, "papers large"
+            )
             await shoot("in-call-papers")
 
             await ui.tap(call_screen.ids.fullscreen)
             doc = app.screen("document")
-            await ui.until(lambda: app.screen_name == "document" and doc.ids.doc_view.frames_shown > 0, 5,
-                           "papers full screen")
+            await ui.until(
+                lambda: app.screen_name == "document" and doc.ids.doc_view.frames_shown > 0,
+                5,
+                "papers full screen",
+            )
             await shoot("document")
             await ui.tap(doc.ids.still)
             await ui.until(lambda: app.screen_name == "still", 60, "the still")
@@ -128,8 +147,15 @@ async def office_scenes(out_dir: Path, *, prefix: str = "office") -> list[Path]:
             await shoot("invite")
             colleague.auto_answer = 0.0
             await ui.tap(app.screen("invite").button("terminal", "office-tobetsu-2"))
-            await ui.until(lambda: app.can_leave and len(call_screen.member_texts()) == 3
-                           and all(r.connected for r in call_screen.ids.members.children), 15, "colleague joined")
+            await ui.until(
+                lambda: (
+                    app.can_leave
+                    and len(call_screen.member_texts()) == 3
+                    and all(r.connected for r in call_screen.ids.members.children)
+                ),
+                15,
+                "colleague joined",
+            )
             await shoot("in-call-colleague")
 
             await ui.tap(call_screen.ids.leave)

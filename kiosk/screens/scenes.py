@@ -18,7 +18,9 @@ def window_sized(cfg: TerminalConfig) -> TerminalConfig:
     return cfg.with_overrides(ui=replace(cfg.ui, width=width, height=height))
 
 
-def small_media(cfg: TerminalConfig, camera: tuple[int, int], document: tuple[int, int] | None) -> TerminalConfig:
+def small_media(
+    cfg: TerminalConfig, camera: tuple[int, int], document: tuple[int, int] | None
+) -> TerminalConfig:
     """The config with synthetic sources of the given sizes and media on 127.0.0.1."""
     media = cfg.media
     assert media is not None
@@ -28,4 +30,3 @@ def small_media(cfg: TerminalConfig, camera: tuple[int, int], document: tuple[in
     cam = CameraConfig("synthetic:camera", camera[0], camera[1], 15.0)
     net = replace(media.network, ice_addresses=("127.0.0.1",))
     return cfg.with_overrides(media=replace(media, camera=cam, document_camera=doc, network=net))
-

@@ -65,7 +65,6 @@ class KioskApp(App):
         super()._stop(*largs)
         App._running_app = self
 
-
     # -- for kv --------------------------------------------------------------------------------
     def tr(self, key: str, lang: str | None = None, **fields: Any) -> str:
         """The translated text of ``key`` (pass ``app.lang`` from kv so it updates on a switch)."""

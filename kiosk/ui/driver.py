@@ -57,8 +57,11 @@ async def running_app(app: App, *, timeout: float = 20.0) -> AsyncIterator[UiDri
     task = asyncio.get_running_loop().create_task(app.async_run(async_lib="asyncio"), name="kivy-app")
     driver = UiDriver(app)
     try:
-        await driver.until(lambda: task.done() or (app.root is not None and EventLoop.status == "started"),
-                           timeout, "the app to start")
+        await driver.until(
+            lambda: task.done() or (app.root is not None and EventLoop.status == "started"),
+            timeout,
+            "the app to start",
+        )
         if task.done():
             task.result()  # raises what build() raised
             raise RuntimeError("the app stopped while starting")
@@ -107,11 +110,15 @@ def label_problems(root: Widget) -> list[str]:
             tw, th = w.texture_size
             name = f"{type(w).__name__} {strip_markup(w.text)[:40]!r}"
             if tw > w.width + 2 or th > w.height + 2:
-                problems.append(f"{name}: text {tw:.0f}x{th:.0f} px in a {w.width:.0f}x{w.height:.0f} px widget")
+                problems.append(
+                    f"{name}: text {tw:.0f}x{th:.0f} px in a {w.width:.0f}x{w.height:.0f} px widget"
+                )
             plain = strip_markup(w.text)
             if has_japanese(plain):
-                lines = ["".join(word.text for word in line.words)
-                         for line in getattr(w._label, "_cached_lines", [])]
+                lines = [
+                    "".join(word.text for word in line.words)
+                    for line in getattr(w._label, "_cached_lines", [])
+                ]
                 for bad in mid_word_breaks(plain, lines):
                     problems.append(f"{name}: Japanese broken mid-word at {bad!r}")
         for child in w.children:
@@ -211,8 +218,9 @@ class UiDriver:
         touch = await self.touch_down(pos)
         await self.touch_up(touch)
 
-    async def hold(self, pos: tuple[float, float], until: Callable[[], Any], timeout: float = 10.0,
-                   what: str = "") -> None:
+    async def hold(
+        self, pos: tuple[float, float], until: Callable[[], Any], timeout: float = 10.0, what: str = ""
+    ) -> None:
         """Hold a finger at ``pos`` until ``until()`` is true, then lift it."""
         await self.settle()
         touch = await self.touch_down(pos)

@@ -52,8 +52,9 @@ def _fontconfig_font() -> str | None:
     if shutil.which("fc-match") is None:
         return None
     try:
-        out = subprocess.run(["fc-match", "-f", "%{file}", ":lang=ja"], capture_output=True, text=True,
-                             timeout=5, check=False).stdout.strip()
+        out = subprocess.run(
+            ["fc-match", "-f", "%{file}", ":lang=ja"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return out or None
@@ -98,12 +99,16 @@ def find_cjk_font(configured: str = "", *, probe: str = PROBE) -> Path:
         if missing:
             tried.append(f"{path}: lacks {''.join(sorted(missing))!r}")
             if path == configured:
-                raise FontNotFound(f"[terminal] font = {configured!r} has no glyphs for "
-                                   f"{''.join(sorted(missing))!r}; it is not a Japanese font")
+                raise FontNotFound(
+                    f"[terminal] font = {configured!r} has no glyphs for "
+                    f"{''.join(sorted(missing))!r}; it is not a Japanese font"
+                )
             continue
         return Path(path)
-    raise FontNotFound("no Japanese font found; install one with `apt-get install fonts-ipaexfont-gothic` "
-                       "(scripts/setup does) or set [terminal] font. Tried:\n  " + "\n  ".join(tried))
+    raise FontNotFound(
+        "no Japanese font found; install one with `apt-get install fonts-ipaexfont-gothic` "
+        "(scripts/setup does) or set [terminal] font. Tried:\n  " + "\n  ".join(tried)
+    )
 
 
 def missing_glyphs(path: str | Path, text: Iterable[str]) -> set[str]:

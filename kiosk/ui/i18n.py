@@ -76,8 +76,10 @@ def _flatten(data: Mapping[str, Any], prefix: str, source: str, out: dict[str, d
             missing = [lang for lang in LANGUAGES if not isinstance(value.get(lang), str)]
             extra = [k for k in value if k not in LANGUAGES]
             if missing or extra:
-                raise TranslationError(f"{source}: {key!r} needs exactly {LANGUAGES} as strings "
-                                       f"(missing {missing}, unexpected {extra})")
+                raise TranslationError(
+                    f"{source}: {key!r} needs exactly {LANGUAGES} as strings "
+                    f"(missing {missing}, unexpected {extra})"
+                )
             if key in out:
                 raise TranslationError(f"{source}: {key!r} is already defined in another table")
             out[key] = dict(value)

@@ -32,8 +32,9 @@ def save_screenshot(path: str | Path) -> Path:
     return target
 
 
-async def shoot_languages(app: Any, driver: Any, directory: str | Path, stem: str,
-                          languages: tuple[str, ...] = ("ja", "en")) -> list[Path]:
+async def shoot_languages(
+    app: Any, driver: Any, directory: str | Path, stem: str, languages: tuple[str, ...] = ("ja", "en")
+) -> list[Path]:
     """Save ``<directory>/<stem>-<lang>.png`` for each language, then restore the app's language.
 
     Args:

@@ -71,12 +71,22 @@ async def run(names: list[str], out_dir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="scripts/screenshots", description=__doc__)
-    p.add_argument("apps", nargs="*", default=list(SCENES), help=f"which apps (default: all of {list(SCENES)})")
+    p.add_argument(
+        "apps", nargs="*", default=list(SCENES), help=f"which apps (default: all of {list(SCENES)})"
+    )
     p.add_argument("--out", default="docs/screenshots", help="output folder")
-    p.add_argument("--size", action="append", type=parse_size, metavar="WxH",
-                   help="window size (repeatable; default 960x600, 1280x800 and 1920x1080)")
-    p.add_argument("--check", action="store_true",
-                   help="exit 1 if any label's text does not fit its widget or Japanese breaks mid-word")
+    p.add_argument(
+        "--size",
+        action="append",
+        type=parse_size,
+        metavar="WxH",
+        help="window size (repeatable; default 960x600, 1280x800 and 1920x1080)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if any label's text does not fit its widget or Japanese breaks mid-word",
+    )
     p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # one size, this process
     args = p.parse_args(argv)
     unknown = [a for a in args.apps if a not in SCENES]
@@ -87,8 +97,19 @@ def main(argv: list[str] | None = None) -> int:
         failed = problems = False
         for size in sizes:
             print(f"screenshots at {size[0]}x{size[1]}", flush=True)
-            code = subprocess.call([sys.executable, "-m", "kiosk.ui.screenshots_main", *args.apps, "--in-process",
-                                    "--out", str(size_dir(Path(args.out), size)), "--size", f"{size[0]}x{size[1]}"])
+            code = subprocess.call(
+                [
+                    sys.executable,
+                    "-m",
+                    "kiosk.ui.screenshots_main",
+                    *args.apps,
+                    "--in-process",
+                    "--out",
+                    str(size_dir(Path(args.out), size)),
+                    "--size",
+                    f"{size[0]}x{size[1]}",
+                ]
+            )
             failed |= code not in (0, 3)
             problems |= code == 3
         return 1 if failed or (args.check and problems) else 0

@@ -24,6 +24,7 @@ RATE = 22050
 
 def chime_samples(rate: int = RATE) -> np.ndarray:
     """One ring period (int16 mono): two soft notes (E5, C5) with decay, then silence; 3 s long."""
+
     def note(freq: float, seconds: float) -> np.ndarray:
         t = np.arange(int(rate * seconds)) / rate
         env = np.exp(-3.0 * t) * np.minimum(1.0, t * 200)  # quick fade-in, slow decay: no clicks

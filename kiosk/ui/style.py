@@ -10,8 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MIN_TOUCH_MM", "MIN_CONTRAST", "Palette", "PALETTE", "Sizes", "contrast_ratio", "rgba",
-           "TEXT_PAIRS"]
+__all__ = [
+    "MIN_TOUCH_MM",
+    "MIN_CONTRAST",
+    "Palette",
+    "PALETTE",
+    "Sizes",
+    "contrast_ratio",
+    "rgba",
+    "TEXT_PAIRS",
+]
 
 MIN_TOUCH_MM = 15.0
 MIN_CONTRAST = 4.5
@@ -22,7 +30,7 @@ def rgba(hex_colour: str, alpha: float = 1.0) -> tuple[float, float, float, floa
     h = hex_colour.lstrip("#")
     if len(h) != 6:
         raise ValueError(f"colour must be #RRGGBB, found {hex_colour!r}")
-    r, g, b = (int(h[i:i + 2], 16) / 255 for i in (0, 2, 4))
+    r, g, b = (int(h[i : i + 2], 16) / 255 for i in (0, 2, 4))
     return (r, g, b, alpha)
 
 
@@ -45,23 +53,23 @@ def contrast_ratio(fg: str, bg: str) -> float:
 class Palette:
     """Named colours; text pairs are in :data:`TEXT_PAIRS`."""
 
-    background: str = "#F6F4EF"      # warm off-white: calm, no glare
+    background: str = "#F6F4EF"  # warm off-white: calm, no glare
     text: str = "#1B1B1B"
-    text_muted: str = "#4A4A4A"      # secondary text, still 8:1 on background
+    text_muted: str = "#4A4A4A"  # secondary text, still 8:1 on background
     panel: str = "#FFFFFF"
-    primary: str = "#0B4F8A"         # department buttons
+    primary: str = "#0B4F8A"  # department buttons
     on_primary: str = "#FFFFFF"
-    unavailable: str = "#DCDAD5"     # greyed department buttons
+    unavailable: str = "#DCDAD5"  # greyed department buttons
     on_unavailable: str = "#3D3D3D"
-    danger: str = "#B3261E"          # cancel, hang up
+    danger: str = "#B3261E"  # cancel, hang up
     on_danger: str = "#FFFFFF"
-    neutral: str = "#3A4654"         # secondary buttons (back, language)
+    neutral: str = "#3A4654"  # secondary buttons (back, language)
     on_neutral: str = "#FFFFFF"
-    selected: str = "#1D6B3A"        # the current language, mute active
+    selected: str = "#1D6B3A"  # the current language, mute active
     on_selected: str = "#FFFFFF"
-    notice: str = "#FFF3CD"          # "consultation only" banner
+    notice: str = "#FFF3CD"  # "consultation only" banner
     on_notice: str = "#4D3800"
-    dark: str = "#1E2630"            # out of service, video backgrounds
+    dark: str = "#1E2630"  # out of service, video backgrounds
     on_dark: str = "#FFFFFF"
     on_dark_muted: str = "#C9D1DA"
 
@@ -70,10 +78,18 @@ PALETTE = Palette()
 
 # (foreground, background) pairs that carry text somewhere in the UI.
 TEXT_PAIRS: tuple[tuple[str, str], ...] = (
-    ("text", "background"), ("text_muted", "background"), ("text", "panel"), ("text_muted", "panel"),
-    ("on_primary", "primary"), ("on_unavailable", "unavailable"), ("on_danger", "danger"),
-    ("on_neutral", "neutral"), ("on_selected", "selected"), ("on_notice", "notice"),
-    ("on_dark", "dark"), ("on_dark_muted", "dark"),
+    ("text", "background"),
+    ("text_muted", "background"),
+    ("text", "panel"),
+    ("text_muted", "panel"),
+    ("on_primary", "primary"),
+    ("on_unavailable", "unavailable"),
+    ("on_danger", "danger"),
+    ("on_neutral", "neutral"),
+    ("on_selected", "selected"),
+    ("on_notice", "notice"),
+    ("on_dark", "dark"),
+    ("on_dark_muted", "dark"),
 )
 
 
@@ -88,7 +104,9 @@ class Sizes:
 
     width_px: int
     width_mm: float
-    text_scale: float = 1.0  # the counter's "larger text" toggle: every font ×1.3, targets unchanged or larger
+    text_scale: float = (
+        1.0  # the counter's "larger text" toggle: every font ×1.3, targets unchanged or larger
+    )
 
     @property
     def px_per_mm(self) -> float:

@@ -19,7 +19,9 @@ __all__ = ["break_allowed", "has_japanese", "mid_word_breaks", "segments", "stri
 _NO_START = set("、。，．,.:;!?！？）」』】〕〉》ー～ゃゅょっぁぃぅぇぉゎャュョッァィゥェォヵヶ・")
 _NO_END = set("（「『【〔〈《")
 _CLOSERS = set("、。，．！？）」』】〕〉》")
-_MARKUP = re.compile(r"\[/?(?:b|i|u|s|sub|sup|size|color|font|font_context|font_family|ref|anchor)(?:=[^\]]*)?\]")
+_MARKUP = re.compile(
+    r"\[/?(?:b|i|u|s|sub|sup|size|color|font|font_context|font_family|ref|anchor)(?:=[^\]]*)?\]"
+)
 
 
 def _kind(ch: str) -> str:
@@ -71,7 +73,12 @@ def segments(text: str) -> list[str]:
     out: list[str] = []
     start = 0
     for i in range(1, len(text)):
-        if text[i - 1] != "\n" and text[i] != "\n" and break_allowed(text[i - 1], text[i]) and not text[i].isspace():
+        if (
+            text[i - 1] != "\n"
+            and text[i] != "\n"
+            and break_allowed(text[i - 1], text[i])
+            and not text[i].isspace()
+        ):
             out.append(text[start:i])
             start = i
     out.append(text[start:])
@@ -124,5 +131,5 @@ def mid_word_breaks(text: str, lines: list[str]) -> list[str]:
         if text[pos] in "\n ":
             continue
         if pos > 0 and text[pos - 1] not in "\n " and not break_allowed(text[pos - 1], text[pos]):
-            bad.append(f"{text[max(0, pos - 4):pos]}|{text[pos:pos + 4]}")
+            bad.append(f"{text[max(0, pos - 4) : pos]}|{text[pos : pos + 4]}")
     return bad

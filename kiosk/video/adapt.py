@@ -29,9 +29,9 @@ __all__ = ["MIN_ADAPTED_WIDTH", "STEPS", "CameraAdaptation", "CameraAdapter"]
 log = logging.getLogger(__name__)
 
 STEPS = SENT_SCALES  # 1280×720 → 960×540 → 640×360 (frame stamps are read at these sizes too)
-MIN_ADAPTED_WIDTH = 640   # never scale a picture narrower than this (nor one that already is)
-WARM_UP_FRAMES = 10       # an encoder is judged only once it has taken this many frames
-START_CALM = 4.0          # seconds of keeping up per step while a call that started small grows
+MIN_ADAPTED_WIDTH = 640  # never scale a picture narrower than this (nor one that already is)
+WARM_UP_FRAMES = 10  # an encoder is judged only once it has taken this many frames
+START_CALM = 4.0  # seconds of keeping up per step while a call that started small grows
 
 
 @dataclass
@@ -44,12 +44,12 @@ class CameraAdapter:
     ``max_calm``), so a PC at its limit does not flip between two sizes.
     """
 
-    width: int                 # the configured width: what scale 1.0 means
+    width: int  # the configured width: what scale 1.0 means
     low: float = 0.85
     high: float = 0.95
     calm: float = 10.0
     max_calm: float = 120.0
-    relapse: float = 15.0      # a step down within this time after a step up counts as a relapse
+    relapse: float = 15.0  # a step down within this time after a step up counts as a relapse
     step: int = 0
     _calm_since: float | None = field(default=None, repr=False)
     _last_up: float | None = field(default=None, repr=False)
@@ -133,9 +133,17 @@ class CameraAdaptation:
         clock: monotonic seconds (tests).
     """
 
-    def __init__(self, source: ScalableSource, width: int, *, name: str = "camera", window: float = 2.0,
-                 adapter: CameraAdapter | None = None, clock: Callable[[], float] | None = None,
-                 start_small: bool = False) -> None:
+    def __init__(
+        self,
+        source: ScalableSource,
+        width: int,
+        *,
+        name: str = "camera",
+        window: float = 2.0,
+        adapter: CameraAdapter | None = None,
+        clock: Callable[[], float] | None = None,
+        start_small: bool = False,
+    ) -> None:
         self.source = source
         self.name = name
         self.window = window
@@ -143,7 +151,10 @@ class CameraAdaptation:
         if start_small and self.adapter.lowest_step:
             # As browsers do: the call opens with the smallest size (a small first key frame encodes and arrives
             # sooner, and leaves the CPU to the document camera's) and grows once the encoders show they keep up.
-            self.adapter.step, self.adapter.calm = self.adapter.lowest_step, min(self.adapter.calm, START_CALM)
+            self.adapter.step, self.adapter.calm = (
+                self.adapter.lowest_step,
+                min(self.adapter.calm, START_CALM),
+            )
             source.set_scale(self.adapter.scale)
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._tracks: list[_MeteredTrack] = []
@@ -171,8 +182,14 @@ class CameraAdaptation:
             captured, taken = now_captured, {id(t): t.taken for t in live}
             if scale is not None:
                 self.source.set_scale(scale)
-                event(log, "camera_adapted", camera=self.name, scale=scale, taken=",".join(map(str, counts)),
-                      why="the encoders fell behind" if scale < before else "the encoders keep up again")
+                event(
+                    log,
+                    "camera_adapted",
+                    camera=self.name,
+                    scale=scale,
+                    taken=",".join(map(str, counts)),
+                    why="the encoders fell behind" if scale < before else "the encoders keep up again",
+                )
 
     async def close(self) -> None:
         """Stop watching and give the camera back at full size."""

@@ -45,7 +45,9 @@ class ControlLink:
         self.on_message: Callable[[str, Mapping[str, Any]], Any] | None = None
         self.on_open: Callable[[str], Any] | None = None
         self._boxes: dict[str, _Outbox] = {}
-        self._pending: dict[str, deque[str]] = {}  # unsent messages of a member whose connection is being rebuilt
+        self._pending: dict[
+            str, deque[str]
+        ] = {}  # unsent messages of a member whose connection is being rebuilt
         self.sent = 0
 
     @property
@@ -71,6 +73,7 @@ class ControlLink:
                     self.on_open(member)
                 except Exception:
                     log.exception("control channel open handler failed for %s", member)
+
         if channel.readyState == "open":
             asyncio.get_running_loop().call_soon(opened)
         else:
@@ -107,7 +110,9 @@ class ControlLink:
     def send(self, messages: Iterable[str], member: str | None = None) -> None:
         """Queue text messages for ``member`` (None: every member), to go out in order."""
         messages = list(messages)
-        boxes = [self._boxes[member]] if member in self._boxes else [] if member else list(self._boxes.values())
+        boxes = (
+            [self._boxes[member]] if member in self._boxes else [] if member else list(self._boxes.values())
+        )
         if member and not boxes:
             log.warning("assist messages for %s dropped: no data channel to it", member)
         for box in boxes:
@@ -116,19 +121,25 @@ class ControlLink:
 
     def _kick(self, box: _Outbox) -> None:
         if box.task is None or box.task.done():
-            box.task = asyncio.get_running_loop().create_task(self._drain(box), name=f"assist-to-{box.member}")
+            box.task = asyncio.get_running_loop().create_task(
+                self._drain(box), name=f"assist-to-{box.member}"
+            )
 
     async def _drain(self, box: _Outbox) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             try:
                 await asyncio.wait_for(box.opened.wait(), OPEN_TIMEOUT)
             except TimeoutError:
-                log.warning("data channel to %s did not open; %d assist messages dropped", box.member, len(box.queue))
+                log.warning(
+                    "data channel to %s did not open; %d assist messages dropped", box.member, len(box.queue)
+                )
                 box.queue.clear()
                 return
             while box.queue:
                 if box.channel.readyState != "open":
-                    log.warning("data channel to %s closed; %d assist messages dropped", box.member, len(box.queue))
+                    log.warning(
+                        "data channel to %s closed; %d assist messages dropped", box.member, len(box.queue)
+                    )
                     box.queue.clear()
                     return
                 box.channel.send(box.queue.popleft())
@@ -137,6 +148,10 @@ class ControlLink:
                 # (a flooded transport looks like a dead link to the media watchdog).
                 await asyncio.sleep(0)
                 waited = 0.0
-                while box.channel.bufferedAmount > PACE_BYTES and box.channel.readyState == "open" and waited < 30.0:
+                while (
+                    box.channel.bufferedAmount > PACE_BYTES
+                    and box.channel.readyState == "open"
+                    and waited < 30.0
+                ):
                     await asyncio.sleep(PACE_POLL)
                     waited += PACE_POLL

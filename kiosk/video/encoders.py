@@ -58,8 +58,17 @@ from av.video.reformatter import Interpolation, VideoReformatter
 from common.logs import event
 
 __all__ = [
-    "CAMERA", "DOCUMENT", "PROFILES", "EncoderBackend", "EncoderProfile", "TrackVp8Encoder",
-    "choose_vp8_backend", "frame_profile", "profile_for", "tag_frame", "use_track_encoders",
+    "CAMERA",
+    "DOCUMENT",
+    "PROFILES",
+    "EncoderBackend",
+    "EncoderProfile",
+    "TrackVp8Encoder",
+    "choose_vp8_backend",
+    "frame_profile",
+    "profile_for",
+    "tag_frame",
+    "use_track_encoders",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,12 +142,33 @@ class EncoderProfile:
 
 
 #: The resident's / staff member's camera: CPU-aware speed, light denoiser.
-CAMERA = EncoderProfile(name="camera", min_bitrate=250_000, start_bitrate=500_000, max_bitrate=1_500_000,
-                        cpu_used=14, noise_sensitivity=1, static_thresh=1, screen_content=0, max_intra_rate=900)
+CAMERA = EncoderProfile(
+    name="camera",
+    min_bitrate=250_000,
+    start_bitrate=500_000,
+    max_bitrate=1_500_000,
+    cpu_used=14,
+    noise_sensitivity=1,
+    static_thresh=1,
+    screen_content=0,
+    max_intra_rate=900,
+)
 #: The document camera: still paper with small print.
-DOCUMENT = EncoderProfile(name="document", min_bitrate=300_000, start_bitrate=800_000, max_bitrate=2_500_000,
-                          cpu_used=-8, noise_sensitivity=0, static_thresh=100, screen_content=1, max_intra_rate=300,
-                          fps_hint=5, retarget_down=0.6, retarget_up=2.0, first_frame_scale=0.5)
+DOCUMENT = EncoderProfile(
+    name="document",
+    min_bitrate=300_000,
+    start_bitrate=800_000,
+    max_bitrate=2_500_000,
+    cpu_used=-8,
+    noise_sensitivity=0,
+    static_thresh=100,
+    screen_content=1,
+    max_intra_rate=300,
+    fps_hint=5,
+    retarget_down=0.6,
+    retarget_up=2.0,
+    first_frame_scale=0.5,
+)
 PROFILES: Mapping[str, EncoderProfile] = {"camera": CAMERA, "document": DOCUMENT}
 
 
@@ -221,8 +251,12 @@ def _open_vaapi(device: str, width: int, height: int, bitrate: int = CAMERA.star
     return ctx
 
 
-def choose_vp8_backend(*, probe: Callable[[], tuple[str | None, str]] = _vaapi_probe,
-                       try_open: Callable[[str, int, int], Any] = _open_vaapi, refresh: bool = False) -> EncoderBackend:
+def choose_vp8_backend(
+    *,
+    probe: Callable[[], tuple[str | None, str]] = _vaapi_probe,
+    try_open: Callable[[str, int, int], Any] = _open_vaapi,
+    refresh: bool = False,
+) -> EncoderBackend:
     """The VP8 encoder for this process, chosen once: VAAPI if present and it opens, else libvpx.
 
     Args:
@@ -306,8 +340,11 @@ class TrackVp8Encoder(Vp8Encoder):
             self.profile = profile
             # aiortc builds the encoder before it sees a frame: the first frame says which track this is.
             first = self.stats.frames == 0 and self.codec is None
-            self._target = profile.start_bitrate if first else max(profile.min_bitrate,
-                                                                    min(self._target, profile.max_bitrate))
+            self._target = (
+                profile.start_bitrate
+                if first
+                else max(profile.min_bitrate, min(self._target, profile.max_bitrate))
+            )
         if self.codec is not None:
             self.stats.recreated += 1
         bitrate = self._target
@@ -326,7 +363,9 @@ class TrackVp8Encoder(Vp8Encoder):
         # The frames' clock (kiosk.video.sources: 90 kHz): libvpx's rate control and its CPU-aware speed both
         # work from the frame times (aiortc leaves PyAV's default of 1/1000000 against 90 kHz timestamps).
         codec.time_base = frame.time_base or VIDEO_TIME_BASE_90K
-        codec.framerate = fractions.Fraction(profile.fps_hint, 1)  # libvpx then measures it from the frame times
+        codec.framerate = fractions.Fraction(
+            profile.fps_hint, 1
+        )  # libvpx then measures it from the frame times
         codec.gop_size = profile.gop
         codec.qmin, codec.qmax = profile.qmin, profile.qmax
         codec.thread_count = max(1, min(profile.threads, os.cpu_count() or 1))
@@ -339,14 +378,22 @@ class TrackVp8Encoder(Vp8Encoder):
 
     def _smaller(self, frame: VideoFrame, scale: float) -> VideoFrame:
         width, height = (max(16, round(side * scale / 2) * 2) for side in (frame.width, frame.height))
-        small = self._reformatter.reformat(frame, width=width, height=height, format="yuv420p",
-                                           interpolation=Interpolation.AREA)
+        small = self._reformatter.reformat(
+            frame, width=width, height=height, format="yuv420p", interpolation=Interpolation.AREA
+        )
         small.pts, small.time_base = frame.pts, frame.time_base
         return small
 
     def _hardware_failed(self, err: BaseException) -> None:
-        event(log, "video_encoder_fallback", level=logging.WARNING, codec=self.backend.codec,
-              device=self.backend.device or "-", error=f"{type(err).__name__}: {err}", using="libvpx")
+        event(
+            log,
+            "video_encoder_fallback",
+            level=logging.WARNING,
+            codec=self.backend.codec,
+            device=self.backend.device or "-",
+            error=f"{type(err).__name__}: {err}",
+            using="libvpx",
+        )
         self.backend = EncoderBackend("libvpx", None, f"software (libvpx): VAAPI failed: {err}")
         self.codec = None
 
@@ -355,8 +402,11 @@ class TrackVp8Encoder(Vp8Encoder):
         profile = frame_profile(frame) or self.profile
         if frame.format.name != "yuv420p":
             frame = self._reformatter.reformat(frame, format="yuv420p")
-        first_small = self.stats.frames == 0 and profile.first_frame_scale < 1.0 and \
-            frame.width * profile.first_frame_scale >= MIN_FIRST_FRAME_WIDTH
+        first_small = (
+            self.stats.frames == 0
+            and profile.first_frame_scale < 1.0
+            and frame.width * profile.first_frame_scale >= MIN_FIRST_FRAME_WIDTH
+        )
         if first_small:
             frame = self._smaller(frame, profile.first_frame_scale)
         if self._needs_new_codec(frame, profile):

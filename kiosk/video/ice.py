@@ -149,20 +149,27 @@ def ice_servers_from_welcome(servers: Iterable[Mapping[str, Any]] | None) -> lis
         elif isinstance(urls, list) and urls and all(isinstance(u, str) for u in urls):
             url_list = list(urls)
         else:
-            raise IceConfigError(f"welcome.ice_servers[{i}]: 'urls' must be a string or a list of strings, "
-                                 f"got {urls!r}")
+            raise IceConfigError(
+                f"welcome.ice_servers[{i}]: 'urls' must be a string or a list of strings, got {urls!r}"
+            )
         for url in url_list:
             if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
-                raise IceConfigError(f"welcome.ice_servers[{i}]: '{url}' is not a stun:, stuns:, turn: or turns: URL")
-        out.append(RTCIceServer(
-            urls=url_list if len(url_list) > 1 else url_list[0],
-            username=entry.get("username"),
-            credential=entry.get("credential"),
-        ))
+                raise IceConfigError(
+                    f"welcome.ice_servers[{i}]: '{url}' is not a stun:, stuns:, turn: or turns: URL"
+                )
+        out.append(
+            RTCIceServer(
+                urls=url_list if len(url_list) > 1 else url_list[0],
+                username=entry.get("username"),
+                credential=entry.get("credential"),
+            )
+        )
     return out
 
 
-def rtc_configuration(ice_servers: Iterable[Mapping[str, Any] | RTCIceServer] | None = None) -> RTCConfiguration:
+def rtc_configuration(
+    ice_servers: Iterable[Mapping[str, Any] | RTCIceServer] | None = None,
+) -> RTCConfiguration:
     """An ``RTCConfiguration`` with an explicit server list, so aiortc never adds a public STUN server.
 
     Args:

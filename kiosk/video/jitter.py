@@ -34,7 +34,9 @@ __all__ = ["STALE_GAP", "FrameEndJitterBuffer", "use_frame_end_jitter_buffer"]
 log = logging.getLogger(__name__)
 
 
-STALE_GAP = 1.0  # seconds of media time a missing packet may hold up a video track before its frames are dropped
+STALE_GAP = (
+    1.0  # seconds of media time a missing packet may hold up a video track before its frames are dropped
+)
 _VIDEO_CLOCK = 90000
 
 
@@ -52,8 +54,11 @@ class FrameEndJitterBuffer(JitterBuffer):
             if held is not None:
                 oldest = held
                 break
-        if oldest is None or (packet.timestamp - oldest.timestamp) % (1 << 32) <= STALE_GAP * _VIDEO_CLOCK \
-                or (packet.timestamp - oldest.timestamp) % (1 << 32) >= (1 << 31):
+        if (
+            oldest is None
+            or (packet.timestamp - oldest.timestamp) % (1 << 32) <= STALE_GAP * _VIDEO_CLOCK
+            or (packet.timestamp - oldest.timestamp) % (1 << 32) >= (1 << 31)
+        ):
             return pli_flag, frame
         # Drop everything before the newest frame's first packet we hold, then ask for a key frame.
         while self._origin != packet.sequence_number:

@@ -101,11 +101,14 @@ class GatedAudioTrack(MediaStreamTrack):
     async def recv(self) -> av.AudioFrame:
         frame = await self._source.recv()
         if not isinstance(frame, av.AudioFrame):
-            raise TypeError(f"GatedAudioTrack: the microphone track produced {type(frame).__name__}, not audio")
+            raise TypeError(
+                f"GatedAudioTrack: the microphone track produced {type(frame).__name__}, not audio"
+            )
         if not self.muted:
             return frame
         silent = av.AudioFrame.from_ndarray(
-            np.zeros_like(frame.to_ndarray()), format=frame.format.name, layout=frame.layout.name)
+            np.zeros_like(frame.to_ndarray()), format=frame.format.name, layout=frame.layout.name
+        )
         silent.sample_rate = frame.sample_rate
         silent.pts = frame.pts
         silent.time_base = frame.time_base or fractions.Fraction(1, frame.sample_rate)

@@ -49,5 +49,8 @@ def reconcile(me: str, listed: Iterable[object], connected: Iterable[str]) -> Me
     """Reconcile the relay's member list (``call_state.members``; anything not a string is ignored) with the
     members ``me`` has peers for (``connected``)."""
     members = [m for m in listed if isinstance(m, str)]
-    return MemberChanges(order=members, gone=[m for m in connected if m not in members],
-                         present=[m for m in members if m != me])
+    return MemberChanges(
+        order=members,
+        gone=[m for m in connected if m not in members],
+        present=[m for m in members if m != me],
+    )

@@ -36,9 +36,9 @@ def image_size(data: bytes) -> tuple[str, int, int]:
         while i + 9 < len(data):
             if data[i] != 0xFF:
                 break
-            marker, length = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+            marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
             if marker in (0xC0, 0xC1, 0xC2):
-                h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
                 return "jpeg", w, h
             i += 2 + length
     raise PaperError("not a PNG or JPEG image")
@@ -66,7 +66,9 @@ def pdf_pages(path: Path) -> int:
 
 def render_pdf_page(path: Path, page: int, dpi: int = RENDER_DPI) -> PageImage:
     """Page ``page`` (1-based) of a PDF as a PNG."""
-    data = _run(["pdftoppm", "-png", "-r", str(dpi), "-f", str(page), "-l", str(page), "-singlefile", str(path)])
+    data = _run(
+        ["pdftoppm", "-png", "-r", str(dpi), "-f", str(page), "-l", str(page), "-singlefile", str(path)]
+    )
     fmt, w, h = image_size(data)
     return PageImage(data, fmt, w, h)
 

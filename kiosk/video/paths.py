@@ -31,8 +31,10 @@ __all__ = [
     "split_ice_servers",
 ]
 
-_URL = re.compile(r"(?P<scheme>stuns?|turns?):(?P<host>\[[0-9a-fA-F:.]+\]|[^?:\[\]]+)(?::(?P<port>\d+))?"
-                  r"(?:\?transport=(?P<transport>udp|tcp))?$")
+_URL = re.compile(
+    r"(?P<scheme>stuns?|turns?):(?P<host>\[[0-9a-fA-F:.]+\]|[^?:\[\]]+)(?::(?P<port>\d+))?"
+    r"(?:\?transport=(?P<transport>udp|tcp))?$"
+)
 
 # Why a probe failed: the values of ProbeResult.failure, each with what a technician does about it.
 FAILURES = {
@@ -41,7 +43,7 @@ FAILURES = {
     "unreachable": "no route to the TURN host from this PC",
     "dns": "the TURN host name does not resolve",
     "unauthorized": "the TURN server refused the credentials (turn_secret differs from coturn's "
-                    "static-auth-secret, or a clock is wrong)",
+    "static-auth-secret, or a clock is wrong)",
     "tls_untrusted": "the TURN server's certificate is not trusted by this PC (private CA: [relay] ca_file)",
     "tls_name": "the TURN server's certificate is for another name than the URL's host",
     "tls_error": "the TLS handshake with the TURN server failed",
@@ -151,7 +153,8 @@ class ProbeResult:
     def explain(self) -> str:
         if self.ok:
             return f"{self.path.url}: allocation in {self.seconds * 1000:.0f} ms" + (
-                f"; it sees this PC as {self.mapped}" if self.mapped else "")
+                f"; it sees this PC as {self.mapped}" if self.mapped else ""
+            )
         why = FAILURES.get(self.failure or "error", FAILURES["error"])
         return f"{self.path.url}: {why} ({self.detail})" if self.detail else f"{self.path.url}: {why}"
 

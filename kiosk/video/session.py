@@ -119,11 +119,15 @@ class SessionState(enum.Enum):
     ENDED = "ended"
 
 
-_TRANSITIONS: TransitionTable[SessionState] = TransitionTable("call session", {
-    SessionState.WAITING: {SessionState.ACTIVE, SessionState.ENDED},
-    SessionState.ACTIVE: {SessionState.ENDED},
-    SessionState.ENDED: set(),
-}, label=by_value)
+_TRANSITIONS: TransitionTable[SessionState] = TransitionTable(
+    "call session",
+    {
+        SessionState.WAITING: {SessionState.ACTIVE, SessionState.ENDED},
+        SessionState.ACTIVE: {SessionState.ENDED},
+        SessionState.ENDED: set(),
+    },
+    label=by_value,
+)
 
 
 class EventKind(enum.StrEnum):
@@ -242,7 +246,9 @@ class _Peer:
     path: IcePath | None = None  # the one TURN path this peer connection may use (None: host/STUN only)
     attempt: int = 1
     created_at: float = field(default_factory=time.monotonic)
-    answered_at: float | None = None  # offer and answer both applied: from here ICE has attempt_timeout to connect
+    answered_at: float | None = (
+        None  # offer and answer both applied: from here ICE has attempt_timeout to connect
+    )
     down: bool = False  # its media stopped; a new peer connection is being set up
 
 
@@ -420,8 +426,10 @@ class CallSession:
         member = member or self.counter_id
         peer = self._peers.get(member) if member else None
         if peer is None or peer.channel is None or peer.channel.readyState != "open":
-            raise SessionError(f"no open data channel to {member!r} in call {self.call_id} "
-                               f"(session {self.state.value}); stills come from the counter once connected")
+            raise SessionError(
+                f"no open data channel to {member!r} in call {self.call_id} "
+                f"(session {self.state.value}); stills come from the counter once connected"
+            )
         sid = f"{self.terminal_id}-{next(self._still_ids)}"
         fut: asyncio.Future[stills.Still] = asyncio.get_running_loop().create_future()
         self._still_waiters[sid] = fut
@@ -431,11 +439,24 @@ class CallSession:
         finally:
             self._still_waiters.pop(sid, None)
 
-    async def wait_event(self, kind: EventKind, *, member: str | None = None, track: str | None = None,
-                         timeout: float = 10.0, past: bool = True) -> SessionEvent:
+    async def wait_event(
+        self,
+        kind: EventKind,
+        *,
+        member: str | None = None,
+        track: str | None = None,
+        timeout: float = 10.0,
+        past: bool = True,
+    ) -> SessionEvent:
         """Wait for an event of ``kind`` (optionally for one member/track); ``past`` includes earlier ones."""
+
         def match(e: SessionEvent) -> bool:
-            return e.kind == kind and (member is None or e.member == member) and (track is None or e.track == track)
+            return (
+                e.kind == kind
+                and (member is None or e.member == member)
+                and (track is None or e.track == track)
+            )
+
         if past:
             for e in self.events:
                 if match(e):
@@ -446,9 +467,11 @@ class CallSession:
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
-            raise TimeoutError(f"{self.terminal_id}: no '{kind.value}' event (member={member}, track={track}) "
-                               f"within {timeout} s; session {self.state.value}, "
-                               f"events so far: {[e.kind.value for e in self.events]}") from None
+            raise TimeoutError(
+                f"{self.terminal_id}: no '{kind.value}' event (member={member}, track={track}) "
+                f"within {timeout} s; session {self.state.value}, "
+                f"events so far: {[e.kind.value for e in self.events]}"
+            ) from None
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(entry)
@@ -507,8 +530,14 @@ class CallSession:
         if self.state is SessionState.ENDED:
             return
         call = msg.get("call")
-        if self.call_id is None and isinstance(call, str) and (
-                (kind == "ringing" and self.role == "counter") or (kind == "call_state" and self.role == "office")):
+        if (
+            self.call_id is None
+            and isinstance(call, str)
+            and (
+                (kind == "ringing" and self.role == "counter")
+                or (kind == "call_state" and self.role == "office")
+            )
+        ):
             self.call_id = call
         if call is None or call != self.call_id:
             return
@@ -565,8 +594,9 @@ class CallSession:
             self.order.append(member)
         if member in self._peers:
             peer = self._peers[member]
-            if not peer.offerer and (peer.down or (peer.connected_at is None
-                                                   and time.monotonic() - peer.created_at > 1.0)):
+            if not peer.offerer and (
+                peer.down or (peer.connected_at is None and time.monotonic() - peer.created_at > 1.0)
+            ):
                 # We are back on the relay and our media to them is down: ask them to offer again now.
                 await self._signal_to(member, {"kind": "restart", "reason": "relay link back"})
             return
@@ -622,8 +652,13 @@ class CallSession:
         pc = RTCPeerConnection(rtc_configuration(servers))
         peer = _Peer(member=member, pc=pc, offerer=offerer, path=path, attempt=attempt)
         self._peers[member] = peer
-        log.info("%s: media to %s, attempt %d, over %s", self.terminal_id, member, attempt,
-                 path.url if path is not None else "host/STUN candidates only (no TURN server)")
+        log.info(
+            "%s: media to %s, attempt %d, over %s",
+            self.terminal_id,
+            member,
+            attempt,
+            path.url if path is not None else "host/STUN candidates only (no TURN server)",
+        )
 
         @pc.on("connectionstatechange")
         def _state() -> None:
@@ -685,8 +720,12 @@ class CallSession:
         if not (getattr(cfg, "adapt", False) and hasattr(camera, "set_scale")):
             return camera.track()
         if self._adaptation is None:
-            self._adaptation = CameraAdaptation(camera, cfg.width, name=f"{self.terminal_id} camera",  # type: ignore[arg-type, union-attr]
-                                                start_small=True)
+            self._adaptation = CameraAdaptation(
+                camera,  # type: ignore[arg-type]
+                cfg.width,  # type: ignore[union-attr]
+                name=f"{self.terminal_id} camera",
+                start_small=True,
+            )
         return self._adaptation.track()
 
     def _prefer_codec(self, transceiver: RTCRtpTransceiver) -> None:
@@ -703,11 +742,14 @@ class CallSession:
         peer = self._new_peer(member, offerer=True, attempt=attempt)
         pc = peer.pc
         audio = self._local_track(peer, "audio")
-        t_audio = pc.addTransceiver(audio if audio is not None else "audio",
-                                    direction="sendrecv" if audio is not None else "recvonly")
+        t_audio = pc.addTransceiver(
+            audio if audio is not None else "audio", direction="sendrecv" if audio is not None else "recvonly"
+        )
         camera = self._local_track(peer, "camera")
-        t_camera = pc.addTransceiver(camera if camera is not None else "video",
-                                     direction="sendrecv" if camera is not None else "recvonly")
+        t_camera = pc.addTransceiver(
+            camera if camera is not None else "video",
+            direction="sendrecv" if camera is not None else "recvonly",
+        )
         self._prefer_codec(t_camera)
         transceivers = [(t_audio, "audio"), (t_camera, "camera")]
         document = self._local_track(peer, "document")
@@ -720,12 +762,16 @@ class CallSession:
         if self._peers.get(member) is not peer:
             return  # replaced while gathering
         peer.labels = {str(t.mid): label for t, label in transceivers}
-        await self._signal_to(member, {"kind": "offer", "sdp": pc.localDescription.sdp, "tracks": peer.labels})
+        await self._signal_to(
+            member, {"kind": "offer", "sdp": pc.localDescription.sdp, "tracks": peer.labels}
+        )
 
     async def _on_offer(self, sender: str, data: Mapping[str, Any]) -> None:
         existing = self._peers.get(sender)
         if existing is not None:
-            if existing.offerer and offers_to(self.terminal_id, sender, counter=self.counter_id, order=self.order):
+            if existing.offerer and offers_to(
+                self.terminal_id, sender, counter=self.counter_id, order=self.order
+            ):
                 log.warning("%s: glare with %s; keeping our own offer", self.terminal_id, sender)
                 return
             # A new offer from the same member replaces the old connection (the other side restarted it).
@@ -748,7 +794,9 @@ class CallSession:
                 t.direction = "sendrecv"
         await self._gather(peer, await pc.createAnswer())
         peer.answered_at = time.monotonic()
-        await self._signal_to(sender, {"kind": "answer", "sdp": pc.localDescription.sdp, "tracks": peer.labels})
+        await self._signal_to(
+            sender, {"kind": "answer", "sdp": pc.localDescription.sdp, "tracks": peer.labels}
+        )
 
     def _label(self, peer: _Peer, transceiver: RTCRtpTransceiver) -> str:
         mid = str(transceiver.mid)
@@ -773,8 +821,11 @@ class CallSession:
     # -- media events ----------------------------------------------------------------------------
     def _on_track(self, peer: _Peer, track: MediaStreamTrack) -> None:
         transceiver = next((t for t in peer.pc.getTransceivers() if t.receiver.track is track), None)
-        label = self._label(peer, transceiver) if transceiver is not None else (
-            "audio" if track.kind == "audio" else "camera")
+        label = (
+            self._label(peer, transceiver)
+            if transceiver is not None
+            else ("audio" if track.kind == "audio" else "camera")
+        )
         key = (peer.member, label)
 
         def first() -> None:
@@ -784,6 +835,7 @@ class CallSession:
         remote = RemoteTrack(member=peer.member, label=label, track=counting)
         if track.kind == "video":
             from kiosk.video.sink import FrameSink, consume_track
+
             sink = self._sinks.get(key)
             if sink is None:
                 sink = self._sinks[key] = FrameSink(f"{peer.member}/{label}")
@@ -791,6 +843,7 @@ class CallSession:
             coro: Awaitable[Any] = consume_track(counting, remote.frame_sink)
         else:
             from kiosk.devices.audio import open_audio_sink
+
             remote.audio_sink = open_audio_sink(self.audio_output)
             coro = remote.audio_sink.consume(counting)
         remote.task = self._spawn(self._consume(coro, key), peer)
@@ -826,19 +879,31 @@ class CallSession:
             path["url"] = peer.path.url
         self._media_paths[peer.member] = path
         self._ever_connected.add(peer.member)
-        log.info("%s: media to %s connected over %s (attempt %d, %s)", self.terminal_id, peer.member,
-                 path.get("summary", "?"), peer.attempt, path.get("url", "no TURN"))
+        log.info(
+            "%s: media to %s connected over %s (attempt %d, %s)",
+            self.terminal_id,
+            peer.member,
+            path.get("summary", "?"),
+            peer.attempt,
+            path.get("url", "no TURN"),
+        )
         self._emit(SessionEvent(EventKind.MEDIA_PATH, member=peer.member, detail=dict(path)))
         if self.call_id is not None:
             summary = str(path.get("summary", "?")) + (f" via {path['url']}" if path.get("url") else "")
-            self._spawn(self._relay({"type": "media_path", "call": self.call_id, "to": peer.member,
-                                     "path": summary}))
+            self._spawn(
+                self._relay({"type": "media_path", "call": self.call_id, "to": peer.member, "path": summary})
+            )
         outage = self._outages.get(peer.member)
         if outage is not None and outage.active:
             lasted = outage.end(time.monotonic())
             log.info("%s: media to %s back after %.1f s", self.terminal_id, peer.member, lasted)
-            self._emit(SessionEvent(EventKind.RECONNECTED, member=peer.member,
-                                    detail={"outage_s": round(lasted, 3), "path": path.get("summary", "")}))
+            self._emit(
+                SessionEvent(
+                    EventKind.RECONNECTED,
+                    member=peer.member,
+                    detail={"outage_s": round(lasted, 3), "path": path.get("summary", "")},
+                )
+            )
 
     # -- keeping media alive ---------------------------------------------------------------------
     def _outage(self, member: str) -> ReconnectWindow:
@@ -890,12 +955,19 @@ class CallSession:
         """A new peer connection did not connect: log why, move its path to the back, try the next one."""
         plan = self._plan(peer.member)
         allocated = peer.path is None or any(
-            c.type == "relay" for conn in ice_connections(peer.pc) for c in conn.local_candidates)
+            c.type == "relay" for conn in ice_connections(peer.pc) for c in conn.local_candidates
+        )
         # Without an allocation here, _gather has already moved the path to the back (with its reason).
         nxt = plan.failed(peer.path, why, own_fault=False) if allocated else plan.current()
-        log.warning("%s: attempt %d to %s over %s failed: %s; next: %s", self.terminal_id, peer.attempt,
-                    peer.member, peer.path.url if peer.path else "host/STUN", why,
-                    nxt.url if nxt is not None else "host/STUN again")
+        log.warning(
+            "%s: attempt %d to %s over %s failed: %s; next: %s",
+            self.terminal_id,
+            peer.attempt,
+            peer.member,
+            peer.path.url if peer.path else "host/STUN",
+            why,
+            nxt.url if nxt is not None else "host/STUN again",
+        )
         self.paths.refresh()  # the network may have changed: re-probe in the background
         await self._path_down(peer, why)
 
@@ -908,13 +980,24 @@ class CallSession:
         if not outage.active:
             outage.begin(now)
             if peer.member in self._ever_connected:
-                log.warning("%s: media to %s lost (%s); reconnecting for up to %g s", self.terminal_id,
-                            peer.member, why, self.reconnect_window)
+                log.warning(
+                    "%s: media to %s lost (%s); reconnecting for up to %g s",
+                    self.terminal_id,
+                    peer.member,
+                    why,
+                    self.reconnect_window,
+                )
                 for (m, _), sink in self._sinks.items():
                     if m == peer.member:
                         sink.clear()  # a calm "reconnecting" instead of a frozen picture
-                self._emit(SessionEvent(EventKind.RECONNECTING, member=peer.member, reason=why,
-                                        detail={"window_s": self.reconnect_window}))
+                self._emit(
+                    SessionEvent(
+                        EventKind.RECONNECTING,
+                        member=peer.member,
+                        reason=why,
+                        detail={"window_s": self.reconnect_window},
+                    )
+                )
         # Not awaited: the rebuild closes this peer connection, whose tasks may be the caller.
         self._spawn(self._rebuild(peer, why))
 
@@ -959,7 +1042,9 @@ class CallSession:
     async def _media_failed(self, member: str, why: str) -> None:
         if self.state is SessionState.ENDED:
             return
-        log.warning("%s: media to %s failed (%s); ending call %s", self.terminal_id, member, why, self.call_id)
+        log.warning(
+            "%s: media to %s failed (%s); ending call %s", self.terminal_id, member, why, self.call_id
+        )
         await self._say_bye(END_MEDIA_FAILED)
         if self.call_id is not None:
             for other in list(self._peers):
@@ -1003,7 +1088,9 @@ class CallSession:
     def _still_failed(self, peer: _Peer, why: str, sid: str | None) -> None:
         log.warning("%s: still from %s failed: %s", self.terminal_id, peer.member, why)
         self._emit(SessionEvent(EventKind.STILL_FAILED, member=peer.member, reason=why))
-        waiters = [self._still_waiters[sid]] if sid in self._still_waiters else list(self._still_waiters.values())
+        waiters = (
+            [self._still_waiters[sid]] if sid in self._still_waiters else list(self._still_waiters.values())
+        )
         for fut in waiters:
             if not fut.done():
                 fut.set_exception(stills.StillError(why))
@@ -1030,7 +1117,11 @@ class CallSession:
         document = self.local.document
         frame = document.latest_frame() if document is not None else None
         if frame is None:
-            why = "this terminal has no document camera" if document is None else "no document frame captured yet"
+            why = (
+                "this terminal has no document camera"
+                if document is None
+                else "no document frame captured yet"
+            )
             channel.send(json.dumps({"still": "error", "id": sid, "message": why}))
             return
         rgb = np.array(frame, dtype=np.uint8, copy=True)
@@ -1053,13 +1144,22 @@ class CallSession:
                     await asyncio.wait_for(drained.wait(), 30.0)
         finally:
             channel.remove_listener("bufferedamountlow", drained.set)
-        self._emit(SessionEvent(EventKind.STILL_SENT, member=peer.member,
-                                detail={"id": sid, "pixels_sha256": digest, "frame": rgb}))
+        self._emit(
+            SessionEvent(
+                EventKind.STILL_SENT,
+                member=peer.member,
+                detail={"id": sid, "pixels_sha256": digest, "frame": rgb},
+            )
+        )
 
     # -- ending ----------------------------------------------------------------------------------
     async def _say_bye(self, reason: str) -> None:
         """Tell every member directly (data channel) why we go: works while the relay is away too."""
-        channels = [p.channel for p in self._peers.values() if p.channel is not None and p.channel.readyState == "open"]
+        channels = [
+            p.channel
+            for p in self._peers.values()
+            if p.channel is not None and p.channel.readyState == "open"
+        ]
         for channel in channels:
             channel.send(json.dumps({"bye": reason}))
         deadline = time.monotonic() + BYE_FLUSH_TIMEOUT
@@ -1099,7 +1199,9 @@ class CallSession:
             if remote.audio_sink is not None:
                 remote.audio_sink.close()
 
-    async def _end(self, reason: str, *, by: str | None = None, detail: Mapping[str, Any] | None = None) -> None:
+    async def _end(
+        self, reason: str, *, by: str | None = None, detail: Mapping[str, Any] | None = None
+    ) -> None:
         if self.state is SessionState.ENDED:
             return
         self._set_state(SessionState.ENDED)
@@ -1123,7 +1225,9 @@ class CallSession:
                 frame.fill(0)  # the kiosk's copy of a document still: nothing of it outlives the call
         for fut in self._still_waiters.values():
             if not fut.done():
-                fut.set_exception(SessionError(f"call {self.call_id} ended ({reason}) before the still arrived"))
+                fut.set_exception(
+                    SessionError(f"call {self.call_id} ended ({reason}) before the still arrived")
+                )
         info = {"by": by} if by else {}
         info.update(detail or {})
         self._emit(SessionEvent(EventKind.ENDED, reason=reason, detail=info))

@@ -61,8 +61,10 @@ class FrameSink:
         else:
             rgb = np.asarray(frame)
             if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-                raise ValueError(f"frame sink {self.name!r}: expected a height×width×3 uint8 RGB array, "
-                                 f"got shape {rgb.shape} dtype {rgb.dtype}")
+                raise ValueError(
+                    f"frame sink {self.name!r}: expected a height×width×3 uint8 RGB array, "
+                    f"got shape {rgb.shape} dtype {rgb.dtype}"
+                )
         if rgb.flags.writeable:
             rgb.setflags(write=False)
         with self._lock:
@@ -105,7 +107,8 @@ async def consume_track(track: MediaStreamTrack, sink: FrameSink) -> None:
         except MediaStreamError:
             return
         if not isinstance(frame, VideoFrame):
-            raise TypeError(f"consume_track: expected video frames from track {track.id}, "
-                            f"got {type(frame).__name__}")
+            raise TypeError(
+                f"consume_track: expected video frames from track {track.id}, got {type(frame).__name__}"
+            )
         rgb = await asyncio.to_thread(_to_rgb, frame, reformatter)
         sink.put(rgb)

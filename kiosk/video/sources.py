@@ -52,9 +52,15 @@ from kiosk.video.stamp import draw_frame_stamp, read_frame_stamp
 from kiosk.video.synthetic import DOCUMENT_TEXT, SyntheticScene, render_document_page, render_placeholder
 
 __all__ = [
-    "DOCUMENT_TEXT", "Backoff", "SyntheticCameraGrabber", "SyntheticDocumentGrabber", "SyntheticMjpegGrabber",
+    "DOCUMENT_TEXT",
+    "Backoff",
+    "SyntheticCameraGrabber",
+    "SyntheticDocumentGrabber",
+    "SyntheticMjpegGrabber",
     "VideoSource",
-    "create_grabber", "open_video_source", "read_frame_stamp",
+    "create_grabber",
+    "open_video_source",
+    "read_frame_stamp",
 ]
 
 log = logging.getLogger(__name__)
@@ -236,8 +242,14 @@ class _CaptureTrack(MediaStreamTrack):
             remaining = deadline - loop.time()
             if (faulted and not self._placeholder) or remaining <= 0:
                 if not faulted and not self._placeholder:
-                    event(log, "camera_stalled", level=logging.WARNING, camera=source.name,
-                          device=source.device, waited_s=source.stall_timeout)
+                    event(
+                        log,
+                        "camera_stalled",
+                        level=logging.WARNING,
+                        camera=source.name,
+                        device=source.device,
+                        waited_s=source.stall_timeout,
+                    )
                 self._placeholder = True
                 frame = source._placeholder_frame()
                 break
@@ -279,8 +291,15 @@ class VideoSource:
             and three frame periods.
     """
 
-    def __init__(self, grabber: FrameGrabber, config: CameraConfig, *, name: str,
-                 backoff: Backoff | None = None, stall_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        grabber: FrameGrabber,
+        config: CameraConfig,
+        *,
+        name: str,
+        backoff: Backoff | None = None,
+        stall_timeout: float | None = None,
+    ) -> None:
         self.config = config
         self.name = name
         self.device = grabber.description
@@ -293,12 +312,20 @@ class VideoSource:
         self._reformatter = VideoReformatter()  # capture thread only
         self.encoder_profile = profile_for(name)  # how the peers' VP8 encoders treat this camera's frames
         self._wanted_until = 0.0  # monotonic time until which captured frames are converted for the tracks
-        self._scale = 1.0  # of the frames sent to encoders (kiosk.video.adapt); stills and previews stay full size
+        self._scale = (
+            1.0  # of the frames sent to encoders (kiosk.video.adapt); stills and previews stay full size
+        )
         self.frames_captured = 0
         self.frames_converted = 0  # wrapped for the tracks (scaled, yuv420p): only while a track reads
         self._placeholder_yuv: tuple[int, npt.NDArray[Any]] | None = None  # (rotation, yuv420p planes)
-        self._capture = CameraCapture(grabber, name=name, fps=config.fps, rotation=config.rotation,
-                                      backoff=backoff, listener=self._on_capture)
+        self._capture = CameraCapture(
+            grabber,
+            name=name,
+            fps=config.fps,
+            rotation=config.rotation,
+            backoff=backoff,
+            listener=self._on_capture,
+        )
         self._track = _CaptureTrack(self)
         self._relay = MediaRelay()
         self._capture.start()
@@ -384,14 +411,17 @@ class VideoSource:
     def __enter__(self) -> VideoSource:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     async def __aenter__(self) -> VideoSource:
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     # -- plumbing between the capture thread and the loop --
@@ -460,7 +490,9 @@ class VideoSource:
                 return pending
         latest = self._capture.latest
         if was_idle and latest is not None and latest.seq > seq and self._capture.fault is None:
-            return latest.seq, self._wrap(latest.rgb)  # nobody read for a while: the newest frame, converted now
+            return latest.seq, self._wrap(
+                latest.rgb
+            )  # nobody read for a while: the newest frame, converted now
         return None
 
 
@@ -488,8 +520,9 @@ def rgb_to_yuv420p(rgb: RGBArray, reformatter: VideoReformatter | None = None) -
     """
     height, width = rgb.shape[:2]
     if height % 2 or width % 2:
-        return (reformatter or VideoReformatter()).reformat(VideoFrame.from_ndarray(rgb, format="rgb24"),
-                                                           format="yuv420p")
+        return (reformatter or VideoReformatter()).reformat(
+            VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p"
+        )
     cv2 = opencv()
     i420 = np.asarray(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420), dtype=np.uint8)
     if width % 32 == 0 and height % 4 == 0:
@@ -518,6 +551,13 @@ def open_video_source(cfg: CameraConfig, *, name: str, backoff: Backoff | None =
     """
     spec = parse_camera_spec(cfg.source)
     source = VideoSource(create_grabber(spec, cfg), cfg, name=name, backoff=backoff)
-    event(log, "camera_open", camera=name, source=spec.text, size=f"{cfg.width}x{cfg.height}", fps=cfg.fps,
-          rotation=cfg.rotation)
+    event(
+        log,
+        "camera_open",
+        camera=name,
+        source=spec.text,
+        size=f"{cfg.width}x{cfg.height}",
+        fps=cfg.fps,
+        rotation=cfg.rotation,
+    )
     return source

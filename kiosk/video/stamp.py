@@ -11,8 +11,8 @@ The block size follows from the frame width alone (``width // 24`` pixels, clamp
 the receiving side needs no side channel. A camera track that :mod:`kiosk.video.adapt` sends smaller
 (one of :data:`SENT_SCALES`) carries the blocks smaller too (12 or 8 px for a 1280-wide camera): the
 reader tries the block the frame's width implies, then the blocks of those scales. Few guesses keep
-CRC-8 collisions on unreadable frames rare; a consumer that needs certainty checks plausibility too. Blocks of 8 px and more survive VP8 at the bitrates aiortc uses;
-the CRC rejects frames where they did not.
+CRC-8 collisions on unreadable frames rare; a consumer that needs certainty checks plausibility too.
+Blocks of 8 px and more survive VP8 at the bitrates aiortc uses; the CRC rejects frames where they did not.
 
 Pure numpy: used by the synthetic camera, by the receiving side and by the benchmarks.
 """
@@ -22,8 +22,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["SENT_SCALES", "STAMP_COLUMNS", "STAMP_ROWS", "draw_frame_stamp", "read_frame_stamp",
-           "stamp_block_size"]
+__all__ = [
+    "SENT_SCALES",
+    "STAMP_COLUMNS",
+    "STAMP_ROWS",
+    "draw_frame_stamp",
+    "read_frame_stamp",
+    "stamp_block_size",
+]
 
 STAMP_ROWS = 4
 SENT_SCALES = (1.0, 0.75, 0.5)  # sizes a camera track is sent at, of its captured size (kiosk.video.adapt)
@@ -82,8 +88,10 @@ def draw_frame_stamp(rgb: npt.NDArray[np.uint8], counter: int, capture_time_ms: 
     height, width = rgb.shape[:2]
     block = stamp_block_size(width, height)
     if block is None:
-        raise ValueError(f"frame stamp: a {width}×{height} frame is too small "
-                         f"(needs at least {STAMP_COLUMNS * _MIN_BLOCK} px wide)")
+        raise ValueError(
+            f"frame stamp: a {width}×{height} frame is too small "
+            f"(needs at least {STAMP_COLUMNS * _MIN_BLOCK} px wide)"
+        )
     grid = np.zeros((STAMP_ROWS, STAMP_COLUMNS), dtype=np.uint8)
     grid[:, 0] = 1
     grid[:, 1:-1] = _payload_bits(counter, capture_time_ms).reshape(STAMP_ROWS, _DATA_COLUMNS)

@@ -119,12 +119,18 @@ def decode_png(data: bytes) -> np.ndarray:
 
 def frame_messages(still_id: str, rgb: np.ndarray, png: bytes, captured_ms: int) -> list[str | bytes]:
     """The data-channel messages that carry one still: begin header, binary chunks, end."""
-    chunks = [png[i:i + CHUNK_BYTES] for i in range(0, len(png), CHUNK_BYTES)]
+    chunks = [png[i : i + CHUNK_BYTES] for i in range(0, len(png), CHUNK_BYTES)]
     header = {
-        "still": "begin", "id": still_id, "format": "png",
-        "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-        "bytes": len(png), "sha256": hashlib.sha256(png).hexdigest(),
-        "pixels_sha256": pixels_sha256(rgb), "chunks": len(chunks), "captured_ms": int(captured_ms),
+        "still": "begin",
+        "id": still_id,
+        "format": "png",
+        "width": int(rgb.shape[1]),
+        "height": int(rgb.shape[0]),
+        "bytes": len(png),
+        "sha256": hashlib.sha256(png).hexdigest(),
+        "pixels_sha256": pixels_sha256(rgb),
+        "chunks": len(chunks),
+        "captured_ms": int(captured_ms),
     }
     out: list[str | bytes] = [json.dumps(header)]
     out += chunks
@@ -174,10 +180,19 @@ class StillAssembler:
         msg = json.loads(message) if isinstance(message, str) else message
         kind = msg.get("still")
         if kind == "begin":
-            for key, typ in (("id", str), ("width", int), ("height", int), ("bytes", int), ("sha256", str),
-                             ("pixels_sha256", str), ("chunks", int)):
+            for key, typ in (
+                ("id", str),
+                ("width", int),
+                ("height", int),
+                ("bytes", int),
+                ("sha256", str),
+                ("pixels_sha256", str),
+                ("chunks", int),
+            ):
                 if not isinstance(msg.get(key), typ):
-                    raise StillError(f"still 'begin' header needs '{key}' ({typ.__name__}), got {msg.get(key)!r}")
+                    raise StillError(
+                        f"still 'begin' header needs '{key}' ({typ.__name__}), got {msg.get(key)!r}"
+                    )
             if msg.get("format") != "png":
                 raise StillError(f"still format must be 'png', got {msg.get('format')!r}")
             self._pending = _Pending(dict(msg))
@@ -189,11 +204,15 @@ class StillAssembler:
             h = pending.header
             data = b"".join(pending.parts)
             if len(data) != h["bytes"] or len(pending.parts) != h["chunks"]:
-                raise StillError(f"still {h['id']}: received {len(data)} bytes in {len(pending.parts)} chunks, "
-                                 f"announced {h['bytes']} bytes in {h['chunks']} chunks")
+                raise StillError(
+                    f"still {h['id']}: received {len(data)} bytes in {len(pending.parts)} chunks, "
+                    f"announced {h['bytes']} bytes in {h['chunks']} chunks"
+                )
             digest = hashlib.sha256(data).hexdigest()
             if digest != h["sha256"]:
-                raise StillError(f"still {h['id']}: SHA-256 {digest} does not match the announced {h['sha256']}")
+                raise StillError(
+                    f"still {h['id']}: SHA-256 {digest} does not match the announced {h['sha256']}"
+                )
             return h, data
         if kind == "error":
             self._pending = None
@@ -209,9 +228,17 @@ def verify(header: dict[str, Any], png: bytes, member: str) -> Still:
     """
     rgb = decode_png(png)
     if rgb.shape[1] != header["width"] or rgb.shape[0] != header["height"]:
-        raise StillError(f"still {header['id']}: decoded {rgb.shape[1]}×{rgb.shape[0]}, "
-                         f"announced {header['width']}×{header['height']}")
+        raise StillError(
+            f"still {header['id']}: decoded {rgb.shape[1]}×{rgb.shape[0]}, "
+            f"announced {header['width']}×{header['height']}"
+        )
     if pixels_sha256(rgb) != header["pixels_sha256"]:
         raise StillError(f"still {header['id']}: decoded pixels differ from the captured frame")
-    return Still(id=header["id"], member=member, rgb=rgb, png=png, sha256=header["sha256"],
-                 captured_ms=int(header.get("captured_ms", 0)))
+    return Still(
+        id=header["id"],
+        member=member,
+        rgb=rgb,
+        png=png,
+        sha256=header["sha256"],
+        captured_ms=int(header.get("captured_ms", 0)),
+    )

@@ -20,8 +20,14 @@ from PIL import Image, ImageDraw, ImageFont
 from kiosk.video.stamp import draw_frame_stamp, stamp_block_size
 
 __all__ = [
-    "DOCUMENT_LINES", "DOCUMENT_TEXT", "IPAEX_GOTHIC", "DocumentLine", "SyntheticScene", "load_font",
-    "render_document_page", "render_placeholder",
+    "DOCUMENT_LINES",
+    "DOCUMENT_TEXT",
+    "IPAEX_GOTHIC",
+    "DocumentLine",
+    "SyntheticScene",
+    "load_font",
+    "render_document_page",
+    "render_placeholder",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,7 +54,8 @@ def load_font(size: int, *, require_cjk: bool = False) -> Font:
         if require_cjk:
             raise FileNotFoundError(
                 f"Japanese font {IPAEX_GOTHIC} is missing (Debian package fonts-ipaexfont-gothic; "
-                "scripts/setup installs it)") from err
+                "scripts/setup installs it)"
+            ) from err
         log.warning("font %s missing; Japanese text will render as boxes", IPAEX_GOTHIC)
         return ImageFont.load_default(size)
 
@@ -87,33 +94,52 @@ class SyntheticScene:
 
     @staticmethod
     def _render_background(width: int, height: int) -> npt.NDArray[np.uint8]:
-        bars = np.array([[192, 192, 192], [192, 192, 0], [0, 192, 192], [0, 192, 0],
-                         [192, 0, 192], [192, 0, 0], [0, 0, 192]], dtype=np.uint8)
+        bars = np.array(
+            [
+                [192, 192, 192],
+                [192, 192, 0],
+                [0, 192, 192],
+                [0, 192, 0],
+                [192, 0, 192],
+                [192, 0, 0],
+                [0, 0, 192],
+            ],
+            dtype=np.uint8,
+        )
         columns = bars[(np.arange(width) * len(bars)) // width]
         image = np.repeat(columns[None, :, :], height, axis=0)
         ramp = np.linspace(0, 255, width, dtype=np.float32)
-        image[height * 3 // 4:, :, :] = ramp.astype(np.uint8)[None, :, None]
+        image[height * 3 // 4 :, :, :] = ramp.astype(np.uint8)[None, :, None]
         image.setflags(write=False)
         return np.ascontiguousarray(image)
 
     @staticmethod
     def _render_square(box: int) -> npt.NDArray[np.uint8]:
         square = np.full((box, box, 3), 255, dtype=np.uint8)
-        square[box // 4:3 * box // 4, box // 4:3 * box // 4] = (20, 20, 20)
+        square[box // 4 : 3 * box // 4, box // 4 : 3 * box // 4] = (20, 20, 20)
         return square
 
     @classmethod
     def _render_glyphs(cls, font: Font, size: int) -> dict[str, npt.NDArray[np.uint8]]:
         """One fixed-width cell per clock character: white text with a black outline on black."""
         stroke = max(1, size // 12)
-        cell_w = max(int(font.getlength(c)) for c in cls.GLYPHS) + 2 * stroke if \
-            isinstance(font, ImageFont.FreeTypeFont) else size
+        cell_w = (
+            max(int(font.getlength(c)) for c in cls.GLYPHS) + 2 * stroke
+            if isinstance(font, ImageFont.FreeTypeFont)
+            else size
+        )
         cell_h = int(size * 1.3) + 2 * stroke
         glyphs = {}
         for char in cls.GLYPHS:
             cell = Image.new("RGB", (cell_w, cell_h), (0, 0, 0))
-            ImageDraw.Draw(cell).text((stroke, stroke), char, fill=(255, 255, 255), font=font,
-                                      stroke_width=stroke, stroke_fill=(0, 0, 0))
+            ImageDraw.Draw(cell).text(
+                (stroke, stroke),
+                char,
+                fill=(255, 255, 255),
+                font=font,
+                stroke_width=stroke,
+                stroke_fill=(0, 0, 0),
+            )
             glyphs[char] = np.asarray(cell).copy()
         return glyphs
 
@@ -126,7 +152,7 @@ class SyntheticScene:
         x = step % (2 * travel)
         x = x if x < travel else 2 * travel - x
         y = (self.height - self._box) // 2
-        frame[y:y + self._box, x:x + self._box] = self._square
+        frame[y : y + self._box, x : x + self._box] = self._square
         self._draw_clock(frame, now)
         draw_frame_stamp(frame, self.counter, int(now * 1000))
         self.counter += 1
@@ -143,7 +169,7 @@ class SyntheticScene:
             x = left + i * cell_w
             if x + cell_w > self.width or rows <= 0:
                 break
-            frame[top:top + rows, x:x + cell_w] = self._glyphs.get(char, self._glyphs[" "])[:rows]
+            frame[top : top + rows, x : x + cell_w] = self._glyphs.get(char, self._glyphs[" "])[:rows]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -255,8 +281,10 @@ def render_placeholder(width: int, height: int) -> npt.NDArray[np.uint8]:
     draw = ImageDraw.Draw(image)
     title = min(height // 11, width * 8 // (10 * len(PLACEHOLDER_TITLE)))
     subtitle = min(height // 18, width * 8 // (10 * len(PLACEHOLDER_SUBTITLE) // 2))
-    for text, size, dy, colour in ((PLACEHOLDER_TITLE, title, -0.6, (240, 240, 240)),
-                                   (PLACEHOLDER_SUBTITLE, subtitle, 0.9, (190, 196, 206))):
+    for text, size, dy, colour in (
+        (PLACEHOLDER_TITLE, title, -0.6, (240, 240, 240)),
+        (PLACEHOLDER_SUBTITLE, subtitle, 0.9, (190, 196, 206)),
+    ):
         font = load_font(max(8, size))
         box = draw.textbbox((0, 0), text, font=font)
         text_w, text_h = box[2] - box[0], box[3] - box[1]

@@ -26,8 +26,16 @@ from aioice.turn import create_turn_endpoint
 
 from kiosk.video.paths import IcePath, ProbeResult, describe_pair, order_paths, split_ice_servers
 
-__all__ = ["PROBE_TIMEOUT", "IcePathBook", "apply_tls_context", "classify_error", "ice_connections", "probe_path",
-           "selected_path", "tls_context"]
+__all__ = [
+    "PROBE_TIMEOUT",
+    "IcePathBook",
+    "apply_tls_context",
+    "classify_error",
+    "ice_connections",
+    "probe_path",
+    "selected_path",
+    "tls_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +76,9 @@ def classify_error(err: BaseException) -> tuple[str, str]:
     return "error", f"{type(err).__name__}: {err}"
 
 
-async def probe_path(path: IcePath, *, context: ssl.SSLContext | None = None,
-                     timeout: float = PROBE_TIMEOUT) -> ProbeResult:
+async def probe_path(
+    path: IcePath, *, context: ssl.SSLContext | None = None, timeout: float = PROBE_TIMEOUT
+) -> ProbeResult:
     """Make a TURN allocation on ``path`` and release it again; never raises (the result says why not)."""
     start = time.monotonic()
     if not path.is_turn:
@@ -78,9 +87,13 @@ async def probe_path(path: IcePath, *, context: ssl.SSLContext | None = None,
     try:
         async with asyncio.timeout(timeout):
             transport, _ = await create_turn_endpoint(
-                asyncio.DatagramProtocol, server_addr=(path.host, path.port), username=path.username,
-                password=path.credential, ssl=(context or tls_context()) if path.scheme == "turns" else False,
-                transport=path.transport)
+                asyncio.DatagramProtocol,
+                server_addr=(path.host, path.port),
+                username=path.username,
+                password=path.credential,
+                ssl=(context or tls_context()) if path.scheme == "turns" else False,
+                transport=path.transport,
+            )
     except asyncio.CancelledError:
         raise
     except Exception as err:  # every failure is a verdict
@@ -89,8 +102,14 @@ async def probe_path(path: IcePath, *, context: ssl.SSLContext | None = None,
     seconds = round(time.monotonic() - start, 3)
     mapped = transport.get_extra_info("related_address")
     transport.close()  # deletes the allocation (REFRESH lifetime 0) in the background
-    return ProbeResult(path, True, seconds, None, f"relayed address {transport.get_extra_info('sockname')}",
-                       f"{mapped[0]}:{mapped[1]}" if mapped else None)
+    return ProbeResult(
+        path,
+        True,
+        seconds,
+        None,
+        f"relayed address {transport.get_extra_info('sockname')}",
+        f"{mapped[0]}:{mapped[1]}" if mapped else None,
+    )
 
 
 class IcePathBook:
@@ -102,8 +121,13 @@ class IcePathBook:
         timeout: per-probe timeout in seconds.
     """
 
-    def __init__(self, servers: Iterable[Mapping[str, Any]] | None = None, *, ca_file: str | None = None,
-                 timeout: float = PROBE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        servers: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        ca_file: str | None = None,
+        timeout: float = PROBE_TIMEOUT,
+    ) -> None:
         self.context = tls_context(ca_file)
         self.timeout = timeout
         self.stun: list[IcePath] = []
@@ -119,8 +143,10 @@ class IcePathBook:
         self.results = {u: r for u, r in self.results.items() if u in urls}
         # Credentials change with every welcome: keep the verdicts, but for the new path objects.
         by_url = {p.url: p for p in self.turn}
-        self.results = {u: ProbeResult(by_url[u], r.ok, r.seconds, r.failure, r.detail, r.mapped)
-                        for u, r in self.results.items()}
+        self.results = {
+            u: ProbeResult(by_url[u], r.ok, r.seconds, r.failure, r.detail, r.mapped)
+            for u, r in self.results.items()
+        }
 
     def stun_servers(self) -> list[dict[str, Any]]:
         return [p.server() for p in self.stun[:1]]  # aiortc uses one STUN server too
@@ -154,7 +180,9 @@ class IcePathBook:
 
     async def _run(self) -> list[ProbeResult]:
         paths = list(self.turn)
-        results = await asyncio.gather(*(probe_path(p, context=self.context, timeout=self.timeout) for p in paths))
+        results = await asyncio.gather(
+            *(probe_path(p, context=self.context, timeout=self.timeout) for p in paths)
+        )
         for r in results:
             if r.path.url in {p.url for p in self.turn}:
                 self.results[r.path.url] = r
@@ -210,6 +238,11 @@ def selected_path(pc: Any) -> dict[str, Any] | None:
         if local.type == "relay" and conn.turn_server is not None:
             transport = "tls" if conn.turn_ssl else str(conn.turn_transport)
             turn = f"{conn.turn_server[0]}:{conn.turn_server[1]}"
-        return {"local": local.type, "transport": transport, "remote": remote.type, "turn": turn,
-                "summary": describe_pair(local.type, transport, remote.type)}
+        return {
+            "local": local.type,
+            "transport": transport,
+            "remote": remote.type,
+            "turn": turn,
+            "summary": describe_pair(local.type, transport, remote.type),
+        }
     return None

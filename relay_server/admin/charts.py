@@ -35,10 +35,15 @@ def month_span(config: RelayConfig, month: str) -> tuple[float, float]:
 
 def month_records(config: RelayConfig, records: Iterable[CallRecord], month: str) -> list[CallRecord]:
     """The records of ``month``, each department's month in its office's time zone."""
-    bounds = {d.id: month_bounds(month, ZoneInfo(config.offices[d.office].timezone))
-              for d in config.departments.values()}
-    return [r for r in records if r.department in bounds and bounds[r.department][0] <= r.created_at
-            < bounds[r.department][1]]
+    bounds = {
+        d.id: month_bounds(month, ZoneInfo(config.offices[d.office].timezone))
+        for d in config.departments.values()
+    }
+    return [
+        r
+        for r in records
+        if r.department in bounds and bounds[r.department][0] <= r.created_at < bounds[r.department][1]
+    ]
 
 
 def report_csv(config: RelayConfig, records: Iterable[CallRecord], month: str) -> str:
@@ -49,9 +54,12 @@ def report_csv(config: RelayConfig, records: Iterable[CallRecord], month: str) -
 def _summary(recs: list[CallRecord]) -> dict[str, Any]:
     rang = [r for r in recs if r.outcome in RANG]
     waits = [r.answered_at - r.created_at for r in rang if r.answered_at is not None]
-    durations = [r.ended_at - r.answered_at for r in rang if r.answered_at is not None and r.ended_at is not None]
+    durations = [
+        r.ended_at - r.answered_at for r in rang if r.answered_at is not None and r.ended_at is not None
+    ]
     return {
-        "calls": len(rang), "answered": len(waits),
+        "calls": len(rang),
+        "answered": len(waits),
         "answered_pct": round(100 * len(waits) / len(rang), 1) if rang else None,
         "wait_median_s": round(statistics.median(waits), 1) if waits else None,
         "wait_p90_s": _round(percentile(waits, 90)),
@@ -75,6 +83,12 @@ def monthly_charts(config: RelayConfig, records: Iterable[CallRecord], month: st
         per_day: list[list[CallRecord]] = [[] for _ in range(days)]
         for r in mine:
             per_day[datetime.fromtimestamp(r.created_at, tz).day - 1].append(r)
-        out["departments"].append({"id": dept.id, "name": dict(dept.name), "month": _summary(mine),
-                                   "daily": [_summary(day) for day in per_day]})
+        out["departments"].append(
+            {
+                "id": dept.id,
+                "name": dict(dept.name),
+                "month": _summary(mine),
+                "daily": [_summary(day) for day in per_day],
+            }
+        )
     return out

@@ -71,7 +71,9 @@ class FleetState:
         self.health_at[terminal] = now
         changes = []
         if old.get("version") != health.get("version"):
-            changes.append(HealthChange(terminal, now, "version", str(old.get("version", "")), health["version"]))
+            changes.append(
+                HealthChange(terminal, now, "version", str(old.get("version", "")), health["version"])
+            )
         devices_old, devices_new = old.get("devices", {}), health.get("devices", {})
         for name in sorted(set(devices_old) | set(devices_new)):
             a, b = _device_text(devices_old.get(name)), _device_text(devices_new.get(name))
@@ -111,7 +113,9 @@ class FleetState:
             out.append({"kind": "offline", "device": "", "reason": ""})
         for name, dev in sorted(self.health.get(terminal, {}).get("devices", {}).items()):
             if dev.get("state") != "ok":
-                out.append({"kind": dev.get("state", "failing"), "device": name, "reason": dev.get("reason", "")})
+                out.append(
+                    {"kind": dev.get("state", "failing"), "device": name, "reason": dev.get("reason", "")}
+                )
         return out
 
     def terminals(self, core: RelayCore, now: float, rtt_ms: dict[str, float | None]) -> list[dict[str, Any]]:
@@ -122,18 +126,30 @@ class FleetState:
             health = self.health.get(tid, {})
             online = core.online.get(tid)
             row: dict[str, Any] = {
-                "id": tid, "role": t.role, "name": t.name, "departments": list(t.departments),
-                "online": link.online, "since": link.since, "address": link.peer if link.online else "",
-                "version": health.get("version", ""), "rtt_ms": rtt_ms.get(tid),
-                "devices": [{"name": n, "state": d.get("state"), "reason": d.get("reason", "")}
-                            for n, d in sorted(health.get("devices", {}).items())],
-                "last_call": health.get("last_call"), "health_at": self.health_at.get(tid),
+                "id": tid,
+                "role": t.role,
+                "name": t.name,
+                "departments": list(t.departments),
+                "online": link.online,
+                "since": link.since,
+                "address": link.peer if link.online else "",
+                "version": health.get("version", ""),
+                "rtt_ms": rtt_ms.get(tid),
+                "devices": [
+                    {"name": n, "state": d.get("state"), "reason": d.get("reason", "")}
+                    for n, d in sorted(health.get("devices", {}).items())
+                ],
+                "last_call": health.get("last_call"),
+                "health_at": self.health_at.get(tid),
                 "problems": self.problems(tid),
                 "in_call": core.call_of.get(tid),
             }
             if t.role == "office":
-                row["status"] = "away" if online is not None and online.away else (
-                    "available" if online is not None else "offline")
+                row["status"] = (
+                    "away"
+                    if online is not None and online.away
+                    else ("available" if online is not None else "offline")
+                )
             rows.append(row)
         rows.sort(key=lambda r: (not r["problems"], ROLE_ORDER.get(r["role"], 9), r["id"]))
         return rows
@@ -146,14 +162,20 @@ class FleetState:
             path = ""
             if self.health_at.get(call.counter, 0) >= call.created_at:
                 path = (counter_health.get("last_call") or {}).get("path", "")
-            out.append({
-                "call": call.id, "counter": call.counter, "counter_name": self.config.terminals[call.counter].name,
-                "department": call.department, "state": call.state.value, "members": list(call.members),
-                "offline": [m for m in call.members if m in core.offline_members],
-                "ringing_s": round(now - call.created_at, 1) if call.state is CallState.RINGING else None,
-                "duration_s": round(now - call.answered_at, 1) if call.answered_at is not None else None,
-                "media_path": path,
-            })
+            out.append(
+                {
+                    "call": call.id,
+                    "counter": call.counter,
+                    "counter_name": self.config.terminals[call.counter].name,
+                    "department": call.department,
+                    "state": call.state.value,
+                    "members": list(call.members),
+                    "offline": [m for m in call.members if m in core.offline_members],
+                    "ringing_s": round(now - call.created_at, 1) if call.state is CallState.RINGING else None,
+                    "duration_s": round(now - call.answered_at, 1) if call.answered_at is not None else None,
+                    "media_path": path,
+                }
+            )
         return out
 
     def today_numbers(self, now: float) -> dict[str, Any]:
@@ -162,14 +184,24 @@ class FleetState:
         rang = [r for r in self.today if r.outcome in ("answered", "unanswered", "cancelled", "abandoned")]
         waits = [r.answered_at - r.created_at for r in rang if r.answered_at is not None]
         answered = len(waits)
-        return {"day": self.day, "calls": len(rang), "answered": answered, "missed": len(rang) - answered,
-                "median_wait_s": round(statistics.median(waits), 1) if waits else None}
+        return {
+            "day": self.day,
+            "calls": len(rang),
+            "answered": answered,
+            "missed": len(rang) - answered,
+            "median_wait_s": round(statistics.median(waits), 1) if waits else None,
+        }
 
     def snapshot(self, core: RelayCore, now: float, rtt_ms: dict[str, float | None]) -> dict[str, Any]:
         terminals = self.terminals(core, now, rtt_ms)
-        return {"time": now, "terminals": terminals, "calls": self.calls(core, now), "today": self.today_numbers(now),
-                "problems": sum(1 for t in terminals if t["problems"]),
-                "departments": {d.id: d.name for d in self.config.departments.values()}}
+        return {
+            "time": now,
+            "terminals": terminals,
+            "calls": self.calls(core, now),
+            "today": self.today_numbers(now),
+            "problems": sum(1 for t in terminals if t["problems"]),
+            "departments": {d.id: d.name for d in self.config.departments.values()},
+        }
 
 
 def _device_text(dev: dict[str, Any] | None) -> str:

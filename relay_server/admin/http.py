@@ -26,8 +26,11 @@ READ_TIMEOUT = 10.0
 MAX_CONNECTIONS = 64  # open at once (live pages hold one each); more are answered 503 at once
 
 SECURITY_HEADERS = (
-    ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ),
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "same-origin"),  # "no-referrer" would make Chromium send "Origin: null"
@@ -132,8 +135,11 @@ async def read_request(reader: asyncio.StreamReader, peer: str) -> Request:
 
 
 def _head(resp: Response) -> bytes:
-    lines = [f"HTTP/1.1 {resp.status.value} {resp.status.phrase}", f"Content-Type: {resp.content_type}",
-             "Connection: close"]
+    lines = [
+        f"HTTP/1.1 {resp.status.value} {resp.status.phrase}",
+        f"Content-Type: {resp.content_type}",
+        "Connection: close",
+    ]
     if resp.stream is None:
         lines.append(f"Content-Length: {len(resp.body)}")
     lines += [f"{k}: {v}" for k, v in (*SECURITY_HEADERS, *resp.headers)]

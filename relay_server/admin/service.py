@@ -41,8 +41,12 @@ COOKIE = "fleet_session"
 PUSH_INTERVAL = 0.25  # a change reaches the page within this (plus the network)
 REFRESH_INTERVAL = 5.0  # the page is refreshed at least this often (round-trip times, durations)
 PUBLIC_FILES = {"login.html", "style.css", "login.js", "i18n.js"}
-STATIC_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
-                ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 ACTIONS = ("lamp", "ring", "disconnect")
 AUDIT_SHOWN = 30
 
@@ -94,7 +98,9 @@ class FleetService:
         ssl_ctx = None
         if self.tls:
             ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ssl_ctx.load_cert_chain(self.config.resolve(self.config.tls_cert), self.config.resolve(self.config.tls_key))
+            ssl_ctx.load_cert_chain(
+                self.config.resolve(self.config.tls_cert), self.config.resolve(self.config.tls_key)
+            )
         host = host or self.settings.host
         port = self.settings.port if port is None else port
         try:
@@ -159,7 +165,10 @@ class FleetService:
         self._dirty.set()
 
     def snapshot(self) -> dict[str, Any]:
-        rtt = {tid: (round(c.ws.latency * 1000, 1) if c.ws.latency else None) for tid, c in self.relay.conns.items()}
+        rtt = {
+            tid: (round(c.ws.latency * 1000, 1) if c.ws.latency else None)
+            for tid, c in self.relay.conns.items()
+        }
         snap = self.state.snapshot(self.relay.core, self.relay.clock(), rtt)
         snap["audit"] = [e.__dict__ for e in self.recent_audit]
         return snap
@@ -208,8 +217,9 @@ class FleetService:
 
     async def _post(self, session: Session, req: Request) -> Response:
         """A logged-in POST: only with this origin and the session's CSRF token."""
-        if not self._same_origin(req) or not self.auth.csrf_ok(session, req.headers.get("x-csrf-token")
-                                                               or req.form().get("csrf")):
+        if not self._same_origin(req) or not self.auth.csrf_ok(
+            session, req.headers.get("x-csrf-token") or req.form().get("csrf")
+        ):
             return Response.json({"error": "missing or wrong CSRF token"}, HTTPStatus.FORBIDDEN)
         if req.path == "/logout":
             self.auth.logout(session.id)
@@ -239,8 +249,11 @@ class FleetService:
         if path == "/api/report.csv":
             month = self._month(req)
             records = await self.relay.call_records(*month_span(self.config, month))
-            return Response(body=report_csv(self.config, records, month).encode(), content_type="text/csv; charset=utf-8",
-                            headers=[("Content-Disposition", f'attachment; filename="calls-{month}.csv"')])
+            return Response(
+                body=report_csv(self.config, records, month).encode(),
+                content_type="text/csv; charset=utf-8",
+                headers=[("Content-Disposition", f'attachment; filename="calls-{month}.csv"')],
+            )
         if path == "/api/audit":
             entries = await self._in_db(self.store.audit_log, 100)
             return Response.json([e.__dict__ for e in entries])
@@ -259,11 +272,18 @@ class FleetService:
             body = _static(name)
         except (FileNotFoundError, IsADirectoryError):
             return Response.text(HTTPStatus.NOT_FOUND, "not found")
-        return Response(body=body, content_type=STATIC_TYPES.get(name[name.rfind("."):], "application/octet-stream"))
+        return Response(
+            body=body, content_type=STATIC_TYPES.get(name[name.rfind(".") :], "application/octet-stream")
+        )
 
     def _month(self, req: Request) -> str:
         month = req.query.get("month") or datetime.fromtimestamp(time.time(), self.state.tz).strftime("%Y-%m")
-        if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit() or not 1 <= int(month[5:]) <= 12:
+        if (
+            len(month) != 7
+            or month[4] != "-"
+            or not (month[:4] + month[5:]).isdigit()
+            or not 1 <= int(month[5:]) <= 12
+        ):
             raise BadRequest(HTTPStatus.BAD_REQUEST, f"'{month}' is not a month like 2026-11")
         return month
 
@@ -275,8 +295,9 @@ class FleetService:
         return origin in (f"http://{host}", f"https://{host}")
 
     def _cookie(self, value: str, max_age: int) -> str:
-        return (f"{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict"
-                + ("; Secure" if self.tls else ""))
+        return f"{COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict" + (
+            "; Secure" if self.tls else ""
+        )
 
     # -- login -------------------------------------------------------------------------------
     async def _login(self, req: Request, now: float) -> Response:
@@ -286,7 +307,9 @@ class FleetService:
         user, password = form.get("user", "")[:64], form.get("password", "")[:1024]
         verdict, stored = self.auth.before_check(user, req.peer, now)
         if verdict is None:
-            matched = await asyncio.get_running_loop().run_in_executor(None, verify_password, password, stored)
+            matched = await asyncio.get_running_loop().run_in_executor(
+                None, verify_password, password, stored
+            )
             verdict, session = self.auth.after_check(user, req.peer, matched, time.time())
         else:
             session = None
@@ -321,9 +344,14 @@ class FleetService:
     # -- actions -----------------------------------------------------------------------------
     async def _action(self, session: Session, req: Request) -> Response:
         body = req.json()
-        if not isinstance(body, dict) or body.get("action") not in ACTIONS or not isinstance(body.get("target"), str):
-            return Response.json({"error": f"expected {{action: {'|'.join(ACTIONS)}, target: ID}}"},
-                                 HTTPStatus.BAD_REQUEST)
+        if (
+            not isinstance(body, dict)
+            or body.get("action") not in ACTIONS
+            or not isinstance(body.get("target"), str)
+        ):
+            return Response.json(
+                {"error": f"expected {{action: {'|'.join(ACTIONS)}, target: ID}}"}, HTTPStatus.BAD_REQUEST
+            )
         action, target = body["action"], body["target"]
         department = body.get("department")
         problem = self._refuse(action, target, department)
@@ -333,12 +361,27 @@ class FleetService:
             return Response.json({"ok": False, "error": problem}, HTTPStatus.CONFLICT)
         by = f"fleet:{session.user}"
         if action == "lamp":
-            self.relay.inject([Send(target, {"type": "lamp_test", "by": by, "departments": [department],
-                                             "seconds": protocol.LAMP_TEST_SECONDS})])
+            self.relay.inject(
+                [
+                    Send(
+                        target,
+                        {
+                            "type": "lamp_test",
+                            "by": by,
+                            "departments": [department],
+                            "seconds": protocol.LAMP_TEST_SECONDS,
+                        },
+                    )
+                ]
+            )
         elif action == "ring":
-            self.relay.inject([Send(target, {"type": "ring_test", "by": by, "seconds": protocol.RING_TEST_SECONDS})])
+            self.relay.inject(
+                [Send(target, {"type": "ring_test", "by": by, "seconds": protocol.RING_TEST_SECONDS})]
+            )
         else:
-            self.relay.inject([Close(target, protocol.CLOSE_ADMIN, f"disconnected from the fleet page by {session.user}")])
+            self.relay.inject(
+                [Close(target, protocol.CLOSE_ADMIN, f"disconnected from the fleet page by {session.user}")]
+            )
         self._audit(session.user, req.peer, action, what, "sent")
         event(log, "fleet_action", user=session.user, action=action, target=what)
         return Response.json({"ok": True})

@@ -39,8 +39,9 @@ class FleetSettings:
 def hash_password(password: str, *, n: int = SCRYPT_N, salt: bytes | None = None) -> str:
     """``scrypt$N$r$p$salt$key`` (base64 without padding) for ``relay.toml``."""
     salt = salt if salt is not None else secrets.token_bytes(16)
-    key = hashlib.scrypt(password.encode(), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P, maxmem=_SCRYPT_MAXMEM,
-                         dklen=32)
+    key = hashlib.scrypt(
+        password.encode(), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P, maxmem=_SCRYPT_MAXMEM, dklen=32
+    )
     return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(key)}"
 
 
@@ -49,8 +50,15 @@ def verify_password(password: str, stored: str) -> bool:
     try:
         _, n, r, p, salt, key = stored.split("$")
         want = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
-        got = hashlib.scrypt(password.encode(), salt=base64.urlsafe_b64decode(salt + "=" * (-len(salt) % 4)),
-                             n=int(n), r=int(r), p=int(p), maxmem=_SCRYPT_MAXMEM, dklen=len(want))
+        got = hashlib.scrypt(
+            password.encode(),
+            salt=base64.urlsafe_b64decode(salt + "=" * (-len(salt) % 4)),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=_SCRYPT_MAXMEM,
+            dklen=len(want),
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, want)
@@ -83,20 +91,41 @@ def parse_fleet(root: Section) -> FleetSettings:
         enabled=f.get("enabled", bool, d.enabled),
         host=f.get("host", str, d.host),
         port=f.get("port", int, d.port, check=lambda p: None if 0 <= p <= 65535 else "must be 0..65535"),
-        session_minutes=f.get("session_minutes", float, d.session_minutes,
-                              check=lambda v: None if v > 0 else "must be greater than 0"),
-        lockout_failures=f.get("lockout_failures", int, d.lockout_failures,
-                               check=lambda v: None if v >= 1 else "must be at least 1"),
-        lockout_minutes=f.get("lockout_minutes", float, d.lockout_minutes,
-                              check=lambda v: None if v > 0 else "must be greater than 0"),
+        session_minutes=f.get(
+            "session_minutes",
+            float,
+            d.session_minutes,
+            check=lambda v: None if v > 0 else "must be greater than 0",
+        ),
+        lockout_failures=f.get(
+            "lockout_failures",
+            int,
+            d.lockout_failures,
+            check=lambda v: None if v >= 1 else "must be at least 1",
+        ),
+        lockout_minutes=f.get(
+            "lockout_minutes",
+            float,
+            d.lockout_minutes,
+            check=lambda v: None if v > 0 else "must be greater than 0",
+        ),
     )
     admins: list[AdminAccount] = []
     for a in root.sections("admin"):
-        user = a.get("user", str, check=lambda u: None if u and len(u) <= 64 and u.isprintable() and " " not in u
-                     else "1-64 printable characters without spaces")
+        user = a.get(
+            "user",
+            str,
+            check=lambda u: (
+                None
+                if u and len(u) <= 64 and u.isprintable() and " " not in u
+                else "1-64 printable characters without spaces"
+            ),
+        )
         if any(x.user == user for x in admins):
             raise a.error("user", f"admin '{user}' is defined twice")
-        admins.append(AdminAccount(user, a.get("password_hash", str, check=hash_problem), a.get("demo", bool, False)))
+        admins.append(
+            AdminAccount(user, a.get("password_hash", str, check=hash_problem), a.get("demo", bool, False))
+        )
         a.done()
     if settings["enabled"] and not admins:
         raise f.error("enabled", "the fleet page needs at least one [[admin]] account; " + HASH_HELP)

@@ -56,33 +56,47 @@ class FleetStore:
         if str(path) not in ("", ":memory:"):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path) or ":memory:", check_same_thread=False)
-        self.db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;"
-                              + SCHEMA)
+        self.db.executescript(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;" + SCHEMA
+        )
 
-    def save_health(self, terminal: str, at: float, health: dict[str, Any], changes: list[HealthChange]) -> None:
+    def save_health(
+        self, terminal: str, at: float, health: dict[str, Any], changes: list[HealthChange]
+    ) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO terminal_health VALUES (?,?,?)",
-                            (terminal, at, json.dumps(health, ensure_ascii=False)))
-            self.db.executemany("INSERT INTO health_history VALUES (?,?,?,?,?)",
-                                [(c.terminal, c.at, c.what, c.old, c.new) for c in changes])
+            self.db.execute(
+                "INSERT OR REPLACE INTO terminal_health VALUES (?,?,?)",
+                (terminal, at, json.dumps(health, ensure_ascii=False)),
+            )
+            self.db.executemany(
+                "INSERT INTO health_history VALUES (?,?,?,?,?)",
+                [(c.terminal, c.at, c.what, c.old, c.new) for c in changes],
+            )
 
     def latest_health(self) -> dict[str, tuple[float, dict[str, Any]]]:
         rows = self.db.execute("SELECT terminal, at, health FROM terminal_health").fetchall()
         return {t: (at, json.loads(h)) for t, at, h in rows}
 
     def history(self, terminal: str, limit: int = 50) -> list[HealthChange]:
-        rows = self.db.execute("SELECT terminal, at, what, old, new FROM health_history WHERE terminal = ? "
-                               "ORDER BY at DESC, rowid DESC LIMIT ?", (terminal, limit)).fetchall()
+        rows = self.db.execute(
+            "SELECT terminal, at, what, old, new FROM health_history WHERE terminal = ? "
+            "ORDER BY at DESC, rowid DESC LIMIT ?",
+            (terminal, limit),
+        ).fetchall()
         return [HealthChange(*row) for row in rows]
 
     def audit(self, entry: AuditEntry) -> None:
         with self.db:
-            self.db.execute("INSERT INTO audit VALUES (?,?,?,?,?,?)",
-                            (entry.at, entry.user, entry.peer, entry.action, entry.target, entry.result))
+            self.db.execute(
+                "INSERT INTO audit VALUES (?,?,?,?,?,?)",
+                (entry.at, entry.user, entry.peer, entry.action, entry.target, entry.result),
+            )
 
     def audit_log(self, limit: int = 100) -> list[AuditEntry]:
-        rows = self.db.execute("SELECT at, user, peer, action, target, result FROM audit "
-                               "ORDER BY at DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
+        rows = self.db.execute(
+            "SELECT at, user, peer, action, target, result FROM audit ORDER BY at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
         return [AuditEntry(*row) for row in rows]
 
     def close(self) -> None:
