@@ -154,6 +154,36 @@ class MediaResult:
     calls: int = 0
 
 
+async def start_station(folder: Path, url: str, station_id: str, case: MediaCase) -> PeerProc:
+    """A headless station process of the benchmark (config written into ``folder``), once it is ready."""
+    (folder / "office.toml").write_text(terminal_toml("office", url, token_of(station_id), case))
+    office = await PeerProc.start("--role", "office", "--config", str(folder / "office.toml"), "--url", url)
+    await office.expect("ready", 60)
+    return office
+
+
+async def start_counter(
+    folder: Path, url: str, counter_id: str, dept: str, case: MediaCase, calls: int, hold: float
+) -> PeerProc:
+    """A counter process that places ``calls`` calls to ``dept``, each held ``hold`` s."""
+    (folder / "counter.toml").write_text(terminal_toml("counter", url, token_of(counter_id), case))
+    config = str(folder / "counter.toml")
+    return await PeerProc.start(
+        "--role",
+        "counter",
+        "--config",
+        config,
+        "--url",
+        url,
+        "--department",
+        dept,
+        "--calls",
+        str(calls),
+        "--hold",
+        str(hold),
+    )
+
+
 async def run_calls(case: MediaCase, calls: int, hold: float, measure_cpu: bool, log: Any) -> MediaResult:
     """One relay, one station, one counter; ``calls`` calls held ``hold`` s each."""
     res = MediaResult(case, calls=calls)
@@ -164,30 +194,8 @@ async def run_calls(case: MediaCase, calls: int, hold: float, measure_cpu: bool,
         server = ServerProcess("relay", cfg.path, folder / "relay.log").start()
         office = counter = None
         try:
-            (folder / "office.toml").write_text(
-                terminal_toml("office", server.url, token_of(station_id), case)
-            )
-            (folder / "counter.toml").write_text(
-                terminal_toml("counter", server.url, token_of(counter_id), case)
-            )
-            office = await PeerProc.start(
-                "--role", "office", "--config", str(folder / "office.toml"), "--url", server.url
-            )
-            await office.expect("ready", 60)
-            counter = await PeerProc.start(
-                "--role",
-                "counter",
-                "--config",
-                str(folder / "counter.toml"),
-                "--url",
-                server.url,
-                "--department",
-                dept,
-                "--calls",
-                str(calls),
-                "--hold",
-                str(hold),
-            )
+            office = await start_station(folder, server.url, station_id, case)
+            counter = await start_counter(folder, server.url, counter_id, dept, case, calls, hold)
             await counter.expect("ready", 60)
             answers: dict[str, float] = {}
             for _ in range(calls):

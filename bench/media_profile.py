@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import ROOT, ProcSampler
-from bench.media import DEFAULT, MediaCase, PeerProc, terminal_toml
-from bench.relay import ServerProcess, token_of, write_config
+from bench.media import DEFAULT, MediaCase, start_counter, start_station
+from bench.relay import ServerProcess, write_config
 
 #: (category, pattern on one frame): the innermost frame of a sample that matches decides its category.
 #: Order matters only between patterns that can match the same frame.
@@ -213,29 +213,9 @@ async def profile_call(
         server = ServerProcess("relay", cfg.path, folder / "relay.log").start()
         office = counter = None
         try:
-            (folder / "office.toml").write_text(
-                terminal_toml("office", server.url, token_of(station_id), case)
-            )
-            (folder / "counter.toml").write_text(
-                terminal_toml("counter", server.url, token_of(counter_id), case)
-            )
-            office = await PeerProc.start(
-                "--role", "office", "--config", str(folder / "office.toml"), "--url", server.url
-            )
-            await office.expect("ready", 60)
-            counter = await PeerProc.start(
-                "--role",
-                "counter",
-                "--config",
-                str(folder / "counter.toml"),
-                "--url",
-                server.url,
-                "--department",
-                dept,
-                "--calls",
-                "1",
-                "--hold",
-                str(hold + cpu_window + 10),
+            office = await start_station(folder, server.url, station_id, case)
+            counter = await start_counter(
+                folder, server.url, counter_id, dept, case, 1, hold + cpu_window + 10
             )
             await counter.expect("ready", 60)
             await counter.expect("media_up", 60)
