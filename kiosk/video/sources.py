@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import functools
 import logging
 import threading
 import time
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -41,15 +39,20 @@ from kiosk.devices.cameras import (
     Backoff,
     CameraCapture,
     CameraError,
-    CameraSpec,
     CapturedFrame,
     FrameGrabber,
-    OpenCVGrabber,
     parse_camera_spec,
 )
 from kiosk.video.encoders import profile_for, tag_frame
-from kiosk.video.stamp import draw_frame_stamp, read_frame_stamp
-from kiosk.video.synthetic import DOCUMENT_TEXT, SyntheticScene, render_document_page, render_placeholder
+from kiosk.video.frames import RGBArray, opencv, rgb_to_yuv420p, scaled
+from kiosk.video.grabbers import (
+    SyntheticCameraGrabber,
+    SyntheticDocumentGrabber,
+    SyntheticMjpegGrabber,
+    create_grabber,
+)
+from kiosk.video.stamp import read_frame_stamp
+from kiosk.video.synthetic import DOCUMENT_TEXT, render_placeholder
 
 __all__ = [
     "DOCUMENT_TEXT",
@@ -60,149 +63,17 @@ __all__ = [
     "VideoSource",
     "create_grabber",
     "open_video_source",
+    "opencv",
     "read_frame_stamp",
+    "rgb_to_yuv420p",
+    "scaled",
 ]
 
 log = logging.getLogger(__name__)
 
 VIDEO_CLOCK_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
-RGBArray = npt.NDArray[np.uint8]
 WANTED_GRACE = 1.0  # s after a track last asked for a frame during which captured frames are still converted
-
-
-@functools.cache
-def opencv() -> Any:
-    """OpenCV, set up once for this process: one thread per call.
-
-    OpenCV runs conversions and resizes on a pool of worker threads that spin (``sched_yield``) between jobs: on
-    a 2-core kiosk those spinning workers took 8 % of the station's samples in the profile
-    (docs/performance.md), for conversions of about a millisecond that each run on a capture or decode thread of
-    their own anyway.
-    """
-    import cv2
-
-    cv2.setNumThreads(1)
-    return cv2
-
-
-# ---------------------------------------------------------------------------------------------------
-# Synthetic grabbers
-
-
-class SyntheticCameraGrabber:
-    """``synthetic:camera``: the moving test scene with clock and frame stamp."""
-
-    paced = False
-
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
-        self.description = f"synthetic:camera {width}x{height}"
-        self._scene: SyntheticScene | None = None
-
-    def open(self) -> None:
-        try:
-            self._scene = SyntheticScene(self.width, self.height)
-        except ValueError as err:
-            raise CameraError(f"{self.description}: {err}") from err
-
-    def read(self) -> RGBArray:
-        if self._scene is None:
-            raise CameraError(f"{self.description}: read before open")
-        return self._scene.render()
-
-    def close(self) -> None:
-        self._scene = None
-
-
-class SyntheticMjpegGrabber(SyntheticCameraGrabber):
-    """``synthetic:camera-mjpg``: the test scene as a USB camera delivers it, for benchmarks.
-
-    A UVC camera at 1280×720@30 sends MJPG (raw YUV does not fit through USB 2), and OpenCV's V4L2 backend
-    decodes every frame with libjpeg into BGR, which :class:`~kiosk.devices.cameras.OpenCVGrabber` turns into
-    RGB. This grabber does the same work per frame on a loop of :data:`MJPG_LOOP` JPEG frames of the scene,
-    encoded once at open (quality 80, like webcams), then stamps the decoded frame with its counter and capture
-    time so glass-to-glass still reads.
-    """
-
-    MJPG_LOOP = 30
-
-    def __init__(self, width: int, height: int) -> None:
-        super().__init__(width, height)
-        self.description = f"synthetic:camera-mjpg {width}x{height}"
-        self._jpegs: list[bytes] = []
-        self._counter = 0
-
-    def open(self) -> None:
-        cv2 = opencv()
-        super().open()
-        assert self._scene is not None
-        self._jpegs = []
-        for _ in range(self.MJPG_LOOP):
-            bgr = cv2.cvtColor(self._scene.render(), cv2.COLOR_RGB2BGR)
-            ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
-            if not ok:
-                raise CameraError(f"{self.description}: JPEG encoding failed")
-            self._jpegs.append(jpeg.tobytes())
-
-    def read(self) -> RGBArray:
-        cv2 = opencv()
-        if not self._jpegs:
-            raise CameraError(f"{self.description}: read before open")
-        jpeg = np.frombuffer(self._jpegs[self._counter % len(self._jpegs)], dtype=np.uint8)
-        bgr = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise CameraError(f"{self.description}: a JPEG frame did not decode")
-        rgb = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-        draw_frame_stamp(rgb, self._counter, int(time.time() * 1000))
-        self._counter += 1
-        return rgb
-
-    def close(self) -> None:
-        super().close()
-        self._jpegs = []
-
-
-class SyntheticDocumentGrabber:
-    """``synthetic:document``: the A4 form on a desk, with a frame stamp in the desk's top-left corner."""
-
-    paced = False
-
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
-        self.description = f"synthetic:document {width}x{height}"
-        self._page: RGBArray | None = None
-        self._counter = 0
-
-    def open(self) -> None:
-        try:
-            self._page = render_document_page(self.width, self.height)
-        except FileNotFoundError as err:
-            raise CameraError(f"{self.description}: {err}") from err
-
-    def read(self) -> RGBArray:
-        if self._page is None:
-            raise CameraError(f"{self.description}: read before open")
-        frame = self._page.copy()
-        # The page is centred and leaves the desk's corner free: the stamp never covers text.
-        if frame.shape[1] >= frame.shape[0]:
-            draw_frame_stamp(frame, self._counter, int(time.time() * 1000))
-        self._counter += 1
-        return frame
-
-    def close(self) -> None:
-        self._page = None
-
-
-def create_grabber(spec: CameraSpec, cfg: CameraConfig) -> FrameGrabber:
-    """The grabber for a parsed spec, asked for the configured size and rate."""
-    if spec.kind == "synthetic":
-        if spec.target == "camera":
-            return SyntheticCameraGrabber(cfg.width, cfg.height)
-        if spec.target == "camera-mjpg":
-            return SyntheticMjpegGrabber(cfg.width, cfg.height)
-        return SyntheticDocumentGrabber(cfg.width, cfg.height)
-    return OpenCVGrabber(spec, cfg.width, cfg.height, cfg.fps)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -494,45 +365,6 @@ class VideoSource:
                 latest.rgb
             )  # nobody read for a while: the newest frame, converted now
         return None
-
-
-def scaled(rgb: RGBArray, scale: float) -> RGBArray:
-    """``rgb`` at ``scale`` × its size, even sides (yuv420p).
-
-    Halving (and any whole divisor) averages areas; other steps (0.75) are bilinear: OpenCV's area filter at a
-    fractional factor costs 5.5 ms per 720p frame against 1.2 ms (a sixth of a core at 30 fps), and for shrinking
-    by less than half, bilinear samples every source pixel anyway (no aliasing).
-    """
-    cv2 = opencv()
-    height, width = rgb.shape[:2]
-    size = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
-    whole = abs(1 / scale - round(1 / scale)) < 1e-6
-    interpolation = cv2.INTER_AREA if whole or scale < 0.5 else cv2.INTER_LINEAR
-    return np.asarray(cv2.resize(rgb, size, interpolation=interpolation), dtype=np.uint8)
-
-
-def rgb_to_yuv420p(rgb: RGBArray, reformatter: VideoReformatter | None = None) -> VideoFrame:
-    """An RGB frame as the ``yuv420p`` frame encoders take (BT.601, video range, as libswscale makes it).
-
-    OpenCV's SIMD conversion is about four times faster than libswscale's here (1.4 vs 6.3 ms at 1280×720 on
-    the project machine: a tenth of a core at 30 fps); yuv420p needs even sides, so odd sizes go through swscale.
-    The usual widths (640, 960, 1280, 1920) are wrapped without a copy.
-    """
-    height, width = rgb.shape[:2]
-    if height % 2 or width % 2:
-        return (reformatter or VideoReformatter()).reformat(
-            VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p"
-        )
-    cv2 = opencv()
-    i420 = np.asarray(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420), dtype=np.uint8)
-    if width % 32 == 0 and height % 4 == 0:
-        # The frame wraps the new array without copying it (1.2 ms a 720p frame, 2.6 ms at 1080p). PyAV reads
-        # the planes this way only for widths whose half is a multiple of 16, and rounds other heights down
-        # (160×90 became 160×88): those sizes are copied.
-        frame = VideoFrame.from_numpy_buffer(i420, format="yuv420p")
-        if (frame.width, frame.height) == (width, height):
-            return frame
-    return VideoFrame.from_ndarray(i420, format="yuv420p")
 
 
 def open_video_source(cfg: CameraConfig, *, name: str, backoff: Backoff | None = None) -> VideoSource:
