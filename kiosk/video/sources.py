@@ -3,9 +3,10 @@
 ``open_video_source(cfg, name=...)`` starts a :class:`~kiosk.devices.cameras.CameraCapture` thread
 for the camera named by ``cfg.source`` (see :mod:`kiosk.devices.cameras` for the spec strings) and
 returns a :class:`VideoSource`. Every :meth:`VideoSource.track` call returns a new
-``MediaStreamTrack`` subscribed through aiortc's ``MediaRelay``: the peer connections and the local
-preview all share one capture. Subscribers are unbuffered, so a slow consumer gets the newest frame
-and never a backlog.
+``MediaStreamTrack`` subscribed through a :class:`~kiosk.video.fanout.NewestFrameRelay`: the peer connections
+and the local preview all share one capture. Each subscriber holds one frame: an encoder that is behind gets
+the newest frame when it asks again, never a backlog, and the frames it missed are counted
+(:attr:`VideoSource.frames_dropped`).
 
 Frames leave as ``yuv420p``, converted once in the capture thread: the encoders then use them as they
 are. Handing the same RGB frame to several peers would make each encoder thread convert it through
@@ -28,7 +29,6 @@ from types import TracebackType
 from typing import Any
 
 import numpy.typing as npt
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 from av.video.reformatter import VideoReformatter
@@ -44,6 +44,7 @@ from kiosk.devices.cameras import (
     parse_camera_spec,
 )
 from kiosk.video.encoders import profile_for, tag_frame
+from kiosk.video.fanout import NewestFrameRelay
 from kiosk.video.frames import RGBArray, opencv, rgb_to_yuv420p, scaled
 from kiosk.video.grabbers import (
     SyntheticCameraGrabber,
@@ -198,7 +199,7 @@ class VideoSource:
             listener=self._on_capture,
         )
         self._track = _CaptureTrack(self)
-        self._relay = MediaRelay()
+        self._relay = NewestFrameRelay(self._track)
         self._capture.start()
 
     # -- public API --
@@ -207,7 +208,12 @@ class VideoSource:
         """A new subscriber track of this camera (one per peer connection or preview)."""
         if self._closed:
             raise CameraError(f"camera {self.name}: track() after close()")
-        return self._relay.subscribe(self._track, buffered=False)
+        return self._relay.subscribe()
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames a track's consumer (an encoder, a preview) was too busy to take and got a newer one instead."""
+        return self._relay.dropped
 
     def latest_frame(self) -> RGBArray | None:
         """The newest captured frame (read-only RGB, full capture size, rotated), or None if unavailable."""
