@@ -52,6 +52,7 @@ from kiosk.video.grabbers import (
     SyntheticMjpegGrabber,
     create_grabber,
 )
+from kiosk.video.sink import LocalPreview
 from kiosk.video.stamp import read_frame_stamp
 from kiosk.video.synthetic import DOCUMENT_TEXT, render_placeholder
 
@@ -198,6 +199,7 @@ class VideoSource:
             backoff=backoff,
             listener=self._on_capture,
         )
+        self._preview: LocalPreview | None = None
         self._track = _CaptureTrack(self)
         self._relay = NewestFrameRelay(self._track)
         self._capture.start()
@@ -214,6 +216,19 @@ class VideoSource:
     def frames_dropped(self) -> int:
         """Frames a track's consumer (an encoder, a preview) was too busy to take and got a newer one instead."""
         return self._relay.dropped
+
+    def preview(self) -> LocalPreview:
+        """This camera on this terminal's own screen (self-view, document preview): a frame source that views
+        tell their size, shrunk to it in the capture thread (:class:`~kiosk.video.sink.LocalPreview`)."""
+        if self._preview is None:
+            self._preview = LocalPreview(self._newest_captured)
+        return self._preview
+
+    def _newest_captured(self) -> tuple[int, RGBArray] | None:
+        if self._capture.fault is not None:
+            return None
+        frame = self._capture.latest
+        return None if frame is None else (frame.seq, frame.rgb)
 
     def latest_frame(self) -> RGBArray | None:
         """The newest captured frame (read-only RGB, full capture size, rotated), or None if unavailable."""
@@ -316,6 +331,9 @@ class VideoSource:
         where it is asked for (:meth:`_newer_than`)."""
         if frame is not None:
             self.frames_captured += 1
+            preview = self._preview
+            if preview is not None:
+                preview.offer(frame.seq, frame.rgb)
             if time.monotonic() < self._wanted_until:
                 av_frame = self._wrap(frame.rgb, self._reformatter)
                 with self._lock:
