@@ -61,6 +61,7 @@ class CounterAssistMixin:
     writing_requested: bool
     tr: Any
     _spawn: Any
+    fbind: Any
 
     # -- life with the call ----------------------------------------------------------------------
     def _assist_open(self) -> None:

@@ -102,7 +102,9 @@ class CounterAssist(_Side):
         self._assembler = PaperAssembler()
         self.papers: dict[str, dict[int, PaperPage]] = {}
         self.shown: tuple[str, int] | None = None  # (paper id, page) on screen
-        self.closed: set[str] = set()  # papers the resident closed (kept in memory; staff may show them again)
+        self.closed: set[str] = (
+            set()
+        )  # papers the resident closed (kept in memory; staff may show them again)
         self.document_marks: tuple[Mark, ...] = ()
         self.paper_marks: dict[tuple[str, int], tuple[Mark, ...]] = {}
         self.texts: list[str] = []  # staff's written messages, newest last
