@@ -7,14 +7,20 @@ complain about a value. Used by the relay's config and every terminal's config.
 
 from __future__ import annotations
 
+import contextvars
 import difflib
+import functools
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+# While set, files loaded by :func:`load` are read leniently to find stray keys (see reporting_stray_keys).
+_PROBE: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("tomlconf_probe", default=None)
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-.]+)\s*=""")
@@ -49,6 +55,8 @@ class ConfigFile:
 
     def __init__(self, path: str | Path, text: str | None = None) -> None:
         self.path = Path(path)
+        # Lenient mode: missing or wrong values read as placeholders, unknown keys collected here.
+        self.strays: list[str] | None = _PROBE.get()
         if text is None:
             try:
                 text = self.path.read_text(encoding="utf-8")
@@ -143,14 +151,18 @@ class Section:
         ``check`` returns a problem description, or None when the value is fine.
         """
         self._used.add(key)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
         if key not in self.data:
             if default is ...:
+                if self.file.strays is not None:
+                    return kinds[0]()
                 raise self.error(key, "required key is missing" + self._misspelt(key), MissingKeyError)
             return default
         value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if self.file.strays is not None:  # probing for stray keys: read on whatever the value is
+            return value if isinstance(value, kinds) else (default if default is not ... else kinds[0]())
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
             names = " or ".join(_toml_type(k) for k in kinds)
             raise self.error(key, f"expected {names}, found {_toml_type(type(value))} {value!r}")
@@ -177,7 +189,7 @@ class Section:
 
     def section(self, key: str, required: bool = False) -> Section:
         self._used.add(key)
-        if key not in self.data and required:
+        if key not in self.data and required and self.file.strays is None:
             raise self.error(key, "required table is missing" + self._misspelt(key), MissingKeyError)
         return Section(self.file, self.key_path(key), self.data.get(key, {}))
 
@@ -193,7 +205,9 @@ class Section:
         """Raise for any key that was never read: a typo must not be silently ignored."""
         allowed = self._used | set(extra_allowed)
         for key in self.data:
-            if key not in allowed:
+            if key not in allowed and self.file.strays is not None:
+                self.file.strays.append(f"unknown key '{key}' at {self.file.where(self.key_path(key))}")
+            elif key not in allowed:
                 hint = difflib.get_close_matches(key, sorted(allowed), n=1)
                 tip = f" (did you mean '{hint[0]}'?)" if hint else ""
                 known = ", ".join(sorted(allowed)) or "none"
@@ -209,6 +223,36 @@ def _toml_type(t: type) -> str:
         list: "array",
         dict: "table",
     }.get(t, t.__name__)
+
+
+def reporting_stray_keys(loader: Callable[P, T]) -> Callable[P, T]:
+    """Wrap a config loader so that a missing required key is reported together with every unknown key.
+
+    A loader stops at the first missing key, before the tables it has not read yet could name their
+    unknown keys; a technician who typed ``tokn = "…"`` must see both problems at once. On a missing
+    key the loader runs once more in a lenient mode (placeholders for missing or wrong values), in
+    which each table's :meth:`Section.done` collects its unknown keys instead of raising.
+    """
+
+    @functools.wraps(loader)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return loader(*args, **kwargs)
+        except MissingKeyError as err:
+            strays: list[str] = []
+            token = _PROBE.set(strays)
+            try:
+                loader(*args, **kwargs)
+            except Exception:  # the lenient run only collects what it reaches
+                pass
+            finally:
+                _PROBE.reset(token)
+            extra = [s for s in dict.fromkeys(strays) if s.split(" at ")[0] not in str(err)]
+            if not extra:
+                raise
+            raise MissingKeyError(f"{err}; also {'; '.join(extra)}") from err
+
+    return wrapper
 
 
 def load(path: str | Path) -> tuple[ConfigFile, Section]:

@@ -17,7 +17,7 @@ COMMANDS = {
     "lamp": ("kiosk.lamp_agent", "the lamp agent: lights a serial lamp for ringing calls"),
     "call-test": ("kiosk.call_test", "place a real call without a UI and print a report"),
     "doctor": ("kiosk.doctor", "check a terminal: config, cameras, serial ports, relay, network"),
-    "demo": ("kiosk.demo", "run relay, counter, two stations and an emulated lamp on this machine"),
+    "demo": ("kiosk.tools.demo", "run relay, counter, two stations and an emulated lamp on this machine"),
 }
 
 

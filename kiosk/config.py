@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from common.tomlconf import ConfigError, Section, load
+from common.tomlconf import ConfigError, Section, load, reporting_stray_keys
 
 __all__ = [
     "AudioConfig",
@@ -53,6 +53,9 @@ class UiConfig:
     pin: str = ""  # technician menu PIN; empty = menu disabled
     font: str = ""  # path to a CJK font; empty = found automatically
     ring_sound: bool = True
+    # counter only: shown when the relay never told this counter a department's phone (it was never reached)
+    fallback_phone: str = ""
+    fallback_hours: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ def _parse_ui(sec: Section) -> UiConfig:
         ),
         font=sec.get("font", str, d.font),
         ring_sound=sec.get("ring_sound", bool, d.ring_sound),
+        fallback_phone=sec.get("fallback_phone", str, d.fallback_phone),
+        fallback_hours=sec.get("fallback_hours", str, d.fallback_hours),
     )
     sec.done()
     return ui
@@ -279,6 +284,7 @@ def parse_lamp(sec: Section) -> LampConfig:
     return lamp
 
 
+@reporting_stray_keys
 def load_terminal_config(path: str | Path, role: str) -> TerminalConfig:
     """Load a counter, office or lamp terminal config.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from common.protocol import ROLES
-from common.tomlconf import ConfigError, Section, load
+from common.tomlconf import ConfigError, Section, load, reporting_stray_keys
 from relay_server.admin.settings import FleetSettings, parse_fleet
 
 __all__ = [
@@ -247,6 +247,7 @@ def _names(sec: Section, key: str) -> dict[str, str]:
     return {"ja": n["ja"], "en": n["en"]}
 
 
+@reporting_stray_keys
 def load_relay_config(path: str | Path) -> RelayConfig:
     """Load and validate ``relay.toml``.
 

@@ -65,9 +65,7 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/client.py", "client"),
     ("kiosk/devices/*.py", "devices"),
     ("kiosk/video/*.py", "media"),
-    # terminals: UI (the screenshot scenes are tools that start a relay)
-    ("kiosk/screens/*_shots.py", "tool"),
-    ("kiosk/ui/screenshots_main.py", "tool"),
+    # terminals: UI
     ("kiosk/screens/*.py", "ui"),
     ("kiosk/ui/*.py", "ui"),
     # terminals: composition and commands
@@ -79,8 +77,8 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/__main__.py", "command"),
     ("kiosk/call_test.py", "command"),
     ("kiosk/doctor/*.py", "command"),
-    ("kiosk/demo.py", "tool"),
-    ("kiosk/demo_lamp.py", "tool"),
+    # the tools that deliberately start a relay next to terminals (demo, screenshot scenes): one package
+    ("kiosk/tools/*.py", "tool"),
 )
 
 _KIOSK_BELOW_COMMANDS = {"shared", "kiosk-pure", "client", "devices", "media", "ui", "composition"}
@@ -183,6 +181,28 @@ def test_every_import_points_to_an_allowed_layer() -> None:
             ):
                 bad.append(f"{name} ({layer}) imports {target} ({target_layer})")
     assert not bad, "imports against docs/architecture.md:\n" + "\n".join(bad)
+
+
+TOOLS = "kiosk/tools/"
+
+
+def test_only_the_tools_package_imports_the_relay() -> None:
+    """Nothing in ``kiosk`` imports ``relay_server`` except ``kiosk/tools/`` (demo, screenshot scenes), and nothing
+    in ``kiosk`` imports the tools: the terminals' programs never start a relay."""
+    relay_importers = []
+    tool_importers = []
+    for path in module_files():
+        rel = path.relative_to(ROOT).as_posix()
+        if not rel.startswith("kiosk/"):
+            continue
+        imported = imports_of(path)
+        if not rel.startswith(TOOLS) and any(under(n, "relay_server") for n in imported):
+            relay_importers.append(rel)
+        if not rel.startswith(TOOLS) and any(under(n, "kiosk.tools") for n in imported):
+            tool_importers.append(rel)
+    assert not relay_importers, f"kiosk modules outside {TOOLS} importing relay_server: {relay_importers}"
+    assert not tool_importers, f"kiosk modules importing {TOOLS}: {tool_importers}"
+    assert any(under(n, "relay_server") for p in (ROOT / TOOLS).glob("*.py") for n in imports_of(p))
 
 
 def _parents(name: str) -> set[str]:

@@ -12,7 +12,7 @@ from helpers import ROOT, make_relay_config
 from kiosk.call_test import run_call_test
 from kiosk.config import TerminalConfig, load_terminal_config
 from kiosk.headless import HeadlessStation
-from kiosk.screens.scenes import small_media
+from kiosk.tools.scenes import small_media
 from relay_server.server import RelayServer
 
 

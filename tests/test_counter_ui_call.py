@@ -18,7 +18,7 @@ from ui_counter import button_widgets, counter_config, office_config, relay_conf
 
 from kiosk.apps.counter import CounterApp  # noqa: E402
 from kiosk.headless import HeadlessCounter, HeadlessStation  # noqa: E402
-from kiosk.screens.office_shots import relay_with_second_counter, second_counter_config  # noqa: E402
+from kiosk.tools.office_shots import relay_with_second_counter, second_counter_config  # noqa: E402
 from kiosk.ui.driver import UiDriver, running_app, visible_texts  # noqa: E402
 from relay_server.server import RelayServer  # noqa: E402
 

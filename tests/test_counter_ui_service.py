@@ -28,10 +28,15 @@ def shown(app: CounterApp) -> str:
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_relay_down_at_start_up_then_recovers_by_itself() -> None:
-    """An unreachable relay shows the full-screen out-of-service message with the cause; when the relay comes up
-    the kiosk reaches the start screen by itself."""
+    """An unreachable relay shows the full-screen out-of-service message with the cause and the phone number and
+    hours from counter.toml (the relay's are unknown); when the relay comes up the kiosk reaches the start screen
+    by itself and takes the relay's numbers."""
+    from dataclasses import replace
+
     port = free_port()
-    app = CounterApp(counter_config(), url=f"ws://127.0.0.1:{port}", hold_time=0.3)
+    cfg = counter_config()
+    cfg = replace(cfg, ui=replace(cfg.ui, fallback_phone="011-000-0000", fallback_hours="平日 9:00〜17:00"))
+    app = CounterApp(cfg, url=f"ws://127.0.0.1:{port}", hold_time=0.3)
     relay = None
     try:
         async with running_app(app) as ui:
@@ -41,9 +46,13 @@ async def test_relay_down_at_start_up_then_recovers_by_itself() -> None:
             assert "ただいま休止中です" in texts
             cause = screen.ids.cause.text
             assert "relay down" in cause and "ConnectionRefused" in cause, cause
+            phone = screen.ids.phone.text
+            assert "011-000-0000" in phone and "平日 9:00〜17:00" in phone, phone
             relay = await RelayServer(relay_config()).start(host="127.0.0.1", port=port)
             await ui.until(lambda: shown(app) == "start", 20, "start after the relay came up")
             assert app.screen("start").department_button("juumin")
+            relay_phones = [d.fallback.get("phone", "") for d in relay.config.departments.values()]
+            assert app.office_phone in relay_phones, (app.office_phone, relay_phones)
     finally:
         await app.aclose()
         if relay is not None:

@@ -19,7 +19,7 @@ from ui_counter import HEIGHT, ROOT, WIDTH, button_widgets, counter_config, offi
 
 from kiosk.apps.counter import CounterApp  # noqa: E402
 from kiosk.headless import HeadlessStation  # noqa: E402
-from kiosk.screens.counter_shots import with_many_departments  # noqa: E402
+from kiosk.tools.counter_shots import with_many_departments  # noqa: E402
 from kiosk.ui.driver import UiDriver, running_app, visible_texts  # noqa: E402
 from relay_server.config import RelayConfig, load_relay_config  # noqa: E402
 from relay_server.server import RelayServer  # noqa: E402

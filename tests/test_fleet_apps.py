@@ -16,7 +16,7 @@ from helpers import OFFICE1, ROOT  # noqa: E402
 
 from kiosk.apps.office_ui import OfficeApp  # noqa: E402
 from kiosk.config import load_terminal_config  # noqa: E402
-from kiosk.screens.scenes import small_media  # noqa: E402
+from kiosk.tools.scenes import small_media  # noqa: E402
 from kiosk.ui.driver import running_app  # noqa: E402
 from relay_server.core import Send  # noqa: E402
 

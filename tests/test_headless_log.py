@@ -13,7 +13,7 @@ from helpers import ROOT, make_relay_config, wait_until
 
 from kiosk.config import TerminalConfig, load_terminal_config
 from kiosk.headless import HeadlessCounter, HeadlessStation
-from kiosk.screens.scenes import small_media
+from kiosk.tools.scenes import small_media
 from relay_server.server import RelayServer
 
 

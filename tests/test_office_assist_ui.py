@@ -21,7 +21,7 @@ from kiosk.assist.channel import CounterAssist  # noqa: E402
 from kiosk.assist.marks import fit_rect, to_screen  # noqa: E402
 from kiosk.config import load_terminal_config  # noqa: E402
 from kiosk.headless import HeadlessCounter  # noqa: E402
-from kiosk.screens.scenes import small_media  # noqa: E402
+from kiosk.tools.scenes import small_media  # noqa: E402
 from kiosk.ui.driver import running_app, visible_texts  # noqa: E402
 from relay_server.server import RelayServer  # noqa: E402
 

@@ -20,7 +20,7 @@ from helpers import make_relay_config  # noqa: E402
 from kiosk.apps.office_ui import OfficeApp  # noqa: E402
 from kiosk.config import TerminalConfig, load_terminal_config  # noqa: E402
 from kiosk.headless import HeadlessCounter  # noqa: E402
-from kiosk.screens.scenes import small_media  # noqa: E402
+from kiosk.tools.scenes import small_media  # noqa: E402
 from kiosk.ui.driver import running_app, visible_texts  # noqa: E402
 from relay_server.server import RelayServer  # noqa: E402
 

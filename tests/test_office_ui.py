@@ -27,11 +27,11 @@ from kiosk.apps.office_ui import OfficeApp  # noqa: E402
 from kiosk.config import LampConfig, load_terminal_config  # noqa: E402
 from kiosk.devices.lamp import ChannelState  # noqa: E402
 from kiosk.headless import HeadlessCounter, HeadlessStation  # noqa: E402
-from kiosk.screens.office_shots import (  # noqa: E402
+from kiosk.tools.office_shots import (  # noqa: E402
     relay_with_second_counter,
     second_counter_config,
 )
-from kiosk.screens.scenes import small_media  # noqa: E402
+from kiosk.tools.scenes import small_media  # noqa: E402
 from kiosk.ui.driver import UiDriver, running_app, visible_texts, walk  # noqa: E402
 from kiosk.video.session import SessionState  # noqa: E402
 from relay_server.config import hash_token  # noqa: E402

@@ -9,39 +9,17 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import websockets
 from helpers import COUNTER, OFFICE1, OFFICE2, ROOT, TOKENS, make_relay_config, wait_until
 from rawws import RawWs
-from test_relay_server import Relay, StartRelay, assert_alive, drain_until_closed, place_call
+from relay_support import Relay, StartRelay, assert_alive, drain_until_closed, place_call
 
 from common.protocol import CLOSE_REPLACED, CLOSE_UNAUTHORIZED
 from relay_server.config import ConfigError, hash_token
 from relay_server.server import RelayServer
-
-
-@pytest.fixture
-async def start_relay() -> AsyncIterator[StartRelay]:
-    """Factory: ``await start_relay(**config_overrides)``; every relay and client is closed at teardown."""
-    relays: list[Relay] = []
-
-    async def start(**overrides: Any) -> Relay:
-        relay = Relay(await RelayServer(make_relay_config(**overrides)).start())
-        relays.append(relay)
-        return relay
-
-    yield start
-    for r in relays:
-        await r.aclose()
-
-
-@pytest.fixture
-async def relay(start_relay: StartRelay) -> Relay:
-    return await start_relay()
 
 
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:

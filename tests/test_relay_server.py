@@ -14,10 +14,7 @@ import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,128 +30,24 @@ from helpers import (
     TOKENS,
     WsClient,
     make_cert,
-    make_relay_config,
     wait_until,
+)
+from relay_support import (
+    Relay,
+    StartRelay,
+    assert_alive,
+    assert_signal,
+    drain_until_closed,
+    http_get,
+    metric,
+    place_call,
 )
 from websockets.asyncio.client import connect
 
 from common.protocol import CLOSE_RATE_LIMITED, CLOSE_REPLACED, CLOSE_UNAUTHORIZED
 from relay_server.config import RelayConfig, load_relay_config
-from relay_server.server import RelayServer
 
 JUUMIN_FALLBACK_PHONE = "0133-23-2223"
-
-
-# -- harness ---------------------------------------------------------------------------------
-@dataclass
-class Relay:
-    """One in-process relay plus the clients a test opened against it (all closed at teardown)."""
-
-    server: RelayServer
-    clients: list[WsClient] = field(default_factory=list)
-
-    async def client(
-        self, terminal: str | None = None, token: str | None = None, expect_welcome: bool = True
-    ) -> WsClient:
-        c = await WsClient.open(self.server.url, terminal, token, expect_welcome)
-        self.clients.append(c)
-        return c
-
-    async def aclose(self) -> None:
-        for c in self.clients:
-            await c.close()
-        await self.server.close()
-
-
-StartRelay = Callable[..., Awaitable[Relay]]
-
-
-@pytest.fixture
-async def start_relay() -> AsyncIterator[StartRelay]:
-    """Factory: ``await start_relay(config=None, clock=time.time, **config_overrides)``."""
-    relays: list[Relay] = []
-
-    async def start(
-        config: RelayConfig | None = None, clock: Callable[[], float] = time.time, **overrides: Any
-    ) -> Relay:
-        server = RelayServer(config or make_relay_config(**overrides), clock=clock)
-        await server.start()
-        relay = Relay(server)
-        relays.append(relay)
-        return relay
-
-    yield start
-    for r in relays:
-        await r.aclose()
-
-
-@pytest.fixture
-async def relay(start_relay: StartRelay) -> Relay:
-    """A relay with the demo config (four departments, always open)."""
-    return await start_relay()
-
-
-async def place_call(counter: WsClient, station: WsClient, department: str = "juumin") -> str:
-    """Counter calls, ``station`` answers; returns the call id once the counter knows it was answered."""
-    await counter.send({"type": "call", "department": department})
-    call = (await counter.expect("ringing", department=department))["call"]
-    await station.expect("incoming", call=call)
-    await station.send({"type": "answer", "call": call})
-    await station.expect("call_state", call=call, state="active")
-    await counter.expect("answered", call=call)
-    return str(call)
-
-
-async def assert_signal(call: str, a: tuple[str, WsClient], b: tuple[str, WsClient], tag: str = "x") -> None:
-    """A signal from a to b and back is delivered with the right sender and data."""
-    (a_id, a_ws), (b_id, b_ws) = a, b
-    await a_ws.send({"type": "signal", "call": call, "to": b_id, "data": {"kind": "offer", "sdp": tag}})
-    from_a: dict[str, Any] = {"from": a_id}
-    got = await b_ws.expect("signal", call=call, **from_a)
-    assert got["data"] == {"kind": "offer", "sdp": tag}
-    await b_ws.send({"type": "signal", "call": call, "to": a_id, "data": {"kind": "answer", "sdp": tag}})
-    from_b: dict[str, Any] = {"from": b_id}
-    got = await a_ws.expect("signal", call=call, **from_b)
-    assert got["data"] == {"kind": "answer", "sdp": tag}
-
-
-async def drain_until_closed(
-    client: WsClient, timeout: float = 5.0
-) -> tuple[list[dict[str, Any]], int | None]:
-    """Read everything until the relay closes the connection; the messages and the close code."""
-    msgs: list[dict[str, Any]] = list(client.inbox)
-    client.inbox.clear()
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"connection still open after {timeout} s; got {msgs}")
-        try:
-            raw = await asyncio.wait_for(client.ws.recv(), left)
-        except websockets.ConnectionClosed as err:
-            return msgs, err.rcvd.code if err.rcvd else None
-        except TimeoutError:
-            continue
-        msgs.append(json.loads(raw))
-
-
-async def assert_alive(client: WsClient, tag: str = "alive") -> None:
-    """The connection still answers a ping."""
-    await client.send({"type": "ping", "id": tag})
-    await client.expect("pong", id=tag)
-
-
-async def http_get(url: str) -> tuple[int, str, str]:
-    """Status, content type and body of a plain HTTP GET (run in a thread; urllib is blocking)."""
-
-    def get() -> tuple[int, str, str]:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
-        except urllib.error.HTTPError as err:
-            return err.code, err.headers.get("Content-Type", ""), err.read().decode()
-
-    return await asyncio.to_thread(get)
 
 
 # -- call flows ------------------------------------------------------------------------------
@@ -789,20 +682,6 @@ async def test_healthz(relay: Relay) -> None:
     assert data["status"] == "ok" and data["terminals"]["office"] == 1
     status, _, _ = await http_get(f"http://127.0.0.1:{relay.server.port}/elsewhere")
     assert status == 404
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text format (0 if absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        key, value = line.rsplit(" ", 1)
-        lname, _, rest = key.partition("{")
-        got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
-        if lname == name and got == want:
-            return float(value)
-    return 0.0
 
 
 async def test_metrics_count_calls_and_errors(start_relay: StartRelay) -> None:

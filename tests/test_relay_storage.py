@@ -10,9 +10,7 @@ import logging
 import signal
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers import (
@@ -20,28 +18,12 @@ from helpers import (
     OFFICE1,
     RelayProcess,
     WsClient,
-    make_relay_config,
     wait_until,
     write_relay_config,
 )
-from test_relay_server import Relay, StartRelay, http_get, metric, place_call
+from relay_support import Relay, StartRelay, http_get, metric, place_call
 
-from relay_server.server import RelayServer
 from relay_server.store import CallLog
-
-
-@pytest.fixture
-async def start_relay() -> AsyncIterator[StartRelay]:
-    relays: list[Relay] = []
-
-    async def start(**overrides: Any) -> Relay:
-        relay = Relay(await RelayServer(make_relay_config(**overrides)).start())
-        relays.append(relay)
-        return relay
-
-    yield start
-    for r in relays:
-        await r.aclose()
 
 
 async def one_call(relay: Relay) -> str:

@@ -83,7 +83,7 @@ def test_station_and_counter_screens_fit_at_960x600(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "kiosk.ui.screenshots_main",
+            "kiosk.tools.screenshots",
             "office",
             "counter",
             "--size",

@@ -197,6 +197,7 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         return root
 
     def on_start(self) -> None:
+        self.office_phone = self.config_file.ui.fallback_phone  # until the relay says otherwise
         if self.config_file.media is not None:
             from kiosk.video.ice import restrict_ice_addresses
 
@@ -249,8 +250,17 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         phone = fallback.phone if fallback is not None else self.office_phone
         if not phone:
             return self.tr("start.nobody_later", lang)
-        hours = fallback.hours(lang) if fallback is not None else ""
+        hours = fallback.hours(lang) if fallback is not None else self.config_file.ui.fallback_hours
         return self.tr("start.nobody" if hours else "start.nobody_no_hours", lang, phone=phone, hours=hours)
+
+    def out_of_service_phone(self, lang: str, phone: str) -> str:
+        """The out-of-service screen's next step: a phone number (and hours), from the relay or counter.toml."""
+        if not phone:
+            return ""
+        known = next((d for d in self.machine.departments if d.phone == phone), None)
+        hours = known.hours(lang) if known is not None else self.config_file.ui.fallback_hours
+        key = "out_of_service.phone_hours" if hours else "out_of_service.phone"
+        return self.tr(key, lang, phone=phone, hours=hours)
 
     def start_title(self, mode: str, town_id: str, pages: int, lang: str) -> str:
         if mode == "towns":
@@ -425,7 +435,8 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         elif msg.get("type") == "welcome":
             deps = msg.get("departments") or []
             phones = [d.get("fallback", {}).get("phone", "") for d in deps]
-            self.office_phone = next((p for p in phones if p), "")
+            # the relay's numbers are the current ones; counter.toml's is for when it was never reached
+            self.office_phone = next((p for p in phones if p), self.config_file.ui.fallback_phone)
 
     # -- commands out (Send, timers and Ring: TerminalApp) --------------------------------------
     def _execute(self, cmd: Command) -> None:

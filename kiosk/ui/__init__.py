@@ -13,7 +13,6 @@ Pieces (import the Kivy ones only after :func:`kiosk.ui.env.prepare_kivy_env`):
   ``LanguageSwitch`` (日本語 / English), ``TitleLabel`` and ``BodyLabel``.
 - :mod:`kiosk.ui.sound`: ``RingTone`` (a generated, calm chime, looped).
 - :mod:`kiosk.ui.screenshot`: ``save_screenshot(path)``, ``shoot_languages(app, driver, dir, stem)``.
-- :mod:`kiosk.ui.screenshots_main`: ``scripts/screenshots``; each app registers its scenes module in ``SCENES``.
 - :mod:`kiosk.ui.driver`: ``running_app(app)`` runs an app in-process on the current asyncio loop (several apps
   may run one after another in one process) and yields a ``UiDriver``: ``until()``, ``frames()``, ``tap()``,
   ``hold()``, ``settle()``; ``visible_texts(widget)`` and ``walk(widget)`` for assertions.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.config import RelayLink, TerminalConfig, load_terminal_config
-from kiosk.screens.scenes import small_media, window_sized
+from kiosk.tools.scenes import small_media, window_sized
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The demo's lamp: an emulated LCUS board on a pseudo-terminal, driven by the real lamp agent code,
 shown in a small window so a person sees it light when the resident touches a department.
 
-``python -m kiosk.demo_lamp --config config/lamp.toml [--url URL]`` (started by ``kiosk demo``).
+``python -m kiosk.tools.demo_lamp --config config/lamp.toml [--url URL]`` (started by ``kiosk demo``).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 
 from kiosk.ui.env import configure_window, prepare_kivy_env, restore_std_streams
 
-KV = Path(__file__).resolve().parent / "screens" / "demo_lamp.kv"
+KV = Path(__file__).resolve().parent / "demo_lamp.kv"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m kiosk.demo_lamp", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m kiosk.tools.demo_lamp", description=__doc__)
     ap.add_argument("--config", default="config/lamp.toml")
     ap.add_argument("--url", help="relay URL overriding [relay] url")
     args = ap.parse_args(argv)

@@ -28,7 +28,7 @@ from kiosk.cli import CameraOverrides, add_camera_arguments
 from kiosk.config import load_terminal_config
 from relay_server.config import load_relay_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
 FLEET_LOGIN = (
     "demo / demo-fleet"  # the [[admin]] demo account of config/relay.toml: accepted from loopback only
@@ -320,7 +320,7 @@ def _run_windows(args: argparse.Namespace, tmp: Path) -> int:
             (960, 640, 960, 440),
         ),
         (
-            [py, "-m", "kiosk.demo_lamp", "--config", str(CONFIG / "lamp.toml"), "--url", url],
+            [py, "-m", "kiosk.tools.demo_lamp", "--config", str(CONFIG / "lamp.toml"), "--url", url],
             (0, 640, 960, 300),
         ),
     ]

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kiosk.config import load_terminal_config
-from kiosk.screens.scenes import small_media
+from kiosk.tools.scenes import small_media
 from kiosk.ui.screenshot import shoot_languages
 
 log = logging.getLogger(__name__)

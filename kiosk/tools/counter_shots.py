@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.config import load_terminal_config
-from kiosk.screens.scenes import small_media, window_sized
+from kiosk.tools.scenes import small_media, window_sized
 from kiosk.ui.screenshot import shoot_languages
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ from pathlib import Path  # noqa: E402
 
 # app name → module with screenshot_scenes(out_dir). The office station adds its own line.
 SCENES: dict[str, str] = {
-    "counter": "kiosk.screens.counter_shots",
-    "office": "kiosk.screens.office_shots",
-    "assist": "kiosk.screens.assist_shots",
+    "counter": "kiosk.tools.counter_shots",
+    "office": "kiosk.tools.office_shots",
+    "assist": "kiosk.tools.assist_shots",
 }
 
 WINDOW = (1280, 800)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     sys.executable,
                     "-m",
-                    "kiosk.ui.screenshots_main",
+                    "kiosk.tools.screenshots",
                     *args.apps,
                     "--in-process",
                     "--out",
