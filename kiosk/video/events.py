@@ -1,4 +1,4 @@
-"""What a call session reports: its events and errors, the hooks observers subscribe to, and its event log.
+"""What a call session reports: its state, events and errors, the hooks observers subscribe to, and its event log.
 
 A :class:`~kiosk.video.session.CallSession` tells its owner what happens through :class:`SessionEvent` values
 (``on_event``), and lets anyone else subscribe through its :class:`SessionHooks`: a small registry of
@@ -25,13 +25,43 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from common.transitions import TransitionTable, by_value
 from kiosk.video.still import Still
 
-__all__ = ["EventKind", "EventLog", "Observers", "SentStill", "SessionError", "SessionEvent", "SessionHooks"]
+__all__ = [
+    "SESSION_TRANSITIONS",
+    "EventKind",
+    "EventLog",
+    "Observers",
+    "SentStill",
+    "SessionError",
+    "SessionEvent",
+    "SessionHooks",
+    "SessionState",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class SessionState(enum.Enum):
+    """Life of a session: waiting for the call to become active, active, ended (final)."""
+
+    WAITING = "waiting"
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+SESSION_TRANSITIONS: TransitionTable[SessionState] = TransitionTable(
+    "call session",
+    {
+        SessionState.WAITING: {SessionState.ACTIVE, SessionState.ENDED},
+        SessionState.ACTIVE: {SessionState.ENDED},
+        SessionState.ENDED: set(),
+    },
+    label=by_value,
+)
 
 
 class SessionError(Exception):

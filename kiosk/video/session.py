@@ -21,14 +21,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from common.transitions import TransitionTable, by_value
 from kiosk.video.control import ControlLink
-from kiosk.video.events import EventKind, EventLog, SessionError, SessionEvent, SessionHooks
+from kiosk.video.events import (
+    SESSION_TRANSITIONS,
+    EventKind,
+    EventLog,
+    SessionError,
+    SessionEvent,
+    SessionHooks,
+    SessionState,
+)
 from kiosk.video.local_media import LocalMedia
 from kiosk.video.membership import offers_to, reconcile
 from kiosk.video.mesh import MeshHost, PeerMesh
@@ -55,25 +61,6 @@ CODECS = ("vp8", "h264")
 END_MEDIA_FAILED = "media_failed"
 
 SendFn = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class SessionState(enum.Enum):
-    """Life of a session: waiting for the call to become active, active, ended (final)."""
-
-    WAITING = "waiting"
-    ACTIVE = "active"
-    ENDED = "ended"
-
-
-_TRANSITIONS: TransitionTable[SessionState] = TransitionTable(
-    "call session",
-    {
-        SessionState.WAITING: {SessionState.ACTIVE, SessionState.ENDED},
-        SessionState.ACTIVE: {SessionState.ENDED},
-        SessionState.ENDED: set(),
-    },
-    label=by_value,
-)
 
 
 class CallSession:
@@ -182,6 +169,11 @@ class CallSession:
         """Remote members we have (or are setting up) a peer connection with, in join order."""
         known = [m for m in self.order if m in self.mesh.peers]
         return known + [m for m in self.mesh.peers if m not in known]
+
+    @property
+    def events(self) -> list[SessionEvent]:
+        """The session's events so far (kinds, members, states, reasons: no pixels)."""
+        return self.event_log.events
 
     @property
     def stills(self) -> list[Still]:
@@ -389,7 +381,9 @@ class CallSession:
             self._set_state(SessionState.ACTIVE)
 
     def _set_state(self, new: SessionState) -> None:
-        self.state = _TRANSITIONS.move(self.state, new, log, subject=f"{self.call_id} ({self.terminal_id})")
+        self.state = SESSION_TRANSITIONS.move(
+            self.state, new, log, subject=f"{self.call_id} ({self.terminal_id})"
+        )
 
     async def _call_state(self, msg: dict[str, Any]) -> None:
         state = msg.get("state")
