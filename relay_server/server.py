@@ -472,7 +472,8 @@ class RelayServer:
         Failures from one address are answered later and later (:class:`AuthThrottle`); a valid token is
         never delayed, since many kiosks may share one NAT address with a broken or hostile one.
         """
-        problem, ref = "", None
+        problem = ""
+        ref: str | None = None
         try:
             raw = await asyncio.wait_for(ws.read(), self.config.hello_timeout)
             msg = protocol.parse(raw, max_bytes=PRE_HELLO_MAX_BYTES)

@@ -26,7 +26,6 @@ import asyncio  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Mapping  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -40,6 +39,8 @@ from kivy.properties import (  # noqa: E402
 from kivy.uix.floatlayout import FloatLayout  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
+from common import messages as msgs  # noqa: E402
+from common.messages import ServerMessage  # noqa: E402
 from common.protocol import LAMP_TEST_SECONDS  # noqa: E402
 from kiosk.apps.counter_assist import CounterAssistMixin  # noqa: E402
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
@@ -289,10 +290,10 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         names = [self.tr("call.you", lang)] + self.member_labels(list(members), lang)
         return self.tr("call.members", lang, names="、".join(names) if lang == "ja" else ", ".join(names))
 
-    def _lamp_test_text(self, msg: Mapping[str, Any]) -> str:
+    def _lamp_test_text(self, msg: msgs.LampTestSent) -> str:
         sep = "、" if self.lang == "ja" else ", "
-        departments = sep.join(self.dept_name(str(d), self.lang) for d in msg.get("departments") or [])
-        lamps, stations = list(msg.get("lamps") or []), list(msg.get("stations") or [])
+        departments = sep.join(self.dept_name(d, self.lang) for d in msg["departments"])
+        lamps, stations = msg["lamps"], msg["stations"]
         if not lamps and not stations:
             return self.tr("counter_tech.lamp_none", departments=departments)
         none = self.tr("counter_tech.none")
@@ -426,15 +427,14 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         self.dispatch_event(Touched())
         return False  # let the touch reach the widgets
 
-    async def _on_relay_message(self, msg: dict[str, Any]) -> None:
+    async def _on_relay_message(self, msg: ServerMessage) -> None:
         await super()._on_relay_message(msg)
-        if msg.get("type") == "lamp_test_sent":
+        if msg["type"] == "lamp_test_sent":
             self.tech_message = self._lamp_test_text(msg)
-        elif msg.get("type") == "error" and msg.get("ref") == "lamp_test":
-            self.tech_message = self.tr("counter_tech.lamp_failed", error=str(msg.get("message", "")))
-        elif msg.get("type") == "welcome":
-            deps = msg.get("departments") or []
-            phones = [d.get("fallback", {}).get("phone", "") for d in deps]
+        elif msg["type"] == "error" and msg.get("ref") == "lamp_test":
+            self.tech_message = self.tr("counter_tech.lamp_failed", error=msg["message"])
+        elif msg["type"] == "welcome":
+            phones = [d.get("fallback", {}).get("phone", "") for d in msg["departments"]]
             # the relay's numbers are the current ones; counter.toml's is for when it was never reached
             self.office_phone = next((p for p in phones if p), self.config_file.ui.fallback_phone)
 

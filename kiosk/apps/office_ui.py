@@ -41,6 +41,7 @@ from kivy.properties import (  # noqa: E402
 )
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
+from common.messages import ServerMessage  # noqa: E402
 from kiosk.apps.office_assist import OfficeAssistMixin  # noqa: E402
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
 from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem  # noqa: E402
@@ -343,8 +344,8 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
             self.still = None
 
     # -- events in -----------------------------------------------------------------------------
-    async def _on_relay_message(self, msg: dict[str, Any]) -> None:
-        self.received = [*self.received[-199:], str(msg.get("type"))]
+    async def _on_relay_message(self, msg: ServerMessage) -> None:
+        self.received = [*self.received[-199:], msg["type"]]
         if self.lamp is not None:
             self.lamp.on_message(msg)
         await super()._on_relay_message(msg)

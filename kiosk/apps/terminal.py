@@ -33,6 +33,7 @@ from typing import Any, Protocol  # noqa: E402
 
 from kivy.properties import BooleanProperty, ObjectProperty  # noqa: E402
 
+from common.messages import ServerMessage  # noqa: E402
 from kiosk.cli import link_problem  # noqa: E402
 from kiosk.client import NotConnected, RelayClient  # noqa: E402
 from kiosk.config import TerminalConfig  # noqa: E402
@@ -167,9 +168,10 @@ class TerminalApp(KioskApp):
             client_name=f"kiosk {self.role}",
         )
 
-    async def _on_relay_message(self, msg: dict[str, Any]) -> None:
-        if msg.get("type") == "ring_test":
-            self._ring_test(float(msg.get("seconds", 3)))
+    async def _on_relay_message(self, msg: ServerMessage) -> None:
+        """One relay message, validated on arrival by the relay client: to the session, then to the machine."""
+        if msg["type"] == "ring_test":
+            self._ring_test(float(msg["seconds"]))
             return
         if self.session is not None:
             await self.session.on_message(msg)
@@ -193,7 +195,7 @@ class TerminalApp(KioskApp):
             # Each welcome brings fresh TURN credentials and may follow a network change: probe the paths.
             with contextlib.suppress(Exception):
                 paths = self._ice_paths()
-                paths.set_servers(self.client.welcome.get("ice_servers") or [])
+                paths.set_servers(self.client.welcome["ice_servers"])
                 paths.refresh()
         self.dispatch_event(LinkChanged(state, detail))
 
@@ -319,17 +321,17 @@ class TerminalApp(KioskApp):
         from kiosk.video.session import CallSession
 
         media = self.config_file.media
-        welcome = self.client.welcome or {}
+        welcome = self.client.welcome
         self.mic_muted = False
         paths = self._ice_paths()
-        paths.set_servers(welcome.get("ice_servers") or [])
+        paths.set_servers(welcome["ice_servers"] if welcome else [])
         self.session = CallSession(
             self.machine.terminal,
             self.role,
             self.local,
             self.client.send,
             call_id=call_id,
-            ice_servers=welcome.get("ice_servers") or [],
+            ice_servers=welcome["ice_servers"] if welcome else [],
             codec=media.network.codec if media else "vp8",
             audio_output=media.audio.output if media else "null",
             on_event=on_event,
