@@ -220,7 +220,7 @@ class RelayClient:
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # never die: whatever went wrong, the link is down and is retried
-                log.exception("relay link failed")
+                event(log, "relay_link_failed", logging.ERROR, exc_info=True, url=self.url)
                 code, reason = None, f"{type(err).__name__}: {err}"
             finally:
                 self._ws = None
@@ -238,7 +238,7 @@ class RelayClient:
                     f"another copy of this terminal is running (replaced by a newer connection "
                     f"{self.replaced_count}x); retrying in {wait:.1f} s"
                 )
-                log.warning("relay link: %s", detail)
+                event(log, "relay_link_replaced", logging.WARNING, url=self.url, detail=detail)
                 await self._set_link(LINK_DOWN, detail)
             else:
                 if welcomed:
@@ -249,7 +249,7 @@ class RelayClient:
                     await self._set_link(LINK_UNAUTHORIZED, reason or "token rejected")
                 else:
                     await self._set_link(LINK_DOWN, reason or f"closed ({code})")
-                log.info("relay link down (%s); retrying in %.1f s", reason or code, wait)
+                event(log, "relay_link_down", url=self.url, reason=reason or code, retry_s=round(wait, 1))
             await asyncio.sleep(retry.jittered(wait))
 
     @property
@@ -284,7 +284,7 @@ class RelayClient:
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("handler failed for relay message %r", msg.get("type"))
+            event(log, "relay_message_handler_failed", logging.ERROR, exc_info=True, type=msg["type"])
 
     async def _set_link(self, state: str, detail: str) -> None:
         if state == self.link_state and detail == self.link_detail:
@@ -300,4 +300,4 @@ class RelayClient:
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("link handler failed")
+            event(log, "link_handler_failed", logging.ERROR, exc_info=True, state=state)

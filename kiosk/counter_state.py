@@ -23,6 +23,7 @@ from enum import Enum
 from typing import Any
 
 from common import messages as msgs
+from common.logs import event
 from kiosk.machine import (
     CancelTimer,
     Command,
@@ -579,7 +580,7 @@ class CounterMachine:
 
     def _on_DepartmentChosen(self, ev: DepartmentChosen) -> None:
         if self.state is not State.START:
-            log.info("department %s chosen in %s: ignored", ev.department, self.state.name)
+            event(log, "department_ignored", department=ev.department, state=self.state.name)
             return
         dept = self.department(ev.department)
         if dept is None:
@@ -625,7 +626,7 @@ class CounterMachine:
 
     def _on_TechGesture(self, ev: TechGesture) -> None:
         if not self.pin:
-            log.info("technician gesture ignored: no PIN configured")
+            event(log, "tech_gesture_ignored", problem="no PIN configured")
             return
         if self.state in (State.STARTING, State.OUT_OF_SERVICE, State.START):
             self.pin_error = False
@@ -640,7 +641,7 @@ class CounterMachine:
         else:
             self.pin_attempts += 1
             self.pin_error = True
-            log.warning("wrong technician PIN (attempt %d)", self.pin_attempts)
+            event(log, "tech_pin_wrong", logging.WARNING, attempt=self.pin_attempts)
             self._timer(T_IDLE, self.timeouts.idle)
 
     def _on_TechClosed(self, ev: TechClosed) -> None:
@@ -667,7 +668,7 @@ class CounterMachine:
     def _on_MediaReconnecting(self, ev: MediaReconnecting) -> None:
         if self.state is State.IN_CALL and self.reconnecting != ev.active:
             self.reconnecting = ev.active
-            log.info("counter: media %s", "reconnecting" if ev.active else "back")
+            event(log, "media_reconnecting" if ev.active else "media_back")
 
     # -- relay messages --------------------------------------------------------------------------
     def _on_RelayMessage(self, ev: RelayMessage) -> None:
@@ -710,7 +711,7 @@ class CounterMachine:
             # Staff answered a call the resident had already cancelled (the two crossed on the wire): the
             # resident meant to leave, so end it rather than leave the station talking to an empty kiosk.
             self._cancelled_ids.remove(call_id)
-            log.info("call %s answered after it was cancelled: hanging up", call_id)
+            event(log, "answered_after_cancel", call=call_id, action="hangup")
             self._out.append(Send({"type": "hangup", "call": call_id}))
             return
         if self.state is not State.CALLING or not self._is_our_call(call_id):
@@ -769,7 +770,14 @@ class CounterMachine:
 
     def _msg_error(self, msg: msgs.Error) -> None:
         if msg.get("ref") != "call" or self.state is not State.CALLING or self.call is None:
-            log.info("relay error %s (%s) in %s", msg["code"], msg["message"], self.state.name)
+            event(
+                log,
+                "relay_error",
+                code=msg["code"],
+                ref=msg.get("ref"),
+                message=msg["message"],
+                state=self.state.name,
+            )
             return
         code = msg["code"]
         if (

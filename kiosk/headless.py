@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from common import messages as msgs
+from common.logs import event
 from common.messages import ServerMessage, Welcome
 from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem
 from kiosk.client import LINK_UP, RelayClient
@@ -108,7 +109,7 @@ class HeadlessTerminal:
     async def _on_message(self, msg: ServerMessage) -> None:
         if msg["type"] == "ring_test":
             self.ring_tests.append(msg)
-            log.info("ring test from %s for %s s (no bell here)", msg["by"], msg["seconds"])
+            event(log, "ring_test", by=msg["by"], seconds=msg["seconds"], bell="none")
         if self.session is not None:
             await self.session.on_message(msg)
 
@@ -244,7 +245,7 @@ class HeadlessStation(HeadlessTerminal):
         if problem is not None and problem != self._link_said:
             self._link_said = problem
             self._say(f"relay link {state}: {problem}")
-        log.debug("relay link %s (%s)", state, detail)
+        event(log, "relay_link", logging.DEBUG, state=state, detail=detail)
 
     async def _on_message(self, msg: ServerMessage) -> None:
         self._report_call_message(msg)
@@ -302,7 +303,7 @@ class HeadlessStation(HeadlessTerminal):
             self.on_event(event)
 
     def _say(self, text: str) -> None:
-        log.info("%s", text)
+        event(log, "station", line=text)
         if self.out is not None:
             self.out(text)
 

@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any
 
 from common import messages as msgs
+from common.logs import event
 from common.messages import ServerMessage
 from kiosk.machine import (
     CancelTimer,
@@ -540,7 +541,7 @@ class OfficeMachine:
     def _on_answer(self, call: str) -> None:
         entry = self.ringing.get(call)
         if self.state is not State.WAITING or entry is None or entry.taken_by is not None:
-            log.info("answer %s ignored in %s", call, self.state.name)
+            event(log, "answer_ignored", call=call, state=self.state.name)
             return
         self.answering = call
         self.notice = None

@@ -40,6 +40,7 @@ from kivy.uix.floatlayout import FloatLayout  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from common import messages as msgs  # noqa: E402
+from common.logs import event  # noqa: E402
 from common.messages import ServerMessage  # noqa: E402
 from common.protocol import LAMP_TEST_SECONDS  # noqa: E402
 from kiosk.apps.counter_assist import CounterAssistMixin  # noqa: E402
@@ -365,7 +366,7 @@ class CounterApp(CounterAssistMixin, TerminalApp):
     def set_large_text(self, on: bool) -> None:
         """Every text ×1.3 (touch targets grow with it); kept until the idle reset."""
         if on != self.large_text:
-            log.info("large text %s", "on" if on else "off")
+            event(log, "large_text", on=on)
             self.large_text = on
             self.sizes = replace(self.sizes, text_scale=LARGE_TEXT_SCALE if on else 1.0)
             self._relayout_start()
@@ -418,8 +419,12 @@ class CounterApp(CounterAssistMixin, TerminalApp):
     def _refuse_close(self, *_args: Any, **kwargs: Any) -> bool:
         """A close request (window manager, Alt+F4, a keyboard shortcut) never ends the kiosk: only the technician
         menu's exit (behind the PIN) or SIGTERM does."""
-        log.warning(
-            "close request refused (source %s): leave through the technician menu", kwargs.get("source", "?")
+        event(
+            log,
+            "close_refused",
+            logging.WARNING,
+            source=kwargs.get("source", "?"),
+            hint="leave through the technician menu",
         )
         return True
 
@@ -449,7 +454,7 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         elif isinstance(cmd, ResetLanguage):
             self._reset_for_next_resident()
         elif isinstance(cmd, ExitApp):
-            log.info("technician exit")
+            event(log, "tech_exit")
             self.stop()
         elif isinstance(cmd, ReloadConfig):
             self._reload_config()
@@ -468,7 +473,7 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         try:
             self.local = open_local_media(self.config_file.media, document=True)
         except Exception as err:
-            log.error("cannot open local media: %s", err)
+            event(log, "local_media_failed", logging.ERROR, problem=err)
             self._local_error = f"media: {err}"
 
     async def _check_devices(self) -> None:

@@ -22,6 +22,7 @@ from kivy.properties import (
     StringProperty,
 )
 
+from common.logs import event
 from kiosk.assist.channel import StationAssist
 from kiosk.assist.messages import MAX_MARKS, Mark
 
@@ -148,7 +149,7 @@ class OfficeAssistMixin:
         try:
             pages = await asyncio.get_running_loop().run_in_executor(None, load_paper, path)
         except PaperError as err:
-            log.warning("paper %s: %s", path, err)
+            event(log, "paper_failed", logging.WARNING, path=path, problem=err)
             self.paper_busy = False
             self.paper_status = self.tr("office.assist.paper_failed", why=str(err))
             return

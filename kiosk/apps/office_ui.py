@@ -41,6 +41,7 @@ from kivy.properties import (  # noqa: E402
 )
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
+from common.logs import event  # noqa: E402
 from common.messages import ServerMessage  # noqa: E402
 from kiosk.apps.office_assist import OfficeAssistMixin  # noqa: E402
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
@@ -192,7 +193,7 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
                 try:
                     self.local = open_local_media(media, document=False)
                 except Exception as err:
-                    log.error("cannot open local media: %s", err)
+                    event(log, "local_media_failed", logging.ERROR, problem=err)
         if self.config_file.lamp is not None:
             from kiosk.lamp_agent import LampController
 
@@ -316,7 +317,7 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
         try:
             still = await session.request_still(timeout=STILL_TIMEOUT_S)
         except Exception as err:
-            log.warning("still failed: %s", err)
+            event(log, "still_failed", logging.WARNING, problem=err)
             if session is self.session:
                 self._set_call_notice(
                     self.tr("office.notice.still_failed", why=str(err) or type(err).__name__)
