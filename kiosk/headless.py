@@ -23,11 +23,12 @@ from common import messages as msgs
 from common.logs import event
 from common.messages import ServerMessage, Welcome
 from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem
-from kiosk.client import LINK_UP, RelayClient
+from kiosk.client import LINK_UP, NotConnected, RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
 from kiosk.health import HealthReporter, device_states
 from kiosk.video.ice import IceConfigError, restrict_ice_addresses
 from kiosk.video.local_media import LocalMedia, open_local_media
+from kiosk.video.membership import resume_message
 from kiosk.video.session import CallSession, EventKind, SessionEvent, SessionState
 from kiosk.video.turnprobe import IcePathBook
 
@@ -61,6 +62,7 @@ class HeadlessTerminal:
         ] = []  # 'ring_test' messages from the fleet page (no bell to ring)
         # The TURN paths, probed at each welcome (start-up, and whenever the relay link comes back).
         self.paths = IcePathBook(ca_file=config.relay.ca_file or None)
+        self._departments: dict[str, str] = {}  # call id → its department (for 'resume'), the latest calls
 
     async def start(self) -> Self:
         """Restrict ICE to the configured addresses, open sources, connect to the relay."""
@@ -110,8 +112,29 @@ class HeadlessTerminal:
         if msg["type"] == "ring_test":
             self.ring_tests.append(msg)
             event(log, "ring_test", by=msg["by"], seconds=msg["seconds"], bell="none")
+        if msg["type"] == "ringing" or msg["type"] == "incoming" or msg["type"] == "call_state":
+            self._departments[msg["call"]] = msg["department"]
+            while len(self._departments) > 32:
+                del self._departments[next(iter(self._departments))]
+        if msg["type"] == "welcome":
+            await self._resume()
         if self.session is not None:
             await self.session.on_message(msg)
+
+    async def _resume(self) -> None:
+        """Welcomed (again) in the middle of a call: vouch for it, so a relay restarted under it re-creates it."""
+        s = self.session
+        if s is None or s.state is not SessionState.ACTIVE or s.call_id is None or s.counter_id is None:
+            return
+        resume = resume_message(
+            s.terminal_id, s.call_id, self._departments.get(s.call_id, ""), s.counter_id, s.order
+        )
+        if resume is None or self.client is None:
+            return
+        try:
+            await self.client.send(resume)
+        except NotConnected as err:
+            event(log, "resume_not_sent", logging.WARNING, call=s.call_id, problem=err)
 
     async def _link(self, state: str, detail: str) -> None:
         if self.health is not None:
