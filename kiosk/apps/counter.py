@@ -81,7 +81,6 @@ from kiosk.screens.counter import (  # noqa: E402
 )
 from kiosk.start_layout import StartNav, towns_of  # noqa: E402
 from kiosk.ui.env import configure_window, restore_std_streams  # noqa: E402
-from kiosk.ui.video import LatestFrameSink  # noqa: E402
 from kiosk.ui.widgets import HoldCorner  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -606,9 +605,9 @@ class CounterApp(CounterAssistMixin, TerminalApp):
                         view.clear()  # "reconnecting", never a frozen last picture
             if self.local is not None:
                 if in_call.ids.self_view.sink is None and self.local.camera is not None:
-                    in_call.ids.self_view.sink = LatestFrameSink(self.local.camera.latest_frame)
+                    in_call.ids.self_view.sink = self.local.camera.preview()
                 if in_call.ids.document_view.sink is None and self.local.document is not None:
-                    in_call.ids.document_view.sink = LatestFrameSink(self.local.document.latest_frame)
+                    in_call.ids.document_view.sink = self.local.document.preview()
         else:
             # Nothing of a call stays on screen or in memory once it is over.
             if self.assist is not None:
@@ -627,9 +626,9 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         tech = self.screens["tech"]
         if m.state is State.TECH and self.local is not None:
             if tech.ids.camera_preview.sink is None and self.local.camera is not None:
-                tech.ids.camera_preview.sink = LatestFrameSink(self.local.camera.latest_frame)
+                tech.ids.camera_preview.sink = self.local.camera.preview()
             if tech.ids.document_preview.sink is None and self.local.document is not None:
-                tech.ids.document_preview.sink = LatestFrameSink(self.local.document.latest_frame)
+                tech.ids.document_preview.sink = self.local.document.preview()
         elif tech.ids.camera_preview.sink is not None or tech.ids.document_preview.sink is not None:
             tech.ids.camera_preview.sink = None
             tech.ids.document_preview.sink = None

@@ -22,7 +22,7 @@ from kivy.uix.widget import Widget
 from common.logs import event
 from kiosk.screens import counter_assist  # noqa: F401  (the widgets of counter_assist.kv)
 from kiosk.start_layout import GridPlan, StartNav, Town, fit_font_size, pages_of, plan_grid, towns_of
-from kiosk.ui.video import VideoView
+from kiosk.ui.video import DisplayForwarder, VideoView
 
 __all__ = [
     "SCREEN_NAMES",
@@ -63,10 +63,18 @@ class SessionFrames:
         self.session = session
         self.member = member
         self.label = label
+        self._displays = DisplayForwarder()
+
+    def set_display_size(self, owner: object, size: tuple[int, int] | None) -> None:
+        """A view shows this stream at ``size``: the call's sink converts frames to that size."""
+        self._displays.set(owner, size)
 
     def latest(self) -> Any:
         sink = self.session.frame_sink(self.member, self.label) if self.session is not None else None
-        return sink.latest() if sink is not None else None
+        if sink is None:
+            return None
+        self._displays.apply(sink)
+        return sink.latest()
 
 
 class DepartmentButton(ButtonBehavior, BoxLayout):
