@@ -18,6 +18,7 @@ from av.frame import Frame
 from helpers import wait_until
 
 from kiosk.config import CameraConfig
+from kiosk.devices.cameras import CameraError
 from kiosk.video.encoders import CAMERA, TrackVp8Encoder
 from kiosk.video.fanout import NewestFrameRelay
 from kiosk.video.ice import restrict_ice_addresses
@@ -168,3 +169,83 @@ async def test_a_camera_source_counts_the_frames_its_busy_consumer_missed() -> N
         await asyncio.wait_for(track.recv(), 5)
         assert source.frames_dropped >= 2
         assert source.frames_dropped == relay.dropped
+
+
+async def test_nobody_reading_means_the_source_is_not_read() -> None:
+    """Between calls (no consumer) the relay stops reading its source, so the camera goes idle and converts
+    nothing; a consumer that joins later gets the newest frame then, not the ones it missed."""
+    source = _QueueTrack()
+    relay = NewestFrameRelay(source)
+    first = relay.subscribe()
+    source.queue.put_nowait(1)
+    assert (await asyncio.wait_for(first.recv(), 5)).pts == 1
+    first.stop()
+    for n in (2, 3):
+        source.queue.put_nowait(n)
+    for _ in range(20):  # let the relay's task run as long as it wants
+        await asyncio.sleep(0)
+    assert relay.delivered <= 2 and source.queue.qsize() >= 1, "the source was read with nobody reading"
+    later = relay.subscribe()
+    got = [(await asyncio.wait_for(later.recv(), 5)).pts]
+    while got[-1] != 3:
+        got.append((await asyncio.wait_for(later.recv(), 5)).pts)
+    assert got[-1] == 3
+    later.stop()
+    source.stop()
+
+
+class _GatedGrabber:
+    """A camera that delivers a frame only when the test allows one (``allow``)."""
+
+    paced = False  # the capture thread's pacing never drops an allowed frame
+    description = "gated test camera"
+
+    def __init__(self) -> None:
+        self.allowed = threading.Semaphore(0)
+        self.closed = threading.Event()
+
+    def allow(self) -> None:
+        self.allowed.release()
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> Any:
+        while not self.allowed.acquire(timeout=0.1):
+            if self.closed.is_set():
+                raise CameraError("closed")
+        return np.full((144, 192, 3), 128, dtype=np.uint8)
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+async def test_a_new_call_gets_the_document_picture_at_once_not_at_the_next_capture() -> None:
+    """A consumer that joins (the next call's encoder) gets the picture already captured at once: it does not wait
+    for the camera's next frame (200 ms at the document camera's 5 fps), whether the last call ended just now or
+    long ago."""
+    from kiosk.video.sources import VideoSource
+
+    grabber = _GatedGrabber()
+    source = VideoSource(grabber, CameraConfig("gated", 192, 144, 5), name="document", stall_timeout=60)
+    try:
+        grabber.allow()
+        first = source.track()
+        await asyncio.wait_for(first.recv(), 10)
+        first.stop()
+        # the next call right after: no new frame is allowed, yet its first recv returns
+        second = source.track()
+        frame = await asyncio.wait_for(second.recv(), 10)
+        assert isinstance(frame, VideoFrame) and source.frames_captured == 1
+        second.stop()
+        grabber.allow()
+        await wait_until(lambda: source.frames_captured == 2, timeout=10)
+        # and long after (the source went idle: WANTED_GRACE): still at once, the newest captured frame
+        source._wanted_until = 0.0
+        third = source.track()
+        frame = await asyncio.wait_for(third.recv(), 10)
+        assert isinstance(frame, VideoFrame) and source.frames_captured == 2
+        third.stop()
+    finally:
+        grabber.closed.set()
+        await source.aclose()

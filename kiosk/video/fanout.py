@@ -7,6 +7,12 @@ had if nothing new came (its slot is never emptied). Here each :class:`NewestFra
 :meth:`~NewestFrameTrack.recv` empties: a frame that arrives while the slot is still full replaces the older one,
 which is *dropped* (``dropped`` counts them). An encoder that takes longer than a frame interval therefore always
 starts on the newest picture — what the browser's encoder queue does — and never on a backlog.
+
+Between calls nobody reads, and the relay stops reading its source (aiortc's relay read it for ever after the first
+call, so the camera kept converting every frame for nobody). A consumer that joins gets a picture at once: the
+frame delivered last if it is recent (:data:`FRESH_FOR`; a colleague joining a running call), otherwise the source's
+newest captured frame when the relay resumes reading (:class:`~kiosk.video.sources.VideoSource` converts it then),
+never the wait for the camera's next frame — up to 200 ms for a 5 fps document camera.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
@@ -21,6 +28,8 @@ from av import VideoFrame
 __all__ = ["NewestFrameRelay", "NewestFrameTrack"]
 
 log = logging.getLogger(__name__)
+
+FRESH_FOR = 0.5  # s: a frame delivered this recently is handed at once to a consumer that joins
 
 
 class NewestFrameTrack(MediaStreamTrack):
@@ -89,6 +98,8 @@ class NewestFrameRelay:
         self._live: set[NewestFrameTrack] = set()
         self._task: asyncio.Task[None] | None = None
         self._ended = False
+        self._wanted = asyncio.Event()  # some consumer is reading: the source is read
+        self._last: tuple[VideoFrame, float] | None = None  # the frame delivered last, when (monotonic)
         self.delivered = 0  # frames read from the source and offered to the subscribers
         self.dropped_total = 0  # frames dropped by subscribers that have already stopped
 
@@ -110,7 +121,12 @@ class NewestFrameRelay:
         if self._ended:
             track._offer(None)
             return
-        self._live.add(track)
+        if track not in self._live:
+            self._live.add(track)
+            last = self._last
+            if last is not None and time.monotonic() - last[1] < FRESH_FOR:
+                track._offer(last[0])
+        self._wanted.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -121,12 +137,16 @@ class NewestFrameRelay:
 
     async def _run(self) -> None:
         while True:
+            if not self._live:
+                self._wanted.clear()
+                await self._wanted.wait()  # nobody reads: neither do we (the source goes idle)
             try:
                 frame: VideoFrame | None = await self._source.recv()  # type: ignore[assignment]
             except MediaStreamError:
                 frame = None
             if frame is not None:
                 self.delivered += 1
+                self._last = (frame, time.monotonic())
             for track in list(self._live):
                 track._offer(frame)
             if frame is None:
