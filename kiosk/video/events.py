@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from common.logs import event
 from common.transitions import TransitionTable, by_value
 from kiosk.video.still import Still
 
@@ -158,7 +159,14 @@ class Observers(Generic[T]):
                 if inspect.isawaitable(result) and spawn is not None:
                     spawn(result)
             except Exception:
-                log.exception("%s observer %r failed", self.name, callback)
+                event(
+                    log,
+                    "observer_failed",
+                    logging.ERROR,
+                    exc_info=True,
+                    hook=self.name,
+                    observer=repr(callback),
+                )
 
     def __len__(self) -> int:
         return len(self._callbacks)

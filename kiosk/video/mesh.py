@@ -21,6 +21,7 @@ from typing import Any
 
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCSessionDescription
 
+from common.logs import event
 from kiosk.video.control import ControlLink
 from kiosk.video.events import EventKind, SessionEvent, SessionHooks
 from kiosk.video.local_media import LocalMedia
@@ -153,7 +154,7 @@ class PeerMesh:
         elif kind == "restart":
             await self.keeper.restart_requested(sender, str(data.get("reason", "")))
         else:
-            log.warning("%s: unknown signal kind %r from %s", self.terminal_id, kind, sender)
+            event(log, "signal_unknown", logging.WARNING, terminal=self.terminal_id, kind=kind, sender=sender)
 
     async def offer(self, member: str, attempt: int = 1) -> None:
         """Make a peer connection to ``member`` and send it our offer."""
@@ -175,7 +176,14 @@ class PeerMesh:
         existing = self.peers.get(sender)
         if existing is not None:
             if existing.offerer and self.host.offers(sender):
-                log.warning("%s: glare with %s; keeping our own offer", self.terminal_id, sender)
+                event(
+                    log,
+                    "offer_glare",
+                    logging.WARNING,
+                    terminal=self.terminal_id,
+                    member=sender,
+                    kept="own offer",
+                )
                 return
             # A new offer from the same member replaces the old connection (the other side restarted it).
             self.peers.pop(sender, None)
@@ -198,7 +206,14 @@ class PeerMesh:
         """``sender`` answers our pending offer."""
         peer = self.peers.get(sender)
         if peer is None or not peer.offerer or peer.pc.signalingState != "have-local-offer":
-            log.warning("%s: ignoring answer from %s (no offer pending)", self.terminal_id, sender)
+            event(
+                log,
+                "answer_ignored",
+                logging.WARNING,
+                terminal=self.terminal_id,
+                member=sender,
+                why="no offer pending",
+            )
             return
         await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="answer"))
         peer.answered_at = time.monotonic()
@@ -305,7 +320,9 @@ class PeerMesh:
             try:
                 msg = json.loads(message)
             except ValueError:
-                log.warning("%s: bad data channel message from %s", self.terminal_id, peer.member)
+                event(
+                    log, "channel_message_bad", logging.WARNING, terminal=self.terminal_id, member=peer.member
+                )
                 return
             if msg.get("still") == "request":
                 assert peer.channel is not None

@@ -36,6 +36,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from common.logs import event
 from kiosk.video.adapt import CameraAdaptation
 from kiosk.video.encoders import use_track_encoders
 from kiosk.video.events import SessionError
@@ -105,12 +106,13 @@ def open_peer(
     path = plan.current()
     servers = paths.stun_servers() + ([path.server()] if path is not None else [])
     pc = RTCPeerConnection(rtc_configuration(servers))
-    log.info(
-        "%s: media to %s, attempt %d, over %s",
-        who,
-        member,
-        attempt,
-        path.url if path is not None else "host/STUN candidates only (no TURN server)",
+    event(
+        log,
+        "media_attempt",
+        terminal=who,
+        member=member,
+        attempt=attempt,
+        over=path.url if path is not None else "host/STUN candidates only (no TURN server)",
     )
     return Peer(member=member, pc=pc, offerer=offerer, path=path, attempt=attempt)
 
@@ -129,7 +131,7 @@ async def gather(
             result = paths.results.get(peer.path.url)
             if result is not None and not result.ok:
                 why += f"; last probe: {result.explain()}"
-            log.warning("%s: %s gave no relay candidate (%s)", who, peer.path.url, why)
+            event(log, "turn_no_relay_candidate", logging.WARNING, terminal=who, url=peer.path.url, why=why)
             plan.failed(peer.path, why)
             paths.refresh()
 

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from common.logs import event
 from kiosk.video.events import EventKind, SessionEvent
 from kiosk.video.paths import PathPlan, ReconnectWindow, SilenceWatch
 from kiosk.video.peer import Peer
@@ -136,19 +137,20 @@ class MediaKeeper:
             path["url"] = peer.path.url
         self.media_paths[peer.member] = path
         self.ever_connected.add(peer.member)
-        log.info(
-            "%s: media to %s connected over %s (attempt %d, %s)",
-            self.who,
-            peer.member,
-            path.get("summary", "?"),
-            peer.attempt,
-            path.get("url", "no TURN"),
+        event(
+            log,
+            "media_connected",
+            terminal=self.who,
+            member=peer.member,
+            path=path.get("summary", "?"),
+            attempt=peer.attempt,
+            url=path.get("url", "no TURN"),
         )
         self.actions.emit(SessionEvent(EventKind.MEDIA_PATH, member=peer.member, detail=dict(path)))
         outage = self.outages.get(peer.member)
         if outage is not None and outage.active:
             lasted = outage.end(time.monotonic())
-            log.info("%s: media to %s back after %.1f s", self.who, peer.member, lasted)
+            event(log, "media_back", terminal=self.who, member=peer.member, outage_s=round(lasted, 1))
             self.actions.emit(
                 SessionEvent(
                     EventKind.RECONNECTED,
@@ -208,14 +210,16 @@ class MediaKeeper:
         )
         # Without an allocation here, peer.gather has already moved the path to the back (with its reason).
         nxt = plan.failed(peer.path, why, own_fault=False) if allocated else plan.current()
-        log.warning(
-            "%s: attempt %d to %s over %s failed: %s; next: %s",
-            self.who,
-            peer.attempt,
-            peer.member,
-            peer.path.url if peer.path else "host/STUN",
-            why,
-            nxt.url if nxt is not None else "host/STUN again",
+        event(
+            log,
+            "media_attempt_failed",
+            logging.WARNING,
+            terminal=self.who,
+            attempt=peer.attempt,
+            member=peer.member,
+            over=peer.path.url if peer.path else "host/STUN",
+            why=why,
+            next=nxt.url if nxt is not None else "host/STUN again",
         )
         self.paths.refresh()  # the network may have changed: re-probe in the background
         await self.path_down(peer, why)
@@ -229,12 +233,14 @@ class MediaKeeper:
         if not outage.active:
             outage.begin(now)
             if peer.member in self.ever_connected:
-                log.warning(
-                    "%s: media to %s lost (%s); reconnecting for up to %g s",
-                    self.who,
-                    peer.member,
-                    why,
-                    self.reconnect_window,
+                event(
+                    log,
+                    "media_lost",
+                    logging.WARNING,
+                    terminal=self.who,
+                    member=peer.member,
+                    why=why,
+                    window_s=self.reconnect_window,
                 )
                 self.actions.clear_pictures(peer.member)  # a calm "reconnecting" instead of a frozen picture
                 self.actions.emit(
@@ -273,7 +279,7 @@ class MediaKeeper:
             return
         if peer.connected_at is None and time.monotonic() - peer.created_at < 1.0:
             return  # an attempt has just started (its offer may be what they are waiting for)
-        log.info("%s: %s asks for a new offer (%s)", self.who, member, why)
+        event(log, "restart_requested", terminal=self.who, member=member, why=why)
         await self.path_down(peer, f"{member} lost the media ({why})")
 
     async def closed_by_remote(self, peer: Peer) -> None:

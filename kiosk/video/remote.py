@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from common.logs import event
+
 if TYPE_CHECKING:
     from kiosk.devices.audio import AudioSink
     from kiosk.video.sink import FrameSink
@@ -126,7 +128,14 @@ class RemoteTrack:
         except MediaStreamError:
             pass
         except Exception:
-            log.exception("receiving %s from %s failed", self.label, self.member)
+            event(
+                log,
+                "track_receive_failed",
+                logging.ERROR,
+                exc_info=True,
+                track=self.label,
+                member=self.member,
+            )
 
 
 class RemoteTracks:

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from common.logs import event
 from kiosk.video.control import ControlLink
 from kiosk.video.events import (
     SESSION_TRANSITIONS,
@@ -326,7 +327,14 @@ class CallSession:
             try:
                 await self._handle(msg)
             except Exception:
-                log.exception("%s: call session failed to handle %r", self.terminal_id, msg.get("type"))
+                event(
+                    log,
+                    "session_message_failed",
+                    logging.ERROR,
+                    exc_info=True,
+                    terminal=self.terminal_id,
+                    type=msg.get("type"),
+                )
 
     def _adopt_call(self, kind: object, call: object) -> None:
         """A session started before its call id was known takes the first ``ringing`` (counter) or
@@ -366,10 +374,17 @@ class CallSession:
             await self.mesh.on_signal(msg["from"], msg.get("data") or {})
 
     async def _call_ended(self, msg: dict[str, Any]) -> None:
-        if msg.get("reason") == "shutdown" and self.mesh.peers:
-            # The relay is going away, not the call: media is peer to peer and carries on. The
-            # members can still end it (bye over the data channel, hangup once the relay is back).
-            log.warning("%s: relay shut down during call %s; media continues", self.terminal_id, self.call_id)
+        if msg.get("reason") == "shutdown" and self.state is SessionState.ACTIVE:
+            # The relay is going away, not the call: media is peer to peer and carries on (or is being
+            # rebuilt: no peer connection at this instant is no reason to end). The members resume the call
+            # on the restarted relay, and can always end it (bye over the data channel).
+            event(
+                log,
+                "relay_lost_media_continues",
+                logging.WARNING,
+                terminal=self.terminal_id,
+                call=self.call_id,
+            )
             self.relay_call_lost = True
             self._emit(SessionEvent(EventKind.RELAY_LOST, reason="shutdown"))
             return
@@ -435,14 +450,27 @@ class CallSession:
         try:
             await self._send(msg)
         except Exception as err:  # NotConnected while the relay is away: media carries on regardless
-            log.warning("%s: could not send %r to the relay: %s", self.terminal_id, msg.get("type"), err)
+            event(
+                log,
+                "relay_send_failed",
+                logging.WARNING,
+                terminal=self.terminal_id,
+                type=msg.get("type"),
+                error=err,
+            )
 
     # -- ending ----------------------------------------------------------------------------------
     async def _media_failed(self, member: str, why: str) -> None:
         if self.state is SessionState.ENDED:
             return
-        log.warning(
-            "%s: media to %s failed (%s); ending call %s", self.terminal_id, member, why, self.call_id
+        event(
+            log,
+            "media_failed",
+            logging.WARNING,
+            terminal=self.terminal_id,
+            member=member,
+            why=why,
+            call=self.call_id,
         )
         await self.mesh.say_bye(END_MEDIA_FAILED)
         if self.call_id is not None:
@@ -491,4 +519,4 @@ class CallSession:
 
 def _log_task_error(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("call session task failed", exc_info=task.exception())
+        event(log, "session_task_failed", logging.ERROR, error=repr(task.exception()))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from aiortc import RTCDataChannel
 
+from common.logs import event
 from kiosk.video import still as stills
 from kiosk.video.events import EventKind, Observers, SentStill, SessionError, SessionEvent
 from kiosk.video.local_media import VideoSourceLike
@@ -100,7 +101,7 @@ class StillsChannel:
             assembler.reset()
 
     def _failed(self, member: str, why: str, sid: str | None) -> None:
-        log.warning("%s: still from %s failed: %s", self.terminal_id, member, why)
+        event(log, "still_failed", logging.WARNING, terminal=self.terminal_id, member=member, why=why)
         self._emit(SessionEvent(EventKind.STILL_FAILED, member=member, reason=why))
         waiters = [self._waiters[sid]] if sid in self._waiters else list(self._waiters.values())
         for fut in waiters:
