@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from kiosk.assist.channel import CounterAssist, PageImage, StationAssist
+from kiosk.assist.channel import CounterAssist, PageImage, PrintReport, StationAssist
 from kiosk.assist.marks import PaperMotion, fit_rect, screen_mark, to_fraction, to_screen
 from kiosk.assist.messages import (
     CHUNK_CHARS,
@@ -115,14 +115,32 @@ def test_paper_pages_print_status_and_close_both_ways() -> None:
     counter.turn_page(1)  # no third page
     assert counter.shown == (pid, 1)
     counter.print_status(pid, 1, "printed")
-    assert station.papers[pid].printed[1] == ("printed", "")
-    counter.print_status(pid, 0, "failed", "out of paper")
-    assert station.papers[pid].printed[0] == ("failed", "out of paper")
+    assert station.papers[pid].printed[1] == PrintReport("printed")
+    counter.print_status(pid, 0, "failed", "out of paper", "out_of_paper")
+    assert station.papers[pid].printed[0] == PrintReport("failed", "out of paper", "out_of_paper")
     counter.close_paper()
     assert counter.page is None and station.papers[pid].shown_page is None
     kept = counter.papers[pid][0].data
     counter.wipe()
     assert not counter.papers and set(kept) == {0}
+
+
+def test_a_paper_closed_while_its_later_pages_arrive_stays_closed() -> None:
+    """The resident closes page 1 before page 2 has arrived: page 2 arriving does not open the paper again; staff
+    showing it again does."""
+    counter, _station, to_station, _ = pair()
+    first = list(page_messages("office-1-1", 0, 2, b"\x89PNG one", fmt="png", width=10, height=14))
+    second = list(page_messages("office-1-1", 1, 2, b"\x89PNG two", fmt="png", width=10, height=14))
+    for m in first:
+        counter.on_message("office-1", m)
+    assert counter.shown == ("office-1-1", 0)
+    counter.close_paper()
+    for m in second:
+        counter.on_message("office-1", m)
+    assert counter.shown is None and set(counter.papers["office-1-1"]) == {0, 1}
+    assert '{"assist":"paper_received","id":"office-1-1","page":1}' in to_station
+    counter.on_message("office-1", encode("paper_page", id="office-1-1", page=1))
+    assert counter.shown == ("office-1-1", 1)
 
 
 def test_staff_take_a_paper_back() -> None:

@@ -21,7 +21,7 @@ from printing import OUT_DIR, pdf_queue, render_gray, same_picture  # noqa: E402
 from ui_counter import ROOT, counter_config, office_config, relay_config  # noqa: E402
 
 from kiosk.apps.counter import CounterApp  # noqa: E402
-from kiosk.assist.channel import StationAssist  # noqa: E402
+from kiosk.assist.channel import PrintReport, StationAssist  # noqa: E402
 from kiosk.assist.marks import fit_rect, to_screen  # noqa: E402
 from kiosk.assist.messages import Mark  # noqa: E402
 from kiosk.config import PrinterConfig  # noqa: E402
@@ -95,11 +95,11 @@ async def test_paper_print_marks_and_writing_in_a_real_call(tmp_path: Path) -> N
                 started = time.time()
                 await ui.tap(in_call.ids.paper_panel.ids.print)
                 await ui.until(
-                    lambda: staff.papers[pid].printed.get(0, ("",))[0] in ("printed", "failed"),
+                    lambda: staff.papers[pid].printed.get(0, PrintReport("")).state in ("printed", "failed"),
                     200,
                     "the print result at the station",
                 )
-                assert staff.papers[pid].printed[0] == ("printed", ""), staff.papers[pid].printed
+                assert staff.papers[pid].printed[0] == PrintReport("printed"), staff.papers[pid].printed
                 await ui.until(
                     lambda: "印刷しました" in app.print_message, 60, "the resident told it printed"
                 )

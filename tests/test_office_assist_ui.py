@@ -88,12 +88,31 @@ async def test_station_hands_over_a_paper_marks_the_document_and_writes() -> Non
             page = counter.page
             assert page is not None and page.title == "記入例 住民異動届" and page.width > 800
             counter.turn_page(1)
-            counter.print_status(page.id, 1, "failed", "out of paper")
+            counter.print_status(page.id, 1, "failed", "out of paper, printer offline", "out_of_paper")
             await ui.until(
-                lambda: "2 ページ目を印刷できませんでした：out of paper" in screen.ids.paper_status.text,
+                lambda: "2 ページ目を印刷できませんでした：用紙切れ" in screen.ids.paper_status.text,
                 60,
                 "why it did not print",
             )
+            # Staff switch the station to English: every status line follows, the reason too.
+            app.set_language("en")
+            await ui.frames(2)
+            lines = screen.ids.paper_status.text.splitlines()
+            assert lines == [
+                "“記入例 住民異動届”: 2 of 2 pages arrived",
+                "The resident sees page 2",
+                "Page 2 did not print: out of paper",
+            ], lines
+            counter.print_status(page.id, 0, "printed")
+            await ui.until(
+                lambda: "Page 1 printed" in screen.ids.paper_status.text, 60, "a later status in English"
+            )
+            app.set_language("ja")
+            await ui.frames(2)
+            assert screen.ids.paper_status.text.splitlines()[-2:] == [
+                "1 ページ目を印刷しました",
+                "2 ページ目を印刷できませんでした：用紙切れ",
+            ]
             await ui.tap(screen.ids.take_back)
             await ui.until(lambda: counter.page is None and not counter.papers, 60, "the paper taken back")
 

@@ -43,3 +43,14 @@ def test_every_key_used_by_the_station_exists() -> None:
     assert used, "no keys found: the pattern is out of date"
     unknown = sorted(k for k in used if k not in table)
     assert not unknown, f"keys used but not defined: {unknown}"
+
+
+def test_every_print_reason_has_words_in_both_languages() -> None:
+    """Each reason code a counter gives for a page that did not print is shown to staff in their language."""
+    from kiosk.assist.messages import PRINT_REASONS
+    from kiosk.devices.printer import REASONS
+
+    table = load_strings("common", "office")
+    missing = [r for r in PRINT_REASONS if f"office.assist.print_reason.{r}" not in table]
+    assert not missing, f"print reasons without station words: {missing}"
+    assert {code for code, _words in REASONS.values()} <= set(PRINT_REASONS)

@@ -46,6 +46,7 @@ def test_a_disabled_printer_says_so_and_prints_nothing(queue: str) -> None:
     try:
         result = CupsPrinter(PrinterConfig(queue)).print_page(b"\x89PNG", title="never")
         assert result.state == "failed" and "disabled" in result.message and not result.job
+        assert result.reason == "disabled"
     finally:
         subprocess.run(["cupsenable", queue], check=True)
 
@@ -54,6 +55,7 @@ def test_a_missing_queue_names_it() -> None:
     """A queue that does not exist is reported by name, with where to look."""
     result = CupsPrinter(PrinterConfig("NO_SUCH_QUEUE_X")).print_page(b"x")
     assert result.state == "failed" and "NO_SUCH_QUEUE_X" in result.message and "lpstat" in result.message
+    assert result.reason == "no_queue"
 
 
 def test_printer_alerts_become_words_staff_can_act_on() -> None:
@@ -65,3 +67,4 @@ def test_printer_alerts_become_words_staff_can_act_on() -> None:
 
     result = CupsPrinter(PrinterConfig("HL"), run=lpstat).print_page(b"x")
     assert result.state == "failed" and result.message == "out of paper, printer offline"
+    assert result.reason == "out_of_paper"  # the first alert: the one staff see in their language

@@ -23,6 +23,7 @@ from kivy.properties import (
     StringProperty,
 )
 
+from common.logs import event
 from kiosk.assist.channel import CounterAssist
 from kiosk.assist.marks import PaperMotion
 
@@ -51,6 +52,8 @@ class CounterAssistMixin:
     can_print = BooleanProperty(False)
     printing = BooleanProperty(False)
     print_message = StringProperty("")
+    _print_key = ""  # the string key of print_message (translated on every projection)
+    _assist_lang_bound = False
 
     # provided by CounterApp / TerminalApp (annotations only: nothing here shadows them)
     session: Any
@@ -59,6 +62,7 @@ class CounterAssistMixin:
     writing_requested: bool
     tr: Any
     _spawn: Any
+    fbind: Any
 
     # -- life with the call ----------------------------------------------------------------------
     def _assist_open(self) -> None:
@@ -71,6 +75,10 @@ class CounterAssistMixin:
         session.control.on_message = assist.on_message
         session.control.on_open = self._assist_member_open
         self.assist = assist
+        if not self._assist_lang_bound:
+            # Texts set from Python (the print result) follow a language switch like the kv ones.
+            self._assist_lang_bound = True
+            self.fbind("lang", lambda *_: self._assist_project())
         self._motion = PaperMotion()
         self._motion_event = Clock.schedule_interval(self._check_paper_motion, MOTION_CHECK_S)
         printer = self.config_file.printer
@@ -103,7 +111,7 @@ class CounterAssistMixin:
             return  # the app has stopped: no kv rule may run against it any more (wiped all the same)
         self.assist = None
         self.printing = False
-        self.print_message = ""
+        self._print_key = ""
         self._assist_project()
 
     # -- projection ------------------------------------------------------------------------------
@@ -112,7 +120,7 @@ class CounterAssistMixin:
             document = self.local.document if self.local is not None else None
             self._motion.anchor(document.latest_frame() if document is not None else None)
         if what == "paper":
-            self.print_message = ""
+            self._print_key = ""
         self._assist_project()
 
     def _assist_project(self) -> None:
@@ -134,6 +142,7 @@ class CounterAssistMixin:
         self.document_marks = list(a.document_marks) if a is not None else []
         self.writing_on = bool(a is not None and a.writing)
         self.staff_text = a.last_text if a is not None else ""
+        self.print_message = self.tr(self._print_key) if self._print_key else ""
         self.assist_version += 1
 
     # -- the resident's touches ------------------------------------------------------------------
@@ -164,10 +173,10 @@ class CounterAssistMixin:
         if a is None or page is None or self.printing:
             return
         if self._printer is None:
-            a.print_status(page.id, page.page, "unavailable", "this counter has no printer")
+            a.print_status(page.id, page.page, "unavailable", "this counter has no printer", "no_printer")
             return
         self.printing = True
-        self.print_message = ""
+        self._print_key = ""
         a.print_status(page.id, page.page, "printing")
         self._spawn(self._print(a, page))
 
@@ -182,9 +191,9 @@ class CounterAssistMixin:
         if self.assist is not assist:  # the call ended meanwhile: nothing to show
             return
         self.printing = False
-        assist.print_status(page.id, page.page, result.state, result.message)
-        self.print_message = self.tr("paper.printed" if result.ok else "paper.print_failed")
-        log.info("print %s page %d: %s %s", page.id, page.page, result.state, result.message)
+        self._print_key = "paper.printed" if result.ok else "paper.print_failed"
+        assist.print_status(page.id, page.page, result.state, result.message, result.reason)
+        event(log, "print", paper=page.id, page=page.page, state=result.state, message=result.message or None)
 
     def _check_paper_motion(self, _dt: float) -> None:
         a = self.assist
@@ -193,7 +202,7 @@ class CounterAssistMixin:
             return
         frame = document.latest_frame()
         if frame is not None and self._motion.moved(frame):
-            log.info("paper moved (difference %.1f): staff marks cleared", self._motion.last_difference)
+            event(log, "paper_moved", difference=round(self._motion.last_difference, 1), marks="cleared")
             a.clear_document_marks("moved")
 
 

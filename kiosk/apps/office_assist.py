@@ -22,7 +22,8 @@ from kivy.properties import (
     StringProperty,
 )
 
-from kiosk.assist.channel import StationAssist
+from common.logs import event
+from kiosk.assist.channel import PrintReport, StationAssist
 from kiosk.assist.messages import MAX_MARKS, Mark
 
 __all__ = ["OfficeAssistMixin"]
@@ -47,13 +48,17 @@ class OfficeAssistMixin:
     mark_mode = StringProperty("point")
     staff_marks = ListProperty([])
     marks_note = StringProperty("")
+    _paper_failure = ""  # why the last paper could not be handed over (rendering), until the next one
+    _assist_lang_bound = False
 
     # provided by OfficeApp / TerminalApp (annotations only)
     session: Any
     config_file: Any
     tr: Any
+    strings: Any
     lang: Any
     _spawn: Any
+    fbind: Any
     show_view: Any
     screens: Any
 
@@ -63,6 +68,10 @@ class OfficeAssistMixin:
             return
         self._assist_close()
         self.assist = StationAssist.attach(self.session, self._assist_changed)
+        if not self._assist_lang_bound:
+            # The status lines are made in Python: remake them when staff switch the language.
+            self._assist_lang_bound = True
+            self.fbind("lang", lambda *_: self._assist_project())
         from kiosk.video.papers import list_papers
 
         self.papers = (
@@ -86,6 +95,7 @@ class OfficeAssistMixin:
         self.assist = None
         self.paper_busy = False
         self.paper_sent = ""
+        self._paper_failure = ""
         self._assist_project()
 
     def _assist_changed(self, _what: str) -> None:
@@ -115,23 +125,34 @@ class OfficeAssistMixin:
         a = self.assist
         paper = a.papers.get(self.paper_sent) if a is not None and self.paper_sent else None
         if paper is None:
-            return self.tr("office.assist.rendering") if self.paper_busy else ""
+            if self.paper_busy:
+                return self.tr("office.assist.rendering")
+            if self._paper_failure:
+                return self.tr("office.assist.paper_failed", why=self._paper_failure)
+            return ""
         parts = [
             self.tr(
                 "office.assist.received", title=paper.title, n=len(paper.received), pages=len(paper.pages)
             )
         ]
         if paper.errors:
-            parts.append(self.tr("office.assist.damaged", why=paper.errors[-1]))
+            parts.append(self.tr("office.assist.damaged"))
         parts.append(
             self.tr("office.assist.shown", page=paper.shown_page + 1)
             if paper.shown_page is not None
             else self.tr("office.assist.closed")
         )
-        for page, (state, why) in sorted(paper.printed.items()):
-            key = {"printed": "printed", "printing": "printing"}.get(state, "print_failed")
-            parts.append(self.tr(f"office.assist.{key}", page=page + 1, why=why or state))
+        for page, report in sorted(paper.printed.items()):
+            key = {"printed": "printed", "printing": "printing"}.get(report.state, "print_failed")
+            parts.append(self.tr(f"office.assist.{key}", page=page + 1, why=self._print_reason(report)))
         return "\n".join(parts)
+
+    def _print_reason(self, report: PrintReport) -> str:
+        """Why a page did not print, in the station's language (the counter's words for a code we do not know)."""
+        key = f"office.assist.print_reason.{report.reason}"
+        if report.reason and key in self.strings:
+            return str(self.tr(key))
+        return report.message or report.state
 
     # -- papers ----------------------------------------------------------------------------------
     def hand_paper(self, path: str) -> None:
@@ -148,11 +169,13 @@ class OfficeAssistMixin:
         try:
             pages = await asyncio.get_running_loop().run_in_executor(None, load_paper, path)
         except PaperError as err:
-            log.warning("paper %s: %s", path, err)
+            event(log, "paper_failed", logging.WARNING, path=path, problem=err)
             self.paper_busy = False
-            self.paper_status = self.tr("office.assist.paper_failed", why=str(err))
+            self._paper_failure = str(err)
+            self._assist_project()
             return
         self.paper_busy = False
+        self._paper_failure = ""
         if self.assist is not assist:
             return  # the call ended while rendering
         if self.paper_sent:

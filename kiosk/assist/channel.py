@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.logs import event
 from kiosk.assist.messages import (
     MAX_STROKE_POINTS,
     REPLIES,
@@ -31,7 +32,7 @@ from kiosk.assist.messages import (
     parse,
 )
 
-__all__ = ["CounterAssist", "PageImage", "SentPaper", "StationAssist"]
+__all__ = ["CounterAssist", "PageImage", "PrintReport", "SentPaper", "StationAssist"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class _Side:
             try:
                 self.on_change(what)
             except Exception:
-                log.exception("assist change handler failed for %s", what)
+                event(log, "assist_handler_failed", logging.ERROR, exc_info=True, what=what)
 
     def on_message(self, member: str, data: Mapping[str, Any] | str) -> None:
         """One data-channel message from ``member`` (bad ones are logged and dropped)."""
@@ -65,7 +66,7 @@ class _Side:
                 raise AssistError(f"'{msg.kind}' is not for this side")
             handler(member, msg)
         except AssistError as err:
-            log.warning("assist message from %s dropped: %s", member, err)
+            event(log, "assist_message_dropped", logging.WARNING, member=member, problem=err)
             self.errors.append(str(err))
             self._on_bad(member, data, err)
 
@@ -102,12 +103,15 @@ class CounterAssist(_Side):
         self._assembler = PaperAssembler()
         self.papers: dict[str, dict[int, PaperPage]] = {}
         self.shown: tuple[str, int] | None = None  # (paper id, page) on screen
+        self.closed: set[str] = (
+            set()
+        )  # papers the resident closed (kept in memory; staff may show them again)
         self.document_marks: tuple[Mark, ...] = ()
         self.paper_marks: dict[tuple[str, int], tuple[Mark, ...]] = {}
         self.texts: list[str] = []  # staff's written messages, newest last
         self.text_seq = -1
         self.strokes: list[list[tuple[float, float]]] = []  # the resident's handwriting
-        self.print_state: dict[tuple[str, int], tuple[str, str]] = {}
+        self.print_state: dict[tuple[str, int], PrintReport] = {}
         self._stroke_sent: list[int] = []
 
     # -- what the screens read ------------------------------------------------------------------
@@ -142,7 +146,9 @@ class CounterAssist(_Side):
         assert page is not None
         self.papers.setdefault(page.id, {})[page.page] = page
         self._send([encode("paper_received", id=page.id, page=page.page)])
-        if self.shown is None or self.shown[0] != page.id and page.page == 0:
+        if page.id in self.closed:
+            pass  # the resident closed this paper while its later pages came: it stays closed
+        elif self.shown is None or self.shown[0] != page.id and page.page == 0:
             self.shown = (page.id, 0) if 0 in self.papers[page.id] else (page.id, page.page)
             self._send([encode("paper_page", id=self.shown[0], page=self.shown[1])])
         self._changed("paper")
@@ -155,12 +161,14 @@ class CounterAssist(_Side):
     def _on_paper_page(self, member: str, msg: Message) -> None:
         key = (msg["id"], msg["page"])
         if key[0] in self.papers and key[1] in self.papers[key[0]]:
+            self.closed.discard(key[0])  # staff show it again
             self.shown = key
             self._changed("paper")
 
     def _on_paper_close(self, member: str, msg: Message) -> None:
         """Staff took a paper back: it goes from the screen and from memory."""
         pages = self.papers.pop(msg["id"], {})
+        self.closed.discard(msg["id"])
         for p in pages.values():
             p.wipe()
         if self.shown is not None and self.shown[0] == msg["id"]:
@@ -203,6 +211,7 @@ class CounterAssist(_Side):
             return
         pid = self.shown[0]
         self.shown = None
+        self.closed.add(pid)
         self._send([encode("paper_close", id=pid)])
         self._changed("paper")
 
@@ -213,10 +222,23 @@ class CounterAssist(_Side):
             self._send([encode("marks_cleared", target="document", reason=reason)])
             self._changed("marks")
 
-    def print_status(self, paper_id: str, page: int, state: str, message: str = "") -> None:
-        """Report a print job of a page (``printing``, ``printed``, ``failed``, ``unavailable``) to staff."""
-        self.print_state[(paper_id, page)] = (state, message)
-        self._send([encode("print_status", id=paper_id, page=page, state=state, message=message or None)])
+    def print_status(self, paper_id: str, page: int, state: str, message: str = "", reason: str = "") -> None:
+        """Report a print job of a page (``printing``, ``printed``, ``failed``, ``unavailable``) to staff, with
+        why not as a code of :data:`~kiosk.assist.messages.PRINT_REASONS` (shown in the station's language) and
+        ``message`` (the details, for the log)."""
+        self.print_state[(paper_id, page)] = PrintReport(state, message, reason)
+        self._send(
+            [
+                encode(
+                    "print_status",
+                    id=paper_id,
+                    page=page,
+                    state=state,
+                    message=message or None,
+                    reason=reason or None,
+                )
+            ]
+        )
         self._changed("print")
 
     def reply(self, answer: str) -> None:
@@ -261,7 +283,7 @@ class CounterAssist(_Side):
 
     def _another_paper(self) -> tuple[str, int] | None:
         for pid, pages in self.papers.items():
-            if pages:
+            if pages and pid not in self.closed:
                 return pid, min(pages)
         return None
 
@@ -273,6 +295,7 @@ class CounterAssist(_Side):
         self.papers.clear()
         self._assembler.reset()
         self.shown = None
+        self.closed.clear()
         self.document_marks = ()
         self.paper_marks.clear()
         self.texts.clear()
@@ -294,6 +317,15 @@ class PageImage:
     height: int
 
 
+@dataclass(frozen=True)
+class PrintReport:
+    """What became of printing one page: ``state``, the counter's details and why not as a code."""
+
+    state: str
+    message: str = ""
+    reason: str = ""
+
+
 @dataclass
 class SentPaper:
     """A paper staff handed over: what the counter confirmed, shows, printed."""
@@ -304,7 +336,7 @@ class SentPaper:
     received: set[int] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
     shown_page: int | None = None  # what the resident has on screen (None: closed)
-    printed: dict[int, tuple[str, str]] = field(default_factory=dict)  # page → (state, message)
+    printed: dict[int, PrintReport] = field(default_factory=dict)
 
 
 class StationAssist(_Side):
@@ -418,7 +450,9 @@ class StationAssist(_Side):
     def _on_print_status(self, member: str, msg: Message) -> None:
         paper = self.papers.get(msg["id"])
         if paper is not None:
-            paper.printed[msg["page"]] = (msg["state"], msg.get("message", ""))
+            paper.printed[msg["page"]] = PrintReport(
+                msg["state"], msg.get("message", ""), msg.get("reason", "")
+            )
             self._changed("print")
 
     def _on_marks_cleared(self, member: str, msg: Message) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_PAGE_BYTES",
     "MAX_STROKE_POINTS",
     "MAX_TEXT",
+    "PRINT_REASONS",
     "PRINT_STATES",
     "REPLIES",
     "SCHEMAS",
@@ -54,6 +55,25 @@ MARK_KINDS = ("point", "circle", "arrow")
 TARGETS = ("document", "paper")
 REPLIES = ("yes", "no", "again", "slowly")
 PRINT_STATES = ("printing", "printed", "failed", "unavailable")
+# Why a page did not print, as a code the station shows in its own language (``message`` keeps the details). A
+# code not listed here (a newer counter) is accepted: the station then shows ``message``.
+PRINT_REASONS = (
+    "no_printer",
+    "out_of_paper",
+    "paper_jam",
+    "offline",
+    "paused",
+    "out_of_ink",
+    "cover_open",
+    "switched_off",
+    "unreachable",
+    "no_queue",
+    "disabled",
+    "refused",
+    "no_cups",
+    "cancelled",
+    "timeout",
+)
 
 
 class AssistError(ValueError):
@@ -85,7 +105,13 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
     "paper_page": {"id": (str, True), "page": (int, True)},
     "paper_close": {"id": (str, True)},
     # counter → staff: the resident printed a page
-    "print_status": {"id": (str, True), "page": (int, True), "state": (str, True), "message": (str, False)},
+    "print_status": {
+        "id": (str, True),
+        "page": (int, True),
+        "state": (str, True),
+        "message": (str, False),
+        "reason": (str, False),
+    },
     # staff → counter: the marks on the document camera's picture or on a paper page (replaces the earlier ones)
     "marks": {"target": (str, True), "id": (str, False), "page": (int, False), "marks": (list, True)},
     # counter → staff: the counter cleared the marks itself (the paper under the camera moved)
@@ -199,23 +225,14 @@ def _check(kind: str, f: dict[str, Any]) -> None:
         if name in f and f[name] < 0:
             raise AssistError(f"field '{name}' of '{kind}' must be 0 or more, got {f[name]}")
     if kind == "paper_begin":
-        if f["format"] not in FORMATS:
-            raise AssistError(f"paper format must be one of {', '.join(FORMATS)}, got {f['format']!r}")
-        if not 1 <= f["pages"] <= MAX_PAGES or f["page"] >= f["pages"]:
-            raise AssistError(f"page {f['page']} of {f['pages']}: a paper has 1..{MAX_PAGES} pages")
-        if not 0 < f["bytes"] <= MAX_PAGE_BYTES:
-            raise AssistError(f"a page is 1..{MAX_PAGE_BYTES} bytes, got {f['bytes']}")
-        b64_chars = 4 * -(-f["bytes"] // 3)
-        if f["chunks"] != -(-b64_chars // CHUNK_CHARS):
-            raise AssistError(
-                f"{f['bytes']} bytes come in {-(-b64_chars // CHUNK_CHARS)} chunks, not {f['chunks']}"
-            )
-        if len(f["sha256"]) != 64:
-            raise AssistError("sha256 must be 64 hex digits")
+        _check_paper_begin(f)
     elif kind == "paper_chunk" and len(f["data"]) > CHUNK_CHARS + 4:
         raise AssistError(f"a chunk holds at most {CHUNK_CHARS} base64 characters, got {len(f['data'])}")
-    elif kind == "print_status" and f["state"] not in PRINT_STATES:
-        raise AssistError(f"print state must be one of {', '.join(PRINT_STATES)}, got {f['state']!r}")
+    elif kind == "print_status":
+        if f["state"] not in PRINT_STATES:
+            raise AssistError(f"print state must be one of {', '.join(PRINT_STATES)}, got {f['state']!r}")
+        if len(f.get("reason", "")) > 40:
+            raise AssistError(f"a print reason is a short code, got {len(f['reason'])} characters")
     elif kind in ("marks", "marks_cleared") and f["target"] not in TARGETS:
         raise AssistError(f"target must be one of {', '.join(TARGETS)}, got {f['target']!r}")
     if kind == "marks":
@@ -238,6 +255,22 @@ def _check(kind: str, f: dict[str, Any]) -> None:
             else _bad_point(i, p)
             for i, p in enumerate(pts)
         )
+
+
+def _check_paper_begin(f: dict[str, Any]) -> None:
+    if f["format"] not in FORMATS:
+        raise AssistError(f"paper format must be one of {', '.join(FORMATS)}, got {f['format']!r}")
+    if not 1 <= f["pages"] <= MAX_PAGES or f["page"] >= f["pages"]:
+        raise AssistError(f"page {f['page']} of {f['pages']}: a paper has 1..{MAX_PAGES} pages")
+    if not 0 < f["bytes"] <= MAX_PAGE_BYTES:
+        raise AssistError(f"a page is 1..{MAX_PAGE_BYTES} bytes, got {f['bytes']}")
+    b64_chars = 4 * -(-f["bytes"] // 3)
+    if f["chunks"] != -(-b64_chars // CHUNK_CHARS):
+        raise AssistError(
+            f"{f['bytes']} bytes come in {-(-b64_chars // CHUNK_CHARS)} chunks, not {f['chunks']}"
+        )
+    if len(f["sha256"]) != 64:
+        raise AssistError("sha256 must be 64 hex digits")
 
 
 def _bad_point(i: int, p: Any) -> tuple[float, float]:

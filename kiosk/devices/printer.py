@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from common.logs import event
 from kiosk.config import PrinterConfig
 
 __all__ = ["CupsPrinter", "PrintResult", "PrinterError"]
@@ -25,33 +26,40 @@ __all__ = ["CupsPrinter", "PrintResult", "PrinterError"]
 log = logging.getLogger(__name__)
 
 _JOB_RE = re.compile(r"request id is (\S+)")
-# printer-state-reasons that mean "this will not print now", in the words staff read on the station.
+# printer-state-reasons that mean "this will not print now": the reason code the station translates
+# (kiosk.assist.messages.PRINT_REASONS) and the words for the log.
 REASONS = {
-    "media-empty": "out of paper",
-    "media-needed": "out of paper",
-    "media-jam": "paper jam",
-    "offline": "printer offline",
-    "paused": "printer paused",
-    "toner-empty": "out of toner",
-    "marker-supply-empty": "out of ink/toner",
-    "door-open": "a cover is open",
-    "cover-open": "a cover is open",
-    "shutdown": "printer switched off",
-    "connecting-to-device": "printer not reachable",
+    "media-empty": ("out_of_paper", "out of paper"),
+    "media-needed": ("out_of_paper", "out of paper"),
+    "media-jam": ("paper_jam", "paper jam"),
+    "offline": ("offline", "printer offline"),
+    "paused": ("paused", "printer paused"),
+    "toner-empty": ("out_of_ink", "out of toner"),
+    "marker-supply-empty": ("out_of_ink", "out of ink/toner"),
+    "door-open": ("cover_open", "a cover is open"),
+    "cover-open": ("cover_open", "a cover is open"),
+    "shutdown": ("switched_off", "printer switched off"),
+    "connecting-to-device": ("unreachable", "printer not reachable"),
 }
 
 
 class PrinterError(Exception):
     """CUPS could not be asked (``lp``/``lpstat`` missing or failing); the message says which command and why."""
 
+    def __init__(self, message: str, reason: str = "no_cups") -> None:
+        super().__init__(message)
+        self.reason = reason
+
 
 @dataclass(frozen=True)
 class PrintResult:
-    """``printed`` or ``failed`` (with why), and the CUPS job id when there was one."""
+    """``printed`` or ``failed`` (why: ``reason``, a code of :data:`kiosk.assist.messages.PRINT_REASONS` that the
+    station shows in its language, and ``message``, the details), and the CUPS job id when there was one."""
 
     state: str
     message: str = ""
     job: str = ""
+    reason: str = ""
 
     @property
     def ok(self) -> bool:
@@ -85,8 +93,9 @@ class CupsPrinter:
         except (OSError, subprocess.SubprocessError) as err:
             raise PrinterError(f"{' '.join(args[:3])}: {err}") from err
 
-    def status(self) -> tuple[bool, str]:
-        """Whether the queue can print now, and if not why (``printer offline``, ``out of paper``…)."""
+    def status(self) -> tuple[bool, str, str]:
+        """Whether the queue can print now, and if not why: the words (``printer offline``, ``out of paper``…)
+        and the reason code (``offline``, ``out_of_paper``…; ``""`` when ready)."""
         queue = self.config.queue
         r = self._cmd("lpstat", "-l", "-p", queue)
         text = r.stdout.decode(errors="replace")
@@ -95,9 +104,10 @@ class CupsPrinter:
             return (
                 False,
                 f"no printer queue '{queue}' in CUPS ({err or 'lpstat found nothing'}); see lpstat -p",
+                "no_queue",
             )
         if "disabled" in text.split("\n", 1)[0]:
-            return False, f"printer '{queue}' is disabled (cupsenable {queue})"
+            return False, f"printer '{queue}' is disabled (cupsenable {queue})", "disabled"
         alerts = re.search(r"Alerts:\s*(.*)", text)
         reasons = [
             a.strip().removesuffix("-error").removesuffix("-warning").removesuffix("-report")
@@ -106,15 +116,15 @@ class CupsPrinter:
         ]
         stopping = [REASONS[r] for r in reasons if r in REASONS]
         if stopping:
-            return False, ", ".join(dict.fromkeys(stopping))
-        return True, "ready"
+            return False, ", ".join(dict.fromkeys(words for _code, words in stopping)), stopping[0][0]
+        return True, "ready", ""
 
     def print_page(self, data: bytes, *, title: str = "kiosk") -> PrintResult:
         """Print one page image (PNG or JPEG) and wait until it printed, failed or timed out. Blocking."""
         try:
-            ok, why = self.status()
+            ok, why, reason = self.status()
             if not ok:
-                return PrintResult("failed", why)
+                return PrintResult("failed", why, reason=reason)
             args = ["lp", "-d", self.config.queue, "-t", title[:60] or "kiosk"]
             for option in self.config.options:
                 args += ["-o", option]
@@ -123,13 +133,15 @@ class CupsPrinter:
             m = _JOB_RE.search(out)
             if r.returncode != 0 or m is None:
                 return PrintResult(
-                    "failed", f"lp refused the page: {r.stderr.decode(errors='replace').strip() or out}"
+                    "failed",
+                    f"lp refused the page: {r.stderr.decode(errors='replace').strip() or out}",
+                    reason="refused",
                 )
             job = m.group(1)
-            log.info("print job %s submitted to %s (%d bytes)", job, self.config.queue, len(data))
+            event(log, "print_job_submitted", job=job, queue=self.config.queue, bytes=len(data))
             return self._follow(job)
         except PrinterError as err:
-            return PrintResult("failed", str(err))
+            return PrintResult("failed", str(err), reason=err.reason)
 
     def _follow(self, job: str) -> PrintResult:
         deadline = time.monotonic() + self.config.timeout
@@ -142,15 +154,20 @@ class CupsPrinter:
                     errors="replace"
                 )
                 if any(line.split()[:1] == [job] for line in done.splitlines()):
-                    log.info("print job %s completed", job)
+                    event(log, "print_job_completed", job=job)
                     return PrintResult("printed", "", job)
-                return PrintResult("failed", f"job {job} was cancelled or aborted by CUPS", job)
-            ok, why = self.status()
+                return PrintResult(
+                    "failed", f"job {job} was cancelled or aborted by CUPS", job, reason="cancelled"
+                )
+            ok, why, reason = self.status()
             if not ok:
                 self._cmd("cancel", job)
-                return PrintResult("failed", why, job)
+                return PrintResult("failed", why, job, reason=reason)
             time.sleep(self.poll)  # a device thread, never the event loop
         self._cmd("cancel", job)
         return PrintResult(
-            "failed", f"not printed within {self.config.timeout:.0f} s (job {job} cancelled)", job
+            "failed",
+            f"not printed within {self.config.timeout:.0f} s (job {job} cancelled)",
+            job,
+            reason="timeout",
         )

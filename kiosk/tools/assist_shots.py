@@ -72,18 +72,35 @@ async def counter_assist_scenes(out_dir: Path) -> list[Path]:
             )
             # Rendered off the event loop, as the station app does (pdftoppm takes a while).
             pages = await asyncio.get_running_loop().run_in_executor(None, load_paper, PAPER)
-            staff.send_paper(pages, PAPER.stem)
+            pid = staff.send_paper(pages, PAPER.stem)
             await ui.until(
-                lambda: app.paper_open and in_call.ids.paper_panel.ids.paper_view.frame_size[0] > 0,
+                lambda: (
+                    app.paper_open
+                    and in_call.ids.paper_panel.ids.paper_view.frame_size[0] > 0
+                    and staff.papers[pid].received == set(range(len(pages)))
+                ),
                 WAIT,
-                "the paper",
+                "the paper, every page",
             )
             await ui.frames(3)
             shots.extend(await shoot_languages(app, ui, out_dir, "counter-paper"))
             await ui.tap(in_call.ids.paper_panel.ids.paper_close)
-            await ui.until(lambda: not app.paper_open, WAIT, "the paper closed")
+            await ui.until(
+                lambda: not app.paper_open and staff.papers[pid].shown_page is None, WAIT, "the paper closed"
+            )
+            # What a resident sees when staff point at the paper under the document camera: the marks over the
+            # counter's own document preview.
             staff.set_marks([Mark("circle", 0.47, 0.33, r=0.09), Mark("arrow", 0.2, 0.75, x2=0.36, y2=0.5)])
-            await ui.until(lambda: len(in_call.ids.document_marks.drawn) == 2, WAIT, "the marks")
+            await ui.until(
+                lambda: (
+                    len(in_call.ids.document_marks.drawn) == 2
+                    and in_call.ids.document_view.frames_shown > 0
+                    and in_call.ids.document_marks.height > 1
+                ),
+                WAIT,
+                "the marks over the document preview",
+            )
+            assert not app.paper_open, "the marks scene must show the document preview, not the paper"
             await ui.frames(3)
             shots.extend(await shoot_languages(app, ui, out_dir, "counter-marks"))
             staff.set_marks([])
