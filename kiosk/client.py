@@ -170,7 +170,14 @@ class RelayClient:
             return True
         except (TimeoutError, websockets.ConnectionClosed):
             if self._ws is ws and not self._closing:
-                log.warning("relay link: no answer to a ping within %.1f s; reconnecting now", timeout)
+                event(
+                    log,
+                    "relay_link_silent",
+                    logging.WARNING,
+                    url=self.url,
+                    timeout_s=timeout,
+                    action="reconnect",
+                )
                 ws.transport.abort()  # no closing handshake: nothing answers on the other end
             return False
 
