@@ -40,7 +40,7 @@ from bench.common import (
     tail_at_most,
     tail_below,
 )
-from bench.relay import ServerProcess, token_of, write_config
+from bench.relay_rig import ServerProcess, token_of, write_config
 
 
 @dataclass(frozen=True)

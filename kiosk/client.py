@@ -21,11 +21,13 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from common import protocol
 from common.backoff import Backoff, Uniform
+from common.logs import event
+from common.messages import ServerMessage, Welcome
 from kiosk.config import RelayLink
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
+MessageHandler = Callable[[ServerMessage], Awaitable[None] | None]
 LinkHandler = Callable[[str, str], Awaitable[None] | None]
 
 # Link states reported to on_link(state, detail).
@@ -36,6 +38,8 @@ LINK_UNAUTHORIZED = "unauthorized"
 
 LINK_JITTER = 0.2  # reconnection delays spread by ±20 %, so terminals cut off together do not return together
 REPLACED_FORGIVE_S = 600.0  # a link that held this long before a 4409 was not fighting another copy
+# check_link(): a relay link that does not answer a ping within this long when a call's media stopped is dead.
+LINK_CHECK_TIMEOUT = 2.5
 
 
 def ssl_context_for(link: RelayLink, url: str | None = None) -> ssl.SSLContext | None:
@@ -103,11 +107,11 @@ class RelayClient:
         self._replaced = self.replaced_backoff.start(uniform)  # its failures: 4409s in a row
         self.replaced_forgive = REPLACED_FORGIVE_S
         self.keepalive = keepalive
-        self.bad_frames = 0  # frames from the relay that were not messages (logged, skipped)
-        self._bad_logged_at = -1e9
+        self.bad_frames = 0  # frames from the relay that were not valid messages (logged, skipped)
+        self._bad_logged_at: dict[str | None, float] = {}  # message type (None: no type) → last logged
         self.client_name = client_name
         self.open_timeout = open_timeout
-        self.welcome: dict[str, Any] | None = None
+        self.welcome: Welcome | None = None
         self.link_state = LINK_CONNECTING
         self.link_detail = ""
         self.up = asyncio.Event()
@@ -147,11 +151,35 @@ class RelayClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def wait_up(self, timeout: float | None = None) -> dict[str, Any]:
+    async def wait_up(self, timeout: float | None = None) -> Welcome:
         """Wait until the relay has welcomed us; return the welcome message."""
         await asyncio.wait_for(self.up.wait(), timeout)
         assert self.welcome is not None
         return self.welcome
+
+    async def check_link(self, timeout: float = LINK_CHECK_TIMEOUT) -> bool:
+        """Ping the relay now; a link that does not answer within ``timeout`` is dropped at once (and the loop
+        reconnects) instead of after the keepalive's 10–15 s. For when a call's media stops: the same outage may
+        have killed the relay connection silently (a cut cable, a NAT that forgot its mappings), and the media
+        can only be re-signalled over a live link. Returns whether the relay answered."""
+        ws = self._ws
+        if ws is None or not self.up.is_set():
+            return False
+        try:
+            await asyncio.wait_for(await ws.ping(), timeout)
+            return True
+        except (TimeoutError, websockets.ConnectionClosed):
+            if self._ws is ws and not self._closing:
+                event(
+                    log,
+                    "relay_link_silent",
+                    logging.WARNING,
+                    url=self.url,
+                    timeout_s=timeout,
+                    action="reconnect",
+                )
+                ws.transport.abort()  # no closing handshake: nothing answers on the other end
+            return False
 
     # -- sending -----------------------------------------------------------------------------
     async def send(self, msg: dict[str, Any]) -> None:
@@ -218,7 +246,7 @@ class RelayClient:
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # never die: whatever went wrong, the link is down and is retried
-                log.exception("relay link failed")
+                event(log, "relay_link_failed", logging.ERROR, exc_info=True, url=self.url)
                 code, reason = None, f"{type(err).__name__}: {err}"
             finally:
                 self._ws = None
@@ -236,7 +264,7 @@ class RelayClient:
                     f"another copy of this terminal is running (replaced by a newer connection "
                     f"{self.replaced_count}x); retrying in {wait:.1f} s"
                 )
-                log.warning("relay link: %s", detail)
+                event(log, "relay_link_replaced", logging.WARNING, url=self.url, detail=detail)
                 await self._set_link(LINK_DOWN, detail)
             else:
                 if welcomed:
@@ -247,7 +275,7 @@ class RelayClient:
                     await self._set_link(LINK_UNAUTHORIZED, reason or "token rejected")
                 else:
                     await self._set_link(LINK_DOWN, reason or f"closed ({code})")
-                log.info("relay link down (%s); retrying in %.1f s", reason or code, wait)
+                event(log, "relay_link_down", url=self.url, reason=reason or code, retry_s=round(wait, 1))
             await asyncio.sleep(retry.jittered(wait))
 
     @property
@@ -255,19 +283,26 @@ class RelayClient:
         """How many times in a row the relay closed this link with 4409 (another copy logged in)."""
         return self._replaced.failures
 
-    def _bad_frame(self, err: Exception) -> None:
-        """A frame from the relay that is not a message: skipped, logged at most once a minute."""
+    def _bad_frame(self, err: protocol.ProtocolError) -> None:
+        """A frame from the relay that is not a valid message (not JSON, an unknown type, a field missing or of the
+        wrong type): skipped, logged at most once a minute per message type, naming the type and the field."""
         self.bad_frames += 1
         now = time.monotonic()
-        if now - self._bad_logged_at >= 60:
-            self._bad_logged_at = now
-            log.warning(
-                "relay sent a frame that is not a message (%s); skipped (%d so far)",
-                str(err)[:200],
-                self.bad_frames,
+        if now - self._bad_logged_at.get(err.ref, -1e9) >= 60:
+            if len(self._bad_logged_at) >= 64:  # a relay inventing types must not grow this for ever
+                self._bad_logged_at.clear()
+            self._bad_logged_at[err.ref] = now
+            event(
+                log,
+                "relay_message_skipped",
+                logging.WARNING,
+                type=err.ref,
+                code=err.code,
+                problem=err.message,
+                skipped=self.bad_frames,
             )
 
-    async def _deliver(self, msg: dict[str, Any]) -> None:
+    async def _deliver(self, msg: ServerMessage) -> None:
         if self.on_message is None:
             return
         try:
@@ -275,7 +310,7 @@ class RelayClient:
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("handler failed for relay message %r", msg.get("type"))
+            event(log, "relay_message_handler_failed", logging.ERROR, exc_info=True, type=msg["type"])
 
     async def _set_link(self, state: str, detail: str) -> None:
         if state == self.link_state and detail == self.link_detail:
@@ -291,4 +326,4 @@ class RelayClient:
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("link handler failed")
+            event(log, "link_handler_failed", logging.ERROR, exc_info=True, state=state)

@@ -19,6 +19,7 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.screenmanager import Screen
 from kivy.uix.widget import Widget
 
+from common.logs import event
 from kiosk.screens import counter_assist  # noqa: F401  (the widgets of counter_assist.kv)
 from kiosk.start_layout import GridPlan, StartNav, Town, fit_font_size, pages_of, plan_grid, towns_of
 from kiosk.ui.video import DisplayForwarder, VideoView
@@ -191,7 +192,7 @@ class StartScreen(CounterScreen):
         try:
             plan = plan_grid(len(items), width, height, min_w=min_w, min_h=min_h, gap=s.gap, nav_h=s.button)
         except ValueError as err:  # a window far too small for the kiosk: show what fits rather than nothing
-            log.error("start screen: %s", err)
+            event(log, "start_screen_layout_failed", logging.ERROR, problem=err)
             plan = GridPlan(
                 len(items), 1, max(1, len(items)), 1, width, height / max(1, len(items)), len(items)
             )

@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from common.logs import event
+
 __all__ = ["ControlLink"]
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ class ControlLink:
                 try:
                     self.on_open(member)
                 except Exception:
-                    log.exception("control channel open handler failed for %s", member)
+                    event(log, "control_open_handler_failed", logging.ERROR, exc_info=True, member=member)
 
         if channel.readyState == "open":
             asyncio.get_running_loop().call_soon(opened)
@@ -104,7 +106,7 @@ class ControlLink:
             try:
                 self.on_message(member, msg)
             except Exception:
-                log.exception("assist message handler failed (from %s)", member)
+                event(log, "assist_handler_failed", logging.ERROR, exc_info=True, member=member)
         return True
 
     def send(self, messages: Iterable[str], member: str | None = None) -> None:
@@ -114,7 +116,7 @@ class ControlLink:
             [self._boxes[member]] if member in self._boxes else [] if member else list(self._boxes.values())
         )
         if member and not boxes:
-            log.warning("assist messages for %s dropped: no data channel to it", member)
+            event(log, "assist_messages_dropped", logging.WARNING, member=member, problem="no data channel")
         for box in boxes:
             box.queue.extend(messages)
             self._kick(box)
@@ -130,15 +132,25 @@ class ControlLink:
             try:
                 await asyncio.wait_for(box.opened.wait(), OPEN_TIMEOUT)
             except TimeoutError:
-                log.warning(
-                    "data channel to %s did not open; %d assist messages dropped", box.member, len(box.queue)
+                event(
+                    log,
+                    "assist_messages_dropped",
+                    logging.WARNING,
+                    member=box.member,
+                    count=len(box.queue),
+                    problem="data channel did not open",
                 )
                 box.queue.clear()
                 return
             while box.queue:
                 if box.channel.readyState != "open":
-                    log.warning(
-                        "data channel to %s closed; %d assist messages dropped", box.member, len(box.queue)
+                    event(
+                        log,
+                        "assist_messages_dropped",
+                        logging.WARNING,
+                        member=box.member,
+                        count=len(box.queue),
+                        problem="data channel closed",
                     )
                     box.queue.clear()
                     return

@@ -39,6 +39,8 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 
+from common.logs import event
+
 __all__ = ["STALE_GAP", "FrameEndJitterBuffer", "route_retransmissions", "use_frame_end_jitter_buffer"]
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ class FrameEndJitterBuffer(JitterBuffer):
             if held is not None and held.timestamp == packet.timestamp:
                 break
             self.remove(1)
-        log.debug("video gap older than %.1f s given up; asking for a key frame", STALE_GAP)
+        event(log, "video_gap_given_up", logging.DEBUG, older_than_s=STALE_GAP, action="key frame request")
         return True, self._remove_frame(packet.sequence_number)
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
@@ -121,7 +123,7 @@ def route_retransmissions() -> None:
     receiver they belong to, also when several receivers share the payload types (two video tracks, one bundle)."""
     if RTCDtlsTransport._register_rtp_receiver is not _register_with_retransmissions:
         RTCDtlsTransport._register_rtp_receiver = _register_with_retransmissions  # type: ignore[method-assign]
-        log.debug("aiortc transports route RTX packets by SSRC")
+        event(log, "rtx_routing", logging.DEBUG, installed=True)
 
 
 def use_frame_end_jitter_buffer() -> None:
@@ -130,4 +132,4 @@ def use_frame_end_jitter_buffer() -> None:
     route_retransmissions()
     if aiortc.rtcrtpreceiver.JitterBuffer is not FrameEndJitterBuffer:
         aiortc.rtcrtpreceiver.JitterBuffer = FrameEndJitterBuffer  # type: ignore[misc]
-        log.debug("aiortc receivers complete video frames at the RTP marker bit")
+        event(log, "frame_end_jitter_buffer", logging.DEBUG, installed=True)
