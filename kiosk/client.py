@@ -236,8 +236,8 @@ class RelayClient:
                             self._retry.reset()
                             self.up.set()
                             await self._set_link(LINK_UP, self.url)
-                        elif msg["type"] == "error" and msg.get("code") == "unauthorized":
-                            await self._set_link(LINK_UNAUTHORIZED, str(msg.get("message", "")))
+                        elif msg["type"] == "error" and msg["code"] == "unauthorized":
+                            await self._set_link(LINK_UNAUTHORIZED, msg["message"])
                         await self._deliver(msg)
             except (TimeoutError, OSError, websockets.InvalidHandshake, websockets.InvalidURI) as err:
                 code, reason = None, f"{type(err).__name__}: {err}"
