@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 CODECS = ("vp8", "h264")
 END_MEDIA_FAILED = "media_failed"
+_ADOPTS = (("ringing", "counter"), ("call_state", "office"))  # the messages whose call a session adopts
 
 SendFn = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -327,21 +328,7 @@ class CallSession:
             try:
                 await self._handle(msg)
             except Exception:
-                event(
-                    log,
-                    "session_message_failed",
-                    logging.ERROR,
-                    exc_info=True,
-                    terminal=self.terminal_id,
-                    type=msg.get("type"),
-                )
-
-    def _adopt_call(self, kind: object, call: object) -> None:
-        """A session started before its call id was known takes the first ``ringing`` (counter) or
-        ``call_state`` (office)'s."""
-        adopts = (kind, self.role) in (("ringing", "counter"), ("call_state", "office"))
-        if self.call_id is None and isinstance(call, str) and adopts:
-            self.call_id = call
+                self._log("session_message_failed", logging.ERROR, exc_info=True, type=msg.get("type"))
 
     async def _handle(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
@@ -353,7 +340,8 @@ class CallSession:
         if self.state is SessionState.ENDED:
             return
         call = msg.get("call")
-        self._adopt_call(kind, call)
+        if self.call_id is None and isinstance(call, str) and (kind, self.role) in _ADOPTS:
+            self.call_id = call  # a session started before its call id was known takes the first one it sees
         if call is None or call != self.call_id:
             return
         if kind == "answered":
@@ -378,13 +366,7 @@ class CallSession:
             # The relay is going away, not the call: media is peer to peer and carries on (or is being
             # rebuilt: no peer connection at this instant is no reason to end). The members resume the call
             # on the restarted relay, and can always end it (bye over the data channel).
-            event(
-                log,
-                "relay_lost_media_continues",
-                logging.WARNING,
-                terminal=self.terminal_id,
-                call=self.call_id,
-            )
+            self._log("relay_lost_media_continues", logging.WARNING, call=self.call_id)
             self.relay_call_lost = True
             self._emit(SessionEvent(EventKind.RELAY_LOST, reason="shutdown"))
             return
@@ -450,28 +432,13 @@ class CallSession:
         try:
             await self._send(msg)
         except Exception as err:  # NotConnected while the relay is away: media carries on regardless
-            event(
-                log,
-                "relay_send_failed",
-                logging.WARNING,
-                terminal=self.terminal_id,
-                type=msg.get("type"),
-                error=err,
-            )
+            self._log("relay_send_failed", logging.WARNING, type=msg.get("type"), error=err)
 
     # -- ending ----------------------------------------------------------------------------------
     async def _media_failed(self, member: str, why: str) -> None:
         if self.state is SessionState.ENDED:
             return
-        event(
-            log,
-            "media_failed",
-            logging.WARNING,
-            terminal=self.terminal_id,
-            member=member,
-            why=why,
-            call=self.call_id,
-        )
+        self._log("media_failed", logging.WARNING, member=member, why=why, call=self.call_id)
         await self.mesh.say_bye(END_MEDIA_FAILED)
         if self.call_id is not None:
             for other in list(self.mesh.peers):
@@ -511,6 +478,9 @@ class CallSession:
         task.add_done_callback(owner.discard)
         task.add_done_callback(_log_task_error)
         return task
+
+    def _log(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
+        event(log, name, level, terminal=self.terminal_id, **fields)
 
     def _emit(self, event: SessionEvent) -> None:
         self.event_log.record(event)
