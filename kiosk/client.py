@@ -166,11 +166,20 @@ class RelayClient:
         if ws is None or not self.up.is_set():
             return False
         try:
-            await asyncio.wait_for(await ws.ping(), timeout)
+            async with asyncio.timeout(timeout):
+                pong = await ws.ping()
+                await pong
             return True
         except (TimeoutError, websockets.ConnectionClosed):
             if self._ws is ws and not self._closing:
-                log.warning("relay link: no answer to a ping within %.1f s; reconnecting now", timeout)
+                event(
+                    log,
+                    "relay_link_silent",
+                    logging.WARNING,
+                    url=self.url,
+                    timeout_s=timeout,
+                    effect="reconnecting",
+                )
                 ws.transport.abort()  # no closing handshake: nothing answers on the other end
             return False
 
