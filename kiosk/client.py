@@ -178,7 +178,7 @@ class RelayClient:
                     logging.WARNING,
                     url=self.url,
                     timeout_s=timeout,
-                    effect="reconnecting",
+                    action="reconnect",
                 )
                 ws.transport.abort()  # no closing handshake: nothing answers on the other end
             return False
