@@ -166,7 +166,9 @@ class RelayClient:
         if ws is None or not self.up.is_set():
             return False
         try:
-            await asyncio.wait_for(await ws.ping(), timeout)
+            async with asyncio.timeout(timeout):
+                pong = await ws.ping()
+                await pong
             return True
         except (TimeoutError, websockets.ConnectionClosed):
             if self._ws is ws and not self._closing:
