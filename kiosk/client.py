@@ -166,7 +166,9 @@ class RelayClient:
         if ws is None or not self.up.is_set():
             return False
         try:
-            await asyncio.wait_for(await ws.ping(), timeout)
+            async with asyncio.timeout(timeout):
+                pong = await ws.ping()
+                await pong
             return True
         except (TimeoutError, websockets.ConnectionClosed):
             if self._ws is ws and not self._closing:
@@ -236,8 +238,8 @@ class RelayClient:
                             self._retry.reset()
                             self.up.set()
                             await self._set_link(LINK_UP, self.url)
-                        elif msg["type"] == "error" and msg.get("code") == "unauthorized":
-                            await self._set_link(LINK_UNAUTHORIZED, str(msg.get("message", "")))
+                        elif msg["type"] == "error" and msg["code"] == "unauthorized":
+                            await self._set_link(LINK_UNAUTHORIZED, msg["message"])
                         await self._deliver(msg)
             except (TimeoutError, OSError, websockets.InvalidHandshake, websockets.InvalidURI) as err:
                 code, reason = None, f"{type(err).__name__}: {err}"

@@ -71,6 +71,8 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("kiosk/doctor/report.py", "kiosk-pure"),
     # terminals: edges
     ("kiosk/client.py", "client"),
+    ("kiosk/devices/lamp_protocol.py", "kiosk-pure"),
+    ("kiosk/devices/emulated_models.py", "kiosk-pure"),
     ("kiosk/devices/*.py", "devices"),
     ("kiosk/video/*.py", "media"),
     # terminals: UI
