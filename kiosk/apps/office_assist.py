@@ -57,6 +57,7 @@ class OfficeAssistMixin:
     strings: Any
     lang: Any
     _spawn: Any
+    fbind: Any
     show_view: Any
     screens: Any
 

@@ -27,6 +27,7 @@ from kiosk.assist.messages import (
     PaperAssembler,
     PaperPage,
     encode,
+    is_page_transfer,
     page_messages,
     parse,
 )
@@ -102,7 +103,9 @@ class CounterAssist(_Side):
         self._assembler = PaperAssembler()
         self.papers: dict[str, dict[int, PaperPage]] = {}
         self.shown: tuple[str, int] | None = None  # (paper id, page) on screen
-        self.closed: set[str] = set()  # papers the resident closed (kept in memory; staff may show them again)
+        self.closed: set[str] = (
+            set()
+        )  # papers the resident closed (kept in memory; staff may show them again)
         self.document_marks: tuple[Mark, ...] = ()
         self.paper_marks: dict[tuple[str, int], tuple[Mark, ...]] = {}
         self.texts: list[str] = []  # staff's written messages, newest last
@@ -110,6 +113,16 @@ class CounterAssist(_Side):
         self.strokes: list[list[tuple[float, float]]] = []  # the resident's handwriting
         self.print_state: dict[tuple[str, int], PrintReport] = {}
         self._stroke_sent: list[int] = []
+
+    @classmethod
+    def attach(cls, session: Any, on_change: Callable[[str], Any] | None = None) -> CounterAssist:
+        """A CounterAssist talking to every staff member of the counter's call session (its ``control`` link);
+        after a rebuilt media path it tells each staff member again what it holds (:meth:`resume_messages`)."""
+        control = session.control
+        assist = cls(lambda msgs: control.send(msgs), on_change)
+        control.on_message = assist.on_message
+        control.on_resume = lambda member: control.send(assist.resume_messages(member), member)
+        return assist
 
     # -- what the screens read ------------------------------------------------------------------
     @property
@@ -141,9 +154,13 @@ class CounterAssist(_Side):
     def _on_paper_end(self, member: str, msg: Message) -> None:
         page = self._assembler.feed(msg)
         assert page is not None
-        self.papers.setdefault(page.id, {})[page.page] = page
+        pages = self.papers.setdefault(page.id, {})
+        again = pages.get(page.page)
+        pages[page.page] = page
         self._send([encode("paper_received", id=page.id, page=page.page)])
-        if page.id in self.closed:
+        if again is not None:
+            again.wipe()  # sent again after the media path was rebuilt: same page, nothing else changes
+        elif page.id in self.closed:
             pass  # the resident closed this paper while its later pages came: it stays closed
         elif self.shown is None or self.shown[0] != page.id and page.page == 0:
             self.shown = (page.id, 0) if 0 in self.papers[page.id] else (page.id, page.page)
@@ -278,6 +295,32 @@ class CounterAssist(_Side):
         self._send([encode("strokes_clear")])
         self._changed("strokes")
 
+    def resume_messages(self, member: str) -> list[str]:
+        """What staff member ``member`` must hear again once the data channel to them is new (the media path was
+        rebuilt): every page of their papers held here, the page shown or the papers closed, what was printed.
+        Confirmations sent on the lost channel may never have arrived; these make the station's status true."""
+        out: list[str] = []
+        mine = [pid for pid in self.papers if pid.startswith(member + "-")]
+        for pid in mine:
+            out += [encode("paper_received", id=pid, page=n) for n in sorted(self.papers[pid])]
+            if pid in self.closed:
+                out.append(encode("paper_close", id=pid))
+        if self.shown is not None and self.shown[0] in mine:
+            out.append(encode("paper_page", id=self.shown[0], page=self.shown[1]))
+        for (pid, page), report in self.print_state.items():
+            if pid in mine and report.state != "printing":
+                out.append(
+                    encode(
+                        "print_status",
+                        id=pid,
+                        page=page,
+                        state=report.state,
+                        message=report.message or None,
+                        reason=report.reason or None,
+                    )
+                )
+        return out
+
     def _another_paper(self) -> tuple[str, int] | None:
         for pid, pages in self.papers.items():
             if pages and pid not in self.closed:
@@ -331,7 +374,7 @@ class SentPaper:
     title: str
     pages: list[PageImage]
     received: set[int] = field(default_factory=set)
-    errors: list[str] = field(default_factory=list)
+    errors: dict[int, str] = field(default_factory=dict)  # page (-1: unknown) → why it did not arrive intact
     shown_page: int | None = None  # what the resident has on screen (None: closed)
     printed: dict[int, PrintReport] = field(default_factory=dict)
 
@@ -361,10 +404,16 @@ class StationAssist(_Side):
     @classmethod
     def attach(cls, session: Any, on_change: Callable[[str], Any] | None = None) -> StationAssist:
         """A StationAssist talking to the counter of a staff station's call session (its ``control`` link)."""
-        assist = cls(
-            lambda msgs: session.control.send(msgs, session.counter_id), session.terminal_id, on_change
-        )
-        session.control.on_message = assist.on_message
+        control = session.control
+        assist = cls(lambda msgs: control.send(msgs, session.counter_id), session.terminal_id, on_change)
+        control.on_message = assist.on_message
+
+        def resumed(member: str) -> None:
+            if member == session.counter_id:
+                control.retract(member, is_page_transfer)
+                control.send(assist.resume_messages(), member)
+
+        control.on_resume = resumed
         return assist
 
     def send_paper(self, pages: Iterable[PageImage], title: str = "") -> str:
@@ -382,6 +431,29 @@ class StationAssist(_Side):
         self._send(out)
         self._changed("paper")
         return pid
+
+    def resume_messages(self) -> list[str]:
+        """What to send once the data channel to the counter is new (the media path was rebuilt): every page of
+        the papers handed over that the counter has not confirmed, whole. The caller first withdraws the page
+        messages still queued for the lost channel (:func:`~kiosk.assist.messages.is_page_transfer`), so that no
+        page arrives in pieces from two channels."""
+        out: list[str] = []
+        for paper in self.papers.values():
+            for i, p in enumerate(paper.pages):
+                if i not in paper.received:
+                    out += page_messages(
+                        paper.id,
+                        i,
+                        len(paper.pages),
+                        p.data,
+                        fmt=p.format,
+                        width=p.width,
+                        height=p.height,
+                        title=paper.title,
+                    )
+        if out:
+            log.info("%d messages of papers sent again on the new data channel", len(out))
+        return out
 
     def show_page(self, paper_id: str, page: int) -> None:
         self._send([encode("paper_page", id=paper_id, page=page)])
@@ -424,12 +496,15 @@ class StationAssist(_Side):
         paper = self.papers.get(msg["id"])
         if paper is not None:
             paper.received.add(msg["page"])
+            paper.errors.pop(msg["page"], None)  # it arrived after all (sent again)
+            if len(paper.received) == len(paper.pages):
+                paper.errors.clear()
             self._changed("paper")
 
     def _on_paper_error(self, member: str, msg: Message) -> None:
         paper = self.papers.get(msg["id"])
         if paper is not None:
-            paper.errors.append(msg["message"])
+            paper.errors[msg.get("page", -1)] = msg["message"]
         self._changed("paper")
 
     def _on_paper_page(self, member: str, msg: Message) -> None:
