@@ -37,6 +37,9 @@ Leave = TypedDict("Leave", {"type": Literal["leave"], "call": str})
 Hangup = TypedDict("Hangup", {"type": Literal["hangup"], "call": str})
 SendSignal = TypedDict("SendSignal", {"type": Literal["signal"], "call": str, "to": str, "data": JsonObject})
 MediaPath = TypedDict("MediaPath", {"type": Literal["media_path"], "call": str, "to": str, "path": str})
+Resume = TypedDict(
+    "Resume", {"type": Literal["resume"], "call": str, "department": str, "members": JsonArray}
+)
 SetStatus = TypedDict("SetStatus", {"type": Literal["status"], "status": str})
 Ping = TypedDict("Ping", {"type": Literal["ping"], "id": NotRequired[str | int]})
 AskLampTest = TypedDict("AskLampTest", {"type": Literal["lamp_test"]})
@@ -105,6 +108,7 @@ CLIENT_TYPES: dict[str, type] = {
     "hangup": Hangup,
     "signal": SendSignal,
     "media_path": MediaPath,
+    "resume": Resume,
     "status": SetStatus,
     "ping": Ping,
     "lamp_test": AskLampTest,

@@ -141,6 +141,7 @@ CLIENT_ROLES: dict[str, tuple[str, ...]] = {
     "hangup": ("counter", "office"),
     "signal": ("counter", "office"),
     "media_path": ("counter", "office"),
+    "resume": ("counter", "office"),
     "status": ("office",),
     "ping": ROLES,
     "lamp_test": ("counter",),

@@ -36,6 +36,7 @@ from kiosk.machine import (
     TransitionTable,
     check_transition,
 )
+from kiosk.video.membership import resume_message
 
 log = logging.getLogger(__name__)
 
@@ -681,6 +682,13 @@ class CounterMachine:
         self.presence = {d.id: self.presence.get(d.id, "offline") for d in self.departments}
         if self.state is State.CALLING and self.call is not None and self.call.id:
             self._timer(T_RESUME, self.timeouts.resume)  # cancelled by call_state for our call
+        elif self.state is State.IN_CALL and self.call is not None and self.call.id:
+            # Still in the consultation: vouch for it, so a relay restarted under it re-creates it.
+            resume = resume_message(
+                self.terminal, self.call.id, self.call.department.id, self.terminal, self.call.members
+            )
+            if resume is not None:
+                self._out.append(Send(resume))
         # The client reports the link ``up`` just before it delivers ``welcome``.
         if self.state in (State.STARTING, State.OUT_OF_SERVICE) and self.ready:
             self._go(State.START, "relay up")

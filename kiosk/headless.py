@@ -20,11 +20,12 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem
-from kiosk.client import LINK_UP, RelayClient
+from kiosk.client import LINK_UP, NotConnected, RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
 from kiosk.health import HealthReporter, device_states
 from kiosk.video.ice import IceConfigError, restrict_ice_addresses
 from kiosk.video.local_media import LocalMedia, open_local_media
+from kiosk.video.membership import resume_message
 from kiosk.video.session import CallSession, EventKind, SessionEvent, SessionState
 from kiosk.video.turnprobe import IcePathBook
 
@@ -58,6 +59,7 @@ class HeadlessTerminal:
         ] = []  # 'ring_test' messages from the fleet page (no bell to ring)
         # The TURN paths, probed at each welcome (start-up, and whenever the relay link comes back).
         self.paths = IcePathBook(ca_file=config.relay.ca_file or None)
+        self._departments: dict[str, str] = {}  # call id → its department (for 'resume'), the latest calls
 
     async def start(self) -> Self:
         """Restrict ICE to the configured addresses, open sources, connect to the relay."""
@@ -104,11 +106,33 @@ class HeadlessTerminal:
         await self.close()
 
     async def _on_message(self, msg: dict[str, Any]) -> None:
-        if msg.get("type") == "ring_test":
+        kind, call, dept = msg.get("type"), msg.get("call"), msg.get("department")
+        if kind == "ring_test":
             self.ring_tests.append(msg)
             log.info("ring test from %s for %s s (no bell here)", msg.get("by"), msg.get("seconds"))
+        if kind in ("ringing", "incoming", "call_state") and isinstance(call, str) and isinstance(dept, str):
+            self._departments[call] = dept
+            while len(self._departments) > 32:
+                del self._departments[next(iter(self._departments))]
+        if kind == "welcome":
+            await self._resume()
         if self.session is not None:
             await self.session.on_message(msg)
+
+    async def _resume(self) -> None:
+        """Welcomed (again) in the middle of a call: vouch for it, so a relay restarted under it re-creates it."""
+        s = self.session
+        if s is None or s.state is not SessionState.ACTIVE or s.call_id is None or s.counter_id is None:
+            return
+        resume = resume_message(
+            s.terminal_id, s.call_id, self._departments.get(s.call_id, ""), s.counter_id, s.order
+        )
+        if resume is None or self.client is None:
+            return
+        try:
+            await self.client.send(resume)
+        except NotConnected as err:
+            log.warning("could not resume call %s: %s", s.call_id, err)
 
     async def _link(self, state: str, detail: str) -> None:
         if self.health is not None:

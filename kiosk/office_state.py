@@ -35,6 +35,7 @@ from kiosk.machine import (
     TransitionTable,
     check_transition,
 )
+from kiosk.video.membership import resume_message
 
 log = logging.getLogger(__name__)
 
@@ -515,6 +516,12 @@ class OfficeMachine:
         for call in list(self.ringing):
             self._emit(CancelTimer(f"taken:{call}"))
         self.ringing.clear()  # the relay re-sends every call still ringing here
+        if self.state is State.IN_CALL and self.call is not None:
+            # Still in the call: vouch for it, so a relay restarted under it re-creates it (and we are back in it).
+            c = self.call
+            resume = resume_message(self.terminal, c.id, c.department, c.counter, c.members)
+            if resume is not None:
+                self._emit(Send(resume))
         if self.state is State.CONNECTING:
             self._go(State.WAITING, "welcomed")
 

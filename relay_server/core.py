@@ -25,7 +25,10 @@ from relay_server.config import RelayConfig
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]  # timer keys: ("ring", call), ("invite", "call/n"), ("grace", terminal)
+Key = tuple[
+    str, str
+]  # timer keys: ("ring", call), ("invite", "call/n"), ("grace", terminal), ("resume", call)
+ENDED_REMEMBERED = 4096  # ended calls this relay remembers, so a late 'resume' of one gets its 'ended'
 
 
 # -- actions -----------------------------------------------------------------------------------
@@ -72,6 +75,9 @@ class CallRecord:
     answered_at: float | None = None
     answered_by: str | None = None
     max_members: int = 1
+    # When a restarted relay re-created the call from its members' ``resume`` (None: never): the call log then
+    # keeps the row's original start and answer, and reopens a row closed as ``shutdown``/``relay_restart``.
+    resumed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,12 @@ class Call:
     max_members: int = 1
     invite_counter: int = 0
     paths: dict[str, str] = field(default_factory=dict)  # "member>other" → the media path the member reported
+    # A call re-created by ``resume`` (a relay restarted under it): when, the members in the order the first
+    # member to vouch listed them, and those not back yet (→ since when), who are not in ``members`` until
+    # they vouch for themselves.
+    resumed_at: float | None = None
+    order: list[str] = field(default_factory=list)
+    pending: dict[str, float] = field(default_factory=dict)
 
     def move(self, new: CallState) -> None:
         """The one place a call changes state."""
@@ -152,6 +164,17 @@ class Call:
 class Online:
     role: str
     away: bool = False
+
+
+@dataclass(frozen=True)
+class ResumeClaim:
+    """A ``resume`` from a member that may not re-create the call itself (a station invited from another
+    department): it waits, at most ``grace_period``, for the counter or a station of the department."""
+
+    call: str
+    department: str
+    members: tuple[str, ...]
+    at: float
 
 
 def turn_credentials(secret: str, terminal: str, now: float, ttl: int) -> tuple[str, str]:
@@ -178,6 +201,9 @@ class RelayCore:
         self.offline_members: dict[str, float] = {}  # member in grace → dropped at
         self.sent_presence: dict[str, dict[str, str]] = {}
         self.missed_end: dict[str, dict[str, Any]] = {}  # member in grace when its call ended → the 'ended'
+        # Calls this relay ended, oldest first (at most ENDED_REMEMBERED): the 'ended' and who was in the call.
+        self.ended_calls: dict[str, tuple[dict[str, Any], frozenset[str]]] = {}
+        self.resume_claims: dict[str, ResumeClaim] = {}  # terminal → its waiting 'resume'
         # Every client message type (common.protocol.CLIENT_MESSAGES) → its handler: the one dispatch table.
         self.handlers: dict[str, MessageHandler] = {
             "hello": self._on_hello,
@@ -194,6 +220,7 @@ class RelayCore:
             "hangup": self._on_hangup,
             "signal": self._on_signal,
             "media_path": self._on_media_path,
+            "resume": self._on_resume,
         }
         self._by_hash = {t.token_hash: t.id for t in config.terminals.values()}
         # Indexes kept up to date by _reindex() on every change, so no event scans every terminal:
@@ -326,6 +353,7 @@ class RelayCore:
         del self.online[terminal]
         self._reindex(terminal)
         self.sent_presence.pop(terminal, None)
+        self.resume_claims.pop(terminal, None)
         out: list[Action] = [LogEvent("terminal_disconnected", {"terminal": terminal})]
         cid = self.call_of.get(terminal)
         if cid is not None:
@@ -356,6 +384,8 @@ class RelayCore:
         elif kind == "grace":
             if ident in self.offline_members:
                 return self._remove_member(ident, "disconnected", now)
+        elif kind == "resume":
+            return self._resume_expired(ident, now)
         return []
 
     def tick(self, now: float) -> list[Action]:
@@ -645,6 +675,8 @@ class RelayCore:
     def _on_signal(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
         call = self._member_call(terminal, msg, "signal")
         to = msg["to"]
+        if to in call.pending:
+            raise ProtocolError("member_offline", f"'{to}' is not back in call {call.id} yet", "signal")
         if to == terminal or to not in call.members:
             raise ProtocolError("not_member", f"'{to}' is not another member of call {call.id}", "signal")
         if to in self.offline_members or to not in self.online:
@@ -661,6 +693,185 @@ class RelayCore:
         return [
             LogEvent("media_path", {"call": call.id, "terminal": terminal, "to": msg["to"], "path": path})
         ]
+
+    # -- call re-creation after a relay restart ('resume') -----------------------------------------
+    def _on_resume(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+        """A member still in a call after its relay link came back vouches for it (``docs/protocol.md``,
+        "Relay shutdown"). A call this relay knows: nothing to do for a member, ``ended`` for a call that ended
+        here, ``not_member`` for anyone else. A call it does not know (a relay restarted under it) is re-created
+        when the counter that placed it or a station serving its department vouches; the other members it lists
+        may come back by vouching for themselves, within ``grace_period``."""
+        cid, dept = msg["call"], msg["department"]
+        members = self._resume_members(terminal, dept, msg["members"])
+        call = self.calls.get(cid)
+        if call is not None:
+            if terminal in call.members:
+                return []  # back already (its welcome came with call_state) or a duplicate
+            if terminal in call.pending:
+                return self._resume_join(call, terminal, dept, members, now)
+            raise ProtocolError("not_member", f"this terminal is not in call {cid}", "resume")
+        ended = self.ended_calls.get(cid)
+        if ended is not None:
+            if terminal not in ended[1]:
+                raise ProtocolError("unknown_call", f"no call '{cid}' (it may have ended)", "resume")
+            return [Send(terminal, ended[0])]
+        if terminal in self.call_of:
+            raise ProtocolError(
+                "already_in_call", f"this terminal is in call {self.call_of[terminal]}", "resume"
+            )
+        if terminal != members[0] and not self.serves(terminal, dept):
+            # An invited colleague from another department: it may come back, not re-create the call.
+            self.resume_claims[terminal] = ResumeClaim(cid, dept, members, now)
+            return [LogEvent("call_resume_waiting", {"call": cid, "terminal": terminal})]
+        return self._recreate(terminal, cid, dept, members, now)
+
+    def _resume_members(self, terminal: str, dept: str, listed: list[Any]) -> tuple[str, ...]:
+        """The members a ``resume`` lists, checked: the counter first (offering ``dept``), then staff stations,
+        the sender among them, no one twice, at most ``max_members``."""
+        if not all(isinstance(m, str) for m in listed):
+            raise ProtocolError("bad_message", "'members' of 'resume' must be terminal ids", "resume")
+        members = tuple(str(m) for m in listed)
+        if dept not in self.config.departments:
+            raise ProtocolError("unknown_department", f"no department '{dept}'", "resume")
+        if not 2 <= len(members) <= self.config.max_members or len(set(members)) != len(members):
+            raise ProtocolError(
+                "bad_message",
+                f"'members' of 'resume' must list 2 to {self.config.max_members} different terminals",
+                "resume",
+            )
+        if terminal not in members:
+            raise ProtocolError("not_member", "'members' of 'resume' must include the sender", "resume")
+        roles = [t.role if (t := self.config.terminals.get(m)) else "" for m in members]
+        if roles[0] != "counter" or not self.serves(members[0], dept) or set(roles[1:]) != {"office"}:
+            raise ProtocolError(
+                "forbidden",
+                f"a call of '{dept}' is a counter offering it and staff stations; 'members' lists {members}",
+                "resume",
+            )
+        return members
+
+    def _recreate(
+        self, terminal: str, cid: str, dept: str, members: tuple[str, ...], now: float
+    ) -> list[Action]:
+        call = Call(cid, dept, members[0], now)
+        call.move(CallState.ACTIVE)
+        call.answered_at, call.answered_by = now, members[1]
+        call.resumed_at, call.order = now, list(members)
+        call.pending = {m: now for m in members}
+        self.calls[cid] = call
+        out: list[Action] = [StartTimer(("resume", cid), self.config.grace_period)]
+        self._vouched(call, terminal)
+        # Colleagues whose own 'resume' was waiting for the call to be re-created come back with it.
+        for m in list(call.pending):
+            claim = self.resume_claims.get(m)
+            if (
+                claim is not None
+                and claim.call == cid
+                and (claim.department, claim.members[0]) == (dept, members[0])
+                and now - claim.at <= self.config.grace_period
+                and m not in self.call_of
+            ):
+                del self.resume_claims[m]
+                self._vouched(call, m)
+        call.max_members = len(members)
+        out += [Send(m, self._call_state(call)) for m in call.members]
+        # Lamps were turned off by the old relay's 'ended': the department is in a call again.
+        out += [
+            Send(lamp, {"type": "taken", "call": cid, "by": call.answered_by})
+            for lamp in self.lamps_for(dept)
+        ]
+        out.append(self._resume_record(call))
+        out.append(
+            LogEvent(
+                "call_resumed",
+                {
+                    "call": cid,
+                    "department": dept,
+                    "counter": call.counter,
+                    "by": terminal,
+                    "members": ",".join(members),
+                    "back": ",".join(call.members),
+                },
+            )
+        )
+        return out + self._presence_updates(now)
+
+    def _resume_join(
+        self, call: Call, terminal: str, dept: str, members: tuple[str, ...], now: float
+    ) -> list[Action]:
+        """A member the re-created call expects vouches for itself; everyone present gets the new call_state
+        (so the members re-signal the media to it)."""
+        if (dept, members[0]) != (call.department, call.counter):
+            raise ProtocolError(
+                "forbidden",
+                f"call {call.id} was resumed as {call.department} from {call.counter}, not {dept} from {members[0]}",
+                "resume",
+            )
+        if terminal in self.call_of:
+            raise ProtocolError(
+                "already_in_call", f"this terminal is in call {self.call_of[terminal]}", "resume"
+            )
+        self._vouched(call, terminal)
+        out: list[Action] = [Send(m, self._call_state(call)) for m in call.members]
+        if not call.pending:
+            out.append(CancelTimer(("resume", call.id)))
+        out.append(LogEvent("call_resume_joined", {"call": call.id, "terminal": terminal}))
+        return out + self._presence_updates(now)
+
+    def _vouched(self, call: Call, terminal: str) -> None:
+        del call.pending[terminal]
+        call.members = [m for m in call.order if m in call.members or m == terminal] + [
+            m for m in call.members if m not in call.order
+        ]
+        self.call_of[terminal] = call.id
+        self._reindex(terminal)
+
+    def _resume_expired(self, cid: str, now: float) -> list[Action]:
+        """``grace_period`` after a call was re-created: the members that did not come back are gone."""
+        call = self.calls.get(cid)
+        if call is None or not call.pending:
+            return []
+        missing = sorted(call.pending)
+        if call.counter in missing or not call.staff:
+            return self._end(
+                call, "disconnected", now, by=call.counter if call.counter in missing else missing[0]
+            )
+        call.pending.clear()
+        out: list[Action] = []
+        for m in missing:
+            out += [
+                Send(t, {"type": "left", "call": cid, "terminal": m, "reason": "disconnected"})
+                for t in call.members
+            ]
+            out.append(LogEvent("call_left", {"call": cid, "terminal": m, "reason": "disconnected"}))
+        return out
+
+    def _resume_record(self, call: Call) -> CallRecord:
+        return CallRecord(
+            call.id,
+            call.department,
+            call.counter,
+            call.created_at,
+            None,
+            "active",
+            "",
+            call.answered_at,
+            call.answered_by,
+            call.max_members,
+            call.resumed_at,
+        )
+
+    def _listed_members(self, call: Call) -> list[str]:
+        """The members as ``call_state`` lists them: those back and those expected back, in order."""
+        if not call.pending:
+            return list(call.members)
+        listed = [m for m in call.order if m in call.members or m in call.pending]
+        return listed + [m for m in call.members if m not in listed]
+
+    def _remember_end(self, call: Call, ended: dict[str, Any]) -> None:
+        self.ended_calls[call.id] = (ended, frozenset(call.members) | frozenset(call.pending))
+        while len(self.ended_calls) > ENDED_REMEMBERED:
+            del self.ended_calls[next(iter(self.ended_calls))]
 
     # -- helpers -----------------------------------------------------------------------------
     def _call(self, msg: dict[str, Any], ref: str) -> Call:
@@ -712,6 +923,7 @@ class RelayCore:
         ended: dict[str, Any] = {"type": "ended", "call": call.id, "reason": reason}
         if by is not None:
             ended["by"] = by
+        self._remember_end(call, ended)
         out: list[Action] = [CancelTimer(("ring", call.id))]
         told = set()
         for t in (
@@ -749,6 +961,7 @@ class RelayCore:
                 call.answered_at,
                 call.answered_by,
                 call.max_members,
+                call.resumed_at,
             )
         )
         out.append(
@@ -785,14 +998,15 @@ class RelayCore:
         return msg
 
     def _call_state(self, call: Call) -> dict[str, Any]:
+        members = self._listed_members(call)
         return {
             "type": "call_state",
             "call": call.id,
             "state": call.state.value,
             "department": call.department,
             "counter": call.counter,
-            "members": list(call.members),
-            "offline": [m for m in call.members if m in self.offline_members],
+            "members": members,
+            "offline": [m for m in members if m in self.offline_members or m in call.pending],
         }
 
     def _welcome(self, terminal: str, now: float) -> dict[str, Any]:

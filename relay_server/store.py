@@ -4,6 +4,8 @@ No personal data is stored: terminal and department ids, timestamps, who answere
 
 A call's row is written when it starts ringing, updated when it is answered and when it ends, so a relay that
 crashes loses no call: rows it left unfinished are closed at the next start (``end_reason = "relay_restart"``).
+A call its members resume on the restarted relay (``resume``) reopens that row (or one closed as ``shutdown``):
+its start and answer stay, ``resumed_at`` says when it was resumed, and its end is written as usual.
 :class:`DurableCallLog` is what the relay uses: it never raises, keeps records in memory while the file cannot be
 written (read-only, disk full, locked) and writes them once it can, and moves a corrupt file aside.
 """
@@ -41,7 +43,8 @@ CREATE TABLE IF NOT EXISTS calls (
     ended_at REAL,
     outcome TEXT NOT NULL,
     end_reason TEXT NOT NULL,
-    max_members INTEGER NOT NULL
+    max_members INTEGER NOT NULL,
+    resumed_at REAL
 );
 CREATE INDEX IF NOT EXISTS calls_created ON calls (created_at);
 CREATE TABLE IF NOT EXISTS refused (
@@ -53,6 +56,15 @@ CREATE TABLE IF NOT EXISTS refused (
 );
 """
 
+# A resumed call's record: the row of the call it continues keeps its start and answer; a row that ended for
+# another reason than the relay stopping is never reopened.
+RESUMED_UPSERT = (
+    "INSERT INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (call) DO UPDATE SET"
+    " ended_at = excluded.ended_at, outcome = excluded.outcome, end_reason = excluded.end_reason,"
+    " max_members = max(calls.max_members, excluded.max_members), resumed_at = excluded.resumed_at"
+    " WHERE calls.ended_at IS NULL OR calls.end_reason IN ('shutdown', 'relay_restart')"
+    " OR calls.resumed_at = excluded.resumed_at"
+)
 REFUSED_OUTCOMES = ("closed", "unavailable")  # calls refused at once: counted per minute, not one row each
 IN_PROGRESS = ("ringing", "active")  # outcomes of a row whose call has not ended (yet)
 
@@ -93,6 +105,9 @@ class CallLog:
     def _migrate(self) -> None:
         """Files from before calls were written at their start have ``ended_at NOT NULL``: rebuild the table."""
         cols = {row[1]: row[3] for row in self.db.execute("PRAGMA table_info(calls)")}
+        if "resumed_at" not in cols:
+            with self.db:
+                self.db.execute("ALTER TABLE calls ADD COLUMN resumed_at REAL")
         if cols.get("ended_at"):
             with self.db:
                 self.db.execute("ALTER TABLE calls RENAME TO calls_v1")
@@ -114,20 +129,24 @@ class CallLog:
                     key = (r.created_at // 60 * 60, r.department, r.outcome)
                     refused[key] = refused.get(key, 0) + 1
                     continue
+                row = (
+                    r.call,
+                    r.department,
+                    r.counter,
+                    r.created_at,
+                    r.answered_at,
+                    r.answered_by,
+                    r.ended_at,
+                    r.outcome,
+                    r.end_reason,
+                    r.max_members,
+                    r.resumed_at,
+                )
                 self.db.execute(
-                    "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        r.call,
-                        r.department,
-                        r.counter,
-                        r.created_at,
-                        r.answered_at,
-                        r.answered_by,
-                        r.ended_at,
-                        r.outcome,
-                        r.end_reason,
-                        r.max_members,
-                    ),
+                    RESUMED_UPSERT
+                    if r.resumed_at is not None
+                    else "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    row,
                 )
             for (minute, dept, outcome), n in refused.items():
                 self.db.execute(
@@ -150,7 +169,7 @@ class CallLog:
     def records(self, start: float = 0.0, end: float = float("inf")) -> list[CallRecord]:
         rows = self.db.execute(
             "SELECT call, department, counter, created_at, ended_at, outcome, end_reason, answered_at, answered_by,"
-            " max_members FROM calls WHERE created_at >= ? AND created_at < ? ORDER BY created_at",
+            " max_members, resumed_at FROM calls WHERE created_at >= ? AND created_at < ? ORDER BY created_at",
             (start, min(end, 1e18)),
         ).fetchall()
         return [CallRecord(*row) for row in rows]

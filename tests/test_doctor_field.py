@@ -60,8 +60,17 @@ def test_every_shipped_token_is_a_demo_token() -> None:
 def test_a_field_config_has_no_warnings(tmp_path: Path) -> None:
     """The field example with a real token passes the field checks with one ✓."""
     cfg = load_terminal_config(field_copy(tmp_path), "counter")
-    results = field_results(cfg)
+    results = field_results(cfg, role="counter")
     assert [(r.name, r.ok, r.warned) for r in results] == [("field setup", True, False)]
+
+
+def test_a_counter_without_a_fallback_phone_is_warned(tmp_path: Path) -> None:
+    """A field counter with no [terminal] fallback_phone gets a warning naming the key and the file."""
+    path = field_copy(tmp_path, **{'fallback_phone = "0133-23-2211"': ""})
+    results = field_results(load_terminal_config(path, "counter"), role="counter")
+    assert names(results) == {"fallback phone"}
+    warning = next(r for r in results if r.warned)
+    assert "fallback_phone" in warning.advice and str(path) in warning.advice
 
 
 @pytest.mark.parametrize(

@@ -346,3 +346,60 @@ def test_one_megabit_town_link_call_usable_and_still_intact(clean_town: NetBed) 
     clean_town.set_uplink("1mbit")
     got = still_survives(clean_town, "slow")
     print(f"still over 1 Mbit/s: {got['seconds']} s")
+
+
+def test_link_cut_and_relay_restart_at_once_the_call_is_resumed(clean_town: NetBed) -> None:
+    """The town's uplink is cut for 10 s mid-call and, during the cut, the relay process is restarted (SIGTERM, a
+    new process on the same port). The counter says 'reconnecting'; both members resume the call on the new relay,
+    re-signal the media through it, and pictures flow again both ways in the same consultation."""
+    bed = clean_town
+    port = RELAY_PORT + 3  # a relay of this scenario's own: it is restarted
+    old_relay = bed.start_relay(port, turn=True)
+    station = peer(bed, "station", "station-restart", port=port)
+    counter = peer(bed, "counter", "counter-restart", port=port)
+    try:
+        counter.send("call juumin")
+        call = counter.wait_event(lambda e: e["event"] == "ringing", 20, "ringing")["call"]
+        frames_from(counter, STATION_ID, "camera", 5, 30)
+        frames_from(station, COUNTER_ID, "camera", 5, 30)
+        bed.cut_town()
+        cut_at = time.monotonic()
+        counter.wait_event(lambda e: e["event"] == "reconnecting", 15, "reconnecting")
+        old_relay.stop()
+        bed.start_relay(port, turn=True)
+        # The counter (its own link is fine) is back on the new relay and re-creates the call there.
+        counter.wait_event(lambda e: e["event"] == "relay_lost", 10, "relay_lost (shutdown)")
+        time.sleep(
+            max(0.0, 10.0 - (time.monotonic() - cut_at))
+        )  # the outage itself lasts 10 s: that is the scenario
+        bed.restore_town(new_mapping=True)
+        back = counter.wait_event(lambda e: e["event"] == "reconnected", 40, "reconnected")
+        back_s = station.wait_event(lambda e: e["event"] == "reconnected", 40, "reconnected")
+        counter.wait_event(
+            lambda e: (
+                e["event"] == "frames"
+                and e["t"] > back["t"]
+                and e["tracks"].get(f"{STATION_ID}/camera", 0) > 5
+            ),
+            20,
+            "station camera after",
+        )
+        station.wait_event(
+            lambda e: (
+                e["event"] == "frames"
+                and e["t"] > back_s["t"]
+                and e["tracks"].get(f"{COUNTER_ID}/camera", 0) > 5
+            ),
+            20,
+            "counter camera after",
+        )
+        print(
+            f"relay restarted during a 10 s cut: media back after {back.get('outage_s')} s at the counter "
+            f"({back_s.get('outage_s')} s at the station)"
+        )
+        assert not [e for e in counter.events + station.events if e["event"] == "ended"]
+        relay_log = bed.log_of(f"relay-{port}")  # the new process's log
+        assert re.search(rf"event=call_resumed .*call={call}", relay_log), relay_log[-3000:]
+        assert re.search(rf"event=call_resume_joined .*call={call}", relay_log), relay_log[-3000:]
+    finally:
+        stop_all(counter, station)

@@ -95,7 +95,7 @@ async def run_doctor(opts: DoctorOptions) -> tuple[list[CheckResult], str]:
     if cfg is None:
         return results, role
     if "field" not in opts.skip:
-        results += field_results(cfg, url=opts.url)
+        results += field_results(cfg, url=opts.url, role=role)
     if opts.url:
         cfg = replace(cfg, relay=replace(cfg.relay, url=opts.url))
     lamp = cfg.lamp

@@ -31,6 +31,7 @@ class FieldCause(enum.Enum):
     LOOPBACK_ICE = "loopback_ice"
     PLAIN_WS = "plain_ws"
     NO_LAMP = "no_lamp"
+    NO_FALLBACK_PHONE = "no_fallback_phone"
 
 
 def demo_tokens(folder: Path = DEMO_CONFIG_DIR) -> set[str]:
@@ -64,6 +65,7 @@ _NAMES = {
     FieldCause.LOOPBACK_ICE: "ICE on loopback",
     FieldCause.PLAIN_WS: "relay over ws://",
     FieldCause.NO_LAMP: "lamp driver",
+    FieldCause.NO_FALLBACK_PHONE: "fallback phone",
 }
 
 
@@ -95,12 +97,16 @@ def _finding(cause: FieldCause, cfg: TerminalConfig, detail: str) -> CheckResult
             "set [lamp] driver to lcus or ascii and port to the lamp's serial port, or remove "
             "[lamp] if this PC drives no lamp"
         ),
+        FieldCause.NO_FALLBACK_PHONE: (
+            f"set [terminal] fallback_phone (and fallback_hours) in {path} to the number residents may "
+            "call: it is shown when the relay cannot be reached"
+        ),
     }[cause]
     return warn(_NAMES[cause], detail, advice)
 
 
 def field_results(
-    cfg: TerminalConfig, *, url: str | None = None, tokens: Iterable[str] | None = None
+    cfg: TerminalConfig, *, url: str | None = None, tokens: Iterable[str] | None = None, role: str = ""
 ) -> list[CheckResult]:
     """Warnings for demo settings in ``cfg`` (one per kind), or one ✓ ``field setup`` when there are none."""
     found: list[CheckResult] = []
@@ -149,6 +155,14 @@ def field_results(
         )
     if cfg.lamp is not None and cfg.lamp.driver == "none":
         found.append(_finding(FieldCause.NO_LAMP, cfg, '[lamp] driver = "none": no lamp lights for a call'))
+    if role == "counter" and not cfg.ui.fallback_phone:
+        found.append(
+            _finding(
+                FieldCause.NO_FALLBACK_PHONE,
+                cfg,
+                "no [terminal] fallback_phone: a counter that cannot reach the relay gives residents no number",
+            )
+        )
     return found or [
         CheckResult(
             "field setup",

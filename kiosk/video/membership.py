@@ -3,6 +3,7 @@
 The membership decisions of :class:`kiosk.video.session.CallSession`, apart from its peer connections: the
 protocol's offer rule (:func:`offers_to`) and how a ``call_state`` from the relay is reconciled with the peers a
 session has (:func:`reconcile`). The session carries the result out (drops peers, offers, asks for restarts).
+:func:`resume_message` is the ``resume`` a member sends after each ``welcome`` while it is in a call.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["MemberChanges", "offers_to", "reconcile"]
+__all__ = ["MemberChanges", "offers_to", "reconcile", "resume_message"]
 
 
 def offers_to(me: str, other: str, *, counter: str | None, order: list[str]) -> bool:
@@ -54,3 +55,17 @@ def reconcile(me: str, listed: Iterable[object], connected: Iterable[str]) -> Me
         gone=[m for m in connected if m not in members],
         present=[m for m in members if m != me],
     )
+
+
+def resume_message(
+    me: str, call: str, department: str, counter: str, members: Iterable[str]
+) -> dict[str, object] | None:
+    """The ``resume`` that vouches for ``call`` after a ``welcome`` (``docs/protocol.md``, "Relay shutdown"): the
+    members as this terminal knows them, the counter first and ``me`` among them; None without any other member
+    (nothing to resume)."""
+    listed = [counter] + [m for m in dict.fromkeys(members) if m != counter]
+    if me not in listed:
+        listed.append(me)
+    if len(listed) < 2 or not (call and department and counter):
+        return None
+    return {"type": "resume", "call": call, "department": department, "members": listed}

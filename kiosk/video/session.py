@@ -554,9 +554,10 @@ class CallSession:
         elif kind == "left":
             await self._drop_member(msg["terminal"], msg.get("reason", "leave"))
         elif kind == "ended":
-            if msg.get("reason") == "shutdown" and self._peers:
-                # The relay is going away, not the call: media is peer to peer and carries on. The
-                # members can still end it (bye over the data channel, hangup once the relay is back).
+            if msg.get("reason") == "shutdown" and self.state is SessionState.ACTIVE:
+                # The relay is going away, not the call: media is peer to peer and carries on (or is being
+                # rebuilt: no peer connection at this instant is no reason to end). The members resume the call
+                # on the restarted relay, and can always end it (bye over the data channel).
                 log.warning("%s: relay shut down during call %s; media continues", self.terminal_id, call)
                 self.relay_call_lost = True
                 self._emit(SessionEvent(EventKind.RELAY_LOST, reason="shutdown"))
