@@ -96,6 +96,8 @@ class FitTextMixin:
         tw, th = label.texture_size
         if width and tw > width + 1:
             return True
+        if label.text_size and label.text_size[1] is not None:
+            return False  # the texture is exactly text_size high: what does not fit is dropped (checked above)
         return bool(self.fit_height and th > label.height - 2)
 
 
