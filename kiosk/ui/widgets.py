@@ -97,7 +97,8 @@ class FitTextMixin:
         if width and tw > width + 1:
             return True
         if label.text_size and label.text_size[1] is not None:
-            return False  # the texture is exactly text_size high: what does not fit is dropped (checked above)
+            # The texture is exactly text_size high: what does not fit is dropped (checked above).
+            return False
         return bool(self.fit_height and th > label.height - 2)
 
 
