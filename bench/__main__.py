@@ -8,8 +8,9 @@
 Before running it calls ``scripts/setup-bench`` (Chromium, Tesseract with Japanese data, the ``bench`` extra)
 unless ``--no-setup``. Results go to stdout and, as Markdown plus raw JSON, to ``var/bench/`` (``--out``).
 Benchmarks: relay, relay-core, lamp, media (answer→first frame, glass-to-glass, kiosk CPU/RSS; aiortc and the
-Chromium baseline), legibility, network (calls across the namespace test bed: NAT, TURN/UDP and TLS, a 10 s outage,
-3 % loss and a 1 Mbit/s link; needs root).
+Chromium baseline; the default case again under 3 % UDP loss in a network namespace when root), preview (a video
+view's conversion + texture upload at display size vs full size), legibility, network (calls across the namespace
+test bed: NAT, TURN/UDP and TLS, a 10 s outage, 3 % loss and a 1 Mbit/s link; needs root).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from bench.common import ROOT, Row, git_revision, machine_description, markdown_table, render_rows
 
-BENCHMARKS = ("relay", "relay-core", "lamp", "media", "legibility", "network")
+BENCHMARKS = ("relay", "relay-core", "lamp", "media", "preview", "legibility", "network")
 
 
 def _log(msg: str) -> None:
@@ -48,6 +49,9 @@ def _runner(name: str, args: argparse.Namespace) -> Callable[[], tuple[list[Row]
     if name == "media":
         mod = importlib.import_module("bench.media")
         return lambda: mod.run(quick=args.quick, log=_log, chromium=not args.no_chromium, full=args.full)
+    if name == "preview":
+        mod = importlib.import_module("bench.preview")
+        return lambda: mod.run(quick=args.quick, log=_log)
     if name == "legibility":
         mod = importlib.import_module("bench.legibility")
         return lambda: mod.run(quick=args.quick, log=_log, chromium=not args.no_chromium)

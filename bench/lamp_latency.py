@@ -23,13 +23,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from common.messages import ServerMessage, Welcome
 from kiosk.config import LampConfig
 from kiosk.devices.emulated import EmulatedAsciiLamp, EmulatedLcusBoard
 from kiosk.devices.lamp import ascii_command, lcus_command
 from kiosk.lamp_agent import LampController
 
 WARMUP = 10  # first commands not counted (thread start-up, first-use costs)
-WELCOME = {
+WELCOME: Welcome = {
     "type": "welcome",
     "terminal": "lamp-bench",
     "role": "lamp",
@@ -93,7 +94,7 @@ async def _measure_controller(kind: str, transport: str, n: int) -> tuple[list[f
             await device.wait_for(lambda: lamp.device.connected, 5)
             for i in range(n + WARMUP):
                 before = len(device.received)
-                msg = (
+                msg: ServerMessage = (
                     {"type": "incoming", "call": f"c{i}", "department": "juumin", "from": "k"}
                     if i % 2 == 0
                     else {"type": "ended", "call": f"c{i - 1}", "reason": "cancelled"}

@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("KIVY_NO_ARGS", "1")
@@ -190,6 +191,9 @@ async def run_office(args: argparse.Namespace) -> int:
                 attach_readers(s, readers.setdefault(s.call_id or "?", {}))
 
     station = HeadlessStation(config, auto_answer=0.0, url=args.url, on_event=on_event)
+    snapshots: asyncio.Task[None] | None = None
+    if args.snapshots:
+        snapshots = asyncio.get_running_loop().create_task(save_documents(station, Path(args.snapshots)))
     await station.start()
     assert station.client is not None
     original_send = station.client.send
@@ -203,8 +207,36 @@ async def run_office(args: argparse.Namespace) -> int:
     await station.wait_up(30)
     emit(event="ready")
     await loop.run_in_executor(None, sys.stdin.read)
+    if snapshots is not None:
+        snapshots.cancel()
     await station.close()
     return 0
+
+
+SNAPSHOT_GAP = 2.0  # s between saved document frames
+SNAPSHOTS_KEPT = (
+    3  # the newest ones are kept: the frames at the end of the call, once the bitrate has ramped up
+)
+
+
+async def save_documents(station: Any, folder: Path) -> None:
+    """Every :data:`SNAPSHOT_GAP` s of a call, the station's newest decoded document frame as ``doc-K.npy``
+    (K cycles through :data:`SNAPSHOTS_KEPT` names), for the benchmark's OCR of the live track."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    k = 0
+    while True:
+        await asyncio.sleep(SNAPSHOT_GAP)
+        session = station.session
+        if session is None:
+            continue
+        for rt in session.remote_tracks():
+            if rt.label == "document" and rt.frame_sink is not None:
+                latest = rt.frame_sink.latest()
+                if latest is not None:
+                    np.save(folder / f"doc-{k % SNAPSHOTS_KEPT}.npy", np.asarray(latest[1]))
+                    k += 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold", type=float, default=1.0)
     p.add_argument("--pause", type=float, default=0.5)
     p.add_argument("--media-timeout", type=float, default=15.0)
+    p.add_argument("--snapshots", default="", help="office: save the newest document frames here (OCR)")
     args = p.parse_args(argv)
     import logging
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from common import messages
+from common.messages import ClientMessage, ServerMessage
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -79,23 +80,36 @@ class ProtocolError(Exception):
         return error(self.code, self.message, self.ref, **self.extra)
 
 
+_JSON_NAMES: dict[type, str] = {
+    str: "string",
+    int: "integer",
+    dict: "object",
+    list: "array",
+    bool: "boolean",
+    float: "number",
+    type(None): "null",
+}
+
+
 @dataclass(frozen=True)
 class Field:
-    """One field of a message schema: its JSON type(s) and whether it must be present."""
+    """One field of a message schema: its JSON type(s) and whether it must be present.
+
+    ``items`` is the field every element of an array (or every value of an object used as a map) must match;
+    ``fields`` the schema of an object with named fields (a nested ``TypedDict``; fields it does not list are
+    accepted there).
+    """
 
     types: tuple[type, ...]
     required: bool = True
+    items: Field | None = None
+    fields: Mapping[str, Field] | None = None
 
     def describe(self) -> str:
-        names = {
-            str: "string",
-            int: "integer",
-            dict: "object",
-            list: "array",
-            bool: "boolean",
-            float: "number",
-        }
-        return " or ".join(names.get(t, t.__name__) for t in self.types)
+        text = " or ".join(_JSON_NAMES.get(t, t.__name__) for t in self.types)
+        if self.items is not None:
+            text += f" of {self.items.describe()}"
+        return text
 
 
 def _f(*types: type, required: bool = True) -> Field:
@@ -108,18 +122,39 @@ OBJ = _f(dict)
 OPT_STR = _f(str, required=False)
 
 
-def _json_types(hint: Any) -> tuple[type, ...]:
-    """JSON value types of a field's annotation: ``str | int`` → ``(str, int)``, ``dict[str, Any]`` → ``(dict,)``."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return tuple(t for arg in typing.get_args(hint) for t in _json_types(arg))
-    return (typing.get_origin(hint) or hint,)
+def field_of(hint: Any, required: bool = True) -> Field:
+    """The JSON field for one annotation of :mod:`common.messages`: ``str | int`` → ``(str, int)``,
+    ``list[str]`` → an array of strings, ``dict[str, str]`` → an object of strings, a ``TypedDict`` → an object
+    with those fields, ``dict[str, Any]`` → any object, ``None`` → null."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        arms = [field_of(arg) for arg in typing.get_args(hint)]
+        nested = [a for a in arms if a.items is not None or a.fields is not None]
+        if len(nested) > 1:
+            raise TypeError(f"{hint}: at most one array or object arm in a union")
+        inner = nested[0] if nested else None
+        return Field(
+            tuple(t for a in arms for t in a.types),
+            required,
+            inner.items if inner else None,
+            inner.fields if inner else None,
+        )
+    if hint is None or hint is type(None):
+        return Field((type(None),), required)
+    if typing.is_typeddict(hint):
+        return Field((dict,), required, fields=schema_of(hint))
+    if origin in (list, dict):
+        args = typing.get_args(hint)
+        item = args[-1] if args else Any
+        return Field((origin,), required, None if item is Any else field_of(item))
+    return Field((origin or hint,), required)
 
 
 def schema_of(definition: type) -> dict[str, Field]:
     """The field schema of one message definition of :mod:`common.messages` (its ``type`` field left out)."""
     required: frozenset[str] = getattr(definition, "__required_keys__", frozenset())
     return {
-        name: Field(_json_types(hint), name in required)
+        name: field_of(hint, name in required)
         for name, hint in typing.get_type_hints(definition).items()
         if name != "type"
     }
@@ -171,25 +206,24 @@ def _type_name(value: Any) -> str:
 
 
 def check_fields(
-    msg: Mapping[str, Any], schema: Mapping[str, Field], kind: str, *, extra_ok: bool = False
+    msg: Mapping[str, Any],
+    schema: Mapping[str, Field],
+    kind: str,
+    *,
+    extra_ok: bool = False,
+    prefix: str = "",
 ) -> None:
-    """Raise ``ProtocolError('bad_message')`` unless ``msg`` matches ``schema`` (fields it does not list are an
-    error too, unless ``extra_ok``)."""
+    """Raise ``ProtocolError('bad_message')`` naming the message type and the field unless ``msg`` matches
+    ``schema`` (fields it does not list are an error too, unless ``extra_ok``); ``prefix`` is the path of a nested
+    object (``departments[0].``)."""
     for name, field in schema.items():
         if name not in msg:
             if field.required:
                 raise ProtocolError(
-                    "bad_message", f"'{kind}' needs field '{name}' ({field.describe()})", kind
+                    "bad_message", f"'{kind}' needs field '{prefix}{name}' ({field.describe()})", kind
                 )
             continue
-        value = msg[name]
-        # bool is an int subclass in Python but never a valid integer on the wire.
-        if isinstance(value, bool) and bool not in field.types or not isinstance(value, field.types):
-            raise ProtocolError(
-                "bad_message",
-                f"field '{name}' of '{kind}' must be {field.describe()}, got {_type_name(value)}",
-                kind,
-            )
+        _check_value(msg[name], field, kind, prefix + name)
     extra = sorted(set(msg) - set(schema) - {"type"})
     if extra and not extra_ok:
         raise ProtocolError(
@@ -197,13 +231,31 @@ def check_fields(
         )
 
 
+def _check_value(value: Any, field: Field, kind: str, where: str) -> None:
+    # bool is an int subclass in Python but never a valid integer on the wire.
+    if isinstance(value, bool) and bool not in field.types or not isinstance(value, field.types):
+        raise ProtocolError(
+            "bad_message",
+            f"field '{where}' of '{kind}' must be {field.describe()}, got {_type_name(value)}",
+            kind,
+        )
+    if field.fields is not None and isinstance(value, dict):
+        check_fields(value, field.fields, kind, extra_ok=True, prefix=where + ".")
+    elif field.items is not None and isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_value(item, field.items, kind, f"{where}[{i}]")
+    elif field.items is not None and isinstance(value, dict):
+        for key, item in value.items():
+            _check_value(item, field.items, kind, f"{where}.{shorten(key)}")
+
+
 def parse(
     raw: str | bytes,
     schemas: Mapping[str, Mapping[str, Field]] = CLIENT_MESSAGES,
     *,
     max_bytes: int = MAX_MESSAGE_BYTES,
-) -> dict[str, Any]:
-    """Parse one text frame into a validated message.
+) -> ClientMessage:
+    """Parse one text frame into a validated message (the relay's one check of what a terminal sends).
 
     Args:
         raw: the frame as received.
@@ -249,7 +301,7 @@ def parse(
             f"'status' must be one of {', '.join(STATION_STATUSES)}, got '{shorten(msg['status'])}'",
             kind,
         )
-    return msg
+    return typing.cast(ClientMessage, msg)
 
 
 def _check_part(part: Mapping[str, Any], schema: Mapping[str, Field], where: str) -> None:
@@ -292,15 +344,16 @@ def _check_health(msg: Mapping[str, Any]) -> None:
         )
 
 
-def parse_server(raw: str | bytes) -> dict[str, Any]:
+def parse_server(raw: str | bytes) -> ServerMessage:
     """Parse and check a message received from the relay: the one place a terminal validates what arrives.
 
-    A message of a type in :data:`SERVER_MESSAGES` must have its required fields with the right JSON types; fields
-    it does not list are accepted, and so are types it does not know (a newer relay may add both).
+    The message's type must be one of :data:`SERVER_MESSAGES`, with its required fields present and every field
+    it declares (nested arrays and objects included) of the right JSON type; fields it does not list are accepted
+    (a newer relay may add some). Past this point handlers read fields without checking them again.
 
     Raises:
-        ProtocolError: not UTF-8, not JSON, nested too deeply, not an object with a string ``type``, a known
-            type with a field missing or of the wrong type.
+        ProtocolError: not UTF-8, not JSON, nested too deeply, not an object with a string ``type``, a type no
+            definition has (``unknown_type``), a field missing or of the wrong type (naming type and field).
     """
     if isinstance(raw, bytes | bytearray | memoryview):
         try:
@@ -312,10 +365,12 @@ def parse_server(raw: str | bytes) -> dict[str, Any]:
     msg = load_json(raw)
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise ProtocolError("bad_message", "relay sent something that is not a message")
+    kind = shorten(msg["type"])
     schema = SERVER_MESSAGES.get(msg["type"])
-    if schema is not None:
-        check_fields(msg, schema, msg["type"], extra_ok=True)
-    return msg
+    if schema is None:
+        raise ProtocolError("unknown_type", f"unknown message type '{kind}'", kind)
+    check_fields(msg, schema, kind, extra_ok=True)
+    return typing.cast(ServerMessage, msg)
 
 
 def _no_constant(name: str) -> Any:

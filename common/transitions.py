@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Generic, TypeVar
 
+from common.logs import event
+
 __all__ = ["InvalidTransition", "TransitionTable", "by_name", "by_value"]
 
 S = TypeVar("S", bound=Enum)
@@ -107,12 +109,12 @@ class TransitionTable(Generic[S]):
         name = f"{self.machine} {subject}" if subject else self.machine
         if new not in self.allowed[old]:
             raise InvalidTransition(name, old, new, why, label=self.label)
-        log.log(
+        event(
+            log,
+            "transition",
             self.level,
-            "%s state %s -> %s%s",
-            name,
-            self.label(old),
-            self.label(new),
-            f" ({why})" if why else "",
+            machine=name,
+            move=f"{self.label(old)}->{self.label(new)}",
+            why=why or None,
         )
         return new

@@ -225,15 +225,16 @@ async def run_call_test(
             report.reason = problem
             report.problems.append(problem)
             return report
-        welcome = client.welcome or {}
-        report.terminal = welcome.get("terminal", "?")
-        departments = [str(d.get("id")) for d in welcome.get("departments", []) if isinstance(d, dict)]
+        welcome = client.welcome
+        report.terminal = welcome["terminal"] if welcome else "?"
+        departments = [d["id"] for d in welcome["departments"]] if welcome else []
         if department not in departments:
             report.reason = unknown_id("department", department, departments)
             report.problems.append(report.reason)
             return report
         # Every TURN URL is probed first (allocation over UDP/TCP/TLS): the report says which work and why not.
-        paths = IcePathBook(welcome.get("ice_servers"), ca_file=config.relay.ca_file or None)
+        ice_servers = welcome["ice_servers"] if welcome else []
+        paths = IcePathBook(ice_servers, ca_file=config.relay.ca_file or None)
         for r in await paths.probe():
             report.turn_probes.append(
                 {
@@ -250,7 +251,7 @@ async def run_call_test(
             "counter",
             local,
             client.send,
-            ice_servers=welcome.get("ice_servers"),
+            ice_servers=ice_servers,
             codec=config.media.network.codec,
             audio_output=config.media.audio.output,
             paths=paths,

@@ -21,11 +21,13 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from common import protocol
 from common.backoff import Backoff, Uniform
+from common.logs import event
+from common.messages import ServerMessage, Welcome
 from kiosk.config import RelayLink
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
+MessageHandler = Callable[[ServerMessage], Awaitable[None] | None]
 LinkHandler = Callable[[str, str], Awaitable[None] | None]
 
 # Link states reported to on_link(state, detail).
@@ -103,11 +105,11 @@ class RelayClient:
         self._replaced = self.replaced_backoff.start(uniform)  # its failures: 4409s in a row
         self.replaced_forgive = REPLACED_FORGIVE_S
         self.keepalive = keepalive
-        self.bad_frames = 0  # frames from the relay that were not messages (logged, skipped)
-        self._bad_logged_at = -1e9
+        self.bad_frames = 0  # frames from the relay that were not valid messages (logged, skipped)
+        self._bad_logged_at: dict[str | None, float] = {}  # message type (None: no type) → last logged
         self.client_name = client_name
         self.open_timeout = open_timeout
-        self.welcome: dict[str, Any] | None = None
+        self.welcome: Welcome | None = None
         self.link_state = LINK_CONNECTING
         self.link_detail = ""
         self.up = asyncio.Event()
@@ -147,7 +149,7 @@ class RelayClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def wait_up(self, timeout: float | None = None) -> dict[str, Any]:
+    async def wait_up(self, timeout: float | None = None) -> Welcome:
         """Wait until the relay has welcomed us; return the welcome message."""
         await asyncio.wait_for(self.up.wait(), timeout)
         assert self.welcome is not None
@@ -218,7 +220,7 @@ class RelayClient:
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # never die: whatever went wrong, the link is down and is retried
-                log.exception("relay link failed")
+                event(log, "relay_link_failed", logging.ERROR, exc_info=True, url=self.url)
                 code, reason = None, f"{type(err).__name__}: {err}"
             finally:
                 self._ws = None
@@ -236,7 +238,7 @@ class RelayClient:
                     f"another copy of this terminal is running (replaced by a newer connection "
                     f"{self.replaced_count}x); retrying in {wait:.1f} s"
                 )
-                log.warning("relay link: %s", detail)
+                event(log, "relay_link_replaced", logging.WARNING, url=self.url, detail=detail)
                 await self._set_link(LINK_DOWN, detail)
             else:
                 if welcomed:
@@ -247,7 +249,7 @@ class RelayClient:
                     await self._set_link(LINK_UNAUTHORIZED, reason or "token rejected")
                 else:
                     await self._set_link(LINK_DOWN, reason or f"closed ({code})")
-                log.info("relay link down (%s); retrying in %.1f s", reason or code, wait)
+                event(log, "relay_link_down", url=self.url, reason=reason or code, retry_s=round(wait, 1))
             await asyncio.sleep(retry.jittered(wait))
 
     @property
@@ -255,19 +257,26 @@ class RelayClient:
         """How many times in a row the relay closed this link with 4409 (another copy logged in)."""
         return self._replaced.failures
 
-    def _bad_frame(self, err: Exception) -> None:
-        """A frame from the relay that is not a message: skipped, logged at most once a minute."""
+    def _bad_frame(self, err: protocol.ProtocolError) -> None:
+        """A frame from the relay that is not a valid message (not JSON, an unknown type, a field missing or of the
+        wrong type): skipped, logged at most once a minute per message type, naming the type and the field."""
         self.bad_frames += 1
         now = time.monotonic()
-        if now - self._bad_logged_at >= 60:
-            self._bad_logged_at = now
-            log.warning(
-                "relay sent a frame that is not a message (%s); skipped (%d so far)",
-                str(err)[:200],
-                self.bad_frames,
+        if now - self._bad_logged_at.get(err.ref, -1e9) >= 60:
+            if len(self._bad_logged_at) >= 64:  # a relay inventing types must not grow this for ever
+                self._bad_logged_at.clear()
+            self._bad_logged_at[err.ref] = now
+            event(
+                log,
+                "relay_message_skipped",
+                logging.WARNING,
+                type=err.ref,
+                code=err.code,
+                problem=err.message,
+                skipped=self.bad_frames,
             )
 
-    async def _deliver(self, msg: dict[str, Any]) -> None:
+    async def _deliver(self, msg: ServerMessage) -> None:
         if self.on_message is None:
             return
         try:
@@ -275,7 +284,7 @@ class RelayClient:
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("handler failed for relay message %r", msg.get("type"))
+            event(log, "relay_message_handler_failed", logging.ERROR, exc_info=True, type=msg["type"])
 
     async def _set_link(self, state: str, detail: str) -> None:
         if state == self.link_state and detail == self.link_detail:
@@ -291,4 +300,4 @@ class RelayClient:
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("link handler failed")
+            event(log, "link_handler_failed", logging.ERROR, exc_info=True, state=state)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from common.logs import event
 from common.tomlconf import ConfigError, Section, load, reporting_stray_keys
 
 __all__ = [
@@ -313,11 +314,13 @@ def load_terminal_config(path: str | Path, role: str) -> TerminalConfig:
             if full.is_file():
                 emblems[office] = str(full)
             else:  # a missing picture must not stop the counter: the town button shows its name alone
-                log.info(
-                    "%s: emblems.%s: image %s does not exist; the town is shown without it",
-                    path,
-                    office,
-                    full,
+                event(
+                    log,
+                    "emblem_missing",
+                    file=path,
+                    key=f"emblems.{office}",
+                    image=full,
+                    effect="the town is shown without it",
                 )
         emblem_sec.done()
     elif printer_sec.data or emblem_sec.data:

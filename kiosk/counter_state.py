@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from common import messages as msgs
+from common.logs import event
 from kiosk.machine import (
     CancelTimer,
     Command,
@@ -157,32 +159,33 @@ class OfferedDepartment:
     office_name_en: str = ""
 
     @classmethod
-    def from_message(cls, d: Mapping[str, Any]) -> OfferedDepartment:
-        name = d.get("name") or {}
-        fb = d.get("fallback") or {}
-        office = str(d.get("office", ""))
-        office_name = d.get("office_name") or {}
+    def from_message(cls, d: msgs.DepartmentInfo) -> OfferedDepartment:
+        """One entry of ``welcome``'s ``departments`` (validated on arrival: the fields present have their types)."""
+        name = d.get("name", {})
+        fb = d.get("fallback", {})
+        office = d.get("office", "")
+        office_name = d.get("office_name", {})
         return cls(
-            id=str(d["id"]),
-            name_ja=str(name.get("ja", d["id"])),
-            name_en=str(name.get("en", d["id"])),
-            phone=str(fb.get("phone", "")),
-            hours_ja=str(fb.get("hours_ja", "")),
-            hours_en=str(fb.get("hours_en", "")),
+            id=d["id"],
+            name_ja=name.get("ja", d["id"]),
+            name_en=name.get("en", d["id"]),
+            phone=fb.get("phone", ""),
+            hours_ja=fb.get("hours_ja", ""),
+            hours_en=fb.get("hours_en", ""),
             office=office,
-            office_name_ja=str(office_name.get("ja", office)),
-            office_name_en=str(office_name.get("en", office)),
+            office_name_ja=office_name.get("ja", office),
+            office_name_en=office_name.get("en", office),
         )
 
-    def with_fallback(self, fb: Mapping[str, Any] | None) -> OfferedDepartment:
+    def with_fallback(self, fb: Mapping[str, str] | None) -> OfferedDepartment:
         """This department with the fallback phone/hours of an error message, when it carries one."""
         if not fb:
             return self
         return replace(
             self,
-            phone=str(fb.get("phone", self.phone)),
-            hours_ja=str(fb.get("hours_ja", self.hours_ja)),
-            hours_en=str(fb.get("hours_en", self.hours_en)),
+            phone=fb.get("phone", self.phone),
+            hours_ja=fb.get("hours_ja", self.hours_ja),
+            hours_en=fb.get("hours_en", self.hours_en),
         )
 
     def name(self, lang: str) -> str:
@@ -376,7 +379,9 @@ class CounterMachine:
             MediaReconnecting: self._on_MediaReconnecting,
             RelayMessage: self._on_RelayMessage,
         }
-        self.message_handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
+        # Each message handler takes the definition of common.messages its key names (validated on arrival by the
+        # relay client), hence ``Any`` for the table's argument: a Callable's argument cannot vary with the key.
+        self.message_handlers: dict[str, Callable[[Any], None]] = {
             "welcome": self._msg_welcome,
             "presence": self._msg_presence,
             "ringing": self._msg_ringing,
@@ -576,7 +581,7 @@ class CounterMachine:
 
     def _on_DepartmentChosen(self, ev: DepartmentChosen) -> None:
         if self.state is not State.START:
-            log.info("department %s chosen in %s: ignored", ev.department, self.state.name)
+            event(log, "department_ignored", department=ev.department, state=self.state.name)
             return
         dept = self.department(ev.department)
         if dept is None:
@@ -622,7 +627,7 @@ class CounterMachine:
 
     def _on_TechGesture(self, ev: TechGesture) -> None:
         if not self.pin:
-            log.info("technician gesture ignored: no PIN configured")
+            event(log, "tech_gesture_ignored", problem="no PIN configured")
             return
         if self.state in (State.STARTING, State.OUT_OF_SERVICE, State.START):
             self.pin_error = False
@@ -637,7 +642,7 @@ class CounterMachine:
         else:
             self.pin_attempts += 1
             self.pin_error = True
-            log.warning("wrong technician PIN (attempt %d)", self.pin_attempts)
+            event(log, "tech_pin_wrong", logging.WARNING, attempt=self.pin_attempts)
             self._timer(T_IDLE, self.timeouts.idle)
 
     def _on_TechClosed(self, ev: TechClosed) -> None:
@@ -664,21 +669,19 @@ class CounterMachine:
     def _on_MediaReconnecting(self, ev: MediaReconnecting) -> None:
         if self.state is State.IN_CALL and self.reconnecting != ev.active:
             self.reconnecting = ev.active
-            log.info("counter: media %s", "reconnecting" if ev.active else "back")
+            event(log, "media_reconnecting" if ev.active else "media_back")
 
     # -- relay messages --------------------------------------------------------------------------
     def _on_RelayMessage(self, ev: RelayMessage) -> None:
-        msg = ev.msg
-        kind = msg.get("type")
-        handler = self.message_handlers.get(kind) if isinstance(kind, str) else None
+        handler = self.message_handlers.get(ev.msg["type"])
         if handler is not None:
-            handler(msg)
+            handler(ev.msg)
 
-    def _msg_welcome(self, msg: Mapping[str, Any]) -> None:
+    def _msg_welcome(self, msg: msgs.Welcome) -> None:
         self.welcomed = True
-        self.terminal = str(msg.get("terminal", ""))
-        self.terminal_name = str(msg.get("name", ""))
-        self.departments = [OfferedDepartment.from_message(d) for d in msg.get("departments", [])]
+        self.terminal = msg["terminal"]
+        self.terminal_name = msg.get("name", "")
+        self.departments = [OfferedDepartment.from_message(d) for d in msg["departments"]]
         self.presence = {d.id: self.presence.get(d.id, "offline") for d in self.departments}
         if self.state is State.CALLING and self.call is not None and self.call.id:
             self._timer(T_RESUME, self.timeouts.resume)  # cancelled by call_state for our call
@@ -693,14 +696,14 @@ class CounterMachine:
         if self.state in (State.STARTING, State.OUT_OF_SERVICE) and self.ready:
             self._go(State.START, "relay up")
 
-    def _msg_presence(self, msg: Mapping[str, Any]) -> None:
-        self.presence.update({str(k): str(v) for k, v in dict(msg.get("departments", {})).items()})
+    def _msg_presence(self, msg: msgs.Presence) -> None:
+        self.presence.update(msg["departments"])
 
-    def _is_our_call(self, msg: Mapping[str, Any]) -> bool:
-        return self.call is not None and bool(self.call.id) and msg.get("call") == self.call.id
+    def _is_our_call(self, call_id: str) -> bool:
+        return self.call is not None and bool(self.call.id) and call_id == self.call.id
 
-    def _msg_ringing(self, msg: Mapping[str, Any]) -> None:
-        call_id = str(msg.get("call", ""))
+    def _msg_ringing(self, msg: msgs.Ringing) -> None:
+        call_id = msg["call"]
         if self._cancelled_call:
             # The resident cancelled before the relay confirmed the call: cancel it now. (The relay answers
             # 'call' messages in order, so this 'ringing' is the cancelled call's even if a new call is waiting.)
@@ -710,54 +713,54 @@ class CounterMachine:
         elif self.state is State.CALLING and self.call is not None and not self.call.id:
             self.call.id = call_id
 
-    def _msg_answered(self, msg: Mapping[str, Any]) -> None:
-        call_id = str(msg.get("call", ""))
-        if call_id in self._cancelled_ids and not self._is_our_call(msg):
+    def _msg_answered(self, msg: msgs.Answered) -> None:
+        call_id = msg["call"]
+        if call_id in self._cancelled_ids and not self._is_our_call(call_id):
             # Staff answered a call the resident had already cancelled (the two crossed on the wire): the
             # resident meant to leave, so end it rather than leave the station talking to an empty kiosk.
             self._cancelled_ids.remove(call_id)
-            log.info("call %s answered after it was cancelled: hanging up", call_id)
+            event(log, "answered_after_cancel", call=call_id, action="hangup")
             self._out.append(Send({"type": "hangup", "call": call_id}))
             return
-        if self.state is not State.CALLING or not self._is_our_call(msg):
+        if self.state is not State.CALLING or not self._is_our_call(call_id):
             return
         assert self.call is not None
-        by = str(msg.get("by", ""))
+        by = msg["by"]
         self.call.answered_at = self.clock()
         self.call.members = [by]
         self._out.append(StartMedia(self.call.id, by))
         self._go(State.IN_CALL, f"answered by {by}")
 
-    def _msg_call_state(self, msg: Mapping[str, Any]) -> None:
-        if not self._is_our_call(msg):
+    def _msg_call_state(self, msg: msgs.CallState) -> None:
+        if not self._is_our_call(msg["call"]):
             return
         assert self.call is not None
         self._cancel(T_RESUME)
-        members = [str(m) for m in msg.get("members", []) if m != self.terminal]
+        members = [m for m in msg["members"] if m != self.terminal]
         if self.state is State.IN_CALL:
             self.call.members = members
 
-    def _msg_joined(self, msg: Mapping[str, Any]) -> None:
-        if self.state is not State.IN_CALL or not self._is_our_call(msg):
+    def _msg_joined(self, msg: msgs.Joined) -> None:
+        if self.state is not State.IN_CALL or not self._is_our_call(msg["call"]):
             return
         assert self.call is not None
-        who = str(msg.get("terminal", ""))
+        who = msg["terminal"]
         if who and who != self.terminal and who not in self.call.members:
             self.call.members.append(who)
 
-    def _msg_left(self, msg: Mapping[str, Any]) -> None:
-        if self.state is not State.IN_CALL or not self._is_our_call(msg):
+    def _msg_left(self, msg: msgs.Left) -> None:
+        if self.state is not State.IN_CALL or not self._is_our_call(msg["call"]):
             return
         assert self.call is not None
-        who = str(msg.get("terminal", ""))
+        who = msg["terminal"]
         if who in self.call.members:
             self.call.members.remove(who)
 
-    def _msg_ended(self, msg: Mapping[str, Any]) -> None:
-        if not self._is_our_call(msg):
+    def _msg_ended(self, msg: msgs.Ended) -> None:
+        if not self._is_our_call(msg["call"]):
             return
         assert self.call is not None
-        reason = msg.get("reason")
+        reason = msg["reason"]
         dept = self.call.department
         if self.state is State.CALLING:
             self._end_call()
@@ -773,11 +776,18 @@ class CounterMachine:
             self._end_call()
             self._go(State.THANKS, f"call ended ({reason})")
 
-    def _msg_error(self, msg: Mapping[str, Any]) -> None:
+    def _msg_error(self, msg: msgs.Error) -> None:
         if msg.get("ref") != "call" or self.state is not State.CALLING or self.call is None:
-            log.info("relay error %s (%s) in %s", msg.get("code"), msg.get("message"), self.state.name)
+            event(
+                log,
+                "relay_error",
+                code=msg["code"],
+                ref=msg.get("ref"),
+                message=msg["message"],
+                state=self.state.name,
+            )
             return
-        code = msg.get("code")
+        code = msg["code"]
         if (
             code == "already_in_call"
             and not self.call.id
@@ -787,14 +797,12 @@ class CounterMachine:
             # Our new call reached the relay before the cancel of the previous one: that cancel is on its way
             # (sent with it again here, harmless twice), so ask once more.
             self.call.retried = True
-            self._out.append(Send({"type": "cancel", "call": str(msg["call"])}))
+            self._out.append(Send({"type": "cancel", "call": msg["call"]}))
             self._out.append(Send({"type": "call", "department": self.call.department.id}))
             return
         dept = self.call.department.with_fallback(msg.get("fallback"))
         self._end_call()
-        outcome = {"closed": Outcome.CLOSED, "unavailable": Outcome.UNAVAILABLE}.get(
-            str(code), Outcome.FAILED
-        )
+        outcome = {"closed": Outcome.CLOSED, "unavailable": Outcome.UNAVAILABLE}.get(code, Outcome.FAILED)
         self._result(outcome, dept)
 
     def _result(self, outcome: Outcome, dept: OfferedDepartment) -> None:
@@ -803,6 +811,6 @@ class CounterMachine:
         self._go(State.RESULT, outcome.value)
 
 
-def departments_from(msgs: Sequence[Mapping[str, Any]]) -> list[OfferedDepartment]:
+def departments_from(entries: Sequence[msgs.DepartmentInfo]) -> list[OfferedDepartment]:
     """Departments of a ``welcome`` message's ``departments`` list."""
-    return [OfferedDepartment.from_message(d) for d in msgs]
+    return [OfferedDepartment.from_message(d) for d in entries]

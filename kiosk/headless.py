@@ -19,6 +19,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, Self
 
+from common import messages as msgs
+from common.logs import event
+from common.messages import ServerMessage, Welcome
 from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem
 from kiosk.client import LINK_UP, NotConnected, RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
@@ -55,7 +58,7 @@ class HeadlessTerminal:
         self.session: CallSession | None = None
         self.health: HealthReporter | None = None
         self.ring_tests: list[
-            dict[str, Any]
+            msgs.RingTest
         ] = []  # 'ring_test' messages from the fleet page (no bell to ring)
         # The TURN paths, probed at each welcome (start-up, and whenever the relay link comes back).
         self.paths = IcePathBook(ca_file=config.relay.ca_file or None)
@@ -84,7 +87,7 @@ class HeadlessTerminal:
         self.client.start()
         return self
 
-    async def wait_up(self, timeout: float = 10.0) -> dict[str, Any]:
+    async def wait_up(self, timeout: float = 10.0) -> Welcome:
         """Wait until the relay has welcomed this terminal."""
         assert self.client is not None, "start() first"
         return await self.client.wait_up(timeout)
@@ -105,16 +108,15 @@ class HeadlessTerminal:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _on_message(self, msg: dict[str, Any]) -> None:
-        kind, call, dept = msg.get("type"), msg.get("call"), msg.get("department")
-        if kind == "ring_test":
+    async def _on_message(self, msg: ServerMessage) -> None:
+        if msg["type"] == "ring_test":
             self.ring_tests.append(msg)
-            log.info("ring test from %s for %s s (no bell here)", msg.get("by"), msg.get("seconds"))
-        if kind in ("ringing", "incoming", "call_state") and isinstance(call, str) and isinstance(dept, str):
-            self._departments[call] = dept
+            event(log, "ring_test", by=msg["by"], seconds=msg["seconds"], bell="none")
+        if msg["type"] == "ringing" or msg["type"] == "incoming" or msg["type"] == "call_state":
+            self._departments[msg["call"]] = msg["department"]
             while len(self._departments) > 32:
                 del self._departments[next(iter(self._departments))]
-        if kind == "welcome":
+        if msg["type"] == "welcome":
             await self._resume()
         if self.session is not None:
             await self.session.on_message(msg)
@@ -132,7 +134,7 @@ class HeadlessTerminal:
         try:
             await self.client.send(resume)
         except NotConnected as err:
-            log.warning("could not resume call %s: %s", s.call_id, err)
+            event(log, "resume_not_sent", logging.WARNING, call=s.call_id, problem=err)
 
     async def _link(self, state: str, detail: str) -> None:
         if self.health is not None:
@@ -142,7 +144,7 @@ class HeadlessTerminal:
     async def _on_link(self, state: str, detail: str) -> None:
         """Link changes: a fresh welcome brings ICE servers (new credentials) and may mean a new network."""
         if state == LINK_UP and self.client is not None and self.client.welcome:
-            self.paths.set_servers(self.client.welcome.get("ice_servers"))
+            self.paths.set_servers(self.client.welcome["ice_servers"])
             self.paths.refresh()
 
     def new_session(
@@ -157,7 +159,7 @@ class HeadlessTerminal:
             self.local,
             self.client.send,
             call_id=call_id,
-            ice_servers=(self.client.welcome or {}).get("ice_servers"),
+            ice_servers=self.client.welcome["ice_servers"] if self.client.welcome else None,
             codec=net.codec,
             audio_output=self.config.media.audio.output,
             on_event=on_event,
@@ -228,9 +230,9 @@ class HeadlessStation(HeadlessTerminal):
             raise RuntimeError(
                 f"{self.terminal_id} is already in call {self.session and self.session.call_id}"
             )
-        welcome = self.client.welcome or {}
+        welcome = self.client.welcome
         session = self.new_session(
-            self.terminal_id or welcome.get("terminal", "?"), call_id, self._session_event
+            self.terminal_id or (welcome["terminal"] if welcome else "?"), call_id, self._session_event
         )
         self.session = session
         self.sessions.append(session)
@@ -266,47 +268,45 @@ class HeadlessStation(HeadlessTerminal):
         if problem is not None and problem != self._link_said:
             self._link_said = problem
             self._say(f"relay link {state}: {problem}")
-        log.debug("relay link %s (%s)", state, detail)
+        event(log, "relay_link", logging.DEBUG, state=state, detail=detail)
 
-    async def _on_message(self, msg: dict[str, Any]) -> None:
-        kind = msg.get("type")
-        call = msg.get("call")
+    async def _on_message(self, msg: ServerMessage) -> None:
         self._report_call_message(msg)
-        if kind == "incoming" and isinstance(call, str):
+        if msg["type"] == "incoming":
+            call = msg["call"]
             if self.in_call or self.auto_answer is None or call in self._pending:
                 return
             self._pending[call] = asyncio.get_running_loop().create_task(self._answer_later(call))
             return
-        if kind in ("taken", "ended") and call in self._pending:
-            self._pending.pop(call).cancel()
+        if (msg["type"] == "taken" or msg["type"] == "ended") and msg["call"] in self._pending:
+            self._pending.pop(msg["call"]).cancel()
         if (
-            kind == "error"
+            msg["type"] == "error"
             and msg.get("ref") == "answer"
             and self.session is not None
             and self.session.state is SessionState.WAITING
         ):
-            self._say(f"answer failed: {msg.get('code')}: {msg.get('message')}")
+            self._say(f"answer failed: {msg['code']}: {msg['message']}")
             await self.session.close()
             return
         await super()._on_message(msg)
 
-    def _report_call_message(self, msg: dict[str, Any]) -> None:
+    def _report_call_message(self, msg: ServerMessage) -> None:
         """One line for every call that rings here, is taken by a colleague, or ends before anyone answered."""
-        kind, call = msg.get("type"), msg.get("call")
-        if not isinstance(call, str):
-            return
-        if kind == "incoming" and call not in self._ringing:
+        if msg["type"] == "incoming" and msg["call"] not in self._ringing:
+            call = msg["call"]
             self._ringing.add(call)
-            who = msg.get("from_name") or msg.get("from")
+            who = msg.get("from_name") or msg["from"]
             invited = f", invited by {msg['invited_by']}" if msg.get("invited_by") else ""
-            self._say(f"ringing: call {call} for {msg.get('department')} from {who}{invited}")
-        elif kind == "taken" and call in self._ringing:
-            self._ringing.discard(call)
-            self._say(f"call {call} taken by {msg.get('by')}")
-        elif kind == "ended" and call in self._ringing:
+            self._say(f"ringing: call {call} for {msg['department']} from {who}{invited}")
+        elif msg["type"] == "taken" and msg["call"] in self._ringing:
+            self._ringing.discard(msg["call"])
+            self._say(f"call {msg['call']} taken by {msg['by']}")
+        elif msg["type"] == "ended" and msg["call"] in self._ringing:
+            call = msg["call"]
             self._ringing.discard(call)
             if self.session is None or self.session.call_id != call:
-                self._say(f"call {call} ended before it was answered here: {msg.get('reason')}")
+                self._say(f"call {call} ended before it was answered here: {msg['reason']}")
 
     async def _answer_later(self, call: str) -> None:
         try:
@@ -326,7 +326,7 @@ class HeadlessStation(HeadlessTerminal):
             self.on_event(event)
 
     def _say(self, text: str) -> None:
-        log.info("%s", text)
+        event(log, "station", line=text)
         if self.out is not None:
             self.out(text)
 
@@ -358,12 +358,13 @@ class HeadlessCounter(HeadlessTerminal):
             raise ConfigError(f"{config.path}: a counter terminal config needs media sections")
         super().__init__(config, url=url, local=local)
         self.on_event = on_event
-        self._replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._replies: asyncio.Queue[msgs.Ringing | msgs.Error] = asyncio.Queue()
 
     @property
     def terminal(self) -> str:
         """This counter's terminal id (from the relay's ``welcome``; empty before it)."""
-        return str((self.client.welcome or {}).get("terminal", "")) if self.client is not None else ""
+        welcome = self.client.welcome if self.client is not None else None
+        return welcome["terminal"] if welcome else ""
 
     async def call(self, department: str, timeout: float = 10.0) -> CallSession:
         """Call ``department``; returns the session once the call rings (media starts on answer).
@@ -396,8 +397,8 @@ class HeadlessCounter(HeadlessTerminal):
             raise RuntimeError(f"no reply to 'call' for {department} within {timeout} s") from None
         if reply["type"] == "error":
             await session.close()
-            raise RuntimeError(f"call to {department} refused: {reply.get('code')}: {reply.get('message')}")
-        return str(reply["call"])
+            raise RuntimeError(f"call to {department} refused: {reply['code']}: {reply['message']}")
+        return reply["call"]
 
     async def end(self) -> None:
         """Hang up the call in progress, or cancel one that still rings; the relay link stays up.
@@ -421,8 +422,8 @@ class HeadlessCounter(HeadlessTerminal):
         finally:
             await super().close()
 
-    async def _on_message(self, msg: dict[str, Any]) -> None:
-        if msg.get("type") == "ringing" or (msg.get("type") == "error" and msg.get("ref") == "call"):
+    async def _on_message(self, msg: ServerMessage) -> None:
+        if msg["type"] == "ringing" or (msg["type"] == "error" and msg.get("ref") == "call"):
             self._replies.put_nowait(msg)
         await super()._on_message(msg)
 

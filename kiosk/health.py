@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from common.logs import event
 from kiosk.client import NotConnected
 
 log = logging.getLogger(__name__)
@@ -186,9 +187,9 @@ class HealthReporter:
                 NotConnected,
                 ConnectionError,
             ) as err:  # the link dropped mid-send: the next 'up' sends again
-                log.debug("health report not sent: %s", err)
+                event(log, "health_not_sent", logging.DEBUG, problem=err)
             except Exception:
-                log.exception("health report failed")
+                event(log, "health_report_failed", logging.ERROR, exc_info=True)
 
     async def close(self) -> None:
         self._closing = True  # ends the loop even if a cancel is lost

@@ -35,6 +35,7 @@ from dataclasses import replace
 from typing import Any, TextIO
 
 from common.logs import event, setup_logging
+from common.messages import ServerMessage
 from common.protocol import LAMP_TEST_SECONDS
 from kiosk.config import ConfigError, LampConfig, RelayLink, load_terminal_config
 from kiosk.devices.lamp import LampDevice, LampError, open_lamp_driver
@@ -84,27 +85,24 @@ class LampController:
         self.device.apply(self._shown)
         self.device.start()
 
-    def on_message(self, msg: dict[str, Any]) -> None:
-        """A message from the relay."""
+    def on_message(self, msg: ServerMessage) -> None:
+        """A message from the relay (validated on arrival by the relay client)."""
         self.board.on_message(msg)
-        if msg.get("type") == "welcome":
+        if msg["type"] == "welcome":
             for problem in self.board.welcome_problems():
                 event(log, "lamp_config_mismatch", logging.WARNING, problem=problem)
-        elif msg.get("type") == "lamp_test":
-            seconds = msg.get("seconds")
+        elif msg["type"] == "lamp_test":
+            seconds = msg["seconds"]
             channels = sorted(
                 self.config.channels[d] for d in self.board.testing if d in self.config.channels
             )
-            event(log, "lamp_test", by=msg.get("by", "?"), channels=",".join(map(str, channels)) or "none")
+            event(log, "lamp_test", by=msg["by"], channels=",".join(map(str, channels)) or "none")
             if self._test_timer is not None:
                 self._test_timer.cancel()
             self._test_timer = asyncio.get_running_loop().call_later(
-                float(seconds)
-                if isinstance(seconds, int | float) and 0 < seconds <= 60
-                else LAMP_TEST_SECONDS,
-                self._end_test,
+                float(seconds) if 0 < seconds <= 60 else LAMP_TEST_SECONDS, self._end_test
             )
-        self._push(msg.get("type", ""))
+        self._push(msg["type"])
 
     def _end_test(self) -> None:
         self._test_timer = None

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common.messages import ServerMessage
 from kiosk.config import LampConfig
 
 __all__ = ["ChannelState", "LampBoard", "Ring", "channel_labels", "config_channels"]
@@ -77,41 +78,35 @@ class LampBoard:
         self.testing: set[str] = set()  # departments lit by a lamp test from a counter (until end_test)
 
     # -- events ---------------------------------------------------------------------------------------------
-    def on_message(self, msg: Mapping[str, Any]) -> None:
-        """One message from the relay; unknown types and calls are ignored."""
-        kind = msg.get("type")
-        call = msg.get("call")
-        if kind == "welcome":
-            self.role = str(msg.get("role", "lamp"))
-            self.departments = [
-                d["id"] for d in msg.get("departments", []) if isinstance(d, dict) and "id" in d
-            ]
+    def on_message(self, msg: ServerMessage) -> None:
+        """One message from the relay (validated on arrival by the relay client); other types are ignored."""
+        if msg["type"] == "welcome":
+            self.role = msg["role"]
+            self.departments = [d["id"] for d in msg["departments"]]
             # The relay re-sends everything that is ringing or in progress right after welcome.
             self.ringing.clear()
             self.in_progress.clear()
             self.testing.clear()
             self.relay_up, self.fault = True, False
-        elif kind == "lamp_test":
-            self.testing = {d for d in msg.get("departments") or [] if isinstance(d, str)}
-        elif not isinstance(call, str):
-            return
-        elif kind == "incoming" and isinstance(msg.get("department"), str):
-            self.ringing[call] = Ring(msg["department"], invite="invited_by" in msg)
-        elif kind == "taken":
-            ring = self.ringing.pop(call, None)
+        elif msg["type"] == "lamp_test":
+            self.testing = set(msg["departments"])
+        elif msg["type"] == "incoming":
+            self.ringing[msg["call"]] = Ring(msg["department"], invite="invited_by" in msg)
+        elif msg["type"] == "taken":
+            ring = self.ringing.pop(msg["call"], None)
             if self.role == "lamp" and not (ring is not None and ring.invite):
-                self.in_progress.add(call)
-        elif kind == "call_state":
+                self.in_progress.add(msg["call"])
+        elif msg["type"] == "call_state":
             # A staff station's own call (after answering, or after reconnecting while in one).
-            if msg.get("state") == "active":
-                self.ringing.pop(call, None)
-                self.in_progress.add(call)
-            elif msg.get("state") == "ended":
-                self.ringing.pop(call, None)
-                self.in_progress.discard(call)
-        elif kind == "ended":
-            self.ringing.pop(call, None)
-            self.in_progress.discard(call)
+            if msg["state"] == "active":
+                self.ringing.pop(msg["call"], None)
+                self.in_progress.add(msg["call"])
+            elif msg["state"] == "ended":
+                self.ringing.pop(msg["call"], None)
+                self.in_progress.discard(msg["call"])
+        elif msg["type"] == "ended":
+            self.ringing.pop(msg["call"], None)
+            self.in_progress.discard(msg["call"])
 
     def on_sent(self, msg: Mapping[str, Any]) -> None:
         """A message this terminal sent: after a station's own ``decline`` the relay says no more about that call."""

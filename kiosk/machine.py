@@ -14,11 +14,11 @@ allow raises :class:`~common.transitions.InvalidTransition`, naming both states.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
+from common.messages import ServerMessage
 from common.transitions import InvalidTransition, TransitionTable
 
 __all__ = [
@@ -52,7 +52,9 @@ class LinkChanged(Event):
 
 @dataclass(frozen=True)
 class RelayMessage(Event):
-    msg: Mapping[str, Any]
+    """A message from the relay, parsed and validated once on arrival (:func:`common.protocol.parse_server`)."""
+
+    msg: ServerMessage
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,9 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from common import messages as msgs
+from common.logs import event
+from common.messages import ServerMessage
 from kiosk.machine import (
     CancelTimer,
     Command,
@@ -305,13 +308,17 @@ class OfficeMachine:
             MediaEnded: self._on_media_ended,
             TimerFired: self._on_timer,
         }
-        self.message_handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
+        # Each message handler takes the definition of common.messages its key names (validated on arrival by the
+        # relay client), hence ``Any`` for the tables' message argument: a Callable's argument cannot vary with the
+        # key. Call messages for other types (joined, left, declined, invite_expired) go to _on_call_message when
+        # they are about this station's call.
+        self.message_handlers: dict[str, Callable[[Any], None]] = {
             "welcome": self._on_welcome,
             "status": self._on_status,
             "error": self._on_error,
             "colleagues": self._on_colleagues,
         }
-        self.call_message_handlers: dict[str, Callable[[str, Mapping[str, Any]], None]] = {
+        self.call_message_handlers: dict[str, Callable[[str, Any], None]] = {
             "incoming": self._on_incoming,
             "taken": self._on_taken,
             "ended": self._on_ended,
@@ -437,79 +444,69 @@ class OfficeMachine:
                 self._go(State.CONNECTING, f"relay link {event.state}")
             # In a call the media is peer to peer and carries on; the relay re-sends call_state.
 
-    def _on_message(self, msg: Mapping[str, Any]) -> None:
-        kind = msg.get("type")
-        call = msg.get("call")
-        handler = self.message_handlers.get(kind) if isinstance(kind, str) else None
+    def _on_message(self, msg: ServerMessage) -> None:
+        handler = self.message_handlers.get(msg["type"])
         if handler is not None:
             handler(msg)
             return
+        call = msg.get("call")
         if not isinstance(call, str):
             return
-        call_handler = self.call_message_handlers.get(kind) if isinstance(kind, str) else None
+        call_handler = self.call_message_handlers.get(msg["type"])
         if call_handler is not None:
             call_handler(call, msg)
         elif self.call is not None and call == self.call.id:
-            self._on_call_message(kind, msg)
+            self._on_call_message(msg)
 
-    def _on_status(self, msg: Mapping[str, Any]) -> None:
-        self.away = msg.get("status") == "away"
+    def _on_status(self, msg: msgs.StatusSet) -> None:
+        self.away = msg["status"] == "away"
 
-    def _on_colleagues(self, msg: Mapping[str, Any]) -> None:
-        changes = msg.get("stations")
-        if isinstance(changes, Mapping):
-            self.stations = [
-                replace(s, status=str(changes[s.id])) if s.id in changes else s for s in self.stations
-            ]
+    def _on_colleagues(self, msg: msgs.Colleagues) -> None:
+        changes = msg["stations"]
+        self.stations = [replace(s, status=changes[s.id]) if s.id in changes else s for s in self.stations]
 
-    def _on_incoming(self, call: str, msg: Mapping[str, Any]) -> None:
+    def _on_incoming(self, call: str, msg: msgs.Incoming) -> None:
         if self.call is not None and call == self.call.id:
             return
         entry = self.ringing.get(call)
         if entry is None or entry.taken_by is not None:
-            members = msg.get("members")
             self.ringing[call] = Ringing(
                 call=call,
-                department=str(msg.get("department", "")),
-                counter=str(msg.get("from", "")),
+                department=msg["department"],
+                counter=msg["from"],
                 since=entry.since if entry is not None else self.clock(),
-                counter_name=str(msg.get("from_name", "")),
-                invited_by=msg.get("invited_by") if isinstance(msg.get("invited_by"), str) else None,
-                members=tuple(members) if isinstance(members, list) else (),
+                counter_name=msg.get("from_name", ""),
+                invited_by=msg.get("invited_by"),
+                members=tuple(msg.get("members", ())),
             )
 
-    def _on_taken(self, call: str, msg: Mapping[str, Any]) -> None:
+    def _on_taken(self, call: str, msg: msgs.Taken) -> None:
         entry = self.ringing.get(call)
-        by = str(msg.get("by", ""))
+        by = msg["by"]
         if entry is not None and self.answering != call:
             entry.taken_by = by
             self._emit(StartTimer(f"taken:{call}", self.taken_shown))
 
-    def _on_welcome(self, msg: Mapping[str, Any]) -> None:
-        self.terminal = str(msg.get("terminal", ""))
-        self.terminal_name = str(msg.get("name", ""))
-        deps = []
-        for d in msg.get("departments") or []:
-            if isinstance(d, Mapping) and "id" in d:
-                name = d.get("name") or {}
-                deps.append(
-                    DepartmentInfo(
-                        str(d["id"]),
-                        str(name.get("ja", d["id"])),
-                        str(name.get("en", d["id"])),
-                        str((d.get("fallback") or {}).get("phone", "")),
-                    )
-                )
-        self.departments = deps
+    def _on_welcome(self, msg: msgs.Welcome) -> None:
+        self.terminal = msg["terminal"]
+        self.terminal_name = msg.get("name", "")
+        self.departments = [
+            DepartmentInfo(
+                d["id"],
+                d.get("name", {}).get("ja", d["id"]),
+                d.get("name", {}).get("en", d["id"]),
+                d.get("fallback", {}).get("phone", ""),
+            )
+            for d in msg["departments"]
+        ]
         self.stations = [
             StationInfo(
-                str(s["id"]),
-                str(s.get("name", s["id"])),
-                tuple(s.get("departments") or ()),
-                str(s.get("status", "available")),
+                s["id"],
+                s.get("name", s["id"]),
+                tuple(s.get("departments", ())),
+                s.get("status", "available"),
             )
-            for s in msg.get("stations") or []
-            if isinstance(s, Mapping) and "id" in s
+            for s in msg.get("stations", [])
         ]
         self.away = msg.get("status") == "away"
         self.link_state = "up"
@@ -525,17 +522,18 @@ class OfficeMachine:
         if self.state is State.CONNECTING:
             self._go(State.WAITING, "welcomed")
 
-    def _on_error(self, msg: Mapping[str, Any]) -> None:
-        ref, code = msg.get("ref"), str(msg.get("code", ""))
+    def _on_error(self, msg: msgs.Error) -> None:
+        ref, code = msg.get("ref"), msg["code"]
         if ref == "answer" and self.state is State.ANSWERING:
             call = self.answering or ""
             self.answering = None
             self._emit(StopMedia("close"))
             entry = self.ringing.pop(call, None)
-            if code == "already_answered" and msg.get("by"):
+            by = msg.get("by")
+            if code == "already_answered" and by:
                 self.notice = Notice(
                     "taken",
-                    {"by": str(msg["by"]), "department": entry.department if entry else ""},
+                    {"by": by, "department": entry.department if entry else ""},
                     self.clock(),
                 )
             else:
@@ -550,7 +548,7 @@ class OfficeMachine:
     def _on_answer(self, call: str) -> None:
         entry = self.ringing.get(call)
         if self.state is not State.WAITING or entry is None or entry.taken_by is not None:
-            log.info("answer %s ignored in %s", call, self.state.name)
+            event(log, "answer_ignored", call=call, state=self.state.name)
             return
         self.answering = call
         self.notice = None
@@ -572,10 +570,9 @@ class OfficeMachine:
             self.call.invites.append(Invite("department", str(ev.department)))
         self._emit(Send(msg))
 
-    def _on_call_state(self, call: str, msg: Mapping[str, Any]) -> None:
-        state = msg.get("state")
-        members = [m for m in msg.get("members") or [] if isinstance(m, str)]
-        if state != "active":
+    def _on_call_state(self, call: str, msg: msgs.CallState) -> None:
+        members = list(msg["members"])
+        if msg["state"] != "active":
             return
         if self.call is not None and self.call.id == call:
             self.call.members = members
@@ -585,8 +582,8 @@ class OfficeMachine:
             self._emit(CancelTimer(f"taken:{call}"))
         self.call = StationCall(
             call,
-            str(msg.get("department", "")),
-            str(msg.get("counter", "")),
+            msg["department"],
+            msg["counter"],
             members,
             answered_at=self.clock(),
             counter_name=entry.counter_name if entry is not None else "",
@@ -599,23 +596,24 @@ class OfficeMachine:
             self._emit(StartMedia(call))
             self._go(State.IN_CALL, f"resumed {call}")
 
-    def _on_call_message(self, kind: Any, msg: Mapping[str, Any]) -> None:
+    def _on_call_message(self, msg: ServerMessage) -> None:
+        """A message about this station's call that no table entry takes (the type narrows it)."""
         assert self.call is not None
-        terminal = str(msg.get("terminal", ""))
-        if kind == "joined":
+        if msg["type"] == "joined":
+            terminal = msg["terminal"]
             if terminal not in self.call.members:
                 self.call.members.append(terminal)
             invite = self._pending_invite_for(terminal)
             if invite is not None:
                 invite.status, invite.by = InviteStatus.JOINED, terminal
-        elif kind == "left":
-            if terminal in self.call.members:
-                self.call.members.remove(terminal)
-        elif kind == "declined":
-            invite = self._pending_invite_for(terminal)
+        elif msg["type"] == "left":
+            if msg["terminal"] in self.call.members:
+                self.call.members.remove(msg["terminal"])
+        elif msg["type"] == "declined":
+            invite = self._pending_invite_for(msg["terminal"])
             if invite is not None:
-                invite.status, invite.by = InviteStatus.DECLINED, terminal
-        elif kind == "invite_expired":
+                invite.status, invite.by = InviteStatus.DECLINED, msg["terminal"]
+        elif msg["type"] == "invite_expired":
             pending = [i for i in self.call.invites if i.status is InviteStatus.PENDING]
             if pending:
                 pending[0].status = InviteStatus.EXPIRED
@@ -632,8 +630,8 @@ class OfficeMachine:
                 return i
         return None
 
-    def _on_ended(self, call: str, msg: Mapping[str, Any]) -> None:
-        reason = str(msg.get("reason", ""))
+    def _on_ended(self, call: str, msg: msgs.Ended) -> None:
+        reason = msg["reason"]
         entry = self.ringing.pop(call, None)
         if entry is not None:
             self._emit(CancelTimer(f"taken:{call}"))
@@ -659,7 +657,7 @@ class OfficeMachine:
             if reason == "shutdown":
                 return  # the relay went away, not the call: media carries on peer to peer
             self._end_call(
-                "close", Notice("ended", {"reason": reason, "by": str(msg.get("by", ""))}, self.clock())
+                "close", Notice("ended", {"reason": reason, "by": msg.get("by", "")}, self.clock())
             )
 
     def _end_call(self, how: str, notice: Notice) -> None:

@@ -13,12 +13,14 @@ import base64
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from common import messages as msgs
+from common.messages import ClientMessage
 from common.protocol import CLIENT_ROLES, LAMP_TEST_SECONDS, ROLES, ProtocolError
 from common.transitions import TransitionTable, by_value
 from relay_server.config import RelayConfig
@@ -98,7 +100,10 @@ class HealthReport:
 
 
 Action = Send | Close | StartTimer | CancelTimer | CallRecord | LogEvent | HealthReport
-MessageHandler = Callable[[str, dict[str, Any], float], list[Action]]  # (terminal, message, now) → actions
+# (terminal, message, now) → actions. The message is one of common.messages' definitions, validated at the edge
+# (common.protocol.parse) against the one its ``type`` names; each handler declares which it takes, so the table's
+# value type can only say "a message" (a Callable's argument cannot vary with the key).
+MessageHandler = Callable[[str, Any, float], list[Action]]
 
 
 class CallState(Enum):
@@ -398,8 +403,8 @@ class RelayCore:
             out += self._end(call, "shutdown", now)
         return out
 
-    def receive(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
-        """A validated message from an authenticated terminal.
+    def receive(self, terminal: str, msg: ClientMessage, now: float) -> list[Action]:
+        """A message from an authenticated terminal, validated by :func:`common.protocol.parse` at the edge.
 
         Raises:
             ProtocolError: the message breaks a rule; the edge sends it back as an ``error``.
@@ -411,21 +416,21 @@ class RelayCore:
         return self.handlers[kind](terminal, msg, now)
 
     # -- message handlers --------------------------------------------------------------------
-    def _on_hello(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_hello(self, terminal: str, msg: msgs.Hello, now: float) -> list[Action]:
         raise ProtocolError(
             "bad_message", "already authenticated; 'hello' is only the first message", "hello"
         )
 
-    def _on_ping(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_ping(self, terminal: str, msg: msgs.Ping, now: float) -> list[Action]:
         pong: dict[str, Any] = {"type": "pong", "time": now}
         if "id" in msg:
             pong["id"] = msg["id"]
         return [Send(terminal, pong)]
 
-    def _on_health(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_health(self, terminal: str, msg: msgs.Health, now: float) -> list[Action]:
         return [HealthReport(terminal, {k: v for k, v in msg.items() if k != "type"})]
 
-    def _on_status(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_status(self, terminal: str, msg: msgs.SetStatus, now: float) -> list[Action]:
         was_away = self.online[terminal].away
         self.online[terminal].away = msg["status"] == "away"
         self._reindex(terminal)
@@ -445,7 +450,7 @@ class RelayCore:
                     out.append(Send(terminal, self._incoming(call)))
         return out + self._presence_updates(now)
 
-    def _on_lamp_test(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_lamp_test(self, terminal: str, msg: msgs.AskLampTest, now: float) -> list[Action]:
         """A technician at a counter tests the office lamps: every online lamp agent and station of its departments
         lights those departments' channels for a moment; the counter is told who was asked."""
         offered = self.config.terminals[terminal].departments
@@ -475,7 +480,7 @@ class RelayCore:
         )
         return out
 
-    def _on_call(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_call(self, terminal: str, msg: msgs.PlaceCall, now: float) -> list[Action]:
         dept_id = msg["department"]
         if dept_id not in self.config.terminals[terminal].departments:
             raise ProtocolError("unknown_department", f"no department '{dept_id}' at this counter", "call")
@@ -528,13 +533,13 @@ class RelayCore:
         )
         return out
 
-    def _on_cancel(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_cancel(self, terminal: str, msg: msgs.Cancel, now: float) -> list[Action]:
         # A cancel that crossed the answer on the wire still ends the call: the resident meant to leave, and a
         # call kept alive here would hold the kiosk ("already_in_call") with nobody at it.
         call = self._member_call(terminal, msg, "cancel")
         return self._end(call, "cancelled", now, by=terminal)
 
-    def _on_answer(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_answer(self, terminal: str, msg: msgs.Answer, now: float) -> list[Action]:
         call = self._call(msg, "answer")
         inv = call.invited(terminal)
         if call.state is CallState.RINGING and terminal in call.rung:
@@ -601,7 +606,7 @@ class RelayCore:
             )
         raise ProtocolError("forbidden", f"call {call.id} is not ringing at this station", "answer")
 
-    def _on_decline(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_decline(self, terminal: str, msg: msgs.Decline, now: float) -> list[Action]:
         call = self._call(msg, "decline")
         inv = call.invited(terminal)
         if inv is not None:
@@ -618,7 +623,7 @@ class RelayCore:
             return [LogEvent("call_declined", {"call": call.id, "terminal": terminal})]
         raise ProtocolError("forbidden", f"call {call.id} is not ringing at this station", "decline")
 
-    def _on_invite(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_invite(self, terminal: str, msg: msgs.Invite, now: float) -> list[Action]:
         call = self._member_call(terminal, msg, "invite")
         if call.state is not CallState.ACTIVE:
             raise ProtocolError("not_ringing", "invite once the call is answered", "invite")
@@ -662,17 +667,17 @@ class RelayCore:
         )
         return out
 
-    def _on_leave(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_leave(self, terminal: str, msg: msgs.Leave, now: float) -> list[Action]:
         self._member_call(terminal, msg, "leave")
         return self._remove_member(terminal, "leave", now)
 
-    def _on_hangup(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_hangup(self, terminal: str, msg: msgs.Hangup, now: float) -> list[Action]:
         call = self._member_call(terminal, msg, "hangup")
         if call.state is CallState.RINGING:
             return self._end(call, "cancelled", now, by=terminal)
         return self._end(call, "hangup", now, by=terminal)
 
-    def _on_signal(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_signal(self, terminal: str, msg: msgs.SendSignal, now: float) -> list[Action]:
         call = self._member_call(terminal, msg, "signal")
         to = msg["to"]
         if to in call.pending:
@@ -685,17 +690,17 @@ class RelayCore:
             )
         return [Send(to, {"type": "signal", "call": call.id, "from": terminal, "data": msg["data"]})]
 
-    def _on_media_path(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_media_path(self, terminal: str, msg: msgs.MediaPath, now: float) -> list[Action]:
         """A member says which path carries its media to another member (for the log; nothing is sent)."""
         call = self._member_call(terminal, msg, "media_path")
-        path = str(msg["path"])[:200]
+        path = msg["path"][:200]
         call.paths[f"{terminal}>{msg['to']}"] = path
         return [
             LogEvent("media_path", {"call": call.id, "terminal": terminal, "to": msg["to"], "path": path})
         ]
 
     # -- call re-creation after a relay restart ('resume') -----------------------------------------
-    def _on_resume(self, terminal: str, msg: dict[str, Any], now: float) -> list[Action]:
+    def _on_resume(self, terminal: str, msg: msgs.Resume, now: float) -> list[Action]:
         """A member still in a call after its relay link came back vouches for it (``docs/protocol.md``,
         "Relay shutdown"). A call this relay knows: nothing to do for a member, ``ended`` for a call that ended
         here, ``not_member`` for anyone else. A call it does not know (a relay restarted under it) is re-created
@@ -725,12 +730,11 @@ class RelayCore:
             return [LogEvent("call_resume_waiting", {"call": cid, "terminal": terminal})]
         return self._recreate(terminal, cid, dept, members, now)
 
-    def _resume_members(self, terminal: str, dept: str, listed: list[Any]) -> tuple[str, ...]:
-        """The members a ``resume`` lists, checked: the counter first (offering ``dept``), then staff stations,
-        the sender among them, no one twice, at most ``max_members``."""
-        if not all(isinstance(m, str) for m in listed):
-            raise ProtocolError("bad_message", "'members' of 'resume' must be terminal ids", "resume")
-        members = tuple(str(m) for m in listed)
+    def _resume_members(self, terminal: str, dept: str, listed: list[str]) -> tuple[str, ...]:
+        """The members a ``resume`` lists (strings: checked at the edge), checked against the config: the counter
+        first (offering ``dept``), then staff stations, the sender among them, no one twice, at most
+        ``max_members``."""
+        members = tuple(listed)
         if dept not in self.config.departments:
             raise ProtocolError("unknown_department", f"no department '{dept}'", "resume")
         if not 2 <= len(members) <= self.config.max_members or len(set(members)) != len(members):
@@ -874,13 +878,13 @@ class RelayCore:
             del self.ended_calls[next(iter(self.ended_calls))]
 
     # -- helpers -----------------------------------------------------------------------------
-    def _call(self, msg: dict[str, Any], ref: str) -> Call:
+    def _call(self, msg: Mapping[str, Any], ref: str) -> Call:
         call = self.calls.get(msg["call"])
         if call is None:
             raise ProtocolError("unknown_call", f"no call '{msg['call']}' (it may have ended)", ref)
         return call
 
-    def _member_call(self, terminal: str, msg: dict[str, Any], ref: str) -> Call:
+    def _member_call(self, terminal: str, msg: Mapping[str, Any], ref: str) -> Call:
         call = self._call(msg, ref)
         if terminal not in call.members:
             raise ProtocolError("not_member", f"this terminal is not in call {call.id}", ref)

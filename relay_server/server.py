@@ -472,7 +472,8 @@ class RelayServer:
         Failures from one address are answered later and later (:class:`AuthThrottle`); a valid token is
         never delayed, since many kiosks may share one NAT address with a broken or hostile one.
         """
-        problem, ref = "", None
+        problem = ""
+        ref: str | None = None
         try:
             raw = await asyncio.wait_for(ws.read(), self.config.hello_timeout)
             msg = protocol.parse(raw, max_bytes=PRE_HELLO_MAX_BYTES)
@@ -558,7 +559,7 @@ class RelayServer:
             try:
                 observer(actions)
             except Exception:
-                log.exception("relay observer failed")
+                event(log, "observer_failed", logging.ERROR, exc_info=True, observer=observer)
 
     def _carry_out(self, actions: list[Action]) -> None:
         for a in actions:
@@ -613,7 +614,7 @@ class RelayServer:
         if fut.cancelled():
             return
         if fut.exception() is not None:
-            log.error("call log write failed: %s", fut.exception())
+            event(log, "call_log_write_failed", logging.ERROR, error=fut.exception())
         if self.calllog.pending and self._server is not None and self._db_retry is None:
             # Records came in during the write, or the file cannot be written: again later, not in a loop.
             delay = (
@@ -649,7 +650,7 @@ class RelayServer:
         except websockets.ConnectionClosed:
             conn.outbox.clear()
         except Exception:  # never expected (encode() output is always sendable); never take the relay down
-            log.exception("sending to %s failed", conn.terminal)
+            event(log, "send_failed", logging.ERROR, exc_info=True, terminal=conn.terminal)
             conn.outbox.clear()
         finally:
             conn.writer = None

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from helpers import make_relay_config
+from helpers import make_relay_config, relay_msg
 from test_counter_state import WELCOME
 
-from common.protocol import ProtocolError
+from common.messages import Cancel
+from common.protocol import ProtocolError, encode, parse
 from kiosk.counter_state import (
     CancelPressed,
     CounterMachine,
@@ -26,7 +27,6 @@ from kiosk.counter_state import (
     DevicesChecked,
     HangUpPressed,
     LinkChanged,
-    RelayMessage,
     Send,
     State,
     Timeouts,
@@ -96,11 +96,11 @@ class World:
         if name.startswith("relay<-"):
             msg = self.to_relay[arg].popleft()
             try:
-                self.relay_out(self.relay.receive(arg, msg, NOW))
+                self.relay_out(self.relay.receive(arg, parse(encode(msg)), NOW))
             except ProtocolError as err:
                 (self.to_counter if arg == COUNTER else self.to_station).append(err.to_message())
         elif name == "counter<-relay":
-            self.counter_out(self.counter.handle(RelayMessage(self.to_counter.popleft())))
+            self.counter_out(self.counter.handle(relay_msg(self.to_counter.popleft())))
         elif name == "station<-relay":
             self.station_receives(self.to_station.popleft())
         elif name == "touch department":
@@ -161,9 +161,9 @@ def new_world(seed: int) -> World:
     w.to_station.clear()
     w.relay_out(relay.connect(COUNTER, NOW))
     w.to_counter.clear()
-    counter.handle(RelayMessage(WELCOME))
+    counter.handle(relay_msg(WELCOME))
     counter.handle(
-        RelayMessage({"type": "presence", "departments": {"juumin": "available", "zeimu": "available"}})
+        relay_msg({"type": "presence", "departments": {"juumin": "available", "zeimu": "available"}})
     )
     assert counter.state is State.START
     return w
@@ -220,7 +220,7 @@ def test_the_race_happens_in_these_runs(monkeypatch: pytest.MonkeyPatch) -> None
     late = []
     original = RelayCore._on_cancel
 
-    def counting(self: RelayCore, terminal: str, msg: dict[str, Any], now: float) -> list[Any]:
+    def counting(self: RelayCore, terminal: str, msg: Cancel, now: float) -> list[Any]:
         call = self.calls.get(msg["call"])
         late.append(call is not None and call.state is CallState.ACTIVE)
         return original(self, terminal, msg, now)
@@ -236,8 +236,8 @@ def test_answered_after_cancel_is_hung_up_by_the_kiosk() -> None:
     kiosk stays on the start screen."""
     w = new_world(0)
     w.counter.handle(DepartmentChosen("juumin"))
-    w.counter.handle(RelayMessage({"type": "ringing", "call": "c9", "department": "juumin"}))
+    w.counter.handle(relay_msg({"type": "ringing", "call": "c9", "department": "juumin"}))
     assert Send({"type": "cancel", "call": "c9"}) in w.counter.handle(CancelPressed())
-    out = w.counter.handle(RelayMessage({"type": "answered", "call": "c9", "by": STATION}))
+    out = w.counter.handle(relay_msg({"type": "answered", "call": "c9", "by": STATION}))
     assert Send({"type": "hangup", "call": "c9"}) in out and w.counter.state is State.START
-    assert w.counter.handle(RelayMessage({"type": "answered", "call": "c9", "by": STATION})) == []  # once
+    assert w.counter.handle(relay_msg({"type": "answered", "call": "c9", "by": STATION})) == []  # once

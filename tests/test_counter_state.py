@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import relay_msg
 
 from kiosk.counter_state import (
     BackPressed,
@@ -21,7 +22,6 @@ from kiosk.counter_state import (
     MediaReconnecting,
     Outcome,
     PinEntered,
-    RelayMessage,
     ResetLanguage,
     Ring,
     Send,
@@ -65,9 +65,9 @@ def ready_machine(**presence: str) -> CounterMachine:
     m.start()
     m.handle(DevicesChecked(()))
     m.handle(LinkChanged("up", "ws://x"))
-    m.handle(RelayMessage(WELCOME))
+    m.handle(relay_msg(WELCOME))
     m.handle(
-        RelayMessage(
+        relay_msg(
             {"type": "presence", "departments": {"juumin": "available", "zeimu": "available", **presence}}
         )
     )
@@ -77,8 +77,8 @@ def ready_machine(**presence: str) -> CounterMachine:
 
 def in_call(m: CounterMachine) -> list[Any]:
     m.handle(DepartmentChosen("juumin"))
-    m.handle(RelayMessage({"type": "ringing", "call": "c1", "department": "juumin"}))
-    return m.handle(RelayMessage({"type": "answered", "call": "c1", "by": "office-tobetsu-1"}))
+    m.handle(relay_msg({"type": "ringing", "call": "c1", "department": "juumin"}))
+    return m.handle(relay_msg({"type": "answered", "call": "c1", "by": "office-tobetsu-1"}))
 
 
 def test_start_up_reaches_start_when_relay_and_cameras_are_ready() -> None:
@@ -87,7 +87,7 @@ def test_start_up_reaches_start_when_relay_and_cameras_are_ready() -> None:
     cmds = m.start()
     assert CheckDevices() in cmds and m.state is State.STARTING
     m.handle(LinkChanged("up"))
-    m.handle(RelayMessage(WELCOME))
+    m.handle(relay_msg(WELCOME))
     assert m.state is State.STARTING  # cameras not checked yet
     m.handle(DevicesChecked(()))
     assert m.state is State.START
@@ -103,7 +103,7 @@ def test_relay_down_at_start_up_is_out_of_service_then_recovers() -> None:
     assert m.state is State.OUT_OF_SERVICE
     assert any("ConnectionRefused" in c for c in m.out_of_service_causes())
     m.handle(LinkChanged("up"))
-    m.handle(RelayMessage(WELCOME))
+    m.handle(relay_msg(WELCOME))
     assert m.state is State.START
 
 
@@ -112,7 +112,7 @@ def test_missing_camera_is_retried_by_timer() -> None:
     m = CounterMachine(Timeouts(device_retry=5))
     m.start()
     m.handle(LinkChanged("up"))
-    m.handle(RelayMessage(WELCOME))
+    m.handle(relay_msg(WELCOME))
     cmds = m.handle(DevicesChecked(("document camera: /dev/video2 not found",)))
     assert m.state is State.OUT_OF_SERVICE
     assert StartTimer("device_retry", 5) in cmds
@@ -130,7 +130,7 @@ def test_answered_call_then_hang_up_forgets_the_call() -> None:
     cmds = in_call(m)
     assert StartMedia("c1", "office-tobetsu-1") in cmds and Ring(False) in cmds
     assert m.state is State.IN_CALL and m.call is not None and m.call.members == ["office-tobetsu-1"]
-    m.handle(RelayMessage({"type": "joined", "call": "c1", "terminal": "office-tobetsu-2"}))
+    m.handle(relay_msg({"type": "joined", "call": "c1", "terminal": "office-tobetsu-2"}))
     assert m.call.members == ["office-tobetsu-1", "office-tobetsu-2"]
     cmds = m.handle(HangUpPressed())
     assert Send({"type": "hangup", "call": "c1"}) in cmds and StopMedia() in cmds
@@ -168,7 +168,7 @@ def test_staff_hang_up_ends_the_call_for_the_resident() -> None:
     """``ended`` from the relay during a call shows the thank-you screen."""
     m = ready_machine()
     in_call(m)
-    m.handle(RelayMessage({"type": "ended", "call": "c1", "reason": "hangup", "by": "office-tobetsu-1"}))
+    m.handle(relay_msg({"type": "ended", "call": "c1", "reason": "hangup", "by": "office-tobetsu-1"}))
     assert m.state is State.THANKS and m.call is None
 
 
@@ -176,7 +176,7 @@ def test_cancel_while_ringing() -> None:
     """Cancel sends ``cancel`` for the ringing call and returns to START with the ring off."""
     m = ready_machine()
     m.handle(DepartmentChosen("juumin"))
-    m.handle(RelayMessage({"type": "ringing", "call": "c1", "department": "juumin"}))
+    m.handle(relay_msg({"type": "ringing", "call": "c1", "department": "juumin"}))
     cmds = m.handle(CancelPressed())
     assert Send({"type": "cancel", "call": "c1"}) in cmds and Ring(False) in cmds
     assert m.state is State.START and m.call is None
@@ -188,7 +188,7 @@ def test_cancel_before_ringing_cancels_when_ringing_arrives() -> None:
     m.handle(DepartmentChosen("juumin"))
     m.handle(CancelPressed())
     assert m.state is State.START
-    cmds = m.handle(RelayMessage({"type": "ringing", "call": "c9", "department": "juumin"}))
+    cmds = m.handle(relay_msg({"type": "ringing", "call": "c9", "department": "juumin"}))
     assert cmds == [Send({"type": "cancel", "call": "c9"})]
 
 
@@ -196,8 +196,8 @@ def test_unanswered_shows_fallback_then_returns_by_itself() -> None:
     """A ring timeout shows the department's phone number, and START follows after the result timeout."""
     m = ready_machine()
     m.handle(DepartmentChosen("zeimu"))
-    m.handle(RelayMessage({"type": "ringing", "call": "c2", "department": "zeimu"}))
-    cmds = m.handle(RelayMessage({"type": "ended", "call": "c2", "reason": "unanswered"}))
+    m.handle(relay_msg({"type": "ringing", "call": "c2", "department": "zeimu"}))
+    cmds = m.handle(relay_msg({"type": "ended", "call": "c2", "reason": "unanswered"}))
     assert m.state is State.RESULT and m.outcome is Outcome.UNANSWERED
     assert m.result_department is not None and m.result_department.phone == "0133-23-2224"
     assert StartTimer("result", 20) in cmds
@@ -214,7 +214,7 @@ def test_call_error_shows_result_with_fallback(code: str, outcome: Outcome) -> N
     m = ready_machine()
     m.handle(DepartmentChosen("juumin"))
     m.handle(
-        RelayMessage(
+        relay_msg(
             {
                 "type": "error",
                 "code": code,
@@ -279,7 +279,7 @@ def test_link_blip_shorter_than_grace_is_not_shown() -> None:
     m.handle(LinkChanged("down", "reset"))
     assert m.state is State.START
     m.handle(LinkChanged("up"))
-    m.handle(RelayMessage(WELCOME))
+    m.handle(relay_msg(WELCOME))
     assert m.handle(TimerFired("link_grace")) == []
     m.handle(LinkChanged("down", "reset"))
     m.handle(TimerFired("link_grace"))
@@ -307,11 +307,11 @@ def test_call_forgotten_by_a_restarted_relay_ends_with_the_phone_number() -> Non
     """Ringing, the relay restarts and knows nothing of the call: the resident gets the result screen, not a hang."""
     m = ready_machine()
     m.handle(DepartmentChosen("juumin"))
-    m.handle(RelayMessage({"type": "ringing", "call": "c1", "department": "juumin"}))
+    m.handle(relay_msg({"type": "ringing", "call": "c1", "department": "juumin"}))
     cmds = m.handle(LinkChanged("down", "relay restarting"))
     assert StartTimer("call_lost", 20.0) in cmds and m.state is State.CALLING
     m.handle(LinkChanged("up"))
-    cmds = m.handle(RelayMessage(WELCOME))
+    cmds = m.handle(relay_msg(WELCOME))
     assert StartTimer("resume", 3.0) in cmds and m.state is State.CALLING
     cmds = m.handle(TimerFired("resume"))
     assert m.state is State.RESULT and m.outcome is Outcome.FAILED
@@ -323,12 +323,12 @@ def test_call_kept_by_the_relay_carries_on_after_reconnect() -> None:
     """When the relay still has the ringing call, its call_state cancels the resume check."""
     m = ready_machine()
     m.handle(DepartmentChosen("juumin"))
-    m.handle(RelayMessage({"type": "ringing", "call": "c1", "department": "juumin"}))
+    m.handle(relay_msg({"type": "ringing", "call": "c1", "department": "juumin"}))
     m.handle(LinkChanged("down", "blip"))
     m.handle(LinkChanged("up"))
-    m.handle(RelayMessage(WELCOME))
+    m.handle(relay_msg(WELCOME))
     cmds = m.handle(
-        RelayMessage(
+        relay_msg(
             {
                 "type": "call_state",
                 "call": "c1",
@@ -348,7 +348,7 @@ def test_relay_shutdown_does_not_end_a_consultation() -> None:
     """'ended' with reason shutdown means the relay is going away; the call (peer to peer) goes on."""
     m = ready_machine()
     in_call(m)
-    m.handle(RelayMessage({"type": "ended", "call": "c1", "reason": "shutdown"}))
+    m.handle(relay_msg({"type": "ended", "call": "c1", "reason": "shutdown"}))
     assert m.state is State.IN_CALL
     m.handle(MediaEnded("hangup"))
     assert m.state is State.THANKS

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from helpers import ROOT, TOKENS, RelayProcess, make_cert, make_relay_config, write_relay_config
 
+from common.messages import Welcome
 from kiosk import doctor
 from kiosk.config import CameraConfig, LampConfig
 from kiosk.devices.emulated import EmulatedAsciiLamp, EmulatedLcusBoard
@@ -450,7 +451,13 @@ async def test_lamp_silent_device() -> None:
 def test_lamp_departments_mismatch() -> None:
     """A [lamp.channels] department the relay does not send this terminal is reported."""
     cfg = LampConfig("lcus", "/dev/null", {"juumin": 1, "kensetu": 2})
-    welcome = {"type": "welcome", "role": "lamp", "departments": [{"id": "juumin"}, {"id": "kensetsu"}]}
+    welcome: Welcome = {
+        "type": "welcome",
+        "terminal": "lamp-1",
+        "role": "lamp",
+        "ice_servers": [],
+        "departments": [{"id": "juumin"}, {"id": "kensetsu"}],
+    }
     r = doctor.lamp_departments_result(cfg, welcome, "lamp")
     assert not r.ok and "'kensetu'" in r.detail and "relay.toml" in r.advice
 
@@ -523,7 +530,7 @@ def test_rtt_result_slow_link() -> None:
         "ws://relay:8765",
         host="relay",
         port=8765,
-        welcome={"role": "counter"},
+        welcome={"type": "welcome", "terminal": "k", "role": "counter", "departments": [], "ice_servers": []},
         rtts=[0.45, 0.5, 0.6],
         offsets=[0.0, 0.0, 0.0, 0.0],
     )

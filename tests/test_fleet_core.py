@@ -7,6 +7,7 @@ import itertools
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -175,7 +176,7 @@ GOOD_HEALTH = {
 def test_health_message_parses_and_bad_reports_are_refused() -> None:
     """A health report with known states parses; unknown states, wrong shapes and long texts are bad_message."""
     assert protocol.parse(protocol.encode(GOOD_HEALTH)) == GOOD_HEALTH
-    bad = [
+    bad: list[dict[str, Any]] = [
         {**GOOD_HEALTH, "devices": {"camera": {"state": "broken"}}},
         {**GOOD_HEALTH, "devices": {"camera": "ok"}},
         {**GOOD_HEALTH, "devices": {"camera": {"state": "ok", "colour": "red"}}},

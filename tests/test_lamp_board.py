@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import server_msg
 
 from kiosk.config import ConfigError, LampConfig, load_terminal_config
 from kiosk.devices.lamp import ChannelState
@@ -35,7 +36,7 @@ def incoming(call: str, dept: str, **extra: str) -> dict[str, object]:
 def board(config: LampConfig = CONFIG, role: str = "lamp") -> LampBoard:
     b = LampBoard(config)
     b.on_link("up", "")
-    b.on_message(welcome(role))
+    b.on_message(server_msg(welcome(role)))
     return b
 
 
@@ -47,7 +48,7 @@ def test_starts_all_off() -> None:
 def test_ringing_lights_its_department_only() -> None:
     """An incoming call lights the channel of its department and no other."""
     b = board()
-    b.on_message(incoming("c1", "zeimu"))
+    b.on_message(server_msg(incoming("c1", "zeimu")))
     assert b.desired() == {1: OFF, 2: ON, 3: OFF, 4: OFF, 5: OFF}
 
 
@@ -55,53 +56,53 @@ def test_ringing_lights_its_department_only() -> None:
 def test_every_end_reason_turns_the_channel_off(reason: str) -> None:
     """Cancelled, unanswered, hung up, disconnected or shut down: the call's lamp goes off."""
     b = board()
-    b.on_message(incoming("c1", "juumin"))
-    b.on_message({"type": "ended", "call": "c1", "reason": reason})
+    b.on_message(server_msg(incoming("c1", "juumin")))
+    b.on_message(server_msg({"type": "ended", "call": "c1", "reason": reason}))
     assert b.desired()[1] is OFF
 
 
 def test_answered_call_stops_ringing_and_lights_in_call() -> None:
     """'taken' turns the department off and the in-call channel on; 'ended' turns that off again."""
     b = board()
-    b.on_message(incoming("c1", "juumin"))
-    b.on_message({"type": "taken", "call": "c1", "by": "office-tobetsu-1"})
+    b.on_message(server_msg(incoming("c1", "juumin")))
+    b.on_message(server_msg({"type": "taken", "call": "c1", "by": "office-tobetsu-1"}))
     assert b.desired()[1] is OFF and b.desired()[4] is ON
-    b.on_message({"type": "ended", "call": "c1", "reason": "hangup"})
+    b.on_message(server_msg({"type": "ended", "call": "c1", "reason": "hangup"}))
     assert b.desired()[4] is OFF
 
 
 def test_two_calls_for_one_department_keep_it_lit_until_both_are_gone() -> None:
     """The channel stays on while any call of its department rings, off only after the last one."""
     b = board()
-    b.on_message(incoming("c1", "hoken"))
-    b.on_message(incoming("c2", "hoken"))
-    b.on_message({"type": "taken", "call": "c1", "by": "office-tobetsu-1"})
+    b.on_message(server_msg(incoming("c1", "hoken")))
+    b.on_message(server_msg(incoming("c2", "hoken")))
+    b.on_message(server_msg({"type": "taken", "call": "c1", "by": "office-tobetsu-1"}))
     assert b.desired()[3] is ON
-    b.on_message({"type": "ended", "call": "c2", "reason": "cancelled"})
+    b.on_message(server_msg({"type": "ended", "call": "c2", "reason": "cancelled"}))
     assert b.desired()[3] is OFF
 
 
 def test_blink_config_blinks_instead_of_steady() -> None:
     """With blink = true a ringing department blinks."""
     b = board(LampConfig("ascii", "loop://", {"juumin": 1}, blink=True))
-    b.on_message(incoming("c1", "juumin"))
+    b.on_message(server_msg(incoming("c1", "juumin")))
     assert b.desired() == {1: BLINK}
 
 
 def test_link_loss_turns_lamps_off_and_fault_on_and_welcome_restores() -> None:
     """Relay lost: no stale ringing, fault lamp on; after welcome the re-sent calls light again."""
     b = board()
-    b.on_message(incoming("c1", "juumin"))
-    b.on_message(incoming("c2", "zeimu"))
-    b.on_message({"type": "taken", "call": "c2", "by": "office-tobetsu-1"})
+    b.on_message(server_msg(incoming("c1", "juumin")))
+    b.on_message(server_msg(incoming("c2", "zeimu")))
+    b.on_message(server_msg({"type": "taken", "call": "c2", "by": "office-tobetsu-1"}))
     b.on_link("down", "connection refused")
     assert b.desired() == {1: OFF, 2: OFF, 3: OFF, 4: OFF, 5: ON}
     b.on_link("connecting", "ws://127.0.0.1:1")
     assert b.desired()[5] is ON
     b.on_link("up", "")
-    b.on_message(welcome())
-    b.on_message(incoming("c1", "juumin"))
-    b.on_message({"type": "taken", "call": "c2", "by": "office-tobetsu-1"})
+    b.on_message(server_msg(welcome()))
+    b.on_message(server_msg(incoming("c1", "juumin")))
+    b.on_message(server_msg({"type": "taken", "call": "c2", "by": "office-tobetsu-1"}))
     assert b.desired() == {1: ON, 2: OFF, 3: OFF, 4: ON, 5: OFF}
 
 
@@ -115,26 +116,28 @@ def test_rejected_token_is_a_fault() -> None:
 def test_unknown_department_and_messages_are_ignored() -> None:
     """Calls for departments without a channel and message types the lamp does not use change nothing."""
     b = board()
-    b.on_message(incoming("c1", "kensetsu"))
-    b.on_message({"type": "presence", "departments": {}})
-    b.on_message({"type": "ended", "call": "never-seen", "reason": "hangup"})
+    b.on_message(server_msg(incoming("c1", "kensetsu")))
+    b.on_message(server_msg({"type": "presence", "departments": {}}))
+    b.on_message(server_msg({"type": "ended", "call": "never-seen", "reason": "hangup"}))
     assert set(b.desired().values()) == {OFF}
 
 
 def test_staff_station_own_answer_and_decline() -> None:
     """Embedded in a station: its own answer arrives as call_state, its own decline is reported via on_sent."""
     b = board(role="office")
-    b.on_message(incoming("c1", "juumin"))
-    b.on_message(incoming("c2", "zeimu"))
+    b.on_message(server_msg(incoming("c1", "juumin")))
+    b.on_message(server_msg(incoming("c2", "zeimu")))
     b.on_message(
-        {
-            "type": "call_state",
-            "call": "c1",
-            "state": "active",
-            "department": "juumin",
-            "counter": "counter-sapporo-1",
-            "members": [],
-        }
+        server_msg(
+            {
+                "type": "call_state",
+                "call": "c1",
+                "state": "active",
+                "department": "juumin",
+                "counter": "counter-sapporo-1",
+                "members": [],
+            }
+        )
     )
     b.on_sent({"type": "decline", "call": "c2"})
     assert b.desired() == {1: OFF, 2: OFF, 3: OFF, 4: ON, 5: OFF}
@@ -143,24 +146,24 @@ def test_staff_station_own_answer_and_decline() -> None:
 def test_staff_station_taken_by_another_is_not_in_progress_here() -> None:
     """On a station, 'taken' (answered elsewhere) stops the ringing without lighting in-call forever."""
     b = board(role="office")
-    b.on_message(incoming("c1", "juumin"))
-    b.on_message({"type": "taken", "call": "c1", "by": "office-tobetsu-2"})
+    b.on_message(server_msg(incoming("c1", "juumin")))
+    b.on_message(server_msg({"type": "taken", "call": "c1", "by": "office-tobetsu-2"}))
     assert b.desired()[1] is OFF and b.desired()[4] is OFF
 
 
 def test_invite_lights_the_invited_department_until_it_expires() -> None:
     """An invitation lights its department; the 'ended' sent when it expires turns it off."""
     b = board(role="office")
-    b.on_message(incoming("c9", "hoken", invited_by="office-tobetsu-2"))
+    b.on_message(server_msg(incoming("c9", "hoken", invited_by="office-tobetsu-2")))
     assert b.desired()[3] is ON
-    b.on_message({"type": "ended", "call": "c9", "reason": "unanswered"})
+    b.on_message(server_msg({"type": "ended", "call": "c9", "reason": "unanswered"}))
     assert b.desired()[3] is OFF
 
 
 def test_welcome_problems_name_mismatched_departments() -> None:
     """A configured department the relay does not send, or a watched one without a channel, is reported."""
     b = LampBoard(LampConfig("none", "", {"juumin": 1, "typo": 2}))
-    b.on_message(welcome(departments=("juumin", "zeimu")))
+    b.on_message(server_msg(welcome(departments=("juumin", "zeimu"))))
     problems = b.welcome_problems()
     assert any("'typo'" in p for p in problems) and any("'zeimu'" in p for p in problems)
 

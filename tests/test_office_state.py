@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import relay_msg
 
 from kiosk.office_state import (
     AnswerPressed,
@@ -20,7 +21,6 @@ from kiosk.office_state import (
     LinkChanged,
     MediaEnded,
     OfficeMachine,
-    RelayMessage,
     Ring,
     Send,
     StartMedia,
@@ -74,13 +74,13 @@ class Clock:
 def machine() -> tuple[OfficeMachine, Clock]:
     clock = Clock()
     m = OfficeMachine(clock=clock.mono, wall=clock.now)
-    m.handle(RelayMessage(WELCOME))
+    m.handle(relay_msg(WELCOME))
     m.handle(LinkChanged("up"))
     return m, clock
 
 
 def msg(m: OfficeMachine, **fields: Any) -> list[Any]:
-    return m.handle(RelayMessage(fields))
+    return m.handle(relay_msg(fields))
 
 
 def incoming(m: OfficeMachine, call: str = "c1", **extra: Any) -> list[Any]:
@@ -284,11 +284,11 @@ def test_link_loss_clears_the_ringing_list_but_keeps_a_call() -> None:
     incoming(m)
     out = m.handle(LinkChanged("down", "x"))
     assert Ring(False) in out and CancelTimer("taken:c1") in out and m.state is State.CONNECTING
-    m.handle(RelayMessage(WELCOME))
+    m.handle(relay_msg(WELCOME))
     in_call(m)
     m.handle(LinkChanged("down"))
     assert m.state is State.IN_CALL
-    m.handle(RelayMessage(WELCOME))
+    m.handle(relay_msg(WELCOME))
     msg(
         m,
         type="call_state",

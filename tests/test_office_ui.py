@@ -33,6 +33,7 @@ from kiosk.tools.office_shots import (  # noqa: E402
 )
 from kiosk.tools.scenes import small_media  # noqa: E402
 from kiosk.ui.driver import UiDriver, running_app, visible_texts, walk  # noqa: E402
+from kiosk.video.frames import fit_within  # noqa: E402
 from kiosk.video.session import SessionState  # noqa: E402
 from relay_server.config import hash_token  # noqa: E402
 from relay_server.server import RelayServer  # noqa: E402
@@ -163,7 +164,9 @@ async def test_answer_video_still_invite_leave(rig: Rig) -> None:
     await ui.until(
         lambda: big.frames_shown > b + 2 and small.frames_shown > s, 10, "both tiles to keep moving"
     )
-    assert tuple(big.frame_size) == CAMERA and tuple(small.frame_size) == DOCUMENT
+    # each picture at the size its view shows it (never larger than sent; kiosk.video.sink)
+    assert tuple(big.frame_size) == fit_within(*CAMERA, big.display_size)
+    assert tuple(small.frame_size) == fit_within(*DOCUMENT, small.display_size)
     await ui.until(
         lambda: all(r.connected for r in call_screen.ids.members.children), 10, "members connected"
     )

@@ -40,6 +40,9 @@ def test_every_relay_message_is_documented_with_its_fields() -> None:
     """Each message the relay sends has a row listing its fields (welcome's are described in Authentication)."""
     rows = _table_rows("Messages the relay sends")
     assert set(rows) == set(protocol.SERVER_MESSAGES)
+    auth = DOC.split("## Authentication\n", 1)[1].split("\n## ", 1)[0]
+    for name in protocol.SERVER_MESSAGES["welcome"]:
+        assert f"`{name}`" in auth, f"docs/protocol.md: Authentication does not describe welcome's '{name}'"
     for kind, fields in protocol.SERVER_MESSAGES.items():
         if kind == "welcome":
             continue

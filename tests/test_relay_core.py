@@ -29,6 +29,11 @@ NOW = 1_790_000_000.0
 
 
 def sent(actions: list[Action], to: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The messages sent to ``to``; every message sent is checked against its definition in common/messages.py,
+    with no field the definition does not declare (what terminals validate on arrival is what the relay sends)."""
+    for a in actions:
+        if isinstance(a, Send):
+            protocol.check_fields(a.msg, protocol.SERVER_MESSAGES[a.msg["type"]], a.msg["type"])
     return [
         a.msg
         for a in actions
@@ -160,7 +165,7 @@ def test_roles_are_enforced(core: RelayCore) -> None:
         (LAMP, {"type": "call", "department": "zeimu"}),
     ]:
         with pytest.raises(protocol.ProtocolError) as err:
-            core.receive(terminal, msg, NOW)
+            core.receive(terminal, protocol.parse(protocol.encode(msg)), NOW)
         assert err.value.code == "forbidden"
 
 
@@ -304,7 +309,7 @@ def test_indexes_agree_with_a_full_scan_after_random_events() -> None:
             elif t in (OFFICE1, OFFICE2) and core.calls:
                 call = rng.choice(list(core.calls))
                 kind = rng.choice(["answer", "answer", "answer", "leave", "hangup"])
-                core.receive(t, {"type": kind, "call": call}, now)
+                core.receive(t, protocol.parse(protocol.encode({"type": kind, "call": call})), now)
             elif action > 0.95:
                 for key in [("grace", x) for x in list(core.offline_members)]:
                     core.timer(key, now + 30)

@@ -58,8 +58,7 @@ def resume(
     at: float = NOW + 1,
 ) -> list[Action]:
     msg = {"type": "resume", "call": call, "department": department, "members": members}
-    protocol.check_fields(msg, protocol.CLIENT_MESSAGES["resume"], "resume")
-    return core.receive(terminal, msg, at)
+    return core.receive(terminal, protocol.parse(protocol.encode(msg)), at)
 
 
 def signal(core: RelayCore, frm: str, to: str, at: float = NOW + 2) -> list[Action]:

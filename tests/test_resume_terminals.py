@@ -9,10 +9,11 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from helpers import COUNTER, LAMP, OFFICE1, make_relay_config
+from helpers import COUNTER, LAMP, OFFICE1, make_relay_config, relay_msg
 
+from common import protocol
 from kiosk import counter_state, office_state
-from kiosk.machine import LinkChanged, RelayMessage, Send
+from kiosk.machine import LinkChanged, Send
 from relay_server.core import Action, RelayCore
 from relay_server.core import Send as RelaySend
 
@@ -38,14 +39,14 @@ class Wire:
             self.inbox[action.to].append(action.msg)
             machine = self.machines.get(action.to)
             if machine is not None:
-                queue += self.commands(action.to, machine.handle(RelayMessage(action.msg)), now)
+                queue += self.commands(action.to, machine.handle(relay_msg(action.msg)), now)
 
     def commands(self, terminal: str, commands: list[Any], now: float = NOW) -> list[Action]:
         out: list[Action] = []
         for cmd in commands:
             if isinstance(cmd, Send):
                 self.sent[terminal].append(cmd.msg)
-                out += self.core.receive(terminal, cmd.msg, now)
+                out += self.core.receive(terminal, protocol.parse(protocol.encode(cmd.msg)), now)
         return out
 
     def connect(self, terminal: str, now: float = NOW) -> None:

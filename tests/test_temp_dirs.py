@@ -36,7 +36,12 @@ def test_a_test_run_leaves_no_temp_folder(tmp_path: Path) -> None:
 
     probe = tmp_path / "probe"
     probe.mkdir()
-    shutil.copy(ROOT / "tests" / "conftest.py", probe / "conftest.py")
+    for name in (
+        "conftest.py",
+        "helpers.py",
+        "relay_support.py",
+    ):  # the conftest imports the two harness modules
+        shutil.copy(ROOT / "tests" / name, probe / name)
     (probe / "test_probe.py").write_text(
         "import os\n\n\ndef test_kivy_home_is_there() -> None:\n    assert os.path.isdir(os.environ['KIVY_HOME'])\n"
     )

@@ -25,7 +25,9 @@ def test_an_allowed_move_returns_the_new_state_and_logs_old_to_new(caplog: pytes
     """A move the table allows is logged once as 'old -> new' with the reason, and gives the new state."""
     with caplog.at_level(logging.INFO, logger="test.transitions"):
         assert DOOR.move(Door.SHUT, Door.OPEN, log, why="key turned") is Door.OPEN
-    assert [r.getMessage() for r in caplog.records] == ["door state SHUT -> OPEN (key turned)"]
+    assert [r.getMessage() for r in caplog.records] == [
+        'event=transition machine=door move=SHUT->OPEN why="key turned"'
+    ]
 
 
 def test_a_move_the_table_does_not_allow_names_the_machine_and_both_states() -> None:
@@ -60,7 +62,7 @@ def test_states_can_be_written_as_their_wire_values(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.DEBUG, logger="test.transitions"):
         table.move(Door.SHUT, Door.OPEN, log)
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
-        (logging.DEBUG, "call state shut -> open")
+        (logging.DEBUG, "event=transition machine=call move=shut->open")
     ]
     with pytest.raises(InvalidTransition, match="open -> shut"):
         table.move(Door.OPEN, Door.SHUT, log)

@@ -26,7 +26,6 @@ import asyncio  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Mapping  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -40,6 +39,9 @@ from kivy.properties import (  # noqa: E402
 from kivy.uix.floatlayout import FloatLayout  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
+from common import messages as msgs  # noqa: E402
+from common.logs import event  # noqa: E402
+from common.messages import ServerMessage  # noqa: E402
 from common.protocol import LAMP_TEST_SECONDS  # noqa: E402
 from kiosk.apps.counter_assist import CounterAssistMixin  # noqa: E402
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
@@ -79,7 +81,6 @@ from kiosk.screens.counter import (  # noqa: E402
 )
 from kiosk.start_layout import StartNav, towns_of  # noqa: E402
 from kiosk.ui.env import configure_window, restore_std_streams  # noqa: E402
-from kiosk.ui.video import LatestFrameSink  # noqa: E402
 from kiosk.ui.widgets import HoldCorner  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -289,10 +290,10 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         names = [self.tr("call.you", lang)] + self.member_labels(list(members), lang)
         return self.tr("call.members", lang, names="、".join(names) if lang == "ja" else ", ".join(names))
 
-    def _lamp_test_text(self, msg: Mapping[str, Any]) -> str:
+    def _lamp_test_text(self, msg: msgs.LampTestSent) -> str:
         sep = "、" if self.lang == "ja" else ", "
-        departments = sep.join(self.dept_name(str(d), self.lang) for d in msg.get("departments") or [])
-        lamps, stations = list(msg.get("lamps") or []), list(msg.get("stations") or [])
+        departments = sep.join(self.dept_name(d, self.lang) for d in msg["departments"])
+        lamps, stations = msg["lamps"], msg["stations"]
         if not lamps and not stations:
             return self.tr("counter_tech.lamp_none", departments=departments)
         none = self.tr("counter_tech.none")
@@ -364,7 +365,7 @@ class CounterApp(CounterAssistMixin, TerminalApp):
     def set_large_text(self, on: bool) -> None:
         """Every text ×1.3 (touch targets grow with it); kept until the idle reset."""
         if on != self.large_text:
-            log.info("large text %s", "on" if on else "off")
+            event(log, "large_text", on=on)
             self.large_text = on
             self.sizes = replace(self.sizes, text_scale=LARGE_TEXT_SCALE if on else 1.0)
             self._relayout_start()
@@ -417,8 +418,12 @@ class CounterApp(CounterAssistMixin, TerminalApp):
     def _refuse_close(self, *_args: Any, **kwargs: Any) -> bool:
         """A close request (window manager, Alt+F4, a keyboard shortcut) never ends the kiosk: only the technician
         menu's exit (behind the PIN) or SIGTERM does."""
-        log.warning(
-            "close request refused (source %s): leave through the technician menu", kwargs.get("source", "?")
+        event(
+            log,
+            "close_refused",
+            logging.WARNING,
+            source=kwargs.get("source", "?"),
+            hint="leave through the technician menu",
         )
         return True
 
@@ -426,15 +431,14 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         self.dispatch_event(Touched())
         return False  # let the touch reach the widgets
 
-    async def _on_relay_message(self, msg: dict[str, Any]) -> None:
+    async def _on_relay_message(self, msg: ServerMessage) -> None:
         await super()._on_relay_message(msg)
-        if msg.get("type") == "lamp_test_sent":
+        if msg["type"] == "lamp_test_sent":
             self.tech_message = self._lamp_test_text(msg)
-        elif msg.get("type") == "error" and msg.get("ref") == "lamp_test":
-            self.tech_message = self.tr("counter_tech.lamp_failed", error=str(msg.get("message", "")))
-        elif msg.get("type") == "welcome":
-            deps = msg.get("departments") or []
-            phones = [d.get("fallback", {}).get("phone", "") for d in deps]
+        elif msg["type"] == "error" and msg.get("ref") == "lamp_test":
+            self.tech_message = self.tr("counter_tech.lamp_failed", error=msg["message"])
+        elif msg["type"] == "welcome":
+            phones = [d.get("fallback", {}).get("phone", "") for d in msg["departments"]]
             # the relay's numbers are the current ones; counter.toml's is for when it was never reached
             self.office_phone = next((p for p in phones if p), self.config_file.ui.fallback_phone)
 
@@ -449,7 +453,7 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         elif isinstance(cmd, ResetLanguage):
             self._reset_for_next_resident()
         elif isinstance(cmd, ExitApp):
-            log.info("technician exit")
+            event(log, "tech_exit")
             self.stop()
         elif isinstance(cmd, ReloadConfig):
             self._reload_config()
@@ -468,7 +472,7 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         try:
             self.local = open_local_media(self.config_file.media, document=True)
         except Exception as err:
-            log.error("cannot open local media: %s", err)
+            event(log, "local_media_failed", logging.ERROR, problem=err)
             self._local_error = f"media: {err}"
 
     async def _check_devices(self) -> None:
@@ -601,9 +605,9 @@ class CounterApp(CounterAssistMixin, TerminalApp):
                         view.clear()  # "reconnecting", never a frozen last picture
             if self.local is not None:
                 if in_call.ids.self_view.sink is None and self.local.camera is not None:
-                    in_call.ids.self_view.sink = LatestFrameSink(self.local.camera.latest_frame)
+                    in_call.ids.self_view.sink = self.local.camera.preview()
                 if in_call.ids.document_view.sink is None and self.local.document is not None:
-                    in_call.ids.document_view.sink = LatestFrameSink(self.local.document.latest_frame)
+                    in_call.ids.document_view.sink = self.local.document.preview()
         else:
             # Nothing of a call stays on screen or in memory once it is over.
             if self.assist is not None:
@@ -622,9 +626,9 @@ class CounterApp(CounterAssistMixin, TerminalApp):
         tech = self.screens["tech"]
         if m.state is State.TECH and self.local is not None:
             if tech.ids.camera_preview.sink is None and self.local.camera is not None:
-                tech.ids.camera_preview.sink = LatestFrameSink(self.local.camera.latest_frame)
+                tech.ids.camera_preview.sink = self.local.camera.preview()
             if tech.ids.document_preview.sink is None and self.local.document is not None:
-                tech.ids.document_preview.sink = LatestFrameSink(self.local.document.latest_frame)
+                tech.ids.document_preview.sink = self.local.document.preview()
         elif tech.ids.camera_preview.sink is not None or tech.ids.document_preview.sink is not None:
             tech.ids.camera_preview.sink = None
             tech.ids.document_preview.sink = None

@@ -23,6 +23,7 @@ from kivy.properties import (
     StringProperty,
 )
 
+from common.logs import event
 from kiosk.assist.channel import CounterAssist
 from kiosk.assist.marks import PaperMotion
 
@@ -191,7 +192,7 @@ class CounterAssistMixin:
         self.printing = False
         self._print_key = "paper.printed" if result.ok else "paper.print_failed"
         assist.print_status(page.id, page.page, result.state, result.message, result.reason)
-        log.info("print %s page %d: %s %s", page.id, page.page, result.state, result.message)
+        event(log, "print", paper=page.id, page=page.page, state=result.state, message=result.message or None)
 
     def _check_paper_motion(self, _dt: float) -> None:
         a = self.assist
@@ -200,7 +201,7 @@ class CounterAssistMixin:
             return
         frame = document.latest_frame()
         if frame is not None and self._motion.moved(frame):
-            log.info("paper moved (difference %.1f): staff marks cleared", self._motion.last_difference)
+            event(log, "paper_moved", difference=round(self._motion.last_difference, 1), marks="cleared")
             a.clear_document_marks("moved")
 
 

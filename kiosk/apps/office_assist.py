@@ -22,6 +22,7 @@ from kivy.properties import (
     StringProperty,
 )
 
+from common.logs import event
 from kiosk.assist.channel import PrintReport, StationAssist
 from kiosk.assist.messages import MAX_MARKS, Mark
 
@@ -172,7 +173,7 @@ class OfficeAssistMixin:
         try:
             pages = await asyncio.get_running_loop().run_in_executor(None, load_paper, path)
         except PaperError as err:
-            log.warning("paper %s: %s", path, err)
+            event(log, "paper_failed", logging.WARNING, path=path, problem=err)
             self.paper_busy = False
             self._paper_failure = str(err)
             self._assist_project()

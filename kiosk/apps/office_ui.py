@@ -41,6 +41,8 @@ from kivy.properties import (  # noqa: E402
 )
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
+from common.logs import event  # noqa: E402
+from common.messages import ServerMessage  # noqa: E402
 from kiosk.apps.office_assist import OfficeAssistMixin  # noqa: E402
 from kiosk.apps.terminal import TerminalApp  # noqa: E402
 from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem  # noqa: E402
@@ -191,7 +193,7 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
                 try:
                     self.local = open_local_media(media, document=False)
                 except Exception as err:
-                    log.error("cannot open local media: %s", err)
+                    event(log, "local_media_failed", logging.ERROR, problem=err)
         if self.config_file.lamp is not None:
             from kiosk.lamp_agent import LampController
 
@@ -315,7 +317,7 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
         try:
             still = await session.request_still(timeout=STILL_TIMEOUT_S)
         except Exception as err:
-            log.warning("still failed: %s", err)
+            event(log, "still_failed", logging.WARNING, problem=err)
             if session is self.session:
                 self._set_call_notice(
                     self.tr("office.notice.still_failed", why=str(err) or type(err).__name__)
@@ -343,8 +345,8 @@ class OfficeApp(OfficeAssistMixin, TerminalApp):
             self.still = None
 
     # -- events in -----------------------------------------------------------------------------
-    async def _on_relay_message(self, msg: dict[str, Any]) -> None:
-        self.received = [*self.received[-199:], str(msg.get("type"))]
+    async def _on_relay_message(self, msg: ServerMessage) -> None:
+        self.received = [*self.received[-199:], msg["type"]]
         if self.lamp is not None:
             self.lamp.on_message(msg)
         await super()._on_relay_message(msg)

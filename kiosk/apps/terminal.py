@@ -33,6 +33,8 @@ from typing import Any, Protocol  # noqa: E402
 
 from kivy.properties import BooleanProperty, ObjectProperty  # noqa: E402
 
+from common.logs import event as log_event  # noqa: E402
+from common.messages import ServerMessage  # noqa: E402
 from kiosk.cli import link_problem  # noqa: E402
 from kiosk.client import NotConnected, RelayClient  # noqa: E402
 from kiosk.config import TerminalConfig  # noqa: E402
@@ -167,9 +169,10 @@ class TerminalApp(KioskApp):
             client_name=f"kiosk {self.role}",
         )
 
-    async def _on_relay_message(self, msg: dict[str, Any]) -> None:
-        if msg.get("type") == "ring_test":
-            self._ring_test(float(msg.get("seconds", 3)))
+    async def _on_relay_message(self, msg: ServerMessage) -> None:
+        """One relay message, validated on arrival by the relay client: to the session, then to the machine."""
+        if msg["type"] == "ring_test":
+            self._ring_test(float(msg["seconds"]))
             return
         if self.session is not None:
             await self.session.on_message(msg)
@@ -178,9 +181,9 @@ class TerminalApp(KioskApp):
     async def _on_link(self, state: str, detail: str) -> None:
         problem = link_problem(state, detail, self.url)
         if problem is not None and problem != self._link_logged:
-            log.warning("relay link %s: %s", state, problem)
+            log_event(log, "relay_link_problem", logging.WARNING, state=state, problem=problem)
         elif state == "up" and self._link_logged:
-            log.warning("relay link up again: %s", self.url)
+            log_event(log, "relay_link_up_again", logging.WARNING, url=self.url)
         if problem is not None or state == "up":
             self._link_logged = problem or ""
         if self.health is None:
@@ -193,7 +196,7 @@ class TerminalApp(KioskApp):
             # Each welcome brings fresh TURN credentials and may follow a network change: probe the paths.
             with contextlib.suppress(Exception):
                 paths = self._ice_paths()
-                paths.set_servers(self.client.welcome.get("ice_servers") or [])
+                paths.set_servers(self.client.welcome["ice_servers"])
                 paths.refresh()
         self.dispatch_event(LinkChanged(state, detail))
 
@@ -239,7 +242,15 @@ class TerminalApp(KioskApp):
         try:
             commands = self.machine.handle(event)
         except Exception:
-            log.exception("%s state machine failed on %r in %s", self.role, event, self.machine.state.name)
+            log_event(
+                log,
+                "machine_failed",
+                logging.ERROR,
+                exc_info=True,
+                role=self.role,
+                on=event,
+                state=self.machine.state.name,
+            )
             return
         self._run(commands)
 
@@ -248,7 +259,7 @@ class TerminalApp(KioskApp):
             try:
                 self._execute(cmd)
             except Exception:
-                log.exception("command %r failed", cmd)
+                log_event(log, "command_failed", logging.ERROR, exc_info=True, command=cmd)
         if not self.stopping:  # a link or relay event while stopping: no screen to draw on any more
             self._refresh()
 
@@ -287,7 +298,7 @@ class TerminalApp(KioskApp):
         try:
             await self.client.send(msg)
         except NotConnected as err:
-            log.warning("could not send %s: %s", msg["type"], err)
+            log_event(log, "send_failed", logging.WARNING, type=msg["type"], problem=err)
             self._send_failed(msg, str(err))
 
     def _send_failed(self, msg: dict[str, Any], detail: str) -> None:
@@ -314,22 +325,24 @@ class TerminalApp(KioskApp):
     def _open_session(self, call_id: str, on_event: Callable[[Any], None]) -> bool:
         """Make :attr:`session` the media session of ``call_id``, unmuted; False without sources or relay."""
         if self.local is None or self.client is None:
-            log.error("no local media: call %s continues without video", call_id)
+            log_event(
+                log, "no_local_media", logging.ERROR, call=call_id, effect="call continues without video"
+            )
             return False
         from kiosk.video.session import CallSession
 
         media = self.config_file.media
-        welcome = self.client.welcome or {}
+        welcome = self.client.welcome
         self.mic_muted = False
         paths = self._ice_paths()
-        paths.set_servers(welcome.get("ice_servers") or [])
+        paths.set_servers(welcome["ice_servers"] if welcome else [])
         self.session = CallSession(
             self.machine.terminal,
             self.role,
             self.local,
             self.client.send,
             call_id=call_id,
-            ice_servers=welcome.get("ice_servers") or [],
+            ice_servers=welcome["ice_servers"] if welcome else [],
             codec=media.network.codec if media else "vp8",
             audio_output=media.audio.output if media else "null",
             on_event=on_event,

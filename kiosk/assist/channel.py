@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.logs import event
 from kiosk.assist.messages import (
     MAX_STROKE_POINTS,
     REPLIES,
@@ -55,7 +56,7 @@ class _Side:
             try:
                 self.on_change(what)
             except Exception:
-                log.exception("assist change handler failed for %s", what)
+                event(log, "assist_handler_failed", logging.ERROR, exc_info=True, what=what)
 
     def on_message(self, member: str, data: Mapping[str, Any] | str) -> None:
         """One data-channel message from ``member`` (bad ones are logged and dropped)."""
@@ -66,7 +67,7 @@ class _Side:
                 raise AssistError(f"'{msg.kind}' is not for this side")
             handler(member, msg)
         except AssistError as err:
-            log.warning("assist message from %s dropped: %s", member, err)
+            event(log, "assist_message_dropped", logging.WARNING, member=member, problem=err)
             self.errors.append(str(err))
             self._on_bad(member, data, err)
 
@@ -452,7 +453,7 @@ class StationAssist(_Side):
                         title=paper.title,
                     )
         if out:
-            log.info("%d messages of papers sent again on the new data channel", len(out))
+            event(log, "papers_sent_again", messages=len(out))
         return out
 
     def show_page(self, paper_id: str, page: int) -> None:

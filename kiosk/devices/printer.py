@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from common.logs import event
 from kiosk.config import PrinterConfig
 
 __all__ = ["CupsPrinter", "PrintResult", "PrinterError"]
@@ -137,7 +138,7 @@ class CupsPrinter:
                     reason="refused",
                 )
             job = m.group(1)
-            log.info("print job %s submitted to %s (%d bytes)", job, self.config.queue, len(data))
+            event(log, "print_job_submitted", job=job, queue=self.config.queue, bytes=len(data))
             return self._follow(job)
         except PrinterError as err:
             return PrintResult("failed", str(err), reason=err.reason)
@@ -153,7 +154,7 @@ class CupsPrinter:
                     errors="replace"
                 )
                 if any(line.split()[:1] == [job] for line in done.splitlines()):
-                    log.info("print job %s completed", job)
+                    event(log, "print_job_completed", job=job)
                     return PrintResult("printed", "", job)
                 return PrintResult(
                     "failed", f"job {job} was cancelled or aborted by CUPS", job, reason="cancelled"

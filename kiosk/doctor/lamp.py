@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import enum
 import io
-from collections.abc import Mapping
-from typing import Any
 
+from common.messages import Welcome
 from kiosk.config import LampConfig
 from kiosk.doctor.report import CheckResult
 
@@ -83,12 +82,12 @@ async def check_lamp(cfg: LampConfig, *, dwell: float = 0.5) -> CheckResult:
     return CheckResult("lamp", False, detail, lamp_advice(lamp_cause(errors), cfg.port))
 
 
-def lamp_departments_result(cfg: LampConfig, welcome: Mapping[str, Any], role: str) -> CheckResult:
+def lamp_departments_result(cfg: LampConfig, welcome: Welcome, role: str) -> CheckResult:
     """``[lamp.channels]`` names exactly the departments the relay sends this terminal."""
     from kiosk.lamp_agent import LampBoard
 
     board = LampBoard(cfg)
-    board.on_message(dict(welcome))
+    board.on_message(welcome)
     problems = board.welcome_problems()
     if problems:
         return CheckResult(

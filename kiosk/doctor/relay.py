@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from common.messages import Welcome
 from kiosk.doctor.report import CheckResult
 from kiosk.doctor.report import skip as _skip
 
@@ -128,7 +129,7 @@ class RelayProbe:
     tls_error: str = ""
     ws_error: str = ""
     auth_error: str = ""
-    welcome: dict[str, Any] | None = None
+    welcome: Welcome | None = None
     rtts: list[float] = field(default_factory=list)
     offsets: list[float] = field(default_factory=list)
     cert_subject: str = ""
@@ -254,16 +255,20 @@ async def _hello_and_pings(
     )
     t0 = now()
     p0 = time.perf_counter()
-    first = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-    p1 = time.perf_counter()
-    if first.get("type") == "error":
-        probe.auth_error = str(first.get("message") or first.get("code"))
+    try:  # checked as a terminal's relay client checks it: a malformed welcome is a relay problem to report
+        first = protocol.parse_server(await asyncio.wait_for(ws.recv(), timeout))
+    except protocol.ProtocolError as err:
+        probe.ws_error = f"the relay's answer to hello is not a valid message: {err}"
         return
-    if first.get("type") != "welcome":
-        probe.ws_error = f"expected 'welcome' after hello, got '{first.get('type')}'"
+    p1 = time.perf_counter()
+    if first["type"] == "error":
+        probe.auth_error = first["message"] or first["code"]
+        return
+    if first["type"] != "welcome":
+        probe.ws_error = f"expected 'welcome' after hello, got '{first['type']}'"
         return
     probe.welcome = first
-    if isinstance(first.get("time"), int | float):
+    if "time" in first:
         probe.offsets.append(first["time"] - (t0 + (p1 - p0) / 2))
     for i in range(pings):
         ping_id = f"doctor-{i}"
@@ -271,12 +276,15 @@ async def _hello_and_pings(
         p0 = time.perf_counter()
         await ws.send(protocol.encode({"type": "ping", "id": ping_id}))
         while True:
-            msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-            if msg.get("type") == "pong" and msg.get("id") == ping_id:
+            try:
+                msg = protocol.parse_server(await asyncio.wait_for(ws.recv(), timeout))
+            except protocol.ProtocolError:
+                continue  # not the pong: whatever else the relay sends meanwhile is not measured
+            if msg["type"] == "pong" and msg.get("id") == ping_id:
                 break
         p1 = time.perf_counter()
         probe.rtts.append(p1 - p0)
-        if isinstance(msg.get("time"), int | float):
+        if "time" in msg:
             probe.offsets.append(msg["time"] - (t0 + (p1 - p0) / 2))
 
 
@@ -407,12 +415,10 @@ def token_result(p: RelayProbe, config_path: str | Path = "", role: str = "") ->
         )
     assert p.welcome is not None
     w = p.welcome
-    depts = ", ".join(str(d.get("id")) for d in w.get("departments", []) if isinstance(d, dict))
+    depts = ", ".join(d["id"] for d in w["departments"])
     label = f' "{w["name"]}"' if w.get("name") else ""
     return CheckResult(
-        name,
-        True,
-        f"accepted as {w.get('terminal')}{label} ({w.get('role')}); departments: {depts or 'none'}",
+        name, True, f"accepted as {w['terminal']}{label} ({w['role']}); departments: {depts or 'none'}"
     )
 
 
@@ -421,12 +427,12 @@ def role_result(p: RelayProbe, role: str) -> CheckResult:
     name = "terminal role"
     if p.welcome is None:
         return _skip(name, "not logged in to the relay")
-    actual = p.welcome.get("role")
+    actual = p.welcome["role"]
     if actual != role:
         return CheckResult(
             name,
             False,
-            f"the config was checked as {role}, but the relay knows {p.welcome.get('terminal')} as {actual}",
+            f"the config was checked as {role}, but the relay knows {p.welcome['terminal']} as {actual}",
             f"use the {actual} terminal's config on this PC, or the token of a {role} terminal "
             f"(or pass --role {actual} if the guess was wrong)",
         )

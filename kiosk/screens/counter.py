@@ -19,9 +19,10 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.screenmanager import Screen
 from kivy.uix.widget import Widget
 
+from common.logs import event
 from kiosk.screens import counter_assist  # noqa: F401  (the widgets of counter_assist.kv)
 from kiosk.start_layout import GridPlan, StartNav, Town, fit_font_size, pages_of, plan_grid, towns_of
-from kiosk.ui.video import VideoView
+from kiosk.ui.video import DisplayForwarder, VideoView
 
 __all__ = [
     "SCREEN_NAMES",
@@ -62,10 +63,18 @@ class SessionFrames:
         self.session = session
         self.member = member
         self.label = label
+        self._displays = DisplayForwarder()
+
+    def set_display_size(self, owner: object, size: tuple[int, int] | None) -> None:
+        """A view shows this stream at ``size``: the call's sink converts frames to that size."""
+        self._displays.set(owner, size)
 
     def latest(self) -> Any:
         sink = self.session.frame_sink(self.member, self.label) if self.session is not None else None
-        return sink.latest() if sink is not None else None
+        if sink is None:
+            return None
+        self._displays.apply(sink)
+        return sink.latest()
 
 
 class DepartmentButton(ButtonBehavior, BoxLayout):
@@ -185,7 +194,7 @@ class StartScreen(CounterScreen):
         try:
             plan = plan_grid(len(items), width, height, min_w=min_w, min_h=min_h, gap=s.gap, nav_h=s.button)
         except ValueError as err:  # a window far too small for the kiosk: show what fits rather than nothing
-            log.error("start screen: %s", err)
+            event(log, "start_screen_layout_failed", logging.ERROR, problem=err)
             plan = GridPlan(
                 len(items), 1, max(1, len(items)), 1, width, height / max(1, len(items)), len(items)
             )

@@ -25,7 +25,7 @@ from kivy.uix.screenmanager import Screen
 from kivy.uix.stencilview import StencilView
 
 from kiosk.screens.office_assist import OfficeAssistScreen
-from kiosk.ui.video import VideoView
+from kiosk.ui.video import DisplayForwarder, VideoView
 from kiosk.ui.widgets import BigButton
 
 __all__ = [
@@ -67,15 +67,22 @@ class CallFrames:
         self.label = label
         self._rotation = rotation
         self._cache: tuple[int, int, np.ndarray] | None = None
+        self._displays = DisplayForwarder()
+
+    def set_display_size(self, owner: object, size: tuple[int, int] | None) -> None:
+        """A view shows this stream at ``size``: the call's sink converts frames to that size (turned)."""
+        self._displays.set(owner, size)
 
     def latest(self) -> tuple[int, np.ndarray] | None:
         session = self._session()
         sink = session.frame_sink(self._member(), self.label) if session is not None else None
+        rotation = self._rotation() % 360
+        if sink is not None:
+            self._displays.apply(sink, turned=rotation in (90, 270))
         item = sink.latest() if sink is not None else None
         if item is None:
             return None
         seq, rgb = item
-        rotation = self._rotation() % 360
         if rotation == 0:
             return seq * 4, rgb
         if self._cache is None or self._cache[:2] != (seq, rotation):

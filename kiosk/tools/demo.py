@@ -162,7 +162,8 @@ async def run_headless(args: argparse.Namespace) -> int:
                 summary.add("lamp off once answered", off)
                 s1 = station1.session
                 assert s1 is not None
-                counter_id = (counter.client.welcome or {}).get("terminal", "") if counter.client else ""
+                welcome = counter.client.welcome if counter.client else None
+                counter_id = welcome["terminal"] if welcome else ""
                 station1_id = station1.terminal_id or ""
                 for label in ("camera", "document"):
                     ev = await s1.wait_event(

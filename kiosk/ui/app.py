@@ -19,6 +19,7 @@ from typing import Any
 from kivy.app import App
 from kivy.properties import ObjectProperty, StringProperty
 
+from common.logs import event
 from kiosk.config import UiConfig
 from kiosk.ui.fonts import find_cjk_font, register_cjk_font
 from kiosk.ui.i18n import LANGUAGES, StringTable, load_strings
@@ -79,7 +80,7 @@ class KioskApp(App):
         if lang not in LANGUAGES:
             raise ValueError(f"language must be one of {LANGUAGES}, found {lang!r}")
         if lang != self.lang:
-            log.info("language %s -> %s", self.lang, lang)
+            event(log, "language", move=f"{self.lang}->{lang}")
             self.lang = lang
 
     # -- window --------------------------------------------------------------------------------

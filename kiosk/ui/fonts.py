@@ -17,6 +17,8 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from common.logs import event
+
 log = logging.getLogger(__name__)
 
 __all__ = ["FontNotFound", "KNOWN_FONTS", "FONT_NAME", "find_cjk_font", "missing_glyphs", "register_cjk_font"]
@@ -137,5 +139,5 @@ def register_cjk_font(path: str | Path) -> str:
     p = str(path)
     for name in (FONT_NAME, "Roboto"):
         LabelBase.register(name=name, fn_regular=p, fn_bold=p, fn_italic=p, fn_bolditalic=p)
-    log.info("font registered: %s", p)
+    event(log, "font_registered", path=p)
     return FONT_NAME

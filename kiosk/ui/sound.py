@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from common.logs import event
+
 __all__ = ["RingTone", "chime_samples", "write_wav"]
 
 log = logging.getLogger(__name__)
@@ -65,9 +67,9 @@ class RingTone:
                     self._sound.loop = True
                     self._sound.volume = 0.6
                 else:
-                    log.warning("no audio provider: the ring tone is silent")
+                    event(log, "ring_tone_silent", logging.WARNING, problem="no audio provider")
             except Exception as err:  # no audio device must never stop a call
-                log.warning("ring tone unavailable: %s", err)
+                event(log, "ring_tone_silent", logging.WARNING, problem=err)
         return self._sound
 
     def play(self) -> None:

@@ -4,6 +4,10 @@ Frames arrive on other threads (capture) or in aiortc coroutines; a sink keeps o
 ``(seq, rgb)`` where ``seq`` grows with every new frame. The view polls the sink with Kivy's clock,
 uploads a frame only when ``seq`` changed, and draws it letterboxed (aspect ratio kept) on a dark
 background. ``frames_shown`` counts uploads, so tests can check that the picture really moves.
+
+The view tells its source the size it is shown at, in pixels (``set_display_size``, when the source has it;
+``(0, 0)`` while the view is off screen), so frames are converted and shrunk to that size before they reach
+the texture (``kiosk.video.sink``): the GPU gets what is displayed, not what was captured or decoded.
 """
 
 from __future__ import annotations
@@ -18,13 +22,49 @@ from kivy.graphics.texture import Texture
 from kivy.properties import BooleanProperty, ListProperty, NumericProperty, ObjectProperty
 from kivy.uix.widget import Widget
 
-__all__ = ["FrameSource", "LatestFrameSink", "VideoView"]
+__all__ = ["DisplayForwarder", "FrameSource", "LatestFrameSink", "VideoView"]
+
+Size = tuple[int, int]
+HIDDEN: Size = (0, 0)
 
 
 class FrameSource(Protocol):
-    """Anything with ``latest() -> (seq, rgb) | None`` (``kiosk.video.sink.FrameSink`` is one)."""
+    """Anything with ``latest() -> (seq, rgb) | None`` (``kiosk.video.sink.FrameSink`` is one).
+
+    A source may also have ``set_display_size(owner, size)``: ``owner`` (a view) shows it at ``size`` pixels
+    (``(0, 0)``: off screen; ``None``: no longer shows it).
+    """
 
     def latest(self) -> tuple[int, np.ndarray] | None: ...
+
+
+class DisplayForwarder:
+    """For frame sources that look their sink up on every poll (the call's sinks change with the call): keeps the
+    display sizes the views said and hands them to whichever sink is current.
+
+    ``turned``: the source rotates frames by 90° or 270° after the sink converted them (the box is swapped).
+    """
+
+    def __init__(self) -> None:
+        self._sizes: dict[int, tuple[object, Size]] = {}
+        self._version = 0
+        self._applied: tuple[int, int, bool] | None = None  # (id of sink, version, turned)
+
+    def set(self, owner: object, size: Size | None) -> None:
+        if size is None:
+            self._sizes.pop(id(owner), None)
+        else:
+            self._sizes[id(owner)] = (owner, size)
+        self._version += 1
+
+    def apply(self, sink: object, turned: bool = False) -> None:
+        """Tell ``sink`` the sizes if it has not been told these (cheap when nothing changed)."""
+        setter = getattr(sink, "set_display_size", None)
+        if setter is None or self._applied == (id(sink), self._version, turned):
+            return
+        for owner, (w, h) in self._sizes.values():
+            setter(owner, (h, w) if turned else (w, h))
+        self._applied = (id(sink), self._version, turned)
 
 
 class LatestFrameSink:
@@ -72,6 +112,7 @@ class VideoView(Widget):
         self._texture: Texture | None = None
         self._last_seq: int | None = None
         self._event: Any = None
+        self._told: tuple[object, Size] | None = None  # (source, size) last said to the source
         super().__init__(**kwargs)
         with self.canvas:
             self._bg_color = Color(*self.background)
@@ -93,13 +134,43 @@ class VideoView(Widget):
         self.poll()
 
     def on_sink(self, _inst: object, _sink: object) -> None:
+        self._untell()
         self.clear()
 
+    @property
+    def display_size(self) -> Size:
+        """The size this view shows a picture at, in window pixels; (0, 0) while it is not on screen."""
+        if self.get_root_window() is None or self.width < 1 or self.height < 1:
+            return HIDDEN
+        return int(self.width), int(self.height)
+
+    def _tell(self, sink: Any) -> None:
+        size = self.display_size
+        if self._told is not None and self._told[0] is sink and self._told[1] == size:
+            return
+        self._untell()
+        setter = getattr(sink, "set_display_size", None)
+        if setter is not None:
+            setter(self, size)
+            self._told = (sink, size)
+
+    def _untell(self) -> None:
+        told, self._told = self._told, None
+        if told is not None:
+            try:
+                told[0].set_display_size(self, None)  # type: ignore[attr-defined]
+            except Exception:  # a closed source must not take the UI down
+                pass
+
     def poll(self, _dt: float = 0.0) -> bool:
-        """Upload the sink's newest frame if it is new; returns whether one was uploaded."""
+        """Upload the sink's newest frame if it is new and the view is on screen; returns whether one was
+        uploaded."""
         sink = self.sink
         if sink is None:
             return False
+        self._tell(sink)
+        if self._told is not None and self._told[1] == HIDDEN:
+            return False  # off screen: nothing to upload (the source converts nothing for it either)
         try:
             item = sink.latest()
         except Exception:  # a closed sink must not take the UI down
@@ -125,6 +196,8 @@ class VideoView(Widget):
                 self._texture.flip_horizontal()
             self._rect.texture = self._texture
             self.frame_size = [w, h]
+        # Kivy takes only writable buffers and frames are read-only (shared): one copy, of a frame already
+        # shrunk to the view's size by its source.
         data = np.ascontiguousarray(rgb, dtype=np.uint8)
         self._texture.blit_buffer(data.tobytes(), colorfmt="rgb", bufferfmt="ubyte")
         self._rect.texture = self._texture
@@ -145,6 +218,7 @@ class VideoView(Widget):
 
     def stop(self) -> None:
         """Stop polling (the widget is being thrown away)."""
+        self._untell()
         if self._event is not None:
             self._event.cancel()
             self._event = None

@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from common.logs import event
+
 __all__ = ["ControlLink"]
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,7 @@ class ControlLink:
                     try:
                         handler(member)
                     except Exception:
-                        log.exception("control channel open handler failed for %s", member)
+                        event(log, "control_open_handler_failed", logging.ERROR, exc_info=True, member=member)
 
         if channel.readyState == "open":
             asyncio.get_running_loop().call_soon(opened)
@@ -115,7 +117,7 @@ class ControlLink:
             queue.clear()
             queue.extend(kept)
         if count:
-            log.info("%d queued assist messages to %s withdrawn", count, member)
+            event(log, "assist_messages_withdrawn", member=member, count=count)
         return count
 
     def close(self) -> None:
@@ -132,7 +134,7 @@ class ControlLink:
             try:
                 self.on_message(member, msg)
             except Exception:
-                log.exception("assist message handler failed (from %s)", member)
+                event(log, "assist_handler_failed", logging.ERROR, exc_info=True, member=member)
         return True
 
     def send(self, messages: Iterable[str], member: str | None = None) -> None:
@@ -145,7 +147,7 @@ class ControlLink:
             if member in self._seen:  # its media path is being rebuilt: they go on its next data channel
                 self._pending.setdefault(member, deque()).extend(messages)
                 return
-            log.warning("assist messages for %s dropped: no data channel to it", member)
+            event(log, "assist_messages_dropped", logging.WARNING, member=member, problem="no data channel")
         if not member:  # members whose media path is being rebuilt get them on their next data channel
             for away in self._seen - set(self._boxes):
                 self._pending.setdefault(away, deque()).extend(messages)
@@ -164,8 +166,13 @@ class ControlLink:
             try:
                 await asyncio.wait_for(box.opened.wait(), OPEN_TIMEOUT)
             except TimeoutError:
-                log.warning(
-                    "data channel to %s did not open; %d assist messages dropped", box.member, len(box.queue)
+                event(
+                    log,
+                    "assist_messages_dropped",
+                    logging.WARNING,
+                    member=box.member,
+                    count=len(box.queue),
+                    problem="data channel did not open",
                 )
                 box.queue.clear()
                 return
@@ -173,10 +180,13 @@ class ControlLink:
                 if box.channel.readyState != "open":
                     # Kept: the session detaches the lost channel (the queue waits for the rebuilt one) or ends
                     # the call (close drops it).
-                    log.info(
-                        "data channel to %s closed; %d assist messages wait for the next one",
-                        box.member,
-                        len(box.queue),
+                    event(
+                        log,
+                        "assist_messages_waiting",
+                        logging.INFO,
+                        member=box.member,
+                        count=len(box.queue),
+                        why="data channel closed",
                     )
                     return
                 box.channel.send(box.queue.popleft())

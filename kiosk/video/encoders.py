@@ -447,4 +447,4 @@ def use_track_encoders() -> None:
     """Make every aiortc sender created from now on in this process encode VP8 with :class:`TrackVp8Encoder`."""
     if aiortc.rtcrtpsender.get_encoder is not _get_encoder:
         aiortc.rtcrtpsender.get_encoder = _get_encoder
-        log.debug("aiortc senders encode VP8 per track profile (kiosk.video.encoders)")
+        event(log, "vp8_track_encoders", logging.DEBUG, installed=True)

@@ -25,6 +25,8 @@ import aioice.ice
 import ifaddr
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
+from common.logs import event
+
 __all__ = [
     "IceConfigError",
     "current_ice_addresses",
@@ -123,7 +125,7 @@ def restrict_ice_addresses(entries: Sequence[str]) -> tuple[str, ...]:
     resolved = resolve_ice_addresses(entries)
     with _lock:
         if _allowed and resolved and set(resolved) != set(_allowed):
-            log.warning("ICE addresses changed from %s to %s for this process", _allowed, resolved)
+            event(log, "ice_addresses_changed", logging.WARNING, old=_allowed, new=resolved)
         _allowed = resolved
         replacement = _restricted_get_host_addresses if resolved else _ORIGINAL_GET_HOST_ADDRESSES
         aioice.ice.get_host_addresses = replacement  # type: ignore[assignment,unused-ignore]

@@ -29,6 +29,8 @@ import aiortc.rtcrtpreceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 
+from common.logs import event
+
 __all__ = ["STALE_GAP", "FrameEndJitterBuffer", "use_frame_end_jitter_buffer"]
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class FrameEndJitterBuffer(JitterBuffer):
             if held is not None and held.timestamp == packet.timestamp:
                 break
             self.remove(1)
-        log.debug("video gap older than %.1f s given up; asking for a key frame", STALE_GAP)
+        event(log, "video_gap_given_up", logging.DEBUG, older_than_s=STALE_GAP, action="key frame request")
         return True, self._remove_frame(packet.sequence_number)
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
@@ -100,4 +102,4 @@ def use_frame_end_jitter_buffer() -> None:
     """Make every aiortc receiver created from now on in this process use :class:`FrameEndJitterBuffer`."""
     if aiortc.rtcrtpreceiver.JitterBuffer is not FrameEndJitterBuffer:
         aiortc.rtcrtpreceiver.JitterBuffer = FrameEndJitterBuffer  # type: ignore[misc]
-        log.debug("aiortc receivers complete video frames at the RTP marker bit")
+        event(log, "frame_end_jitter_buffer", logging.DEBUG, installed=True)

@@ -3,9 +3,10 @@
 ``open_video_source(cfg, name=...)`` starts a :class:`~kiosk.devices.cameras.CameraCapture` thread
 for the camera named by ``cfg.source`` (see :mod:`kiosk.devices.cameras` for the spec strings) and
 returns a :class:`VideoSource`. Every :meth:`VideoSource.track` call returns a new
-``MediaStreamTrack`` subscribed through aiortc's ``MediaRelay``: the peer connections and the local
-preview all share one capture. Subscribers are unbuffered, so a slow consumer gets the newest frame
-and never a backlog.
+``MediaStreamTrack`` subscribed through a :class:`~kiosk.video.fanout.NewestFrameRelay`: the peer connections
+and the local preview all share one capture. Each subscriber holds one frame: an encoder that is behind gets
+the newest frame when it asks again, never a backlog, and the frames it missed are counted
+(:attr:`VideoSource.frames_dropped`).
 
 Frames leave as ``yuv420p``, converted once in the capture thread: the encoders then use them as they
 are. Handing the same RGB frame to several peers would make each encoder thread convert it through
@@ -21,16 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import functools
 import logging
 import threading
 import time
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
 from av.video.reformatter import VideoReformatter
@@ -41,15 +39,22 @@ from kiosk.devices.cameras import (
     Backoff,
     CameraCapture,
     CameraError,
-    CameraSpec,
     CapturedFrame,
     FrameGrabber,
-    OpenCVGrabber,
     parse_camera_spec,
 )
 from kiosk.video.encoders import profile_for, tag_frame
-from kiosk.video.stamp import draw_frame_stamp, read_frame_stamp
-from kiosk.video.synthetic import DOCUMENT_TEXT, SyntheticScene, render_document_page, render_placeholder
+from kiosk.video.fanout import NewestFrameRelay
+from kiosk.video.frames import RGBArray, opencv, rgb_to_yuv420p, scaled
+from kiosk.video.grabbers import (
+    SyntheticCameraGrabber,
+    SyntheticDocumentGrabber,
+    SyntheticMjpegGrabber,
+    create_grabber,
+)
+from kiosk.video.sink import LocalPreview
+from kiosk.video.stamp import read_frame_stamp
+from kiosk.video.synthetic import DOCUMENT_TEXT, render_placeholder
 
 __all__ = [
     "DOCUMENT_TEXT",
@@ -60,149 +65,17 @@ __all__ = [
     "VideoSource",
     "create_grabber",
     "open_video_source",
+    "opencv",
     "read_frame_stamp",
+    "rgb_to_yuv420p",
+    "scaled",
 ]
 
 log = logging.getLogger(__name__)
 
 VIDEO_CLOCK_RATE = 90000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
-RGBArray = npt.NDArray[np.uint8]
 WANTED_GRACE = 1.0  # s after a track last asked for a frame during which captured frames are still converted
-
-
-@functools.cache
-def opencv() -> Any:
-    """OpenCV, set up once for this process: one thread per call.
-
-    OpenCV runs conversions and resizes on a pool of worker threads that spin (``sched_yield``) between jobs: on
-    a 2-core kiosk those spinning workers took 8 % of the station's samples in the profile
-    (docs/performance.md), for conversions of about a millisecond that each run on a capture or decode thread of
-    their own anyway.
-    """
-    import cv2
-
-    cv2.setNumThreads(1)
-    return cv2
-
-
-# ---------------------------------------------------------------------------------------------------
-# Synthetic grabbers
-
-
-class SyntheticCameraGrabber:
-    """``synthetic:camera``: the moving test scene with clock and frame stamp."""
-
-    paced = False
-
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
-        self.description = f"synthetic:camera {width}x{height}"
-        self._scene: SyntheticScene | None = None
-
-    def open(self) -> None:
-        try:
-            self._scene = SyntheticScene(self.width, self.height)
-        except ValueError as err:
-            raise CameraError(f"{self.description}: {err}") from err
-
-    def read(self) -> RGBArray:
-        if self._scene is None:
-            raise CameraError(f"{self.description}: read before open")
-        return self._scene.render()
-
-    def close(self) -> None:
-        self._scene = None
-
-
-class SyntheticMjpegGrabber(SyntheticCameraGrabber):
-    """``synthetic:camera-mjpg``: the test scene as a USB camera delivers it, for benchmarks.
-
-    A UVC camera at 1280×720@30 sends MJPG (raw YUV does not fit through USB 2), and OpenCV's V4L2 backend
-    decodes every frame with libjpeg into BGR, which :class:`~kiosk.devices.cameras.OpenCVGrabber` turns into
-    RGB. This grabber does the same work per frame on a loop of :data:`MJPG_LOOP` JPEG frames of the scene,
-    encoded once at open (quality 80, like webcams), then stamps the decoded frame with its counter and capture
-    time so glass-to-glass still reads.
-    """
-
-    MJPG_LOOP = 30
-
-    def __init__(self, width: int, height: int) -> None:
-        super().__init__(width, height)
-        self.description = f"synthetic:camera-mjpg {width}x{height}"
-        self._jpegs: list[bytes] = []
-        self._counter = 0
-
-    def open(self) -> None:
-        cv2 = opencv()
-        super().open()
-        assert self._scene is not None
-        self._jpegs = []
-        for _ in range(self.MJPG_LOOP):
-            bgr = cv2.cvtColor(self._scene.render(), cv2.COLOR_RGB2BGR)
-            ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
-            if not ok:
-                raise CameraError(f"{self.description}: JPEG encoding failed")
-            self._jpegs.append(jpeg.tobytes())
-
-    def read(self) -> RGBArray:
-        cv2 = opencv()
-        if not self._jpegs:
-            raise CameraError(f"{self.description}: read before open")
-        jpeg = np.frombuffer(self._jpegs[self._counter % len(self._jpegs)], dtype=np.uint8)
-        bgr = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise CameraError(f"{self.description}: a JPEG frame did not decode")
-        rgb = np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-        draw_frame_stamp(rgb, self._counter, int(time.time() * 1000))
-        self._counter += 1
-        return rgb
-
-    def close(self) -> None:
-        super().close()
-        self._jpegs = []
-
-
-class SyntheticDocumentGrabber:
-    """``synthetic:document``: the A4 form on a desk, with a frame stamp in the desk's top-left corner."""
-
-    paced = False
-
-    def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
-        self.description = f"synthetic:document {width}x{height}"
-        self._page: RGBArray | None = None
-        self._counter = 0
-
-    def open(self) -> None:
-        try:
-            self._page = render_document_page(self.width, self.height)
-        except FileNotFoundError as err:
-            raise CameraError(f"{self.description}: {err}") from err
-
-    def read(self) -> RGBArray:
-        if self._page is None:
-            raise CameraError(f"{self.description}: read before open")
-        frame = self._page.copy()
-        # The page is centred and leaves the desk's corner free: the stamp never covers text.
-        if frame.shape[1] >= frame.shape[0]:
-            draw_frame_stamp(frame, self._counter, int(time.time() * 1000))
-        self._counter += 1
-        return frame
-
-    def close(self) -> None:
-        self._page = None
-
-
-def create_grabber(spec: CameraSpec, cfg: CameraConfig) -> FrameGrabber:
-    """The grabber for a parsed spec, asked for the configured size and rate."""
-    if spec.kind == "synthetic":
-        if spec.target == "camera":
-            return SyntheticCameraGrabber(cfg.width, cfg.height)
-        if spec.target == "camera-mjpg":
-            return SyntheticMjpegGrabber(cfg.width, cfg.height)
-        return SyntheticDocumentGrabber(cfg.width, cfg.height)
-    return OpenCVGrabber(spec, cfg.width, cfg.height, cfg.fps)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -326,8 +199,9 @@ class VideoSource:
             backoff=backoff,
             listener=self._on_capture,
         )
+        self._preview: LocalPreview | None = None
         self._track = _CaptureTrack(self)
-        self._relay = MediaRelay()
+        self._relay = NewestFrameRelay(self._track)
         self._capture.start()
 
     # -- public API --
@@ -336,7 +210,25 @@ class VideoSource:
         """A new subscriber track of this camera (one per peer connection or preview)."""
         if self._closed:
             raise CameraError(f"camera {self.name}: track() after close()")
-        return self._relay.subscribe(self._track, buffered=False)
+        return self._relay.subscribe()
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames a track's consumer (an encoder, a preview) was too busy to take and got a newer one instead."""
+        return self._relay.dropped
+
+    def preview(self) -> LocalPreview:
+        """This camera on this terminal's own screen (self-view, document preview): a frame source that views
+        tell their size, shrunk to it in the capture thread (:class:`~kiosk.video.sink.LocalPreview`)."""
+        if self._preview is None:
+            self._preview = LocalPreview(self._newest_captured)
+        return self._preview
+
+    def _newest_captured(self) -> tuple[int, RGBArray] | None:
+        if self._capture.fault is not None:
+            return None
+        frame = self._capture.latest
+        return None if frame is None else (frame.seq, frame.rgb)
 
     def latest_frame(self) -> RGBArray | None:
         """The newest captured frame (read-only RGB, full capture size, rotated), or None if unavailable."""
@@ -439,6 +331,9 @@ class VideoSource:
         where it is asked for (:meth:`_newer_than`)."""
         if frame is not None:
             self.frames_captured += 1
+            preview = self._preview
+            if preview is not None:
+                preview.offer(frame.seq, frame.rgb)
             if time.monotonic() < self._wanted_until:
                 av_frame = self._wrap(frame.rgb, self._reformatter)
                 with self._lock:
@@ -494,45 +389,6 @@ class VideoSource:
                 latest.rgb
             )  # nobody read for a while: the newest frame, converted now
         return None
-
-
-def scaled(rgb: RGBArray, scale: float) -> RGBArray:
-    """``rgb`` at ``scale`` × its size, even sides (yuv420p).
-
-    Halving (and any whole divisor) averages areas; other steps (0.75) are bilinear: OpenCV's area filter at a
-    fractional factor costs 5.5 ms per 720p frame against 1.2 ms (a sixth of a core at 30 fps), and for shrinking
-    by less than half, bilinear samples every source pixel anyway (no aliasing).
-    """
-    cv2 = opencv()
-    height, width = rgb.shape[:2]
-    size = (max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2))
-    whole = abs(1 / scale - round(1 / scale)) < 1e-6
-    interpolation = cv2.INTER_AREA if whole or scale < 0.5 else cv2.INTER_LINEAR
-    return np.asarray(cv2.resize(rgb, size, interpolation=interpolation), dtype=np.uint8)
-
-
-def rgb_to_yuv420p(rgb: RGBArray, reformatter: VideoReformatter | None = None) -> VideoFrame:
-    """An RGB frame as the ``yuv420p`` frame encoders take (BT.601, video range, as libswscale makes it).
-
-    OpenCV's SIMD conversion is about four times faster than libswscale's here (1.4 vs 6.3 ms at 1280×720 on
-    the project machine: a tenth of a core at 30 fps); yuv420p needs even sides, so odd sizes go through swscale.
-    The usual widths (640, 960, 1280, 1920) are wrapped without a copy.
-    """
-    height, width = rgb.shape[:2]
-    if height % 2 or width % 2:
-        return (reformatter or VideoReformatter()).reformat(
-            VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p"
-        )
-    cv2 = opencv()
-    i420 = np.asarray(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420), dtype=np.uint8)
-    if width % 32 == 0 and height % 4 == 0:
-        # The frame wraps the new array without copying it (1.2 ms a 720p frame, 2.6 ms at 1080p). PyAV reads
-        # the planes this way only for widths whose half is a multiple of 16, and rounds other heights down
-        # (160×90 became 160×88): those sizes are copied.
-        frame = VideoFrame.from_numpy_buffer(i420, format="yuv420p")
-        if (frame.width, frame.height) == (width, height):
-            return frame
-    return VideoFrame.from_ndarray(i420, format="yuv420p")
 
 
 def open_video_source(cfg: CameraConfig, *, name: str, backoff: Backoff | None = None) -> VideoSource:

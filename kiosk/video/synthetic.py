@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
+from common.logs import event
 from kiosk.video.stamp import draw_frame_stamp, stamp_block_size
 
 __all__ = [
@@ -56,7 +57,9 @@ def load_font(size: int, *, require_cjk: bool = False) -> Font:
                 f"Japanese font {IPAEX_GOTHIC} is missing (Debian package fonts-ipaexfont-gothic; "
                 "scripts/setup installs it)"
             ) from err
-        log.warning("font %s missing; Japanese text will render as boxes", IPAEX_GOTHIC)
+        event(
+            log, "font_missing", logging.WARNING, font=IPAEX_GOTHIC, effect="Japanese text renders as boxes"
+        )
         return ImageFont.load_default(size)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from aioice import stun
 from aioice.turn import create_turn_endpoint
 
+from common.logs import event
 from kiosk.video.paths import IcePath, ProbeResult, describe_pair, order_paths, split_ice_servers
 
 __all__ = [
@@ -188,7 +189,7 @@ class IcePathBook:
                 self.results[r.path.url] = r
             (log.info if r.ok else log.warning)("TURN path %s", r.explain())
         if paths:
-            log.info("TURN paths in order of use: %s", ", ".join(p.url for p in self.ordered()))
+            event(log, "turn_paths", order=", ".join(p.url for p in self.ordered()))
         return list(results)
 
 

@@ -17,6 +17,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from common.logs import event
+
 log = logging.getLogger("relay.fleet")
 
 MAX_LINE = 8192
@@ -192,7 +194,7 @@ class HttpServer:
             except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 return
             except Exception:
-                log.exception("fleet page: request failed")
+                event(log, "fleet_request_failed", logging.ERROR, exc_info=True, peer=peer)
                 resp = Response.text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the relay's log)")
             writer.write(_head(resp) + resp.body)
             if resp.stream is not None:

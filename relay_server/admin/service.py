@@ -141,7 +141,7 @@ class FleetService:
     def _db_done(self, fut: asyncio.Future[Any]) -> None:
         self._pending.discard(fut)
         if not fut.cancelled() and fut.exception() is not None:
-            log.error("fleet store write failed: %s", fut.exception())
+            event(log, "fleet_store_write_failed", logging.ERROR, error=fut.exception())
 
     # -- following the relay -----------------------------------------------------------------
     def observe(self, actions: list[Action]) -> None:
