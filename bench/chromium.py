@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ProcSampler, process_tree
-from bench.relay import ServerProcess, token_of, write_config
+from bench.relay_rig import ServerProcess, token_of, write_config
 
 WEB = Path(__file__).resolve().parent / "web"
 CHROMIUM = "/usr/bin/chromium"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Row, Stats, raise_fd_limit, tail_at_most
-from bench.relay import ServerProcess, Term, token_of, write_config
+from bench.relay_rig import ServerProcess, Term, token_of, write_config
 
 
 async def _end_to_end(n: int, log: Any) -> tuple[list[float], list[float]]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from bench.common import Row, at_least, both, not_worse_than_base
 from bench.media import MediaCase, terminal_toml
-from bench.relay import ServerProcess, token_of, write_config
+from bench.relay_rig import ServerProcess, token_of, write_config
 
 DOC_SIZE = (1920, 1080)
 

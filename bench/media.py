@@ -40,7 +40,7 @@ from bench.common import (
     tail_at_most,
     tail_below,
 )
-from bench.relay import ServerProcess, token_of, write_config
+from bench.relay_rig import ServerProcess, token_of, write_config
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,8 @@ async def run_calls(
                 for key, tr in done["tracks"].items():
                     res.g2g_ms.setdefault(f"at counter: {key.split('/')[1]}", []).extend(tr["g2g_ms"])
                     res.frames[f"at counter: {key.split('/')[1]}"] = {
-                        k: tr.get(k, 0) for k in ("frames", "unreadable", "skipped", "sizes")
+                        k: tr.get(k, 0)
+                        for k in ("frames", "unreadable", "skipped", "sizes", "decoded", "dropped_by_sink")
                     }
                 del up
             # The station reports its side when each call has ended.
@@ -285,7 +286,8 @@ async def run_calls(
                 for key, tr in ev["tracks"].items():
                     res.g2g_ms.setdefault(f"at station: {key.split('/')[1]}", []).extend(tr["g2g_ms"])
                     res.frames[f"at station: {key.split('/')[1]}"] = {
-                        k: tr.get(k, 0) for k in ("frames", "unreadable", "skipped", "sizes")
+                        k: tr.get(k, 0)
+                        for k in ("frames", "unreadable", "skipped", "sizes", "decoded", "dropped_by_sink")
                     }
             await counter.expect("done", 30)
             if snapshots is not None:
@@ -373,8 +375,9 @@ def call_rows(
                 both(tail_below(120.0), not_worse_than_base())
                 if base_name == "Chromium"
                 else tail_below(120.0),
-                f"{fr.get('frames', 0)} frames, {fr.get('unreadable', 0)} unreadable stamps, "
-                f"{fr.get('skipped', 0)} skipped{received_sizes(fr.get('sizes') or {})}"
+                f"{fr.get('frames', 0)} frames shown of {fr.get('decoded', 0)} decoded "
+                f"({fr.get('dropped_by_sink', 0)} replaced before conversion), {fr.get('unreadable', 0)} unreadable "
+                f"stamps, {fr.get('skipped', 0)} skipped{received_sizes(fr.get('sizes') or {})}"
                 + (f"; baseline: {base_name}" if b else ""),
             )
         )

@@ -51,6 +51,10 @@ class StampReader:
         self.last_counter = -1
         self.skipped = 0
         self.sizes: dict[str, int] = {}  # "W×H" → frames received at that size (the camera may adapt)
+        self.sink = sink
+        self.decoded = 0  # set by attach_readers: frames the remote track delivered (decoded)
+        self.track: Any = None
+        self._base = (0, 0)
         original = sink.put
 
         def put(frame: Any) -> int:
@@ -85,14 +89,20 @@ class StampReader:
         return self.last_counter < 0 or self.last_counter <= counter <= self.last_counter + 10_000
 
     def take(self) -> dict[str, Any]:
+        decoded = int(getattr(self.track, "frames", 0))
+        dropped = int(getattr(self.sink, "frames_dropped", 0))
         out = {
             "g2g_ms": self.samples,
             "frames": self.frames,
             "unreadable": self.unreadable,
             "skipped": self.skipped,
             "sizes": self.sizes,
+            "decoded": decoded - self._base[0],  # frames the decoder delivered to the screen's sink
+            "dropped_by_sink": dropped
+            - self._base[1],  # newer decoded frame came before this one was converted
         }
         self.samples, self.frames, self.unreadable, self.skipped, self.sizes = [], 0, 0, 0, {}
+        self._base = (decoded, dropped)
         return out
 
 
@@ -101,6 +111,11 @@ def attach_readers(session: Any, readers: dict[str, StampReader]) -> None:
         key = f"{rt.member}/{rt.label}"
         if rt.label != "audio" and rt.frame_sink is not None and key not in readers:
             readers[key] = StampReader(rt.frame_sink)
+            readers[key].track = rt.track
+            readers[key]._base = (
+                int(getattr(rt.track, "frames", 0)),
+                int(getattr(rt.frame_sink, "frames_dropped", 0)),
+            )
 
 
 async def wait_media(session: Any, expected: int, timeout: float) -> dict[str, float]:

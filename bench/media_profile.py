@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.common import ROOT, ProcSampler
 from bench.media import DEFAULT, MediaCase, start_counter, start_station
-from bench.relay import ServerProcess, write_config
+from bench.relay_rig import ServerProcess, write_config
 
 #: (category, pattern on one frame): the innermost frame of a sample that matches decides its category.
 #: Order matters only between patterns that can match the same frame.

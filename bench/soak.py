@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import raise_fd_limit, rss_bytes
-from bench.relay import IdleWorkers, ServerProcess, Term, write_config
+from bench.relay_rig import IdleWorkers, ServerProcess, Term, write_config
 
 
 @dataclass

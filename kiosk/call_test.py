@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from common.messages import ServerMessage
 from kiosk.cli import CameraOverrides, add_camera_arguments, link_problem, unknown_id
 from kiosk.client import LINK_UP, RelayClient
 from kiosk.config import ConfigError, TerminalConfig, load_terminal_config
@@ -191,22 +192,22 @@ async def run_call_test(
     restrict_ice_addresses(config.media.network.ice_addresses)
     own_local = local is None
     local = local or open_local_media(config.media)
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    inbox: asyncio.Queue[ServerMessage] = asyncio.Queue()
     session: CallSession | None = None
 
-    async def on_message(msg: dict[str, Any]) -> None:
+    async def on_message(msg: ServerMessage) -> None:
         if session is not None:
             await session.on_message(msg)
         inbox.put_nowait(msg)
 
-    async def next_of(kinds: tuple[str, ...], timeout: float) -> dict[str, Any] | None:
+    async def next_of(kinds: tuple[str, ...], timeout: float) -> ServerMessage | None:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
                 msg = await asyncio.wait_for(inbox.get(), left)
             except TimeoutError:
                 return None
-            if msg.get("type") in kinds:
+            if msg["type"] in kinds:
                 return msg
         return None
 
@@ -260,11 +261,11 @@ async def run_call_test(
         t_call = time.monotonic()
         await client.send({"type": "call", "department": department})
         msg = await next_of(("ringing", "error"), 10.0)
-        if msg is None or msg["type"] == "error":
+        if msg is None or msg["type"] != "ringing":
             report.reason = (
-                "no reply to 'call' within 10 s"
-                if msg is None
-                else f"call refused: {msg.get('code')}: {msg.get('message')}"
+                f"call refused: {msg['code']}: {msg['message']}"
+                if msg is not None and msg["type"] == "error"
+                else "no reply to 'call' within 10 s"
             )
             return report
         report.call = msg["call"]
@@ -273,8 +274,8 @@ async def run_call_test(
             await client.send({"type": "cancel", "call": report.call})
             report.reason = f"not answered within {answer_timeout:.0f} s (cancelled)"
             return report
-        if msg["type"] == "ended":
-            report.reason = f"call ended before an answer: {msg.get('reason')}"
+        if msg["type"] != "answered":
+            report.reason = f"call ended before an answer: {msg['reason'] if msg['type'] == 'ended' else '?'}"
             return report
         t_answer = time.monotonic()
         report.answered, report.answered_by = True, msg["by"]

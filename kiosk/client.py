@@ -38,6 +38,8 @@ LINK_UNAUTHORIZED = "unauthorized"
 
 LINK_JITTER = 0.2  # reconnection delays spread by ±20 %, so terminals cut off together do not return together
 REPLACED_FORGIVE_S = 600.0  # a link that held this long before a 4409 was not fighting another copy
+# check_link(): a relay link that does not answer a ping within this long when a call's media stopped is dead.
+LINK_CHECK_TIMEOUT = 2.5
 
 
 def ssl_context_for(link: RelayLink, url: str | None = None) -> ssl.SSLContext | None:
@@ -155,6 +157,32 @@ class RelayClient:
         assert self.welcome is not None
         return self.welcome
 
+    async def check_link(self, timeout: float = LINK_CHECK_TIMEOUT) -> bool:
+        """Ping the relay now; a link that does not answer within ``timeout`` is dropped at once (and the loop
+        reconnects) instead of after the keepalive's 10–15 s. For when a call's media stops: the same outage may
+        have killed the relay connection silently (a cut cable, a NAT that forgot its mappings), and the media
+        can only be re-signalled over a live link. Returns whether the relay answered."""
+        ws = self._ws
+        if ws is None or not self.up.is_set():
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                pong = await ws.ping()
+                await pong
+            return True
+        except (TimeoutError, websockets.ConnectionClosed):
+            if self._ws is ws and not self._closing:
+                event(
+                    log,
+                    "relay_link_silent",
+                    logging.WARNING,
+                    url=self.url,
+                    timeout_s=timeout,
+                    action="reconnect",
+                )
+                ws.transport.abort()  # no closing handshake: nothing answers on the other end
+            return False
+
     # -- sending -----------------------------------------------------------------------------
     async def send(self, msg: dict[str, Any]) -> None:
         """Send one message; raises :class:`NotConnected` while the link is down."""
@@ -210,8 +238,8 @@ class RelayClient:
                             self._retry.reset()
                             self.up.set()
                             await self._set_link(LINK_UP, self.url)
-                        elif msg["type"] == "error" and msg.get("code") == "unauthorized":
-                            await self._set_link(LINK_UNAUTHORIZED, str(msg.get("message", "")))
+                        elif msg["type"] == "error" and msg["code"] == "unauthorized":
+                            await self._set_link(LINK_UNAUTHORIZED, msg["message"])
                         await self._deliver(msg)
             except (TimeoutError, OSError, websockets.InvalidHandshake, websockets.InvalidURI) as err:
                 code, reason = None, f"{type(err).__name__}: {err}"

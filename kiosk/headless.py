@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 import sys
@@ -153,6 +154,19 @@ class HeadlessTerminal:
         """A call session with this terminal's sources, relay link, probed paths and [network] settings."""
         assert self.client is not None and self.local is not None and self.config.media is not None
         net = self.config.media.network
+        client = self.client
+
+        async def check_link_after(result: Any) -> None:
+            if inspect.isawaitable(result):
+                await result
+            await client.check_link()
+
+        def events(ev: SessionEvent) -> Any:
+            result = on_event(ev) if on_event is not None else None
+            # Media stopped: the same outage may have killed the relay link silently; check it now, not after
+            # the keepalive, since rebuilding the media needs the relay.
+            return check_link_after(result) if ev.kind is EventKind.RECONNECTING else result
+
         return CallSession(
             terminal,
             self.role,
@@ -162,7 +176,7 @@ class HeadlessTerminal:
             ice_servers=self.client.welcome["ice_servers"] if self.client.welcome else None,
             codec=net.codec,
             audio_output=self.config.media.audio.output,
-            on_event=on_event,
+            on_event=events,
             paths=self.paths,
             reconnect_window=net.reconnect_window,
         )

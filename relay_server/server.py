@@ -3,18 +3,22 @@
 Everything here only moves data: it authenticates the first message, rate-limits, parses, feeds
 the core, and carries out the actions it returns (send, close, timers, call log, log lines).
 Each connection has its own outbound queue, so a terminal that stops reading never slows the others.
+
+Why it is one module: :class:`RelayServer` is the one object that owns the relay's event-loop side — starting and
+stopping, authentication, each connection's read loop, and carrying out the core's actions (outboxes, timers, the
+call log's thread) all share its connection table, its timers and its shutdown. What stands alone is apart: the
+connection plumbing (:mod:`relay_server.connection`), ``/healthz`` and ``/metrics`` (:mod:`relay_server.endpoints`),
+the limits (:mod:`relay_server.guards`), the call log (:mod:`relay_server.store`), the metrics
+(:mod:`relay_server.metrics`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import resource
 import ssl
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -22,15 +26,12 @@ from typing import Any
 
 import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
-from websockets.server import ServerProtocol
 
 from common import protocol
 from common.logs import event
 from relay_server.config import ConfigError, RelayConfig, insecure_terminals, is_loopback
+from relay_server.connection import Conn, RelayConnection, RelayProtocol, TokenBucket, raise_fd_limit
 from relay_server.core import (
     Action,
     CallRecord,
@@ -42,6 +43,7 @@ from relay_server.core import (
     Send,
     StartTimer,
 )
+from relay_server.endpoints import endpoint_response
 from relay_server.guards import AuthThrottle, LogLimiter, RepeatFilter
 from relay_server.metrics import RelayMetrics
 from relay_server.store import DurableCallLog
@@ -53,124 +55,7 @@ TICK_SECONDS = 15.0  # presence re-evaluation for office hours
 CLOSE_SECONDS = 3.0  # longest wait for a closing handshake before the socket is dropped
 PRE_HELLO_MAX_BYTES = 4096  # largest frame before authentication (a hello is ~150 bytes)
 FD_RESERVE = 64  # file descriptors kept free of websockets (database, logs, accept() itself)
-SILENT_OVER_LIMIT_SECONDS = 1.0  # a socket over a connection cap that sends no request is dropped after this
 CALLLOG_RETRY_SECONDS = 5.0  # how often a call log that cannot be written is tried again
-
-
-class TokenBucket:
-    """Pure rate limiter: ``rate`` tokens per second, at most ``burst`` saved up."""
-
-    __slots__ = ("rate", "burst", "tokens", "stamp")
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens, self.stamp = float(burst), now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-
-class Conn:
-    """One authenticated connection. Small on purpose: an idle terminal holds no task and an empty deque."""
-
-    __slots__ = ("ws", "terminal", "outbox", "writer", "replaced", "closed")
-
-    def __init__(self, ws: ServerConnection, terminal: str) -> None:
-        self.ws = ws
-        self.terminal = terminal
-        self.outbox: deque[str] = deque()
-        self.writer: asyncio.Task[None] | None = None  # exists only while there is something to send
-        self.replaced = False
-        self.closed = False  # no more messages are accepted; what is queued still goes out
-
-
-class _RelayProtocol(ServerProtocol):
-    """websockets' server protocol, except that a message over the size limit is answered before the close.
-
-    websockets must fail a connection whose frame is larger than it may buffer (RFC 6455 7.4.1, 1009); the
-    sender still gets one ``error`` saying why (``too_large``, or ``unauthorized`` and 4401 before ``hello``).
-    """
-
-    authenticated = False
-
-    def fail(self, code: CloseCode | int, reason: str = "") -> None:
-        if code == CloseCode.MESSAGE_TOO_BIG and self.state is State.OPEN:
-            limit = self.max_message_size
-            if self.authenticated:
-                err = protocol.error("too_large", f"message over {limit} bytes; the connection is closed")
-            else:
-                err = protocol.error(
-                    "unauthorized", f"the first message must be a 'hello' of at most {limit} bytes"
-                )
-                code, reason = protocol.CLOSE_UNAUTHORIZED, "unauthorized"
-            self.send_frame(Frame(Opcode.TEXT, protocol.encode(err).encode()))
-        super().fail(code, reason)
-
-
-class _RelayConnection(ServerConnection):
-    """A server connection that counts itself per address and remembers which frames were binary.
-
-    The relay reads frames undecoded (``recv(decode=False)``) so that text that is not UTF-8 gets a
-    ``bad_message`` instead of websockets' close 1007; ``binary`` says, in order, which messages were binary.
-    """
-
-    relay: RelayServer  # set on the per-server subclass made in RelayServer.start
-
-    def __init__(self, proto: ServerProtocol, *args: Any, **kwargs: Any) -> None:
-        proto.__class__ = _RelayProtocol  # same state, our fail(); see _RelayProtocol
-        super().__init__(proto, *args, **kwargs)
-        self.binary: deque[bool] = deque()
-        self.peer = "?"
-        self.counted = False
-
-    def process_event(self, event: Any) -> None:
-        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY):
-            self.binary.append(event.opcode is Opcode.BINARY)
-        super().process_event(event)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername")
-        self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
-        self.counted = True
-        self.relay._count(self.peer, +1)
-        super().connection_made(transport)
-        if self.relay._over_limit(self.peer):
-            # Over a cap: a client that talks gets HTTP 503 from _http; one that stays silent would hold its
-            # socket until the handshake times out, so it is dropped after a second.
-            self.loop.call_later(SILENT_OVER_LIMIT_SECONDS, self._drop_if_silent)
-
-    def _drop_if_silent(self) -> None:
-        if self.request is None and self.counted:
-            self.relay.metrics.on_refused_connection()
-            self.transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.counted:
-            self.counted = False
-            self.relay._count(self.peer, -1)
-        super().connection_lost(exc)
-
-    async def read(self) -> str | bytes:
-        """The next message: ``str`` for a text frame, ``bytes`` for a binary one.
-
-        Raises:
-            ProtocolError: a text frame that is not valid UTF-8 (the connection stays open).
-            ConnectionClosed: the connection is gone.
-        """
-        data = await self.recv(decode=False)
-        if self.binary and self.binary.popleft():
-            return data
-        try:
-            return data.decode()
-        except UnicodeDecodeError as err:
-            raise protocol.ProtocolError(
-                "bad_message", f"text frame is not valid UTF-8 ({err.reason} at byte {err.start})"
-            ) from err
 
 
 class RelayServer:
@@ -238,7 +123,7 @@ class RelayServer:
                 f"placeholder token, and [server] host = '{bind}' is reachable from other machines; make real "
                 "tokens with 'relay-server token TERMINAL_ID' (or listen on 127.0.0.1 only)"
             )
-        self.max_connections = min(self.config.max_connections, _raise_fd_limit() - FD_RESERVE)
+        self.max_connections = min(self.config.max_connections, raise_fd_limit() - FD_RESERVE)
         ssl_ctx = None
         if self.config.tls_cert:
             ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -250,7 +135,7 @@ class RelayServer:
             origins = [*self.config.allowed_origins, None]  # None: non-browser clients send no Origin
         self._ws_logger.addFilter(self._repeat_filter)
         logging.getLogger("asyncio").addFilter(self._repeat_filter)  # accept() errors come once a minute
-        conn_class = type("RelayConnection", (_RelayConnection,), {"relay": self})
+        conn_class = type("RelayConnection", (RelayConnection,), {"relay": self})
         self._server = await serve(
             self._handle,
             bind,
@@ -357,31 +242,11 @@ class RelayServer:
         return ""
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if path == "/healthz":
-            status = self.calllog.status()
-            body = json.dumps(
-                {
-                    "status": "ok" if status["state"] == "ok" else "degraded",
-                    "uptime_s": round(time.time() - self.started_at, 1),
-                    **self.core.stats(),
-                    "calllog": status,
-                }
-            ).encode()
-            return Response(
-                200,
-                "OK",
-                Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))]),
-                body,
-            )
-        if path == "/metrics":
-            body = self.metrics.render()
-            return Response(
-                200,
-                "OK",
-                Headers([("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(body)))]),
-                body,
-            )
+        """``/healthz`` and ``/metrics``, 404 for any other plain request, 503 over a connection cap (None: go on
+        with the websocket handshake)."""
+        response = endpoint_response(request, self.healthz, self.metrics.render)
+        if response is not None:
+            return response
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return connection.respond(
                 HTTPStatus.NOT_FOUND, "not found: use a websocket, /healthz or /metrics\n"
@@ -394,6 +259,16 @@ class RelayServer:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"too many connections: {problem}\n")
         return None
 
+    def healthz(self) -> dict[str, Any]:
+        """What ``/healthz`` reports: ok or degraded (the call log), uptime, terminals and calls."""
+        status = self.calllog.status()
+        return {
+            "status": "ok" if status["state"] == "ok" else "degraded",
+            "uptime_s": round(time.time() - self.started_at, 1),
+            **self.core.stats(),
+            "calllog": status,
+        }
+
     def _limited_log(self, name: str, key: Hashable, level: int = logging.INFO, **fields: Any) -> None:
         """One log line per (event, key) per minute; the next one says how many were held back."""
         held = self.log_limiter.allow((name, key), time.monotonic())
@@ -402,14 +277,14 @@ class RelayServer:
 
     # -- one connection ----------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
-        assert isinstance(ws, _RelayConnection)
+        assert isinstance(ws, RelayConnection)
         peer = ws.peer
         terminal = await self._authenticate(ws, peer)
         if terminal is None:
             return
         # The terminal is known: messages up to the configured size are answered with too_large, bigger ones
         # (beyond what is worth buffering) get too_large and a close.
-        assert isinstance(ws.protocol, _RelayProtocol)
+        assert isinstance(ws.protocol, RelayProtocol)
         ws.protocol.authenticated = True
         ws.protocol.max_message_size = 2 * self.config.max_message_bytes
         conn = Conn(ws, terminal)
@@ -466,7 +341,7 @@ class RelayServer:
                     del self.conns[terminal]
                     self._apply(self.core.disconnect(terminal, self.clock()))
 
-    async def _authenticate(self, ws: _RelayConnection, peer: str) -> str | None:
+    async def _authenticate(self, ws: RelayConnection, peer: str) -> str | None:
         """Wait for ``hello``; on any problem send one ``unauthorized`` error and close with 4401.
 
         Failures from one address are answered later and later (:class:`AuthThrottle`); a valid token is
@@ -674,17 +549,3 @@ class RelayServer:
         if conn.writer is not None:
             await asyncio.wait([conn.writer], timeout=2)
         self._close_soon(conn, code, reason)
-
-
-def _raise_fd_limit() -> int:
-    """Raise this process's open-file limit to its hard limit; the soft limit now in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return int(soft if soft != resource.RLIM_INFINITY else 1 << 20)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from helpers import TOKENS
 
 from kiosk.config import AudioConfig, CameraConfig, MediaConfig, NetworkConfig, RelayLink, TerminalConfig
+from kiosk.devices.audio import AudioSink
 from kiosk.headless import HeadlessCounter, HeadlessStation
+from kiosk.video.events import SentStill
 from kiosk.video.session import CallSession, RemoteTrack
+from kiosk.video.sink import FrameSink
 from kiosk.video.stamp import read_frame_stamp
 
 # Small pictures keep the suite cheap; the stamp needs ≥ 8 px blocks to survive VP8 (width ≥ 192).
@@ -46,6 +51,41 @@ def media_config(
 def terminal_config(terminal: str, url: str, media: MediaConfig) -> TerminalConfig:
     """A terminal config for one of the demo terminals (its demo token), pointing at ``url``."""
     return TerminalConfig(Path(f"<test {terminal}>"), RelayLink(url, TOKENS[terminal]), media=media)
+
+
+def picture(track: RemoteTrack) -> FrameSink:
+    """The frame sink of a video track (fails the test for an audio track)."""
+    assert track.frame_sink is not None, f"{track.member}/{track.label} is not a video track"
+    return track.frame_sink
+
+
+def sound(track: RemoteTrack) -> AudioSink:
+    """The audio sink of an audio track (fails the test for a video track)."""
+    assert track.audio_sink is not None, f"{track.member}/{track.label} is not an audio track"
+    return track.audio_sink
+
+
+class SentStills:
+    """A ``still_sent`` observer attached from a test: keeps its own copy of every still the session sent, and the
+    session's array itself to check that the session zeroed it."""
+
+    def __init__(self, session: CallSession) -> None:
+        self.copies: list[SentStill] = []
+        self.originals: list[np.ndarray] = []
+        self.unsubscribe = session.hooks.still_sent.subscribe(self._seen)
+
+    def _seen(self, sent: SentStill) -> None:
+        self.originals.append(sent.frame)
+        self.copies.append(replace(sent, frame=sent.frame.copy()))
+
+    async def wait(self, timeout: float = 15.0) -> SentStill:
+        """The first still sent (waiting for it if need be)."""
+        deadline = time.monotonic() + timeout
+        while not self.copies:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no still sent within {timeout} s")
+            await asyncio.sleep(0.02)
+        return self.copies[0]
 
 
 async def wait_stamps(track: RemoteTrack, count: int = 3, timeout: float = 15.0) -> list[int]:

@@ -167,7 +167,7 @@ async def test_media_outage_shows_a_calm_reconnecting_state_then_pictures_again(
         )
         call_id = app.machine.call.id
         assert station.session is not None
-        await station.session._peers[
+        await station.session.mesh.peers[
             app.machine.terminal
         ].pc.close()  # the station's media dies, nobody signals
         await ui.until(lambda: app.reconnecting, 15, "the reconnecting state")

@@ -12,7 +12,7 @@ from helpers import ROOT
 from common.tomlconf import ConfigError
 from kiosk.devices.cameras import CameraNotFoundError, CameraOpenError, CameraReadError, CameraSpecError
 from kiosk.devices.lamp import LampCommandError, LampNoAckError, LampPortError
-from kiosk.doctor import cameras, inventory, lamp, relay, stun
+from kiosk.doctor import cameras, inventory, lamp, relay, relay_judges, stun
 from kiosk.doctor.cameras import CameraCause
 from kiosk.doctor.inventory import ConfigCause
 from kiosk.doctor.lamp import LampCause
@@ -120,7 +120,7 @@ def test_tls_causes_from_verify_codes() -> None:
         err.verify_code = code
         cause = relay._VERIFY_CAUSES[err.verify_code]
         probe.tls_error, probe.tls_cause = "whatever the library said", cause
-        assert words in relay.tls_result(probe).advice
+        assert words in relay_judges.tls_result(probe).advice
 
 
 # ---------------------------------------------------------------------------------------------------------------

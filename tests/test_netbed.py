@@ -239,7 +239,7 @@ def test_firewall_closing_after_the_probe_falls_back_to_the_next_path(clean_town
         s = media_path(station, COUNTER_ID, 5)
         assert s["local"] == "relay" and s["transport"] == "tls", s
         log = bed.log_of("station-stale")
-        assert "gave no relay candidate (no TURN allocation within 5 s" in log, log[-3000:]
+        assert "event=turn_no_relay_candidate" in log and "no TURN allocation within 5 s" in log, log[-3000:]
     finally:
         stop_all(counter, station)
 

@@ -163,7 +163,8 @@ async def test_kiosk_doctor_says_when_the_call_log_is_degraded(
     and as ok otherwise."""
     from helpers import TOKENS
 
-    from kiosk.doctor.relay import calllog_result, probe_relay
+    from kiosk.doctor.relay import probe_relay
+    from kiosk.doctor.relay_judges import calllog_result
 
     good = await start_relay()
     result = calllog_result(await probe_relay(good.server.url, TOKENS[COUNTER]))

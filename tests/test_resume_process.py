@@ -45,7 +45,7 @@ async def test_media_is_re_signalled_through_the_restarted_relay(tmp_path: Path,
         assert counter.client is not None and office.client is not None
         await wait_until(lambda: not counter.client.up.is_set() and not office.client.up.is_set(), 15)  # type: ignore[union-attr]
         # The media path dies too: the station's peer connection is gone without any signalling.
-        old_pc = station._peers[COUNTER].pc
+        old_pc = station.mesh.peers[COUNTER].pc
         await old_pc.close()
         await session.wait_event(EventKind.RECONNECTING, member=OFFICE1, timeout=15)
         await station.wait_event(EventKind.RECONNECTING, member=COUNTER, timeout=15)
@@ -58,7 +58,7 @@ async def test_media_is_re_signalled_through_the_restarted_relay(tmp_path: Path,
         back = await session.wait_event(EventKind.RECONNECTED, member=OFFICE1, timeout=30)
         await station.wait_event(EventKind.RECONNECTED, member=COUNTER, timeout=30)
         assert back.detail.get("outage_s") is not None
-        assert station._peers[COUNTER].pc is not old_pc
+        assert station.mesh.peers[COUNTER].pc is not old_pc
         assert (session.call_id, station.call_id) == (call, call)
         assert session.state is SessionState.ACTIVE and station.state is SessionState.ACTIVE
         camera_at_staff = await wait_track(station, COUNTER, "camera")

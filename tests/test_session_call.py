@@ -6,8 +6,11 @@ import numpy as np
 from helpers import COUNTER, OFFICE1, OFFICE2, make_relay_config, wait_until
 from session_support import (
     FULL_DOCUMENT,
+    SentStills,
     call_with_video,
     media_config,
+    picture,
+    sound,
     terminal_config,
     wait_audio_tone,
     wait_stamps,
@@ -41,7 +44,7 @@ async def test_counter_to_office_all_three_tracks_and_back() -> None:
             await wait_audio_tone(audio, 440.0)
             # microphone mute sends silence; unmute brings the tone back
             session.set_mic_muted(True)
-            await wait_until(lambda: audio.audio_sink.level(0.2) < 0.001, 10)
+            await wait_until(lambda: sound(audio).level(0.2) < 0.001, 10)
             session.set_mic_muted(False)
             await wait_audio_tone(audio, 440.0)
             # rotating the document camera turns the received picture, at full size
@@ -55,7 +58,7 @@ async def test_counter_to_office_all_three_tracks_and_back() -> None:
             await session.hangup()
             ended = await station.wait_event(EventKind.ENDED)
             assert ended.reason == "hangup"
-            assert station.remote_tracks() == [] and camera.frame_sink.latest() is None
+            assert station.remote_tracks() == [] and picture(camera).latest() is None
 
 
 async def test_document_arrives_full_hd_and_still_is_bit_identical() -> None:
@@ -81,18 +84,22 @@ async def test_document_arrives_full_hd_and_still_is_bit_identical() -> None:
             # next ones at full size.
             assert document.resolution in (FULL_DOCUMENT, (FULL_DOCUMENT[0] // 2, FULL_DOCUMENT[1] // 2))
             await wait_until(lambda: document.resolution == FULL_DOCUMENT, timeout=30)
+            sent_stills = SentStills(session)  # a test observer: the session keeps no copy for it
             still = await station.request_still(timeout=60)
-            sent = await session.wait_event(EventKind.STILL_SENT, member=OFFICE1)
-            captured = sent.detail["frame"]
+            event = await session.wait_event(EventKind.STILL_SENT, member=OFFICE1)
+            sent = await sent_stills.wait()
             assert (still.width, still.height) == FULL_DOCUMENT
-            assert still.rgb.dtype == np.uint8 and np.array_equal(still.rgb, captured)
-            assert pixels_sha256(still.rgb) == sent.detail["pixels_sha256"]
+            assert still.rgb.dtype == np.uint8 and np.array_equal(still.rgb, sent.frame)
+            assert pixels_sha256(still.rgb) == sent.pixels_sha256 == event.detail["pixels_sha256"]
+            assert "frame" not in event.detail, "events carry no pixels"
+            assert not sent_stills.originals[0].any(), (
+                "the kiosk's copy of the still is zeroed once it is sent"
+            )
             assert station.stills == [still]
             held = still.rgb
             await station.hangup()
             await session.wait_event(EventKind.ENDED)
             assert station.stills == [] and not held.any() and still.png == b""
-            assert not captured.any(), "the kiosk's copy of the still is wiped too"
 
 
 async def test_invited_third_member_receives_counter_tracks() -> None:

@@ -6,7 +6,7 @@ import time
 from dataclasses import replace
 
 from helpers import COUNTER, OFFICE1, make_relay_config, wait_until
-from session_support import call_with_video, media_config, terminal_config, wait_stamps, wait_track
+from session_support import call_with_video, media_config, picture, terminal_config, wait_stamps, wait_track
 
 from kiosk.headless import HeadlessCounter, HeadlessStation
 from kiosk.video.session import EventKind, SessionState
@@ -63,20 +63,20 @@ async def test_dead_peer_connection_is_rebuilt_in_the_same_call() -> None:
         async with office, counter:
             session, station, from_staff, to_staff = await call_with_video(counter, office, "kensetsu")
             call = srv.core.call_of[COUNTER]
-            old_pc = station._peers[COUNTER].pc
+            old_pc = station.mesh.peers[COUNTER].pc
             await old_pc.close()  # the station's media dies without any signalling
             assert (await session.wait_event(EventKind.RECONNECTING, member=OFFICE1, timeout=10)).reason
             assert (await station.wait_event(EventKind.RECONNECTING, member=COUNTER, timeout=10)).reason
             await session.wait_event(EventKind.RECONNECTED, member=OFFICE1, timeout=15)
             await station.wait_event(EventKind.RECONNECTED, member=COUNTER, timeout=15)
-            assert station._peers[COUNTER].pc is not old_pc
+            assert station.mesh.peers[COUNTER].pc is not old_pc
             camera_at_staff = await wait_track(station, COUNTER, "camera")
             await wait_until(lambda: camera_at_staff.frames > 3, 15)
             camera_at_counter = await wait_track(session, OFFICE1, "camera")
             await wait_until(lambda: camera_at_counter.frames > 3, 15)
             # The screens' sinks are the same objects as before: they show the new pictures without re-wiring.
             assert station.frame_sink(COUNTER) is to_staff.frame_sink
-            await wait_until(lambda: to_staff.frame_sink.latest() is not None, 10)
+            await wait_until(lambda: picture(to_staff).latest() is not None, 10)
             assert session.state is SessionState.ACTIVE and station.state is SessionState.ACTIVE
             assert srv.core.call_of.get(COUNTER) == call == srv.core.call_of.get(OFFICE1)
 
@@ -95,13 +95,13 @@ async def test_media_that_cannot_come_back_ends_after_the_reconnect_window() -> 
             session, station, from_staff, to_staff = await call_with_video(counter, office, "kensetsu")
             await srv.close()
             started = time.monotonic()
-            await station._peers[COUNTER].pc.close()
+            await station.mesh.peers[COUNTER].pc.close()
             await session.wait_event(EventKind.RECONNECTING, timeout=10)
             counter_end = await session.wait_event(EventKind.ENDED, timeout=20)
             station_end = await station.wait_event(EventKind.ENDED, timeout=20)
             assert counter_end.reason == "media_failed" and station_end.reason == "media_failed"
             assert time.monotonic() - started >= 5.0
-            assert from_staff.frame_sink.latest() is None and to_staff.frame_sink.latest() is None
+            assert picture(from_staff).latest() is None and picture(to_staff).latest() is None
     finally:
         await srv.close()
 

@@ -120,9 +120,9 @@ async def test_a_member_that_leaves_is_no_longer_reconnecting() -> None:
         return None
 
     session = CallSession("counter-1", "counter", LocalMedia(None, None, None), send, call_id="c1")
-    session._outage("office-1").begin(0.0)
-    session._ever_connected.add("office-1")
+    session.keeper.outage("office-1").begin(0.0)
+    session.keeper.ever_connected.add("office-1")
     assert session.reconnecting() and session.reconnecting("office-1")
     await session._drop_member("office-1", "leave")
-    assert not session.reconnecting() and "office-1" not in session._ever_connected
+    assert not session.reconnecting() and "office-1" not in session.keeper.ever_connected
     await session.close()

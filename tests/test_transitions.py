@@ -83,13 +83,13 @@ def test_a_table_missing_a_state_or_mixing_enums_is_refused_when_built() -> None
 def test_every_machine_of_the_project_uses_a_complete_table() -> None:
     """The counter, the station, the call session and the relay call all check moves through a TransitionTable."""
     from kiosk import counter_state, office_state
-    from kiosk.video import session
+    from kiosk.video import events
     from relay_server import core
 
     for table, states in (
         (counter_state.TRANSITIONS, counter_state.State),
         (office_state.TRANSITIONS, office_state.State),
-        (session._TRANSITIONS, session.SessionState),
+        (events.SESSION_TRANSITIONS, events.SessionState),
         (core._TRANSITIONS, core.CallState),
     ):
         assert isinstance(table, TransitionTable)

@@ -179,3 +179,23 @@ def test_one_ca_file_is_trusted_for_relay_and_turn_alongside_the_system_store(co
     assert relay is not None
     for ctx in (relay, tls_context(str(coturn.ca))):
         assert ctx.cert_store_stats()["x509_ca"] == system + 1
+
+
+async def test_a_re_probe_does_not_hold_up_a_call_when_every_path_has_a_verdict() -> None:
+    """The first probe is waited for (a call needs to know which path works); once every path has a verdict, a
+    re-probe (each welcome, each failed attempt) runs in the background: wait_probed returns at once, although the
+    probe of a silent server takes its whole timeout."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # a TURN server that never answers
+        silent.bind(("127.0.0.1", 0))
+        url = f"turn:127.0.0.1:{silent.getsockname()[1]}?transport=udp"
+        book = IcePathBook([{"urls": [url], "username": "u", "credential": "c"}], timeout=0.5)
+        assert not book.known
+        book.refresh()
+        await book.wait_probed(10)
+        assert not book.probing and book.known  # waited for the verdict
+        assert book.results[url].failure == "timeout"
+        again = book.refresh()
+        await book.wait_probed(10)
+        assert book.probing  # returned with the earlier verdict while the re-probe still runs
+        await again
+        assert book.results[url].failure == "timeout"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from kiosk.ui.env import configure_window, prepare_kivy_env
 
 prepare_kivy_env(headless=True)
-configure_window(800, 600)
+configure_window(1280, 800)  # the size every UI test module asks for: the suite's one window is made once
 
 import asyncio  # noqa: E402
 import fractions  # noqa: E402

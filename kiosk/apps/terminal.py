@@ -329,13 +329,21 @@ class TerminalApp(KioskApp):
                 log, "no_local_media", logging.ERROR, call=call_id, effect="call continues without video"
             )
             return False
-        from kiosk.video.session import CallSession
+        from kiosk.video.session import CallSession, EventKind
 
         media = self.config_file.media
         welcome = self.client.welcome
         self.mic_muted = False
         paths = self._ice_paths()
         paths.set_servers(welcome["ice_servers"] if welcome else [])
+        client = self.client
+
+        def events(ev: Any) -> Any:
+            on_event(ev)
+            # Media stopped: the same outage may have killed the relay link silently; check it now, not after
+            # the keepalive, since rebuilding the media needs the relay.
+            return client.check_link() if ev.kind is EventKind.RECONNECTING else None
+
         self.session = CallSession(
             self.machine.terminal,
             self.role,
@@ -345,7 +353,7 @@ class TerminalApp(KioskApp):
             ice_servers=welcome["ice_servers"] if welcome else [],
             codec=media.network.codec if media else "vp8",
             audio_output=media.audio.output if media else "null",
-            on_event=on_event,
+            on_event=events,
             paths=paths,
             reconnect_window=media.network.reconnect_window if media else 30.0,
         )

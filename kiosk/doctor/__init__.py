@@ -66,14 +66,16 @@ from kiosk.doctor.inventory import (
 )
 from kiosk.doctor.lamp import LampCause, check_lamp, lamp_departments_result
 from kiosk.doctor.relay import (
-    CERT_MIN_DAYS,
-    CLOCK_LIMIT_S,
-    RTT_LIMIT_S,
     RelayProbe,
     TcpCause,
     TlsCause,
-    clock_result,
     probe_relay,
+)
+from kiosk.doctor.relay_judges import (
+    CERT_MIN_DAYS,
+    CLOCK_LIMIT_S,
+    RTT_LIMIT_S,
+    clock_result,
     reachable_result,
     role_result,
     rtt_result,

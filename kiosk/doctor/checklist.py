@@ -29,9 +29,11 @@ from kiosk.doctor.inventory import (
 )
 from kiosk.doctor.lamp import check_lamp, lamp_departments_result
 from kiosk.doctor.relay import (
+    probe_relay,
+)
+from kiosk.doctor.relay_judges import (
     calllog_result,
     clock_result,
-    probe_relay,
     reachable_result,
     role_result,
     rtt_result,

@@ -177,7 +177,7 @@ async def counter_scenes(out_dir: Path, *, prefix: str = "counter") -> list[Path
                 return None
 
             station.session.on_message = hold  # type: ignore[method-assign]
-            await station.session._peers[app.machine.terminal].pc.close()
+            await station.session.mesh.peers[app.machine.terminal].pc.close()
             await ui.until(
                 lambda: app.reconnecting and not any(v.has_frame for v in in_call.remote_views()),
                 10,

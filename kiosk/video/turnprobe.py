@@ -166,9 +166,17 @@ class IcePathBook:
             self._probe = asyncio.get_running_loop().create_task(self._run(), name="turn-probe")
         return self._probe
 
+    @property
+    def known(self) -> bool:
+        """Every TURN path has a verdict (from this probe or an earlier one)."""
+        return all(p.url in self.results for p in self.turn)
+
     async def wait_probed(self, timeout: float | None = None) -> None:
-        """Wait for a running probe (at most ``timeout`` s; by then a call uses what is known)."""
-        if self._probe is not None and not self._probe.done():
+        """Wait for a running probe (at most ``timeout`` s; by then a call uses what is known) — unless every path
+        already has a verdict from an earlier probe: a re-probe (each welcome, each failed attempt) then runs in
+        the background and a call or a media rebuild goes on with the order known (a blocked path's probe takes
+        the whole timeout, which a call answered just after a reconnection would otherwise wait out)."""
+        if self._probe is not None and not self._probe.done() and not self.known:
             try:
                 await asyncio.wait_for(asyncio.shield(self._probe), timeout)
             except TimeoutError:
