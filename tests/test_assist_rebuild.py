@@ -37,7 +37,7 @@ async def test_a_paper_cut_off_by_a_media_rebuild_arrives_whole_without_staff_ac
             staff = StationAssist.attach(station)
             await wait_until(lambda: bool(session.control.members and station.control.members), 30)
 
-            old_pc = station._peers[COUNTER].pc
+            old_pc = station.mesh.peers[COUNTER].pc
             sctp = old_pc.sctp
             assert sctp is not None
             cut: dict[str, Any] = {}
@@ -62,7 +62,7 @@ async def test_a_paper_cut_off_by_a_media_rebuild_arrives_whole_without_staff_ac
             await wait_until(lambda: bool(cut), 60)
             assert cut["held"] == [0], f"the channel was not cut mid-transfer: {cut['held']}"
             await session.wait_event(EventKind.RECONNECTED, member=OFFICE1, timeout=60)
-            assert station._peers[COUNTER].pc is not old_pc  # a new peer connection, a new data channel
+            assert station.mesh.peers[COUNTER].pc is not old_pc  # a new peer connection, a new data channel
 
             def complete() -> bool:
                 held = resident.papers.get(pid, {})
