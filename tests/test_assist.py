@@ -17,6 +17,7 @@ from kiosk.assist.messages import (
     Mark,
     PaperAssembler,
     encode,
+    is_page_transfer,
     page_messages,
     parse,
 )
@@ -141,6 +142,61 @@ def test_a_paper_closed_while_its_later_pages_arrive_stays_closed() -> None:
     assert '{"assist":"paper_received","id":"office-1-1","page":1}' in to_station
     counter.on_message("office-1", encode("paper_page", id="office-1-1", page=1))
     assert counter.shown == ("office-1-1", 1)
+
+
+def test_a_paper_cut_off_by_a_lost_channel_is_completed_from_what_each_side_says_again() -> None:
+    """The channel dies in the middle of page 2 of 3 (the rest and the counter's confirmations lost): on the new
+    channel the station sends what was not confirmed, whole, and the counter repeats what it holds; the counter
+    ends with every page intact, showing the page it showed, and the station's status is true."""
+    to_station: list[str] = []
+    to_counter: list[str] = []
+    counter = CounterAssist(to_station.extend)
+    station = StationAssist(to_counter.extend, "office-1")
+    pages = [PageImage(bytes([i]) * 40000, "png", 100, 141) for i in range(3)]
+    pid = station.send_paper(pages, "記入例")
+    cut = next(i for i, m in enumerate(to_counter) if '"page":1,"n":2' in m)
+    for m in to_counter[:cut]:
+        counter.on_message("office-1", m)
+    assert set(counter.papers[pid]) == {0} and counter.shown == (pid, 0)
+    to_counter.clear()
+    to_station.clear()  # lost with the channel: the station never heard of page 1
+    assert station.papers[pid].received == set()
+
+    again = station.resume_messages()
+    assert sum(is_page_transfer(m) for m in again) == len(again)
+    assert [json.loads(m)["page"] for m in again if '"paper_begin"' in m] == [0, 1, 2]
+    for m in again:
+        counter.on_message("office-1", m)
+    for m in counter.resume_messages("office-1"):
+        station.on_message("counter-1", m)
+    for m in to_station:
+        station.on_message("counter-1", m)
+    assert not counter.errors and {n: bytes(p.data) for n, p in counter.papers[pid].items()} == {
+        i: p.data for i, p in enumerate(pages)
+    }
+    assert counter.shown == (pid, 0)  # page 1 sent again did not move the screen
+    assert station.papers[pid].received == {0, 1, 2} and station.papers[pid].shown_page == 0
+    assert not station.papers[pid].errors
+    assert counter.resume_messages("office-2") == []  # another staff member's papers are not theirs
+
+
+def test_a_page_damaged_once_and_sent_again_is_no_longer_reported_damaged() -> None:
+    """A paper_error for a page, then the page arrives: the station's status no longer says it is missing."""
+    station = StationAssist(lambda msgs: None, "office-1")
+
+    def to_station(msgs: list[str]) -> None:
+        for m in msgs:
+            station.on_message("counter-1", m)
+
+    counter = CounterAssist(to_station)
+    pid = station.send_paper([PageImage(b"\x89PNG x", "png", 10, 10)])  # lost on the way
+    station.on_message("counter-1", encode("paper_error", id=pid, page=0, message="SHA-256 does not match"))
+    assert station.papers[pid].errors == {0: "SHA-256 does not match"}
+    again = station.resume_messages()
+    assert len(again) == 3  # begin, one chunk, end
+    for m in again:
+        counter.on_message("office-1", m)
+    assert not station.papers[pid].errors and station.papers[pid].received == {0}
 
 
 def test_staff_take_a_paper_back() -> None:

@@ -73,6 +73,30 @@ def test_overflowing_label_is_reported_and_a_fitting_one_fits() -> None:
     assert label_problems(root) == []
 
 
+def test_a_label_that_drops_its_last_lines_is_reported_and_a_fitting_one_shrinks() -> None:
+    """A label whose text_size fixes its height draws only the lines that fit (its texture is never larger than the
+    widget): label_problems names what is missing; a FitLabel with fit_height shrinks until everything is drawn."""
+    from kivy.uix.label import Label
+
+    from kiosk.ui.driver import label_problems
+    from kiosk.ui.fonts import find_cjk_font, register_cjk_font
+    from kiosk.ui.textfit import dropped_text
+    from kiosk.ui.widgets import FitLabel
+
+    assert dropped_text("参加者：あなた、職員 1", ["参加者：", "あなた、"]) == "職員1"
+    assert dropped_text("参加者：あなた、職員 1", ["参加者：あなた、", "職員 1"]) == ""
+    font = register_cjk_font(find_cjk_font(""))
+    root = _window_root()
+    common = {"font_name": font, "font_size": 30, "size_hint": (None, None), "size": (160, 80), "pos": (0, 0)}
+    cut = Label(text="参加者：あなた、職員 1", text_size=(160, 80), **common)
+    root.add_widget(cut)
+    problems = label_problems(root)
+    assert any("not drawn" in p for p in problems), problems
+    root.clear_widgets()
+    root.add_widget(FitLabel(text="参加者：あなた、職員 1", text_size=(160, 80), fit_height=True, **common))
+    assert label_problems(root) == []
+
+
 @pytest.mark.timeout(
     600
 )  # every screen of both apps, including the start screen at 4/12/24 departments and two towns
@@ -86,6 +110,33 @@ def test_station_and_counter_screens_fit_at_960x600(tmp_path: Path) -> None:
             "kiosk.tools.screenshots",
             "office",
             "counter",
+            "--size",
+            "960x600",
+            "--check",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    problems = [line for line in result.stdout.splitlines() if line.startswith("layout problem")]
+    assert result.returncode == 0 and not problems, (
+        "\n".join(problems) or result.stdout[-3000:] + result.stderr[-3000:]
+    )
+
+
+@pytest.mark.timeout(600)  # two real calls (counter and station) with papers, marks and writing
+def test_assist_screens_fit_at_960x600(tmp_path: Path) -> None:
+    """Papers, marks and the written conversation on both sides at the demo's 960×600: no label overflows, no
+    Japanese breaks mid-word (the assist scenes check each screen they photograph)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kiosk.tools.screenshots",
+            "assist",
             "--size",
             "960x600",
             "--check",

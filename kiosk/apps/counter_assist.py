@@ -71,8 +71,7 @@ class CounterAssistMixin:
         if session is None:
             return
         self._assist_close()
-        assist = CounterAssist(lambda msgs: session.control.send(msgs), on_change=self._assist_changed)
-        session.control.on_message = assist.on_message
+        assist = CounterAssist.attach(session, on_change=self._assist_changed)
         session.control.on_open = self._assist_member_open
         self.assist = assist
         if not self._assist_lang_bound:

@@ -112,7 +112,11 @@ class OfficeAssistMixin:
         replies = a.replies if a is not None else []
         self.reply_text = self.tr("office.assist.reply_" + replies[-1]) if replies else ""
         self.replies_text = (
-            "、".join(self.tr("office.assist.reply_" + r) for r in replies[-6:]) if replies else ""
+            self.tr("office.assist.list_separator").join(
+                self.tr("office.assist.reply_" + r) for r in replies[-6:]
+            )
+            if replies
+            else ""
         )
         self.staff_marks = list(a.document_marks) if a is not None else []
         self.marks_note = (

@@ -12,13 +12,9 @@ A bad message is logged and dropped (one side's bug never ends the call); a dama
 
 from __future__ import annotations
 
-import itertools
-import logging
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from common.logs import event
 from kiosk.assist.messages import (
     MAX_STROKE_POINTS,
     REPLIES,
@@ -28,69 +24,15 @@ from kiosk.assist.messages import (
     PaperAssembler,
     PaperPage,
     encode,
-    page_messages,
-    parse,
 )
+from kiosk.assist.side import PrintReport, SendFn, Side
+from kiosk.assist.station import PageImage, SentPaper, StationAssist
 
 __all__ = ["CounterAssist", "PageImage", "PrintReport", "SentPaper", "StationAssist"]
 
-log = logging.getLogger(__name__)
-
-SendFn = Callable[[list[str]], None]
-
-
-class _Side:
-    """What both sides share: sending, change notification, the written conversation's mode, wiping."""
-
-    def __init__(self, send: SendFn, on_change: Callable[[str], Any] | None = None) -> None:
-        self._send = send
-        self.on_change = on_change
-        self.version = 0
-        self.writing = False
-        self.errors: list[str] = []  # bad messages received (for the log and tests)
-
-    def _changed(self, what: str) -> None:
-        self.version += 1
-        if self.on_change is not None:
-            try:
-                self.on_change(what)
-            except Exception:
-                event(log, "assist_handler_failed", logging.ERROR, exc_info=True, what=what)
-
-    def on_message(self, member: str, data: Mapping[str, Any] | str) -> None:
-        """One data-channel message from ``member`` (bad ones are logged and dropped)."""
-        try:
-            msg = parse(data)
-            handler = getattr(self, "_on_" + msg.kind, None)
-            if handler is None:
-                raise AssistError(f"'{msg.kind}' is not for this side")
-            handler(member, msg)
-        except AssistError as err:
-            event(log, "assist_message_dropped", logging.WARNING, member=member, problem=err)
-            self.errors.append(str(err))
-            self._on_bad(member, data, err)
-
-    def _on_bad(self, member: str, data: Any, err: AssistError) -> None:
-        pass
-
-    def set_writing(self, on: bool) -> None:
-        """Switch the written conversation on or off (either side may), and tell the other side."""
-        if on != self.writing:
-            self.writing = on
-            self._send([encode("writing", on=on)])
-            self._changed("writing")
-
-    def _on_writing(self, member: str, msg: Message) -> None:
-        if msg["on"] != self.writing:
-            self.writing = msg["on"]
-            self._changed("writing")
-
-    def wipe(self) -> None:
-        raise NotImplementedError
-
 
 # -- the counter ------------------------------------------------------------------------------------------------
-class CounterAssist(_Side):
+class CounterAssist(Side):
     """The kiosk's side: papers received and shown, marks to draw, the written conversation.
 
     Args:
@@ -113,6 +55,16 @@ class CounterAssist(_Side):
         self.strokes: list[list[tuple[float, float]]] = []  # the resident's handwriting
         self.print_state: dict[tuple[str, int], PrintReport] = {}
         self._stroke_sent: list[int] = []
+
+    @classmethod
+    def attach(cls, session: Any, on_change: Callable[[str], Any] | None = None) -> CounterAssist:
+        """A CounterAssist talking to every staff member of the counter's call session (its ``control`` link);
+        after a rebuilt media path it tells each staff member again what it holds (:meth:`resume_messages`)."""
+        control = session.control
+        assist = cls(lambda msgs: control.send(msgs), on_change)
+        control.on_message = assist.on_message
+        control.on_resume = lambda member: control.send(assist.resume_messages(member), member)
+        return assist
 
     # -- what the screens read ------------------------------------------------------------------
     @property
@@ -144,9 +96,13 @@ class CounterAssist(_Side):
     def _on_paper_end(self, member: str, msg: Message) -> None:
         page = self._assembler.feed(msg)
         assert page is not None
-        self.papers.setdefault(page.id, {})[page.page] = page
+        pages = self.papers.setdefault(page.id, {})
+        again = pages.get(page.page)
+        pages[page.page] = page
         self._send([encode("paper_received", id=page.id, page=page.page)])
-        if page.id in self.closed:
+        if again is not None:
+            again.wipe()  # sent again after the media path was rebuilt: same page, nothing else changes
+        elif page.id in self.closed:
             pass  # the resident closed this paper while its later pages came: it stays closed
         elif self.shown is None or self.shown[0] != page.id and page.page == 0:
             self.shown = (page.id, 0) if 0 in self.papers[page.id] else (page.id, page.page)
@@ -281,6 +237,32 @@ class CounterAssist(_Side):
         self._send([encode("strokes_clear")])
         self._changed("strokes")
 
+    def resume_messages(self, member: str) -> list[str]:
+        """What staff member ``member`` must hear again once the data channel to them is new (the media path was
+        rebuilt): every page of their papers held here, the page shown or the papers closed, what was printed.
+        Confirmations sent on the lost channel may never have arrived; these make the station's status true."""
+        out: list[str] = []
+        mine = [pid for pid in self.papers if pid.startswith(member + "-")]
+        for pid in mine:
+            out += [encode("paper_received", id=pid, page=n) for n in sorted(self.papers[pid])]
+            if pid in self.closed:
+                out.append(encode("paper_close", id=pid))
+        if self.shown is not None and self.shown[0] in mine:
+            out.append(encode("paper_page", id=self.shown[0], page=self.shown[1]))
+        for (pid, page), report in self.print_state.items():
+            if pid in mine and report.state != "printing":
+                out.append(
+                    encode(
+                        "print_status",
+                        id=pid,
+                        page=page,
+                        state=report.state,
+                        message=report.message or None,
+                        reason=report.reason or None,
+                    )
+                )
+        return out
+
     def _another_paper(self) -> tuple[str, int] | None:
         for pid, pages in self.papers.items():
             if pages and pid not in self.closed:
@@ -302,182 +284,5 @@ class CounterAssist(_Side):
         self.strokes.clear()
         self._stroke_sent.clear()
         self.print_state.clear()
-        self.writing = False
-        self._changed("wiped")
-
-
-# -- a staff station --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PageImage:
-    """One page ready to send: an encoded image (PNG or JPEG) and its size."""
-
-    data: bytes
-    format: str
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class PrintReport:
-    """What became of printing one page: ``state``, the counter's details and why not as a code."""
-
-    state: str
-    message: str = ""
-    reason: str = ""
-
-
-@dataclass
-class SentPaper:
-    """A paper staff handed over: what the counter confirmed, shows, printed."""
-
-    id: str
-    title: str
-    pages: list[PageImage]
-    received: set[int] = field(default_factory=set)
-    errors: list[str] = field(default_factory=list)
-    shown_page: int | None = None  # what the resident has on screen (None: closed)
-    printed: dict[int, PrintReport] = field(default_factory=dict)
-
-
-class StationAssist(_Side):
-    """A staff station's side: papers sent, marks placed, the resident's replies and handwriting.
-
-    Args:
-        send: queues messages for the counter.
-        terminal: this station's id (paper ids start with it, so two staff members never collide).
-    """
-
-    def __init__(
-        self, send: SendFn, terminal: str = "office", on_change: Callable[[str], Any] | None = None
-    ) -> None:
-        super().__init__(send, on_change)
-        self.terminal = terminal
-        self.papers: dict[str, SentPaper] = {}
-        self.replies: list[str] = []
-        self.strokes: dict[int, list[tuple[float, float]]] = {}
-        self.document_marks: tuple[Mark, ...] = ()
-        self.marks_cleared_reason = ""
-        self.text_seq = 0
-        self.texts: list[str] = []
-        self._ids = itertools.count(1)
-
-    @classmethod
-    def attach(cls, session: Any, on_change: Callable[[str], Any] | None = None) -> StationAssist:
-        """A StationAssist talking to the counter of a staff station's call session (its ``control`` link)."""
-        assist = cls(
-            lambda msgs: session.control.send(msgs, session.counter_id), session.terminal_id, on_change
-        )
-        session.control.on_message = assist.on_message
-        return assist
-
-    def send_paper(self, pages: Iterable[PageImage], title: str = "") -> str:
-        """Hand a paper (1..20 pages) to the resident; returns its id. The counter shows its first page."""
-        pages = list(pages)
-        if not pages:
-            raise ValueError("a paper needs at least one page")
-        pid = f"{self.terminal}-{next(self._ids)}"
-        self.papers[pid] = SentPaper(pid, title, pages)
-        out: list[str] = []
-        for i, p in enumerate(pages):
-            out += page_messages(
-                pid, i, len(pages), p.data, fmt=p.format, width=p.width, height=p.height, title=title
-            )
-        self._send(out)
-        self._changed("paper")
-        return pid
-
-    def show_page(self, paper_id: str, page: int) -> None:
-        self._send([encode("paper_page", id=paper_id, page=page)])
-
-    def take_back(self, paper_id: str) -> None:
-        """Remove a paper from the counter's screen and memory."""
-        if self.papers.pop(paper_id, None) is not None:
-            self._send([encode("paper_close", id=paper_id)])
-            self._changed("paper")
-
-    def set_marks(
-        self,
-        marks: Iterable[Mark],
-        *,
-        target: str = "document",
-        paper_id: str | None = None,
-        page: int | None = None,
-    ) -> None:
-        """Replace the marks on the document picture (or a paper page) with ``marks`` (empty: clear them)."""
-        marks = tuple(marks)
-        self._send([encode("marks", target=target, id=paper_id, page=page, marks=list(marks))])
-        if target == "document":
-            self.document_marks = marks
-            self.marks_cleared_reason = ""
-        self._changed("marks")
-
-    def send_text(self, text: str) -> None:
-        """Staff's written message, shown very large on the counter (switches the written mode on)."""
-        text = text.strip()
-        if not text:
-            return
-        self.texts.append(text)
-        self._send([encode("text", seq=self.text_seq, text=text)])
-        self.text_seq += 1
-        self.writing = True
-        self._changed("text")
-
-    # -- messages from the counter ----------------------------------------------------------------
-    def _on_paper_received(self, member: str, msg: Message) -> None:
-        paper = self.papers.get(msg["id"])
-        if paper is not None:
-            paper.received.add(msg["page"])
-            self._changed("paper")
-
-    def _on_paper_error(self, member: str, msg: Message) -> None:
-        paper = self.papers.get(msg["id"])
-        if paper is not None:
-            paper.errors.append(msg["message"])
-        self._changed("paper")
-
-    def _on_paper_page(self, member: str, msg: Message) -> None:
-        paper = self.papers.get(msg["id"])
-        if paper is not None:
-            paper.shown_page = msg["page"]
-            self._changed("paper")
-
-    def _on_paper_close(self, member: str, msg: Message) -> None:
-        paper = self.papers.get(msg["id"])
-        if paper is not None:
-            paper.shown_page = None
-            self._changed("paper")
-
-    def _on_print_status(self, member: str, msg: Message) -> None:
-        paper = self.papers.get(msg["id"])
-        if paper is not None:
-            paper.printed[msg["page"]] = PrintReport(
-                msg["state"], msg.get("message", ""), msg.get("reason", "")
-            )
-            self._changed("print")
-
-    def _on_marks_cleared(self, member: str, msg: Message) -> None:
-        if msg["target"] == "document":
-            self.document_marks = ()
-            self.marks_cleared_reason = msg["reason"]
-            self._changed("marks")
-
-    def _on_reply(self, member: str, msg: Message) -> None:
-        self.replies.append(msg["reply"])
-        self._changed("reply")
-
-    def _on_stroke(self, member: str, msg: Message) -> None:
-        self.strokes.setdefault(msg["stroke"], []).extend(msg["points"])
-        self._changed("strokes")
-
-    def _on_strokes_clear(self, member: str, msg: Message) -> None:
-        self.strokes.clear()
-        self._changed("strokes")
-
-    def wipe(self) -> None:
-        self.papers.clear()
-        self.replies.clear()
-        self.strokes.clear()
-        self.texts.clear()
-        self.document_marks = ()
         self.writing = False
         self._changed("wiped")

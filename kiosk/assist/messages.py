@@ -40,6 +40,7 @@ __all__ = [
     "PaperAssembler",
     "PaperPage",
     "encode",
+    "is_page_transfer",
     "page_messages",
     "parse",
 ]
@@ -331,6 +332,15 @@ def page_messages(
     for n, chunk in enumerate(chunks):
         yield encode("paper_chunk", id=paper_id, page=page, n=n, data=chunk)
     yield encode("paper_end", id=paper_id, page=page)
+
+
+def is_page_transfer(text: str) -> bool:
+    """Whether an encoded message is part of a page's transfer (``paper_begin``, ``paper_chunk``, ``paper_end``)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("assist") in ("paper_begin", "paper_chunk", "paper_end")
 
 
 class PaperAssembler:

@@ -83,6 +83,8 @@ class DepartmentButton(ButtonBehavior, BoxLayout):
     dept_id = StringProperty("")
     status = StringProperty("offline")
     name_font = NumericProperty(40)
+    status_font = NumericProperty(28)
+    short_status = BooleanProperty(False)  # the short availability words (small buttons)
     show_sub = BooleanProperty(True)
 
 
@@ -209,8 +211,14 @@ class StartScreen(CounterScreen):
             grid.rows = plan.rows
             buttons = [self._button(item, plan) for item in shown]
             font = min((b.name_font for b in buttons), default=0)
+            departments = [b for b in buttons if isinstance(b, DepartmentButton)]
+            status_font = min((b.status_font for b in departments), default=0)
+            show_sub = all(b.show_sub for b in departments)
+            short = any(b.short_status for b in departments)
             for b in buttons:
                 b.name_font = font  # one size on a page: an even grid reads more calmly
+                if isinstance(b, DepartmentButton):
+                    b.status_font, b.show_sub, b.short_status = status_font, show_sub, short
                 grid.add_widget(b)
             for _ in range(plan.slots - len(shown)):
                 grid.add_widget(Widget())  # keep the buttons of a short last page as large as the others
@@ -248,10 +256,50 @@ class StartScreen(CounterScreen):
                 show_sub=sub,
                 status=self._town_status(item.id),
             )
-        font = _fit(item.name(app.lang), inner_w, name_h, largest, s.font_small)
+        font, status_font, sub, short = self._department_fonts(item, plan, inner_w, largest, sub)
         return DepartmentButton(
-            dept_id=item.id, name_font=font, show_sub=sub, status=self._presence.get(item.id, "offline")
+            dept_id=item.id,
+            name_font=font,
+            status_font=status_font,
+            short_status=short,
+            show_sub=sub,
+            status=self._presence.get(item.id, "offline"),
         )
+
+    def _department_fonts(
+        self, item: Any, plan: GridPlan, inner_w: float, largest: float, sub: bool
+    ) -> tuple[float, float, bool, bool]:
+        """Name size, availability size, whether the other language's name shows and whether the availability
+        line is the short one, measured in the button.
+
+        The department's name is what the resident looks for: it is never drawn smaller than the lines under it.
+        On small buttons the other language's name goes first, then the availability line gets shorter, then
+        smaller; the
+        name gets exactly the height the other lines leave (the kv label would otherwise shrink it further).
+        """
+        app, s = self.app, self.app.sizes
+        name = item.name(app.lang)
+        other = item.name("en" if app.lang == "ja" else "ja")
+        frame = s.mm(3) * 2 + s.mm(1) * 2  # the button's padding and the spacing between its three lines
+
+        def status_h(size: float, table: str) -> float:
+            # The highest of the availability lines: it changes while the page stays.
+            return max(_text_height(app.tr(f"{table}.{st}"), inner_w, size) for st in STATUS_KEYS)
+
+        tries = [
+            (sub, s.font_body, "status"),
+            (False, s.font_body, "status"),
+            (False, s.font_body, "status_short"),
+            (False, s.font_small, "status_short"),
+        ]
+        for with_sub, status_font, table in tries:
+            room = plan.button_h - frame - status_h(status_font, table)
+            if with_sub:
+                room -= _text_height(other, inner_w, s.font_small)
+            font = _fit(name, inner_w, room, largest, s.font_small * 0.8)
+            if font >= status_font:
+                break
+        return font, status_font, with_sub, table == "status_short"
 
     def turn_page(self, step: int) -> None:
         self.app.start_nav.turn(step, self.pages)
@@ -277,6 +325,9 @@ class StartScreen(CounterScreen):
             for b in reversed(self.ids.departments.children)
             if isinstance(b, (DepartmentButton, TownButton))
         ]
+
+
+STATUS_KEYS = ("available", "busy", "closed", "offline")
 
 
 def _text_height(text: str, width: float, size: float) -> float:

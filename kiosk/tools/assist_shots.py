@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kiosk.config import load_terminal_config
-from kiosk.tools.scenes import small_media
+from kiosk.tools.scenes import small_media, window_sized
 from kiosk.ui.screenshot import shoot_languages
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ async def counter_assist_scenes(out_dir: Path) -> list[Path]:
     counter = counter.with_overrides(
         ui=replace(counter.ui, ring_sound=False, idle_timeout=600, fullscreen=False)
     )
-    app = CounterApp(small_media(counter, (640, 360), (1280, 720)), url=srv.url)
+    app = CounterApp(small_media(window_sized(counter), (640, 360), (1280, 720)), url=srv.url)
     shots: list[Path] = []
     try:
         await station.start()
@@ -139,7 +139,7 @@ async def office_assist_scenes(out_dir: Path) -> list[Path]:
     resident = HeadlessCounter(counter_cfg, url=srv.url)
     office = load_terminal_config(ROOT / "config" / "office.toml", "office")
     office = office.with_overrides(ui=replace(office.ui, ring_sound=False, fullscreen=False))
-    app = OfficeApp(small_media(office, (640, 360), None), url=srv.url)
+    app = OfficeApp(small_media(window_sized(office), (640, 360), None), url=srv.url)
     shots: list[Path] = []
     try:
         await resident.start()

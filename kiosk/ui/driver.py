@@ -93,11 +93,12 @@ def label_problems(root: Widget) -> list[str]:
     """Every visible label or button whose text does not fit it, or whose Japanese breaks mid-word.
 
     A label "overflows" when the drawn text (its texture) is larger than the widget: the text is cut or spills
-    over its neighbours. Hidden widgets (opacity 0 anywhere up the tree) and empty texts are ignored.
+    over its neighbours; or when a fixed ``text_size`` height made it drop its last lines. Hidden widgets (opacity 0
+    anywhere up the tree) and empty texts are ignored.
     """
     from kivy.uix.label import Label
 
-    from kiosk.ui.textfit import has_japanese, mid_word_breaks, strip_markup
+    from kiosk.ui.textfit import dropped_text, has_japanese, mid_word_breaks, strip_markup
 
     problems: list[str] = []
 
@@ -114,11 +115,13 @@ def label_problems(root: Widget) -> list[str]:
                     f"{name}: text {tw:.0f}x{th:.0f} px in a {w.width:.0f}x{w.height:.0f} px widget"
                 )
             plain = strip_markup(w.text)
+            lines = [
+                "".join(word.text for word in line.words) for line in getattr(w._label, "_cached_lines", [])
+            ]
+            cut = "" if w.shorten or w.max_lines else dropped_text(plain, lines)
+            if cut:
+                problems.append(f"{name}: the end of the text is not drawn ({cut[:20]!r} missing)")
             if has_japanese(plain):
-                lines = [
-                    "".join(word.text for word in line.words)
-                    for line in getattr(w._label, "_cached_lines", [])
-                ]
                 for bad in mid_word_breaks(plain, lines):
                     problems.append(f"{name}: Japanese broken mid-word at {bad!r}")
         for child in w.children:

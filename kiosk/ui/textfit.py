@@ -14,7 +14,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-__all__ = ["break_allowed", "has_japanese", "mid_word_breaks", "segments", "strip_markup", "wrap"]
+__all__ = [
+    "break_allowed",
+    "dropped_text",
+    "has_japanese",
+    "mid_word_breaks",
+    "segments",
+    "strip_markup",
+    "wrap",
+]
 
 _NO_START = set("、。，．,.:;!?！？）」』】〕〉》ー～ゃゅょっぁぃぅぇぉゎャュョッァィゥェォヵヶ・")
 _NO_END = set("（「『【〔〈《")
@@ -133,3 +141,14 @@ def mid_word_breaks(text: str, lines: list[str]) -> list[str]:
         if pos > 0 and text[pos - 1] not in "\n " and not break_allowed(text[pos - 1], text[pos]):
             bad.append(f"{text[max(0, pos - 4) : pos]}|{text[pos : pos + 4]}")
     return bad
+
+
+def dropped_text(text: str, lines: list[str]) -> str:
+    """What of ``text`` the drawn ``lines`` leave out at the end ("" when all of it is drawn).
+
+    A label whose ``text_size`` fixes its height draws only the lines that fit and silently drops the rest: its
+    texture is never larger than the widget, yet "参加者：あなた、職員 1" shows as "参加者：あなた、".
+    """
+    want = "".join(strip_markup(text).split())
+    got = "".join("".join(lines).split())
+    return want[len(got) :] if len(got) < len(want) else ""

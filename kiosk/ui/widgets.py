@@ -22,7 +22,7 @@ from kivy.uix.label import Label
 from kivy.uix.widget import Widget
 from kivy.utils import get_hex_from_color
 
-from kiosk.ui.textfit import has_japanese, mid_word_breaks, strip_markup, wrap
+from kiosk.ui.textfit import dropped_text, has_japanese, mid_word_breaks, strip_markup, wrap
 
 __all__ = ["BigButton", "FitLabel", "FitTextMixin", "HoldCorner", "PinPad", "WrapLabel", "load_widget_styles"]
 
@@ -38,6 +38,12 @@ class FitTextMixin:
 
     fit_height = BooleanProperty(False)
     min_font_ratio = NumericProperty(0.55)
+
+    def on_height(self, *_: Any) -> None:
+        # The shrink depends on the height only when it must fit: measured again once the layout has settled
+        # (a first pass at a transient small height would otherwise leave the text tiny for good).
+        if self.fit_height:
+            self._trigger_texture()  # type: ignore[attr-defined]
 
     def texture_update(self, *largs: Any) -> None:
         label: Any = self
@@ -85,9 +91,14 @@ class FitTextMixin:
         lines = ["".join(w.text for w in line.words) for line in getattr(label._label, "_cached_lines", [])]
         if mid_word_breaks(strip_markup(source), lines):
             return True
+        if self.fit_height and not label.shorten and dropped_text(source, lines):
+            return True  # a fixed text_size height drew only the lines that fit
         tw, th = label.texture_size
         if width and tw > width + 1:
             return True
+        if label.text_size and label.text_size[1] is not None:
+            # The texture is exactly text_size high: what does not fit is dropped (checked above).
+            return False
         return bool(self.fit_height and th > label.height - 2)
 
 

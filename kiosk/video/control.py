@@ -41,11 +41,16 @@ class ControlLink:
     Attributes:
         on_message: ``(member, message_dict)`` for every received ``assist`` message.
         on_open: ``(member)`` when a member's data channel is open (or at once if it already is).
+        on_resume: ``(member)`` when a member's data channel opens again after the media path was rebuilt (called
+            before ``on_open``, before anything queued is sent on it): what was sent on the lost channel may not
+            have arrived, so each side repairs what the other must hold (:meth:`retract`, then :meth:`send`).
     """
 
     def __init__(self) -> None:
         self.on_message: Callable[[str, Mapping[str, Any]], Any] | None = None
         self.on_open: Callable[[str], Any] | None = None
+        self.on_resume: Callable[[str], Any] | None = None
+        self._seen: set[str] = set()  # members that had a data channel in this call
         self._boxes: dict[str, _Outbox] = {}
         self._pending: dict[
             str, deque[str]
@@ -67,14 +72,20 @@ class ControlLink:
             if old.task is not None:
                 old.task.cancel()
         self._boxes[member] = box
+        resumed = member in self._seen
+        self._seen.add(member)
 
         def opened() -> None:
-            box.opened.set()
-            if self.on_open is not None:
-                try:
-                    self.on_open(member)
-                except Exception:
-                    event(log, "control_open_handler_failed", logging.ERROR, exc_info=True, member=member)
+            if self._boxes.get(member) is not box:
+                return  # replaced again before it opened
+            box.opened.set()  # the drain task runs only after these handlers: they may change the queue
+            handlers = [self.on_resume] if resumed else []
+            for handler in [*handlers, self.on_open]:
+                if handler is not None:
+                    try:
+                        handler(member)
+                    except Exception:
+                        event(log, "control_open_handler_failed", logging.ERROR, exc_info=True, member=member)
 
         if channel.readyState == "open":
             asyncio.get_running_loop().call_soon(opened)
@@ -93,10 +104,27 @@ class ControlLink:
             if box.queue:
                 self._pending.setdefault(member, deque()).extend(box.queue)
 
+    def retract(self, member: str, unwanted: Callable[[str], bool]) -> int:
+        """Withdraw the messages queued for ``member`` but not sent yet for which ``unwanted(text)`` is true (e.g.
+        the rest of a page cut off by a rebuild, which is then sent again whole); returns how many."""
+        queues = [
+            q for q in (self._pending.get(member), getattr(self._boxes.get(member), "queue", None)) if q
+        ]
+        count = 0
+        for queue in queues:
+            kept = [m for m in queue if not unwanted(m)]
+            count += len(queue) - len(kept)
+            queue.clear()
+            queue.extend(kept)
+        if count:
+            event(log, "assist_messages_withdrawn", member=member, count=count)
+        return count
+
     def close(self) -> None:
         for member in list(self._boxes):
             self.detach(member)
         self._pending.clear()
+        self._seen.clear()
 
     def handle(self, member: str, msg: Mapping[str, Any]) -> bool:
         """Take ``msg`` if it is an ``assist`` message (True), else leave it to the session (False)."""
@@ -116,7 +144,13 @@ class ControlLink:
             [self._boxes[member]] if member in self._boxes else [] if member else list(self._boxes.values())
         )
         if member and not boxes:
+            if member in self._seen:  # its media path is being rebuilt: they go on its next data channel
+                self._pending.setdefault(member, deque()).extend(messages)
+                return
             event(log, "assist_messages_dropped", logging.WARNING, member=member, problem="no data channel")
+        if not member:  # members whose media path is being rebuilt get them on their next data channel
+            for away in self._seen - set(self._boxes):
+                self._pending.setdefault(away, deque()).extend(messages)
         for box in boxes:
             box.queue.extend(messages)
             self._kick(box)
@@ -144,15 +178,16 @@ class ControlLink:
                 return
             while box.queue:
                 if box.channel.readyState != "open":
+                    # Kept: the session detaches the lost channel (the queue waits for the rebuilt one) or ends
+                    # the call (close drops it).
                     event(
                         log,
-                        "assist_messages_dropped",
-                        logging.WARNING,
+                        "assist_messages_waiting",
+                        logging.INFO,
                         member=box.member,
                         count=len(box.queue),
-                        problem="data channel closed",
+                        why="data channel closed",
                     )
-                    box.queue.clear()
                     return
                 box.channel.send(box.queue.popleft())
                 self.sent += 1
